@@ -1,0 +1,1 @@
+"""The `tunewise` command line: one module per subcommand, shared conventions in `common`."""

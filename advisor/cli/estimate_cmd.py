@@ -1,0 +1,97 @@
+"""`tunewise estimate`: will this fine-tune fit, and what will it cost?"""
+
+from __future__ import annotations
+
+import argparse
+
+from rich.table import Table
+
+from advisor.cli.common import add_json_flag, console, emit, positive, subparser
+from advisor.errors import UserError
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = subparser(
+        sub, "estimate", "memory, time and cost of a fine-tune before launch",
+        "Estimate per-GPU memory (weights, gradients, optimizer states, activations, ...), whether the job "
+        "fits, what would make it fit, and GPU-hours for a dataset size.",
+        [
+            "tunewise estimate --params-b 7 --method qlora --gpu-memory-gb 24",
+            "tunewise estimate --model ./my-model --method lora --seq-len 2048 --batch-size 4",
+            "tunewise estimate --params-b 70 --method full --gpus 8 --gpu-memory-gb 80 --sharding zero3 \\\n"
+            "      --examples 200000 --avg-tokens 600 --epochs 2 --gpu-tflops 989 --json",
+        ],
+    )
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--model", metavar="PATH", help="local model folder (reads config.json, counts parameters exactly)")
+    src.add_argument("--params-b", type=positive(float, "--params-b"), metavar="B", help="model size in billions")
+    p.add_argument("--method", required=True, choices=["full", "lora", "qlora", "p_tuning"])
+    p.add_argument("--seq-len", type=positive(int, "--seq-len"), default=1024)
+    p.add_argument("--batch-size", type=positive(int, "--batch-size"), default=1, help="per GPU")
+    p.add_argument("--grad-accum", type=positive(int, "--grad-accum"), default=1)
+    p.add_argument("--gpus", type=positive(int, "--gpus"), default=1)
+    p.add_argument("--gpu-memory-gb", type=positive(float, "--gpu-memory-gb"), default=24.0)
+    p.add_argument("--no-gradient-checkpointing", action="store_true")
+    p.add_argument("--optimizer", choices=["adamw", "adamw_8bit", "sgd"], default="adamw")
+    p.add_argument("--precision", choices=["bf16", "fp16", "fp32"], default="bf16")
+    p.add_argument("--lora-r", type=positive(int, "--lora-r"), default=16)
+    p.add_argument("--sharding", choices=["none", "zero2", "zero3", "fsdp"], default="none")
+    p.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="where it trains (sets the fixed overhead)")
+    p.add_argument("--examples", type=positive(int, "--examples", allow_zero=True))
+    p.add_argument("--avg-tokens", type=positive(float, "--avg-tokens"))
+    p.add_argument("--epochs", type=positive(float, "--epochs"), default=1.0)
+    p.add_argument("--gpu-tflops", type=positive(float, "--gpu-tflops"), default=312.0,
+                   help="peak dense bf16 TFLOP/s of one GPU (A100: 312, H100 SXM: 989, RTX 4090: 165)")
+    p.add_argument("--utilization", type=positive(float, "--utilization"), default=0.4)
+    p.add_argument("--price-per-gpu-hour", type=positive(float, "--price-per-gpu-hour", allow_zero=True))
+    add_json_flag(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from advisor.estimate import EstimateRequest, estimate, shape_from_config, shape_from_params_b
+
+    if (args.examples is None) != (args.avg_tokens is None):
+        raise UserError("--examples and --avg-tokens go together (GPU-hours need both)")
+    if args.utilization > 1:
+        raise UserError(f"--utilization must be at most 1, got {args.utilization}")
+    shape = shape_from_config(args.model) if args.model else shape_from_params_b(args.params_b)
+    req = EstimateRequest(
+        method=args.method, seq_len=args.seq_len, batch_size=args.batch_size, grad_accum=args.grad_accum,
+        gpus=args.gpus, gpu_memory_gb=args.gpu_memory_gb, gradient_checkpointing=not args.no_gradient_checkpointing,
+        optimizer=args.optimizer, precision=args.precision, lora_r=args.lora_r, sharding=args.sharding,
+        device=args.device, examples=args.examples, avg_tokens=args.avg_tokens, epochs=args.epochs,
+        gpu_tflops=args.gpu_tflops, utilization=args.utilization, price_per_gpu_hour=args.price_per_gpu_hour,
+    )
+    est = estimate(shape, req)
+    emit(est.model_dump(mode="json"), args.json, lambda: render(est))
+    return 0
+
+
+def render(est) -> None:
+    t = Table(title=f"{est.method} · {est.params_b:g}B parameters · "
+                    f"{est.trainable_params:,} trainable ({est.trainable_share:.3%})", title_justify="left")
+    t.add_column("per GPU", style="bold")
+    t.add_column("GB", justify="right")
+    for k, v in est.per_gpu_gb.items():
+        if v:
+            t.add_row(k.replace("_", " "), f"{v:,.2f}")
+    verdict = "[green]fits[/]" if est.fits else "[red]does not fit[/]"
+    t.add_row("[bold]total[/]", f"[bold]{est.total_gb:,.2f}[/]")
+    console.print(t)
+    console.print(f"{verdict} in {est.gpu_memory_gb:g} GB (headroom {est.headroom_gb:+,.2f} GB)")
+    if est.suggestions:
+        s = Table(title="what would make it fit", title_justify="left")
+        s.add_column("change")
+        s.add_column("flags", style="cyan")
+        s.add_column("total GB", justify="right")
+        s.add_column("fits")
+        for sg in est.suggestions:
+            s.add_row(sg.change, sg.flags, f"{sg.total_gb:,.2f}", "yes" if sg.fits else "no")
+        console.print(s)
+    if est.gpu_hours is not None:
+        line = f"time: {est.gpu_hours:,.2f} GPU-hours ({est.wall_hours:,.2f} h wall on {est.assumptions['gpus']} GPU(s))"
+        if est.cost is not None:
+            line += f", cost ≈ {est.cost:,.2f}"
+        console.print(line)
+    console.print("[dim]assumptions: " + "; ".join(f"{k}={v}" for k, v in est.assumptions.items()) + "[/]")

@@ -1,0 +1,165 @@
+"""Decoder shapes and exact parameter counts, from a local config.json or a size in billions."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from advisor.errors import UserError
+
+
+@dataclass(frozen=True)
+class ModelShape:
+    vocab: int
+    hidden: int
+    layers: int
+    heads: int
+    kv_heads: int
+    intermediate: int
+    tied_embeddings: bool = False
+    gated_mlp: bool = True  # SwiGLU (Llama/Mistral/Qwen) has 3 MLP matrices, GPT-2 has 2
+    attn_bias: bool = False
+    mlp_bias: bool = False
+    learned_positions: int = 0  # GPT-2 style position embeddings
+    norm_has_bias: bool = False
+    head_dim: int | None = None
+    source: str = "config.json"
+    exact_params: int | None = field(default=None, compare=False)  # override when given as --params-b
+
+    @property
+    def hd(self) -> int:
+        return self.head_dim or self.hidden // self.heads
+
+    @property
+    def q_dim(self) -> int:
+        return self.heads * self.hd
+
+    @property
+    def kv_dim(self) -> int:
+        return self.kv_heads * self.hd
+
+    def linear_shapes(self) -> dict[str, tuple[int, int]]:
+        """(in, out) of each linear layer in one block, named as in Llama (targets for LoRA)."""
+        h, i = self.hidden, self.intermediate
+        shapes = {
+            "q_proj": (h, self.q_dim),
+            "k_proj": (h, self.kv_dim),
+            "v_proj": (h, self.kv_dim),
+            "o_proj": (self.q_dim, h),
+            "up_proj": (h, i),
+            "down_proj": (i, h),
+        }
+        if self.gated_mlp:
+            shapes["gate_proj"] = (h, i)
+        return shapes
+
+    def counts(self) -> dict[str, int]:
+        h = self.hidden
+        attn = sum(a * b for k, (a, b) in self.linear_shapes().items() if k.endswith(("q_proj", "k_proj", "v_proj", "o_proj")))
+        mlp = sum(a * b for k, (a, b) in self.linear_shapes().items() if k in ("up_proj", "down_proj", "gate_proj"))
+        if self.attn_bias:
+            attn += self.q_dim + 2 * self.kv_dim + h
+        if self.mlp_bias:
+            mlp += self.intermediate + h
+        norm = 2 * h * (2 if self.norm_has_bias else 1)
+        per_layer = attn + mlp + norm
+        embed = self.vocab * h + self.learned_positions * h
+        lm_head = 0 if self.tied_embeddings else self.vocab * h
+        final_norm = h * (2 if self.norm_has_bias else 1)
+        total = embed + lm_head + final_norm + self.layers * per_layer
+        return {
+            "embeddings": embed,
+            "lm_head": lm_head,
+            "attention": self.layers * attn,
+            "mlp": self.layers * mlp,
+            "norms": self.layers * norm + final_norm,
+            "total": total,
+            "linear_in_blocks": self.layers * (attn + mlp),
+        }
+
+    @property
+    def params(self) -> int:
+        return self.exact_params or self.counts()["total"]
+
+
+def _need(cfg: dict, keys: tuple[str, ...], path: str) -> int:
+    for k in keys:
+        if k in cfg and cfg[k] is not None:
+            v = cfg[k]
+            if not isinstance(v, int) or isinstance(v, bool) or v <= 0:
+                raise UserError(f"{path}: key `{k}` must be a positive integer, got {v!r}")
+            return v
+    raise UserError(f"{path}: missing key `{keys[0]}` (also accepted: {', '.join(keys[1:]) or 'none'}); "
+                    "cannot count parameters without it")
+
+
+def shape_from_config(model_path: str | Path) -> ModelShape:
+    """Read a local model folder's (or a config file's) config.json: Llama/Mistral/Qwen/GPT-2 keys."""
+    p = Path(model_path)
+    cfg_path = p / "config.json" if p.is_dir() else p
+    if not cfg_path.is_file():
+        raise UserError(f"--model: no config.json at `{cfg_path}` (give a local model folder)")
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{cfg_path}: not valid JSON ({e})") from None
+    if not isinstance(cfg, dict):
+        raise UserError(f"{cfg_path}: expected a JSON object")
+    if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers keep the LM under text_config
+        cfg = {**cfg, **cfg["text_config"]}
+    src = str(cfg_path)
+    model_type = str(cfg.get("model_type", "")).lower()
+    gpt2_like = model_type in {"gpt2", "gpt_neo", "gptj", "gpt_bigcode"} or "n_embd" in cfg
+    hidden = _need(cfg, ("hidden_size", "n_embd", "d_model"), src)
+    layers = _need(cfg, ("num_hidden_layers", "n_layer", "num_layers"), src)
+    heads = _need(cfg, ("num_attention_heads", "n_head"), src)
+    vocab = _need(cfg, ("vocab_size",), src)
+    kv = cfg.get("num_key_value_heads") or heads
+    inter = cfg.get("intermediate_size") or cfg.get("n_inner") or (4 * hidden if gpt2_like else None)
+    if inter is None:
+        raise UserError(f"{src}: missing key `intermediate_size`; cannot count MLP parameters without it")
+    if hidden % heads and not cfg.get("head_dim"):
+        raise UserError(f"{src}: `hidden_size` ({hidden}) is not divisible by `num_attention_heads` ({heads})")
+    tied = bool(cfg.get("tie_word_embeddings", gpt2_like))
+    if gpt2_like:
+        return ModelShape(vocab, hidden, layers, heads, heads, int(inter), tied_embeddings=tied, gated_mlp=False,
+                          attn_bias=True, mlp_bias=True, learned_positions=int(cfg.get("n_positions", 1024)),
+                          norm_has_bias=True, source=src)
+    return ModelShape(
+        vocab, hidden, layers, heads, int(kv), int(inter), tied_embeddings=tied,
+        attn_bias=bool(cfg.get("attention_bias", model_type.startswith("qwen2"))),
+        mlp_bias=bool(cfg.get("mlp_bias", False)), head_dim=cfg.get("head_dim"), source=src,
+    )
+
+
+# Published decoder shapes (config.json of the released models) used for --params-b.
+REFERENCE_SHAPES: list[tuple[str, ModelShape]] = [
+    ("TinyLlama-1.1B", ModelShape(32000, 2048, 22, 32, 4, 5632)),
+    ("Llama-3.2-3B", ModelShape(128256, 3072, 28, 24, 8, 8192, tied_embeddings=True)),
+    ("Llama-2-7B", ModelShape(32000, 4096, 32, 32, 32, 11008)),
+    ("Llama-2-13B", ModelShape(32000, 5120, 40, 40, 40, 13824)),
+    ("LLaMA-33B", ModelShape(32000, 6656, 60, 52, 52, 17920)),
+    ("LLaMA-65B", ModelShape(32000, 8192, 80, 64, 64, 22016)),
+    ("Llama-2-70B", ModelShape(32000, 8192, 80, 64, 8, 28672)),
+    ("Llama-3.1-405B", ModelShape(128256, 16384, 126, 128, 8, 53248)),
+]
+
+
+def shape_from_params_b(params_b: float) -> ModelShape:
+    """A standard decoder shape for a size: the nearest published Llama shape, layers scaled to the size.
+    Weights use exactly params_b × 1e9; the shape drives activations and adapter sizes."""
+    if params_b <= 0:
+        raise UserError(f"--params-b must be > 0, got {params_b}")
+    target = params_b * 1e9
+    name, ref = min(REFERENCE_SHAPES, key=lambda r: abs(r[1].params - target) / target)
+    c = ref.counts()
+    per_layer = (c["total"] - c["embeddings"] - c["lm_head"] - ref.hidden) / ref.layers
+    rest = c["embeddings"] + c["lm_head"] + ref.hidden
+    layers = max(1, round((target - rest) / per_layer)) if target > rest else 1
+    if target <= rest:  # very small: shrink width instead
+        hidden = max(64, int((target / (2 * ref.vocab + 12 * 64)) // 64 * 64))
+        shape = ModelShape(ref.vocab, hidden, 4, max(1, hidden // 64), max(1, hidden // 64), 4 * hidden)
+    else:
+        shape = replace(ref, layers=layers)
+    return replace(shape, source=f"standard decoder shape for {params_b:g}B (based on {name})", exact_params=int(target))

@@ -1,0 +1,169 @@
+"""Reading user files (YAML/JSON) with line numbers, validating them against pydantic models with
+messages that name file, field and line and suggest a fix, and writing outputs atomically."""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from advisor.errors import UserError
+
+M = TypeVar("M", bound=BaseModel)
+Loc = tuple[str | int, ...]
+
+
+def _line_map(node: yaml.Node, path: Loc = (), out: dict[Loc, int] | None = None) -> dict[Loc, int]:
+    """Map each key path of a composed YAML document to its 1-based line."""
+    out = {} if out is None else out
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            out[path + (key,)] = key_node.start_mark.line + 1
+            _line_map(value_node, path + (key,), out)
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out[path + (i,)] = item.start_mark.line + 1
+            _line_map(item, path + (i,), out)
+    return out
+
+
+def read_structured(path: str | Path, what: str = "file") -> tuple[Any, dict[Loc, int]]:
+    """Parse a YAML or JSON file safely. Returns the data and a key-path → line map."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{what} `{p}` does not exist (or is not a file)")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise UserError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
+    try:
+        if p.suffix.lower() == ".json":
+            data = json.loads(text)
+            lines: dict[Loc, int] = {}
+            try:  # JSON is (almost always) YAML too: reuse the YAML composer for line numbers
+                node = yaml.compose(text, Loader=yaml.SafeLoader)
+                lines = _line_map(node) if node is not None else {}
+            except yaml.YAMLError:
+                pass
+            return data, lines
+        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        return data, (_line_map(node) if node is not None else {})
+    except json.JSONDecodeError as e:
+        raise UserError(f"{p}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"{p}:{mark.line + 1}:{mark.column + 1}" if mark else str(p)
+        problem = getattr(e, "problem", None) or str(e)
+        raise UserError(f"{where}: invalid YAML: {problem}") from None
+
+
+def _known_keys(model: type[BaseModel], loc: Loc) -> list[str]:
+    """Field names (and aliases) accepted at the nesting level of `loc` (which ends with the bad key)."""
+    current: Any = model
+    for part in loc[:-1]:
+        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+            continue
+        field = current.model_fields.get(part) or next(
+            (f for f in current.model_fields.values() if f.alias == part), None
+        )
+        if field is None:
+            return []
+        ann = field.annotation
+        # unwrap Optional[...] / unions to the first BaseModel among the args
+        candidates = [ann, *getattr(ann, "__args__", ())]
+        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
+        if current is None:
+            return []
+    if not (isinstance(current, type) and issubclass(current, BaseModel)):
+        return []
+    names: list[str] = []
+    for name, field in current.model_fields.items():
+        names.append(name)
+        if field.alias:
+            names.append(field.alias)
+        va = field.validation_alias
+        if va is not None and hasattr(va, "choices"):
+            names.extend(c for c in va.choices if isinstance(c, str))
+    return names
+
+
+def format_validation_error(
+    err: ValidationError, model: type[BaseModel], source: str, lines: dict[Loc, int]
+) -> str:
+    msgs = []
+    for e in err.errors():
+        loc: Loc = tuple(e["loc"])
+        field = ".".join(str(x) for x in loc) or "(top level)"
+        line = None
+        for i in range(len(loc), 0, -1):
+            if loc[:i] in lines:
+                line = lines[loc[:i]]
+                break
+        where = f"{source}:{line}" if line else source
+        if e["type"] == "extra_forbidden":
+            key = str(loc[-1])
+            hint = difflib.get_close_matches(key, _known_keys(model, loc), n=1, cutoff=0.5)
+            fix = f", did you mean `{hint[0]}`?" if hint else " (remove it; see the schema for allowed keys)"
+            msgs.append(f"{where}: unknown key `{field}`{fix}")
+        elif e["type"] == "missing":
+            msgs.append(f"{where}: missing required key `{field}`")
+        else:
+            got = e.get("input")
+            got_s = "" if isinstance(got, dict | list) else f" (got {json.dumps(got, default=str)})"
+            msgs.append(f"{where}: `{field}`: {e['msg']}{got_s}")
+    return "\n".join(msgs)
+
+
+def validate(model: type[M], data: Any, source: str, lines: dict[Loc, int] | None = None) -> M:
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: expected a mapping of keys to values at the top level")
+    try:
+        return model.model_validate(data)
+    except ValidationError as e:
+        raise UserError(format_validation_error(e, model, source, lines or {})) from None
+
+
+def load_model_file(model: type[M], path: str | Path, what: str = "file") -> M:
+    data, lines = read_structured(path, what)
+    return validate(model, data, str(path), lines)
+
+
+def atomic_write(path: str | Path, content: str | bytes) -> Path:
+    """Write via a temp file in the same folder and rename, so readers never see half a file."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(content.encode("utf-8") if isinstance(content, str) else content)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+    return p
+
+
+def dump_yaml(data: Any) -> str:
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
+
+
+def write_model(path: str | Path, model: BaseModel, header: str | None = None) -> Path:
+    """Write a pydantic model as YAML (or JSON for *.json), atomically."""
+    data = model.model_dump(mode="json", exclude_none=True)
+    if str(path).endswith(".json"):
+        return atomic_write(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    text = (f"# {header}\n" if header else "") + dump_yaml(data)
+    return atomic_write(path, text)
