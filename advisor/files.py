@@ -34,6 +34,21 @@ def _line_map(node: yaml.Node, path: Loc = (), out: dict[Loc, int] | None = None
     return out
 
 
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: ~10× faster
+
+
+def _parse_yaml(text: str) -> tuple[Any, dict[Loc, int]]:
+    """One safe parse giving both the data and the key-path → line map."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None, {}
+        return loader.construct_document(node), _line_map(node)
+    finally:
+        loader.dispose()
+
+
 def read_structured(path: str | Path, what: str = "file") -> tuple[Any, dict[Loc, int]]:
     """Parse a YAML or JSON file safely. Returns the data and a key-path → line map."""
     p = Path(path)
@@ -45,17 +60,13 @@ def read_structured(path: str | Path, what: str = "file") -> tuple[Any, dict[Loc
         raise UserError(f"{p}: not UTF-8 text ({e.reason} at byte {e.start})") from None
     try:
         if p.suffix.lower() == ".json":
-            data = json.loads(text)
-            lines: dict[Loc, int] = {}
-            try:  # JSON is (almost always) YAML too: reuse the YAML composer for line numbers
-                node = yaml.compose(text, Loader=yaml.SafeLoader)
-                lines = _line_map(node) if node is not None else {}
+            data = json.loads(text)  # strict JSON errors; line numbers below come from the YAML composer
+            try:
+                _, lines = _parse_yaml(text)
             except yaml.YAMLError:
-                pass
+                lines = {}
             return data, lines
-        data = yaml.safe_load(text)
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        return data, (_line_map(node) if node is not None else {})
+        return _parse_yaml(text)
     except json.JSONDecodeError as e:
         raise UserError(f"{p}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
     except yaml.YAMLError as e:
@@ -65,34 +76,54 @@ def read_structured(path: str | Path, what: str = "file") -> tuple[Any, dict[Loc
         raise UserError(f"{where}: invalid YAML: {problem}") from None
 
 
-def _known_keys(model: type[BaseModel], loc: Loc) -> list[str]:
-    """Field names (and aliases) accepted at the nesting level of `loc` (which ends with the bad key)."""
-    current: Any = model
+def _models_in(ann: Any) -> list[type[BaseModel]]:
+    """The pydantic models inside an annotation (plain, Optional, union, list of)."""
+    if isinstance(ann, type) and issubclass(ann, BaseModel):
+        return [ann]
+    out: list[type[BaseModel]] = []
+    for a in getattr(ann, "__args__", ()) or ():
+        out += _models_in(a)
+    return out
+
+
+def _field_of(model: type[BaseModel], key: str) -> Any:
+    for name, f in model.model_fields.items():
+        va = f.validation_alias
+        names = {name, f.alias} | set(getattr(va, "choices", ()) or ())
+        if key in names:
+            return f
+    return None
+
+
+def _resolve(model: type[BaseModel], loc: Loc) -> tuple[list[str], Loc]:
+    """Keys accepted where the last element of `loc` sits, and `loc` as the user wrote it
+    (union tags that pydantic inserts, such as `lora` in `method.lora.lora_r`, are dropped)."""
+    candidates: list[type[BaseModel]] = [model]
+    shown: list[str | int] = []
     for part in loc[:-1]:
-        if isinstance(part, int) or not (isinstance(current, type) and issubclass(current, BaseModel)):
+        if isinstance(part, int):
+            shown.append(part)
             continue
-        field = current.model_fields.get(part) or next(
-            (f for f in current.model_fields.values() if f.alias == part), None
-        )
-        if field is None:
-            return []
-        ann = field.annotation
-        # unwrap Optional[...] / unions to the first BaseModel among the args
-        candidates = [ann, *getattr(ann, "__args__", ())]
-        current = next((c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None)
-        if current is None:
-            return []
-    if not (isinstance(current, type) and issubclass(current, BaseModel)):
-        return []
+        field = next((f for c in candidates if (f := _field_of(c, part)) is not None), None)
+        if field is not None:
+            shown.append(part)
+            candidates = _models_in(field.annotation)
+            continue
+        tagged = [c for c in candidates if "name" in c.model_fields and c.model_fields["name"].default == part]
+        if tagged:  # a discriminated-union tag: not something the user typed
+            candidates = tagged
+            continue
+        candidates = []
     names: list[str] = []
-    for name, field in current.model_fields.items():
-        names.append(name)
-        if field.alias:
-            names.append(field.alias)
-        va = field.validation_alias
-        if va is not None and hasattr(va, "choices"):
-            names.extend(c for c in va.choices if isinstance(c, str))
-    return names
+    for c in candidates:
+        for name, f in c.model_fields.items():
+            names += [name, *([f.alias] if f.alias else []),
+                      *[x for x in getattr(f.validation_alias, "choices", ()) or () if isinstance(x, str)]]
+    return names, tuple(shown) + loc[-1:]
+
+
+def _dotted(loc: Loc) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(loc))
 
 
 def format_validation_error(
@@ -101,20 +132,23 @@ def format_validation_error(
     msgs = []
     for e in err.errors():
         loc: Loc = tuple(e["loc"])
-        field = ".".join(str(x) for x in loc) or "(top level)"
+        known, user_loc = _resolve(model, loc) if loc else ([], ())
+        field = _dotted(user_loc)
         line = None
-        for i in range(len(loc), 0, -1):
-            if loc[:i] in lines:
-                line = lines[loc[:i]]
+        for i in range(len(user_loc), 0, -1):
+            if user_loc[:i] in lines:
+                line = lines[user_loc[:i]]
                 break
         where = f"{source}:{line}" if line else source
         if e["type"] == "extra_forbidden":
             key = str(loc[-1])
-            hint = difflib.get_close_matches(key, _known_keys(model, loc), n=1, cutoff=0.5)
+            hint = difflib.get_close_matches(key, known, n=1, cutoff=0.5)
             fix = f", did you mean `{hint[0]}`?" if hint else " (remove it; see the schema for allowed keys)"
             msgs.append(f"{where}: unknown key `{field}`{fix}")
         elif e["type"] == "missing":
             msgs.append(f"{where}: missing required key `{field}`")
+        elif not loc:
+            msgs.append(f"{where}: {e['msg'].removeprefix('Value error, ')}")
         else:
             got = e.get("input")
             got_s = "" if isinstance(got, dict | list) else f" (got {json.dumps(got, default=str)})"
@@ -162,7 +196,7 @@ def dump_yaml(data: Any) -> str:
 
 def write_model(path: str | Path, model: BaseModel, header: str | None = None) -> Path:
     """Write a pydantic model as YAML (or JSON for *.json), atomically."""
-    data = model.model_dump(mode="json", exclude_none=True)
+    data = model.to_file_dict() if hasattr(model, "to_file_dict") else model.model_dump(mode="json", exclude_none=True)
     if str(path).endswith(".json"):
         return atomic_write(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     text = (f"# {header}\n" if header else "") + dump_yaml(data)

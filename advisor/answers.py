@@ -1,0 +1,60 @@
+"""The answers file: what a user knows about their task (public contract, YAML or JSON)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+Goal = Literal["knowledge", "format", "task", "reasoning", "style", "identity", "domain_language"]
+Freshness = Literal["static", "yearly", "monthly", "weekly", "daily"]
+Prompting = Literal["untried", "works", "unstable", "plateaued"]
+TaskType = Literal[
+    "translation", "rewriting", "extraction", "summarisation", "qa",
+    "classification", "generation", "structured_output", "conversation", "other",
+]
+
+GOAL_HELP = {
+    "knowledge": "facts the model must know (products, policies, documents)",
+    "format": "a fixed output format (strict JSON, a report template)",
+    "task": "an input→output mapping (classification, extraction, normalisation)",
+    "reasoning": "better multi-step reasoning (maths, logic)",
+    "style": "a voice or tone",
+    "identity": "a name or persona",
+    "domain_language": "a field's phrasing, or a new language",
+}
+
+
+class Answers(BaseModel):
+    """Answers that drive `tunewise recommend`. Keys beyond the core ones are optional with neutral defaults."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    goal: Goal = Field(description="what the model must gain")
+    knowledge_freshness: Freshness | None = Field(
+        None, description="how often the facts change (only with goal `knowledge`)")
+    prompting: Prompting = Field(description="how prompting performs today")
+    examples: int = Field(ge=0, description="labelled examples available")
+    tasks: int = Field(1, ge=1, description="distinct tasks the data covers")
+    needs_citations: bool = Field(False, description="answers must cite sources")
+    private_data: bool = Field(False, description="data may not leave the user's environment")
+    requests_per_day: int = Field(ge=0, description="expected traffic")
+    gpu_memory_gb: float = Field(ge=0, description="memory per GPU in GB; 0 = no GPU")
+    gpu_count: int = Field(ge=0, description="GPUs available")
+    model_params_b: float = Field(gt=0, description="base model size in billions of parameters")
+    budget_gpu_hours: float | None = Field(None, ge=0, description="training budget in GPU-hours")
+    # optional extensions (defaults keep the core semantics)
+    task_type: TaskType = Field("other", description="kind of task, when one dominates")
+    prompt_tokens: int = Field(500, ge=0, description="tokens sent per request today (instructions + few-shot)")
+    cpu_memory_gb: float = Field(16.0, gt=0, description="host memory for CPU-only training")
+    dataset: str | None = Field(None, description="path of the training data, if any")
+    model_path: str | None = Field(None, description="local folder of the base model, if any")
+
+    @model_validator(mode="after")
+    def _freshness(self) -> Answers:
+        if self.goal == "knowledge" and self.knowledge_freshness is None:
+            raise ValueError("`knowledge_freshness` is required when goal is `knowledge` "
+                             "(static, yearly, monthly, weekly or daily)")
+        if (self.gpu_memory_gb == 0) != (self.gpu_count == 0):
+            raise ValueError("`gpu_memory_gb` and `gpu_count` must both be 0 (no GPU) or both be above 0")
+        return self

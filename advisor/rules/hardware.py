@@ -1,0 +1,86 @@
+"""Does each fine-tune method fit the user's hardware? A small ladder of standard configurations per
+method is tried against the memory estimate; the first that fits is the one the advisor writes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from advisor.answers import Answers
+from advisor.estimate import EstimateRequest, MemoryEstimate, estimate, shape_from_config, shape_from_params_b
+from advisor.estimate.shapes import ModelShape
+
+CPU_MAX_PARAMS_B = 1.0  # above this, CPU training is impractically slow
+CPU_TFLOPS = 1.0  # a few cores with AVX2/AVX-512
+ATTENTION_ONLY = ("q_proj", "v_proj")
+
+
+@dataclass
+class Fit:
+    method: str
+    request: EstimateRequest
+    estimate: MemoryEstimate
+    fits: bool
+    rung: int  # 0 = the standard configuration; higher = leaner settings were needed
+
+
+def assumed_gpu_tflops(gpu_memory_gb: float) -> float:
+    """Peak dense bf16 TFLOP/s of a typical GPU of that memory size (the estimate states it)."""
+    if gpu_memory_gb <= 16:
+        return 65.0  # T4 / V100 class
+    if gpu_memory_gb <= 24:
+        return 165.0  # RTX 4090 / A10 class
+    if gpu_memory_gb <= 48:
+        return 180.0  # L40S / A6000 class
+    return 312.0  # A100 class
+
+
+def _ladder(method: str, gpus: int) -> list[dict]:
+    shard = {"sharding": "zero3"} if gpus > 1 else {}
+    if method == "full":
+        return [{"optimizer": "adamw", **shard}, {"optimizer": "adamw_8bit", **shard}]
+    if method in ("lora", "qlora"):
+        opt = "adamw_8bit" if method == "qlora" else "adamw"  # QLoRA uses paged 8-bit optimizers by design
+        return [
+            {"optimizer": opt, "lora_r": 16},
+            {"optimizer": "adamw_8bit", "lora_r": 16},
+            {"optimizer": "adamw_8bit", "lora_r": 8, "lora_targets": ATTENTION_ONLY},
+            *([{"optimizer": "adamw_8bit", "lora_r": 8, "lora_targets": ATTENTION_ONLY, **shard}] if shard else []),
+        ]
+    return [{"optimizer": "adamw"}, *([shard] if shard else [])]
+
+
+def model_shape(answers: Answers) -> ModelShape:
+    if answers.model_path:
+        return shape_from_config(answers.model_path)
+    return shape_from_params_b(answers.model_params_b)
+
+
+def fit_methods(answers: Answers, seq_len: int, examples: int, avg_tokens: float, epochs: float) -> dict[str, Fit]:
+    shape = model_shape(answers)
+    common = dict(seq_len=seq_len, batch_size=1, gradient_checkpointing=True, examples=examples,
+                  avg_tokens=avg_tokens, epochs=epochs)
+    out: dict[str, Fit] = {}
+    for method in ("full", "lora", "qlora", "p_tuning"):
+        tried: list[Fit] = []
+        if answers.gpu_count > 0:
+            base = EstimateRequest(method=method, gpus=answers.gpu_count, gpu_memory_gb=answers.gpu_memory_gb,
+                                   precision="bf16", device="cuda",
+                                   gpu_tflops=assumed_gpu_tflops(answers.gpu_memory_gb), **common)
+            for rung, upd in enumerate(_ladder(method, answers.gpu_count)):
+                req = base.model_copy(update=upd)
+                est = estimate(shape, req)
+                tried.append(Fit(method, req, est, est.fits, rung))
+                if est.fits:
+                    break
+        if not (tried and tried[-1].fits) and shape.params <= CPU_MAX_PARAMS_B * 1e9:
+            # CPU path: small models train on the host in fp32 (bf16 kernels are slow or missing on CPUs)
+            req = EstimateRequest(method=method, gpus=1, gpu_memory_gb=answers.cpu_memory_gb, precision="fp32",
+                                  device="cpu", gpu_tflops=CPU_TFLOPS, utilization=0.3,
+                                  optimizer="adamw", **common)
+            est = estimate(shape, req)
+            tried.append(Fit(method, req, est, est.fits, 0))
+        if not tried:  # no GPU and too big for the CPU path: report the standard GPU-less estimate
+            req = EstimateRequest(method=method, gpus=1, gpu_memory_gb=0, device="cpu", precision="fp32", **common)
+            tried.append(Fit(method, req, estimate(shape, req), False, 0))
+        out[method] = next((f for f in tried if f.fits), tried[0])
+    return out
