@@ -1,0 +1,124 @@
+"""Exact duplicates, near-duplicates (MinHash + LSH over character shingles, so Chinese works too) and
+conflicting answers (same prompt, different answers). Memory: one 64-value signature per record."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+
+NUM_PERM = 64
+BANDS = 16
+ROWS = NUM_PERM // BANDS
+SHINGLE = 5
+MAX_SHINGLES = 2000
+_MASK61 = np.uint64((1 << 61) - 1)
+_rng = np.random.default_rng(20240601)  # fixed: the same file gives the same groups on every run
+_A = (_rng.integers(1, 1 << 61, NUM_PERM, dtype=np.uint64) | np.uint64(1))
+_B = _rng.integers(0, 1 << 61, NUM_PERM, dtype=np.uint64)
+_BASE = np.uint64(1_000_003)
+
+
+def signature(norm: str) -> np.ndarray:
+    """64 MinHash values of the text's character 5-grams (spaces removed)."""
+    text = norm.replace(" ", "")
+    if not text:
+        return np.full(NUM_PERM, np.iinfo(np.uint32).max, dtype=np.uint32)
+    cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    n = len(cps)
+    # a CJK character carries about a word: shorter shingles there
+    k = 3 if np.count_nonzero(cps > 0x2E80) * 3 > n else SHINGLE
+    if n < k:
+        h = np.array([int(sum(int(c) << (8 * i) for i, c in enumerate(cps)) & ((1 << 61) - 1))], dtype=np.uint64)
+    else:
+        m = n - k + 1
+        h = cps[:m].copy()
+        for j in range(1, k):  # polynomial rolling hash, wrapping in uint64
+            h = h * _BASE + cps[j:j + m]
+        if m > MAX_SHINGLES:
+            h = h[np.linspace(0, m - 1, MAX_SHINGLES).astype(np.int64)]
+        h = np.unique(h)
+    mixed = (h[:, None] * _A[None, :] + _B[None, :]) >> np.uint64(32)
+    return mixed.min(axis=0).astype(np.uint32)
+
+
+class UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+
+    def find(self, x: int) -> int:
+        root = x
+        while self.parent.get(root, root) != root:
+            root = self.parent[root]
+        while self.parent.get(x, x) != root:
+            self.parent[x], x = root, self.parent[x]
+        return root
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            lo, hi = min(ra, rb), max(ra, rb)
+            self.parent[hi] = lo
+
+    def groups(self) -> list[list[int]]:
+        out: dict[int, list[int]] = defaultdict(list)
+        for x in self.parent:
+            out[self.find(x)].append(x)
+        return [sorted(g) for g in out.values() if len(g) > 1]
+
+
+class DuplicateIndex:
+    """Feed records in order with `add`; read groups at the end."""
+
+    def __init__(self, threshold: float = 0.8) -> None:
+        self.threshold = threshold
+        self.exact_first: dict[int, int] = {}
+        self.exact = UnionFind()
+        self.near = UnionFind()
+        self.buckets: list[dict[bytes, list[int]]] = [defaultdict(list) for _ in range(BANDS)]
+        self.sigs = np.zeros((1024, NUM_PERM), dtype=np.uint32)
+        self.sig_rows: dict[int, int] = {}
+        self.prompt_first: dict[int, tuple[int, int]] = {}  # prompt key → (first record, its answer key)
+        self.conflicts = UnionFind()
+
+    def add(self, index: int, norm_record: str, norm_prompt: str, norm_answer: str, with_prompt: bool) -> None:
+        key = hash(norm_record)
+        first = self.exact_first.setdefault(key, index)
+        if first != index:
+            self.exact.union(first, index)
+            return  # an exact copy adds nothing to near-duplicate search
+        if with_prompt and norm_prompt:
+            pkey, akey = hash(norm_prompt), hash(norm_answer)
+            seen = self.prompt_first.setdefault(pkey, (index, akey))
+            if seen[0] != index and seen[1] != akey:
+                self.conflicts.union(seen[0], index)
+        sig = signature(norm_record)
+        row = len(self.sig_rows)
+        if row >= len(self.sigs):
+            self.sigs = np.concatenate([self.sigs, np.zeros_like(self.sigs)])
+        self.sigs[row] = sig
+        self.sig_rows[index] = row
+        candidates: set[int] = set()
+        for b in range(BANDS):
+            band = sig[b * ROWS:(b + 1) * ROWS].tobytes()
+            bucket = self.buckets[b][band]
+            candidates.update(bucket[-50:])  # cap per bucket: a huge cluster is caught anyway
+            bucket.append(index)
+        for other in candidates:
+            if self.near.find(other) == self.near.find(index):
+                continue
+            sim = float(np.count_nonzero(self.sigs[self.sig_rows[other]] == sig)) / NUM_PERM
+            if sim >= self.threshold:
+                self.near.union(other, index)
+
+    def mean_similarity(self, sample: int = 400, seed: int = 0) -> float:
+        """Mean estimated Jaccard similarity between random pairs of distinct records."""
+        n = len(self.sig_rows)
+        if n < 2:
+            return 0.0
+        rng = np.random.default_rng(seed)
+        rows = rng.choice(n, size=min(sample, n), replace=False)
+        sig = self.sigs[rows]
+        eq = (sig[:, None, :] == sig[None, :, :]).mean(axis=2)
+        k = len(rows)
+        return float((eq.sum() - k) / (k * (k - 1)))
