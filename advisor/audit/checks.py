@@ -21,6 +21,10 @@ REFUSAL = re.compile(
     r"\bi(?:'m| am) (?:sorry|afraid),? but (?:as an ai|i (?:cannot|can't|am unable|am not able))|"
     r"\bi cannot (?:fulfill|comply with|assist with) (?:this|that|your)|\bi don't have personal (?:opinions|feelings|beliefs|experiences)|"
     r"作为一个?(?:人工智能|ai|AI)(?:语言)?模型|作为(?:一个)?(?:AI|ai|人工智能)助手，?我(?:无法|不能)", re.IGNORECASE)
+PLACEHOLDER_HINTS = ("{{", "<no", "[", "lorem", "<placeholder", "placeholder")
+TEMPLATE_HINTS = ("<|", "[INST", "[/INST", "<<SYS", "<</SYS", "</s>", "<s>", "###", "Human:", "Assistant:", "USER:",
+                  "ASSISTANT:")
+REFUSAL_HINTS = ("as an ai", "language model", "sorry", "cannot", "personal", "作为", "afraid", "as an ai assistant")
 CHAR_RUN = re.compile(r"([^\s\-=_*#.~`|+<>\d])\1{29,}")
 TRANSLATE = re.compile(r"translat|翻译|翻譯|traduc|übersetz|翻訳|번역", re.IGNORECASE)
 LANGUAGE_NAMES = {
@@ -29,17 +33,22 @@ LANGUAGE_NAMES = {
     "ja": r"japanese|日语|日本語", "ko": r"korean|韩语", "ru": r"russian|俄语", "ar": r"arabic", "hi": r"hindi",
 }
 
-PII = re.compile(
-    r"(?P<email>[A-Za-z0-9._%+-]+@(?![\w-]*example)(?!(?:yourdomain|domain|company|test|sample|email|mail|acme)\.)[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})"
-    r"|(?P<apikey>\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}|\bAKIA[0-9A-Z]{16}\b|\bgh[pousr]_[A-Za-z0-9]{36}\b|"
+EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@(?![\w-]*example)(?!(?:yourdomain|domain|company|test|sample|email|mail|acme)\.)"
+                   r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+SECRET = re.compile(
+    r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}|\bAKIA[0-9A-Z]{16}\b|\bgh[pousr]_[A-Za-z0-9]{36}\b|"
     r"\bxox[abpr]-[A-Za-z0-9-]{10,}|\bAIza[0-9A-Za-z_-]{35}\b|\bhf_[A-Za-z0-9]{30,}\b|"
     r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}|-----BEGIN (?:RSA |EC |OPENSSH )?PRIVATE KEY-----|"
-    r"\b(?:api[_-]?key|secret|access[_-]?token|password)\s*[:=]\s*['\"]?[A-Za-z0-9_\-/+]{16,})"
-    r"|(?P<card>(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-]))"
-    r"|(?P<cnid>(?<!\d)\d{17}[\dXx](?![\dA-Za-z]))"
-    r"|(?P<ssn>(?<![\d-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\d-]))"
-    r"|(?P<phone>(?<![\w+])(?:\+\d{1,3}[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}(?!\d)|"
-    r"(?<![\w+])\+\d{1,3}[\s-]\d{2,4}[\s-]\d{3,4}[\s-]?\d{3,4}(?!\d)|(?<!\d)1[3-9]\d{9}(?!\d))")
+    r"\b(?:api[_-]?key|secret|access[_-]?token|password)\s*[:=]\s*['\"]?[A-Za-z0-9_\-/+]{16,}", re.IGNORECASE)
+SECRET_HINTS = ("sk-", "akia", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xox", "aiza", "hf_", "eyj", "private key",
+                "api", "secret", "token", "password")  # checked against the lower-cased text
+DIGIT_SPAN = re.compile(r"[+(]?\d[\d ().-]{7,22}[\dXx]")
+NUMBERS = re.compile(
+    r"(?P<card>^(?:\d[ -]?){12,18}\d$)"
+    r"|(?P<cnid>^\d{17}[\dXx]$)"
+    r"|(?P<ssn>^(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}$)"
+    r"|(?P<phone>^(?:\+\d{1,3}[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}$|"
+    r"^\+\d{1,3}[\s-]\d{2,4}[\s-]\d{3,4}[\s-]?\d{3,4}$|^1[3-9]\d{9}$)")
 PII_NAMES = {"email": "email address", "apikey": "API key or secret", "card": "payment card number",
              "cnid": "national ID number", "ssn": "US social security number", "phone": "phone number"}
 _CNID_W = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
@@ -62,15 +71,27 @@ def cn_id_valid(s: str) -> bool:
     return s[17].upper() == check
 
 
-def pii_kinds(text: str) -> list[str]:
+def pii_kinds(text: str, low: str | None = None) -> list[str]:
+    """Kinds of personal data or secrets in `text`. Cheap substring guards first: most text has none."""
     found: list[str] = []
-    for m in PII.finditer(text):
-        kind = m.lastgroup
+    low = text.lower() if low is None else low
+    if "@" in text and EMAIL.search(text):
+        found.append("email")
+    if any(h in low for h in SECRET_HINTS) and SECRET.search(text):
+        found.append("apikey")
+    for m in DIGIT_SPAN.finditer(text):
+        span = m.group().strip(" .-()")
+        if m.group().startswith(("(", "+")):
+            span = m.group().rstrip(" .-")
+        hit = NUMBERS.match(span)
+        if not hit:
+            continue
+        kind = hit.lastgroup
         if kind == "card":
-            digits = re.sub(r"\D", "", m.group())
+            digits = re.sub(r"\D", "", span)
             if not (13 <= len(digits) <= 19 and digits[0] in "3456" and luhn(digits) and len(set(digits)) > 2):
                 continue
-        elif kind == "cnid" and not cn_id_valid(m.group()):
+        elif kind == "cnid" and not cn_id_valid(span):
             continue
         if kind and kind not in found:
             found.append(kind)
@@ -111,16 +132,18 @@ def content_checks(s: Sample, fmt: str, lang_prompt: str, lang_answer: str) -> l
     if fmt != "text" and s.last_assistant() is not None and not answer.strip():
         hits.append(("empty_output", "error", "the answer is empty or whitespace"))
     all_text = "\n".join(m.content for m in s.messages)
-    ph = PLACEHOLDER.search(all_text)
+    low = all_text.lower()
+    ph = PLACEHOLDER.search(all_text) if any(h in low for h in PLACEHOLDER_HINTS) else None
     if ph:
         hits.append(("placeholder", "error", f"unfilled placeholder `{ph.group()[:40]}`"))
-    leak = TEMPLATE_LEAK.search(all_text)
+    leak = TEMPLATE_LEAK.search(all_text) if any(h in all_text for h in TEMPLATE_HINTS) else None
     if leak:
         hits.append(("template_leak", "warning", f"chat/instruction markup inside content: `{leak.group().strip()[:30]}`"))
-    kinds = pii_kinds(all_text)
+    kinds = pii_kinds(all_text, low)
     if kinds:
         hits.append(("pii", "warning", "possible " + ", ".join(PII_NAMES[k] for k in kinds)))
-    if REFUSAL.search(answer):
+    low_answer = answer.lower()
+    if any(h in low_answer for h in REFUSAL_HINTS) and REFUSAL.search(answer):
         hits.append(("refusal_boilerplate", "warning", "refusal / 'as an AI language model' boilerplate in the answer"))
     rep = repetition(answer)
     if rep:

@@ -11,12 +11,14 @@ NUM_PERM = 64
 BANDS = 16
 ROWS = NUM_PERM // BANDS
 SHINGLE = 5
-MAX_SHINGLES = 2000
+SAMPLE_ABOVE = 128
+BUCKET_CAP = 12
 _MASK61 = np.uint64((1 << 61) - 1)
 _rng = np.random.default_rng(20240601)  # fixed: the same file gives the same groups on every run
 _A = (_rng.integers(1, 1 << 61, NUM_PERM, dtype=np.uint64) | np.uint64(1))
 _B = _rng.integers(0, 1 << 61, NUM_PERM, dtype=np.uint64)
 _BASE = np.uint64(1_000_003)
+_SHIFT = np.uint64(32)
 
 
 def signature(norm: str) -> np.ndarray:
@@ -27,7 +29,7 @@ def signature(norm: str) -> np.ndarray:
     cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     n = len(cps)
     # a CJK character carries about a word: shorter shingles there
-    k = 3 if np.count_nonzero(cps > 0x2E80) * 3 > n else SHINGLE
+    k = SHINGLE if text.isascii() or np.count_nonzero(cps > 0x2E80) * 3 <= n else 3
     if n < k:
         h = np.array([int(sum(int(c) << (8 * i) for i, c in enumerate(cps)) & ((1 << 61) - 1))], dtype=np.uint64)
     else:
@@ -35,10 +37,15 @@ def signature(norm: str) -> np.ndarray:
         h = cps[:m].copy()
         for j in range(1, k):  # polynomial rolling hash, wrapping in uint64
             h = h * _BASE + cps[j:j + m]
-        if m > MAX_SHINGLES:
-            h = h[np.linspace(0, m - 1, MAX_SHINGLES).astype(np.int64)]
-        h = np.unique(h)
-    mixed = (h[:, None] * _A[None, :] + _B[None, :]) >> np.uint64(32)
+        if m > SAMPLE_ABOVE:
+            # content-defined subsampling: the same shingle is kept (or dropped) in every document of similar
+            # length, so near-duplicates keep their overlap while long texts cost no more than short ones
+            step = 1 << int(np.ceil(np.log2(m / SAMPLE_ABOVE)))
+            kept = h[((h >> np.uint64(17)) & np.uint64(step - 1)) == 0]
+            h = kept if kept.size else h[:1]
+    mixed = np.multiply.outer(h, _A)
+    mixed += _B
+    mixed >>= _SHIFT
     return mixed.min(axis=0).astype(np.uint32)
 
 
@@ -77,7 +84,7 @@ class DuplicateIndex:
         self.near = UnionFind()
         self.buckets: list[dict[bytes, list[int]]] = [defaultdict(list) for _ in range(BANDS)]
         self.sigs = np.zeros((1024, NUM_PERM), dtype=np.uint32)
-        self.sig_rows: dict[int, int] = {}
+        self.row_index: list[int] = []  # signature row → record index
         self.prompt_first: dict[int, tuple[int, int]] = {}  # prompt key → (first record, its answer key)
         self.conflicts = UnionFind()
 
@@ -93,27 +100,25 @@ class DuplicateIndex:
             if seen[0] != index and seen[1] != akey:
                 self.conflicts.union(seen[0], index)
         sig = signature(norm_record)
-        row = len(self.sig_rows)
+        row = len(self.row_index)
         if row >= len(self.sigs):
             self.sigs = np.concatenate([self.sigs, np.zeros_like(self.sigs)])
         self.sigs[row] = sig
-        self.sig_rows[index] = row
+        self.row_index.append(index)
         candidates: set[int] = set()
         for b in range(BANDS):
-            band = sig[b * ROWS:(b + 1) * ROWS].tobytes()
-            bucket = self.buckets[b][band]
-            candidates.update(bucket[-50:])  # cap per bucket: a huge cluster is caught anyway
-            bucket.append(index)
-        for other in candidates:
-            if self.near.find(other) == self.near.find(index):
-                continue
-            sim = float(np.count_nonzero(self.sigs[self.sig_rows[other]] == sig)) / NUM_PERM
-            if sim >= self.threshold:
-                self.near.union(other, index)
+            bucket = self.buckets[b][sig[b * ROWS:(b + 1) * ROWS].tobytes()]
+            candidates.update(bucket[-BUCKET_CAP:])  # a huge cluster is still caught through its recent members
+            bucket.append(row)
+        if candidates:
+            rows = np.fromiter(candidates, dtype=np.int64, count=len(candidates))
+            sims = np.count_nonzero(self.sigs[rows] == sig, axis=1) / NUM_PERM
+            for r in rows[sims >= self.threshold]:
+                self.near.union(self.row_index[int(r)], index)
 
     def mean_similarity(self, sample: int = 400, seed: int = 0) -> float:
         """Mean estimated Jaccard similarity between random pairs of distinct records."""
-        n = len(self.sig_rows)
+        n = len(self.row_index)
         if n < 2:
             return 0.0
         rng = np.random.default_rng(seed)

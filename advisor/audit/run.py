@@ -113,7 +113,6 @@ def audit_file(path: str | Path, fmt: str = "auto", max_seq_len: int = 2048, mod
     intents: Counter = Counter()
     instr_counts: Counter = Counter()
     system_counts: Counter = Counter()
-    record_keys: list[tuple[int, int]] = []  # (system key, instruction key) per valid record
     knowledge = 0
     bigrams: set = set()
     bigram_total = 0
@@ -180,10 +179,9 @@ def audit_file(path: str | Path, fmt: str = "auto", max_seq_len: int = 2048, mod
         task_intent = "tool_use" if s.has_tools else intent(s.instruction)
         intents[task_intent] += 1
         system = next((m.content for m in s.messages if m.role == "system"), "")
-        skey, ikey = hash(normalise(system[:500])), hash(normalise(s.instruction[:300]))
+        skey, ikey = hash(system[:500].strip()), hash(s.instruction[:300].strip().lower())
         system_counts[skey] += 1
         instr_counts[ikey] += 1
-        record_keys.append((skey, ikey))
         if is_factual_question(s.instruction) and not is_structured(answer) and fact_density(answer) >= 3:
             knowledge += 1
         if len(bigrams) < 2_000_000:
@@ -231,6 +229,7 @@ def audit_file(path: str | Path, fmt: str = "auto", max_seq_len: int = 2048, mod
             "turns": {str(k): v for k, v in sorted(turns.items())},
             "languages": dict(langs.most_common()),
             "task_mix": task_mix,
+            "histograms": {"prompt": _histogram(tok_prompt), "answer": _histogram(tok_answer)},
         },
         signals={
             "examples": examples,
@@ -241,6 +240,17 @@ def audit_file(path: str | Path, fmt: str = "auto", max_seq_len: int = 2048, mod
             "low_diversity": low_div,
         },
     )
+
+
+def _histogram(values: list[int], bins: int = 24) -> dict:
+    """Counts over log-spaced token-length bins (lengths span orders of magnitude)."""
+    if not values:
+        return {"edges": [], "counts": []}
+    a = np.asarray(values)
+    hi = max(2, int(a.max()) + 1)
+    edges = np.unique(np.geomspace(1, hi, bins + 1).astype(int))
+    counts, edges = np.histogram(np.clip(a, 1, None), bins=edges)
+    return {"edges": edges.tolist(), "counts": counts.tolist()}
 
 
 def _record_findings(acc: dict, cat: dict) -> list[Finding]:
@@ -273,6 +283,9 @@ def _duplicate_findings(dup: DuplicateIndex, lines: dict[int, int], samples: int
     return out
 
 
+EMPTY = hash("")
+
+
 def _estimate_tasks(valid: int, intents: Counter, system_counts: Counter, instr_counts: Counter) -> tuple[int, dict]:
     """Distinct tasks: shared task statements (system prompt or instruction) if the data is templated,
     otherwise the intents of the instructions. Each counts when it covers ≥ 5% and ≥ 3 records."""
@@ -280,7 +293,7 @@ def _estimate_tasks(valid: int, intents: Counter, system_counts: Counter, instr_
         return 0, {}
     floor = max(3, 0.05 * valid)
     for counts, kind in ((system_counts, "system prompt"), (instr_counts, "instruction")):
-        shared = {k: c for k, c in counts.items() if c >= floor and k != hash("")}
+        shared = {k: c for k, c in counts.items() if c >= floor and k != EMPTY}
         if sum(shared.values()) >= 0.5 * valid:
             mix = {f"{kind} #{i + 1}": round(c / valid, 4) for i, (_k, c) in
                    enumerate(sorted(shared.items(), key=lambda kv: -kv[1]))}

@@ -43,31 +43,45 @@ _STOPWORDS = {
 }
 
 
+_STOP_LOOKUP = {w: lang for lang, ws in reversed(list(_STOPWORDS.items())) for w in ws}
+
+
 def language(text: str, sample: int = 2000) -> str:
     """Dominant language by script, and for Latin script by stop words; 'und' when unsure."""
     t = text[:sample]
-    counts = {name: len(rx.findall(t)) for name, rx in _SCRIPTS}
-    latin = len(_LATIN.findall(t))
-    counts["ja"] += 0  # kana decides Japanese; kanji alone reads as Chinese
-    best = max(counts, key=counts.get)
-    # a CJK character carries about as much as a 3-letter Latin word
-    if counts[best] * 3 >= latin and counts[best] >= 5:
-        if best == "zh" and counts["ja"] >= 5:
-            return "ja"
-        return best
-    if latin < 15:
+    if not t.isascii():
+        counts = {name: len(rx.findall(t)) for name, rx in _SCRIPTS}
+        latin = len(_LATIN.findall(t))
+        best = max(counts, key=counts.get)
+        # a CJK character carries about as much as a 3-letter Latin word
+        if counts[best] * 3 >= latin and counts[best] >= 5:
+            if best == "zh" and counts["ja"] >= 5:
+                return "ja"
+            return best
+        if latin < 15:
+            return "und"
+    hits = dict.fromkeys(_STOPWORDS, 0)
+    words = _WORD.findall(t[:1200].lower())
+    if len(words) < 3:
         return "und"
-    words = _WORD.findall(t.lower())
-    hits = {lang: sum(w in sw for w in words) for lang, sw in _STOPWORDS.items()}
+    for w in words[:200]:
+        lang = _STOP_LOOKUP.get(w)
+        if lang:
+            hits[lang] += 1
     lang = max(hits, key=hits.get)
     if lang != "en" and hits[lang] < max(3, 2 * hits["en"]):
         lang = "en"  # English loan words and names must not flip a language
     return lang if hits[lang] >= 2 else "und"
 
 
+_CJK = re.compile(r"[\u4e00-\u9fff\u3040-\u30ff]")
+
+
 def script_units(text: str) -> list[str]:
     """Words for space-separated text, characters for CJK (for repetition and diversity measures)."""
-    if sum(1 for c in text[:500] if "\u4e00" <= c <= "\u9fff" or "\u3040" <= c <= "\u30ff") > 20:
+    if text.isascii():
+        return text.lower().split()
+    if len(_CJK.findall(text[:500])) > 20:
         return [c for c in text if not c.isspace() and unicodedata.category(c)[0] != "P"]
     return text.lower().split()
 
@@ -92,10 +106,30 @@ INTENTS: list[tuple[str, re.Pattern]] = [
 ]
 
 
+# Substrings that must occur for a category's pattern to match at all: a C-speed gate before the regex.
+_HINTS: dict[str, tuple[str, ...]] = {
+    "translation": ("translat", "翻译", "译成", "译为", "翻譯"),
+    "summarisation": ("summar", "tl", "总结", "概括", "摘要", "归纳"),
+    "classification": ("classif", "categor", "sentiment", "label", "is this", "is the following", "分类", "情感", "类别", "判断"),
+    "extraction": ("extract", "identify", "find", "pull out", "提取", "找出", "抽取"),
+    "rewriting": ("rewrite", "paraphrase", "rephrase", "edit", "correct", "proofread", "simplify", "convert", "make",
+                  "改写", "润色", "改成", "修改"),
+    "code": ("code", "function", "python", "javascript", "sql", "program", "algorithm", "regex", "html", "java", "c++",
+             "代码", "编程", "函数", "程序"),
+    "math": ("calculate", "compute", "solve", "equation", "how many", "what is", "+", "-", "*", "/", "×", "÷",
+             "计算", "求解", "方程", "等于多少"),
+    "generation": ("write", "compose", "draft", "create", "generate", "story", "poem", "essay", "haiku", "slogan", "tweet",
+                   "song", "lyrics", "blog", "写", "创作", "作一首"),
+    "brainstorming": ("list", "name", "give", "suggest", "brainstorm", "come up", "idea", "tips", "列出", "建议", "给出", "举出"),
+    "qa": ("",),
+}
+
+
 def intent(instruction: str) -> str:
-    t = instruction[:300].strip().lower()
+    """The first category in INTENTS order whose pattern matches the start of the instruction."""
+    t = instruction[:160].strip().lower()
     for name, rx in INTENTS:
-        if rx.search(t):
+        if any(h in t for h in _HINTS[name]) and rx.search(t):
             return name
     return "other"
 

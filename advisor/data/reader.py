@@ -87,7 +87,8 @@ def _iter_jsonl(p: Path) -> Iterator[RawRecord]:
                 continue
             try:
                 obj = _decode(text)
-                yield RawRecord(index, lineno, obj=obj) if not _too_deep(obj) else RawRecord(
+                deep = text.count("[") + text.count("{") > MAX_DEPTH and _too_deep(obj)
+                yield RawRecord(index, lineno, obj=obj) if not deep else RawRecord(
                     index, lineno, error=f"nesting deeper than {MAX_DEPTH} levels")
             except json.JSONDecodeError as e:
                 yield RawRecord(index, lineno, error=f"invalid JSON at column {e.colno}: {e.msg}")

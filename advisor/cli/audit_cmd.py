@@ -1,0 +1,132 @@
+"""`tunewise audit DATA`: what is wrong with a dataset, record by record, before any training."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from rich.markup import escape
+from rich.table import Table
+
+from advisor.cli.common import add_json_flag, console, emit, err_console, positive, subparser
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = subparser(
+        sub, "audit", "inspect a dataset before training",
+        "Check a fine-tuning dataset (JSONL, JSON array or CSV; alpaca, sharegpt, OpenAI chat, prompt/completion "
+        "or text) for format errors, duplicates, conflicts, placeholders, personal data, template leaks, length, "
+        "diversity, task mixture and knowledge-heavy content.",
+        [
+            "tunewise audit data.jsonl",
+            "tunewise audit data.json --max-seq-len 1024 --model ./my-model --report audit-report/",
+            "tunewise audit data.jsonl --json | jq '.findings[] | {code, count}'",
+            "tunewise audit --list-checks",
+        ],
+    )
+    p.add_argument("data", nargs="?", metavar="DATA", help="dataset file")
+    p.add_argument("--format", default="auto",
+                   choices=["auto", "alpaca", "sharegpt", "openai", "prompt_completion", "text"])
+    p.add_argument("--max-seq-len", type=positive(int, "--max-seq-len"), default=2048,
+                   help="training window in tokens (records beyond it are truncated)")
+    p.add_argument("--model", metavar="PATH", help="count tokens with this local model's tokenizer.json")
+    p.add_argument("--near-dup-threshold", type=positive(float, "--near-dup-threshold"), default=0.8,
+                   help="MinHash similarity above which two records are near-duplicates (0-1)")
+    p.add_argument("--report", metavar="DIR", help="also write an HTML report with length histograms here")
+    p.add_argument("--samples", type=positive(int, "--samples", allow_zero=True), default=3,
+                   help="sample records shown per finding")
+    p.add_argument("--fail-on", choices=["never", "error", "warning"], default="never",
+                   help="exit 1 when findings of this severity (or worse) exist, for CI pipelines")
+    p.add_argument("--list-checks", action="store_true", help="print the catalogue of findings and exit")
+    add_json_flag(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from advisor.audit.catalog import catalog
+    from advisor.errors import UserError
+
+    if args.list_checks:
+        entries = [e.model_dump() for e in catalog().values()]
+        emit(entries, args.json, lambda: render_catalog(entries))
+        return 0
+    if not args.data:
+        raise UserError("give the dataset to audit: tunewise audit DATA (or --list-checks)")
+    if not 0 < args.near_dup_threshold <= 1:
+        raise UserError(f"--near-dup-threshold must be between 0 and 1, got {args.near_dup_threshold}")
+    report = run_audit(args.data, args.format, args.max_seq_len, args.model, args.near_dup_threshold, args.samples,
+                       show_progress=not args.json)
+    data = report.model_dump(mode="json", exclude_none=True)
+    if args.report:
+        from advisor.audit.html import write_report
+
+        data["report"] = str(write_report(report, args.report))
+    emit(data, args.json, lambda: render(report, data.get("report")))
+    worst = {f.severity for f in report.findings}
+    failing = {"never": set(), "error": {"error"}, "warning": {"error", "warning"}}[args.fail_on]
+    return 1 if worst & failing else 0
+
+
+def run_audit(path, fmt="auto", max_seq_len=2048, model=None, threshold=0.8, samples=3, show_progress=True):
+    from advisor.audit import audit_file
+
+    if not (show_progress and sys.stderr.isatty()):
+        return audit_file(path, fmt, max_seq_len, model, threshold, samples)
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(SpinnerColumn(), TextColumn("auditing: {task.fields[n]:,} records"), TimeElapsedColumn(),
+                  console=err_console, transient=True) as bar:
+        task = bar.add_task("audit", total=None, n=0)
+        return audit_file(path, fmt, max_seq_len, model, threshold, samples,
+                          progress=lambda n, _size: bar.update(task, n=n))
+
+
+SEV = {"error": "[bold red]error[/]", "warning": "[yellow]warning[/]", "info": "[blue]info[/]"}
+
+
+def render(report, html_path: str | None = None) -> None:
+    sig = report.signals
+    console.print(f"[bold]{escape(report.path)}[/]: {report.format}, {report.records} records, "
+                  f"{report.valid_records} valid, {sig['examples']} usable examples")
+    if not report.findings:
+        console.print("[green]no findings[/]")
+    else:
+        t = Table(title="findings, worst first", title_justify="left")
+        t.add_column("severity")
+        t.add_column("code", style="bold")
+        t.add_column("count", justify="right")
+        t.add_column("message")
+        t.add_column("first records (line)")
+        for f in report.worst_first():
+            where = ", ".join(f"{r}" + (f" (l.{ln})" if ln else "") for r, ln in
+                              zip(f.records[:4], (f.line or [0] * 4)[:4], strict=False))
+            t.add_row(SEV[f.severity], f.code, str(f.count), escape(f.message), where + (" …" if f.count > 4 else ""))
+        console.print(t)
+        for f in report.worst_first()[:4]:
+            detail = next(iter((f.details or {}).items()), None)
+            if detail:
+                console.print(f"[bold]{f.code}[/] e.g. record {detail[0]}: {escape(detail[1])}")
+            for s in f.samples[:1]:
+                console.print("   [dim]" + escape(str(s))[:300] + "[/]")
+    tk = report.stats["tokens"]
+    console.print(f"tokens ({escape(report.stats['token_counting'])}): prompt p50 {tk['prompt']['p50']} "
+                  f"p90 {tk['prompt']['p90']} max {tk['prompt']['max']}; answer p50 {tk['answer']['p50']} "
+                  f"p90 {tk['answer']['p90']} max {tk['answer']['max']}")
+    langs = ", ".join(f"{k} {v}" for k, v in list(report.stats["languages"].items())[:5])
+    mix = ", ".join(f"{k} {v:.0%}" for k, v in list(report.stats["task_mix"].items())[:6])
+    console.print(f"languages: {langs or '-'} · tasks ≈ {sig['estimated_tasks']} ({mix or '-'})")
+    d = sig["diversity"]
+    console.print(f"content: [bold]{sig['content']}[/] (knowledge share {sig['knowledge_share']:.0%}) · diversity: "
+                  f"unique prompts {d['unique_prompt_ratio']:.0%}, (near-)copies {d['near_duplicate_share']:.0%}, "
+                  f"mean similarity {d['mean_similarity']:.2f}")
+    if html_path:
+        console.print(f"report: {html_path}")
+
+
+def render_catalog(entries: list[dict]) -> None:
+    t = Table(title="tunewise audit checks", title_justify="left", show_lines=True)
+    for col in ("code", "severity", "why", "source", "example"):
+        t.add_column(col)
+    for e in entries:
+        t.add_row(e["code"], e["severity"], escape(e["rationale"]), escape(e["source"]), escape(e["example"]))
+    console.print(t)
