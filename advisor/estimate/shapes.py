@@ -19,7 +19,8 @@ class ModelShape:
     intermediate: int
     tied_embeddings: bool = False
     gated_mlp: bool = True  # SwiGLU (Llama/Mistral/Qwen) has 3 MLP matrices, GPT-2 has 2
-    attn_bias: bool = False
+    attn_bias: bool = False  # bias on q/k/v (Qwen2, GPT-2)
+    o_bias: bool = False  # bias on the attention output projection (GPT-2)
     mlp_bias: bool = False
     learned_positions: int = 0  # GPT-2 style position embeddings
     norm_has_bias: bool = False
@@ -59,7 +60,9 @@ class ModelShape:
         attn = sum(a * b for k, (a, b) in self.linear_shapes().items() if k.endswith(("q_proj", "k_proj", "v_proj", "o_proj")))
         mlp = sum(a * b for k, (a, b) in self.linear_shapes().items() if k in ("up_proj", "down_proj", "gate_proj"))
         if self.attn_bias:
-            attn += self.q_dim + 2 * self.kv_dim + h
+            attn += self.q_dim + 2 * self.kv_dim
+        if self.o_bias:
+            attn += h
         if self.mlp_bias:
             mlp += self.intermediate + h
         norm = 2 * h * (2 if self.norm_has_bias else 1)
@@ -124,7 +127,7 @@ def shape_from_config(model_path: str | Path) -> ModelShape:
     tied = bool(cfg.get("tie_word_embeddings", gpt2_like))
     if gpt2_like:
         return ModelShape(vocab, hidden, layers, heads, heads, int(inter), tied_embeddings=tied, gated_mlp=False,
-                          attn_bias=True, mlp_bias=True, learned_positions=int(cfg.get("n_positions", 1024)),
+                          attn_bias=True, o_bias=True, mlp_bias=True, learned_positions=int(cfg.get("n_positions", 1024)),
                           norm_has_bias=True, source=src)
     return ModelShape(
         vocab, hidden, layers, heads, int(kv), int(inter), tied_embeddings=tied,

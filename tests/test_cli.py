@@ -1,0 +1,54 @@
+"""The CLI spine: help, version, exit codes, no traceback for bad input, torch-free start-up."""
+
+from __future__ import annotations
+
+import pytest
+
+from advisor.cli.main import COMMANDS
+from tests.conftest import run_tunewise
+
+
+def test_version_and_help(cli):
+    with pytest.raises(SystemExit) as e:
+        cli("--version")
+    assert e.value.code == 0
+    code, out, _ = cli()
+    assert code == 2 and "COMMAND" in out
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_with_examples(command):
+    p = run_tunewise(command, "--help")
+    assert p.returncode == 0, p.stderr
+    assert "examples:" in p.stdout and f"tunewise {command}" in p.stdout
+
+
+def test_importing_the_cli_does_not_import_heavy_libraries():
+    code = ("import sys, advisor.cli.main as m; m.build_parser(); "
+            "import advisor.recommend, advisor.audit, advisor.estimate, advisor.configgen; "
+            "bad = [x for x in ('torch', 'transformers', 'peft', 'sklearn', 'accelerate') if x in sys.modules]; "
+            "print(bad); sys.exit(1 if bad else 0)")
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr
+
+
+def test_bad_input_exits_2_without_traceback(tmp_path):
+    bad = tmp_path / "answers.yaml"
+    bad.write_text("goal: format\nprompting: unstable\nexamples: 10\nlora_rank: 3\n")
+    p = run_tunewise("recommend", "--answers", bad)
+    assert p.returncode == 2
+    assert "Traceback" not in p.stderr
+    assert "lora_rank" in p.stderr and "answers.yaml:4" in p.stderr
+
+
+def test_debug_shows_traceback(tmp_path):
+    p = run_tunewise("--debug", "recommend", "--answers", tmp_path / "missing.yaml")
+    assert p.returncode == 2 and "Traceback" in p.stderr
+
+
+def test_unknown_command_is_usage_error():
+    p = run_tunewise("frobnicate")
+    assert p.returncode == 2

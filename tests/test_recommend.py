@@ -1,0 +1,197 @@
+"""The advisor: public cases from the issue, every rule exercised, monotonicity, traceability, CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import yaml
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from advisor.answers import Answers
+from advisor.errors import UserError
+from advisor.recommend import recommend
+from advisor.rules.loader import load_rules, load_rules_from
+from advisor.rules.schema import DERIVED_FACTS
+from tests.conftest import BASE_ANSWERS, answers, write_jsonl, write_yaml
+
+PUBLIC = [
+    (dict(goal="knowledge", knowledge_freshness="daily", prompting="works", examples=500), {"rag"}, None),
+    (dict(goal="format", prompting="unstable", examples=3000), {"lora", "qlora"}, None),
+    (dict(goal="reasoning", prompting="plateaued", examples=10000), {"prompting"}, "reasoning_goal"),
+    (dict(goal="style", prompting="unstable", examples=15), {"prompting"}, "few_examples"),
+    (dict(goal="style", prompting="plateaued", examples=2000, model_params_b=70, gpu_memory_gb=40), {"qlora"}, None),
+    (dict(goal="task", prompting="unstable", examples=4000, tasks=6), {"lora", "qlora"}, "mixed_tasks"),
+    (dict(goal="domain_language", prompting="plateaued", examples=3_000_000, gpu_count=16, gpu_memory_gb=80,
+          budget_gpu_hours=8000), {"full"}, "forgetting_risk"),
+    (dict(goal="style", prompting="unstable", examples=900, gpu_count=0, gpu_memory_gb=0, model_params_b=0.3),
+     {"lora", "full"}, "cpu_training"),
+]
+
+
+@pytest.mark.parametrize("over,expected,warning", PUBLIC, ids=[f"case{i + 1}" for i in range(len(PUBLIC))])
+def test_public_cases(over, expected, warning):
+    rec = recommend(answers(**over))
+    assert rec.method in expected, [(r.method, r.score, r.feasible) for r in rec.ranking]
+    if warning:
+        assert warning in {w.code for w in rec.warnings}
+    assert rec.ranking[0].feasible
+
+
+def _split(example: dict) -> tuple[dict, dict | None]:
+    """Rule examples may name audit facts; turn those into audit signals."""
+    ans, sig = {}, {}
+    for k, v in example.items():
+        if k == "audit_content":
+            sig["content"] = v
+        elif k == "audit_low_diversity":
+            sig["low_diversity"] = v
+        elif k == "audit_error_share":
+            sig["error_share"] = v
+        else:
+            ans[k] = v
+    if "goal" not in ans:
+        ans = {"goal": "format", "prompting": "unstable", "examples": 1000, **ans}
+    if ans.get("goal") == "knowledge":
+        ans.setdefault("knowledge_freshness", "static")
+    ans.setdefault("prompting", "unstable")
+    ans.setdefault("examples", 1000)
+    return {**BASE_ANSWERS, **ans}, (sig or None)
+
+
+RULES = load_rules()
+
+
+@pytest.mark.parametrize("rule", RULES, ids=[r.id for r in RULES])
+def test_every_rule_fires_on_its_example_and_not_on_its_counter_example(rule):
+    ans, sig = _split(rule.example)
+    rec = recommend(Answers(**ans), sig)
+    assert rule.id in rec.fired_rules, f"{rule.id} did not fire for {ans} {sig}"
+    assert rule.counter_example is not None, f"{rule.id} needs a counter_example"
+    ans, sig = _split(rule.counter_example)
+    assert rule.id not in recommend(Answers(**ans), sig).fired_rules
+
+
+def test_every_reason_and_warning_traces_to_an_existing_rule_with_a_source():
+    ids = {r.id: r for r in RULES}
+    for over, _exp, _w in PUBLIC:
+        rec = recommend(answers(**over))
+        for ranked in rec.ranking:
+            for reason in ranked.reasons:
+                assert reason.rule in ids and reason.source == ids[reason.rule].source and reason.source
+        for w in rec.warnings:
+            assert w.rule in ids and w.source
+
+
+answers_strategy = st.builds(
+    dict,
+    goal=st.sampled_from(["knowledge", "format", "task", "reasoning", "style", "identity", "domain_language"]),
+    knowledge_freshness=st.sampled_from(["static", "yearly", "monthly", "weekly", "daily"]),
+    prompting=st.sampled_from(["untried", "works", "unstable", "plateaued"]),
+    examples=st.integers(0, 5_000_000),
+    tasks=st.integers(1, 12),
+    needs_citations=st.booleans(),
+    private_data=st.booleans(),
+    requests_per_day=st.integers(0, 10_000_000),
+    gpu_count=st.integers(0, 16),
+    model_params_b=st.sampled_from([0.1, 0.5, 1, 3, 7, 8, 13, 34, 70, 180]),
+    budget_gpu_hours=st.one_of(st.none(), st.floats(0, 100_000)),
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(a=answers_strategy, mem=st.floats(1, 120), extra=st.floats(1, 200))
+def test_more_gpu_memory_never_makes_a_feasible_method_infeasible(a, mem, extra):
+    gpus = a["gpu_count"]
+    low = Answers(**{**a, "gpu_memory_gb": mem if gpus else 0})
+    high = low.model_copy(update={"gpu_memory_gb": (mem + extra) if gpus else 0})
+    f_low = {r.method: r.feasible for r in recommend(low).ranking}
+    f_high = {r.method: r.feasible for r in recommend(high).ranking}
+    for m, ok in f_low.items():
+        assert not ok or f_high[m], f"{m} feasible at {low.gpu_memory_gb} GB but not at {high.gpu_memory_gb} GB"
+
+
+def test_answers_validation_names_keys():
+    with pytest.raises(ValueError, match="knowledge_freshness"):
+        answers(goal="knowledge", prompting="works", examples=1)
+    with pytest.raises(ValueError, match="gpu_memory_gb"):
+        answers(goal="format", prompting="works", examples=1, gpu_count=0, gpu_memory_gb=24)
+
+
+def test_malformed_rule_file_names_file_and_line(tmp_path):
+    (tmp_path / "decide_x.yaml").write_text(
+        "- id: ok-rule\n  when: {goal: format}\n  effect: {score: {lora: 1}}\n  rationale: a fine reason here\n"
+        "  source: somewhere\n- id: bad-rule\n  when: {gaol: format}\n  effect: {score: {lora: 1}}\n"
+        "  rationale: a fine reason here\n  source: somewhere\n")
+    with pytest.raises(UserError) as e:
+        load_rules_from(tmp_path)
+    assert "decide_x.yaml:7" in str(e.value) and "did you mean `goal`" in str(e.value)
+    (tmp_path / "decide_x.yaml").write_text("- id: r\n  when: {}\n  effect: {score: {lorra: 1}}\n  rationale: x\n  source: s\n")
+    with pytest.raises(UserError, match="decide_x.yaml"):
+        load_rules_from(tmp_path)
+
+
+def test_a_user_can_add_a_rule_without_python(tmp_path):
+    from advisor.rules.loader import rules_dir
+
+    for f in rules_dir().glob("decide_*.yaml"):
+        (tmp_path / f.name).write_text(f.read_text())
+    (tmp_path / "decide_99_mine.yaml").write_text(yaml.safe_dump([{
+        "id": "house-policy-no-full", "when": {}, "effect": {"veto": ["full"]},
+        "rationale": "Our company never trains all weights.", "source": "internal policy 2026-01"}]))
+    rules = tuple(load_rules_from(tmp_path))
+    over = PUBLIC[6][0]
+    rec = recommend(answers(**over), rules=rules)
+    assert rec.method != "full"
+    full = next(r for r in rec.ranking if r.method == "full")
+    assert not full.feasible and any(x.rule == "house-policy-no-full" for x in full.reasons)
+
+
+def test_derived_facts_documented():
+    assert {"fits_full", "daily_prompt_tokens", "audit_content"} <= set(DERIVED_FACTS)
+
+
+def _answers_file(tmp_path, **over):
+    return write_yaml(tmp_path / "answers.yaml", {**BASE_ANSWERS, **over})
+
+
+def test_cli_json_contract_and_config_out(cli_json, tmp_path):
+    f = _answers_file(tmp_path, goal="format", prompting="unstable", examples=3000)
+    cfg = tmp_path / "train.yaml"
+    d = cli_json("recommend", "--answers", f, "--config-out", cfg)
+    assert d["method"] == "lora"
+    assert set(d) >= {"method", "ranking", "warnings", "next_steps", "estimate"}
+    assert {"method", "score", "feasible", "reasons"} <= set(d["ranking"][0])
+    assert {"rule", "text", "source"} <= set(d["ranking"][0]["reasons"][0])
+    assert set(d["estimate"]) == {"full", "lora", "qlora", "p_tuning"}
+    from advisor.files import load_model_file
+    from trainer.config import TrainConfig
+
+    tc = load_model_file(TrainConfig, cfg)
+    assert tc.method.name == "lora" and tc.data.max_seq_len == 512 and tc.training.learning_rate == 2e-4
+
+
+def test_cli_no_config_for_prompting(cli_json, tmp_path):
+    f = _answers_file(tmp_path, goal="style", prompting="unstable", examples=15)
+    d = cli_json("recommend", "--answers", f, "--config-out", tmp_path / "train.yaml")
+    assert d["method"] == "prompting" and d["config_written"] is None
+    assert not (tmp_path / "train.yaml").exists()
+
+
+def test_dataset_overrides_answers(cli_json, tmp_path):
+    data = write_jsonl(tmp_path / "d.jsonl", [
+        {"messages": [{"role": "user", "content": f"Ticket {i}: my parcel {i} is late"},
+                      {"role": "assistant", "content": json.dumps({"id": i, "category": "shipping"})}]}
+        for i in range(20)])
+    f = _answers_file(tmp_path, goal="format", prompting="unstable", examples=3000)
+    d = cli_json("recommend", "--answers", f, "--dataset", data)
+    assert {"key": "examples", "answered": 3000, "measured": 20} in d["overrides"]
+    assert d["method"] == "prompting" and "few_examples" in {w["code"] for w in d["warnings"]}
+
+
+def test_human_view_shows_answer_reasons_and_next_steps(cli, tmp_path):
+    f = _answers_file(tmp_path, goal="knowledge", knowledge_freshness="daily", prompting="works", examples=500)
+    code, out, _ = cli("recommend", "--answers", f)
+    assert code == 0
+    assert "RAG" in out and "knowledge-goal-rag" in out and "next steps" in out
