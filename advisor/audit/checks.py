@@ -89,7 +89,7 @@ def pii_kinds(text: str, low: str | None = None) -> list[str]:
         kind = hit.lastgroup
         if kind == "card":
             digits = re.sub(r"\D", "", span)
-            if not (13 <= len(digits) <= 19 and digits[0] in "3456" and luhn(digits) and len(set(digits)) > 2):
+            if not (13 <= len(digits) <= 19 and digits[0] in "3456" and luhn(digits) and len(set(digits)) > 1):
                 continue
         elif kind == "cnid" and not cn_id_valid(span):
             continue

@@ -65,6 +65,7 @@ class UnionFind:
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
             lo, hi = min(ra, rb), max(ra, rb)
+            self.parent.setdefault(lo, lo)
             self.parent[hi] = lo
 
     def groups(self) -> list[list[int]]:

@@ -7,7 +7,7 @@ import string
 import unicodedata
 
 _PUNCT = "".join(string.punctuation) + "，。！？、；：「」『』（）《》〈〉【】“”‘’…—～·．"
-_STRIP = str.maketrans("", "", _PUNCT)
+_STRIP = str.maketrans(_PUNCT, " " * len(_PUNCT))
 
 
 def normalise(text: str) -> str:
