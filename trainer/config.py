@@ -31,6 +31,8 @@ class DataSection(_Section):
     max_seq_len: int = Field(1024, gt=8, validation_alias=AliasChoices("max_seq_len", "max_length", "max_seq_length"))
     val_size: float = Field(0.1, ge=0, description="validation share (<1) or record count (>=1)")
     assistant_only_loss: bool = Field(True, description="train only on assistant tokens (prompt tokens masked)")
+    drop_untrainable: bool = Field(False, description="skip records left without answer tokens by truncation "
+                                   "(default: stop and say which)")
 
 
 class _LoraFields(_Section):

@@ -1,0 +1,98 @@
+"""`tunewise train CONFIG`: run the fine-tune a config describes (full, LoRA, QLoRA, P-tuning)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from rich.markup import escape
+from rich.table import Table
+
+from advisor.cli.common import add_json_flag, console, emit, subparser
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = subparser(
+        sub, "train", "run a fine-tune from a config (full, LoRA, QLoRA, P-tuning)",
+        "Train with transformers + peft from a tunewise config (written by `recommend --config-out` or `ask`). "
+        "Checks the model, template, data and memory before the first step; writes the adapter or model, "
+        "metrics.jsonl, summary.json and loss.png to output.dir. Ctrl-C saves a checkpoint; --resume continues.",
+        [
+            "tunewise train train.yaml --dry-run",
+            "tunewise train train.yaml",
+            "tunewise train train.yaml --resume",
+            "tunewise train --print-schema > train.schema.json",
+        ],
+    )
+    p.add_argument("config", nargs="?", metavar="CONFIG", help="training config (YAML or JSON)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="validate, show one formatted sample with the trained span marked and the memory estimate")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output.dir")
+    p.add_argument("--force", action="store_true", help="train even if the memory estimate exceeds the device")
+    p.add_argument("--print-schema", action="store_true", help="print the config's JSON Schema and exit")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
+    add_json_flag(p)
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from advisor.errors import UserError
+
+    if args.print_schema:
+        from trainer.config import TrainConfig
+
+        print(json.dumps(TrainConfig.model_json_schema(), indent=2))
+        return 0
+    if not args.config:
+        raise UserError("give the training config: tunewise train CONFIG (or --print-schema)")
+    from trainer.run import load_config, train
+
+    cfg = load_config(args.config)
+    result = train(args.config, resume=args.resume, force=args.force, dry_run=args.dry_run, console=console,
+                   progress=not (args.json or args.no_progress), cfg=cfg)
+    if args.dry_run:
+        emit({k: v for k, v in result.items() if k != "sample"} | {"sample": {k: v for k, v in result["sample"].items()
+                                                                               if k != "pieces"}},
+             args.json, lambda: render_dry_run(cfg, result))
+        return 0
+    emit(result, args.json, lambda: render_summary(result))
+    return 1 if result.get("interrupted") else 0
+
+
+def render_dry_run(cfg, r) -> None:
+    console.print(f"[green]config OK[/]: {cfg.method.name} on `{escape(cfg.model.path)}`, data `{escape(cfg.data.path)}` "
+                  f"({r['format']}): {r['records_train']} train / {r['records_val']} validation records"
+                  + (f", skipped {r['skipped']}" if r["skipped"] else "")
+                  + (f", {r['truncated']} truncated to {cfg.data.max_seq_len} tokens" if r["truncated"] else ""))
+    s = r["sample"]
+    console.print(f"[bold]record {s['record']}[/] as the model sees it ({s['tokens']} tokens, "
+                  f"[green]{s['trained_tokens']} trained[/] in green, the rest masked):")
+    text = "".join(f"[bold green]{escape(t)}[/]" if tr else f"[dim]{escape(t)}[/]" for tr, t in s["pieces"])
+    console.print(text, highlight=False)
+    e = r["estimate"]
+    console.print(f"memory estimate: [bold]{e['total_gb']:.2f} GB[/] on {r['device']} "
+                  f"({r['available_gb']:g} GB available); {e['trainable_params']:,} trainable parameters")
+
+
+def render_summary(s: dict) -> None:
+    if not s:
+        return
+    if s.get("interrupted"):
+        console.print(f"[yellow]interrupted at step {s['steps']}[/]: a checkpoint was saved; "
+                      "continue with the same command and --resume")
+    t = Table(title=f"{s['method']} training summary", title_justify="left")
+    t.add_column("")
+    t.add_column("value", justify="right")
+    rows = [("train loss first → last", f"{s['train_loss_first']:.4f} → {s['train_loss_last']:.4f}"
+             if s.get("train_loss_last") is not None else "-"),
+            ("eval loss first → last", f"{s['eval_loss_first']:.4f} → {s['eval_loss_last']:.4f}"
+             if s.get("eval_loss_last") is not None else "-"),
+            ("steps", f"{s['steps']} / {s['max_steps']}" + (" (early stop)" if s.get("stopped_early") else "")),
+            ("tokens/s", f"{s['tokens_per_second']:,.0f}"),
+            ("peak memory", f"{s['peak_memory_gb']:.2f} GB ({s['device']})"),
+            ("trainable parameters", f"{s['trainable_params']:,} ({s['trainable_share']:.3%})"),
+            ("wall time", f"{s['wall_time_s']:.1f} s"),
+            ("output", s["output_dir"])]
+    for k, v in rows:
+        t.add_row(k, escape(str(v)))
+    console.print(t)

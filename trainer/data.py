@@ -1,0 +1,197 @@
+"""Records → token ids and labels. Loads with the audit's reader (one loader for both), renders each
+conversation with the chat template, and trains only on assistant spans: the span of each assistant
+turn is found by rendering the conversation up to that turn, so any prefix-stable template works."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from advisor.data import iter_raw, normalise
+from advisor.data.formats import majority_format
+from advisor.errors import UserError
+
+
+@dataclass
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]
+    record: int
+
+
+@dataclass
+class Prepared:
+    train: list[Encoded]
+    val: list[Encoded]
+    fmt: str
+    skipped: dict[str, list[int]] = field(default_factory=dict)  # reason → record indices
+    truncated: int = 0
+
+
+def detect_format(path: str | Path, fmt: str = "auto") -> str:
+    if fmt != "auto":
+        return fmt
+    head = []
+    for r in iter_raw(path):
+        if r.error is None:
+            head.append(r.obj)
+        if len(head) >= 200:
+            break
+    found = majority_format(head)
+    if not found:
+        raise UserError(f"{path}: cannot tell the data format; set data.format")
+    return found
+
+
+def load_conversations(path: str | Path, fmt: str = "auto", system_prompt: str | None = None):
+    """Yield (record index, messages as role/content dicts, format) for every usable record."""
+    fmt = detect_format(path, fmt)
+    records = list(iter_raw(path))
+    good = [r for r in records if r.error is None]
+    out, skipped = [], {"invalid_json": [r.index for r in records if r.error is not None]}
+    for r in good:
+        s = normalise(r.obj, fmt)
+        if s.problems:
+            skipped.setdefault("schema", []).append(r.index)
+            continue
+        msgs = [{"role": m.role, "content": m.content, "train": m.trainable} for m in s.messages]
+        if system_prompt and fmt != "text" and not any(m["role"] == "system" for m in msgs):
+            msgs.insert(0, {"role": "system", "content": system_prompt, "train": False})
+        if fmt != "text" and not any(m["role"] == "assistant" for m in msgs):
+            skipped.setdefault("no_assistant", []).append(r.index)
+            continue
+        out.append((r.index, msgs))
+    return out, fmt, {k: v for k, v in skipped.items() if v}
+
+
+class Encoder:
+    def __init__(self, tokenizer, max_seq_len: int, assistant_only: bool = True) -> None:
+        self.tok = tokenizer
+        self.max_len = max_seq_len
+        self.assistant_only = assistant_only
+        self.eos = tokenizer.eos_token or ""
+
+    def render(self, msgs: list[dict], add_generation_prompt: bool = False) -> str:
+        plain = [{"role": m["role"], "content": m["content"]} for m in msgs]
+        return self.tok.apply_chat_template(plain, tokenize=False, add_generation_prompt=add_generation_prompt)
+
+    def spans(self, msgs: list[dict], fmt: str) -> tuple[str, list[tuple[int, int]]]:
+        """The rendered text and the character spans to train on."""
+        if fmt == "text":
+            text = msgs[0]["content"] + self.eos
+            return text, [(0, len(text))]
+        text = self.render(msgs)
+        if not self.assistant_only:
+            return text, [(0, len(text))]
+        spans = []
+        for i, m in enumerate(msgs):
+            if m["role"] != "assistant" or not m.get("train", True):
+                continue
+            before = self.render(msgs[:i], add_generation_prompt=True) if i else ""
+            upto = self.render(msgs[: i + 1])
+            if not (text.startswith(upto) and upto.startswith(before)):
+                raise UserError("the chat template is not prefix-stable (rendering a conversation up to a turn "
+                                "does not give a prefix of the whole), so assistant-only loss cannot be computed; "
+                                "name another data.chat_template or set data.assistant_only_loss: false")
+            end = len(upto)
+            while end > len(before) and upto[end - 1] in "\n ":  # trailing separators are not the answer
+                end -= 1
+            spans.append((len(before), end))
+        return text, spans
+
+    def encode(self, index: int, msgs: list[dict], fmt: str) -> tuple[Encoded, bool]:
+        text, spans = self.spans(msgs, fmt)
+        enc = self.tok(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids, offsets = enc["input_ids"], enc["offset_mapping"]
+        labels = [-100] * len(ids)
+        for t, (a, b) in enumerate(offsets):
+            if b > a and any(a >= s and b <= e for s, e in spans):
+                labels[t] = ids[t]
+        truncated = len(ids) > self.max_len
+        return Encoded(ids[: self.max_len], labels[: self.max_len], index), truncated
+
+
+def prepare(path: str | Path, tokenizer, *, fmt: str = "auto", max_seq_len: int = 1024, val_size: float = 0.1,
+            assistant_only: bool = True, system_prompt: str | None = None, seed: int = 42,
+            drop_untrainable: bool = False) -> Prepared:
+    convs, fmt, skipped = load_conversations(path, fmt, system_prompt)
+    if not convs:
+        raise UserError(f"{path}: no usable records (skipped: {', '.join(f'{k} {len(v)}' for k, v in skipped.items())}); "
+                        "run `tunewise audit` on it")
+    enc = Encoder(tokenizer, max_seq_len, assistant_only)
+    items, truncated, empty = [], 0, []
+    for index, msgs in convs:
+        e, cut = enc.encode(index, msgs, fmt)
+        truncated += cut
+        if not any(x != -100 for x in e.labels):
+            empty.append(index)
+            continue
+        items.append(e)
+    if empty and not drop_untrainable:
+        raise UserError(f"{len(empty)} record(s) have no trainable tokens after truncation to {max_seq_len} "
+                        f"(first: record {empty[0]}): raise data.max_seq_len, shorten them, or set "
+                        "data.drop_untrainable: true")
+    if empty:
+        skipped["no_trainable_tokens"] = empty
+    rng = random.Random(seed)
+    rng.shuffle(items)
+    n_val = int(val_size) if val_size >= 1 else int(round(len(items) * val_size))
+    if val_size > 0:
+        n_val = max(1, n_val)
+    if n_val >= len(items):
+        raise UserError(f"data.val_size {val_size} leaves no training records ({len(items)} usable)")
+    return Prepared(train=items[n_val:], val=items[:n_val], fmt=fmt, skipped=skipped, truncated=truncated)
+
+
+class Collator:
+    """Right-pads a batch; padding positions get label -100 and attention 0, so a pad token equal to EOS is
+    safe: real EOS tokens keep their labels."""
+
+    def __init__(self, pad_id: int, multiple_of: int = 8) -> None:
+        self.pad_id = pad_id
+        self.multiple_of = multiple_of
+        self.records_seen_list: list[int] = []  # which examples this process trained on
+
+    @property
+    def records_seen(self) -> set[int]:
+        return set(self.records_seen_list)
+
+    def __call__(self, batch: list[dict]):
+        import torch
+
+        self.records_seen_list.extend(b["record"] for b in batch if "record" in b)
+        longest = max(len(b["input_ids"]) for b in batch)
+        if self.multiple_of > 1:
+            longest = -(-longest // self.multiple_of) * self.multiple_of
+        ids = torch.full((len(batch), longest), self.pad_id, dtype=torch.long)
+        labels = torch.full((len(batch), longest), -100, dtype=torch.long)
+        mask = torch.zeros((len(batch), longest), dtype=torch.long)
+        for i, b in enumerate(batch):
+            n = len(b["input_ids"])
+            ids[i, :n] = torch.tensor(b["input_ids"])
+            labels[i, :n] = torch.tensor(b["labels"])
+            mask[i, :n] = 1
+        return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+class TokenDataset:
+    """A map-style dataset the HF Trainer can sample (with lengths for length-grouped batching)."""
+
+    def __init__(self, items: list[Encoded], track: bool = True) -> None:
+        self.items = items
+        self.track = track  # pass the record index on, so the collator can note what was trained on
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int) -> dict:
+        e = self.items[i]
+        item = {"input_ids": e.input_ids, "labels": e.labels}
+        if self.track:
+            item["record"] = e.record
+        return item
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(e.input_ids) for e in self.items]

@@ -1,0 +1,68 @@
+"""`tunewise merge OUT_DIR`: fold a LoRA adapter into its base model (for QLoRA: into the 16-bit base,
+i.e. de-quantised) and check that the merged model's logits match the adapter model's."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from advisor.errors import UserError
+from trainer.run import RESOLVED, load_config, quiet_libraries
+
+
+def sample_batch(cfg, tok, n: int = 4):
+    from trainer.data import Collator, prepare
+
+    prepared = prepare(cfg.data.path, tok, fmt=cfg.data.format, max_seq_len=min(cfg.data.max_seq_len, 256),
+                       val_size=0, assistant_only=cfg.data.assistant_only_loss,
+                       system_prompt=cfg.data.system_prompt, drop_untrainable=True)
+    items = prepared.train[:n]
+    return Collator(tok.pad_token_id)([{"input_ids": e.input_ids, "labels": e.labels} for e in items])
+
+
+def masked_max_diff(a, b, mask) -> float:
+    return float(((a.float() - b.float()).abs() * mask[..., None]).max())
+
+
+def merge(out_dir: str, dest: str | None = None) -> dict:
+    quiet_libraries()
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = Path(out_dir)
+    if not (out / RESOLVED).is_file() or not (out / "adapter_config.json").is_file():
+        raise UserError(f"`{out}` is not a finished tunewise LoRA/QLoRA run (needs {RESOLVED} and adapter_config.json)")
+    cfg = load_config(str(out / RESOLVED))
+    if cfg.method.name not in ("lora", "qlora"):
+        raise UserError(f"only LoRA and QLoRA adapters can be merged; this run is `{cfg.method.name}`")
+    from trainer.model import resolve_dtype
+
+    dtype = torch.bfloat16 if cfg.method.name == "qlora" else resolve_dtype(cfg.model.dtype)
+    tok = AutoTokenizer.from_pretrained(out, local_files_only=True)
+    base = AutoModelForCausalLM.from_pretrained(cfg.model.path, dtype=dtype, local_files_only=True,
+                                                use_safetensors=True, trust_remote_code=cfg.model.trust_remote_code)
+    model = PeftModel.from_pretrained(base, out, local_files_only=True)
+    model.eval()
+    batch = sample_batch(cfg, tok)
+    inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+    with torch.no_grad():
+        before = model(**inputs).logits
+        merged = model.merge_and_unload()
+        after = merged(**inputs).logits
+    mask = batch["attention_mask"].float()
+    diff = masked_max_diff(before, after, mask)
+    scale = float((before.float().abs() * mask[..., None]).max())
+    tol = (2e-2 if dtype in (torch.bfloat16, torch.float16) else 1e-4) * max(1.0, scale)
+    if diff > tol:
+        raise UserError(f"merged logits differ from the adapter model's by {diff:.4g} (tolerance {tol:.3g}); "
+                        "nothing was written")
+    target = Path(dest) if dest else out / "merged"
+    merged.save_pretrained(target)
+    tok.save_pretrained(target)
+    reloaded = AutoModelForCausalLM.from_pretrained(target, local_files_only=True, dtype=dtype, use_safetensors=True)
+    with torch.no_grad():
+        again = reloaded(**inputs).logits
+    reload_diff = masked_max_diff(after, again, mask)
+    return {"merged_dir": str(target), "base": cfg.model.path, "dtype": str(dtype).replace("torch.", ""),
+            "method": cfg.method.name, "max_abs_logit_diff": diff, "tolerance": tol,
+            "reload_max_abs_logit_diff": reload_diff, "ok": True}

@@ -1,0 +1,131 @@
+"""Load the base model and tokenizer from a local folder and wrap it for the chosen method
+(full, LoRA, QLoRA on a 4-bit base, P-tuning). Never downloads; safetensors only."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from advisor.errors import UserError
+from trainer.config import TrainConfig
+
+
+def device_kind() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_dtype(name: str):
+    import torch
+
+    if name == "auto":
+        if device_kind() == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+def check_model_folder(path: str, trust_remote_code: bool = False) -> dict:
+    p = Path(path)
+    if not (p / "config.json").is_file():
+        raise UserError(f"model.path `{path}` is not a local model folder (no config.json there); "
+                        "tunewise never downloads models")
+    cfg = json.loads((p / "config.json").read_text(encoding="utf-8"))
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    if cfg.get("model_type") not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and not (trust_remote_code and cfg.get("auto_map")):
+        raise UserError(f"model.path `{path}` is a `{cfg.get('model_type')}` model, not a causal language model")
+    if not list(p.glob("*.safetensors")):
+        raise UserError(f"model.path `{path}` has no .safetensors weights (tunewise loads safetensors only, "
+                        "never pickled .bin files)")
+    return cfg
+
+
+def load_tokenizer(cfg: TrainConfig):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(cfg.model.path, local_files_only=True,
+                                        trust_remote_code=cfg.model.trust_remote_code)
+    if cfg.data.chat_template:
+        t = cfg.data.chat_template
+        if t.endswith(".jinja") and Path(t).is_file():
+            t = Path(t).read_text(encoding="utf-8")
+        tok.chat_template = t
+    if tok.eos_token is None:
+        raise UserError(f"the tokenizer in `{cfg.model.path}` has no EOS token: the model could not learn to stop")
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token  # safe: the collator masks padding by position, not by token id
+    return tok
+
+
+def bitsandbytes_available() -> bool:
+    try:
+        import bitsandbytes  # noqa: F401
+    except Exception:  # noqa: BLE001 - a broken install is as good as none
+        return False
+    return True
+
+
+def disable_avx512_repack(model) -> int:
+    """bitsandbytes on CPUs with AVX512-BF16 repacks 4-bit weights into an inference-only layout on any
+    no-grad forward (e.g. evaluation); training then silently stops learning. Turn that off."""
+    n = 0
+    for module in model.modules():
+        if hasattr(module, "support_avx512bf16_for_cpu"):
+            module.support_avx512bf16_for_cpu = False
+            n += 1
+    return n
+
+
+def load_model(cfg: TrainConfig, tokenizer):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    m = cfg.method
+    dtype = resolve_dtype(cfg.model.dtype)
+    kw = dict(local_files_only=True, use_safetensors=True, trust_remote_code=cfg.model.trust_remote_code, dtype=dtype)
+    if m.name == "qlora":
+        if not bitsandbytes_available():
+            raise UserError("QLoRA needs bitsandbytes: pip install 'tunewise[qlora]' (or choose method lora)")
+        from transformers import BitsAndBytesConfig
+
+        compute = dtype if m.bnb_4bit_compute_dtype == "auto" else resolve_dtype(m.bnb_4bit_compute_dtype)
+        kw["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type=m.bnb_4bit_quant_type,
+            bnb_4bit_use_double_quant=m.bnb_4bit_use_double_quant, bnb_4bit_compute_dtype=compute)
+        if device_kind() == "cuda":
+            import os
+
+            kw["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
+    model = AutoModelForCausalLM.from_pretrained(cfg.model.path, **kw)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    gc = cfg.training.gradient_checkpointing
+    if m.name == "full":
+        return model
+    from peft import LoraConfig, PromptEncoderConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if m.name == "qlora":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gc)
+        disable_avx512_repack(model)
+    elif gc:
+        model.enable_input_require_grads()
+    if m.name in ("lora", "qlora"):
+        peft_cfg = LoraConfig(r=m.lora_r, lora_alpha=m.lora_alpha, lora_dropout=m.lora_dropout,
+                              target_modules=m.target_modules, task_type="CAUSAL_LM", bias="none")
+    else:
+        peft_cfg = PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=m.num_virtual_tokens,
+                                       encoder_hidden_size=m.encoder_hidden_size,
+                                       encoder_reparameterization_type=m.encoder_reparameterization_type)
+    model = get_peft_model(model, peft_cfg)
+    if m.name == "qlora":
+        disable_avx512_repack(model)
+    del torch
+    return model
+
+
+def count_trainable(model) -> tuple[int, int]:
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = sum(p.numel() for p in model.parameters())
+    return trainable, total

@@ -1,0 +1,96 @@
+"""Checks before the first step: each failure is one clear sentence and exit code 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from advisor.errors import UserError
+from trainer.config import TrainConfig
+from trainer.data import Collator, Prepared
+
+
+def check_chat_template(tokenizer, fmt: str) -> None:
+    if fmt != "text" and not tokenizer.chat_template:
+        raise UserError("the tokenizer has no chat template and none is named: set data.chat_template "
+                        "(inline Jinja or a .jinja file) to the template the model was trained with")
+
+
+def eos_ids(tokenizer, model_path: str) -> set[int]:
+    ids = {tokenizer.eos_token_id}
+    gen = Path(model_path) / "generation_config.json"
+    if gen.is_file():
+        import json
+
+        e = json.loads(gen.read_text()).get("eos_token_id")
+        ids |= set(e if isinstance(e, list) else [e] if e is not None else [])
+    return {i for i in ids if i is not None}
+
+
+def check_eos(prepared: Prepared, tokenizer, model_path: str, max_seq_len: int) -> None:
+    """Every answer must end with an end-of-sequence token, or the model never learns to stop."""
+    ends = eos_ids(tokenizer, model_path)
+    for e in prepared.train[:200]:
+        trained = [t for t, lab in zip(e.input_ids, e.labels, strict=True) if lab != -100]
+        if len(e.input_ids) >= max_seq_len:
+            continue  # truncated: the end is cut anyway (the audit reports it)
+        if trained and not (set(trained) & ends):
+            raise UserError(f"EOS is not appended: record {e.record}'s trained tokens contain no end-of-sequence "
+                            f"token ({tokenizer.eos_token!r}); use a chat template that closes assistant turns with it")
+
+
+def check_pad_masking(prepared: Prepared, tokenizer) -> None:
+    """Padding must be masked by position; when pad == EOS, real EOS tokens must keep their labels."""
+    items = prepared.train[:8]
+    batch = Collator(tokenizer.pad_token_id)([{"input_ids": e.input_ids, "labels": e.labels} for e in items])
+    ends = {tokenizer.eos_token_id}
+    for row, e in enumerate(items):
+        for pos, (tid, lab) in enumerate(zip(e.input_ids, e.labels, strict=True)):
+            if tid in ends and lab != -100 and int(batch["labels"][row, pos]) == -100:
+                raise UserError("the pad token equals EOS and padding masking would also hide real EOS labels")
+        if int(batch["attention_mask"][row].sum()) != len(e.input_ids):
+            raise UserError("padding is not masked in the attention mask")
+
+
+def available_memory_gb() -> tuple[float, str]:
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_properties(0).total_memory / 1e9, "cuda"
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024 / 1e9, "cpu"
+    except OSError:
+        pass
+    return float("inf"), "cpu"
+
+
+def memory_estimate(cfg: TrainConfig, prepared: Prepared, device: str, dtype_name: str):
+    from advisor.estimate import EstimateRequest, estimate, shape_from_config
+
+    lengths = sorted(len(e.input_ids) for e in prepared.train)
+    seq = lengths[-1] if lengths else cfg.data.max_seq_len
+    m = cfg.method
+    req = EstimateRequest(
+        method=m.name, seq_len=seq, batch_size=cfg.training.batch_size, grad_accum=cfg.training.grad_accum,
+        gradient_checkpointing=cfg.training.gradient_checkpointing, optimizer=cfg.training.optimizer,
+        precision={"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}[dtype_name], device=device,
+        lora_r=getattr(m, "lora_r", 16), lora_dropout=getattr(m, "lora_dropout", 0.05),
+        num_virtual_tokens=getattr(m, "num_virtual_tokens", 20),
+        encoder_hidden_size=getattr(m, "encoder_hidden_size", None),
+        gpus=cfg.distributed.processes if device == "cuda" else 1, gpu_memory_gb=1e9,
+        sharding={"ddp": "none", "fsdp": "fsdp", "deepspeed_zero2": "zero2", "deepspeed_zero3": "zero3"}[cfg.distributed.strategy],
+    )
+    return estimate(shape_from_config(cfg.model.path), req, suggest=False), req
+
+
+def check_memory(est, req, available_gb: float, device: str, force: bool) -> None:
+    if est.total_gb <= available_gb or force:
+        return
+    from advisor.estimate import estimate, shape_from_config  # noqa: F401  (suggestions need the same shape)
+    from advisor.estimate.memory import suggestions
+
+    tips = suggestions(shape_from_config(est.assumptions["model_shape"]), req.model_copy(update={"gpu_memory_gb": available_gb}))
+    fixes = "; ".join(f"{s.change} ({s.total_gb:.1f} GB)" for s in tips if s.fits)[:300]
+    raise UserError(f"estimated {est.total_gb:.1f} GB per {device.upper()} but only {available_gb:.1f} GB is available"
+                    + (f"; try: {fixes}" if fixes else "") + "; --force trains anyway")

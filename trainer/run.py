@@ -1,0 +1,293 @@
+"""`tunewise train CONFIG`: one plain recipe over transformers' Trainer and peft."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import time
+from pathlib import Path
+
+from advisor.errors import RuntimeFailure, UserError
+from advisor.files import atomic_write, load_model_file, write_model
+from trainer.config import TrainConfig
+
+FINGERPRINT = "tunewise_fingerprint.txt"
+RESOLVED = "tunewise_config.yaml"
+OPTIMIZERS = {"adamw": "adamw_torch", "adamw_8bit": "paged_adamw_8bit", "sgd": "sgd"}
+
+
+def quiet_libraries() -> None:
+    import logging
+    import warnings
+
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.ERROR)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    warnings.filterwarnings("ignore", message=".*kernels.*")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message=".*requires_grad=True to a scalar.*")
+
+
+def load_config(path: str) -> TrainConfig:
+    return load_model_file(TrainConfig, path, "training config")
+
+
+def last_checkpoint(out: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    return get_last_checkpoint(str(out)) if out.is_dir() else None
+
+
+def prepare_output(cfg: TrainConfig, resume: bool) -> tuple[Path, str | None]:
+    out = Path(cfg.output.dir)
+    ckpt = last_checkpoint(out)
+    fp_file = out / FINGERPRINT
+    if resume:
+        if ckpt is None:
+            raise UserError(f"--resume: no checkpoint in `{out}` to resume from")
+        if fp_file.is_file() and fp_file.read_text().strip() != cfg.fingerprint():
+            raise UserError(f"--resume: the config differs from the one that started the run in `{out}` "
+                            f"(see {out / RESOLVED}); resume with the same config, or start a new output.dir")
+        return out, ckpt
+    if ckpt is not None:
+        raise UserError(f"`{out}` already holds checkpoints of a run: add --resume to continue it, "
+                        "or set another output.dir")
+    return out, None
+
+
+def build_args(cfg: TrainConfig, out: Path, device: str, dtype, n_train: int):
+    import torch
+    from transformers import TrainingArguments
+
+    t = cfg.training
+    per_eval = t.eval_batch_size or t.batch_size
+    strategy = "steps" if t.eval_steps else "epoch"
+    save_steps = t.save_steps or t.eval_steps
+    kw = {}
+    if cfg.distributed.strategy == "fsdp" and cfg.distributed.processes > 1:
+        kw["fsdp"] = "full_shard auto_wrap"
+        kw["fsdp_config"] = {"auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "use_orig_params": True}
+    elif cfg.distributed.strategy.startswith("deepspeed") and cfg.distributed.processes > 1:
+        kw["deepspeed"] = str(write_deepspeed_config(cfg, out))
+    return TrainingArguments(
+        output_dir=str(out),
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=per_eval,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=t.learning_rate,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        warmup_steps=t.warmup_ratio,
+        lr_scheduler_type=t.scheduler,
+        weight_decay=t.weight_decay,
+        max_grad_norm=t.max_grad_norm,
+        optim=OPTIMIZERS[t.optimizer],
+        gradient_checkpointing=t.gradient_checkpointing and cfg.method.name != "qlora",
+        seed=t.seed,
+        data_seed=t.seed,
+        logging_steps=t.logging_steps,
+        logging_first_step=True,
+        eval_strategy=strategy if n_train else "no",
+        eval_steps=t.eval_steps,
+        eval_on_start=True,
+        save_strategy=strategy,
+        save_steps=save_steps,
+        save_total_limit=t.save_total_limit,
+        load_best_model_at_end=bool(t.early_stopping_patience),
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        report_to="none",
+        use_cpu=device == "cpu",
+        bf16=dtype == torch.bfloat16 and device == "cuda",
+        fp16=dtype == torch.float16 and device == "cuda",
+        disable_tqdm=True,
+        remove_unused_columns=False,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        include_num_input_tokens_seen="non_padding",
+        dataloader_num_workers=0,
+        ddp_backend=("nccl" if device == "cuda" else "gloo") if cfg.distributed.processes > 1 else None,
+        ddp_find_unused_parameters=False if cfg.distributed.processes > 1 else None,
+        **kw,
+    )
+
+
+def write_deepspeed_config(cfg: TrainConfig, out: Path) -> Path:
+    stage = 3 if cfg.distributed.strategy == "deepspeed_zero3" else 2
+    ds = {"zero_optimization": {"stage": stage, "overlap_comm": True, "contiguous_gradients": True,
+                                **({"stage3_gather_16bit_weights_on_model_save": True} if stage == 3 else {})},
+          "bf16": {"enabled": "auto"}, "fp16": {"enabled": "auto"},
+          "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto",
+          "gradient_clipping": "auto", "train_batch_size": "auto"}
+    path = out / f"deepspeed_zero{stage}.json"
+    atomic_write(path, json.dumps(ds, indent=2))
+    return path
+
+
+def peak_memory_gb(device: str) -> float:
+    if device == "cuda":
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 1e9
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9
+
+
+def train(config_path: str, *, resume: bool = False, force: bool = False, dry_run: bool = False,
+          console=None, progress: bool = True, cfg: TrainConfig | None = None) -> dict:
+    cfg = cfg or load_config(config_path)
+    if cfg.distributed.processes > 1 and "LOCAL_RANK" not in os.environ and not dry_run:
+        from trainer.launch import launch
+
+        return launch(config_path, cfg, resume=resume, force=force)
+    if cfg.distributed.strategy.startswith("deepspeed") and cfg.distributed.processes > 1:
+        try:
+            import deepspeed  # noqa: F401
+        except ImportError:
+            raise UserError(f"distributed.strategy {cfg.distributed.strategy} needs DeepSpeed: pip install deepspeed "
+                            "(or use strategy fsdp, which ships with torch)") from None
+    quiet_libraries()
+    import torch
+
+    from trainer.data import Collator, TokenDataset, detect_format, prepare
+    from trainer.model import check_model_folder, count_trainable, device_kind, load_model, load_tokenizer, resolve_dtype
+    from trainer.preflight import (
+        available_memory_gb,
+        check_chat_template,
+        check_eos,
+        check_memory,
+        check_pad_masking,
+        memory_estimate,
+    )
+
+    check_model_folder(cfg.model.path, cfg.model.trust_remote_code)
+    if cfg.method.name == "qlora":
+        from trainer.model import bitsandbytes_available
+
+        if not bitsandbytes_available():
+            raise UserError("QLoRA needs bitsandbytes: pip install 'tunewise[qlora]' (or choose method lora)")
+    if not Path(cfg.data.path).is_file():
+        raise UserError(f"data.path `{cfg.data.path}` does not exist")
+    tok = load_tokenizer(cfg)
+    check_chat_template(tok, detect_format(cfg.data.path, cfg.data.format))
+    prepared = prepare(cfg.data.path, tok, fmt=cfg.data.format, max_seq_len=cfg.data.max_seq_len,
+                       val_size=cfg.data.val_size, assistant_only=cfg.data.assistant_only_loss,
+                       system_prompt=cfg.data.system_prompt, seed=cfg.training.seed,
+                       drop_untrainable=cfg.data.drop_untrainable)
+    check_eos(prepared, tok, cfg.model.path, cfg.data.max_seq_len)
+    check_pad_masking(prepared, tok)
+    device = device_kind()
+    dtype = resolve_dtype(cfg.model.dtype)
+    dtype_name = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[dtype]
+    est, req = memory_estimate(cfg, prepared, device, dtype_name)
+    avail, dev = available_memory_gb()
+    info = {"records_train": len(prepared.train), "records_val": len(prepared.val), "format": prepared.fmt,
+            "skipped": {k: len(v) for k, v in prepared.skipped.items()}, "truncated": prepared.truncated,
+            "estimate_gb": est.total_gb, "available_gb": round(avail, 2), "device": dev}
+    if dry_run:
+        return {"dry_run": True, **info, "sample": render_sample(prepared, tok), "estimate": est.model_dump(mode="json")}
+    check_memory(est, req, avail, dev, force)
+
+    out, ckpt = prepare_output(cfg, resume)
+    out.mkdir(parents=True, exist_ok=True)
+    main = int(os.environ.get("RANK", "0")) == 0
+    if main:
+        atomic_write(out / FINGERPRINT, cfg.fingerprint() + "\n")
+        write_model(out / RESOLVED, cfg, header="resolved tunewise training config of this run")
+    torch.manual_seed(cfg.training.seed)
+    model = load_model(cfg, tok)
+    trainable, total = count_trainable(model)
+    from transformers import EarlyStoppingCallback, Trainer
+
+    from trainer.callbacks import GracefulStop, MetricsLogger, RankRecord, RichProgress
+
+    collator = Collator(tok.pad_token_id)
+    metrics = MetricsLogger(out / "metrics.jsonl")
+    stop = GracefulStop()
+    callbacks = [metrics, RichProgress(console, enabled=progress and main), stop,
+                 RankRecord(out / "ranks", collator)]
+    if cfg.training.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.training.early_stopping_patience))
+    args = build_args(cfg, out, device, dtype, len(prepared.train))
+    trainer = Trainer(model=model, args=args, train_dataset=TokenDataset(prepared.train),
+                      eval_dataset=TokenDataset(prepared.val, track=False) if prepared.val else None,
+                      data_collator=collator, processing_class=tok, callbacks=callbacks)
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)  # our progress bar and metrics.jsonl replace the raw dict prints
+    trainer.remove_callback(ProgressCallback)
+    stop.install()
+    t0 = time.time()
+    try:
+        result = trainer.train(resume_from_checkpoint=ckpt)
+    except torch.OutOfMemoryError as e:
+        raise RuntimeFailure(f"out of memory: {e}; see `tunewise estimate` for what would fit") from None
+    finally:
+        stop.uninstall()
+    wall = time.time() - t0
+    interrupted = stop.requested
+    summary = {}
+    if main:
+        if not interrupted:
+            trainer.save_model(str(out))
+            tok.save_pretrained(str(out))
+        summary = write_summary(cfg, out, metrics.history, trainer, result, wall, trainable, total, device,
+                                interrupted, info)
+    return summary
+
+
+def write_summary(cfg, out, history, trainer, result, wall, trainable, total, device, interrupted, info) -> dict:
+    from trainer.plots import plot_loss
+
+    train = [r["loss"] for r in history if "loss" in r]
+    evals = [r["eval_loss"] for r in history if "eval_loss" in r]
+    tokens = trainer.state.num_input_tokens_seen
+    summary = {
+        "method": cfg.method.name,
+        "train_loss_first": train[0] if train else None,
+        "train_loss_last": train[-1] if train else None,
+        "eval_loss_first": evals[0] if evals else None,
+        "eval_loss_last": evals[-1] if evals else None,
+        "eval_loss_best": min(evals) if evals else None,
+        "steps": trainer.state.global_step,
+        "max_steps": trainer.state.max_steps,
+        "epochs": round(trainer.state.epoch or 0.0, 3),
+        "tokens_seen": tokens,
+        "tokens_per_second": round(tokens / max(result.metrics.get("train_runtime", wall), 1e-9), 1),
+        "peak_memory_gb": round(peak_memory_gb(device), 3),
+        "trainable_params": trainable,
+        "total_params": total,
+        "trainable_share": round(trainable / total, 6) if total else None,
+        "wall_time_s": round(wall, 2),
+        "device": device,
+        "world_size": int(os.environ.get("WORLD_SIZE", "1")),
+        "stopped_early": trainer.state.global_step < trainer.state.max_steps and not interrupted,
+        "interrupted": interrupted,
+        "output_dir": str(out),
+        **{k: info[k] for k in ("records_train", "records_val", "skipped", "truncated", "estimate_gb")},
+    }
+    atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    png = plot_loss(history, out / "loss.png", f"{cfg.method.name}: loss")
+    summary["loss_plot"] = str(png) if png else None
+    return summary
+
+
+def render_sample(prepared, tok, limit: int = 1500) -> dict:
+    """One formatted training sample; the trained (unmasked) span is returned separately and marked."""
+    e = prepared.train[0]
+    pieces, current, trained = [], [], None
+    for tid, lab in zip(e.input_ids, e.labels, strict=True):
+        is_trained = lab != -100
+        if trained is None or is_trained == trained:
+            current.append(tid)
+        else:
+            pieces.append((trained, tok.decode(current)))
+            current = [tid]
+        trained = is_trained
+    if current:
+        pieces.append((trained, tok.decode(current)))
+    marked = "".join(f"«{t}»" if tr else t for tr, t in pieces)
+    return {"record": e.record, "tokens": len(e.input_ids), "trained_tokens": sum(lab != -100 for lab in e.labels),
+            "marked": marked[:limit], "pieces": [(tr, t) for tr, t in pieces]}
