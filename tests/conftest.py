@@ -60,3 +60,13 @@ def answers(**over):
     from advisor.answers import Answers
 
     return Answers(**{**BASE_ANSWERS, **over})
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory):
+    """A tiny Llama with a fast BPE tokenizer and ChatML template, pre-trained briefly (no download)."""
+    from tests.trainer_fixtures import make_records
+    from trainer.tiny import build_tiny_model
+
+    texts = [m["content"] for r in make_records(200, seed=1) for m in r["messages"]]
+    return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", texts, pretrain_steps=150)

@@ -79,7 +79,6 @@ def disable_avx512_repack(model) -> int:
 
 
 def load_model(cfg: TrainConfig, tokenizer):
-    import torch
     from transformers import AutoModelForCausalLM
 
     m = cfg.method
@@ -104,25 +103,29 @@ def load_model(cfg: TrainConfig, tokenizer):
     gc = cfg.training.gradient_checkpointing
     if m.name == "full":
         return model
-    from peft import LoraConfig, PromptEncoderConfig, get_peft_model, prepare_model_for_kbit_training
+    from peft import get_peft_model, prepare_model_for_kbit_training
 
     if m.name == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gc)
         disable_avx512_repack(model)
     elif gc:
         model.enable_input_require_grads()
-    if m.name in ("lora", "qlora"):
-        peft_cfg = LoraConfig(r=m.lora_r, lora_alpha=m.lora_alpha, lora_dropout=m.lora_dropout,
-                              target_modules=m.target_modules, task_type="CAUSAL_LM", bias="none")
-    else:
-        peft_cfg = PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=m.num_virtual_tokens,
-                                       encoder_hidden_size=m.encoder_hidden_size,
-                                       encoder_reparameterization_type=m.encoder_reparameterization_type)
-    model = get_peft_model(model, peft_cfg)
+    model = get_peft_model(model, peft_config(m))
     if m.name == "qlora":
         disable_avx512_repack(model)
-    del torch
     return model
+
+
+def peft_config(m):
+    """The peft config of a LoRA/QLoRA or P-tuning method section."""
+    from peft import LoraConfig, PromptEncoderConfig
+
+    if m.name in ("lora", "qlora"):
+        return LoraConfig(r=m.lora_r, lora_alpha=m.lora_alpha, lora_dropout=m.lora_dropout,
+                          target_modules=m.target_modules, task_type="CAUSAL_LM", bias="none")
+    return PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=m.num_virtual_tokens,
+                               encoder_hidden_size=m.encoder_hidden_size,
+                               encoder_reparameterization_type=m.encoder_reparameterization_type)
 
 
 def count_trainable(model) -> tuple[int, int]:

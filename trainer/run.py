@@ -37,9 +37,15 @@ def load_config(path: str) -> TrainConfig:
 
 
 def last_checkpoint(out: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
-
-    return get_last_checkpoint(str(out)) if out.is_dir() else None
+    """The newest complete checkpoint: a process killed mid-save leaves a folder without its trainer state."""
+    if not out.is_dir():
+        return None
+    found = []
+    for d in out.glob("checkpoint-*"):
+        step = d.name.split("-")[-1]
+        if step.isdigit() and (d / "trainer_state.json").is_file() and (d / "rng_state.pth").is_file():
+            found.append((int(step), d))
+    return str(max(found)[1]) if found else None
 
 
 def prepare_output(cfg: TrainConfig, resume: bool) -> tuple[Path, str | None]:
@@ -137,11 +143,19 @@ def peak_memory_gb(device: str) -> float:
 
 def train(config_path: str, *, resume: bool = False, force: bool = False, dry_run: bool = False,
           console=None, progress: bool = True, cfg: TrainConfig | None = None) -> dict:
+    """Run the job a config describes; returns the summary (or the dry-run report)."""
+    return fit(config_path, resume=resume, force=force, dry_run=dry_run, console=console, progress=progress,
+               cfg=cfg)["summary"]
+
+
+def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run: bool = False,
+        console=None, progress: bool = True, cfg: TrainConfig | None = None) -> dict:
+    """Like `train`, but also hands back the trainer, tokenizer and data (for tests and the demo)."""
     cfg = cfg or load_config(config_path)
     if cfg.distributed.processes > 1 and "LOCAL_RANK" not in os.environ and not dry_run:
         from trainer.launch import launch
 
-        return launch(config_path, cfg, resume=resume, force=force)
+        return {"summary": launch(config_path, cfg, resume=resume, force=force)}
     if cfg.distributed.strategy.startswith("deepspeed") and cfg.distributed.processes > 1:
         try:
             import deepspeed  # noqa: F401
@@ -187,7 +201,8 @@ def train(config_path: str, *, resume: bool = False, force: bool = False, dry_ru
             "skipped": {k: len(v) for k, v in prepared.skipped.items()}, "truncated": prepared.truncated,
             "estimate_gb": est.total_gb, "available_gb": round(avail, 2), "device": dev}
     if dry_run:
-        return {"dry_run": True, **info, "sample": render_sample(prepared, tok), "estimate": est.model_dump(mode="json")}
+        return {"summary": {"dry_run": True, **info, "sample": render_sample(prepared, tok),
+                            "estimate": est.model_dump(mode="json")}}
     check_memory(est, req, avail, dev, force)
 
     out, ckpt = prepare_output(cfg, resume)
@@ -235,7 +250,7 @@ def train(config_path: str, *, resume: bool = False, force: bool = False, dry_ru
             tok.save_pretrained(str(out))
         summary = write_summary(cfg, out, metrics.history, trainer, result, wall, trainable, total, device,
                                 interrupted, info)
-    return summary
+    return {"summary": summary, "trainer": trainer, "tokenizer": tok, "prepared": prepared}
 
 
 def write_summary(cfg, out, history, trainer, result, wall, trainable, total, device, interrupted, info) -> dict:

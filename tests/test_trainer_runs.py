@@ -1,0 +1,180 @@
+"""Trainer runs end to end: interruption and resume, several processes, and the fail-fast checks."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from tests.conftest import ROOT, write_yaml
+from tests.trainer_fixtures import train_config, write_dataset
+
+LORA = {"name": "lora", "lora_r": 8, "lora_alpha": 16}
+
+
+def spawn(*args, **kw):
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, "-m", "advisor.cli.main", *map(str, args)], env=env, cwd=ROOT,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw)
+
+
+@pytest.mark.slow
+def test_kill_mid_run_then_resume_matches_uninterrupted(tmp_path, tiny_model):
+    from trainer.run import train
+
+    data = write_dataset(tmp_path / "d.jsonl", n=80)
+    common = dict(max_steps=300, save_steps=20, eval_steps=20, logging_steps=10, batch_size=4)
+    ref_cfg = write_yaml(tmp_path / "ref.yaml", train_config(tiny_model, data, tmp_path / "ref", LORA, **common))
+    ref = train(str(ref_cfg), progress=False)
+
+    cfg = write_yaml(tmp_path / "run.yaml", train_config(tiny_model, data, tmp_path / "run", LORA, **common))
+    proc = spawn("train", cfg, "--no-progress")
+    deadline = time.time() + 240
+    while time.time() < deadline and proc.poll() is None:
+        if (tmp_path / "run" / "checkpoint-40" / "trainer_state.json").is_file():
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the run finished before it could be killed: " + proc.communicate()[1][-2000:]
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "run" / "summary.json").exists()
+
+    p = spawn("train", cfg, "--no-progress")
+    _out, err = p.communicate(timeout=240)
+    assert p.returncode == 2 and "--resume" in err  # refuses to silently start over
+    resumed = train(str(cfg), resume=True, progress=False)
+    assert resumed["steps"] == ref["steps"] == 300
+    assert resumed["eval_loss_last"] == pytest.approx(ref["eval_loss_last"], rel=1e-3, abs=1e-4)
+    assert resumed["train_loss_last"] == pytest.approx(ref["train_loss_last"], rel=1e-3, abs=1e-4)
+
+
+@pytest.mark.slow
+def test_resume_refuses_a_changed_config(tmp_path, tiny_model):
+    from trainer.run import train
+
+    data = write_dataset(tmp_path / "d.jsonl")
+    cfg = train_config(tiny_model, data, tmp_path / "run", LORA, max_steps=10, save_steps=5, eval_steps=5)
+    write_yaml(tmp_path / "a.yaml", cfg)
+    train(str(tmp_path / "a.yaml"), progress=False)
+    cfg["training"]["learning_rate"] = 1e-2
+    write_yaml(tmp_path / "b.yaml", cfg)
+    from advisor.errors import UserError
+
+    with pytest.raises(UserError, match="config differs"):
+        train(str(tmp_path / "b.yaml"), resume=True, progress=False)
+
+
+@pytest.mark.slow
+def test_two_processes_on_cpu(tmp_path, tiny_model):
+    # 80 training records; 5 steps × 4 × 2 ranks (+ accelerate's one-batch prefetch) stay inside one epoch
+    data = write_dataset(tmp_path / "d.jsonl", n=100)
+    cfg = train_config(tiny_model, data, tmp_path / "run", LORA, max_steps=5, eval_steps=5, batch_size=4,
+                       learning_rate=5e-3)
+    cfg["distributed"] = {"processes": 2, "strategy": "ddp"}
+    path = write_yaml(tmp_path / "t.yaml", cfg)
+    p = spawn("train", path, "--no-progress", "--json")
+    out, err = p.communicate(timeout=400)
+    assert p.returncode == 0, err[-3000:]
+    ranks = [json.loads((tmp_path / "run" / "ranks" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2] and all(r["steps"] == 5 for r in ranks)
+    seen0, seen1 = set(ranks[0]["records"]), set(ranks[1]["records"])
+    assert seen0 and seen1 and not (seen0 & seen1), "each rank must train on its own share of the data"
+    assert ranks[0]["pid"] != ranks[1]["pid"]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["eval_loss_last"] < summary["eval_loss_first"]
+
+
+def _cfg(tmp_path, tiny_model, **data_over):
+    data = write_dataset(tmp_path / "d.jsonl")
+    c = train_config(tiny_model, data, tmp_path / "run", LORA, max_steps=2)
+    c["data"].update(data_over)
+    return c
+
+
+def _no_template_model(tmp_path, tiny_model):
+    m = tmp_path / "nt"
+    shutil.copytree(tiny_model, m)
+    (m / "chat_template.jinja").unlink(missing_ok=True)
+    tc = json.loads((m / "tokenizer_config.json").read_text())
+    tc.pop("chat_template", None)
+    (m / "tokenizer_config.json").write_text(json.dumps(tc))
+    return m
+
+
+@pytest.mark.parametrize("case,needle", [
+    ("missing_model", "not a local model folder"),
+    ("not_causal", "not a causal language model"),
+    ("no_template", "no chat template"),
+    ("no_eos", "EOS is not appended"),
+    ("untrainable", "no trainable tokens"),
+    ("no_bnb", "bitsandbytes"),
+    ("memory", "--force"),
+    ("resume_nothing", "no checkpoint"),
+    ("bad_key", "did you mean `lora_r`"),
+])
+def test_fail_fast_checks_exit_2(tmp_path, tiny_model, cli, monkeypatch, case, needle):
+    c = _cfg(tmp_path, tiny_model)
+    args = []
+    if case == "missing_model":
+        c["model"]["path"] = str(tmp_path / "nope")
+    elif case == "not_causal":
+        bert = tmp_path / "bert"
+        bert.mkdir()
+        (bert / "config.json").write_text(json.dumps({"model_type": "t5"}))
+        (bert / "model.safetensors").write_bytes(b"")
+        c["model"]["path"] = str(bert)
+    elif case == "no_template":
+        c["model"]["path"] = str(_no_template_model(tmp_path, tiny_model))
+    elif case == "no_eos":
+        c["data"]["chat_template"] = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '\\n' }}"
+                                      "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+    elif case == "untrainable":
+        c["data"]["max_seq_len"] = 12
+    elif case == "no_bnb":
+        import trainer.model
+
+        monkeypatch.setattr(trainer.model, "bitsandbytes_available", lambda: False)
+        c["method"] = {"name": "qlora"}
+    elif case == "memory":
+        import trainer.preflight
+
+        monkeypatch.setattr(trainer.preflight, "available_memory_gb", lambda: (0.001, "cpu"))
+    elif case == "resume_nothing":
+        args = ["--resume"]
+    elif case == "bad_key":
+        c["method"]["lora_rank"] = 4
+    path = write_yaml(tmp_path / "t.yaml", c)
+    code, _out, err = cli("train", path, "--no-progress", *args)
+    assert code == 2, err
+    assert needle in " ".join(err.split()), err
+
+
+def test_memory_check_can_be_forced(tmp_path, tiny_model, cli, monkeypatch):
+    import trainer.preflight
+
+    monkeypatch.setattr(trainer.preflight, "available_memory_gb", lambda: (0.001, "cpu"))
+    path = write_yaml(tmp_path / "t.yaml", _cfg(tmp_path, tiny_model))
+    code, _out, err = cli("train", path, "--no-progress", "--force")
+    assert code == 0, err
+
+
+def test_dry_run_marks_the_trained_span(tmp_path, tiny_model, cli_json, cli):
+    path = write_yaml(tmp_path / "t.yaml", _cfg(tmp_path, tiny_model))
+    d = cli_json("train", path, "--dry-run")
+    marked = d["sample"]["marked"]
+    assert d["dry_run"] and "«{" in marked and "<|im_end|>»" in marked and "«<|im_start|>user" not in marked
+    assert d["estimate"]["total_gb"] > 0 and not (tmp_path / "run").exists()
+    code, out, _ = cli("train", path, "--dry-run")
+    assert code == 0 and "trained" in out and "memory estimate" in out
+
+
+def test_print_schema(cli):
+    code, out, _ = cli("train", "--print-schema")
+    schema = json.loads(out)
+    assert code == 0 and {"model", "data", "method", "training", "output", "distributed"} <= set(schema["properties"])
