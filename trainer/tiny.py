@@ -42,7 +42,7 @@ def build_tokenizer(texts: list[str], vocab_size: int = 1024):
 
 def build_tiny_model(out_dir: str | Path, texts: list[str] | None = None, *, hidden: int = 64, layers: int = 2,
                      heads: int = 4, kv_heads: int = 2, intermediate: int = 176, vocab_size: int = 1024,
-                     pretrain_steps: int = 200, seed: int = 0, log=None) -> Path:
+                     pretrain_steps: int = 200, seed: int = 0, log=None, model_vocab_size: int | None = None) -> Path:
     """Train a tokenizer on `texts` (+ the general corpus), build a small Llama, pre-train it, save it
     as a normal local model folder (config.json, model.safetensors, tokenizer files)."""
     import torch
@@ -53,7 +53,7 @@ def build_tiny_model(out_dir: str | Path, texts: list[str] | None = None, *, hid
     texts = list(texts or []) + corpus
     tok = build_tokenizer(texts, vocab_size)
     torch.manual_seed(seed)
-    cfg = LlamaConfig(vocab_size=len(tok), hidden_size=hidden, intermediate_size=intermediate,
+    cfg = LlamaConfig(vocab_size=max(model_vocab_size or 0, len(tok)), hidden_size=hidden, intermediate_size=intermediate,
                       num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=kv_heads,
                       max_position_embeddings=1024, tie_word_embeddings=False,
                       pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id, bos_token_id=None)
