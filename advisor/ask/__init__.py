@@ -1,0 +1,1 @@
+"""`tunewise ask`: a branching questionnaire that ends in a recommendation, saved files and (optionally) a run."""

@@ -1,0 +1,102 @@
+"""The questionnaire's flow: dataset first (audit pre-fills examples and tasks), detected GPUs confirmed
+instead of asked, then every remaining key in branching order; finally the recommendation."""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from advisor.answers import Answers
+from advisor.ask.hardware import detect_gpus
+from advisor.ask.questions import QUESTIONS, Question
+from advisor.errors import UserError
+from advisor.files import format_validation_error
+
+
+@dataclass
+class AskResult:
+    answers: Answers
+    recommendation: Any
+    signals: dict | None
+    asked: list[str] = field(default_factory=list)
+
+
+DATASET_Q = Question("dataset", "Training data file, JSONL/JSON/CSV (empty if you have none yet)", "text",
+                     "With data, tunewise audits it and fills in the example and task counts from what it measures.",
+                     default="")
+
+
+def check_prefill(prefill: dict, source: str) -> dict:
+    known = set(Answers.model_fields)
+    for key in prefill:
+        if key not in known:
+            hint = difflib.get_close_matches(key, sorted(known), n=1, cutoff=0.6)
+            raise UserError(f"{source}: unknown key `{key}`" + (f", did you mean `{hint[0]}`?" if hint else ""))
+    return dict(prefill)
+
+
+def _ask_dataset(prompter, answers: dict, defaults: bool) -> str | None:
+    if "dataset" in answers:
+        return answers["dataset"] or None
+    if defaults:
+        return None
+    while True:
+        path = str(prompter.ask(DATASET_Q) or "").strip()
+        if not path or Path(path).expanduser().is_file():
+            return str(Path(path).expanduser()) if path else None
+        prompter.say(f"[red]invalid:[/] no file at `{path}`")
+
+
+def run_ask(prompter, prefill: dict | None = None, *, defaults: bool = False, source: str = "--answers") -> AskResult:
+    from advisor.recommend import recommend
+
+    answers = check_prefill(prefill or {}, source)
+    asked: list[str] = []
+    dataset = _ask_dataset(prompter, answers, defaults)
+    signals = None
+    prefilled_by_audit: dict[str, int] = {}
+    if dataset:
+        answers["dataset"] = dataset
+        from advisor.audit import audit_file
+
+        prompter.say(f"auditing `{dataset}` …")
+        report = audit_file(dataset, model_path=answers.get("model_path") or None)
+        signals = report.signals_for_advisor()
+        top = ", ".join(f"{f.code} {f.count}" for f in report.worst_first()[:5]) or "no findings"
+        prompter.say(f"found [bold]{signals['examples']}[/] usable examples ({report.records} records, {report.format}), "
+                     f"about [bold]{signals['estimated_tasks']}[/] task(s), content: {signals['content']}; "
+                     f"findings: {top}")
+        prefilled_by_audit = {"examples": signals["examples"], "tasks": max(1, signals["estimated_tasks"])}
+    if "gpu_count" not in answers:
+        gpus = detect_gpus()
+        if gpus:
+            name, mem = gpus[0]
+            if defaults or prompter.confirm(f"Detected {len(gpus)} × {name} ({mem:g} GB). Train on these?", True):
+                answers.setdefault("gpu_count", len(gpus))
+                answers.setdefault("gpu_memory_gb", min(m for _n, m in gpus))
+    for q in QUESTIONS:
+        if q.key in answers or not q.when(answers):
+            continue
+        default = prefilled_by_audit.get(q.key, q.default)
+        if q.key == "gpu_memory_gb" and answers.get("gpu_count", 0) == 0:
+            answers[q.key] = 0.0
+            continue
+        answers[q.key] = default if defaults else prompter.ask(q, default)
+        asked.append(q.key)
+    if answers.get("gpu_count", 0) == 0:
+        answers["gpu_memory_gb"] = 0.0
+    if not answers.get("model_path"):
+        answers.pop("model_path", None)
+    try:
+        final = Answers.model_validate({k: v for k, v in answers.items() if v is not None or k == "budget_gpu_hours"})
+    except ValidationError as e:
+        raise UserError(format_validation_error(e, Answers, source, {})) from None
+    if final.model_path and "model_params_b" not in answers:
+        from advisor.estimate import shape_from_config
+
+        final = final.model_copy(update={"model_params_b": round(shape_from_config(final.model_path).params / 1e9, 4)})
+    return AskResult(final, recommend(final, signals), signals, asked)

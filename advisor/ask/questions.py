@@ -1,0 +1,120 @@
+"""The questions: one per answers key, in an order that branches. Each has a one-line 'why' with its source."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from advisor.answers import GOAL_HELP
+
+S3 = "seeds/003_0b8f3353eaeb4f7c.txt"
+
+
+@dataclass
+class Question:
+    key: str
+    text: str
+    kind: str  # choice | int | float | bool | path | text | optional_float
+    why: str
+    default: Any = None
+    choices: list[tuple[str, str]] = field(default_factory=list)  # (value, label)
+    when: Callable[[dict], bool] = lambda a: True
+    minimum: float | None = None
+    exclusive_min: bool = False
+
+
+QUESTIONS: list[Question] = [
+    Question("goal", "What must the model gain?", "choice",
+             f"Fine-tuning teaches behaviour (format, style, mappings), not facts or reasoning ({S3}, core split).",
+             default="task", choices=[(k, f"{k} — {v}") for k, v in GOAL_HELP.items()]),
+    Question("knowledge_freshness", "How often do those facts change?", "choice",
+             f"Changing facts need an index you can update, not a re-train ({S3}, when not to fine-tune #1).",
+             default="monthly", choices=[(k, k) for k in ("static", "yearly", "monthly", "weekly", "daily")],
+             when=lambda a: a.get("goal") == "knowledge"),
+    Question("prompting", "How does prompting perform today?", "choice",
+             "Fine-tuning is a last resort once instructions and examples are tried "
+             "(seeds/004_7d8e581ff451b650.txt).", default="untried",
+             choices=[("untried", "untried — no serious prompt yet"), ("works", "works — output is good"),
+                      ("unstable", "unstable — good sometimes, not reliably"),
+                      ("plateaued", "plateaued — more prompt work stopped helping")]),
+    Question("examples", "How many labelled examples do you have?", "int",
+             "Below ~50 examples a few-shot prompt beats a tune; OpenAI's guide needs 10 at least and sees "
+             "gains from 50–100.", default=0, minimum=0),
+    Question("tasks", "How many distinct tasks does the data cover?", "int",
+             f"One fine-tune, one task: mixed tasks interfere ({S3}, best practice #6).", default=1, minimum=1),
+    Question("task_type", "Which kind of task is it mostly?", "choice",
+             f"Translation, rewriting, extraction, Q&A and summaries are things prompting already does well "
+             f"({S3}, when not to fine-tune #4).", default="other",
+             choices=[(k, k) for k in ("classification", "structured_output", "extraction", "generation",
+                                       "conversation", "translation", "rewriting", "summarisation", "qa", "other")],
+             when=lambda a: a.get("goal") not in ("knowledge", "reasoning")),
+    Question("needs_citations", "Must answers cite their sources?", "bool",
+             "Only retrieval can point at the document a fact came from (DOMAIN.md, core split).", default=False),
+    Question("private_data", "May the data never leave your environment?", "bool",
+             "Private data favours training and retrieval on your own hardware "
+             "(seeds/002_506ba70d1bd5a388.txt, privacy).", default=False),
+    Question("requests_per_day", "How many requests per day do you expect?", "int",
+             "At high volume a long prompt is paid on every call; a tune can shorten it "
+             "(seeds/002_506ba70d1bd5a388.txt, cost).", default=1000, minimum=0),
+    Question("prompt_tokens", "About how many tokens is your prompt today (instructions + examples)?", "int",
+             "Traffic × prompt length is the cost a fine-tune can save.", default=500, minimum=0,
+             when=lambda a: a.get("requests_per_day", 0) >= 10_000),
+    Question("gpu_count", "How many GPUs can you train on? (0 = none)", "int",
+             "What fits decides between full, LoRA and QLoRA (tunewise estimate).", default=0, minimum=0),
+    Question("gpu_memory_gb", "Memory per GPU in GB?", "float",
+             "QLoRA fits models about 4× larger than LoRA in the same memory (Dettmers et al. 2023).",
+             default=24.0, minimum=0, exclusive_min=True, when=lambda a: a.get("gpu_count", 0) > 0),
+    Question("model_path", "Local folder of the base model (empty if you have none yet)", "path",
+             "With a local model tunewise counts its parameters exactly and writes it into train.yaml.",
+             default=""),
+    Question("model_params_b", "Base model size in billions of parameters?", "float",
+             "Memory grows with model size: 2 bytes per parameter for a 16-bit base, 16 for full training.",
+             default=7.0, minimum=0, exclusive_min=True, when=lambda a: not a.get("model_path")),
+    Question("budget_gpu_hours", "Training budget in GPU-hours (empty = not fixed)", "optional_float",
+             "A full fine-tune is only worth it with a big budget (seeds/002_506ba70d1bd5a388.txt).",
+             default=None, minimum=0),
+]
+
+
+def parse(q: Question, text: str) -> Any:
+    """Turn typed text into a value, or raise ValueError with the reason (shown before re-asking)."""
+    t = text.strip()
+    if q.kind == "choice":
+        values = [v for v, _ in q.choices]
+        if t.isdigit() and 1 <= int(t) <= len(values):
+            return values[int(t) - 1]
+        if t in values:
+            return t
+        raise ValueError(f"choose one of: {', '.join(values)} (or its number)")
+    if q.kind == "bool":
+        if t.lower() in ("y", "yes", "true", "1"):
+            return True
+        if t.lower() in ("n", "no", "false", "0"):
+            return False
+        raise ValueError("answer y or n")
+    if q.kind == "text":
+        return t
+    if q.kind == "path":
+        from pathlib import Path
+
+        if t and not (Path(t).expanduser() / "config.json").is_file():
+            raise ValueError(f"no config.json in `{t}`; give a local model folder or leave it empty")
+        return str(Path(t).expanduser()) if t else ""
+    if q.kind == "optional_float" and not t:
+        return None
+    try:
+        v = int(t.replace(",", "").replace("_", "")) if q.kind == "int" else float(t)
+    except ValueError:
+        raise ValueError(f"expected {'a whole number' if q.kind == 'int' else 'a number'}, got {t!r}") from None
+    if q.minimum is not None and (v < q.minimum or (q.exclusive_min and v == q.minimum)):
+        raise ValueError(f"must be {'>' if q.exclusive_min else '>='} {q.minimum:g}")
+    return v
+
+
+def show_default(q: Question) -> str:
+    if q.default is None or q.default == "":
+        return ""
+    if q.kind == "bool":
+        return "y" if q.default else "n"
+    return str(q.default)
