@@ -91,12 +91,12 @@ def run_ask(prompter, prefill: dict | None = None, *, defaults: bool = False, so
         answers["gpu_memory_gb"] = 0.0
     if not answers.get("model_path"):
         answers.pop("model_path", None)
+    elif "model_params_b" not in answers:
+        from advisor.estimate import shape_from_config
+
+        answers["model_params_b"] = round(shape_from_config(answers["model_path"]).params / 1e9, 6)
     try:
         final = Answers.model_validate({k: v for k, v in answers.items() if v is not None or k == "budget_gpu_hours"})
     except ValidationError as e:
         raise UserError(format_validation_error(e, Answers, source, {})) from None
-    if final.model_path and "model_params_b" not in answers:
-        from advisor.estimate import shape_from_config
-
-        final = final.model_copy(update={"model_params_b": round(shape_from_config(final.model_path).params / 1e9, 4)})
     return AskResult(final, recommend(final, signals), signals, asked)

@@ -1,0 +1,31 @@
+"""The demo pipeline end to end, reduced in size."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+
+@pytest.mark.slow
+def test_demo_quick(tmp_path, cli_json):
+    d = cli_json("demo", "--out", tmp_path / "demo", "--quick")
+    assert d["method"] in ("lora", "qlora", "full", "p_tuning")
+    for path in d["files"].values():
+        assert (tmp_path / "demo").resolve() in __import__("pathlib").Path(path).resolve().parents
+    base, tuned = d["base"], d["tuned"]
+    assert tuned["eval_loss"] < base["eval_loss"]
+    assert {"valid_ticket_rate", "exact_match", "general_text_loss"} <= set(tuned)
+    assert json.loads((tmp_path / "demo" / "demo_summary.json").read_text())["method"] == d["method"]
+    assert (tmp_path / "demo" / "audit" / "index.html").is_file() and (tmp_path / "demo" / "run" / "loss.png").is_file()
+    # the second run reuses the cached base model
+    again = cli_json("demo", "--out", tmp_path / "demo", "--quick")
+    assert again["method"] == d["method"]
+
+
+def test_demo_dataset_has_the_deliberate_defects():
+    from advisor.audit import audit_file
+    from trainer.demo.pipeline import asset
+
+    codes = {f.code for f in audit_file(asset("tickets.jsonl")).findings}
+    assert {"exact_duplicate", "empty_output", "placeholder", "pii", "template_leak", "conflicting_answers"} <= codes
