@@ -84,12 +84,13 @@ def run_audit(path, fmt="auto", max_seq_len=2048, model=None, threshold=0.8, sam
 SEV = {"error": "[bold red]error[/]", "warning": "[yellow]warning[/]", "info": "[blue]info[/]"}
 
 
-def render(report, html_path: str | None = None) -> None:
+def render(report, html_path: str | None = None, con=None) -> None:
+    out = con or console
     sig = report.signals
-    console.print(f"[bold]{escape(report.path)}[/]: {report.format}, {report.records} records, "
+    out.print(f"[bold]{escape(report.path)}[/]: {report.format}, {report.records} records, "
                   f"{report.valid_records} valid, {sig['examples']} usable examples")
     if not report.findings:
-        console.print("[green]no findings[/]")
+        out.print("[green]no findings[/]")
     else:
         t = Table(title="findings, worst first", title_justify="left")
         t.add_column("severity")
@@ -101,26 +102,26 @@ def render(report, html_path: str | None = None) -> None:
             where = ", ".join(f"{r}" + (f" (l.{ln})" if ln else "") for r, ln in
                               zip(f.records[:4], (f.line or [0] * 4)[:4], strict=False))
             t.add_row(SEV[f.severity], f.code, str(f.count), escape(f.message), where + (" …" if f.count > 4 else ""))
-        console.print(t)
+        out.print(t)
         for f in report.worst_first()[:4]:
             detail = next(iter((f.details or {}).items()), None)
             if detail:
-                console.print(f"[bold]{f.code}[/] e.g. record {detail[0]}: {escape(detail[1])}")
+                out.print(f"[bold]{f.code}[/] e.g. record {detail[0]}: {escape(detail[1])}")
             for s in f.samples[:1]:
-                console.print("   [dim]" + escape(str(s))[:300] + "[/]")
+                out.print("   [dim]" + escape(str(s))[:300] + "[/]")
     tk = report.stats["tokens"]
-    console.print(f"tokens ({escape(report.stats['token_counting'])}): prompt p50 {tk['prompt']['p50']} "
+    out.print(f"tokens ({escape(report.stats['token_counting'])}): prompt p50 {tk['prompt']['p50']} "
                   f"p90 {tk['prompt']['p90']} max {tk['prompt']['max']}; answer p50 {tk['answer']['p50']} "
                   f"p90 {tk['answer']['p90']} max {tk['answer']['max']}")
     langs = ", ".join(f"{k} {v}" for k, v in list(report.stats["languages"].items())[:5])
     mix = ", ".join(f"{k} {v:.0%}" for k, v in list(report.stats["task_mix"].items())[:6])
-    console.print(f"languages: {langs or '-'} · tasks ≈ {sig['estimated_tasks']} ({mix or '-'})")
+    out.print(f"languages: {langs or '-'} · tasks ≈ {sig['estimated_tasks']} ({mix or '-'})")
     d = sig["diversity"]
-    console.print(f"content: [bold]{sig['content']}[/] (knowledge share {sig['knowledge_share']:.0%}) · diversity: "
+    out.print(f"content: [bold]{sig['content']}[/] (knowledge share {sig['knowledge_share']:.0%}) · diversity: "
                   f"unique prompts {d['unique_prompt_ratio']:.0%}, (near-)copies {d['near_duplicate_share']:.0%}, "
                   f"mean similarity {d['mean_similarity']:.2f}")
     if html_path:
-        console.print(f"report: {html_path}")
+        out.print(f"report: {html_path}")
 
 
 def render_catalog(entries: list[dict]) -> None:

@@ -78,7 +78,8 @@ NAMES = {"prompting": "Prompting", "rag": "RAG (retrieval-augmented generation)"
          "lora": "LoRA", "qlora": "QLoRA", "p_tuning": "P-tuning"}
 
 
-def render(rec, config_written: str | None = None) -> None:
+def render(rec, config_written: str | None = None, con=None) -> None:
+    out = con or console
     top = rec.ranking[0]
     lines = [f"[bold green]{NAMES[rec.method]}[/]  (score {top.score:+g})", ""]
     if rec.overrides:
@@ -93,7 +94,7 @@ def render(rec, config_written: str | None = None) -> None:
         lines += ["", f"[bold]memory[/] {e['total_gb']:.1f} GB of {e['gpu_memory_gb']:g} GB "
                       f"({e['assumptions']['device']}, {e['trainable_params']:,} trainable parameters)"
                       + (f", ≈ {e['gpu_hours']:.2f} GPU-hours" if e.get("gpu_hours") is not None else "")]
-    console.print(Panel("\n".join(lines), title="tunewise recommends", border_style="green"))
+    out.print(Panel("\n".join(lines), title="tunewise recommends", border_style="green"))
 
     t = Table(title="the other options", title_justify="left")
     t.add_column("method")
@@ -105,11 +106,11 @@ def render(rec, config_written: str | None = None) -> None:
         key = [x for x in r.reasons if x.effect == "ruled out"] or sorted(r.reasons, key=lambda x: x.effect)[:2]
         t.add_row(NAMES[r.method], f"{r.score:+g}", status,
                   escape("; ".join(f"{x.rule} ({x.effect})" for x in key)) or "-")
-    console.print(t)
+    out.print(t)
     for w in rec.warnings:
-        console.print(f"[bold yellow]warning[/] [yellow]{w.code}[/]: {escape(w.message)} [dim]({w.rule})[/]")
-    console.print("[bold]next steps[/]")
+        out.print(f"[bold yellow]warning[/] [yellow]{w.code}[/]: {escape(w.message)} [dim]({w.rule})[/]")
+    out.print("[bold]next steps[/]")
     for i, s in enumerate(rec.next_steps, 1):
-        console.print(f"  {i}. {escape(s)}")
+        out.print(f"  {i}. {escape(s)}")
     if config_written:
-        console.print(f"training config written to [bold]{config_written}[/]; run: tunewise train {config_written}")
+        out.print(f"training config written to [bold]{config_written}[/]; run: tunewise train {config_written}")

@@ -74,11 +74,12 @@ def render_dry_run(cfg, r) -> None:
                   f"({r['available_gb']:g} GB available); {e['trainable_params']:,} trainable parameters")
 
 
-def render_summary(s: dict) -> None:
+def render_summary(s: dict, con=None) -> None:
+    out = con or console
     if not s:
         return
     if s.get("interrupted"):
-        console.print(f"[yellow]interrupted at step {s['steps']}[/]: a checkpoint was saved; "
+        out.print(f"[yellow]interrupted at step {s['steps']}[/]: a checkpoint was saved; "
                       "continue with the same command and --resume")
     t = Table(title=f"{s['method']} training summary", title_justify="left")
     t.add_column("")
@@ -95,4 +96,4 @@ def render_summary(s: dict) -> None:
             ("output", s["output_dir"])]
     for k, v in rows:
         t.add_row(k, escape(str(v)))
-    console.print(t)
+    out.print(t)

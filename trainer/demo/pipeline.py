@@ -123,7 +123,7 @@ def run_demo(out: Path, say, console=None, progress: bool = True, quick: bool = 
     report = audit_file(data_src)
     from advisor.cli.audit_cmd import render as render_audit
 
-    render_audit(report, str(write_report(report, out / "audit")))
+    render_audit(report, str(write_report(report, out / "audit")), con=console)
     train_path, test_path, dropped = clean_split(report, data_src, out / "data")
     say(f"dropped {dropped} records with errors, duplicate copies or conflicting labels; "
         f"held out {sum(1 for _ in test_path.open())} records for evaluation")
@@ -141,7 +141,7 @@ def run_demo(out: Path, say, console=None, progress: bool = True, quick: bool = 
     rec = recommend(answers, signals)
     from advisor.cli.recommend_cmd import render as render_rec
 
-    render_rec(rec)
+    render_rec(rec, con=console)
     write_model(out / "answers.yaml", answers, header="tunewise demo answers")
     if rec.method not in DEMO_TRAINING:
         say(f"[red]the recommendation is {rec.method}: the demo stops here[/]")
@@ -168,7 +168,7 @@ def run_demo(out: Path, say, console=None, progress: bool = True, quick: bool = 
     summary = result["summary"]
     from advisor.cli.train_cmd import render_summary
 
-    render_summary(summary)
+    render_summary(summary, con=console)
 
     say("\n[bold]6. evaluate[/] base vs tuned on held-out records")
     from transformers import AutoModelForCausalLM
