@@ -3,6 +3,7 @@ messages that name file, field and line and suggest a fix, and writing outputs a
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import json
 import os
@@ -182,10 +183,8 @@ def atomic_write(path: str | Path, content: str | bytes) -> Path:
             os.fsync(f.fileno())
         os.replace(tmp, p)
     except BaseException:
-        try:
+        with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
-        except FileNotFoundError:
-            pass
         raise
     return p
 

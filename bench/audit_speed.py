@@ -16,8 +16,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 TOPICS = ["billing", "shipping", "login", "refund", "warranty", "upgrade", "cancellation", "invoice", "password", "delivery"]
-WORDS = ("account order package card invoice screen app update email payment delay damaged replacement tracking "
-         "number weekend support agent manager store online mobile laptop phone charger cable box label").split()
+WORDS = ["account", "order", "package", "card", "invoice", "screen", "app", "update", "email", "payment", "delay", "damaged", "replacement", "tracking", "number", "weekend", "support", "agent", "manager", "store", "online", "mobile", "laptop", "phone", "charger", "cable", "box", "label"]
 
 
 def make_dataset(path: Path, n: int, seed: int = 0) -> None:

@@ -21,7 +21,7 @@ STEPS, BATCH, SEQ = 40, 8, 512
 
 def dataset(path: Path, n: int = 600) -> list[dict]:
     rng = random.Random(0)
-    words = "order parcel refund invoice screen battery delay charge account login password warranty".split()
+    words = ["order", "parcel", "refund", "invoice", "screen", "battery", "delay", "charge", "account", "login", "password", "warranty"]
     recs = []
     for i in range(n):
         ask = " ".join(rng.choice(words) for _ in range(rng.randint(8, 120)))

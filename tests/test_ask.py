@@ -185,17 +185,19 @@ def test_unknown_prefill_key_exits_2(tmp_path, cli):
 @settings(max_examples=40, deadline=None)
 @given(a=answers_strategy, mem=st.floats(1, 120))
 def test_ask_and_recommend_agree(tmp_path_factory, a, mem):
+    from rich.console import Console
+
     from advisor.ask.flow import run_ask
     from advisor.ask.prompter import PlainPrompter
     from advisor.recommend import recommend
-    from rich.console import Console
 
     a = {**a, "gpu_memory_gb": mem if a["gpu_count"] else 0.0}
     if a["goal"] != "knowledge":
         a.pop("knowledge_freshness")
     full = Answers(**a)
-    via_ask = run_ask(PlainPrompter(Console(file=open(os.devnull, "w"))), full.model_dump(exclude_none=True),
-                      defaults=True).recommendation
+    with open(os.devnull, "w") as sink:
+        via_ask = run_ask(PlainPrompter(Console(file=sink)), full.model_dump(exclude_none=True),
+                          defaults=True).recommendation
     direct = recommend(full)
     assert via_ask.method == direct.method
     assert [(r.method, r.score, r.feasible) for r in via_ask.ranking] == \

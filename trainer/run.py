@@ -166,7 +166,14 @@ def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run:
     import torch
 
     from trainer.data import Collator, TokenDataset, detect_format, prepare
-    from trainer.model import check_model_folder, count_trainable, device_kind, load_model, load_tokenizer, resolve_dtype
+    from trainer.model import (
+        check_model_folder,
+        count_trainable,
+        device_kind,
+        load_model,
+        load_tokenizer,
+        resolve_dtype,
+    )
     from trainer.preflight import (
         available_memory_gb,
         check_chat_template,

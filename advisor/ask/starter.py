@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections import Counter
 from itertools import islice
-from pathlib import Path
 
 from advisor.answers import Answers
 

@@ -24,7 +24,8 @@ from advisor.audit.text import (
     normalise,
     script_units,
 )
-from advisor.data.formats import FORMATS, Sample, detect_format, majority_format, normalise as to_sample
+from advisor.data.formats import FORMATS, Sample, detect_format, majority_format
+from advisor.data.formats import normalise as to_sample
 from advisor.data.reader import iter_raw
 from advisor.errors import UserError
 

@@ -33,13 +33,13 @@ _SCRIPTS = [
 _LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
 _WORD = re.compile(r"[a-zà-ÿ]+")
 _STOPWORDS = {
-    "en": set("the and of to is in that it for you with are this be on as have not what can how".split()),
+    "en": set(["the", "and", "of", "to", "is", "in", "that", "it", "for", "you", "with", "are", "this", "be", "on", "as", "have", "not", "what", "can", "how"]),
     # words that are also common English words (a, o, e, do, no, as, die, once...) are left out
-    "es": set("el los las que y una por para con es del como más pero muy también está".split()),
-    "fr": set("le les des et est une du que pour dans pas ce qui sur avec au il vous nous".split()),
-    "de": set("der das und ist nicht ein eine zu den mit von sie es auf für ich auch".split()),
-    "pt": set("os que da em um uma para com não é na ao mais também muito você".split()),
-    "it": set("il di che è una per non con sono del della gli anche più questo".split()),
+    "es": set(["el", "los", "las", "que", "y", "una", "por", "para", "con", "es", "del", "como", "más", "pero", "muy", "también", "está"]),
+    "fr": set(["le", "les", "des", "et", "est", "une", "du", "que", "pour", "dans", "pas", "ce", "qui", "sur", "avec", "au", "il", "vous", "nous"]),
+    "de": set(["der", "das", "und", "ist", "nicht", "ein", "eine", "zu", "den", "mit", "von", "sie", "es", "auf", "für", "ich", "auch"]),
+    "pt": set(["os", "que", "da", "em", "um", "uma", "para", "com", "não", "é", "na", "ao", "mais", "também", "muito", "você"]),
+    "it": set(["il", "di", "che", "è", "una", "per", "non", "con", "sono", "del", "della", "gli", "anche", "più", "questo"]),
 }
 
 

@@ -107,6 +107,8 @@ def render(report, html_path: str | None = None, con=None) -> None:
             detail = next(iter((f.details or {}).items()), None)
             if detail:
                 out.print(f"[bold]{f.code}[/] e.g. record {detail[0]}: {escape(detail[1])}")
+            elif f.samples:
+                out.print(f"[bold]{f.code}[/] e.g.:")
             for s in f.samples[:1]:
                 out.print("   [dim]" + escape(str(s))[:300] + "[/]")
     tk = report.stats["tokens"]

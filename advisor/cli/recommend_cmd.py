@@ -103,7 +103,7 @@ def render(rec, config_written: str | None = None, con=None) -> None:
     t.add_column("deciding reasons")
     for r in rec.ranking[1:]:
         status = "feasible" if r.feasible else "[red]ruled out[/]"
-        key = [x for x in r.reasons if x.effect == "ruled out"] or sorted(r.reasons, key=lambda x: x.effect)[:2]
+        key = [x for x in r.reasons if x.effect == "ruled out"] or sorted(r.reasons, key=lambda x: float(x.effect))[:2]
         t.add_row(NAMES[r.method], f"{r.score:+g}", status,
                   escape("; ".join(f"{x.rule} ({x.effect})" for x in key)) or "-")
     out.print(t)

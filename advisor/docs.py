@@ -1,0 +1,95 @@
+"""Reference tables for the README, generated from the code: `python -m advisor.docs`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel
+
+
+def _type(field) -> str:
+    return _name(field.annotation)
+
+
+def _name(ann) -> str:
+    import types
+    import typing
+
+    origin, args = typing.get_origin(ann), typing.get_args(ann)
+    if origin is typing.Literal:
+        return "one of " + ", ".join(f"`{a}`" for a in args)
+    if origin in (typing.Union, types.UnionType):
+        names = [_name(a) for a in args if a is not type(None)]
+        return " or ".join(names) + (" (optional)" if type(None) in args else "")
+    if origin is list:
+        return f"list of {_name(args[0])}" if args else "list"
+    return getattr(ann, "__name__", str(ann))
+
+
+def model_table(model: type[BaseModel], prefix: str = "") -> list[str]:
+    rows = []
+    for name, f in model.model_fields.items():
+        sub = [a for a in (getattr(f.annotation, "__args__", None) or (f.annotation,))
+               if isinstance(a, type) and issubclass(a, BaseModel)]
+        if sub and name != "method":
+            rows += model_table(sub[0], f"{prefix}{name}.")
+            continue
+        default: Any = "required" if f.is_required() else f.default
+        if callable(getattr(f, "default_factory", None)):
+            default = "(see section)"
+        aliases = [a for a in getattr(f.validation_alias, "choices", ()) or () if a != name]
+        desc = (f.description or "") + (f" Aliases: {', '.join(aliases)}." if aliases else "")
+        rows.append(f"| `{prefix}{name}` | {_type(f)} | `{default}` | {desc} |")
+    return rows
+
+
+def answers_reference() -> str:
+    from advisor.answers import Answers
+
+    return "\n".join(["| key | type | default | meaning |", "|---|---|---|---|", *model_table(Answers)])
+
+
+def config_reference() -> str:
+    from trainer.config import FullMethod, LoraMethod, PTuningMethod, QLoraMethod, TrainConfig
+
+    lines = ["| key | type | default | meaning |", "|---|---|---|---|", *model_table(TrainConfig),
+             "| `method.name` | one of `full`, `lora`, `qlora`, `p_tuning` | `lora` | the method; the keys below "
+             "belong to the methods that use them |"]
+    for m in (FullMethod, LoraMethod, QLoraMethod, PTuningMethod):
+        lines += [row for row in model_table(m, "method.") if not row.startswith("| `method.name`")]
+    seen, out = set(), []
+    for line in lines:
+        if line not in seen:
+            seen.add(line)
+            out.append(line)
+    return "\n".join(out)
+
+
+def rules_reference() -> str:
+    from advisor.rules.loader import load_rules
+
+    lines = ["| rule | effect | rationale | source |", "|---|---|---|---|"]
+    for r in load_rules():
+        eff = []
+        if r.effect.veto:
+            eff.append("rules out " + ", ".join(r.effect.veto))
+        if r.effect.score:
+            eff.append(", ".join(f"{m} {v:+g}" for m, v in r.effect.score.items()))
+        if r.effect.warn:
+            eff.append(f"warns `{r.effect.warn.code}`")
+        lines.append(f"| `{r.id}` | {'; '.join(eff) or 'next step'} | {r.rationale} | {r.source} |")
+    return "\n".join(lines)
+
+
+def findings_reference() -> str:
+    from advisor.audit.catalog import catalog
+
+    lines = ["| code | severity | why it matters | source |", "|---|---|---|---|"]
+    lines += [f"| `{e.code}` | {e.severity} | {e.rationale} | {e.source} |" for e in catalog().values()]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    for title, fn in (("answers", answers_reference), ("config", config_reference), ("rules", rules_reference),
+                      ("findings", findings_reference)):
+        print(f"<!-- {title} -->\n{fn()}\n")
