@@ -178,3 +178,27 @@ def test_print_schema(cli):
     code, out, _ = cli("train", "--print-schema")
     schema = json.loads(out)
     assert code == 0 and {"model", "data", "method", "training", "output", "distributed"} <= set(schema["properties"])
+
+
+@pytest.mark.slow
+def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path, tiny_model):
+    from trainer.run import train
+
+    data = write_dataset(tmp_path / "d.jsonl", n=80)
+    cfg = write_yaml(tmp_path / "t.yaml", train_config(tiny_model, data, tmp_path / "run", LORA, max_steps=400,
+                                                      save_steps=1000, eval_steps=1000, logging_steps=5, batch_size=4))
+    proc = spawn("train", cfg, "--no-progress")
+    deadline = time.time() + 240
+    metrics = tmp_path / "run" / "metrics.jsonl"
+    while time.time() < deadline and proc.poll() is None:
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 4:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err[-2000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["interrupted"] and 0 < summary["steps"] < 400
+    assert (tmp_path / "run" / f"checkpoint-{summary['steps']}" / "trainer_state.json").is_file()
+    done = train(str(cfg), resume=True, progress=False)
+    assert done["steps"] == 400 and not done["interrupted"]

@@ -83,7 +83,8 @@ class DuplicateIndex:
         self.exact_first: dict[int, int] = {}
         self.exact = UnionFind()
         self.near = UnionFind()
-        self.buckets: list[dict[bytes, list[int]]] = [defaultdict(list) for _ in range(BANDS)]
+        # band → rows; most buckets hold one row, kept as a bare int (a list only once a second row arrives)
+        self.buckets: list[dict[bytes, int | list[int]]] = [{} for _ in range(BANDS)]
         self.sigs = np.zeros((1024, NUM_PERM), dtype=np.uint32)
         self.row_index: list[int] = []  # signature row → record index
         self.prompt_first: dict[int, tuple[int, int]] = {}  # prompt key → (first record, its answer key)
@@ -107,10 +108,19 @@ class DuplicateIndex:
         self.sigs[row] = sig
         self.row_index.append(index)
         candidates: set[int] = set()
+        raw = sig.tobytes()
+        width = 4 * ROWS
         for b in range(BANDS):
-            bucket = self.buckets[b][sig[b * ROWS:(b + 1) * ROWS].tobytes()]
-            candidates.update(bucket[-BUCKET_CAP:])  # a huge cluster is still caught through its recent members
-            bucket.append(row)
+            table, key = self.buckets[b], raw[b * width:(b + 1) * width]
+            bucket = table.get(key)
+            if bucket is None:
+                table[key] = row
+            elif isinstance(bucket, int):
+                candidates.add(bucket)
+                table[key] = [bucket, row]
+            else:
+                candidates.update(bucket[-BUCKET_CAP:])  # a huge cluster is still caught through recent members
+                bucket.append(row)
         if candidates:
             rows = np.fromiter(candidates, dtype=np.int64, count=len(candidates))
             sims = np.count_nonzero(self.sigs[rows] == sig, axis=1) / NUM_PERM
