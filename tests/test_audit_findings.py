@@ -219,3 +219,20 @@ def test_luhn_and_pii_helpers():
     assert luhn("4111111111111111") and not luhn("4111111111111112")
     assert pii_kinds("reach me: +44 20 7946 0958") == ["phone"]
     assert pii_kinds("version 1.2.3, 2024-01-01, 10,000 users") == []
+
+
+def test_company_faq_counts_as_knowledge(tmp_path):
+    faq = [chat(q, a) for q, a in [
+        ("What is ACME Pay?", "ACME Pay is a wallet for small shops to take card payments."),
+        ("Who can open an account on ACME Pay?", "Anyone with a bank account in the EU can open one."),
+        ("How do I close my ACME Pay account?", "Write to support from the app and we close it within a week."),
+        ("Does ACME Pay charge a monthly fee?", "There is no monthly fee; you pay a small fee per payment."),
+    ] * 5]
+    report, _by, codes = run(tmp_path, faq)
+    assert report.signals["content"] == "knowledge" and "knowledge_heavy" in codes
+    general = [chat(q, a) for q, a in [
+        ("How can we reduce air pollution?", "Use cleaner energy, walk or cycle more, and plant trees."),
+        ("Why do leaves change colour in autumn?", "Chlorophyll breaks down and other pigments show through."),
+    ] * 10]
+    report, _by, codes = run(tmp_path, general)
+    assert "knowledge_heavy" not in codes

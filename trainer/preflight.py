@@ -87,7 +87,7 @@ def memory_estimate(cfg: TrainConfig, prepared: Prepared, device: str, dtype_nam
 def check_memory(est, req, available_gb: float, device: str, force: bool) -> None:
     if est.total_gb <= available_gb or force:
         return
-    from advisor.estimate import estimate, shape_from_config  # noqa: F401  (suggestions need the same shape)
+    from advisor.estimate import shape_from_config
     from advisor.estimate.memory import suggestions
 
     tips = suggestions(shape_from_config(est.assumptions["model_shape"]), req.model_copy(update={"gpu_memory_gb": available_gb}))

@@ -16,6 +16,7 @@ from advisor.audit.dedup import DuplicateIndex
 from advisor.audit.report import AuditReport, Finding
 from advisor.audit.text import (
     approx_tokens,
+    asks_about_entity,
     fact_density,
     intent,
     is_factual_question,
@@ -196,7 +197,8 @@ def _audit_file(path: str | Path, fmt: str = "auto", max_seq_len: int = 2048, mo
         skey, ikey = hash(system[:500].strip()), hash(s.instruction[:300].strip().lower())
         system_counts[skey] += 1
         instr_counts[ikey] += 1
-        if is_factual_question(s.instruction) and not is_structured(answer) and fact_density(answer) >= 3:
+        if not is_structured(answer) and (
+                (is_factual_question(s.instruction) and fact_density(answer) >= 3) or asks_about_entity(s.instruction)):
             knowledge += 1
         if len(bigrams) < 2_000_000:
             units = script_units(answer[:2000])

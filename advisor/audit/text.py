@@ -141,8 +141,19 @@ _PROPER = re.compile(r"(?<=[a-z,;:] )[A-Z][a-z]{2,}")
 _STRUCTURED = re.compile(r"^\s*[\[{<]|```")
 
 
+_QUESTION = re.compile(r"^(?:how|what|who|where|when|which|why|can|could|do|does|is|are|should)\b|\?\s*$", re.IGNORECASE)
+_ENTITY = re.compile(r"\b[A-Z][A-Z0-9]{1,}[a-z]*\b|(?<=[a-z,] )[A-Z][a-z]{2,}")
+
+
 def is_factual_question(instruction: str) -> bool:
     return bool(_FACT_Q.search(instruction[:200].strip().lower()))
+
+
+def asks_about_entity(instruction: str) -> bool:
+    """A question about a named thing (an acronym such as SMBX, or a capitalised name mid-sentence):
+    its answer is a fact about that thing, e.g. a company FAQ."""
+    t = instruction[:200].strip()
+    return bool(_QUESTION.search(t)) and bool(_ENTITY.search(t))
 
 
 def fact_density(answer: str) -> float:
