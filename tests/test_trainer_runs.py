@@ -202,3 +202,34 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path, tiny_model):
     assert (tmp_path / "run" / f"checkpoint-{summary['steps']}" / "trainer_state.json").is_file()
     done = train(str(cfg), resume=True, progress=False)
     assert done["steps"] == 400 and not done["interrupted"]
+
+
+@pytest.mark.slow
+def test_fsdp_two_processes_full_model_reloads(tmp_path, tiny_model):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    data = write_dataset(tmp_path / "d.jsonl", n=60)
+    cfg = train_config(tiny_model, data, tmp_path / "run", {"name": "full"}, max_steps=4, eval_steps=2, batch_size=2,
+                       learning_rate=1e-3)
+    cfg["distributed"] = {"processes": 2, "strategy": "fsdp"}
+    p = spawn("train", write_yaml(tmp_path / "t.yaml", cfg), "--no-progress")
+    _out, err = p.communicate(timeout=400)
+    assert p.returncode == 0, err[-3000:]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["eval_loss_last"] < summary["eval_loss_first"]
+    tuned = AutoModelForCausalLM.from_pretrained(tmp_path / "run", local_files_only=True)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model, local_files_only=True)
+    moved = [float((a - b).abs().max()) for a, b in zip(tuned.parameters(), base.parameters(), strict=True)]
+    assert all(torch.isfinite(torch.tensor(moved))) and max(moved) > 0
+
+
+def test_deepspeed_without_the_package_exits_2(tmp_path, tiny_model, cli):
+    import importlib.util
+
+    if importlib.util.find_spec("deepspeed") is not None:
+        pytest.skip("deepspeed is installed here")
+    c = _cfg(tmp_path, tiny_model)
+    c["distributed"] = {"processes": 2, "strategy": "deepspeed_zero3"}
+    code, _out, err = cli("train", write_yaml(tmp_path / "t.yaml", c), "--no-progress")
+    assert code == 2 and "pip install deepspeed" in " ".join(err.split())

@@ -152,16 +152,16 @@ def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run:
         console=None, progress: bool = True, cfg: TrainConfig | None = None) -> dict:
     """Like `train`, but also hands back the trainer, tokenizer and data (for tests and the demo)."""
     cfg = cfg or load_config(config_path)
+    if cfg.distributed.strategy.startswith("deepspeed") and cfg.distributed.processes > 1:
+        import importlib.util
+
+        if importlib.util.find_spec("deepspeed") is None:
+            raise UserError(f"distributed.strategy {cfg.distributed.strategy} needs DeepSpeed: pip install deepspeed "
+                            "(or use strategy fsdp, which ships with torch)")
     if cfg.distributed.processes > 1 and "LOCAL_RANK" not in os.environ and not dry_run:
         from trainer.launch import launch
 
         return {"summary": launch(config_path, cfg, resume=resume, force=force)}
-    if cfg.distributed.strategy.startswith("deepspeed") and cfg.distributed.processes > 1:
-        try:
-            import deepspeed  # noqa: F401
-        except ImportError:
-            raise UserError(f"distributed.strategy {cfg.distributed.strategy} needs DeepSpeed: pip install deepspeed "
-                            "(or use strategy fsdp, which ships with torch)") from None
     quiet_libraries()
     import torch
 
