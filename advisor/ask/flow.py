@@ -51,7 +51,8 @@ def _ask_dataset(prompter, answers: dict, defaults: bool) -> str | None:
         prompter.say(f"[red]invalid:[/] no file at `{path}`")
 
 
-def run_ask(prompter, prefill: dict | None = None, *, defaults: bool = False, source: str = "--answers") -> AskResult:
+def run_ask(prompter, prefill: dict | None = None, *, defaults: bool = False, source: str = "--answers",
+            lines: dict | None = None) -> AskResult:
     from advisor.recommend import recommend
 
     answers = check_prefill(prefill or {}, source)
@@ -98,5 +99,5 @@ def run_ask(prompter, prefill: dict | None = None, *, defaults: bool = False, so
     try:
         final = Answers.model_validate({k: v for k, v in answers.items() if v is not None or k == "budget_gpu_hours"})
     except ValidationError as e:
-        raise UserError(format_validation_error(e, Answers, source, {})) from None
+        raise UserError(format_validation_error(e, Answers, source, lines or {})) from None
     return AskResult(final, recommend(final, signals), signals, asked)

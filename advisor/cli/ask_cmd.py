@@ -39,9 +39,9 @@ def run(args: argparse.Namespace) -> int:
     from advisor.ask.prompter import PlainPrompter, TerminalPrompter
     from advisor.files import read_structured
 
-    prefill = {}
+    prefill, lines = {}, {}
     if args.answers:
-        data, _ = read_structured(args.answers, "answers file")
+        data, lines = read_structured(args.answers, "answers file")
         if not isinstance(data, dict):
             from advisor.errors import UserError
 
@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     out_console = err_console if args.json else console
     terminal = sys.stdin.isatty() and sys.stdout.isatty() and not args.plain and not args.json
     prompter = (TerminalPrompter if terminal else PlainPrompter)(out_console)
-    result = run_ask(prompter, prefill, defaults=args.defaults, source=args.answers or "answers")
+    result = run_ask(prompter, prefill, defaults=args.defaults, source=args.answers or "answers", lines=lines)
     files = write_outputs(result, Path(args.out))
     rec = result.recommendation
     data = {"answers": result.answers.model_dump(mode="json", exclude_none=True), "recommendation": rec.model_dump(mode="json"),

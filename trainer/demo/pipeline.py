@@ -115,7 +115,14 @@ def run_demo(out: Path, say, console=None, progress: bool = True, quick: bool = 
     quiet_libraries()
     t0 = time.time()
     out = out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / ".tunewise-write-test").touch()
+        (out / ".tunewise-write-test").unlink()
+    except OSError as e:
+        from advisor.errors import UserError
+
+        raise UserError(f"--out: cannot write to `{out}` ({e.strerror}); choose another folder") from None
     data_src = asset("tickets.jsonl")
     general = general_corpus()
 
