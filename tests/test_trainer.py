@@ -14,6 +14,8 @@ METHODS = {
     "lora": {"name": "lora", "lora_r": 8, "lora_alpha": 16},
     "qlora": {"name": "qlora", "lora_r": 8, "lora_alpha": 16},
     "p_tuning": {"name": "p_tuning", "num_virtual_tokens": 8, "encoder_hidden_size": 64},
+    "lora+checkpointing": {"name": "lora", "lora_r": 8, "lora_alpha": 16},
+    "qlora+checkpointing": {"name": "qlora", "lora_r": 8, "lora_alpha": 16},
 }
 
 
@@ -55,7 +57,8 @@ def test_method_learns_and_output_reloads(tmp_path, tiny_model, method):
 
     data = write_dataset(tmp_path / "d.jsonl")
     out = tmp_path / "out"
-    cfg = write_yaml(tmp_path / "train.yaml", train_config(tiny_model, data, out, METHODS[method]))
+    extra = {"gradient_checkpointing": True} if method.endswith("+checkpointing") else {}
+    cfg = write_yaml(tmp_path / "train.yaml", train_config(tiny_model, data, out, METHODS[method], **extra))
     r = fit(str(cfg), progress=False)
     s = r["summary"]
     assert s["eval_loss_last"] < 0.9 * s["eval_loss_first"], s
@@ -67,6 +70,7 @@ def test_method_learns_and_output_reloads(tmp_path, tiny_model, method):
     assert after_mid and after_mid[-1] < evals[1]["eval_loss"] * 1.05 and min(after_mid) < max(after_mid)
     for f in ("summary.json", "loss.png", "tunewise_config.yaml", "tokenizer.json"):
         assert (out / f).is_file(), f
+    method = method.split("+")[0]
     assert (out / ("model.safetensors" if method == "full" else "adapter_model.safetensors")).is_file()
     assert "chat_template" in (out / "tokenizer_config.json").read_text() or (out / "chat_template.jinja").is_file()
     val = r["prepared"].val

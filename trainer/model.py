@@ -105,10 +105,14 @@ def load_model(cfg: TrainConfig, tokenizer):
         return model
     from peft import get_peft_model, prepare_model_for_kbit_training
 
+    # Reentrant checkpointing (inputs made to require grad) for adapters: measured 0.5-0.6 GB less than the
+    # non-reentrant mode on a 110M Llama with LoRA/QLoRA (bench/estimate_vs_measured.py)
     if m.name == "qlora":
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gc)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gc,
+                                                gradient_checkpointing_kwargs={"use_reentrant": True})
         disable_avx512_repack(model)
     elif gc:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
         model.enable_input_require_grads()
     model = get_peft_model(model, peft_config(m))
     if m.name == "qlora":

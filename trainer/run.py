@@ -92,7 +92,9 @@ def build_args(cfg: TrainConfig, out: Path, device: str, dtype, n_train: int):
         weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm,
         optim=OPTIMIZERS[t.optimizer],
-        gradient_checkpointing=t.gradient_checkpointing and cfg.method.name != "qlora",
+        # PEFT methods enable checkpointing on the base model before wrapping it (trainer/model.py)
+        gradient_checkpointing=t.gradient_checkpointing and cfg.method.name == "full",
+        gradient_checkpointing_kwargs={"use_reentrant": False},
         seed=t.seed,
         data_seed=t.seed,
         logging_steps=t.logging_steps,
