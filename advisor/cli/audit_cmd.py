@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from rich.markup import escape
-from rich.table import Table
-
 from advisor.cli.common import add_json_flag, console, emit, err_console, positive, subparser
 
 
@@ -85,6 +82,8 @@ SEV = {"error": "[bold red]error[/]", "warning": "[yellow]warning[/]", "info": "
 
 
 def render(report, html_path: str | None = None, con=None) -> None:
+    from rich.markup import escape
+    from rich.table import Table
     out = con or console
     sig = report.signals
     out.print(f"[bold]{escape(report.path)}[/]: {report.format}, {report.records} records, "
@@ -127,6 +126,8 @@ def render(report, html_path: str | None = None, con=None) -> None:
 
 
 def render_catalog(entries: list[dict]) -> None:
+    from rich.markup import escape
+    from rich.table import Table
     t = Table(title="tunewise audit checks", title_justify="left", show_lines=True)
     for col in ("code", "severity", "why", "source", "example"):
         t.add_column(col)

@@ -8,12 +8,26 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from rich.console import Console
-
 EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
 
-console = Console()
-err_console = Console(stderr=True)
+
+class _LazyConsole:
+    """A rich Console created on first use: `--json` runs and `--help` never import rich."""
+
+    def __init__(self, stderr: bool = False) -> None:
+        self._stderr = stderr
+        self._console = None
+
+    def __getattr__(self, name: str):
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(stderr=self._stderr)
+        return getattr(self._console, name)
+
+
+console = _LazyConsole()
+err_console = _LazyConsole(stderr=True)
 
 
 def add_json_flag(p: argparse.ArgumentParser) -> None:

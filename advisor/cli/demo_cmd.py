@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.markup import escape
-from rich.table import Table
-
 from advisor.cli.common import add_json_flag, console, emit, err_console, subparser
 
 
@@ -36,6 +33,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render(r: dict) -> None:
+    from rich.markup import escape
+    from rich.table import Table
     if "base" not in r:
         return
     b, t = r["base"], r["tuned"]

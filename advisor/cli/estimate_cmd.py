@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from rich.table import Table
-
 from advisor.cli.common import add_json_flag, console, emit, positive, subparser
 from advisor.errors import UserError
 
@@ -69,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render(est) -> None:
+    from rich.table import Table
     t = Table(title=f"{est.method} · {est.params_b:g}B parameters · "
                     f"{est.trainable_params:,} trainable ({est.trainable_share:.3%})", title_justify="left")
     t.add_column("per GPU", style="bold")

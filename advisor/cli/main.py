@@ -8,8 +8,6 @@ import sys
 import traceback
 from importlib import import_module
 
-from rich.markup import escape
-
 from advisor import __version__
 from advisor.cli.common import EXIT_FAILURE, EXIT_USAGE, err_console
 from advisor.errors import RuntimeFailure, UserError
@@ -42,6 +40,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except UserError as e:
+        from rich.markup import escape
+
         if args.debug:
             traceback.print_exc()
         err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
@@ -50,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print("[yellow]interrupted[/]")
         return 130
     except (RuntimeFailure, Exception) as e:  # noqa: BLE001 - the last line of defence
+        from rich.markup import escape
+
         if args.debug:
             traceback.print_exc()
         kind = "" if isinstance(e, RuntimeFailure) else f"{type(e).__name__}: "

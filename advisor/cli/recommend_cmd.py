@@ -5,10 +5,6 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from rich.markup import escape
-from rich.panel import Panel
-from rich.table import Table
-
 from advisor.cli.common import add_json_flag, console, emit, subparser
 
 
@@ -79,6 +75,9 @@ NAMES = {"prompting": "Prompting", "rag": "RAG (retrieval-augmented generation)"
 
 
 def render(rec, config_written: str | None = None, con=None) -> None:
+    from rich.markup import escape
+    from rich.panel import Panel
+    from rich.table import Table
     out = con or console
     top = rec.ranking[0]
     lines = [f"[bold green]{NAMES[rec.method]}[/]  (score {top.score:+g})", ""]

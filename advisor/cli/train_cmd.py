@@ -5,9 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from rich.markup import escape
-from rich.table import Table
-
 from advisor.cli.common import add_json_flag, console, emit, subparser
 
 
@@ -60,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def render_dry_run(cfg, r) -> None:
+    from rich.markup import escape
     console.print(f"[green]config OK[/]: {cfg.method.name} on `{escape(cfg.model.path)}`, data `{escape(cfg.data.path)}` "
                   f"({r['format']}): {r['records_train']} train / {r['records_val']} validation records"
                   + (f", skipped {r['skipped']}" if r["skipped"] else "")
@@ -75,6 +73,8 @@ def render_dry_run(cfg, r) -> None:
 
 
 def render_summary(s: dict, con=None) -> None:
+    from rich.markup import escape
+    from rich.table import Table
     out = con or console
     if not s:
         return
