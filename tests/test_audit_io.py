@@ -168,3 +168,19 @@ def test_deep_nesting_and_huge_lines(tmp_path):
     q.write_text("[" * 100000)
     with pytest.raises(UserError):
         list(iter_raw(q))
+
+
+def test_audit_on_a_terminal_shows_progress_and_summary(tmp_path):
+    import os
+    import sys
+
+    import pexpect
+
+    from tests.conftest import ROOT
+
+    p = write_jsonl(tmp_path / "d.jsonl", [{"prompt": f"q{i}", "completion": f"a{i}"} for i in range(30)])
+    child = pexpect.spawn(sys.executable, ["-m", "advisor.cli.main", "audit", str(p)], encoding="utf-8", timeout=60,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0 and "usable examples" in child.before and "Traceback" not in child.before

@@ -233,3 +233,11 @@ def test_deepspeed_without_the_package_exits_2(tmp_path, tiny_model, cli):
     c["distributed"] = {"processes": 2, "strategy": "deepspeed_zero3"}
     code, _out, err = cli("train", write_yaml(tmp_path / "t.yaml", c), "--no-progress")
     assert code == 2 and "pip install deepspeed" in " ".join(err.split())
+
+
+def test_cli_train_with_progress_bar(tmp_path, tiny_model, cli):
+    """The default (progress bar on) path, as a person runs it."""
+    path = write_yaml(tmp_path / "t.yaml", _cfg(tmp_path, tiny_model))
+    code, out, err = cli("train", path)
+    assert code == 0, err
+    assert "training summary" in out and "training" in out

@@ -38,7 +38,7 @@ class RichProgress(TrainerCallback):
     """Step, loss, eval loss, tokens/s and ETA on one rich progress bar (main process only)."""
 
     def __init__(self, console=None, enabled: bool = True) -> None:
-        self.console = console
+        self.console = console.real() if hasattr(console, "real") else console
         self.enabled = enabled
         self.bar = None
         self.task = None

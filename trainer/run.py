@@ -194,8 +194,9 @@ def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run:
     if not Path(cfg.data.path).is_file():
         raise UserError(f"data.path `{cfg.data.path}` does not exist")
     tok = load_tokenizer(cfg)
-    check_chat_template(tok, detect_format(cfg.data.path, cfg.data.format))
-    prepared = prepare(cfg.data.path, tok, fmt=cfg.data.format, max_seq_len=cfg.data.max_seq_len,
+    fmt = detect_format(cfg.data.path, cfg.data.format)
+    check_chat_template(tok, fmt)
+    prepared = prepare(cfg.data.path, tok, fmt=fmt, max_seq_len=cfg.data.max_seq_len,
                        val_size=cfg.data.val_size, assistant_only=cfg.data.assistant_only_loss,
                        system_prompt=cfg.data.system_prompt, seed=cfg.training.seed,
                        drop_untrainable=cfg.data.drop_untrainable)

@@ -209,7 +209,7 @@ def _audit_file(path: str | Path, fmt: str = "auto", max_seq_len: int = 2048, mo
         body = "\n".join(m.content for m in s.messages if m.role != "system")
         if instr_text and body.startswith(instr_text):
             body = body[len(instr_text):]
-        norm_prompt = normalise("\n".join(m.content for m in s.messages[: last if last is not None else 0]))
+        norm_prompt = normalise(prompt)  # everything before the last answer
         dup.add(rec.index, normalise(body), norm_prompt, normalise(answer), with_prompt=fmt != "text")
     if progress:
         progress(n, size)

@@ -72,7 +72,7 @@ def run_audit(path, fmt="auto", max_seq_len=2048, model=None, threshold=0.8, sam
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     with Progress(SpinnerColumn(), TextColumn("auditing: {task.fields[n]:,} records"), TimeElapsedColumn(),
-                  console=err_console, transient=True) as bar:
+                  console=err_console.real(), transient=True) as bar:
         task = bar.add_task("audit", total=None, n=0)
         return audit_file(path, fmt, max_seq_len, model, threshold, samples,
                           progress=lambda n, _size: bar.update(task, n=n))

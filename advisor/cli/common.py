@@ -18,12 +18,16 @@ class _LazyConsole:
         self._stderr = stderr
         self._console = None
 
-    def __getattr__(self, name: str):
+    def real(self):
+        """The rich Console itself (for rich objects that use it as a context manager)."""
         if self._console is None:
             from rich.console import Console
 
             self._console = Console(stderr=self._stderr)
-        return getattr(self._console, name)
+        return self._console
+
+    def __getattr__(self, name: str):
+        return getattr(self.real(), name)
 
 
 console = _LazyConsole()
