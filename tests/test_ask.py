@@ -202,3 +202,26 @@ def test_ask_and_recommend_agree(tmp_path_factory, a, mem):
     assert via_ask.method == direct.method
     assert [(r.method, r.score, r.feasible) for r in via_ask.ranking] == \
            [(r.method, r.score, r.feasible) for r in direct.ranking]
+
+
+def test_detected_gpu_is_confirmed_instead_of_asked(tmp_path, monkeypatch):
+    import io
+
+    from rich.console import Console
+
+    from advisor.ask.flow import run_ask
+    from advisor.ask.prompter import PlainPrompter
+
+    fake = tmp_path / "bin" / "nvidia-smi"
+    fake.parent.mkdir()
+    fake.write_text("#!/bin/sh\necho 'NVIDIA A100-SXM4-80GB, 81920'\necho 'NVIDIA A100-SXM4-80GB, 81920'\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
+    # dataset, GPU confirm, goal, prompting, examples, tasks, task type, citations, private, requests, model, size, budget
+    answers_in = "\n".join(["", "y", "format", "unstable", "3000", "", "", "", "", "", "", "7", ""]) + "\n"
+    out = io.StringIO()
+    r = run_ask(PlainPrompter(Console(file=out, width=200), stream=io.StringIO(answers_in)))
+    text = out.getvalue()
+    assert "Detected 2 × NVIDIA A100-SXM4-80GB (85.9 GB)" in text
+    assert "How many GPUs" not in text and "Memory per GPU" not in text
+    assert r.answers.gpu_count == 2 and r.answers.gpu_memory_gb == 85.9
