@@ -29,11 +29,10 @@ def build_config(rec: Recommendation, answers: Answers, data_path: str | None, m
     m = rec.method
     if m not in LEARNING_RATES:
         raise ValueError(f"`{m}` is not a fine-tune; there is no training config to write")
-    est = rec.estimate[m]
-    seq_len = int(rec.assumptions["seq_len"])
+    base = EstimateRequest.model_validate(rec.estimate[m]["request"])  # the configuration that was estimated
     if m in ("lora", "qlora"):
-        targets = est["lora_targets"]
-        lora = dict(lora_r=est["lora_r"], lora_alpha=2 * est["lora_r"], lora_dropout=0.05,
+        targets = list(base.lora_targets)
+        lora = dict(lora_r=base.lora_r, lora_alpha=2 * base.lora_r, lora_dropout=base.lora_dropout,
                     target_modules="all-linear" if len(targets) >= 7 else targets)
         method = LoraMethod(**lora) if m == "lora" else QLoraMethod(**lora)
     elif m == "p_tuning":
@@ -42,8 +41,6 @@ def build_config(rec: Recommendation, answers: Answers, data_path: str | None, m
         method = FullMethod()
     # largest per-device batch (≤ 16) that the estimate says fits; accumulate the rest
     shape = model_shape(answers)
-    req_keys = EstimateRequest.model_fields.keys()
-    base = EstimateRequest(**{k: v for k, v in _request_from(est, m, seq_len).items() if k in req_keys})
     batch, checkpointing = 1, True
     for b, gc in ((b, gc) for b in (16, 8, 4, 2, 1) for gc in (False, True)):
         if estimate(shape, base.model_copy(update={"batch_size": b, "gradient_checkpointing": gc}), suggest=False).fits:
@@ -53,11 +50,11 @@ def build_config(rec: Recommendation, answers: Answers, data_path: str | None, m
     strategy = "fsdp" if (m == "full" and gpus > 1) else "ddp"
     return TrainConfig(
         model=ModelSection(path=model_path or answers.model_path or MODEL_PLACEHOLDER),
-        data=DataSection(path=data_path or answers.dataset or "data.jsonl", max_seq_len=seq_len, val_size=0.1),
+        data=DataSection(path=data_path or answers.dataset or "data.jsonl", max_seq_len=base.seq_len, val_size=0.1),
         method=method,
         training=TrainingSection(
             learning_rate=LEARNING_RATES[m], epochs=float(rec.assumptions["epochs"]), batch_size=batch,
-            grad_accum=max(1, EFFECTIVE_BATCH // (batch * gpus)), optimizer=est["optimizer"],
+            grad_accum=max(1, EFFECTIVE_BATCH // (batch * gpus)), optimizer=base.optimizer,
             gradient_checkpointing=checkpointing,
             early_stopping_patience=3,
         ),
@@ -65,11 +62,3 @@ def build_config(rec: Recommendation, answers: Answers, data_path: str | None, m
         distributed=DistributedSection(processes=answers.gpu_count if answers.gpu_count > 1 else 1, strategy=strategy),
     )
 
-
-def _request_from(est: dict, method: str, seq_len: int) -> dict:
-    a = est["assumptions"]
-    return dict(method=method, seq_len=seq_len, batch_size=1, gpus=int(a["gpus"]), gpu_memory_gb=est["gpu_memory_gb"],
-                gradient_checkpointing=bool(a["gradient_checkpointing"]), optimizer=est["optimizer"],
-                precision=a["precision"], lora_r=est.get("lora_r") or 16,
-                lora_targets=tuple(est.get("lora_targets") or ()) or EstimateRequest.model_fields["lora_targets"].default,
-                sharding=a["sharding"], device=a["device"])

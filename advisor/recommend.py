@@ -155,9 +155,7 @@ def recommend(answers: Answers, signals: dict | None = None, rules: tuple[Rule, 
     for m, f in ctx["fits"].items():
         d = f.estimate.model_dump(mode="json")
         d["config_rung"] = f.rung
-        d["optimizer"] = f.request.optimizer
-        d["lora_r"] = f.request.lora_r if m in ("lora", "qlora") else None
-        d["lora_targets"] = list(f.request.lora_targets) if m in ("lora", "qlora") else None
+        d["request"] = f.request.model_dump(mode="json")
         estimates[m] = d
     return Recommendation(
         method=chosen,

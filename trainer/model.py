@@ -59,6 +59,11 @@ def load_tokenizer(cfg: TrainConfig):
     return tok
 
 
+def require_bitsandbytes() -> None:
+    if not bitsandbytes_available():
+        raise UserError("QLoRA needs bitsandbytes: pip install 'tunewise[qlora]' (or choose method lora)")
+
+
 def bitsandbytes_available() -> bool:
     try:
         import bitsandbytes  # noqa: F401
@@ -85,8 +90,7 @@ def load_model(cfg: TrainConfig, tokenizer):
     dtype = resolve_dtype(cfg.model.dtype)
     kw = dict(local_files_only=True, use_safetensors=True, trust_remote_code=cfg.model.trust_remote_code, dtype=dtype)
     if m.name == "qlora":
-        if not bitsandbytes_available():
-            raise UserError("QLoRA needs bitsandbytes: pip install 'tunewise[qlora]' (or choose method lora)")
+        require_bitsandbytes()
         from transformers import BitsAndBytesConfig
 
         compute = dtype if m.bnb_4bit_compute_dtype == "auto" else resolve_dtype(m.bnb_4bit_compute_dtype)

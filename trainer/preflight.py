@@ -81,16 +81,16 @@ def memory_estimate(cfg: TrainConfig, prepared: Prepared, device: str, dtype_nam
         gpus=cfg.distributed.processes if device == "cuda" else 1, gpu_memory_gb=1e9,
         sharding={"ddp": "none", "fsdp": "fsdp", "deepspeed_zero2": "zero2", "deepspeed_zero3": "zero3"}[cfg.distributed.strategy],
     )
-    return estimate(shape_from_config(cfg.model.path), req, suggest=False), req
+    shape = shape_from_config(cfg.model.path)
+    return estimate(shape, req, suggest=False), req, shape
 
 
-def check_memory(est, req, available_gb: float, device: str, force: bool) -> None:
+def check_memory(est, req, shape, available_gb: float, device: str, force: bool) -> None:
     if est.total_gb <= available_gb or force:
         return
-    from advisor.estimate import shape_from_config
     from advisor.estimate.memory import suggestions
 
-    tips = suggestions(shape_from_config(est.assumptions["model_shape"]), req.model_copy(update={"gpu_memory_gb": available_gb}))
+    tips = suggestions(shape, req.model_copy(update={"gpu_memory_gb": available_gb}))
     fixes = "; ".join(f"{s.change} ({s.total_gb:.1f} GB)" for s in tips if s.fits)[:300]
     raise UserError(f"estimated {est.total_gb:.1f} GB per {device.upper()} but only {available_gb:.1f} GB is available"
                     + (f"; try: {fixes}" if fixes else "") + "; --force trains anyway")

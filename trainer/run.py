@@ -187,10 +187,9 @@ def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run:
 
     check_model_folder(cfg.model.path, cfg.model.trust_remote_code)
     if cfg.method.name == "qlora":
-        from trainer.model import bitsandbytes_available
+        from trainer.model import require_bitsandbytes
 
-        if not bitsandbytes_available():
-            raise UserError("QLoRA needs bitsandbytes: pip install 'tunewise[qlora]' (or choose method lora)")
+        require_bitsandbytes()
     if not Path(cfg.data.path).is_file():
         raise UserError(f"data.path `{cfg.data.path}` does not exist")
     tok = load_tokenizer(cfg)
@@ -205,7 +204,7 @@ def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run:
     device = device_kind()
     dtype = resolve_dtype(cfg.model.dtype)
     dtype_name = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[dtype]
-    est, req = memory_estimate(cfg, prepared, device, dtype_name)
+    est, req, shape = memory_estimate(cfg, prepared, device, dtype_name)
     avail, dev = available_memory_gb()
     info = {"records_train": len(prepared.train), "records_val": len(prepared.val), "format": prepared.fmt,
             "skipped": {k: len(v) for k, v in prepared.skipped.items()}, "truncated": prepared.truncated,
@@ -213,7 +212,7 @@ def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run:
     if dry_run:
         return {"summary": {"dry_run": True, **info, "sample": render_sample(prepared, tok),
                             "estimate": est.model_dump(mode="json")}}
-    check_memory(est, req, avail, dev, force)
+    check_memory(est, req, shape, avail, dev, force)
 
     out, ckpt = prepare_output(cfg, resume)
     out.mkdir(parents=True, exist_ok=True)

@@ -83,9 +83,6 @@ def run_ask(prompter, prefill: dict | None = None, *, defaults: bool = False, so
         if q.key in answers or not q.when(answers):
             continue
         default = prefilled_by_audit.get(q.key, q.default)
-        if q.key == "gpu_memory_gb" and answers.get("gpu_count", 0) == 0:
-            answers[q.key] = 0.0
-            continue
         answers[q.key] = default if defaults else prompter.ask(q, default)
         asked.append(q.key)
     if answers.get("gpu_count", 0) == 0:

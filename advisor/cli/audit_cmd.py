@@ -87,7 +87,7 @@ def render(report, html_path: str | None = None, con=None) -> None:
     out = con or console
     sig = report.signals
     out.print(f"[bold]{escape(report.path)}[/]: {report.format}, {report.records} records, "
-                  f"{report.valid_records} valid, {sig['examples']} usable examples")
+              f"{report.valid_records} valid, {sig['examples']} usable examples")
     if not report.findings:
         out.print("[green]no findings[/]")
     else:
@@ -112,15 +112,15 @@ def render(report, html_path: str | None = None, con=None) -> None:
                 out.print("   [dim]" + escape(str(s))[:300] + "[/]")
     tk = report.stats["tokens"]
     out.print(f"tokens ({escape(report.stats['token_counting'])}): prompt p50 {tk['prompt']['p50']} "
-                  f"p90 {tk['prompt']['p90']} max {tk['prompt']['max']}; answer p50 {tk['answer']['p50']} "
-                  f"p90 {tk['answer']['p90']} max {tk['answer']['max']}")
+              f"p90 {tk['prompt']['p90']} max {tk['prompt']['max']}; answer p50 {tk['answer']['p50']} "
+              f"p90 {tk['answer']['p90']} max {tk['answer']['max']}")
     langs = ", ".join(f"{k} {v}" for k, v in list(report.stats["languages"].items())[:5])
     mix = ", ".join(f"{k} {v:.0%}" for k, v in list(report.stats["task_mix"].items())[:6])
     out.print(f"languages: {langs or '-'} · tasks ≈ {sig['estimated_tasks']} ({mix or '-'})")
     d = sig["diversity"]
     out.print(f"content: [bold]{sig['content']}[/] (knowledge share {sig['knowledge_share']:.0%}) · diversity: "
-                  f"unique prompts {d['unique_prompt_ratio']:.0%}, (near-)copies {d['near_duplicate_share']:.0%}, "
-                  f"mean similarity {d['mean_similarity']:.2f}")
+              f"unique prompts {d['unique_prompt_ratio']:.0%}, (near-)copies {d['near_duplicate_share']:.0%}, "
+              f"mean similarity {d['mean_similarity']:.2f}")
     if html_path:
         out.print(f"report: {html_path}")
 

@@ -80,7 +80,7 @@ def render_summary(s: dict, con=None) -> None:
         return
     if s.get("interrupted"):
         out.print(f"[yellow]interrupted at step {s['steps']}[/]: a checkpoint was saved; "
-                      "continue with the same command and --resume")
+                  "continue with the same command and --resume")
     t = Table(title=f"{s['method']} training summary", title_justify="left")
     t.add_column("")
     t.add_column("value", justify="right")
