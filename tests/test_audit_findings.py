@@ -82,8 +82,9 @@ def codes_for(tmp_path, record, **kw) -> set[str]:
                          "Reviewers praise the keyboard, though the speakers are thin and the camera is average.")),
     ("degenerate_repetition", chat("Shout", "A" * 40), chat("Draw a line", "-" * 40)),
     ("pii", chat("Contact", "Write to jane.doe@acme-mail.io"), chat("Contact", "Write to jane.doe@example.com")),
-    ("pii", chat("Card", "Charge 4111 1111 1111 1111 today"), chat("Card", "Charge 4111 1111 1111 1112 today")),
-    ("pii", chat("Call", "Call (415) 555-0134 now"), chat("Count", "Count 415 555 0134 5 things")),
+    # 4111 1111 1111 1111 and 555-01xx are documented test/fictional values: look-alikes, not personal data
+    ("pii", chat("Card", "Charge 4556 7375 8689 9103 today"), chat("Card", "Charge 4111 1111 1111 1111 today")),
+    ("pii", chat("Call", "Call (415) 867-5309 now"), chat("Call", "Call (415) 555-0134 now")),
     ("pii", chat("Key", "use sk-proj-abcdefghijklmnopqrstuvwx12"), chat("Key", "use the sk- prefix for keys")),
     ("pii", chat("ID", "SSN 123-45-6789 on file"), chat("ID", "Ticket 123-45-67890 on file")),
     ("pii", chat("ID", "身份证 11010519491231002X"), chat("ID", "订单 110105194912310021")),

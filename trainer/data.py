@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from advisor.data import iter_raw, normalise
-from advisor.data.formats import majority_format
+from advisor.data.formats import kind_of, majority_format
 from advisor.errors import UserError
 
 
@@ -41,6 +41,10 @@ def detect_format(path: str | Path, fmt: str = "auto") -> str:
     found = majority_format(head)
     if not found:
         raise UserError(f"{path}: cannot tell the data format; set data.format")
+    if kind_of(found) == "preference":
+        raise UserError(f"{path}: preference data ({found}: chosen/rejected pairs or labelled completions); "
+                        "`tunewise train` runs supervised fine-tuning: train on the chosen answers as a "
+                        "conversation file, or use TRL's DPOTrainer / KTOTrainer for preference tuning")
     return found
 
 

@@ -1,11 +1,14 @@
-"""The finding catalogue (rules/audit_findings.yaml): code, severity, rationale, source, examples."""
+"""The finding catalogue (rules/audit_findings.yaml): code, severity, rationale, source, examples and, for the
+pattern-based findings, the patterns per language."""
 
 from __future__ import annotations
 
+import re
 from functools import cache
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from advisor.errors import UserError
 from advisor.files import read_structured, validate
 from advisor.rules.loader import rules_dir
 
@@ -19,6 +22,8 @@ class CatalogEntry(BaseModel):
     source: str
     example: str
     ok_example: str | None = None
+    patterns: dict[str, list[str]] | None = Field(
+        None, description="regular expressions per language (ISO 639-1, or `any`), matched case-insensitively")
 
 
 @cache
@@ -31,3 +36,19 @@ def catalog() -> dict[str, CatalogEntry]:
         entry = validate(CatalogEntry, item, str(path), sub)
         out[entry.code] = entry
     return out
+
+
+@cache
+def patterns(code: str) -> re.Pattern:
+    """All languages' patterns of a finding as one case-insensitive regex (a text may mix languages)."""
+    entry = catalog()[code]
+    parts = []
+    for lang, items in (entry.patterns or {}).items():
+        for j, rx in enumerate(items):
+            try:
+                re.compile(rx)
+            except re.error as e:
+                raise UserError(f"{rules_dir() / 'audit_findings.yaml'}: `{code}.patterns.{lang}[{j}]` is not a valid "
+                                f"regular expression ({e}); fix the pattern") from None
+            parts.append(f"(?:{rx})")
+    return re.compile("|".join(parts) or r"(?!x)x", re.IGNORECASE)

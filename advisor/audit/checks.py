@@ -4,98 +4,38 @@ from __future__ import annotations
 
 import re
 
+from advisor.audit.catalog import patterns
+from advisor.audit.language import UND, detect
+from advisor.audit.pii import PII_NAMES, luhn, pii_kinds  # noqa: F401  (luhn: public helper kept for callers)
 from advisor.audit.text import script_units
-from advisor.data.formats import Sample
+from advisor.data.formats import Message, Sample
 
 Hit = tuple[str, str, str]  # code, severity, detail
 
-PLACEHOLDER = re.compile(
-    r"\{\{\s*[\w.\- ]{1,40}\s*\}\}|<no ?input>|<no ?output>|\[(?:insert|your|placeholder|name of|enter)\b[^\]]{0,60}\]|"
-    r"\blorem ipsum\b|<placeholder>|\bxxx+ placeholder\b", re.IGNORECASE)
 TEMPLATE_LEAK = re.compile(
     r"<\|(?:im_start|im_end|endoftext|eot_id|start_header_id|end_header_id|begin_of_text|user|assistant|system|end)\|>|"
     r"\[/?INST\]|<</?SYS>>|</s>|<s>\s*\[|^\s*#{2,3}\s*(?:Instruction|Response|Input)\s*:|^\s*(?:Human|Assistant|USER|ASSISTANT):\s",
     re.MULTILINE)
-REFUSAL = re.compile(
-    r"\bas an ai(?: language)? model\b|\bas a(?:n)? (?:large )?language model\b|\bas an ai assistant, i (?:cannot|can't|don't)|"
-    r"\bi(?:'m| am) (?:sorry|afraid),? but (?:as an ai|i (?:cannot|can't|am unable|am not able))|"
-    r"\bi cannot (?:fulfill|comply with|assist with) (?:this|that|your)|\bi don't have personal (?:opinions|feelings|beliefs|experiences)|"
-    r"作为一个?(?:人工智能|ai|AI)(?:语言)?模型|作为(?:一个)?(?:AI|ai|人工智能)助手，?我(?:无法|不能)", re.IGNORECASE)
-PLACEHOLDER_HINTS = ("{{", "<no", "[", "lorem", "<placeholder", "placeholder")
 TEMPLATE_HINTS = ("<|", "[INST", "[/INST", "<<SYS", "<</SYS", "</s>", "<s>", "###", "Human:", "Assistant:", "USER:",
                   "ASSISTANT:")
-REFUSAL_HINTS = ("as an ai", "language model", "sorry", "cannot", "personal", "作为", "afraid", "as an ai assistant")
+PLACEHOLDER_HINTS = ("{{", "<", "[", "【", "〔", "［", "lorem", "某某", "xx")
+CODE_SPANS = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)|`[^`\n]{1,300}`|\{%.*?%\}", re.DOTALL)
 CHAR_RUN = re.compile(r"([^\s\-=_*#.~`|+<>\d])\1{29,}")
-TRANSLATE = re.compile(r"translat|翻译|翻譯|traduc|übersetz|翻訳|번역", re.IGNORECASE)
+TRANSLATE = re.compile(r"translat|翻译|翻譯|译成|译为|traduc|übersetz|翻訳|번역|перев", re.IGNORECASE)
 LANGUAGE_NAMES = {
-    "en": r"english|英文|英语", "es": r"spanish|español", "fr": r"french|français|法语", "de": r"german|deutsch|德语",
-    "pt": r"portuguese|葡萄牙", "it": r"italian|意大利", "zh": r"chinese|mandarin|中文|汉语|普通话",
-    "ja": r"japanese|日语|日本語", "ko": r"korean|韩语", "ru": r"russian|俄语", "ar": r"arabic", "hi": r"hindi",
+    "en": r"english|英文|英语|inglés|anglais|englisch|inglês|inglese|英語|영어|английск",
+    "es": r"spanish|español|西班牙|espagnol|spanisch|espanhol|spagnolo",
+    "fr": r"french|français|法语|法文|francés|französisch|francês|francese",
+    "de": r"german|deutsch|德语|德文|alemán|allemand|alemão|tedesco",
+    "pt": r"portuguese|português|葡萄牙|portugués|portugais|portugiesisch|portoghese",
+    "it": r"italian|italiano|意大利|italien|italienisch",
+    "zh": r"chinese|mandarin|中文|汉语|普通话|chino|chinois|chinesisch|chinês|cinese|簡體|简体|繁体|繁體",
+    "ja": r"japanese|日语|日文|日本語|japonés|japonais|japanisch",
+    "ko": r"korean|韩语|韩文|한국어|coreano|coréen|koreanisch",
+    "ru": r"russian|俄语|俄文|русск|ruso|russe|russisch",
+    "nl": r"dutch|nederlands|荷兰", "ar": r"arabic|阿拉伯", "hi": r"hindi|印地",
 }
-
-EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@(?![\w-]*example)(?!(?:yourdomain|domain|company|test|sample|email|mail|acme)\.)"
-                   r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
-SECRET = re.compile(
-    r"\bsk-(?:proj-|ant-)?[A-Za-z0-9_-]{20,}|\bAKIA[0-9A-Z]{16}\b|\bgh[pousr]_[A-Za-z0-9]{36}\b|"
-    r"\bxox[abpr]-[A-Za-z0-9-]{10,}|\bAIza[0-9A-Za-z_-]{35}\b|\bhf_[A-Za-z0-9]{30,}\b|"
-    r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}|-----BEGIN (?:RSA |EC |OPENSSH )?PRIVATE KEY-----|"
-    r"\b(?:api[_-]?key|secret|access[_-]?token|password)\s*[:=]\s*['\"]?[A-Za-z0-9_\-/+]{16,}", re.IGNORECASE)
-SECRET_HINTS = ("sk-", "akia", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "xox", "aiza", "hf_", "eyj", "private key",
-                "api", "secret", "token", "password")  # checked against the lower-cased text
-DIGIT_SPAN = re.compile(r"[+(]?\d[\d ().-]{7,22}[\dXx]")
-NUMBERS = re.compile(
-    r"(?P<card>^(?:\d[ -]?){12,18}\d$)"
-    r"|(?P<cnid>^\d{17}[\dXx]$)"
-    r"|(?P<ssn>^(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}$)"
-    r"|(?P<phone>^(?:\+\d{1,3}[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}$|"
-    r"^\+\d{1,3}[\s-]\d{2,4}[\s-]\d{3,4}[\s-]?\d{3,4}$|^1[3-9]\d{9}$)")
-PII_NAMES = {"email": "email address", "apikey": "API key or secret", "card": "payment card number",
-             "cnid": "national ID number", "ssn": "US social security number", "phone": "phone number"}
-_CNID_W = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
-
-
-def luhn(digits: str) -> bool:
-    total, parity = 0, len(digits) % 2
-    for i, ch in enumerate(digits):
-        d = ord(ch) - 48
-        if i % 2 == parity:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
-
-
-def cn_id_valid(s: str) -> bool:
-    check = "10X98765432"[sum(int(c) * w for c, w in zip(s[:17], _CNID_W, strict=True)) % 11]
-    return s[17].upper() == check
-
-
-def pii_kinds(text: str, low: str | None = None) -> list[str]:
-    """Kinds of personal data or secrets in `text`. Cheap substring guards first: most text has none."""
-    found: list[str] = []
-    low = text.lower() if low is None else low
-    if "@" in text and EMAIL.search(text):
-        found.append("email")
-    if any(h in low for h in SECRET_HINTS) and SECRET.search(text):
-        found.append("apikey")
-    for m in DIGIT_SPAN.finditer(text):
-        span = m.group().strip(" .-()")
-        if m.group().startswith(("(", "+")):
-            span = m.group().rstrip(" .-")
-        hit = NUMBERS.match(span)
-        if not hit:
-            continue
-        kind = hit.lastgroup
-        if kind == "card":
-            digits = re.sub(r"\D", "", span)
-            if not (13 <= len(digits) <= 19 and digits[0] in "3456" and luhn(digits) and len(set(digits)) > 1):
-                continue
-        elif kind == "cnid" and not cn_id_valid(span):
-            continue
-        if kind and kind not in found:
-            found.append(kind)
-    return found
+MAX_LANGUAGE_PAIRS = 4  # answers per record compared with the user turn they answer (the last ones)
 
 
 def role_checks(s: Sample, fmt: str) -> list[Hit]:
@@ -123,36 +63,77 @@ def role_checks(s: Sample, fmt: str) -> list[Hit]:
             break
     if convo and convo[-1] != "assistant" and "assistant" in convo:
         hits.append(("role_order", "warning", f"conversation ends with `{convo[-1]}`: the last turn is not trained"))
+    return hits + empty_turns(s, fmt)
+
+
+def empty_turns(s: Sample, fmt: str) -> list[Hit]:
+    """Empty answers (any trained assistant turn, not only the last) and empty user turns."""
+    if fmt == "text":
+        return []
+    hits: list[Hit] = []
+    last = s.last_assistant()
+    empty_answers = [i for i, m in enumerate(s.messages)
+                     if m.role == "assistant" and m.trainable and not m.tool_call and not m.content.strip()]
+    if empty_answers:
+        which = "the answer is" if empty_answers == [last] else f"assistant turn(s) {empty_answers} (0-based message index) are"
+        hits.append(("empty_output", "error", f"{which} empty or whitespace"))
+    empty_users = [i for i, m in enumerate(s.messages) if m.role == "user" and not m.content.strip()]
+    if empty_users:
+        hits.append(("empty_turn", "warning", f"user turn(s) {empty_users} (0-based message index) empty: "
+                                              "the model learns to answer a question nobody asked"))
     return hits
 
 
-def content_checks(s: Sample, fmt: str, lang_prompt: str, lang_answer: str) -> list[Hit]:
+def content_checks(s: Sample, fmt: str, side: str = "") -> list[Hit]:
+    """Placeholders, template markup, personal data, refusals, loops and language, for one side of a record."""
     hits: list[Hit] = []
-    answer = s.answer
-    if fmt != "text" and s.last_assistant() is not None and not answer.strip():
-        hits.append(("empty_output", "error", "the answer is empty or whitespace"))
     all_text = "\n".join(m.content for m in s.messages)
     low = all_text.lower()
-    ph = PLACEHOLDER.search(all_text) if any(h in low for h in PLACEHOLDER_HINTS) else None
+    ph = find_placeholder(all_text, low)
     if ph:
-        hits.append(("placeholder", "error", f"unfilled placeholder `{ph.group()[:40]}`"))
+        hits.append(("placeholder", "error", f"{side}unfilled placeholder `{ph[:40]}`"))
     leak = TEMPLATE_LEAK.search(all_text) if any(h in all_text for h in TEMPLATE_HINTS) else None
     if leak:
-        hits.append(("template_leak", "warning", f"chat/instruction markup inside content: `{leak.group().strip()[:30]}`"))
+        hits.append(("template_leak", "warning", f"{side}chat/instruction markup inside content: `{leak.group().strip()[:30]}`"))
     kinds = pii_kinds(all_text, low)
     if kinds:
-        hits.append(("pii", "warning", "possible " + ", ".join(PII_NAMES[k] for k in kinds)))
-    low_answer = answer.lower()
-    if any(h in low_answer for h in REFUSAL_HINTS) and REFUSAL.search(answer):
-        hits.append(("refusal_boilerplate", "warning", "refusal / 'as an AI language model' boilerplate in the answer"))
-    rep = repetition(answer)
+        hits.append(("pii", "warning", side + "possible " + ", ".join(PII_NAMES[k] for k in kinds)))
+    answers = [m.content for m in s.messages if m.role == "assistant" and m.trainable and not m.tool_call]
+    if fmt == "text":
+        answers = [all_text]
+    if side != "rejected side: ":  # a refusal is what a rejected answer often is: not a defect there
+        refusal = next((r for r in map(refusal_in, answers) if r), None)
+        if refusal:
+            hits.append(("refusal_boilerplate", "warning", f"{side}refusal / AI boilerplate in an answer: `{refusal}`"))
+    rep = repetition(answers[-1] if answers else "")
     if rep:
-        hits.append(("degenerate_repetition", "warning", rep))
+        hits.append(("degenerate_repetition", "warning", side + rep))
     if fmt != "text":
-        mismatch = language_mismatch(s, lang_prompt, lang_answer)
+        mismatch = language_mismatch(s)
         if mismatch:
-            hits.append(("language_mismatch", "warning", mismatch))
+            hits.append(("language_mismatch", "warning", side + mismatch))
     return hits
+
+
+def find_placeholder(text: str, low: str | None = None) -> str | None:
+    """The first unfilled placeholder outside code (template syntax inside code is code). Bracketed words that are
+    a Markdown link (`[Name](url)`) or a type subscript (`List[Name]`) do not count."""
+    low = text.lower() if low is None else low
+    if not any(h in low for h in PLACEHOLDER_HINTS):
+        return None
+    if "`" in text or "~~~" in text or "{%" in text:
+        text = CODE_SPANS.sub(" ", text)
+    for m in patterns("placeholder").finditer(text):
+        value = m.group()
+        if value[0] == "[" and (text[m.end():m.end() + 1] == "(" or (m.start() and text[m.start() - 1].isalnum())):
+            continue
+        return value
+    return None
+
+
+def refusal_in(answer: str) -> str | None:
+    m = patterns("refusal_boilerplate").search(answer[:6000])
+    return m.group()[:60] if m else None
 
 
 def repetition(answer: str) -> str | None:
@@ -170,10 +151,42 @@ def repetition(answer: str) -> str | None:
     return None
 
 
-def language_mismatch(s: Sample, lp: str, la: str) -> str | None:
-    """Prompt and answer in different languages, unless the task is translation or tool use."""
-    if "und" in (lp, la) or lp == la or s.has_tools or TRANSLATE.search(s.prompt[:2000]):
+def answer_pairs(s: Sample) -> list[tuple[int, Message, Message]]:
+    """(index, user turn, the assistant answer to it) for trained answers, the last MAX_LANGUAGE_PAIRS."""
+    pairs, user = [], None
+    for i, m in enumerate(s.messages):
+        if m.role == "user":
+            user = m
+        elif m.role == "assistant" and user is not None and m.trainable and not m.tool_call and m.content.strip():
+            pairs.append((i, user, m))
+    return pairs[-MAX_LANGUAGE_PAIRS:]
+
+
+def asks_for_language(request: str, lang: str) -> bool:
+    """The request is a translation or names the answer's language ("answer in Spanish", "用英文回答")."""
+    return bool(TRANSLATE.search(request) or (lang in LANGUAGE_NAMES and re.search(LANGUAGE_NAMES[lang], request, re.I)))
+
+
+def language_mismatch(s: Sample) -> str | None:
+    """An answer in another language than the user turn it answers, unless a translation or that language was
+    asked for (in the turn or the system prompt), or the record uses tools."""
+    if s.has_tools:
         return None
-    if la in LANGUAGE_NAMES and re.search(LANGUAGE_NAMES[la], s.prompt[:2000], re.IGNORECASE):
-        return None  # the prompt asks for that language
-    return f"prompt is `{lp}`, answer is `{la}`"
+    system = next((m.content for m in s.messages if m.role == "system"), "")
+    for i, user, answer in answer_pairs(s):
+        lu = detect(user.content)
+        if lu == UND:
+            continue
+        la = detect(answer.content)
+        if la in (UND, lu):
+            continue
+        if asks_for_language(user.content[:3000] + "\n" + system[:3000], la):
+            continue
+        return f"message {i}: the user writes `{lu}`, the answer is `{la}`"
+    return None
+
+
+def answer_language(s: Sample) -> str:
+    """The language of the last answer (else of the first user turn), for the language statistics."""
+    la = detect(s.answer) if s.answer else UND
+    return la if la != UND else detect(s.instruction)

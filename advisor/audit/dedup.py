@@ -75,14 +75,55 @@ class UnionFind:
         return [sorted(g) for g in out.values() if len(g) > 1]
 
 
+GROUP_CHECK = 24  # members a candidate is compared with before it joins a near-duplicate group
+
+
+class NearGroups:
+    """Near-duplicate groups without chaining: a record joins a group only if its estimated similarity to every
+    member checked (the first GROUP_CHECK, the founder included) reaches the threshold, so A~B and B~C never put
+    A and C together unless A~C too."""
+
+    def __init__(self) -> None:
+        self.group_of: dict[int, int] = {}  # signature row → group id (its founder's row)
+        self.members: dict[int, list[int]] = {}
+
+    def join(self, row: int, candidates: np.ndarray, sigs: np.ndarray, sig: np.ndarray, threshold: float) -> None:
+        best, best_min = None, threshold
+        for gid in dict.fromkeys(self.group_of.get(int(r), int(r)) for r in candidates):
+            members = self.members.get(gid, [gid])
+            check = np.asarray(members[:GROUP_CHECK])
+            worst = float((sigs[check] == sig).mean(axis=1).min())
+            if worst >= best_min:
+                best, best_min = gid, worst
+        if best is None:
+            return
+        self.members.setdefault(best, [best]).append(row)
+        self.group_of.setdefault(best, best)
+        self.group_of[row] = best
+
+    def groups(self) -> list[list[int]]:
+        return [g for g in self.members.values() if len(g) > 1]
+
+
+def min_similarity(sigs: np.ndarray, rows: list[int], sample: int = 64) -> float:
+    """Lowest estimated Jaccard similarity over the pairs of a group (its first `sample` members)."""
+    sub = sigs[np.asarray(rows[:sample])]
+    eq = (sub[:, None, :] == sub[None, :, :]).mean(axis=2)
+    return float(eq.min())
+
+
 class DuplicateIndex:
-    """Feed records in order with `add`; read groups at the end."""
+    """Feed records in order with `add`; read groups at the end.
+
+    exact: the whole normalised record is the key, always (nothing is stripped from it);
+    near: MinHash-LSH candidates verified against the group (NearGroups), on the text the caller gives;
+    conflicts: the same normalised prompt with a different normalised answer."""
 
     def __init__(self, threshold: float = 0.8) -> None:
         self.threshold = threshold
         self.exact_first: dict[int, int] = {}
         self.exact = UnionFind()
-        self.near = UnionFind()
+        self.near_rows = NearGroups()
         # band → rows; most buckets hold one row, kept as a bare int (a list only once a second row arrives)
         self.buckets: list[dict[bytes, int | list[int]]] = [{} for _ in range(BANDS)]
         self.sigs = np.zeros((1024, NUM_PERM), dtype=np.uint32)
@@ -90,18 +131,22 @@ class DuplicateIndex:
         self.prompt_first: dict[int, tuple[int, int]] = {}  # prompt key → (first record, its answer key)
         self.conflicts = UnionFind()
 
-    def add(self, index: int, norm_record: str, norm_prompt: str, norm_answer: str, with_prompt: bool) -> None:
+    def add(self, index: int, norm_record: str, norm_near: str, norm_prompt: str, norm_answer: str,
+            with_prompt: bool) -> None:
         key = hash(norm_record)
         first = self.exact_first.setdefault(key, index)
         if first != index:
             self.exact.union(first, index)
-            return  # an exact copy adds nothing to near-duplicate search
+            return  # the same prompt and answer: no conflict, and an exact copy adds nothing to near-duplicates
         if with_prompt and norm_prompt:
             pkey, akey = hash(norm_prompt), hash(norm_answer)
             seen = self.prompt_first.setdefault(pkey, (index, akey))
             if seen[0] != index and seen[1] != akey:
                 self.conflicts.union(seen[0], index)
-        sig = signature(norm_record)
+        self._add_near(index, norm_near)
+
+    def _add_near(self, index: int, norm_near: str) -> None:
+        sig = signature(norm_near)
         row = len(self.row_index)
         if row >= len(self.sigs):
             self.sigs = np.concatenate([self.sigs, np.zeros_like(self.sigs)])
@@ -124,8 +169,16 @@ class DuplicateIndex:
         if candidates:
             rows = np.fromiter(candidates, dtype=np.int64, count=len(candidates))
             sims = np.count_nonzero(self.sigs[rows] == sig, axis=1) / NUM_PERM
-            for r in rows[sims >= self.threshold]:
-                self.near.union(self.row_index[int(r)], index)
+            close = rows[sims >= self.threshold]
+            if close.size:
+                self.near_rows.join(row, close, self.sigs, sig, self.threshold)
+
+    def near_groups(self) -> list[tuple[list[int], float]]:
+        """Near-duplicate groups as record indices, each with its lowest pairwise similarity."""
+        out = []
+        for rows in self.near_rows.groups():
+            out.append((sorted(self.row_index[r] for r in rows), round(min_similarity(self.sigs, rows), 3)))
+        return sorted(out)
 
     def mean_similarity(self, sample: int = 400, seed: int = 0) -> float:
         """Mean estimated Jaccard similarity between random pairs of distinct records."""

@@ -16,6 +16,7 @@ class Finding(BaseModel):
     count: int
     records: list[int] = Field(default_factory=list, description="0-based record indices (duplicates: every copy after the first)")
     groups: list[list[int]] | None = Field(None, description="duplicate groups (first record first)")
+    similarity: list[float] | None = Field(None, description="near-duplicates: each group's lowest pairwise similarity")
     line: list[int] | None = Field(None, description="line of each listed record (JSONL and JSON arrays)")
     message: str
     details: dict[int, str] | None = Field(None, description="per-record detail for the first records listed")
@@ -25,6 +26,8 @@ class Finding(BaseModel):
 class AuditReport(BaseModel):
     path: str
     format: str
+    detection: dict[str, Any] = Field(default_factory=dict,
+                                      description="container, format, kind (sft, preference, text) and why")
     records: int
     valid_records: int
     findings: list[Finding]

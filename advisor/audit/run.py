@@ -1,38 +1,123 @@
-"""Run every audit check over a dataset in one streaming pass."""
+"""Run every audit check over a dataset in one streaming pass, in named stages:
+
+1. `open_dataset`   – reader stage: how the file holds records (container) and which format they are in, with why;
+2. `RecordChecks`   – per-record checks on each side of a record (role order, empty turns, content) and pair checks;
+3. `DatasetStats`   – what the pass accumulates: duplicates, conflicts, tokens, languages, tasks, knowledge cues;
+4. `dataset_findings` and `assemble_report` – dataset-level findings and the report."""
 
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 
 import numpy as np
 
 from advisor.audit.catalog import catalog
-from advisor.audit.checks import content_checks, role_checks
+from advisor.audit.checks import answer_language, content_checks, role_checks
 from advisor.audit.dedup import DuplicateIndex
+from advisor.audit.language import UND, detect
 from advisor.audit.report import AuditReport, Finding
+from advisor.audit.tasks import TaskEstimate, TaskSampler, estimate_tasks
 from advisor.audit.text import (
-    approx_tokens,
     asks_about_entity,
     fact_density,
-    intent,
     is_factual_question,
     is_structured,
-    language,
     normalise,
     script_units,
 )
-from advisor.data.formats import FORMATS, Sample, detect_format, majority_format
+from advisor.audit.tokens import TokenCounter
+from advisor.data.formats import FORMATS, Sample, detect_format, format_reason, kind_of, majority_format
 from advisor.data.formats import normalise as to_sample
-from advisor.data.reader import iter_raw
+from advisor.data.reader import Container, RawRecord, iter_raw, sniff
 from advisor.errors import UserError
 
 TEMPLATE_TOKENS_PER_MESSAGE = 4  # role markers and separators a chat template adds per message
 MAX_LISTED_DETAILS = 50
 FEW_HARD, FEW_SOFT = 10, 50
+DETECT_HEAD = 200  # records read to decide the format
+UNREADABLE_SHARE = 0.5  # more invalid lines than this in the head: the file is not JSON Lines at all
 
+
+# ---- 1. reader stage -------------------------------------------------------------------------------------------
+
+@dataclass
+class Detection:
+    container: Container
+    format: str
+    reason: str
+
+    def as_dict(self) -> dict:
+        return {"container": self.container.kind, "format": self.format, "kind": kind_of(self.format),
+                "reason": f"{self.container.reason}; records have {self.reason}",
+                **({"text_unit": self.container.text_unit} if self.container.text_unit else {})}
+
+
+def open_dataset(path: Path, fmt: str = "auto") -> Detection:
+    """Decide container and format from the first records; refuse (exit 2) what cannot be read, with the reason."""
+    if fmt != "auto" and fmt not in FORMATS:
+        raise UserError(f"--format must be one of auto, {', '.join(FORMATS)}; got {fmt!r}")
+    container = sniff(path)
+    head = list(islice(iter_raw(path, container), DETECT_HEAD))
+    bad = [r for r in head if r.error is not None]
+    if head and len(bad) > UNREADABLE_SHARE * len(head):
+        first = bad[0]
+        raise UserError(f"{path}:{first.line}: {len(bad)} of the first {len(head)} records do not parse "
+                        f"({first.error}); this is not a {container.kind} file the audit can read")
+    if fmt != "auto":
+        return Detection(container, fmt, f"the format given with --format ({fmt})")
+    objs = [r.obj for r in head if r.error is None]
+    found = majority_format(objs)
+    if found:
+        share = sum(1 for o in objs if detect_format(o) == found)
+        return Detection(container, found, f"{format_reason(found)} ({share} of the first {len(objs)} records)")
+    if not objs:
+        return Detection(container, "unknown", "no readable record")
+    keys = sorted({k for o in objs[:20] if isinstance(o, dict) for k in o})[:12]
+    raise UserError(f"{path}: cannot tell the format from the keys {keys}; expected alpaca (instruction/output), "
+                    "sharegpt (conversations), openai (messages), prompt/completion, text, or preference data "
+                    "(chosen/rejected, preferred_output, label); pass --format")
+
+
+# ---- 2. per-record checks --------------------------------------------------------------------------------------
+
+Hit = tuple[str, str, str]
+
+
+def record_checks(s: Sample, fmt: str) -> list[Hit]:
+    """Every record-level check on the sample, and for preference pairs on the rejected side and the pair."""
+    hits = role_checks(s, fmt) + content_checks(s, fmt)
+    rejected = s.rejected_sample()
+    if rejected is None:
+        return hits
+    pair = pair_checks(s, rejected)
+    side = [(code, sev, "rejected side: " + d) for code, sev, d in
+            role_checks(rejected, fmt) + content_checks(rejected, fmt, side="rejected side: ")
+            if code not in ("empty_output", "no_assistant")]  # an empty side is a pair finding
+    return hits + side + pair
+
+
+def pair_checks(chosen: Sample, rejected: Sample) -> list[Hit]:
+    a, b = chosen.answer, rejected.answer
+    hits: list[Hit] = []
+    if not a.strip() or not b.strip():
+        which = "both sides" if not (a.strip() or b.strip()) else ("chosen" if not a.strip() else "rejected")
+        hits.append(("pair_empty_side", "error", f"{which} empty: the pair teaches no preference"))
+        return hits
+    if normalise(a) == normalise(b):
+        hits.append(("pair_identical", "error", "chosen and rejected are the same text: no preference signal"))
+        return hits
+    la, lb = detect(a), detect(b)
+    if UND not in (la, lb) and la != lb:
+        hits.append(("pair_language_mismatch", "warning", f"chosen is `{la}`, rejected is `{lb}`: the model may "
+                                                           "learn to prefer a language, not a better answer"))
+    return hits
+
+
+# ---- 3. what the pass accumulates ------------------------------------------------------------------------------
 
 class _Acc:
     """Collects the records of one (code, severity)."""
@@ -54,71 +139,129 @@ def _short(s: Sample | None, raw: object, limit: int = 160) -> dict:
     for m in s.messages[-3:]:
         c = m.content.replace("\n", " ")
         out[m.role] = c[:limit] + ("…" if len(c) > limit else "")
+    if s.rejected:
+        c = s.rejected[-1].content.replace("\n", " ")
+        out["rejected"] = c[:limit] + ("…" if len(c) > limit else "")
     return out
 
 
-class TokenCounter:
-    def __init__(self, model_path: str | None) -> None:
-        self.tok = None
-        self.how = "approximation: 4 ASCII characters or 1 other character per token"
-        if model_path:
-            path = Path(model_path) / "tokenizer.json"
-            if not path.is_file():
-                raise UserError(f"--model: no tokenizer.json in `{model_path}` (a fast tokenizer is needed)")
-            from tokenizers import Tokenizer  # light (Rust), no torch
+class PreferenceIndex:
+    """Contradicting preferences: the same prompt with A preferred over B in one record and B over A in another
+    (pairs), or the same prompt and completion labelled both desirable and undesirable (KTO)."""
 
-            self.tok = Tokenizer.from_file(str(path))
-            self.how = f"tokenizer of {model_path}"
+    def __init__(self) -> None:
+        self.first: dict[tuple, tuple[int, object]] = {}
+        self.groups: dict[int, list[int]] = {}
 
-    def __call__(self, text: str) -> int:
-        if not text:
-            return 0
-        if self.tok is None:
-            return approx_tokens(text)
-        return len(self.tok.encode(text, add_special_tokens=False).ids)
+    def add(self, index: int, s: Sample) -> None:
+        prompt = normalise(s.prompt if s.rejected is None else "\n".join(m.content for m in s.messages[:s.prompt_len]))
+        if s.rejected is not None:
+            a, b = hash(normalise(s.answer)), hash(normalise(s.rejected[-1].content if s.rejected else ""))
+            key, verdict = (hash(prompt), frozenset((a, b))), a
+        elif s.label is not None:
+            key, verdict = (hash(prompt), hash(normalise(s.answer))), s.label
+        else:
+            return
+        seen = self.first.setdefault(key, (index, verdict))
+        if seen[0] != index and seen[1] != verdict:
+            self.groups.setdefault(seen[0], [seen[0]]).append(index)
+
+    def contradictions(self) -> list[list[int]]:
+        return sorted(self.groups.values())
 
 
-def _pct(a: np.ndarray) -> dict:
-    if a.size == 0:
-        return {"p50": 0, "p90": 0, "max": 0, "mean": 0.0}
-    return {"p50": int(np.percentile(a, 50)), "p90": int(np.percentile(a, 90)), "max": int(a.max()),
-            "mean": round(float(a.mean()), 1)}
+@dataclass
+class DatasetStats:
+    fmt: str
+    count_tokens: TokenCounter
+    max_seq_len: int
+    dup: DuplicateIndex
+    prefs: PreferenceIndex = field(default_factory=PreferenceIndex)
+    tasks: TaskSampler = field(default_factory=TaskSampler)
+    tok_prompt: list[int] = field(default_factory=list)
+    tok_answer: list[int] = field(default_factory=list)
+    tok_total: list[int] = field(default_factory=list)
+    turns: Counter = field(default_factory=Counter)
+    langs: Counter = field(default_factory=Counter)
+    labels: Counter = field(default_factory=Counter)
+    knowledge: int = 0
+    bigrams: set = field(default_factory=set)
+    bigram_total: int = 0
 
+    def add(self, index: int, s: Sample) -> list[Hit]:
+        """Account for one valid record; returns the length findings (they need the token counts)."""
+        hits = self._tokens(s)
+        self.turns[sum(1 for m in s.messages if m.role in ("user", "assistant"))] += 1
+        self.langs[answer_language(s) if self.fmt != "text" else detect(s.answer)] += 1
+        system = next((m.content for m in s.messages if m.role == "system"), "")
+        self.tasks.add(s.instruction, system, tools=s.has_tools)
+        if s.label is not None:
+            self.labels[s.label] += 1
+        answer = s.answer
+        if not is_structured(answer) and (
+                (is_factual_question(s.instruction) and fact_density(answer) >= 3) or asks_about_entity(s.instruction)):
+            self.knowledge += 1
+        if len(self.bigrams) < 2_000_000:
+            units = script_units(answer[:2000])
+            self.bigrams.update(map(hash, zip(units, units[1:], strict=False)))  # ints: not tracked by the GC
+            self.bigram_total += max(0, len(units) - 1)
+        self._duplicates(index, s)
+        self.prefs.add(index, s)
+        return hits
+
+    def _tokens(self, s: Sample) -> list[Hit]:
+        per_msg = [self.count_tokens(m.content) + TEMPLATE_TOKENS_PER_MESSAGE for m in s.messages]
+        if s.rejected:
+            rejected = sum(self.count_tokens(m.content) + TEMPLATE_TOKENS_PER_MESSAGE for m in s.rejected)
+            chosen = sum(per_msg[s.prompt_len:])
+            if rejected > chosen:  # the longer side decides whether the pair fits
+                per_msg = per_msg[:s.prompt_len] + [rejected]
+        last = s.last_assistant()
+        a_tok = per_msg[last] if last is not None and last < len(per_msg) else 0
+        total = sum(per_msg)
+        self.tok_prompt.append(total - a_tok)
+        self.tok_answer.append(a_tok)
+        self.tok_total.append(total)
+        if total <= self.max_seq_len:
+            return []
+        first_trainable = next((i for i, m in enumerate(s.messages) if m.role == "assistant" and m.trainable), None)
+        before = sum(per_msg[:first_trainable]) if first_trainable is not None else total
+        if self.fmt != "text" and before >= self.max_seq_len:
+            return [("too_long", "error", f"{total} tokens; the first {before} come before any answer, so truncation "
+                                          f"at {self.max_seq_len} leaves no trainable tokens")]
+        return [("too_long", "warning", f"{total} tokens > --max-seq-len {self.max_seq_len}: truncated")]
+
+    def _duplicates(self, index: int, s: Sample) -> None:
+        """Exact key: the whole normalised record (every message, the rejected side, the label). Near-duplicate
+        text: the conversation without the system prompt; for alpaca records with a separate input, the input and
+        answer only (the instruction there is the task statement shared by many records)."""
+        full = "\n".join(f"{m.role}:{m.content}" for m in s.messages)
+        if s.rejected is not None:
+            full += "\nrejected:" + "\n".join(m.content for m in s.rejected)
+        if s.label is not None:
+            full += f"\nlabel:{s.label}"
+        body = [m.content for m in s.messages if m.role != "system"]
+        if self.fmt == "alpaca" and s.instruction and body and body[-2:-1] and \
+                body[-2].startswith(s.instruction) and len(body[-2]) > len(s.instruction) + 1:
+            body = body[:-2] + [body[-2][len(s.instruction):], body[-1]]
+        prompt = s.prompt if s.rejected is None else "\n".join(m.content for m in s.messages[:s.prompt_len])
+        self.dup.add(index, normalise(full), normalise("\n".join(body)), normalise(prompt), normalise(s.answer),
+                     with_prompt=self.fmt != "text" and s.rejected is None and s.label is None)
+
+
+# ---- the pass --------------------------------------------------------------------------------------------------
 
 def audit_file(path: str | Path, fmt: str = "auto", max_seq_len: int = 2048, model_path: str | None = None,
                near_dup_threshold: float = 0.8, samples: int = 3,
-               progress: Callable[[int, int], None] | None = None) -> AuditReport:
+               progress: Callable[[int, int], None] | None = None, tokenizer_path: str | None = None) -> AuditReport:
     path = Path(path)
-    if fmt != "auto" and fmt not in FORMATS:
-        raise UserError(f"--format must be one of auto, {', '.join(FORMATS)}; got {fmt!r}")
-    if fmt == "auto":
-        head = [r.obj for r in islice(iter_raw(path), 200) if r.error is None]
-        fmt = majority_format(head) or ""
-        if not fmt:
-            if not head:
-                fmt = "unknown"
-            else:
-                keys = sorted({k for o in head[:20] if isinstance(o, dict) for k in o})[:12]
-                raise UserError(f"{path}: cannot tell the format from the keys {keys}; expected alpaca "
-                                "(instruction/output), sharegpt (conversations), openai (messages), "
-                                "prompt/completion or text; pass --format")
-    count_tokens = TokenCounter(model_path)
-    size = path.stat().st_size
+    detection = open_dataset(path, fmt)
+    stats = DatasetStats(detection.format, TokenCounter(model_path, tokenizer_path), max_seq_len,
+                         DuplicateIndex(near_dup_threshold))
     acc: dict[tuple[str, str], _Acc] = defaultdict(_Acc)
-    dup = DuplicateIndex(near_dup_threshold)
     lines: dict[int, int] = {}
-    tok_prompt: list[int] = []
-    tok_answer: list[int] = []
-    tok_total: list[int] = []
-    turns: Counter = Counter()
-    langs: Counter = Counter()
-    intents: Counter = Counter()
-    instr_counts: Counter = Counter()
-    system_counts: Counter = Counter()
-    knowledge = 0
-    bigrams: set = set()
-    bigram_total = 0
     n = valid = 0
+    size = path.stat().st_size
 
     def hit(code: str, severity: str, index: int, detail: str, s: Sample | None, raw: object) -> None:
         a = acc[(code, severity)]
@@ -129,117 +272,113 @@ def audit_file(path: str | Path, fmt: str = "auto", max_seq_len: int = 2048, mod
         if len(a.samples) < samples:
             a.samples.append({"record": index, **_short(s, raw)})
 
-    for rec in iter_raw(path):
+    for rec, s in _samples(path, detection):
         n += 1
         lines[rec.index] = rec.line
         if progress and n % 2000 == 0:
             progress(n, size)
-        if rec.error is not None:
-            hit("invalid_json", "error", rec.index, rec.error, None, rec.error)
+        if s is None:
+            code = "invalid_json" if rec.error is not None else "schema"
+            detail = rec.error or f"record does not look like `{detection.format}` ({_keys(rec.obj)})"
+            hit(code, "error", rec.index, detail, None, rec.error or rec.obj)
             continue
-        obj = rec.obj
-        own = detect_format(obj)
-        if own is None or (own != fmt and fmt != "text"):
-            keys = sorted(obj)[:8] if isinstance(obj, dict) else type(obj).__name__
-            hit("schema", "error", rec.index, f"record does not look like `{fmt}` (keys: {keys})", None, obj)
-            continue
-        s = to_sample(obj, fmt)
-        schema_error = False
-        for code, msg in s.problems:
-            hit(code, "error", rec.index, msg, s, obj)
-            schema_error = True
-        if schema_error:
+        if s.problems:
+            for code, msg in s.problems:
+                hit(code, "error", rec.index, msg, s, rec.obj)
             continue
         valid += 1
-        for code, sev, detail in role_checks(s, fmt):
-            hit(code, sev, rec.index, detail, s, obj)
-        prompt, answer = s.prompt, s.answer
-        lp, la = language(prompt), language(answer)
-        for code, sev, detail in content_checks(s, fmt, lp, la):
-            hit(code, sev, rec.index, detail, s, obj)
-        # tokens: message contents plus the template's per-message markers
-        per_msg = [count_tokens(m.content) + TEMPLATE_TOKENS_PER_MESSAGE for m in s.messages]
-        last = s.last_assistant()
-        a_tok = per_msg[last] if last is not None else 0
-        total = sum(per_msg)
-        tok_prompt.append(total - a_tok)
-        tok_answer.append(a_tok)
-        tok_total.append(total)
-        first_trainable = next((i for i, m in enumerate(s.messages) if m.role == "assistant" and m.trainable), None)
-        if total > max_seq_len:
-            before = sum(per_msg[:first_trainable]) if first_trainable is not None else total
-            if fmt != "text" and before >= max_seq_len:
-                hit("too_long", "error", rec.index, f"{total} tokens; the first {before} come before any answer, "
-                    f"so truncation at {max_seq_len} leaves no trainable tokens", s, obj)
-            else:
-                hit("too_long", "warning", rec.index, f"{total} tokens > --max-seq-len {max_seq_len}: truncated", s, obj)
-        turns[sum(1 for m in s.messages if m.role in ("user", "assistant"))] += 1
-        langs[la if la != "und" else lp] += 1
-        task_intent = "tool_use" if s.has_tools else intent(s.instruction)
-        intents[task_intent] += 1
-        system = next((m.content for m in s.messages if m.role == "system"), "")
-        skey, ikey = hash(system[:500].strip()), hash(s.instruction[:300].strip().lower())
-        system_counts[skey] += 1
-        instr_counts[ikey] += 1
-        if not is_structured(answer) and (
-                (is_factual_question(s.instruction) and fact_density(answer) >= 3) or asks_about_entity(s.instruction)):
-            knowledge += 1
-        if len(bigrams) < 2_000_000:
-            units = script_units(answer[:2000])
-            bigrams.update(map(hash, zip(units, units[1:], strict=False)))  # ints: not tracked by the GC
-            bigram_total += max(0, len(units) - 1)
-        # near-duplicate text: without the system prompt, and without an instruction that is a shared template
-        instr_text = s.instruction if instr_counts[ikey] >= 3 else ""
-        body = "\n".join(m.content for m in s.messages if m.role != "system")
-        if instr_text and body.startswith(instr_text):
-            body = body[len(instr_text):]
-        norm_prompt = normalise(prompt)  # everything before the last answer
-        dup.add(rec.index, normalise(body), norm_prompt, normalise(answer), with_prompt=fmt != "text")
+        for code, sev, detail in record_checks(s, detection.format) + stats.add(rec.index, s):
+            hit(code, sev, rec.index, detail, s, rec.obj)
     if progress:
         progress(n, size)
+    return assemble_report(path, detection, n, valid, acc, lines, stats, samples)
 
-    findings = _record_findings(acc, catalog())
-    findings += _duplicate_findings(dup, lines, samples)
-    stats_tokens = {"prompt": _pct(np.array(tok_prompt)), "answer": _pct(np.array(tok_answer)),
-                    "total": _pct(np.array(tok_total))}
-    exact_copies = sum(len(g) - 1 for g in dup.exact.groups())
-    near_members = sum(len(g) for g in dup.near.groups())
+
+def _keys(obj: object) -> str:
+    return f"keys: {sorted(obj)[:8]}" if isinstance(obj, dict) else type(obj).__name__
+
+
+def _samples(path: Path, detection: Detection) -> Iterator[tuple[RawRecord, Sample | None]]:
+    """Each raw record with its normalised sample (None when it is not JSON or not of the detected format)."""
+    fmt = detection.format
+    for rec in iter_raw(path, detection.container):
+        if rec.error is not None:
+            yield rec, None
+            continue
+        own = detect_format(rec.obj)
+        if own is None or (own != fmt and fmt != "text" and not _compatible(own, fmt)):
+            yield rec, None
+            continue
+        yield rec, to_sample(rec.obj, fmt)
+
+
+def _compatible(own: str, fmt: str) -> bool:
+    """A record that reads as another format that `fmt` can still normalise (a sharegpt record with `messages`)."""
+    return {own, fmt} <= {"sharegpt", "openai"}
+
+
+# ---- 4. dataset findings and the report ------------------------------------------------------------------------
+
+def assemble_report(path: Path, detection: Detection, n: int, valid: int, acc: dict, lines: dict[int, int],
+                    stats: DatasetStats, samples: int) -> AuditReport:
+    cat = catalog()
+    findings = _record_findings(acc, cat)
+    findings += _duplicate_findings(stats.dup, lines, samples)
+    findings += _preference_findings(stats.prefs, lines)
+    exact_copies = sum(len(g) - 1 for g in stats.dup.exact.groups())
+    near = stats.dup.near_groups()
     examples = max(0, valid - exact_copies)
-    tasks, task_mix = _estimate_tasks(valid, intents, system_counts, instr_counts)
-    knowledge_share = knowledge / valid if valid else 0.0
+    estimate = estimate_tasks(stats.tasks, valid)
+    knowledge_share = stats.knowledge / valid if valid else 0.0
     content = "knowledge" if knowledge_share >= 0.5 else ("behaviour" if knowledge_share <= 0.2 else "mixed")
-    mean_sim = dup.mean_similarity()
-    unique_prompts = len(dup.prompt_first) / valid if valid and fmt != "text" else 1.0
+    mean_sim = stats.dup.mean_similarity()
+    fmt = detection.format
+    unique_prompts = len(stats.dup.prompt_first) / valid if valid and fmt != "text" and kind_of(fmt) == "sft" else 1.0
     diversity = {
         "unique_prompt_ratio": round(unique_prompts, 4),
-        "near_duplicate_share": round((near_members + exact_copies) / valid, 4) if valid else 0.0,
+        "near_duplicate_share": round((sum(len(g) for g, _ in near) + exact_copies) / valid, 4) if valid else 0.0,
         "mean_similarity": round(mean_sim, 4),
-        "distinct_2gram_answers": round(len(bigrams) / bigram_total, 4) if bigram_total else 0.0,
+        "distinct_2gram_answers": round(len(stats.bigrams) / stats.bigram_total, 4) if stats.bigram_total else 0.0,
     }
     low_div = valid >= 20 and (diversity["near_duplicate_share"] >= 0.3 or mean_sim >= 0.5 or unique_prompts < 0.5)
-    findings += _dataset_findings(examples, valid, tasks, task_mix, knowledge_share, knowledge, diversity, low_div)
+    findings += dataset_findings(examples, valid, estimate, knowledge_share, stats.knowledge, diversity, low_div)
     order = {"error": 0, "warning": 1, "info": 2}
     findings.sort(key=lambda f: (order[f.severity], -f.count, f.code))
     return AuditReport(
         path=str(path), format=fmt, records=n, valid_records=valid, findings=findings,
+        detection=detection.as_dict(),
         stats={
-            "tokens": stats_tokens,
-            "token_counting": count_tokens.how,
-            "max_seq_len": max_seq_len,
-            "turns": {str(k): v for k, v in sorted(turns.items())},
-            "languages": dict(langs.most_common()),
-            "task_mix": task_mix,
-            "histograms": {"prompt": _histogram(tok_prompt), "answer": _histogram(tok_answer)},
+            "tokens": {"prompt": _pct(stats.tok_prompt), "answer": _pct(stats.tok_answer),
+                       "total": _pct(stats.tok_total)},
+            "token_counting": stats.count_tokens.how,
+            "max_seq_len": stats.max_seq_len,
+            "turns": {str(k): v for k, v in sorted(stats.turns.items())},
+            "languages": dict(stats.langs.most_common()),
+            "task_mix": estimate.mix(),
+            "task_clusters": [{"label": c.label, "size": c.size, "share": c.share, "examples": c.examples}
+                              for c in estimate.clusters],
+            "task_method": estimate.method,
+            "histograms": {"prompt": _histogram(stats.tok_prompt), "answer": _histogram(stats.tok_answer)},
+            **({"labels": {"desirable": stats.labels[True], "undesirable": stats.labels[False]}}
+               if stats.labels else {}),
         },
         signals={
             "examples": examples,
-            "estimated_tasks": tasks,
+            "estimated_tasks": estimate.tasks,
             "content": content,
             "knowledge_share": round(knowledge_share, 4),
             "diversity": diversity,
             "low_diversity": low_div,
         },
     )
+
+
+def _pct(values: list[int]) -> dict:
+    a = np.asarray(values)
+    if a.size == 0:
+        return {"p50": 0, "p90": 0, "max": 0, "mean": 0.0}
+    return {"p50": int(np.percentile(a, 50)), "p90": int(np.percentile(a, 90)), "max": int(a.max()),
+            "mean": round(float(a.mean()), 1)}
 
 
 def _histogram(values: list[int], bins: int = 24) -> dict:
@@ -264,47 +403,45 @@ def _record_findings(acc: dict, cat: dict) -> list[Finding]:
     return out
 
 
+def _group_finding(code: str, groups: list[list[int]], lines: dict[int, int], message: str,
+                   similarity: list[float] | None = None, samples: int = 3) -> Finding:
+    records = sorted(i for g in groups for i in g[1:])
+    return Finding(code=code, severity="warning", count=len(records), records=records, groups=groups[:1000],
+                   similarity=similarity[:1000] if similarity is not None else None,
+                   line=[lines.get(i, 0) for i in records],
+                   message=f"{len(records)} record(s) in {len(groups)} group(s): {message}",
+                   samples=[{"group": g[:10]} for g in groups[:samples]])
+
+
 def _duplicate_findings(dup: DuplicateIndex, lines: dict[int, int], samples: int) -> list[Finding]:
     out = []
-    for code, uf, severity, what in (
-        ("exact_duplicate", dup.exact, "warning", "copies of another record (after normalising case, spaces, punctuation)"),
-        ("near_duplicate", dup.near, "warning", "near-identical to another record (MinHash similarity ≥ {t:.0%})"),
-        ("conflicting_answers", dup.conflicts, "warning", "the same prompt with a different answer"),
-    ):
-        groups = uf.groups()
-        if not groups:
-            continue
-        groups.sort(key=lambda g: g[0])
-        records = sorted(i for g in groups for i in g[1:])
-        out.append(Finding(code=code, severity=severity, count=len(records), records=records,
-                           groups=groups[:1000], line=[lines.get(i, 0) for i in records],
-                           message=f"{len(records)} record(s) in {len(groups)} group(s): " + what.format(t=dup.threshold),
-                           samples=[{"group": g[:10]} for g in groups[:samples]]))
+    exact = sorted(dup.exact.groups())
+    if exact:
+        out.append(_group_finding("exact_duplicate", exact, lines, "copies of another record (identical after "
+                                  "normalising case, spaces and punctuation)", samples=samples))
+    near = dup.near_groups()
+    if near:
+        groups, sims = [g for g, _ in near], [s for _, s in near]
+        out.append(_group_finding("near_duplicate", groups, lines, f"near-identical to every other member of their "
+                                  f"group (MinHash similarity ≥ {dup.threshold:.0%}; lowest pair {min(sims):.2f})",
+                                  sims, samples))
+    conflicts = sorted(dup.conflicts.groups())
+    if conflicts:
+        out.append(_group_finding("conflicting_answers", conflicts, lines, "the same prompt with a different answer",
+                                  samples=samples))
     return out
 
 
-EMPTY = hash("")
+def _preference_findings(prefs: PreferenceIndex, lines: dict[int, int]) -> list[Finding]:
+    groups = prefs.contradictions()
+    if not groups:
+        return []
+    return [_group_finding("pair_contradiction", groups, lines, "the same prompt with the opposite preference (or "
+                           "the same completion labelled both desirable and undesirable)")]
 
 
-def _estimate_tasks(valid: int, intents: Counter, system_counts: Counter, instr_counts: Counter) -> tuple[int, dict]:
-    """Distinct tasks: shared task statements (system prompt or instruction) if the data is templated,
-    otherwise the intents of the instructions. Each counts when it covers ≥ 5% and ≥ 3 records."""
-    if not valid:
-        return 0, {}
-    floor = max(3, 0.05 * valid)
-    for counts, kind in ((system_counts, "system prompt"), (instr_counts, "instruction")):
-        shared = {k: c for k, c in counts.items() if c >= floor and k != EMPTY}
-        if sum(shared.values()) >= 0.5 * valid:
-            mix = {f"{kind} #{i + 1}": round(c / valid, 4) for i, (_k, c) in
-                   enumerate(sorted(shared.items(), key=lambda kv: -kv[1]))}
-            return len(shared), mix
-    mix = {k: round(c / valid, 4) for k, c in intents.most_common()}
-    tasks = sum(1 for k, c in intents.items() if c >= floor and k != "other")
-    return max(1, tasks), mix
-
-
-def _dataset_findings(examples: int, valid: int, tasks: int, task_mix: dict, knowledge_share: float, knowledge: int,
-                      diversity: dict, low_div: bool) -> list[Finding]:
+def dataset_findings(examples: int, valid: int, estimate: TaskEstimate, knowledge_share: float, knowledge: int,
+                     diversity: dict, low_div: bool) -> list[Finding]:
     out = []
     if examples < FEW_HARD:
         out.append(Finding(code="too_few_examples", severity="error", count=examples,
@@ -319,10 +456,13 @@ def _dataset_findings(examples: int, valid: int, tasks: int, task_mix: dict, kno
                            message=f"clustered data: {diversity['near_duplicate_share']:.0%} of records are (near-)copies, "
                                    f"mean similarity {diversity['mean_similarity']:.2f}, unique prompts "
                                    f"{diversity['unique_prompt_ratio']:.0%}: the model will memorise one structure"))
-    if tasks >= 2:
-        top = ", ".join(f"{k} {v:.0%}" for k, v in list(task_mix.items())[:8])
-        out.append(Finding(code="mixed_tasks", severity="warning", count=tasks,
-                           message=f"about {tasks} distinct tasks ({top}): one fine-tune, one task; split or balance them"))
+    if estimate.tasks >= 2:
+        top = ", ".join(f"{c.label} {c.share:.0%}" for c in estimate.clusters[:8])
+        out.append(Finding(code="mixed_tasks", severity="warning", count=estimate.tasks,
+                           message=f"about {estimate.tasks} distinct tasks ({top}): one fine-tune, one task; split or "
+                                   "balance them",
+                           samples=[{"task": c.label, "size": c.size, "examples": c.examples}
+                                    for c in estimate.clusters[:8]]))
     if knowledge_share >= 0.5:
         out.append(Finding(code="knowledge_heavy", severity="warning", count=knowledge,
                            message=f"{knowledge_share:.0%} of answers carry facts (factual questions with names and numbers) "

@@ -1,4 +1,4 @@
-"""Cheap text measures used by the audit: normalisation, token approximation, language, task intent."""
+"""Cheap text measures used by the audit: normalisation, script units, knowledge-vs-behaviour cues."""
 
 from __future__ import annotations
 
@@ -6,72 +6,21 @@ import re
 import string
 import unicodedata
 
-_PUNCT = "".join(string.punctuation) + "，。！？、；：「」『』（）《》〈〉【】“”‘’…—～·．"
-_STRIP = str.maketrans(_PUNCT, " " * len(_PUNCT))
+# Characters that change meaning are kept, spaced as their own token: signs and operators ("-18" is not "18",
+# "3 - 5" is not "3 + 5"), comparison, percent and currency. Other punctuation becomes a space.
+_MEANINGFUL = "+-*/=<>%$€£¥^×÷"
+_PUNCT = "".join(c for c in string.punctuation if c not in _MEANINGFUL) + "，。！？、；：「」『』（）《》〈〉【】“”‘’…～．"
+_TABLE = str.maketrans({**{c: " " for c in _PUNCT}, **{c: f" {c} " for c in _MEANINGFUL}, "—": " - "})
+_DECIMAL = re.compile(r"(?<=\d)[.,](?=\d)")
 
 
 def normalise(text: str) -> str:
-    """Lower case, punctuation removed, whitespace collapsed: the key for exact duplicates."""
-    return " ".join(text.lower().translate(_STRIP).split())
-
-
-def approx_tokens(text: str) -> int:
-    """Approximation used without --model: one token per 4 ASCII characters, one per other character
-    (CJK characters are about one token each in common BPE vocabularies)."""
-    n_ascii = len(text.encode("ascii", "ignore"))
-    return (n_ascii + 3) // 4 + (len(text) - n_ascii)
-
-
-_SCRIPTS = [
-    ("zh", re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]")),
-    ("ja", re.compile(r"[\u3040-\u30ff]")),
-    ("ko", re.compile(r"[\uac00-\ud7af]")),
-    ("ru", re.compile(r"[\u0400-\u04ff]")),
-    ("ar", re.compile(r"[\u0600-\u06ff]")),
-    ("hi", re.compile(r"[\u0900-\u097f]")),
-]
-_LATIN = re.compile(r"[A-Za-z\u00c0-\u024f]")
-_WORD = re.compile(r"[a-zà-ÿ]+")
-_STOPWORDS = {
-    "en": set(["the", "and", "of", "to", "is", "in", "that", "it", "for", "you", "with", "are", "this", "be", "on", "as", "have", "not", "what", "can", "how"]),
-    # words that are also common English words (a, o, e, do, no, as, die, once...) are left out
-    "es": set(["el", "los", "las", "que", "y", "una", "por", "para", "con", "es", "del", "como", "más", "pero", "muy", "también", "está"]),
-    "fr": set(["le", "les", "des", "et", "est", "une", "du", "que", "pour", "dans", "pas", "ce", "qui", "sur", "avec", "au", "il", "vous", "nous"]),
-    "de": set(["der", "das", "und", "ist", "nicht", "ein", "eine", "zu", "den", "mit", "von", "sie", "es", "auf", "für", "ich", "auch"]),
-    "pt": set(["os", "que", "da", "em", "um", "uma", "para", "com", "não", "é", "na", "ao", "mais", "também", "muito", "você"]),
-    "it": set(["il", "di", "che", "è", "una", "per", "non", "con", "sono", "del", "della", "gli", "anche", "più", "questo"]),
-}
-
-
-_STOP_LOOKUP = {w: lang for lang, ws in reversed(list(_STOPWORDS.items())) for w in ws}
-
-
-def language(text: str, sample: int = 2000) -> str:
-    """Dominant language by script, and for Latin script by stop words; 'und' when unsure."""
-    t = text[:sample]
-    if not t.isascii():
-        counts = {name: len(rx.findall(t)) for name, rx in _SCRIPTS}
-        latin = len(_LATIN.findall(t))
-        best = max(counts, key=counts.get)
-        # a CJK character carries about as much as a 3-letter Latin word
-        if counts[best] * 3 >= latin and counts[best] >= 5:
-            if best == "zh" and counts["ja"] >= 5:
-                return "ja"
-            return best
-        if latin < 15:
-            return "und"
-    hits = dict.fromkeys(_STOPWORDS, 0)
-    words = _WORD.findall(t[:1200].lower())
-    if len(words) < 3:
-        return "und"
-    for w in words[:200]:
-        lang = _STOP_LOOKUP.get(w)
-        if lang:
-            hits[lang] += 1
-    lang = max(hits, key=hits.get)
-    if lang != "en" and hits[lang] < max(3, 2 * hits["en"]):
-        lang = "en"  # English loan words and names must not flip a language
-    return lang if hits[lang] >= 2 else "und"
+    """Lower case, punctuation spaced out, whitespace collapsed: the key for exact duplicates. A decimal point or
+    separator between digits is kept (3.5 is not 35), and so are signs and operators."""
+    t = text.lower()
+    if "." in t or "," in t:
+        t = _DECIMAL.sub("·", t)  # survives the table below as part of the number
+    return " ".join(t.translate(_TABLE).split())
 
 
 _CJK = re.compile(r"[\u4e00-\u9fff\u3040-\u30ff]")
@@ -86,6 +35,7 @@ def script_units(text: str) -> list[str]:
     return text.lower().split()
 
 
+# English and Chinese task intents: the fallback for free-form instructions (advisor/audit/tasks.py)
 INTENTS: list[tuple[str, re.Pattern]] = [
     ("translation", re.compile(r"\btranslat|翻译|译成|译为|翻譯")),
     ("summarisation", re.compile(r"\bsummar|\btl;?dr\b|总结|概括|摘要|归纳")),
@@ -132,6 +82,7 @@ def intent(instruction: str) -> str:
         if any(h in t for h in _HINTS[name]) and rx.search(t):
             return name
     return "other"
+
 
 
 _FACT_Q = re.compile(r"^(?:what|who|when|where|which|how (?:many|much|old|long|far)|name the|list the|tell me about|"

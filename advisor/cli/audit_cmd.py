@@ -6,14 +6,16 @@ import argparse
 import sys
 
 from advisor.cli.common import add_json_flag, console, emit, err_console, positive, subparser
+from advisor.data.formats import FORMATS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = subparser(
         sub, "audit", "inspect a dataset before training",
-        "Check a fine-tuning dataset (JSONL, JSON array or CSV; alpaca, sharegpt, OpenAI chat, prompt/completion "
-        "or text) for format errors, duplicates, conflicts, placeholders, personal data, template leaks, length, "
-        "diversity, task mixture and knowledge-heavy content.",
+        "Check a fine-tuning dataset (JSONL, JSON array, one JSON object, CSV/TSV, Parquet or plain text; alpaca, "
+        "sharegpt, OpenAI chat, prompt/completion, text, or preference data: DPO pairs, OpenAI preference, KTO) for "
+        "format errors, duplicates, conflicts, placeholders, personal data, template leaks, refusals, languages, "
+        "length, diversity, task mixture and knowledge-heavy content.",
         [
             "tunewise audit data.jsonl",
             "tunewise audit data.json --max-seq-len 1024 --model ./my-model --report audit-report/",
@@ -22,11 +24,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         ],
     )
     p.add_argument("data", nargs="?", metavar="DATA", help="dataset file")
-    p.add_argument("--format", default="auto",
-                   choices=["auto", "alpaca", "sharegpt", "openai", "prompt_completion", "text"])
+    p.add_argument("--format", default="auto", choices=["auto", *FORMATS],
+                   help="record format (default: detected from the first records, and the reason is reported)")
     p.add_argument("--max-seq-len", type=positive(int, "--max-seq-len"), default=2048,
                    help="training window in tokens (records beyond it are truncated)")
     p.add_argument("--model", metavar="PATH", help="count tokens with this local model's tokenizer.json")
+    p.add_argument("--tokenizer", metavar="PATH",
+                   help="count tokens exactly with this tokenizer.json (or a folder holding one)")
     p.add_argument("--near-dup-threshold", type=positive(float, "--near-dup-threshold"), default=0.8,
                    help="MinHash similarity above which two records are near-duplicates (0-1)")
     p.add_argument("--report", metavar="DIR", help="also write an HTML report with length histograms here")
@@ -52,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     if not 0 < args.near_dup_threshold <= 1:
         raise UserError(f"--near-dup-threshold must be between 0 and 1, got {args.near_dup_threshold}")
     report = run_audit(args.data, args.format, args.max_seq_len, args.model, args.near_dup_threshold, args.samples,
-                       show_progress=not args.json)
+                       show_progress=not args.json, tokenizer=args.tokenizer)
     data = report.model_dump(mode="json", exclude_none=True)
     if args.report:
         from advisor.audit.html import write_report
@@ -64,18 +68,19 @@ def run(args: argparse.Namespace) -> int:
     return 1 if worst & failing else 0
 
 
-def run_audit(path, fmt="auto", max_seq_len=2048, model=None, threshold=0.8, samples=3, show_progress=True):
+def run_audit(path, fmt="auto", max_seq_len=2048, model=None, threshold=0.8, samples=3, show_progress=True,
+              tokenizer=None):
     from advisor.audit import audit_file
 
     if not (show_progress and sys.stderr.isatty()):
-        return audit_file(path, fmt, max_seq_len, model, threshold, samples)
+        return audit_file(path, fmt, max_seq_len, model, threshold, samples, tokenizer_path=tokenizer)
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     with Progress(SpinnerColumn(), TextColumn("auditing: {task.fields[n]:,} records"), TimeElapsedColumn(),
                   console=err_console.real(), transient=True) as bar:
         task = bar.add_task("audit", total=None, n=0)
         return audit_file(path, fmt, max_seq_len, model, threshold, samples,
-                          progress=lambda n, _size: bar.update(task, n=n))
+                          progress=lambda n, _size: bar.update(task, n=n), tokenizer_path=tokenizer)
 
 
 SEV = {"error": "[bold red]error[/]", "warning": "[yellow]warning[/]", "info": "[blue]info[/]"}
@@ -88,6 +93,9 @@ def render(report, html_path: str | None = None, con=None) -> None:
     sig = report.signals
     out.print(f"[bold]{escape(report.path)}[/]: {report.format}, {report.records} records, "
               f"{report.valid_records} valid, {sig['examples']} usable examples")
+    if report.detection:
+        out.print(f"[dim]read as {report.detection['container']} / {report.detection['format']} "
+                  f"({report.detection['kind']}): {escape(report.detection['reason'])}[/]")
     if not report.findings:
         out.print("[green]no findings[/]")
     else:
@@ -117,6 +125,9 @@ def render(report, html_path: str | None = None, con=None) -> None:
     langs = ", ".join(f"{k} {v}" for k, v in list(report.stats["languages"].items())[:5])
     mix = ", ".join(f"{k} {v:.0%}" for k, v in list(report.stats["task_mix"].items())[:6])
     out.print(f"languages: {langs or '-'} · tasks ≈ {sig['estimated_tasks']} ({mix or '-'})")
+    for c in report.stats.get("task_clusters", [])[:8] if sig["estimated_tasks"] >= 2 else []:
+        shown = " | ".join(escape(e[:60]) for e in c["examples"])
+        out.print(f"   task [bold]{escape(c['label'])}[/]: {c['size']} records ({c['share']:.0%}), e.g. {shown}")
     d = sig["diversity"]
     out.print(f"content: [bold]{sig['content']}[/] (knowledge share {sig['knowledge_share']:.0%}) · diversity: "
               f"unique prompts {d['unique_prompt_ratio']:.0%}, (near-)copies {d['near_duplicate_share']:.0%}, "

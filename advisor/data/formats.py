@@ -1,20 +1,31 @@
 """Dataset formats → one normalised shape (a list of role/content messages).
 
-alpaca (instruction/input/output, optional system, history), sharegpt (conversations with from/value,
-optional system, tools), OpenAI chat (messages with role/content, optional name, tool_calls, weight),
-prompt/completion, and plain text."""
+Supervised formats: alpaca (instruction/input/output, optional system, history), sharegpt (conversations with
+from/value, optional system, tools), OpenAI chat (messages with role/content, typed content parts, tool_calls,
+weight), prompt/completion (also question/answer, query/response) and plain text.
+Preference formats: DPO-style pairs (`prompt` | `conversations` | `messages` | alpaca fields, with `chosen` and
+`rejected`; Anthropic-HH transcripts), OpenAI preference (`input`, `preferred_output`, `non_preferred_output`)
+and KTO (a conversation or prompt/completion with a boolean `label`)."""
 
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-FORMATS = ("alpaca", "sharegpt", "openai", "prompt_completion", "text")
+SFT_FORMATS = ("alpaca", "sharegpt", "openai", "prompt_completion", "text")
+PREFERENCE_FORMATS = ("dpo", "openai_preference", "kto")
+FORMATS = SFT_FORMATS + PREFERENCE_FORMATS
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
-                  "function_call": "assistant", "observation": "tool", "tool": "tool", "function": "tool"}
+                  "function_call": "assistant", "observation": "tool", "tool": "tool", "function": "tool",
+                  "bot": "assistant", "model": "assistant", "chatgpt": "assistant"}
 OPENAI_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
+PROMPT_KEYS = ("prompt", "question", "query")
+COMPLETION_KEYS = ("completion", "response", "answer")
+KTO_LABEL_KEYS = ("label", "kto_tag")
+TEXT_PART_TYPES = (None, "text", "input_text", "output_text")
 
 
 @dataclass(slots=True)
@@ -31,6 +42,9 @@ class Sample:
     has_tools: bool = False
     instruction: str = ""  # the task statement (alpaca instruction, else the first user message)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (code, message)
+    rejected: list[Message] | None = None  # preference pairs: the rejected continuation (after the shared prompt)
+    prompt_len: int = 0  # preference pairs: how many of `messages` are the shared prompt
+    label: bool | None = None  # KTO: desirable (True) or undesirable (False)
 
     @property
     def prompt(self) -> str:
@@ -50,21 +64,57 @@ class Sample:
                 return i
         return None
 
+    def rejected_sample(self) -> Sample | None:
+        """The rejected side as a sample of its own (shared prompt + rejected continuation)."""
+        if self.rejected is None:
+            return None
+        return Sample(self.messages[:self.prompt_len] + self.rejected, self.has_tools, self.instruction)
+
+
+def kind_of(fmt: str) -> str:
+    """`sft`, `preference` or `text`: what a format trains."""
+    return "preference" if fmt in PREFERENCE_FORMATS else ("text" if fmt == "text" else "sft")
+
+
+def _has_bool_label(obj: dict) -> bool:
+    return any(isinstance(obj.get(k), bool) for k in KTO_LABEL_KEYS)
+
 
 def detect_format(obj: Any) -> str | None:
     if not isinstance(obj, dict):
         return None
+    if "input" in obj and ("preferred_output" in obj or "non_preferred_output" in obj):
+        return "openai_preference"
+    if "chosen" in obj and "rejected" in obj:
+        return "dpo"
+    if _has_bool_label(obj) and ("messages" in obj or "conversations" in obj or
+                                 ("prompt" in obj and "completion" in obj)):
+        return "kto"
     if "conversations" in obj:
         return "sharegpt"
     if "messages" in obj:
         return "openai"
     if "instruction" in obj or ("output" in obj and "input" in obj):
         return "alpaca"
-    if "prompt" in obj and ("completion" in obj or "response" in obj):
+    if any(k in obj for k in PROMPT_KEYS) and any(k in obj for k in COMPLETION_KEYS):
         return "prompt_completion"
-    if "text" in obj:
+    if "text" in obj or "content" in obj:
         return "text"
     return None
+
+
+def format_reason(fmt: str) -> str:
+    """Why a record is taken for `fmt`: the keys that decide it."""
+    return {
+        "openai_preference": "`input` with `preferred_output` / `non_preferred_output` (OpenAI preference format)",
+        "dpo": "`chosen` and `rejected` (a preference pair, DPO/ORPO style)",
+        "kto": "a conversation or prompt/completion with a boolean `label` (KTO, unpaired preference)",
+        "sharegpt": "`conversations` (sharegpt)",
+        "openai": "`messages` (OpenAI chat)",
+        "alpaca": "`instruction` / `input` / `output` (alpaca)",
+        "prompt_completion": "a prompt key (prompt, question, query) and a completion key (completion, response, answer)",
+        "text": "a single `text` field (plain text, continued pre-training)",
+    }.get(fmt, fmt)
 
 
 def majority_format(objs: list[Any]) -> str | None:
@@ -82,19 +132,30 @@ def _text(value: Any, key: str, problems: list, required: bool = True) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool):
         problems.append(("schema", f"`{key}` is a number, expected text"))
         return str(value)
+    if isinstance(value, list):
+        return _content(value, key, problems)
     problems.append(("schema", f"`{key}` is {type(value).__name__}, expected text"))
     return ""
 
 
 def _content(value: Any, key: str, problems: list) -> str:
-    """OpenAI content may be a string, null (with tool_calls) or a list of typed parts."""
+    """Content may be a string, null (with tool_calls) or a list of typed parts: `{"type": "text", "text": ...}`
+    (OpenAI) or `{"type": "text", "value": ...}` (LLaMA-Factory)."""
     if value is None or isinstance(value, str):
         return value or ""
     if isinstance(value, list):
-        parts = [p.get("text", "") for p in value if isinstance(p, dict) and p.get("type") == "text"]
-        if len(parts) != len(value):
-            problems.append(("schema", f"`{key}` has non-text parts (images, audio): only text is audited"))
-        return "\n".join(str(p) for p in parts)
+        texts, other = [], 0
+        for p in value:
+            if isinstance(p, str):
+                texts.append(p)
+            elif isinstance(p, dict) and p.get("type") in TEXT_PART_TYPES and isinstance(
+                    p.get("text", p.get("value", p.get("content"))), str):
+                texts.append(p.get("text", p.get("value", p.get("content"))))
+            else:
+                other += 1
+        if other:
+            problems.append(("schema", f"`{key}` has {other} non-text part(s) (images, audio): only text is audited"))
+        return "\n".join(texts)
     problems.append(("schema", f"`{key}` is {type(value).__name__}, expected text"))
     return ""
 
@@ -103,26 +164,34 @@ def normalise(obj: Any, fmt: str) -> Sample:
     problems: list[tuple[str, str]] = []
     if not isinstance(obj, dict):
         return Sample([], problems=[("schema", f"record is a JSON {type(obj).__name__}, expected an object")])
-    if fmt == "alpaca":
-        return _alpaca(obj, problems)
-    if fmt == "sharegpt":
-        return _sharegpt(obj, problems)
-    if fmt == "openai":
-        return _openai(obj, problems)
-    if fmt == "prompt_completion":
-        prompt = _text(obj.get("prompt"), "prompt", problems)
-        comp = _text(obj.get("completion", obj.get("response")), "completion", problems)
-        return Sample([Message("user", prompt), Message("assistant", comp)], instruction=prompt, problems=problems)
-    text = _text(obj.get("text"), "text", problems)
-    return Sample([Message("assistant", text)], problems=problems)
+    reader = _READERS.get(fmt)
+    if reader is None:
+        text = _text(obj.get("text", obj.get("content")), "text", problems)
+        return Sample([Message("assistant", text)], problems=problems)
+    return reader(obj, problems)
+
+
+def _prompt_completion(obj: dict, problems: list) -> Sample:
+    pkey = next((k for k in PROMPT_KEYS if k in obj), "prompt")
+    ckey = next((k for k in COMPLETION_KEYS if k in obj), "completion")
+    prompt = _text(obj.get(pkey), pkey, problems)
+    comp = _text(obj.get(ckey), ckey, problems)
+    return Sample([Message("user", prompt), Message("assistant", comp)], instruction=prompt, problems=problems)
 
 
 def _alpaca(obj: dict, problems: list) -> Sample:
     if "instruction" not in obj:
         problems.append(("schema", "missing field `instruction`"))
+    msgs, instruction = _alpaca_prompt(obj, problems)
+    out = _text(obj.get("output"), "output", problems)
+    msgs.append(Message("assistant", out))
+    return Sample(msgs, instruction=instruction, problems=problems)
+
+
+def _alpaca_prompt(obj: dict, problems: list) -> tuple[list[Message], str]:
+    """System, history and the user turn of an alpaca record (everything before the answer)."""
     instruction = _text(obj.get("instruction"), "instruction", problems, required=False)
     inp = _text(obj.get("input"), "input", problems, required=False)
-    out = _text(obj.get("output"), "output", problems)
     msgs: list[Message] = []
     system = _text(obj.get("system"), "system", problems, required=False)
     if system:
@@ -136,70 +205,202 @@ def _alpaca(obj: dict, problems: list) -> Sample:
             problems.append(("schema", f"`history[{j}]` must be a pair of strings [instruction, response]"))
             continue
         msgs += [Message("user", turn[0]), Message("assistant", turn[1])]
-    user = instruction + ("\n\n" + inp if inp.strip() else "")
-    msgs += [Message("user", user), Message("assistant", out)]
-    return Sample(msgs, instruction=instruction, problems=problems)
+    msgs.append(Message("user", instruction + ("\n\n" + inp if inp.strip() else "")))
+    return msgs, instruction
+
+
+def _tools_present(tools: Any, problems: list) -> bool:
+    if isinstance(tools, str) and tools.strip():
+        try:
+            tools = json.loads(tools)
+        except json.JSONDecodeError as e:
+            problems.append(("schema", f"`tools` is a string that is not valid JSON ({e.msg})"))
+            return True
+    return bool(tools)
+
+
+def _sharegpt_turns(conv: Any, key: str, problems: list) -> list[Message]:
+    if not isinstance(conv, list):
+        problems.append(("schema", f"`{key}` must be a list of {{from, value}} turns"))
+        return []
+    msgs = []
+    for j, turn in enumerate(conv):
+        if not isinstance(turn, dict):
+            problems.append(("schema", f"`{key}[{j}]` is not an object"))
+            continue
+        msg = _turn(turn, f"{key}[{j}]", problems)
+        if msg is not None:
+            msgs.append(msg)
+    return msgs
+
+
+def _turn(turn: dict, key: str, problems: list) -> Message | None:
+    """One sharegpt ({from, value}) or OpenAI ({role, content}) turn."""
+    if "role" in turn and "from" not in turn:
+        return _openai_message(turn, key, problems)
+    who = turn.get("from", turn.get("role"))
+    value = _text(turn.get("value", turn.get("content")), f"{key}.value", problems)
+    role = SHAREGPT_ROLES.get(str(who).lower()) if isinstance(who, str) else None
+    if role is None:
+        problems.append(("unknown_role", f"`{key}.from` is {who!r}; expected one of {sorted(SHAREGPT_ROLES)}"))
+        return None
+    return Message(role, value, tool_call=str(who).lower() == "function_call")
 
 
 def _sharegpt(obj: dict, problems: list) -> Sample:
-    conv = obj.get("conversations")
     msgs: list[Message] = []
     system = _text(obj.get("system"), "system", problems, required=False)
     if system:
         msgs.append(Message("system", system))
-    tools = obj.get("tools")
-    has_tools = bool(tools) and tools not in ("[]", "")
-    if isinstance(tools, str) and tools.strip():
-        try:
-            json.loads(tools)
-        except json.JSONDecodeError as e:
-            problems.append(("schema", f"`tools` is a string that is not valid JSON ({e.msg})"))
-    if not isinstance(conv, list):
-        problems.append(("schema", "`conversations` must be a list of {from, value} turns"))
-        return Sample(msgs, has_tools=has_tools, problems=problems)
-    for j, turn in enumerate(conv):
-        if not isinstance(turn, dict):
-            problems.append(("schema", f"`conversations[{j}]` is not an object"))
-            continue
-        who = turn.get("from", turn.get("role"))
-        value = _text(turn.get("value", turn.get("content")), f"conversations[{j}].value", problems)
-        role = SHAREGPT_ROLES.get(str(who).lower()) if isinstance(who, str) else None
-        if role is None:
-            problems.append(("unknown_role", f"`conversations[{j}].from` is {who!r}; expected one of "
-                                             f"{sorted(SHAREGPT_ROLES)}"))
-            continue
-        msgs.append(Message(role, value, tool_call=str(who).lower() == "function_call"))
+    has_tools = _tools_present(obj.get("tools"), problems)
+    msgs += _sharegpt_turns(obj.get("conversations"), "conversations", problems)
     first_user = next((m.content for m in msgs if m.role == "user"), "")
-    return Sample(msgs, has_tools=has_tools, instruction=first_user, problems=problems)
+    return Sample(msgs, has_tools=has_tools or any(m.tool_call for m in msgs), instruction=first_user,
+                  problems=problems)
+
+
+def _openai_message(m: dict, key: str, problems: list) -> Message | None:
+    role = m.get("role")
+    if role not in OPENAI_ROLES:
+        problems.append(("unknown_role", f"`{key}.role` is {role!r}; expected one of {sorted(OPENAI_ROLES)}"))
+        return None
+    if "content" not in m and not m.get("tool_calls") and not m.get("function_call"):
+        problems.append(("schema", f"`{key}` has no `content`"))
+    content = _content(m.get("content"), f"{key}.content", problems)
+    calls = m.get("tool_calls") or m.get("function_call")
+    if calls and not content:
+        content = json.dumps(calls, ensure_ascii=False)
+    weight = m.get("weight", 1)
+    if weight not in (0, 1):
+        problems.append(("schema", f"`{key}.weight` must be 0 or 1, got {weight!r}"))
+    return Message("system" if role == "developer" else ("tool" if role == "function" else role),
+                   content, trainable=weight != 0, tool_call=bool(calls))
+
+
+def _openai_messages(raw: Any, key: str, problems: list) -> list[Message]:
+    if not isinstance(raw, list):
+        problems.append(("schema", f"`{key}` must be a list of {{role, content}} objects"))
+        return []
+    msgs = []
+    for j, m in enumerate(raw):
+        if not isinstance(m, dict):
+            problems.append(("schema", f"`{key}[{j}]` is not an object"))
+            continue
+        msg = _turn(m, f"{key}[{j}]", problems)
+        if msg is not None:
+            msgs.append(msg)
+    return msgs
 
 
 def _openai(obj: dict, problems: list) -> Sample:
-    raw = obj.get("messages")
-    msgs: list[Message] = []
-    has_tools = bool(obj.get("tools") or obj.get("functions"))
-    if not isinstance(raw, list):
-        problems.append(("schema", "`messages` must be a list of {role, content} objects"))
-        return Sample(msgs, problems=problems)
-    for j, m in enumerate(raw):
-        if not isinstance(m, dict):
-            problems.append(("schema", f"`messages[{j}]` is not an object"))
-            continue
-        role = m.get("role")
-        if role not in OPENAI_ROLES:
-            problems.append(("unknown_role", f"`messages[{j}].role` is {role!r}; expected one of {sorted(OPENAI_ROLES)}"))
-            continue
-        if "content" not in m and not m.get("tool_calls") and not m.get("function_call"):
-            problems.append(("schema", f"`messages[{j}]` has no `content`"))
-        content = _content(m.get("content"), f"messages[{j}].content", problems)
-        calls = m.get("tool_calls") or m.get("function_call")
-        if calls:
-            has_tools = True
-            if not content:
-                content = json.dumps(calls, ensure_ascii=False)
-        weight = m.get("weight", 1)
-        if weight not in (0, 1):
-            problems.append(("schema", f"`messages[{j}].weight` must be 0 or 1, got {weight!r}"))
-        msgs.append(Message("system" if role == "developer" else ("tool" if role == "function" else role),
-                            content, trainable=weight != 0, tool_call=bool(calls)))
+    msgs = _openai_messages(obj.get("messages"), "messages", problems)
+    has_tools = bool(obj.get("tools") or obj.get("functions")) or any(m.tool_call for m in msgs)
     first_user = next((x.content for x in msgs if x.role == "user"), "")
     return Sample(msgs, has_tools=has_tools, instruction=first_user, problems=problems)
+
+
+# ---- preference data -------------------------------------------------------------------------------------------
+
+_HH_TURN = re.compile(r"(?:^|\n\n)(Human|Assistant|H|A):\s?")
+
+
+def _hh_transcript(text: str) -> list[Message] | None:
+    """Anthropic HH style `\\n\\nHuman: ...\\n\\nAssistant: ...` transcripts → messages (None if not one)."""
+    parts = _HH_TURN.split(text)
+    if len(parts) < 3 or parts[0].strip():
+        return None
+    roles = {"Human": "user", "H": "user", "Assistant": "assistant", "A": "assistant"}
+    return [Message(roles[parts[i]], parts[i + 1].strip()) for i in range(1, len(parts) - 1, 2)]
+
+
+def _side(value: Any, key: str, problems: list) -> list[Message]:
+    """One side of a pair: a string (the answer), one turn, or a list of turns."""
+    if value is None:
+        problems.append(("schema", f"missing field `{key}`"))
+        return []
+    if isinstance(value, str):
+        return _hh_transcript(value) or [Message("assistant", value)]
+    if isinstance(value, dict):
+        msg = _turn(value, key, problems)
+        return [msg] if msg else []
+    if isinstance(value, list):
+        if value and all(isinstance(v, str) for v in value):  # LLaMA-Factory's older list-of-strings form
+            return [Message("assistant", v) for v in value]
+        return _openai_messages(value, key, problems)
+    problems.append(("schema", f"`{key}` is {type(value).__name__}, expected text or a list of turns"))
+    return []
+
+
+def _common_prefix(a: list[Message], b: list[Message]) -> int:
+    n = 0
+    while n < min(len(a), len(b)) - 1 and (a[n].role, a[n].content) == (b[n].role, b[n].content):
+        n += 1
+    return n
+
+
+def _pair(prompt: list[Message], chosen: list[Message], rejected: list[Message], problems: list,
+          has_tools: bool = False) -> Sample:
+    """A preference pair. When both sides carry the whole conversation (UltraFeedback, Anthropic HH), the shared
+    turns at their start are the prompt."""
+    if not prompt and chosen and rejected:
+        n = _common_prefix(chosen, rejected)
+        prompt, chosen, rejected = chosen[:n], chosen[n:], rejected[n:]
+    elif prompt and len(chosen) > 1 and [(m.role, m.content) for m in chosen[:len(prompt)]] == \
+            [(m.role, m.content) for m in prompt]:
+        chosen, rejected = chosen[len(prompt):], rejected[len(prompt):]  # sides repeat the prompt
+    first_user = next((m.content for m in prompt if m.role == "user"), "")
+    return Sample(prompt + chosen, has_tools=has_tools, instruction=first_user, problems=problems,
+                  rejected=rejected, prompt_len=len(prompt))
+
+
+def _dpo(obj: dict, problems: list) -> Sample:
+    if "conversations" in obj:
+        prompt = _sharegpt_turns(obj["conversations"], "conversations", problems)
+    elif "messages" in obj:
+        prompt = _openai_messages(obj["messages"], "messages", problems)
+    elif "instruction" in obj:
+        prompt, _ = _alpaca_prompt(obj, problems)
+    elif "prompt" in obj:
+        prompt = _side(obj["prompt"], "prompt", problems)
+        prompt = [Message("user" if m.role == "assistant" and len(prompt) == 1 else m.role, m.content)
+                  for m in prompt]
+    else:
+        prompt = []
+    system = obj.get("system")
+    if isinstance(system, str) and system and not any(m.role == "system" for m in prompt):
+        prompt.insert(0, Message("system", system))
+    chosen = _side(obj.get("chosen"), "chosen", problems)
+    rejected = _side(obj.get("rejected"), "rejected", problems)
+    return _pair(prompt, chosen, rejected, problems, _tools_present(obj.get("tools"), problems))
+
+
+def _openai_preference(obj: dict, problems: list) -> Sample:
+    inp = obj.get("input")
+    if not isinstance(inp, dict):
+        problems.append(("schema", "`input` must be an object with `messages`"))
+        inp = {}
+    prompt = _openai_messages(inp.get("messages"), "input.messages", problems)
+    chosen = _side(obj.get("preferred_output"), "preferred_output", problems)
+    rejected = _side(obj.get("non_preferred_output"), "non_preferred_output", problems)
+    return _pair(prompt, chosen, rejected, problems, bool(inp.get("tools")))
+
+
+def _kto(obj: dict, problems: list) -> Sample:
+    if "messages" in obj or "conversations" in obj:
+        s = _sharegpt(obj, problems) if "conversations" in obj else _openai(obj, problems)
+    else:
+        prompt = _side(obj.get("prompt"), "prompt", problems)
+        prompt = [Message("user" if m.role == "assistant" and len(prompt) == 1 else m.role, m.content)
+                  for m in prompt]
+        answer = _side(obj.get("completion"), "completion", problems)
+        first_user = next((m.content for m in prompt if m.role == "user"), "")
+        s = Sample(prompt + answer, instruction=first_user, problems=problems)
+    label = next((obj[k] for k in KTO_LABEL_KEYS if k in obj), None)
+    if not isinstance(label, bool):
+        problems.append(("schema", f"`label` must be true or false, got {label!r}"))
+    s.label = label if isinstance(label, bool) else None
+    return s
+
+
+_READERS = {"alpaca": _alpaca, "sharegpt": _sharegpt, "openai": _openai, "prompt_completion": _prompt_completion,
+            "dpo": _dpo, "openai_preference": _openai_preference, "kto": _kto}

