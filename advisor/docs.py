@@ -84,12 +84,33 @@ def rules_reference() -> str:
 def findings_reference() -> str:
     from advisor.audit.catalog import catalog
 
-    lines = ["| code | severity | why it matters | source |", "|---|---|---|---|"]
-    lines += [f"| `{e.code}` | {e.severity} | {e.rationale} | {e.source} |" for e in catalog().values()]
+    lines = ["| code | severity | why it matters | patterns | source |", "|---|---|---|---|---|"]
+    for e in catalog().values():
+        langs = ", ".join(f"{k} {len(v)}" for k, v in (e.patterns or {}).items()) or "-"
+        lines.append(f"| `{e.code}` | {e.severity} | {e.rationale} | {langs} | {e.source} |")
+    return "\n".join(lines)
+
+
+def formats_reference() -> str:
+    from advisor.data.formats import FORMATS, format_reason, kind_of
+
+    lines = ["| format (`--format`) | kind | recognised by |", "|---|---|---|"]
+    lines += [f"| `{f}` | {kind_of(f)} | {format_reason(f)} |" for f in FORMATS]
+    lines += ["", "| container | recognised by |", "|---|---|",
+              "| JSON Lines | one JSON object per line (`.jsonl`, `.ndjson`, or any file whose lines parse alone) |",
+              "| JSON array | the file starts with `[` (streamed, never loaded whole) |",
+              "| one JSON object | a `.json` file that is one object: a record, or a wrapper whose list of records sits "
+              "under `data`, `train`, `examples`, `records`, `rows`, ... (the largest list otherwise) |",
+              "| CSV / TSV | `.csv` / `.tsv` suffix; the header names the fields |",
+              "| Parquet | the `PAR1` magic bytes (Hugging Face `datasets` exports); read in batches with pyarrow |",
+              "| plain text | not JSON: one record per line, per paragraph when blank lines separate multi-line "
+              "paragraphs, or the whole file when lines break mid-sentence |",
+              "| refused (exit 2, once) | UTF-16, Latin-1 and other non-UTF-8 text, binary files, `.json`/`.jsonl` that "
+              "is not JSON, a JSON Lines file whose first records mostly do not parse |"]
     return "\n".join(lines)
 
 
 if __name__ == "__main__":
     for title, fn in (("answers", answers_reference), ("config", config_reference), ("rules", rules_reference),
-                      ("findings", findings_reference)):
+                      ("findings", findings_reference), ("formats", formats_reference)):
         print(f"<!-- {title} -->\n{fn()}\n")

@@ -125,7 +125,8 @@ def find_placeholder(text: str, low: str | None = None) -> str | None:
         text = CODE_SPANS.sub(" ", text)
     for m in patterns("placeholder").finditer(text):
         value = m.group()
-        if value[0] == "[" and (text[m.end():m.end() + 1] == "(" or (m.start() and text[m.start() - 1].isalnum())):
+        if value[0] == "[" and (text[m.end():m.end() + 1] == "(" or (m.start() and text[m.start() - 1].isascii()
+                                                                             and text[m.start() - 1].isalnum())):
             continue
         return value
     return None

@@ -14,12 +14,15 @@ from functools import cache
 
 UND = "und"
 MIN_CONFIDENCE = 0.5  # fastText probability below which a Latin/Cyrillic text is `und`
-MIN_LETTERS = 12  # shorter texts (after stripping code and URLs) are `und`
+MIN_LETTERS = 20  # shorter texts (after stripping code and URLs) are `und`
 DETECT_CHARS = 300  # the detector reads this many characters
 
 _CODE_BLOCK = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)", re.DOTALL)
 _INLINE = re.compile(r"`[^`\n]{0,200}`")
 _URL = re.compile(r"\b(?:https?|ftp)://\S+|\bwww\.\S+|[\w.+-]+@[\w-]+\.[\w.]+")
+_CODE_LINE = re.compile(r"^\s*(?:def|return|if|elif|else|for|while|import|from|class|function|var|let|const|public|"
+                        r"private|static|void|int|#include|select|print|console\.|try|except|catch|\}|\{)\b|"
+                        r"[;{}:]\s*$|^\s*[\w.\[\]]+\s*[+\-*/]?=\s*\S", re.IGNORECASE | re.MULTILINE)
 _IDENT = re.compile(r"\b\w+(?:[._/\\:]\w+)+(?:\([^)]{0,80}\))?|\b\w+\([^)]{0,80}\)|\$\w+|<[^>]{1,40}>|[{}\[\]<>=;]+")
 
 _SCRIPTS = [  # script → language where the script decides it
@@ -56,6 +59,8 @@ def strip_non_language(text: str) -> str:
     if "`" in text:
         text = _INLINE.sub(" ", text)
     text = _URL.sub(" ", text)
+    if "\n" in text and _CODE_LINE.search(text):  # unfenced code: drop the lines that read as code
+        text = "\n".join(ln for ln in text.split("\n") if not _CODE_LINE.search(ln))
     return _IDENT.sub(" ", text)
 
 

@@ -27,7 +27,7 @@ class PiiHit:
 EMAIL = re.compile(r"(?<![\w.+-])([A-Za-z0-9._%+-]+)@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})\b")
 # RFC 2606 / 6761 reserved names and the stock placeholders of tutorials (whole domains, not first labels)
 PLACEHOLDER_DOMAINS = re.compile(
-    r"^(?:[\w-]+\.)*(?:example|test|invalid|localhost|local)$|^(?:[\w-]+\.)*example\.(?:com|org|net|edu)$|"
+    r"^(?:[\w-]+\.)*(?:example|test|invalid|localhost|local)$|^(?:[\w-]+\.)*example(?:-?[a-z]+)?\.[a-z]{2,}$|"
     r"^(?:your-?domain|your-?company|your-?email|domain|company|email|sample|somewhere|website|foo|bar|acme)\."
     r"(?:com|org|net|io)$", re.IGNORECASE)
 PLACEHOLDER_LOCAL = re.compile(r"^(?:your[._-]?(?:name|email|user(?:name)?)?|user(?:name)?|name|someone|somebody|"
@@ -94,7 +94,7 @@ def _secrets(text: str, low: str) -> list[PiiHit]:
 
 # ---- numbers: cards, IBAN, national IDs, SSN, phones -----------------------------------------------------------
 CARD = re.compile(r"(?<![\d.,/:+=*×x-])(?:\d{4}([ -]?)\d{4}\1\d{4}\1\d{4}(?:\1\d{1,3})?|\d{4}([ -]?)\d{6}\2\d{5})"
-                  r"(?![\d.,/:*×x]|\s*[-+*/=×÷]\s*\d)")
+                  r"(?!\d|[.,/:×x*]\d|\s*[-+*/=×÷]\s*\d)")
 TEST_CARDS = frozenset({
     "4111111111111111", "4242424242424242", "4012888888881881", "4222222222222", "4000056655665556",
     "5555555555554444", "5105105105105100", "5200828282828210", "2223003122003222", "378282246310005",
@@ -165,17 +165,15 @@ def _in_number_table(text: str, start: int, end: int) -> bool:
 
 
 def _numbers(text: str) -> list[PiiHit]:
-    out = []
+    out = _ibans(text)
+    taken = [(text.find(h.value), text.find(h.value) + len(h.value)) for h in out]
     for m in CARD.finditer(text):
+        if any(a < m.end() and m.start() < b for a, b in taken):
+            continue
         digits = re.sub(r"\D", "", m.group())
         if (13 <= len(digits) <= 19 and digits[0] in "23456" and luhn(digits) and len(set(digits)) > 2
                 and digits not in TEST_CARDS and not _in_number_table(text, m.start(), m.end())):
             out.append(PiiHit("card", m.group(), 0.95))
-    if any(c.isupper() for c in text[:1] + text):
-        for m in IBAN.finditer(text):
-            compact = m.group(1).replace(" ", "")
-            if iban_valid(compact) and compact not in EXAMPLE_IBANS:
-                out.append(PiiHit("iban", m.group(1), 0.95))
     for m in CNID.finditer(text):
         if cn_id_valid(m.group(1)):
             out.append(PiiHit("cnid", m.group(1), 0.9))
@@ -186,18 +184,42 @@ def _numbers(text: str) -> list[PiiHit]:
     return out
 
 
+NANP_SHAPE = re.compile(r"^(?:\+?1[\s.-]?)?(?:\(\d{3}\)\s?|\d{3}[\s.-])\d{3}[\s.-]\d{4}$")
+
+
+def _fictional_nanp(digits: str) -> bool:
+    """A North American number that cannot be real: area code or exchange starting with 0/1, or the 555 exchange
+    (555-0100..0199 is reserved for fiction; the rest of 555 is the film and textbook convention)."""
+    d = digits[1:] if len(digits) == 11 and digits[0] == "1" else digits
+    if len(d) != 10:
+        return False
+    return d[0] in "01" or d[3] in "01" or d[3:6] == "555" or d[:3] == "555"
+
+
+def _ibans(text: str) -> list[PiiHit]:
+    out = []
+    for m in IBAN.finditer(text):
+        compact = m.group(1).replace(" ", "")
+        if iban_valid(compact) and compact not in EXAMPLE_IBANS:
+            out.append(PiiHit("iban", m.group(1), 0.95))
+    return out
+
+
 def _phones(text: str) -> list[PiiHit]:
     out = []
+    blocked = [m.span() for rx in (IBAN, CARD) for m in rx.finditer(text)]  # digit groups of account numbers
     for m in PHONE.finditer(text):
         value = m.group()
+        if any(a < m.end() and m.start() < b for a, b in blocked):
+            continue
         digits = re.sub(r"\D", "", value)
         if not 8 <= len(digits) <= 15 or len(set(digits)) <= 2:
             continue
         around = text[max(0, m.start() - 3):m.start()] + text[m.end():m.end() + 3]
         if _in_number_table(text, m.start(), m.end()) or ARITHMETIC.search(around):
             continue
-        if re.search(r"555[\s.-]?01\d\d$", value):
-            continue  # NANP fictional range 555-0100..0199
+        if NANP_SHAPE.match(value) and _fictional_nanp(digits):
+            continue
         context = text[max(0, m.start() - 50):m.start()]
         formatted = value.startswith("+") or value.startswith("(") or re.search(r"\d[\s.-]\d", value)
         confidence = 0.85 if PHONE_CONTEXT.search(context) else (0.6 if formatted else 0.4)

@@ -194,7 +194,7 @@ class DatasetStats:
         self.turns[sum(1 for m in s.messages if m.role in ("user", "assistant"))] += 1
         self.langs[answer_language(s) if self.fmt != "text" else detect(s.answer)] += 1
         system = next((m.content for m in s.messages if m.role == "system"), "")
-        self.tasks.add(s.instruction, system, tools=s.has_tools)
+        self.tasks.add(s.instruction, system, tools=s.has_tools, answer=s.answer)
         if s.label is not None:
             self.labels[s.label] += 1
         answer = s.answer

@@ -25,6 +25,8 @@ MIN_RECORDS = 20  # below this, no clustering
 DISTANCE_CUT = 0.5  # average cosine distance inside a task cluster; measured: planted tasks 0.2-0.4, free-form 0.8+
 MIN_SHARE = 0.05  # a cluster is a task when it holds ≥ 5% of the records (and ≥ 3)
 TEMPLATE_COVERAGE = 0.5  # templates decide when their clusters cover at least this share
+SAME_ANSWERS = 0.8  # clusters whose answers look alike (cosine of answer-head centroids) are one task stated
+# in several ways (greetings, phrasings), not several tasks
 _WORDS = re.compile(r"\w+", re.UNICODE)
 
 
@@ -52,25 +54,28 @@ class TaskSampler:
     def __init__(self, seed: int = 0) -> None:
         self.heads: list[str] = []
         self.full: list[str] = []
+        self.answers: list[str] = []
         self.seen = 0
         self.rng = random.Random(seed)
         self.system_counts: Counter = Counter()
         self.instruction_counts: Counter = Counter()
         self.intents: Counter = Counter()
 
-    def add(self, instruction: str, system: str, tools: bool = False) -> None:
+    def add(self, instruction: str, system: str, tools: bool = False, answer: str = "") -> None:
         self.system_counts[hash(system[:500].strip())] += 1
         self.instruction_counts[hash(instruction[:300].strip().lower())] += 1
         self.intents["tool_use" if tools else intent(instruction)] += 1
         self.seen += 1
         head = " ".join(instruction[:HEAD_CHARS * 3].split())
+        shape = " ".join(answer[:200].split())[:HEAD_CHARS]
         if len(self.heads) < SAMPLE:
             self.heads.append(head[:HEAD_CHARS])
             self.full.append(head[:100])
+            self.answers.append(shape)
         else:
             j = self.rng.randrange(self.seen)
             if j < SAMPLE:
-                self.heads[j], self.full[j] = head[:HEAD_CHARS], head[:100]
+                self.heads[j], self.full[j], self.answers[j] = head[:HEAD_CHARS], head[:100], shape
 
 
 EMPTY = hash("")
@@ -121,7 +126,7 @@ def _templates(sampler: TaskSampler) -> TaskEstimate | None:
     groups: dict[int, list[int]] = {}
     for row, lab in zip(keep, labels, strict=True):
         groups.setdefault(int(lab), []).append(int(row))
-    big = [g for g in groups.values() if len(g) >= max(3, MIN_SHARE * n)]
+    big = _merge_same_answers(sampler, [g for g in groups.values() if len(g) >= max(3, MIN_SHARE * n)])
     covered = sum(map(len, big)) / n
     if len(big) < 2 or covered < TEMPLATE_COVERAGE:
         if len(big) == 1 and covered >= TEMPLATE_COVERAGE:
@@ -130,6 +135,41 @@ def _templates(sampler: TaskSampler) -> TaskEstimate | None:
     return TaskEstimate(len(big), f"task templates: character n-grams of the first {HEAD_CHARS} characters, "
                                   f"clusters within cosine distance {DISTANCE_CUT} covering {covered:.0%}",
                         _clusters(sampler, big, n))
+
+
+def _merge_same_answers(sampler: TaskSampler, groups: list[list[int]]) -> list[list[int]]:
+    """Clusters of instructions whose answers have the same form (all JSON tickets, all one-word labels) are one
+    task whose instructions start differently; merge them."""
+    if len(groups) < 2:
+        return groups
+    import numpy as np
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    rows = [r for g in groups for r in g]
+    try:
+        x = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True).fit_transform(
+            [sampler.answers[r] for r in rows])
+    except ValueError:
+        return groups
+    starts = np.cumsum([0] + [len(g) for g in groups])
+    cents = np.vstack([np.asarray(x[a:b].mean(axis=0)) for a, b in zip(starts, starts[1:], strict=False)])
+    cents /= np.maximum(np.linalg.norm(cents, axis=1, keepdims=True), 1e-12)
+    sim = cents @ cents.T
+    parent = list(range(len(groups)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i in range(len(groups)):
+        for j in range(i + 1, len(groups)):
+            if sim[i, j] >= SAME_ANSWERS:
+                parent[find(j)] = find(i)
+    merged: dict[int, list[int]] = {}
+    for i, g in enumerate(groups):
+        merged.setdefault(find(i), []).extend(g)
+    return list(merged.values())
 
 
 def _clusters(sampler: TaskSampler, groups: list[list[int]], n: int) -> list[TaskCluster]:

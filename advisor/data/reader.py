@@ -70,7 +70,9 @@ def _head_text(p: Path) -> str:
     """The first bytes as text; a file that is not UTF-8 text is refused once, here, with the reason."""
     with p.open("rb") as f:
         head = f.read(SNIFF_BYTES)
-    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (head[:200].count(b"\x00") > 2 and b"\x00" in head[1::2]):
+    odd, even = head[1:400:2].count(b"\x00"), head[0:400:2].count(b"\x00")
+    pairs = max(1, len(head[:400]) // 2)
+    if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (max(odd, even) >= 0.3 * pairs and min(odd, even) <= 0.02 * pairs):
         raise UserError(f"{p}: the file is UTF-16 (or another two-byte encoding), not UTF-8 text; "
                         "re-save it as UTF-8 (e.g. `iconv -f UTF-16 -t UTF-8`)")
     if b"\x00" in head:
