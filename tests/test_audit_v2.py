@@ -349,7 +349,8 @@ def test_one_task_in_german_is_one_task(tmp_path):
                                   "stanford_alpaca_sample_1727.json"])
 def test_every_exact_group_in_real_files_is_identical_after_normalising(name):
     from advisor.audit.text import normalise
-    from advisor.data import iter_raw, normalise as to_sample
+    from advisor.data import iter_raw
+    from advisor.data import normalise as to_sample
 
     path = Path(__file__).resolve().parents[2] / "shared" / "data" / "external" / name
     r = audit_file(path)

@@ -39,11 +39,14 @@ def catalog() -> dict[str, CatalogEntry]:
 
 
 @cache
-def patterns(code: str) -> re.Pattern:
-    """All languages' patterns of a finding as one case-insensitive regex (a text may mix languages)."""
+def patterns(code: str, langs: tuple[str, ...] | None = None) -> re.Pattern:
+    """A finding's patterns as one case-insensitive regex: of every language (None), or of `langs` only (a cheaper
+    search when the text's language is known)."""
     entry = catalog()[code]
     parts = []
     for lang, items in (entry.patterns or {}).items():
+        if langs is not None and lang not in langs:
+            continue
         for j, rx in enumerate(items):
             try:
                 re.compile(rx)

@@ -133,7 +133,13 @@ def find_placeholder(text: str, low: str | None = None) -> str | None:
 
 
 def refusal_in(answer: str) -> str | None:
-    m = patterns("refusal_boilerplate").search(answer[:6000])
+    """Refusal boilerplate in English (it shows up in every language's data) or in the answer's own language;
+    all languages when the answer's language is unclear. Boilerplate opens or closes an answer: the first 1,500
+    and the last 500 characters are searched."""
+    lang = detect(answer)
+    rx = patterns("refusal_boilerplate") if lang == UND else patterns("refusal_boilerplate", ("any", "en", lang))
+    text = answer if len(answer) <= 2000 else answer[:1500] + "\n" + answer[-500:]
+    m = rx.search(text)
     return m.group()[:60] if m else None
 
 

