@@ -105,7 +105,10 @@ def _second_hits(words: list[str]) -> int:
 def detect(text: str) -> str:
     """ISO 639-1 code of the dominant language of `text`, or `und` when it is too short or unclear. Cached: the
     same answer is asked for by the mismatch check, the pair check and the language statistics."""
-    t = strip_non_language(text[:1500])[:1000]
+    head = text[:1500].strip()
+    if head[:1] in ("{", "[") and text.rstrip()[-1:] in ("}", "]"):
+        return UND  # a JSON answer or a list literal: data, not language
+    t = strip_non_language(head)[:1000]
     if not t.isascii():
         counts = [(name, len(rx.findall(t))) for name, rx in _SCRIPTS]
         latin_words = len(_LATIN_WORD.findall(t))
