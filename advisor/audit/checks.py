@@ -21,7 +21,8 @@ TEMPLATE_HINTS = ("<|", "[INST", "[/INST", "<<SYS", "<</SYS", "</s>", "<s>", "##
 PLACEHOLDER_HINTS = ("{{", "<", "[", "【", "〔", "［", "lorem", "某某", "xx")
 CODE_SPANS = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)|`[^`\n]{1,300}`|\{%.*?%\}", re.DOTALL)
 CHAR_RUN = re.compile(r"([^\s\-=_*#.~`|+<>\d])\1{29,}")
-TRANSLATE = re.compile(r"translat|翻译|翻譯|译成|译为|traduc|übersetz|翻訳|번역|перев", re.IGNORECASE)
+TRANSLATE = re.compile(r"translat|翻译|翻譯|译成|译为|traduc|übersetz|翻訳|번역|перев|"
+                       r"\b(?:into|in|to) (?:another|a different|other|a foreign) language|另一种语言|其他语言", re.IGNORECASE)
 LANGUAGE_NAMES = {
     "en": r"english|英文|英语|inglés|anglais|englisch|inglês|inglese|英語|영어|английск",
     "es": r"spanish|español|西班牙|espagnol|spanisch|espanhol|spagnolo",
