@@ -8,7 +8,7 @@ import pytest
 
 from advisor.audit import audit_file
 from advisor.audit.catalog import catalog
-from advisor.audit.checks import luhn, pii_kinds
+from advisor.audit.pii import luhn, pii_kinds
 from tests.conftest import write_jsonl
 
 FILLER = [

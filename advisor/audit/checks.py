@@ -6,7 +6,7 @@ import re
 
 from advisor.audit.catalog import patterns
 from advisor.audit.language import UND, detect
-from advisor.audit.pii import PII_NAMES, luhn, pii_kinds  # noqa: F401  (luhn: public helper kept for callers)
+from advisor.audit.pii import PII_NAMES, pii_kinds
 from advisor.audit.text import script_units
 from advisor.data.formats import Message, Sample
 

@@ -81,24 +81,12 @@ def _detector():
     return LangDetector(LangDetectConfig(model="lite", max_input_length=DETECT_CHARS))
 
 
-def _stopword_vote(words: list[str]) -> tuple[str, int, int]:
-    """(best language, its hits, English hits) from stop words."""
+def _stopword_hits(words: list[str]) -> dict[str, int]:
     hits = dict.fromkeys(_STOPWORDS, 0)
     for w in words[:200]:
         for lang in _STOP_LOOKUP.get(w, ()):
             hits[lang] += 1
-    best = max(hits, key=hits.get)
-    return best, hits[best], hits["en"]
-
-
-def _second_hits(words: list[str]) -> int:
-    """Stop-word hits of the best non-English language."""
-    hits: dict[str, int] = {}
-    for w in words[:200]:
-        for lang in _STOP_LOOKUP.get(w, ()):
-            if lang != "en":
-                hits[lang] = hits.get(lang, 0) + 1
-    return max(hits.values(), default=0)
+    return hits
 
 
 @lru_cache(maxsize=8192)
@@ -122,8 +110,11 @@ def detect(text: str) -> str:
     letters = sum(map(len, words)) + len(_CYRILLIC.findall(t)) + len(_ARABIC.findall(t))
     if letters < MIN_LETTERS:
         return UND
-    best, best_hits, en_hits = _stopword_vote(words)
-    if best == "en" and en_hits >= ENGLISH_FAST_PATH and t.isascii() and _second_hits(words) < 2:
+    hits = _stopword_hits(words)
+    best = max(hits, key=hits.get)
+    best_hits, en_hits = hits[best], hits["en"]
+    if best == "en" and en_hits >= ENGLISH_FAST_PATH and t.isascii() and \
+            max(v for k, v in hits.items() if k != "en") < 2:
         return "en"  # plain English prose: no model call (most of the data most users bring)
     sample = " ".join(t.split())[:DETECT_CHARS]
     found = _detector().detect(sample, k=1)

@@ -21,6 +21,7 @@ class PiiHit:
     kind: str
     value: str
     confidence: float
+    span: tuple[int, int] = (0, 0)
 
 
 # ---- e-mail ----------------------------------------------------------------------------------------------------
@@ -166,7 +167,7 @@ def _in_number_table(text: str, start: int, end: int) -> bool:
 
 def _numbers(text: str) -> list[PiiHit]:
     out = _ibans(text)
-    taken = [(text.find(h.value), text.find(h.value) + len(h.value)) for h in out]
+    taken = [h.span for h in out]
     for m in CARD.finditer(text):
         if any(a < m.end() and m.start() < b for a, b in taken):
             continue
@@ -201,7 +202,7 @@ def _ibans(text: str) -> list[PiiHit]:
     for m in IBAN.finditer(text):
         compact = m.group(1).replace(" ", "")
         if iban_valid(compact) and compact not in EXAMPLE_IBANS:
-            out.append(PiiHit("iban", m.group(1), 0.95))
+            out.append(PiiHit("iban", m.group(1), 0.95, m.span(1)))
     return out
 
 

@@ -1,7 +1,7 @@
 """Run every audit check over a dataset in one streaming pass, in named stages:
 
 1. `open_dataset`   – reader stage: how the file holds records (container) and which format they are in, with why;
-2. `RecordChecks`   – per-record checks on each side of a record (role order, empty turns, content) and pair checks;
+2. `record_checks`  – per-record checks on each side of a record (role order, empty turns, content) and pair checks;
 3. `DatasetStats`   – what the pass accumulates: duplicates, conflicts, tokens, languages, tasks, knowledge cues;
 4. `dataset_findings` and `assemble_report` – dataset-level findings and the report."""
 
@@ -131,17 +131,17 @@ class _Acc:
         self.samples: list[dict] = []
 
 
+def _clip(text: str, limit: int) -> str:
+    text = text.replace("\n", " ")
+    return text[:limit] + ("…" if len(text) > limit else "")
+
+
 def _short(s: Sample | None, raw: object, limit: int = 160) -> dict:
     if s is None or not s.messages:
-        text = str(raw)
-        return {"raw": text[:limit] + ("…" if len(text) > limit else "")}
-    out = {}
-    for m in s.messages[-3:]:
-        c = m.content.replace("\n", " ")
-        out[m.role] = c[:limit] + ("…" if len(c) > limit else "")
+        return {"raw": _clip(str(raw), limit)}
+    out = {m.role: _clip(m.content, limit) for m in s.messages[-3:]}
     if s.rejected:
-        c = s.rejected[-1].content.replace("\n", " ")
-        out["rejected"] = c[:limit] + ("…" if len(c) > limit else "")
+        out["rejected"] = _clip(s.rejected[-1].content, limit)
     return out
 
 
@@ -154,7 +154,7 @@ class PreferenceIndex:
         self.groups: dict[int, list[int]] = {}
 
     def add(self, index: int, s: Sample) -> None:
-        prompt = normalise(s.prompt if s.rejected is None else "\n".join(m.content for m in s.messages[:s.prompt_len]))
+        prompt = normalise(s.context)
         if s.rejected is not None:
             a, b = hash(normalise(s.answer)), hash(normalise(s.rejected[-1].content if s.rejected else ""))
             key, verdict = (hash(prompt), frozenset((a, b))), a
@@ -244,8 +244,7 @@ class DatasetStats:
         if self.fmt == "alpaca" and s.instruction and body and body[-2:-1] and \
                 body[-2].startswith(s.instruction) and len(body[-2]) > len(s.instruction) + 1:
             body = body[:-2] + [body[-2][len(s.instruction):], body[-1]]
-        prompt = s.prompt if s.rejected is None else "\n".join(m.content for m in s.messages[:s.prompt_len])
-        self.dup.add(index, normalise(full), normalise("\n".join(body)), normalise(prompt), normalise(s.answer),
+        self.dup.add(index, normalise(full), normalise("\n".join(body)), normalise(s.context), normalise(s.answer),
                      with_prompt=self.fmt != "text" and s.rejected is None and s.label is None)
 
 

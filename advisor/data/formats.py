@@ -58,6 +58,13 @@ class Sample:
         last = self.last_assistant()
         return "" if last is None else self.messages[last].content
 
+    @property
+    def context(self) -> str:
+        """What the answer responds to: the shared prompt of a preference pair, else `prompt`."""
+        if self.rejected is None:
+            return self.prompt
+        return "\n".join(m.content for m in self.messages[:self.prompt_len])
+
     def last_assistant(self) -> int | None:
         for i in range(len(self.messages) - 1, -1, -1):
             if self.messages[i].role == "assistant":
@@ -219,12 +226,13 @@ def _tools_present(tools: Any, problems: list) -> bool:
     return bool(tools)
 
 
-def _sharegpt_turns(conv: Any, key: str, problems: list) -> list[Message]:
-    if not isinstance(conv, list):
-        problems.append(("schema", f"`{key}` must be a list of {{from, value}} turns"))
+def _turns(raw: Any, key: str, problems: list, shape: str = "{from, value} turns") -> list[Message]:
+    """A list of sharegpt or OpenAI turns; `shape` names the expected items in the error."""
+    if not isinstance(raw, list):
+        problems.append(("schema", f"`{key}` must be a list of {shape}"))
         return []
     msgs = []
-    for j, turn in enumerate(conv):
+    for j, turn in enumerate(raw):
         if not isinstance(turn, dict):
             problems.append(("schema", f"`{key}[{j}]` is not an object"))
             continue
@@ -253,7 +261,7 @@ def _sharegpt(obj: dict, problems: list) -> Sample:
     if system:
         msgs.append(Message("system", system))
     has_tools = _tools_present(obj.get("tools"), problems)
-    msgs += _sharegpt_turns(obj.get("conversations"), "conversations", problems)
+    msgs += _turns(obj.get("conversations"), "conversations", problems)
     first_user = next((m.content for m in msgs if m.role == "user"), "")
     return Sample(msgs, has_tools=has_tools or any(m.tool_call for m in msgs), instruction=first_user,
                   problems=problems)
@@ -278,18 +286,7 @@ def _openai_message(m: dict, key: str, problems: list) -> Message | None:
 
 
 def _openai_messages(raw: Any, key: str, problems: list) -> list[Message]:
-    if not isinstance(raw, list):
-        problems.append(("schema", f"`{key}` must be a list of {{role, content}} objects"))
-        return []
-    msgs = []
-    for j, m in enumerate(raw):
-        if not isinstance(m, dict):
-            problems.append(("schema", f"`{key}[{j}]` is not an object"))
-            continue
-        msg = _turn(m, f"{key}[{j}]", problems)
-        if msg is not None:
-            msgs.append(msg)
-    return msgs
+    return _turns(raw, key, problems, "{role, content} objects")
 
 
 def _openai(obj: dict, problems: list) -> Sample:
@@ -331,6 +328,12 @@ def _side(value: Any, key: str, problems: list) -> list[Message]:
     return []
 
 
+def _prompt_side(value: Any, problems: list) -> list[Message]:
+    """The `prompt` of a pair or KTO record: a plain string is the user's turn, a list keeps its roles."""
+    prompt = _side(value, "prompt", problems)
+    return [Message("user" if m.role == "assistant" and len(prompt) == 1 else m.role, m.content) for m in prompt]
+
+
 def _common_prefix(a: list[Message], b: list[Message]) -> int:
     n = 0
     while n < min(len(a), len(b)) - 1 and (a[n].role, a[n].content) == (b[n].role, b[n].content):
@@ -355,15 +358,13 @@ def _pair(prompt: list[Message], chosen: list[Message], rejected: list[Message],
 
 def _dpo(obj: dict, problems: list) -> Sample:
     if "conversations" in obj:
-        prompt = _sharegpt_turns(obj["conversations"], "conversations", problems)
+        prompt = _turns(obj["conversations"], "conversations", problems)
     elif "messages" in obj:
         prompt = _openai_messages(obj["messages"], "messages", problems)
     elif "instruction" in obj:
         prompt, _ = _alpaca_prompt(obj, problems)
     elif "prompt" in obj:
-        prompt = _side(obj["prompt"], "prompt", problems)
-        prompt = [Message("user" if m.role == "assistant" and len(prompt) == 1 else m.role, m.content)
-                  for m in prompt]
+        prompt = _prompt_side(obj["prompt"], problems)
     else:
         prompt = []
     system = obj.get("system")
@@ -389,9 +390,7 @@ def _kto(obj: dict, problems: list) -> Sample:
     if "messages" in obj or "conversations" in obj:
         s = _sharegpt(obj, problems) if "conversations" in obj else _openai(obj, problems)
     else:
-        prompt = _side(obj.get("prompt"), "prompt", problems)
-        prompt = [Message("user" if m.role == "assistant" and len(prompt) == 1 else m.role, m.content)
-                  for m in prompt]
+        prompt = _prompt_side(obj.get("prompt"), problems)
         answer = _side(obj.get("completion"), "completion", problems)
         first_user = next((m.content for m in prompt if m.role == "user"), "")
         s = Sample(prompt + answer, instruction=first_user, problems=problems)

@@ -44,6 +44,7 @@ class Container:
     reason: str
     text_unit: str = ""  # text files: `line`, `paragraph` or `document`
     wrapper_key: str | None = None  # json_object: the key whose list holds the records (None: one record)
+    parsed: Any = None  # json_object: the object, parsed once while sniffing (not parsed again to read it)
 
 
 def _too_deep(obj: Any, limit: int = MAX_DEPTH) -> bool:
@@ -140,12 +141,13 @@ def _sniff_object_or_lines(p: Path, head: str) -> Container:
     from advisor.data.formats import detect_format
 
     if detect_format(obj):
-        return Container("json_object", "the whole file is one JSON object that is itself a record")
+        return Container("json_object", "the whole file is one JSON object that is itself a record", parsed=obj)
     key = _wrapper_key(obj)
     if key is None:
         raise UserError(f"{p}: one JSON object with keys {sorted(obj)[:10]} that is neither a record nor holds a list "
                         "of records; expected a JSON array, JSON Lines, or an object such as {\"data\": [...]}")
-    return Container("json_object", f"one JSON object; its `{key}` list holds the records", wrapper_key=key)
+    return Container("json_object", f"one JSON object; its `{key}` list holds the records", wrapper_key=key,
+                     parsed=obj)
 
 
 def _wrapper_key(obj: dict) -> str | None:
@@ -185,7 +187,7 @@ def iter_raw(path: str | Path, container: Container | None = None) -> Iterator[R
     elif c.kind == "parquet":
         yield from _iter_parquet(p)
     elif c.kind == "json_object":
-        obj = _decode(p.read_text(encoding="utf-8-sig"))
+        obj = c.parsed if c.parsed is not None else _decode(p.read_text(encoding="utf-8-sig"))
         items = [obj] if c.wrapper_key is None else obj[c.wrapper_key]
         for i, item in enumerate(items):
             yield RawRecord(i, 1 if c.wrapper_key is None else 0, obj=item)
