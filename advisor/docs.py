@@ -84,10 +84,11 @@ def rules_reference() -> str:
 def findings_reference() -> str:
     from advisor.audit.catalog import catalog
 
-    lines = ["| code | severity | why it matters | patterns | source |", "|---|---|---|---|---|"]
+    lines = ["| code | severity | why it matters | known problems | patterns | source |", "|---|---|---|---|---|---|"]
     for e in catalog().values():
         langs = ", ".join(f"{k} {len(v)}" for k, v in (e.patterns or {}).items()) or "-"
-        lines.append(f"| `{e.code}` | {e.severity} | {e.rationale} | {langs} | {e.source} |")
+        sev = e.severity + "".join(f"; {v.severity} when {v.when}" for v in e.variants.values())
+        lines.append(f"| `{e.code}` | {sev} | {e.rationale} | {e.known_problems} | {langs} | {e.source} |")
     return "\n".join(lines)
 
 

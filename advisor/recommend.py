@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from advisor.answers import Answers
+from advisor.audit.report import Signals
 from advisor.rules.hardware import fit_methods
 from advisor.rules.loader import load_next_steps, load_rules
 from advisor.rules.schema import FINE_TUNES, METHODS, Rule, matches
@@ -54,16 +55,13 @@ class Recommendation(BaseModel):
     fired_rules: list[str] = []
 
 
-def apply_signals(answers: Answers, signals: dict | None) -> tuple[Answers, list[Override]]:
+def apply_signals(answers: Answers, signals: Signals | None) -> tuple[Answers, list[Override]]:
     """The audit's measured facts replace what the user estimated."""
-    if not signals:
+    if signals is None:
         return answers, []
     overrides: list[Override] = []
     update: dict[str, Any] = {}
-    for key, sig in (("examples", "examples"), ("tasks", "estimated_tasks")):
-        measured = signals.get(sig)
-        if measured is None:
-            continue
+    for key, measured in (("examples", signals.examples), ("tasks", signals.estimated_tasks)):
         measured = max(int(measured), 1 if key == "tasks" else 0)
         if measured != getattr(answers, key):
             overrides.append(Override(key=key, answered=getattr(answers, key), measured=measured))
@@ -71,12 +69,12 @@ def apply_signals(answers: Answers, signals: dict | None) -> tuple[Answers, list
     return answers.model_copy(update=update), overrides
 
 
-def compute_facts(answers: Answers, signals: dict | None) -> tuple[dict[str, Any], dict]:
+def compute_facts(answers: Answers, signals: Signals | None) -> tuple[dict[str, Any], dict]:
     facts: dict[str, Any] = answers.model_dump()
-    tokens = (signals or {}).get("tokens") or {}
-    seq_len = int(tokens.get("p90_total") or DEFAULT_SEQ_LEN)
+    tokens = signals.tokens if signals is not None and signals.tokens.p90_total else None
+    seq_len = tokens.p90_total if tokens else DEFAULT_SEQ_LEN
     seq_len = max(128, min(8192, -(-seq_len // 128) * 128))  # round up to a multiple of 128
-    avg_tokens = float(tokens.get("mean_total") or DEFAULT_AVG_TOKENS)
+    avg_tokens = float(tokens.mean_total) if tokens else float(DEFAULT_AVG_TOKENS)
     epochs = 3.0 if answers.examples < 10_000 else 1.0
     fits = fit_methods(answers, seq_len, max(answers.examples, 1), avg_tokens, epochs)
     for m, f in fits.items():
@@ -88,11 +86,10 @@ def compute_facts(answers: Answers, signals: dict | None) -> tuple[dict[str, Any
     facts["cpu_only"] = answers.gpu_count == 0
     facts["daily_prompt_tokens"] = answers.requests_per_day * answers.prompt_tokens
     facts["has_dataset"] = signals is not None
-    sig = signals or {}
-    facts["audit_content"] = sig.get("content", "none")
-    facts["audit_knowledge_share"] = sig.get("knowledge_share")
-    facts["audit_low_diversity"] = bool(sig.get("low_diversity", False))
-    facts["audit_error_share"] = sig.get("error_share")
+    facts["audit_content"] = signals.content if signals else "none"
+    facts["audit_knowledge_share"] = signals.knowledge_share if signals else None
+    facts["audit_low_diversity"] = bool(signals and signals.low_diversity)
+    facts["audit_error_share"] = signals.error_share if signals else None
     facts["method"] = None
     facts["chosen_headroom_share"] = None
     assumptions = {
@@ -111,7 +108,7 @@ def _effect_text(rule: Rule, method: str) -> str | None:
     return None if delta is None else f"{delta:+g}"
 
 
-def recommend(answers: Answers, signals: dict | None = None, rules: tuple[Rule, ...] | None = None) -> Recommendation:
+def recommend(answers: Answers, signals: Signals | None = None, rules: tuple[Rule, ...] | None = None) -> Recommendation:
     rules = load_rules() if rules is None else rules
     answers, overrides = apply_signals(answers, signals)
     facts, ctx = compute_facts(answers, signals)

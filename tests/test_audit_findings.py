@@ -180,11 +180,11 @@ def test_low_diversity(tmp_path):
 
 def test_mixed_tasks_and_single_task(tmp_path):
     report, _by, codes = run(tmp_path, [chat(f"{u} (case {i}-{j})", a) for j in range(4) for i, (u, a) in enumerate(FILLER)])
-    assert "mixed_tasks" in codes and report.signals["estimated_tasks"] >= 3
+    assert "mixed_tasks" in codes and report.signals.estimated_tasks >= 3
     one = [chat(f"My parcel {i} is late, order {i * 7}", json.dumps({"category": "shipping", "id": i}),
                 system="Turn the customer message into a JSON ticket.") for i in range(40)]
     report, _by, codes = run(tmp_path, one)
-    assert "mixed_tasks" not in codes and report.signals["estimated_tasks"] == 1
+    assert "mixed_tasks" not in codes and report.signals.estimated_tasks == 1
 
 
 def test_knowledge_heavy(tmp_path):
@@ -196,10 +196,10 @@ def test_knowledge_heavy(tmp_path):
         ("How many moons does Mars have?", "Mars has 2 moons, Phobos and Deimos, found in 1877 by Asaph Hall."),
     ] * 4]
     report, _by, codes = run(tmp_path, facts)
-    assert "knowledge_heavy" in codes and report.signals["content"] == "knowledge"
+    assert "knowledge_heavy" in codes and report.signals.content == "knowledge"
     behaviour = [chat(f"Turn into a ticket: parcel {i} late", json.dumps({"category": "shipping", "id": i})) for i in range(20)]
     report, _by, codes = run(tmp_path, behaviour)
-    assert "knowledge_heavy" not in codes and report.signals["content"] == "behaviour"
+    assert "knowledge_heavy" not in codes and report.signals.content == "behaviour"
 
 
 def test_every_code_is_in_the_catalogue_with_source_and_example():
@@ -230,7 +230,7 @@ def test_company_faq_counts_as_knowledge(tmp_path):
         ("Does ACME Pay charge a monthly fee?", "There is no monthly fee; you pay a small fee per payment."),
     ] * 5]
     report, _by, codes = run(tmp_path, faq)
-    assert report.signals["content"] == "knowledge" and "knowledge_heavy" in codes
+    assert report.signals.content == "knowledge" and "knowledge_heavy" in codes
     general = [chat(q, a) for q, a in [
         ("How can we reduce air pollution?", "Use cleaner energy, walk or cycle more, and plant trees."),
         ("Why do leaves change colour in autumn?", "Chlorophyll breaks down and other pigments show through."),

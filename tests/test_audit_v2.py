@@ -42,7 +42,7 @@ def test_identical_records_form_one_group_and_skip_nothing(tmp_path):
     f = by_code(report)
     assert f["exact_duplicate"].groups == [[0, 1, 2, 3]] and f["exact_duplicate"].records == [1, 2, 3]
     assert "conflicting_answers" not in f
-    assert report.signals["examples"] == 13
+    assert report.signals.examples == 13
 
 
 def test_signs_and_operators_keep_prompts_apart(tmp_path):
@@ -316,7 +316,7 @@ def test_five_planted_german_tasks(tmp_path):
     recs = [chat(head + items[i % len(items)] + f" (Nr. {i})", answers[i % len(items)])
             for head, (items, answers) in GERMAN_TASKS.items() for i in range(20)]
     r = audit_file(write_jsonl(tmp_path / "de.jsonl", recs))
-    assert r.signals["estimated_tasks"] == 5
+    assert r.signals.estimated_tasks == 5
     clusters = r.stats["task_clusters"]
     assert [c["size"] for c in clusters] == [20] * 5 and all(len(c["examples"]) == 2 for c in clusters)
     assert {c["examples"][0].split()[0] for c in clusters} == {"Übersetze", "Fasse", "Klassifiziere", "Schreibe"}
@@ -337,7 +337,7 @@ def test_one_task_in_german_is_one_task(tmp_path):
     recs = [chat(f"{a}, {b} {c} (Bestellung {1000 + i * 7})".lstrip(", "), json.dumps({"kategorie": i % 4}))
             for i, (a, b, c) in enumerate(combos)]
     r = audit_file(write_jsonl(tmp_path / "de1.jsonl", recs))
-    assert r.signals["estimated_tasks"] == 1 and "mixed_tasks" not in by_code(r)
+    assert r.signals.estimated_tasks == 1 and "mixed_tasks" not in by_code(r)
 
 
 # ---- the real files keep their known findings, with no false exact duplicates ----------------------------------

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from advisor.answers import Answers
+from advisor.audit.report import Diversity, Signals, TokenSignal
 from advisor.errors import UserError
 from advisor.recommend import recommend
 from advisor.rules.loader import load_rules, load_rules_from
@@ -57,7 +58,19 @@ def _split(example: dict) -> tuple[dict, dict | None]:
         ans.setdefault("knowledge_freshness", "static")
     ans.setdefault("prompting", "unstable")
     ans.setdefault("examples", 1000)
-    return {**BASE_ANSWERS, **ans}, (sig or None)
+    if not sig:
+        return {**BASE_ANSWERS, **ans}, None
+    return {**BASE_ANSWERS, **ans}, measured(examples=ans["examples"], **sig)
+
+
+def measured(**over) -> Signals:
+    """Audit signals of a clean, varied behaviour dataset, with `over` changed."""
+    base = dict(records=1000, valid_records=1000, examples=1000, estimated_tasks=1, content="behaviour",
+                knowledge_share=0.0, low_diversity=False, error_share=0.0,
+                diversity=Diversity(unique_prompt_ratio=1.0, near_duplicate_share=0.0, mean_similarity=0.1,
+                                    distinct_2gram_answers=0.6),
+                tokens=TokenSignal(p90_total=0, mean_total=0.0))
+    return Signals(**{**base, **over})
 
 
 RULES = load_rules()

@@ -1,29 +1,68 @@
-"""The finding catalogue (rules/audit_findings.yaml): code, severity, rationale, source, examples and, for the
-pattern-based findings, the patterns per language."""
+"""The finding catalogue (rules/audit_findings.yaml), the single source of each finding's severity, title,
+rationale, source, runnable bad and good example, known problems and, for pattern-based findings, the patterns
+per language. Checks say *what* they found (code, optional variant); the severity comes from here."""
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from functools import cache
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from advisor.audit.regex_guard import guarded
 from advisor.errors import UserError
 from advisor.files import read_structured, validate
 from advisor.rules.loader import rules_dir
 
+Severity = Literal["error", "warning", "info"]
+
+
+class Variant(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    severity: Severity
+    when: str = Field(description="what makes this case of the finding different")
+
+
+class ExampleSetup(BaseModel):
+    """How the catalogue's examples are audited (tests/test_catalogue_examples.py runs every one of them)."""
+
+    model_config = ConfigDict(extra="forbid")
+    suffix: str = Field(".jsonl", description="file suffix the example data is saved with")
+    max_seq_len: int = 2048
+    repeat: dict[Literal["example", "ok_example"], int] = Field(
+        default_factory=dict, description="write each line N times, `{i}` replaced by 0..N-1 (dataset-level findings)")
+    also: list[str] = Field(default_factory=list,
+                            description="other codes the bad example triggers by construction (listed, not hidden)")
+
 
 class CatalogEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    code: str
-    severity: str
+    code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    severity: Severity
     title: str
     rationale: str
     source: str
-    example: str
-    ok_example: str | None = None
+    example: str = Field(description="runnable bad example: the content of a small dataset file that triggers it")
+    ok_example: str = Field(description="runnable good example: a dataset file that does not trigger it")
+    known_problems: str = Field(min_length=10, description="where the check is blind or noisy")
+    variants: dict[str, Variant] = Field(default_factory=dict, description="cases with another severity")
+    example_setup: ExampleSetup = Field(default_factory=ExampleSetup)
     patterns: dict[str, list[str]] | None = Field(
         None, description="regular expressions per language (ISO 639-1, or `any`), matched case-insensitively")
+
+    def severity_of(self, variant: str | None) -> str:
+        return self.severity if variant is None else self.variants[variant].severity
+
+    def example_data(self, which: Literal["example", "ok_example"]) -> str:
+        """The example as file content, with `repeat` applied."""
+        text = getattr(self, which)
+        n = self.example_setup.repeat.get(which, 1)
+        if n <= 1:
+            return text if text.endswith("\n") else text + "\n"
+        lines = [ln for ln in text.splitlines() if ln.strip()]
+        return "".join(ln.replace("{i}", str(i)) + "\n" for i in range(n) for ln in lines)
 
 
 @cache
@@ -34,8 +73,14 @@ def catalog() -> dict[str, CatalogEntry]:
     for i, item in enumerate(data):
         sub = {k[1:]: v for k, v in lines.items() if k and k[0] == i}
         entry = validate(CatalogEntry, item, str(path), sub)
+        if entry.code in out:
+            raise UserError(f"{path}:{lines.get((i,), 0)}: finding `{entry.code}` is in the catalogue twice; keep one")
         out[entry.code] = entry
     return out
+
+
+def severity(code: str, variant: str | None = None) -> str:
+    return catalog()[code].severity_of(variant)
 
 
 @cache
@@ -54,4 +99,40 @@ def patterns(code: str, langs: tuple[str, ...] | None = None) -> re.Pattern:
                 raise UserError(f"{rules_dir() / 'audit_findings.yaml'}: `{code}.patterns.{lang}[{j}]` is not a valid "
                                 f"regular expression ({e}); fix the pattern") from None
             parts.append(f"(?:{rx})")
-    return re.compile("|".join(parts) or r"(?!x)x", re.IGNORECASE)
+    return guarded("|".join(parts) or r"(?!x)x", re.IGNORECASE)
+
+
+class Selection:
+    """Which findings an audit reports, linter style: `select` (default: all) minus `ignore`. Codes or shell-style
+    patterns (`pair_*`); `ALL` selects everything. Unknown codes are a usage error that suggests the closest."""
+
+    def __init__(self, select: list[str] | None = None, ignore: list[str] | None = None, where: str = "") -> None:
+        codes = list(catalog())
+        chosen = set(codes) if not select else self._expand(select, codes, where or "--select")
+        self.codes = frozenset(chosen - self._expand(ignore or [], codes, where or "--ignore"))
+
+    @staticmethod
+    def _expand(items: list[str], codes: list[str], where: str) -> set[str]:
+        out: set[str] = set()
+        for item in items:
+            item = item.strip()
+            if not item:
+                continue
+            if item.upper() == "ALL":
+                out.update(codes)
+                continue
+            found = fnmatch.filter(codes, item)
+            if not found:
+                import difflib
+
+                close = difflib.get_close_matches(item, codes, n=3)
+                hint = f"; did you mean {', '.join(close)}?" if close else "; `tunewise audit --list-checks` lists them"
+                raise UserError(f"{where}: no finding code `{item}`{hint}")
+            out.update(found)
+        return out
+
+    def __call__(self, code: str) -> bool:
+        return code in self.codes
+
+    def all(self) -> bool:
+        return len(self.codes) == len(catalog())

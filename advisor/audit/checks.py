@@ -1,16 +1,28 @@
-"""Record-level checks. Each returns findings as (code, severity, detail) for one normalised sample."""
+"""Record-level checks: one function per finding code, registered with `@record_check(code)` (or `@pair_check`
+for preference pairs). A check reads a `RecordView` and yields `(variant, detail)` for each problem it sees; the
+severity of a code and of its variants is the catalogue's (rules/audit_findings.yaml), never the code's. Adding a
+finding is one catalogue entry and one check function (here, or in dataset_checks.py for dataset-level ones)."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from functools import cached_property
 
 from advisor.audit.catalog import patterns
 from advisor.audit.language import UND, detect
 from advisor.audit.pii import PII_NAMES, pii_kinds
-from advisor.audit.text import script_units
+from advisor.audit.text import normalise, script_units
 from advisor.data.formats import Message, Sample
 
-Hit = tuple[str, str, str]  # code, severity, detail
+Hit = tuple[str | None, str]  # (variant of the finding or None, detail)
+RecordCheck = Callable[["RecordView"], Iterable[Hit]]
+PairCheck = Callable[[Sample, Sample], Iterable[Hit]]
+RECORD_CHECKS: dict[str, RecordCheck] = {}
+PAIR_CHECKS: dict[str, PairCheck] = {}
+CHOSEN_SIDE_ONLY: set[str] = set()  # codes not checked on the rejected side of a pair
+READER_CODES = ("invalid_json", "schema", "unknown_role")  # found while reading and normalising (advisor/data)
 
 TEMPLATE_LEAK = re.compile(
     r"<\|(?:im_start|im_end|endoftext|eot_id|start_header_id|end_header_id|begin_of_text|user|assistant|system|end)\|>|"
@@ -21,6 +33,7 @@ TEMPLATE_HINTS = ("<|", "[INST", "[/INST", "<<SYS", "<</SYS", "</s>", "<s>", "##
 PLACEHOLDER_HINTS = ("{{", "<", "[", "【", "〔", "［", "lorem", "某某", "xx")
 CODE_SPANS = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)|`[^`\n]{1,300}`|\{%.*?%\}", re.DOTALL)
 CHAR_RUN = re.compile(r"([^\s\-=_*#.~`|+<>\d])\1{29,}")
+_RUN_GATE = re.compile(r"([^\s\-=_*#.~`|+<>\d])\1{4}")
 TRANSLATE = re.compile(r"translat|翻译|翻譯|译成|译为|traduc|übersetz|翻訳|번역|перев|"
                        r"\b(?:into|in|to) (?:another|a different|other|a foreign) language|另一种语言|其他语言", re.IGNORECASE)
 LANGUAGE_NAMES = {
@@ -39,82 +52,239 @@ LANGUAGE_NAMES = {
 MAX_LANGUAGE_PAIRS = 4  # answers per record compared with the user turn they answer (the last ones)
 
 
-def role_checks(s: Sample, fmt: str) -> list[Hit]:
-    if fmt == "text":
-        return []
-    hits: list[Hit] = []
-    roles = [m.role for m in s.messages]
-    if "assistant" not in roles:
-        hits.append(("no_assistant", "error", "no assistant message: nothing to learn from this record"))
-    if "user" not in roles:
-        hits.append(("no_user", "warning", "no user message: the model learns to answer without a question"))
-    convo = [r for r in roles if r != "system"]
+def record_check(code: str, rejected_side: bool = True) -> Callable[[RecordCheck], RecordCheck]:
+    def register(fn: RecordCheck) -> RecordCheck:
+        RECORD_CHECKS[code] = fn
+        if not rejected_side:
+            CHOSEN_SIDE_ONLY.add(code)
+        return fn
+    return register
+
+
+def pair_check(code: str) -> Callable[[PairCheck], PairCheck]:
+    def register(fn: PairCheck) -> PairCheck:
+        PAIR_CHECKS[code] = fn
+        return fn
+    return register
+
+
+@dataclass
+class TokenCounts:
+    per_message: list[int]
+    prompt: int
+    answer: int
+    total: int
+
+
+@dataclass
+class RecordView:
+    """One side of a record as the checks read it (text joined once, lower-cased once)."""
+
+    sample: Sample
+    fmt: str
+    side: str = ""  # "" or "rejected side: ", prefixed to every detail
+    tokens: TokenCounts | None = None
+    max_seq_len: int = 2048
+    roles: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.roles = [m.role for m in self.sample.messages]
+
+    @cached_property
+    def all_text(self) -> str:
+        return "\n".join(m.content for m in self.sample.messages)
+
+    @cached_property
+    def low(self) -> str:
+        return self.all_text.lower()
+
+    @cached_property
+    def answers(self) -> list[str]:
+        """The trained answers (all text for plain-text records)."""
+        if self.fmt == "text":
+            return [self.all_text]
+        return [m.content for m in self.sample.messages if m.role == "assistant" and m.trainable and not m.tool_call]
+
+    @property
+    def chat(self) -> bool:
+        return self.fmt != "text"
+
+
+Found = tuple[str, str | None, str]  # code, variant, detail
+
+
+def run_record_checks(view: RecordView, enabled: Callable[[str], bool]) -> Iterator[Found]:
+    """(code, variant, detail) of every enabled record check on one side of a record."""
+    for code, check in RECORD_CHECKS.items():
+        if not enabled(code) or (view.side and code in CHOSEN_SIDE_ONLY):
+            continue
+        for variant, detail in check(view):
+            yield code, variant, view.side + detail
+
+
+def run_pair_checks(chosen: Sample, rejected: Sample, enabled: Callable[[str], bool]) -> Iterator[Found]:
+    for code, check in PAIR_CHECKS.items():
+        if enabled(code):
+            for variant, detail in check(chosen, rejected):
+                yield code, variant, detail
+
+
+# ---- roles and turns ---------------------------------------------------------------------------------------------
+
+@record_check("no_assistant", rejected_side=False)  # an empty rejected side is pair_empty_side
+def no_assistant(r: RecordView) -> Iterator[Hit]:
+    if r.chat and "assistant" not in r.roles:
+        yield None, "no assistant message: nothing to learn from this record"
+
+
+@record_check("no_user")
+def no_user(r: RecordView) -> Iterator[Hit]:
+    if r.chat and "user" not in r.roles:
+        yield None, "no user message: the model learns to answer without a question"
+
+
+@record_check("role_order")
+def role_order(r: RecordView) -> Iterator[Hit]:
+    """System first and once; user first; user and assistant alternate; the last turn is an answer."""
+    if not r.chat:
+        return
+    roles, s = r.roles, r.sample
+    convo = [x for x in roles if x != "system"]
     if "system" in roles and roles.index("system") != 0:
-        hits.append(("role_order", "error", "system message is not first"))
+        yield None, "system message is not first"
     elif roles.count("system") > 1:
-        hits.append(("role_order", "error", "more than one system message"))
-    if convo and convo[0] not in ("user",) and "user" in convo:
-        hits.append(("role_order", "error", f"conversation starts with `{convo[0]}`, not `user`"))
+        yield None, "more than one system message"
+    if convo and convo[0] != "user" and "user" in convo:
+        yield None, f"conversation starts with `{convo[0]}`, not `user`"
     for a, b in zip(convo, convo[1:], strict=False):
         if a == b and a in ("user", "assistant") and not s.has_tools:
-            hits.append(("role_order", "error", f"two `{a}` messages in a row (roles must alternate)"))
+            yield None, f"two `{a}` messages in a row (roles must alternate)"
             break
         if a == "tool" and b == "user":
-            hits.append(("role_order", "warning", "a tool result is followed by the user, not by the assistant"))
+            yield "tool_then_user", "a tool result is followed by the user, not by the assistant"
             break
     if convo and convo[-1] != "assistant" and "assistant" in convo:
-        hits.append(("role_order", "warning", f"conversation ends with `{convo[-1]}`: the last turn is not trained"))
-    return hits + empty_turns(s, fmt)
+        yield "last_turn_untrained", f"conversation ends with `{convo[-1]}`: the last turn is not trained"
 
 
-def empty_turns(s: Sample, fmt: str) -> list[Hit]:
-    """Empty answers (any trained assistant turn, not only the last) and empty user turns."""
-    if fmt == "text":
-        return []
-    hits: list[Hit] = []
-    last = s.last_assistant()
-    empty_answers = [i for i, m in enumerate(s.messages)
-                     if m.role == "assistant" and m.trainable and not m.tool_call and not m.content.strip()]
-    if empty_answers:
-        which = "the answer is" if empty_answers == [last] else f"assistant turn(s) {empty_answers} (0-based message index) are"
-        hits.append(("empty_output", "error", f"{which} empty or whitespace"))
-    empty_users = [i for i, m in enumerate(s.messages) if m.role == "user" and not m.content.strip()]
-    if empty_users:
-        hits.append(("empty_turn", "warning", f"user turn(s) {empty_users} (0-based message index) empty: "
-                                              "the model learns to answer a question nobody asked"))
-    return hits
+@record_check("empty_output", rejected_side=False)  # an empty rejected side is pair_empty_side
+def empty_output(r: RecordView) -> Iterator[Hit]:
+    """Empty answers: any trained assistant turn, not only the last."""
+    if not r.chat:
+        return
+    s = r.sample
+    empty = [i for i, m in enumerate(s.messages)
+             if m.role == "assistant" and m.trainable and not m.tool_call and not m.content.strip()]
+    if empty:
+        which = "the answer is" if empty == [s.last_assistant()] else \
+            f"assistant turn(s) {empty} (0-based message index) are"
+        yield None, f"{which} empty or whitespace"
 
 
-def content_checks(s: Sample, fmt: str, side: str = "") -> list[Hit]:
-    """Placeholders, template markup, personal data, refusals, loops and language, for one side of a record."""
-    hits: list[Hit] = []
-    all_text = "\n".join(m.content for m in s.messages)
-    low = all_text.lower()
-    ph = find_placeholder(all_text, low)
-    if ph:
-        hits.append(("placeholder", "error", f"{side}unfilled placeholder `{ph[:40]}`"))
-    leak = TEMPLATE_LEAK.search(all_text) if any(h in all_text for h in TEMPLATE_HINTS) else None
+@record_check("empty_turn")
+def empty_turn(r: RecordView) -> Iterator[Hit]:
+    empty = [i for i, m in enumerate(r.sample.messages) if m.role == "user" and not m.content.strip()] if r.chat else []
+    if empty:
+        yield None, (f"user turn(s) {empty} (0-based message index) empty: the model learns to answer a question "
+                     "nobody asked")
+
+
+# ---- content -----------------------------------------------------------------------------------------------------
+
+@record_check("placeholder")
+def placeholder(r: RecordView) -> Iterator[Hit]:
+    found = find_placeholder(r.all_text, r.low)
+    if found:
+        yield None, f"unfilled placeholder `{found[:40]}`"
+
+
+@record_check("template_leak")
+def template_leak(r: RecordView) -> Iterator[Hit]:
+    text = r.all_text
+    leak = TEMPLATE_LEAK.search(text) if any(h in text for h in TEMPLATE_HINTS) else None
     if leak:
-        hits.append(("template_leak", "warning", f"{side}chat/instruction markup inside content: `{leak.group().strip()[:30]}`"))
-    kinds = pii_kinds(all_text, low)
-    if kinds:
-        hits.append(("pii", "warning", side + "possible " + ", ".join(PII_NAMES[k] for k in kinds)))
-    answers = [m.content for m in s.messages if m.role == "assistant" and m.trainable and not m.tool_call]
-    if fmt == "text":
-        answers = [all_text]
-    if side != "rejected side: ":  # a refusal is what a rejected answer often is: not a defect there
-        refusal = next((r for r in map(refusal_in, answers) if r), None)
-        if refusal:
-            hits.append(("refusal_boilerplate", "warning", f"{side}refusal / AI boilerplate in an answer: `{refusal}`"))
-    rep = repetition(answers[-1] if answers else "")
-    if rep:
-        hits.append(("degenerate_repetition", "warning", side + rep))
-    if fmt != "text":
-        mismatch = language_mismatch(s)
-        if mismatch:
-            hits.append(("language_mismatch", "warning", side + mismatch))
-    return hits
+        yield None, f"chat/instruction markup inside content: `{leak.group().strip()[:30]}`"
 
+
+@record_check("pii")
+def pii(r: RecordView) -> Iterator[Hit]:
+    kinds = pii_kinds(r.all_text, r.low)
+    if kinds:
+        yield None, "possible " + ", ".join(PII_NAMES[k] for k in kinds)
+
+
+@record_check("refusal_boilerplate", rejected_side=False)  # a refusal is what a rejected answer often is
+def refusal_boilerplate(r: RecordView) -> Iterator[Hit]:
+    found = next((x for x in map(refusal_in, r.answers) if x), None)
+    if found:
+        yield None, f"refusal / AI boilerplate in an answer: `{found}`"
+
+
+@record_check("degenerate_repetition")
+def degenerate_repetition(r: RecordView) -> Iterator[Hit]:
+    found = repetition(r.answers[-1] if r.answers else "")
+    if found:
+        yield None, found
+
+
+@record_check("language_mismatch")
+def language_mismatch_check(r: RecordView) -> Iterator[Hit]:
+    found = language_mismatch(r.sample) if r.chat else None
+    if found:
+        yield None, found
+
+
+@record_check("too_long")
+def too_long(r: RecordView) -> Iterator[Hit]:
+    """Longer than the training window; `nothing_trained` when the window ends before the first trained answer."""
+    t = r.tokens
+    if t is None or t.total <= r.max_seq_len:
+        return
+    first = next((i for i, m in enumerate(r.sample.messages) if m.role == "assistant" and m.trainable), None)
+    before = sum(t.per_message[:first]) if first is not None else t.total
+    if r.chat and before >= r.max_seq_len:
+        yield "nothing_trained", (f"{t.total} tokens; the first {before} come before any answer, so truncation at "
+                                  f"{r.max_seq_len} leaves no trainable tokens")
+    else:
+        yield None, f"{t.total} tokens > --max-seq-len {r.max_seq_len}: truncated"
+
+
+# ---- preference pairs --------------------------------------------------------------------------------------------
+
+def _both(chosen: Sample, rejected: Sample) -> tuple[str, str] | None:
+    """The two answers when neither is empty and they differ (else the pair is one of the other pair findings)."""
+    a, b = chosen.answer, rejected.answer
+    if not (a.strip() and b.strip()) or normalise(a) == normalise(b):
+        return None
+    return a, b
+
+
+@pair_check("pair_empty_side")
+def pair_empty_side(chosen: Sample, rejected: Sample) -> Iterator[Hit]:
+    a, b = chosen.answer.strip(), rejected.answer.strip()
+    if not a or not b:
+        which = "both sides" if not (a or b) else ("chosen" if not a else "rejected")
+        yield None, f"{which} empty: the pair teaches no preference"
+
+
+@pair_check("pair_identical")
+def pair_identical(chosen: Sample, rejected: Sample) -> Iterator[Hit]:
+    a, b = chosen.answer, rejected.answer
+    if a.strip() and b.strip() and normalise(a) == normalise(b):
+        yield None, "chosen and rejected are the same text: no preference signal"
+
+
+@pair_check("pair_language_mismatch")
+def pair_language_mismatch(chosen: Sample, rejected: Sample) -> Iterator[Hit]:
+    both = _both(chosen, rejected)
+    if both is None:
+        return
+    la, lb = detect(both[0]), detect(both[1])
+    if UND not in (la, lb) and la != lb:
+        yield None, f"chosen is `{la}`, rejected is `{lb}`: the model may learn to prefer a language, not a better answer"
+
+
+# ---- what the checks share ---------------------------------------------------------------------------------------
 
 def find_placeholder(text: str, low: str | None = None) -> str | None:
     """The first unfilled placeholder outside code (template syntax inside code is code). Bracketed words that are
@@ -145,15 +315,19 @@ def refusal_in(answer: str) -> str | None:
 
 
 def repetition(answer: str) -> str | None:
-    run = CHAR_RUN.search(answer[:20000])
-    if run:
-        return f"the character `{run.group(1)}` repeated {len(run.group())} times"
-    units = script_units(answer[:20000])
-    n = 4 if answer and not answer[:200].isascii() else 3
+    text = answer[:20000]
+    # a run of 30 equal characters leaves 5 equal characters in a row in every 6th character: a 6x shorter test first
+    if len(text) >= 30 and _RUN_GATE.search(text[::6]) or len(text) < 30 * 6:
+        run = CHAR_RUN.search(text)
+        if run:
+            return f"the character `{run.group(1)}` repeated {len(run.group())} times"
+    units = script_units(text)
     if len(units) < 40:
         return None
-    grams = [tuple(units[i:i + n]) for i in range(len(units) - n + 1)]
-    ratio = len(set(grams)) / len(grams)
+    n = 4 if not answer[:200].isascii() else 3
+    count = len(units) - n + 1
+    distinct = len(set(zip(*(units[i:] for i in range(n)), strict=False)))
+    ratio = distinct / count
     if ratio < 0.3:
         return f"only {ratio:.0%} of the answer's {n}-grams are distinct (looping text)"
     return None

@@ -113,63 +113,87 @@ def min_similarity(sigs: np.ndarray, rows: list[int], sample: int = 64) -> float
 
 
 class DuplicateIndex:
-    """Feed records in order with `add`; read groups at the end.
+    """Feed records in order with `add`; `finish` computes the groups once every record is in.
 
-    exact: the whole normalised record is the key, always (nothing is stripped from it);
-    near: MinHash-LSH candidates verified against the group (NearGroups), on the text the caller gives;
-    conflicts: the same normalised prompt with a different normalised answer."""
+    Only fixed-size numbers are kept per record (keys, a 64-value signature, 16 band keys: ~400 bytes), and the
+    groups are found by sorting at the end, not in per-record hash tables: 1M records fit in a few hundred MB.
+    exact: the whole normalised record is the key, always (nothing is stripped from it); the first occurrence leads;
+    near: MinHash-LSH candidates (records sharing a band; in a crowded band the BUCKET_CAP latest before it),
+      verified against every checked member of a group (NearGroups), in record order: as if streamed;
+    conflicts: the same normalised prompt with an answer other than the first record's with that prompt.
+    Exact copies take part in neither near-duplicates nor conflicts."""
 
     def __init__(self, threshold: float = 0.8) -> None:
         self.threshold = threshold
-        self.exact_first: dict[int, int] = {}
+        self._index = _Column(np.int64)
+        self._exact = _Column(np.uint64)
+        self._prompt = _Column(np.uint64)
+        self._answer = _Column(np.uint64)
+        self._sigs = _Column(np.uint32, NUM_PERM)
         self.exact = UnionFind()
-        self.near_rows = NearGroups()
-        # band → rows; most buckets hold one row, kept as a bare int (a list only once a second row arrives)
-        self.buckets: list[dict[bytes, int | list[int]]] = [{} for _ in range(BANDS)]
-        self.sigs = np.zeros((1024, NUM_PERM), dtype=np.uint32)
-        self.row_index: list[int] = []  # signature row → record index
-        self.prompt_first: dict[int, tuple[int, int]] = {}  # prompt key → (first record, its answer key)
         self.conflicts = UnionFind()
+        self.near_rows = NearGroups()
+        self.sigs = np.zeros((0, NUM_PERM), dtype=np.uint32)
+        self.row_index: list[int] = []  # signature row → record index (exact copies removed)
+        self.unique_prompts = 0
 
-    def add(self, index: int, norm_record: str, norm_near: str, norm_prompt: str, norm_answer: str,
-            with_prompt: bool) -> None:
-        key = hash(norm_record)
-        first = self.exact_first.setdefault(key, index)
-        if first != index:
-            self.exact.union(first, index)
-            return  # the same prompt and answer: no conflict, and an exact copy adds nothing to near-duplicates
-        if with_prompt and norm_prompt:
-            pkey, akey = hash(norm_prompt), hash(norm_answer)
-            seen = self.prompt_first.setdefault(pkey, (index, akey))
-            if seen[0] != index and seen[1] != akey:
-                self.conflicts.union(seen[0], index)
-        self._add_near(index, norm_near)
+    def add(self, index: int, exact: int, prompt: int, answer: int, sig: bytes) -> None:
+        """`prompt` 0: the record takes no part in the conflict check."""
+        self._index.append(index)
+        self._exact.append(exact)
+        self._prompt.append(prompt)
+        self._answer.append(answer)
+        self._sigs.append_bytes(sig)
 
-    def _add_near(self, index: int, norm_near: str) -> None:
-        sig = signature(norm_near)
-        row = len(self.row_index)
-        if row >= len(self.sigs):
-            self.sigs = np.concatenate([self.sigs, np.zeros_like(self.sigs)])
-        self.sigs[row] = sig
-        self.row_index.append(index)
-        candidates: set[int] = set()
-        raw = sig.tobytes()
-        width = 4 * ROWS
+    def finish(self) -> None:
+        index, exact = self._index.array(), self._exact.array()
+        first = _first_of_group(exact)  # position of each record's first copy
+        for pos in np.flatnonzero(first != np.arange(len(exact))):
+            self.exact.union(int(index[first[pos]]), int(index[pos]))
+        keep = first == np.arange(len(exact))
+        self._find_conflicts(index[keep], self._prompt.array()[keep], self._answer.array()[keep])
+        self.sigs = self._sigs.array()[keep]
+        self.row_index = index[keep].tolist()
+        self._index = self._exact = self._prompt = self._answer = self._sigs = None
+        self._find_near()
+
+    def _find_conflicts(self, index: np.ndarray, prompt: np.ndarray, answer: np.ndarray) -> None:
+        has = prompt != 0
+        index, prompt, answer = index[has], prompt[has], answer[has]
+        self.unique_prompts = int(np.unique(prompt).size)
+        lead = _first_of_group(prompt)
+        differs = answer != answer[lead]
+        for pos in np.flatnonzero(differs):
+            self.conflicts.union(int(index[lead[pos]]), int(index[pos]))
+
+    def _find_near(self) -> None:
+        n = len(self.sigs)
+        if n < 2:
+            return
+        rows = np.arange(n)
+        cand_rows, cand_of = [], []
         for b in range(BANDS):
-            table, key = self.buckets[b], raw[b * width:(b + 1) * width]
-            bucket = table.get(key)
-            if bucket is None:
-                table[key] = row
-            elif isinstance(bucket, int):
-                candidates.add(bucket)
-                table[key] = [bucket, row]
-            else:
-                candidates.update(bucket[-BUCKET_CAP:])  # a huge cluster is still caught through recent members
-                bucket.append(row)
-        if candidates:
-            rows = np.fromiter(candidates, dtype=np.int64, count=len(candidates))
-            sims = np.count_nonzero(self.sigs[rows] == sig, axis=1) / NUM_PERM
-            close = rows[sims >= self.threshold]
+            band = self.sigs[:, b * ROWS:(b + 1) * ROWS].astype(np.uint64)
+            keys = band[:, 0]
+            for j in range(1, ROWS):  # the band's values folded into one 64-bit key
+                keys = keys * np.uint64(0x100000001B3) ^ band[:, j]
+            order = np.lexsort((rows, keys))
+            k = keys[order]
+            for back in range(1, BUCKET_CAP + 1):  # the BUCKET_CAP previous members of the same bucket
+                same = np.flatnonzero(k[back:] == k[:-back]) + back
+                if not same.size:
+                    break
+                cand_rows.append(order[same])
+                cand_of.append(order[same - back])
+        if not cand_rows:
+            return
+        pairs = np.unique(np.stack([np.concatenate(cand_rows), np.concatenate(cand_of)], axis=1), axis=0)
+        starts = np.flatnonzero(np.r_[True, pairs[1:, 0] != pairs[:-1, 0]])
+        for a, b in zip(starts, np.r_[starts[1:], len(pairs)], strict=True):
+            row, cands = int(pairs[a, 0]), pairs[a:b, 1]
+            sig = self.sigs[row]
+            sims = np.count_nonzero(self.sigs[cands] == sig, axis=1) / NUM_PERM
+            close = cands[sims >= self.threshold]
             if close.size:
                 self.near_rows.join(row, close, self.sigs, sig, self.threshold)
 
@@ -191,3 +215,47 @@ class DuplicateIndex:
         eq = (sig[:, None, :] == sig[None, :, :]).mean(axis=2)
         k = len(rows)
         return float((eq.sum() - k) / (k * (k - 1)))
+
+
+def _first_of_group(keys: np.ndarray) -> np.ndarray:
+    """For each position, the position of the first element with the same key."""
+    if not keys.size:
+        return np.zeros(0, dtype=np.int64)
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    starts = np.r_[True, sorted_keys[1:] != sorted_keys[:-1]]
+    lead_in_sorted = np.maximum.accumulate(np.where(starts, np.arange(len(keys)), 0))
+    out = np.empty(len(keys), dtype=np.int64)
+    out[order] = order[lead_in_sorted]
+    return out
+
+
+class _Column:
+    """An append-only column of fixed-size values in blocks of numpy arrays (no per-record Python objects)."""
+
+    BLOCK = 1 << 16
+
+    def __init__(self, dtype, width: int = 0) -> None:
+        self.dtype, self.width = dtype, width
+        self.blocks: list[np.ndarray] = []
+        self.used = self.BLOCK
+
+    def _room(self) -> np.ndarray:
+        if self.used == self.BLOCK:
+            shape = (self.BLOCK, self.width) if self.width else (self.BLOCK,)
+            self.blocks.append(np.empty(shape, dtype=self.dtype))
+            self.used = 0
+        return self.blocks[-1]
+
+    def append(self, value: int) -> None:
+        self._room()[self.used] = value
+        self.used += 1
+
+    def append_bytes(self, raw: bytes) -> None:
+        self._room()[self.used] = np.frombuffer(raw, dtype=self.dtype)
+        self.used += 1
+
+    def array(self) -> np.ndarray:
+        if not self.blocks:
+            return np.zeros((0, self.width) if self.width else 0, dtype=self.dtype)
+        return np.concatenate(self.blocks[:-1] + [self.blocks[-1][:self.used]])

@@ -10,6 +10,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from advisor.audit.regex_guard import guarded
+
 REPORT_CONFIDENCE = 0.5
 PII_NAMES = {"email": "email address", "apikey": "API key or secret", "card": "payment card number",
              "iban": "IBAN bank account", "cnid": "national ID number", "ssn": "US social security number",
@@ -57,14 +59,15 @@ PROVIDER_KEYS = re.compile(
     r"\bAIza[0-9A-Za-z_-]{35}\b|\bhf_[A-Za-z0-9]{30,}\b|\bglpat-[A-Za-z0-9_-]{20}\b|"
     r"\beyJ[A-Za-z0-9_-]{10,}\.eyJ[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}|"
     r"-----BEGIN (?:RSA |EC |DSA |OPENSSH |PGP )?PRIVATE KEY-----")
-ASSIGNED_SECRET = re.compile(
+ASSIGNED_SECRET = guarded(
     r"\b(?:api[_-]?key|secret(?:[_-]?key)?|access[_-]?token|auth[_-]?token|password|passwd|client[_-]?secret)"
     r"\s*[:=]\s*['\"]?([A-Za-z0-9_\-/+.]{12,})", re.IGNORECASE)
 FAKE_SECRET = re.compile(r"your|here|example|sample|dummy|placeholder|change.?me|redacted|secret|token|xxxx|\*\*\*|"
                          r"test_?key|my_?key|api_?key|password|insert|replace|<|\.\.\.|abc123|123456|0000|1234",
                          re.IGNORECASE)
-SECRET_HINTS = ("sk-", "sk_live", "rk_live", "pk_live", "akia", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat",
-                "xox", "aiza", "hf_", "glpat", "eyj", "private key", "key", "secret", "token", "passw")
+PROVIDER_HINTS = ("sk-", "sk_live", "rk_live", "pk_live", "akia", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat",
+                  "xox", "aiza", "hf_", "glpat", "eyj", "private key")
+ASSIGNED_HINTS = ("key", "secret", "token", "passw")
 
 
 def _entropy(s: str) -> float:
@@ -80,14 +83,12 @@ def _looks_random(value: str) -> bool:
 
 
 def _secrets(text: str, low: str) -> list[PiiHit]:
-    if not any(h in low for h in SECRET_HINTS):
-        return []
     out = []
-    for m in PROVIDER_KEYS.finditer(text):
+    for m in PROVIDER_KEYS.finditer(text) if any(h in low for h in PROVIDER_HINTS) else ():
         value = m.group()
         if value.startswith("-----BEGIN") or _looks_random(value.split("-", 1)[-1].split("_", 2)[-1]):
             out.append(PiiHit("apikey", value, 0.95))
-    for m in ASSIGNED_SECRET.finditer(text):
+    for m in ASSIGNED_SECRET.finditer(text) if any(h in low for h in ASSIGNED_HINTS) else ():
         if _looks_random(m.group(1)):
             out.append(PiiHit("apikey", m.group(), 0.7))
     return out
@@ -229,7 +230,7 @@ def _phones(text: str) -> list[PiiHit]:
 
 
 # ---- IP addresses ----------------------------------------------------------------------------------------------
-IPV4 = re.compile(r"(?<![\w.])(?:\d{1,3}\.){3}\d{1,3}(?![\w.]*\d)")
+IPV4 = guarded(r"(?<![\w.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![\w.]*\d)")  # ASCII digits: the guard is [0-9]
 IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{1,4}:){2,7}(?::|[0-9A-Fa-f]{1,4})(?:[0-9A-Fa-f:]*)(?![\w:])")
 VERSION_CONTEXT = re.compile(r"(?:version|ver\.?|v|release|build|版本)\s*$", re.IGNORECASE)
 DOC_NETS = [ipaddress.ip_network(n) for n in ("192.0.2.0/24", "198.51.100.0/24", "203.0.113.0/24", "2001:db8::/32")]
@@ -247,13 +248,13 @@ def _public_ip(value: str) -> bool:
 
 def _ips(text: str) -> list[PiiHit]:
     out = []
-    if text.count(".") >= 3:
+    if text.count(".") >= 3 and IPV4_GATE.search(text):
         for m in IPV4.finditer(text):
             if VERSION_CONTEXT.search(text[max(0, m.start() - 12):m.start()]):
                 continue
             if _public_ip(m.group()):
                 out.append(PiiHit("ip", m.group(), 0.6))
-    if text.count(":") >= 3:
+    if text.count(":") >= 3 and IPV6_GATE.search(text):
         for m in IPV6.finditer(text):
             value = m.group()
             if value.count(":") >= 3 and _public_ip(value):
@@ -261,7 +262,12 @@ def _ips(text: str) -> list[PiiHit]:
     return out
 
 
-_DROP_DIGITS = str.maketrans("", "", "0123456789")
+# Every card, IBAN, national ID, SSN and phone number the patterns above accept holds 8 digits or more, each
+# separated from the next by at most two separator characters (spaces, dashes, dots, brackets): a text without
+# such a run has none of them, and most text has none (years, prices and counts are shorter).
+DIGIT_RUN = re.compile(r"\d(?:[\s().\-/]{0,2}\d){7}")
+IPV4_GATE = re.compile(r"[0-9]\.[0-9]{1,3}\.[0-9]")
+IPV6_GATE = re.compile(r":[0-9A-Fa-f]{0,4}:")
 
 
 def find_pii(text: str, low: str | None = None) -> list[PiiHit]:
@@ -271,8 +277,7 @@ def find_pii(text: str, low: str | None = None) -> list[PiiHit]:
     if "@" in text:
         hits += _emails(text)
     hits += _secrets(text, low)
-    head = text[:20000]
-    if len(head) - len(head.translate(_DROP_DIGITS)) >= 8:
+    if DIGIT_RUN.search(text):
         hits += _numbers(text)
     hits += _ips(text)
     return [h for h in hits if h.confidence >= REPORT_CONFIDENCE]

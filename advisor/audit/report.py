@@ -1,10 +1,10 @@
-"""The audit report (public contract of `tunewise audit --json`)."""
+"""The audit report and the signals the advisor reads (public contract of `tunewise audit --json`)."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Severity = Literal["error", "warning", "info"]
 SEVERITY_ORDER = {"error": 0, "warning": 1, "info": 2}
@@ -23,6 +23,46 @@ class Finding(BaseModel):
     samples: list[dict[str, Any]] = Field(default_factory=list, description="a few records that trigger it, shortened")
 
 
+class Diversity(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    unique_prompt_ratio: float = Field(description="distinct prompts / valid records (1.0 without prompts)")
+    near_duplicate_share: float = Field(description="share of records that are exact or near copies of another")
+    mean_similarity: float = Field(description="mean MinHash similarity of random record pairs")
+    distinct_2gram_answers: float = Field(description="distinct word bigrams / all bigrams of the first answers")
+
+
+class TokenSignal(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    p90_total: int = Field(description="90th percentile of tokens per record (prompt + answer + template)")
+    mean_total: float
+
+
+class FindingSignal(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    severity: Severity
+    count: int = Field(description="records (or groups' extra members) the finding covers")
+    share: float = Field(description="count / records")
+
+
+class Signals(BaseModel):
+    """What the dataset audit tells the advisor (`recommend --dataset`, `ask`): measured, typed, one place."""
+
+    model_config = ConfigDict(extra="forbid")
+    records: int = 0
+    valid_records: int = 0
+    examples: int = Field(description="usable examples: valid records minus exact copies")
+    estimated_tasks: int
+    content: Literal["knowledge", "behaviour", "mixed"]
+    knowledge_share: float = Field(description="share of answers that carry facts rather than a pattern")
+    diversity: Diversity
+    low_diversity: bool
+    error_records: int = Field(0, description="records with at least one error-level finding")
+    error_share: float = Field(0.0, description="error_records / records")
+    tokens: TokenSignal
+    findings: dict[str, FindingSignal] = Field(default_factory=dict, description="every finding by code (worst "
+                                               "severity, count, share of records)")
+
+
 class AuditReport(BaseModel):
     path: str
     format: str
@@ -32,7 +72,8 @@ class AuditReport(BaseModel):
     valid_records: int
     findings: list[Finding]
     stats: dict[str, Any]
-    signals: dict[str, Any]
+    signals: Signals
+    selection: list[str] | None = Field(None, description="the finding codes checked, when not all (--select/--ignore)")
 
     def worst_first(self) -> list[Finding]:
         return sorted(self.findings, key=lambda f: (SEVERITY_ORDER[f.severity], -f.count))
@@ -44,10 +85,6 @@ class AuditReport(BaseModel):
                 bad.update(f.records)
         return len(bad)
 
-    def signals_for_advisor(self) -> dict[str, Any]:
-        """What `recommend --dataset` feeds into the decision."""
-        return {
-            **self.signals,
-            "error_share": round(self.error_records() / self.records, 4) if self.records else 0.0,
-            "tokens": {"p90_total": self.stats["tokens"]["total"]["p90"], "mean_total": self.stats["tokens"]["total"]["mean"]},
-        }
+    def signals_for_advisor(self) -> Signals:
+        """What `recommend --dataset` feeds into the decision (the signals; kept for callers of the first version)."""
+        return self.signals

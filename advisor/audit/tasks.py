@@ -2,7 +2,7 @@
 
 1. Shared task statements: one system prompt or one instruction repeated over most records (any language).
 2. Task templates, in any language: TF-IDF over character n-grams of the instruction head, then average-linkage
-   agglomerative clustering with a cosine-distance cut (scikit-learn, imported here only, so the advisor starts
+   agglomerative clustering with a cosine-distance cut (scipy, imported here only, so the advisor starts
    without it). A cluster is a task when its members state the task the same way (distance < DISTANCE_CUT) and it
    holds ≥ MIN_SHARE of the records; the templates decide when such clusters cover ≥ half of the records.
 3. Free-form instructions (general instruction data such as alpaca) have no templates: English and Chinese task
@@ -17,7 +17,10 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 
-from advisor.audit.text import intent
+import numpy as np
+
+from advisor.audit.text import key
+from advisor.audit.tfidf import char_tfidf
 
 HEAD_CHARS = 48  # the instruction head: where the task is stated ("Translate…", "Fasse … zusammen")
 SAMPLE = 2000  # instruction heads kept (fixed-seed reservoir) for clustering: O(n²) memory in the linkage
@@ -49,36 +52,44 @@ class TaskEstimate:
 
 
 class TaskSampler:
-    """Collects instruction heads as records stream by (a fixed-seed reservoir: the same file, the same sample)."""
+    """Collects instruction heads as records stream by (a fixed-seed reservoir: the same file, the same sample),
+    the keys of system prompts and instructions (counted at the end) and each record's task intent."""
 
     def __init__(self, seed: int = 0) -> None:
+        from advisor.audit.dedup import _Column
+
         self.heads: list[str] = []
         self.full: list[str] = []
         self.answers: list[str] = []
         self.seen = 0
         self.rng = random.Random(seed)
-        self.system_counts: Counter = Counter()
-        self.instruction_counts: Counter = Counter()
+        self.system_keys = _Column(np.uint64)
+        self.instruction_keys = _Column(np.uint64)
         self.intents: Counter = Counter()
 
-    def add(self, instruction: str, system: str, tools: bool = False, answer: str = "") -> None:
-        self.system_counts[hash(system[:500].strip())] += 1
-        self.instruction_counts[hash(instruction[:300].strip().lower())] += 1
-        self.intents["tool_use" if tools else intent(instruction)] += 1
+    def add(self, system_key: int, instruction_key: int, intent: str, head: str, answer_shape: str) -> None:
+        """`head`: the instruction's first 100 characters, whitespace collapsed; `answer_shape`: the answer's first
+        HEAD_CHARS characters; keys: advisor.audit.text.key of the stripped system prompt and instruction."""
+        self.system_keys.append(system_key)
+        self.instruction_keys.append(instruction_key)
+        self.intents[intent] += 1
         self.seen += 1
-        head = " ".join(instruction[:HEAD_CHARS * 3].split())
-        shape = " ".join(answer[:200].split())[:HEAD_CHARS]
         if len(self.heads) < SAMPLE:
             self.heads.append(head[:HEAD_CHARS])
-            self.full.append(head[:100])
-            self.answers.append(shape)
+            self.full.append(head)
+            self.answers.append(answer_shape)
         else:
             j = self.rng.randrange(self.seen)
             if j < SAMPLE:
-                self.heads[j], self.full[j], self.answers[j] = head[:HEAD_CHARS], head[:100], shape
+                self.heads[j], self.full[j], self.answers[j] = head[:HEAD_CHARS], head, answer_shape
+
+    def counts(self, which: str) -> dict[int, int]:
+        keys = (self.system_keys if which == "system" else self.instruction_keys).array()
+        values, counts = np.unique(keys, return_counts=True)
+        return dict(zip(values.tolist(), counts.tolist(), strict=True))
 
 
-EMPTY = hash("")
+EMPTY = key("")
 
 
 def estimate_tasks(sampler: TaskSampler, valid: int) -> TaskEstimate:
@@ -98,8 +109,8 @@ def estimate_tasks(sampler: TaskSampler, valid: int) -> TaskEstimate:
 
 def _shared_statements(sampler: TaskSampler, valid: int) -> TaskEstimate | None:
     floor = max(3, MIN_SHARE * valid)
-    for counts, kind in ((sampler.system_counts, "system prompt"), (sampler.instruction_counts, "instruction")):
-        shared = {k: c for k, c in counts.items() if c >= floor and k != EMPTY}
+    for which, kind in (("system", "system prompt"), ("instruction", "instruction")):
+        shared = {k: c for k, c in sampler.counts(which).items() if c >= floor and k != EMPTY}
         if sum(shared.values()) >= 0.5 * valid:
             clusters = [TaskCluster(f"{kind} #{i + 1}", c, round(c / valid, 4), []) for i, (_k, c) in
                         enumerate(sorted(shared.items(), key=lambda kv: -kv[1]))]
@@ -108,20 +119,22 @@ def _shared_statements(sampler: TaskSampler, valid: int) -> TaskEstimate | None:
 
 
 def _templates(sampler: TaskSampler) -> TaskEstimate | None:
-    import numpy as np
-    from sklearn.cluster import AgglomerativeClustering
-    from sklearn.feature_extraction.text import TfidfVectorizer
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
 
     heads = sampler.heads
     try:
-        x = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=2, sublinear_tf=True).fit_transform(heads)
+        x = char_tfidf(heads, min_df=2)
     except ValueError:  # empty vocabulary: instructions too short or all different characters
         return None
     keep = np.flatnonzero(x.getnnz(axis=1) > 0)
     if len(keep) < MIN_RECORDS:
         return None
-    labels = AgglomerativeClustering(n_clusters=None, distance_threshold=DISTANCE_CUT, metric="cosine",
-                                     linkage="average").fit_predict(x[keep].toarray())
+    rows = x[keep]  # rows are L2-normalised: cosine distance is 1 - the dot product (sparse, fast)
+    dist = np.clip(1.0 - (rows @ rows.T).toarray(), 0.0, 2.0)
+    np.fill_diagonal(dist, 0.0)
+    tree = linkage(squareform(dist, checks=False), method="average")  # UPGMA, as AgglomerativeClustering(average)
+    labels = fcluster(tree, t=DISTANCE_CUT, criterion="distance")
     n = len(heads)
     groups: dict[int, list[int]] = {}
     for row, lab in zip(keep, labels, strict=True):
@@ -142,13 +155,9 @@ def _merge_same_answers(sampler: TaskSampler, groups: list[list[int]]) -> list[l
     task whose instructions start differently; merge them."""
     if len(groups) < 2:
         return groups
-    import numpy as np
-    from sklearn.feature_extraction.text import TfidfVectorizer
-
     rows = [r for g in groups for r in g]
     try:
-        x = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True).fit_transform(
-            [sampler.answers[r] for r in rows])
+        x = char_tfidf([sampler.answers[r] for r in rows])
     except ValueError:
         return groups
     starts = np.cumsum([0] + [len(g) for g in groups])

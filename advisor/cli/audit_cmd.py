@@ -15,48 +15,95 @@ def register(sub: argparse._SubParsersAction) -> None:
         "Check a fine-tuning dataset (JSONL, JSON array, one JSON object, CSV/TSV, Parquet or plain text; alpaca, "
         "sharegpt, OpenAI chat, prompt/completion, text, or preference data: DPO pairs, OpenAI preference, KTO) for "
         "format errors, duplicates, conflicts, placeholders, personal data, template leaks, refusals, languages, "
-        "length, diversity, task mixture and knowledge-heavy content.",
+        "length, diversity, task mixture and knowledge-heavy content. Settings may also come from a project file "
+        "(tunewise.yaml, `audit:` section); flags win.",
         [
             "tunewise audit data.jsonl",
             "tunewise audit data.json --max-seq-len 1024 --model ./my-model --report audit-report/",
-            "tunewise audit data.jsonl --json | jq '.findings[] | {code, count}'",
+            "tunewise audit data.jsonl --ignore pii,near_duplicate --fail-on error",
+            "tunewise audit data.jsonl --select 'pair_*' --json | jq '.findings[] | {code, count}'",
             "tunewise audit --list-checks",
         ],
     )
     p.add_argument("data", nargs="?", metavar="DATA", help="dataset file")
     p.add_argument("--format", default="auto", choices=["auto", *FORMATS],
                    help="record format (default: detected from the first records, and the reason is reported)")
-    p.add_argument("--max-seq-len", type=positive(int, "--max-seq-len"), default=2048,
-                   help="training window in tokens (records beyond it are truncated)")
+    p.add_argument("--max-seq-len", type=positive(int, "--max-seq-len"), default=None,
+                   help=f"training window in tokens (records beyond it are truncated; default {DEFAULTS['max_seq_len']})")
     p.add_argument("--model", metavar="PATH", help="count tokens with this local model's tokenizer.json")
     p.add_argument("--tokenizer", metavar="PATH",
                    help="count tokens exactly with this tokenizer.json (or a folder holding one)")
-    p.add_argument("--near-dup-threshold", type=positive(float, "--near-dup-threshold"), default=0.8,
-                   help="MinHash similarity above which two records are near-duplicates (0-1)")
+    p.add_argument("--near-dup-threshold", type=positive(float, "--near-dup-threshold"), default=None,
+                   help="MinHash similarity above which two records are near-duplicates (0-1, default 0.8)")
+    p.add_argument("--select", action="append", metavar="CODES",
+                   help="report only these finding codes (comma-separated; shell patterns such as 'pair_*'; ALL)")
+    p.add_argument("--ignore", action="append", metavar="CODES", help="never report these finding codes")
+    p.add_argument("--workers", type=positive(int, "--workers"), default=None,
+                   help="processes for the per-record checks (default: one per core for files over 4 MB; 1: none)")
+    p.add_argument("--project", metavar="FILE", help="project file to read (default: the nearest tunewise.yaml)")
+    p.add_argument("--no-project", action="store_true", help="ignore any tunewise.yaml")
     p.add_argument("--report", metavar="DIR", help="also write an HTML report with length histograms here")
-    p.add_argument("--samples", type=positive(int, "--samples", allow_zero=True), default=3,
-                   help="sample records shown per finding")
-    p.add_argument("--fail-on", choices=["never", "error", "warning"], default="never",
-                   help="exit 1 when findings of this severity (or worse) exist, for CI pipelines")
-    p.add_argument("--list-checks", action="store_true", help="print the catalogue of findings and exit")
+    p.add_argument("--samples", type=positive(int, "--samples", allow_zero=True), default=None,
+                   help="sample records shown per finding (default 3)")
+    p.add_argument("--fail-on", choices=["never", "error", "warning"], default=None,
+                   help="exit 1 when findings of this severity (or worse) exist, for CI pipelines (default never)")
+    p.add_argument("--list-checks", action="store_true",
+                   help="print the catalogue of findings (severity, why, source, examples, known problems) and exit")
+    p.add_argument("--print-schema", choices=["project", "report"],
+                   help="print the JSON Schema of the project file or of the --json report, and exit")
     add_json_flag(p)
     p.set_defaults(func=run)
+
+
+DEFAULTS = {"max_seq_len": 2048, "near_dup_threshold": 0.8, "samples": 3, "fail_on": "never"}
+
+
+def _codes(values: list[str] | None) -> list[str]:
+    return [c.strip() for v in values or [] for c in v.split(",") if c.strip()]
+
+
+def settings(args: argparse.Namespace):
+    """Flags over the project file over the defaults; returns the settings, the selection and the file used."""
+    from advisor.audit.catalog import Selection
+    from advisor.project import load_project
+
+    project, path = load_project(args.project, search=not args.no_project)
+    s = project.audit
+    merged = {k: getattr(args, k) if getattr(args, k) is not None else (getattr(s, k) if getattr(s, k) is not None
+              else DEFAULTS.get(k)) for k in ("max_seq_len", "near_dup_threshold", "samples", "fail_on", "workers")}
+    merged["tokenizer"] = args.tokenizer or s.tokenizer
+    where = f"{path}: audit." if path else ""
+    select = _codes(args.select) or s.select
+    selection = Selection(select, list(s.ignore) + _codes(args.ignore),
+                          where=("--select/--ignore" if args.select or args.ignore else f"{where}select/ignore"))
+    return merged, selection, path
 
 
 def run(args: argparse.Namespace) -> int:
     from advisor.audit.catalog import catalog
     from advisor.errors import UserError
 
+    if args.print_schema:
+        import json
+
+        from advisor.audit.report import AuditReport
+        from advisor.project import ProjectFile
+
+        model = ProjectFile if args.print_schema == "project" else AuditReport
+        print(json.dumps(model.model_json_schema(), indent=2))
+        return 0
     if args.list_checks:
-        entries = [e.model_dump() for e in catalog().values()]
+        entries = [e.model_dump(mode="json", exclude_none=True) for e in catalog().values()]
         emit(entries, args.json, lambda: render_catalog(entries))
         return 0
     if not args.data:
         raise UserError("give the dataset to audit: tunewise audit DATA (or --list-checks)")
-    if not 0 < args.near_dup_threshold <= 1:
-        raise UserError(f"--near-dup-threshold must be between 0 and 1, got {args.near_dup_threshold}")
-    report = run_audit(args.data, args.format, args.max_seq_len, args.model, args.near_dup_threshold, args.samples,
-                       show_progress=not args.json, tokenizer=args.tokenizer)
+    opts, selection, _project = settings(args)
+    if not 0 < opts["near_dup_threshold"] <= 1:
+        raise UserError(f"--near-dup-threshold must be between 0 and 1, got {opts['near_dup_threshold']}")
+    report = run_audit(args.data, args.format, opts["max_seq_len"], args.model, opts["near_dup_threshold"],
+                       opts["samples"], show_progress=not args.json, tokenizer=opts["tokenizer"], selection=selection,
+                       workers=opts["workers"])
     data = report.model_dump(mode="json", exclude_none=True)
     if args.report:
         from advisor.audit.html import write_report
@@ -64,23 +111,28 @@ def run(args: argparse.Namespace) -> int:
         data["report"] = str(write_report(report, args.report))
     emit(data, args.json, lambda: render(report, data.get("report")))
     worst = {f.severity for f in report.findings}
-    failing = {"never": set(), "error": {"error"}, "warning": {"error", "warning"}}[args.fail_on]
+    failing = {"never": set(), "error": {"error"}, "warning": {"error", "warning"}}[opts["fail_on"]]
     return 1 if worst & failing else 0
 
 
 def run_audit(path, fmt="auto", max_seq_len=2048, model=None, threshold=0.8, samples=3, show_progress=True,
-              tokenizer=None):
+              tokenizer=None, selection=None, workers=None):
     from advisor.audit import audit_file
 
+    kwargs = dict(tokenizer_path=tokenizer, selection=selection, workers=workers)
     if not (show_progress and sys.stderr.isatty()):
-        return audit_file(path, fmt, max_seq_len, model, threshold, samples, tokenizer_path=tokenizer)
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+        return audit_file(path, fmt, max_seq_len, model, threshold, samples, **kwargs)
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    with Progress(SpinnerColumn(), TextColumn("auditing: {task.fields[n]:,} records"), TimeElapsedColumn(),
-                  console=err_console.real(), transient=True) as bar:
-        task = bar.add_task("audit", total=None, n=0)
-        return audit_file(path, fmt, max_seq_len, model, threshold, samples,
-                          progress=lambda n, _size: bar.update(task, n=n), tokenizer_path=tokenizer)
+    columns = (TextColumn("auditing"), BarColumn(), TextColumn("{task.fields[n]:,} records · {task.fields[rate]:,.0f}/s"),
+               TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn())
+    with Progress(*columns, console=err_console.real(), transient=True) as bar:
+        task = bar.add_task("audit", total=None, n=0, rate=0.0)
+
+        def show(p) -> None:
+            bar.update(task, total=p.total_bytes, completed=p.bytes_read, n=p.records, rate=p.rate)
+
+        return audit_file(path, fmt, max_seq_len, model, threshold, samples, progress=show, **kwargs)
 
 
 SEV = {"error": "[bold red]error[/]", "warning": "[yellow]warning[/]", "info": "[blue]info[/]"}
@@ -92,7 +144,7 @@ def render(report, html_path: str | None = None, con=None) -> None:
     out = con or console
     sig = report.signals
     out.print(f"[bold]{escape(report.path)}[/]: {report.format}, {report.records} records, "
-              f"{report.valid_records} valid, {sig['examples']} usable examples")
+              f"{report.valid_records} valid, {sig.examples} usable examples")
     if report.detection:
         out.print(f"[dim]read as {report.detection['container']} / {report.detection['format']} "
                   f"({report.detection['kind']}): {escape(report.detection['reason'])}[/]")
@@ -124,14 +176,14 @@ def render(report, html_path: str | None = None, con=None) -> None:
               f"p90 {tk['answer']['p90']} max {tk['answer']['max']}")
     langs = ", ".join(f"{k} {v}" for k, v in list(report.stats["languages"].items())[:5])
     mix = ", ".join(f"{k} {v:.0%}" for k, v in list(report.stats["task_mix"].items())[:6])
-    out.print(f"languages: {langs or '-'} · tasks ≈ {sig['estimated_tasks']} ({mix or '-'})")
-    for c in report.stats.get("task_clusters", [])[:8] if sig["estimated_tasks"] >= 2 else []:
+    out.print(f"languages: {langs or '-'} · tasks ≈ {sig.estimated_tasks} ({mix or '-'})")
+    for c in report.stats.get("task_clusters", [])[:8] if sig.estimated_tasks >= 2 else []:
         shown = " | ".join(escape(e[:60]) for e in c["examples"])
         out.print(f"   task [bold]{escape(c['label'])}[/]: {c['size']} records ({c['share']:.0%}), e.g. {shown}")
-    d = sig["diversity"]
-    out.print(f"content: [bold]{sig['content']}[/] (knowledge share {sig['knowledge_share']:.0%}) · diversity: "
-              f"unique prompts {d['unique_prompt_ratio']:.0%}, (near-)copies {d['near_duplicate_share']:.0%}, "
-              f"mean similarity {d['mean_similarity']:.2f}")
+    d = sig.diversity
+    out.print(f"content: [bold]{sig.content}[/] (knowledge share {sig.knowledge_share:.0%}) · diversity: "
+              f"unique prompts {d.unique_prompt_ratio:.0%}, (near-)copies {d.near_duplicate_share:.0%}, "
+              f"mean similarity {d.mean_similarity:.2f}")
     if html_path:
         out.print(f"report: {html_path}")
 
@@ -139,9 +191,11 @@ def render(report, html_path: str | None = None, con=None) -> None:
 def render_catalog(entries: list[dict]) -> None:
     from rich.markup import escape
     from rich.table import Table
-    t = Table(title="tunewise audit checks", title_justify="left", show_lines=True)
-    for col in ("code", "severity", "why", "source", "example"):
+    t = Table(title="tunewise audit checks (rules/audit_findings.yaml)", title_justify="left", show_lines=True)
+    for col in ("code", "severity", "why", "known problems", "bad example"):
         t.add_column(col)
     for e in entries:
-        t.add_row(e["code"], e["severity"], escape(e["rationale"]), escape(e["source"]), escape(e["example"]))
+        sev = e["severity"] + "".join(f"\n{name}: {v['severity']}" for name, v in e.get("variants", {}).items())
+        t.add_row(e["code"], sev, escape(e["rationale"]) + f"\n[dim]{escape(e['source'])}[/]",
+                  escape(e["known_problems"]), escape(e["example"][:300]))
     console.print(t)

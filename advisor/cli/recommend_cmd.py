@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     if dataset:
         from advisor.audit import audit_file
 
-        signals = audit_file(dataset, model_path=answers.model_path).signals_for_advisor()
+        signals = audit_file(dataset, model_path=answers.model_path).signals
     rec = recommend(answers, signals)
     out = rec.model_dump(mode="json")
     if args.config_out:

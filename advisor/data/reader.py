@@ -35,6 +35,16 @@ class RawRecord:
     line: int  # 1-based line where the record starts (0 where a file has no lines: Parquet, one JSON object)
     obj: Any = None
     error: str | None = None
+    raw: bytes | None = None  # a JSONL line not parsed yet (`iter_raw(..., parse=False)`): see `parse_line`
+
+
+class ReadMeter:
+    """How many bytes of the file the reader has consumed (for a progress bar with an ETA)."""
+
+    __slots__ = ("bytes",)
+
+    def __init__(self) -> None:
+        self.bytes = 0
 
 
 @dataclass(slots=True)
@@ -177,11 +187,15 @@ def _sniff_text(head: str, suffix: str) -> Container:
     return Container("text", f"{why}; one record per line", text_unit="line")
 
 
-def iter_raw(path: str | Path, container: Container | None = None) -> Iterator[RawRecord]:
+def iter_raw(path: str | Path, container: Container | None = None, parse: bool = True,
+             meter: ReadMeter | None = None) -> Iterator[RawRecord]:
+    """Every record of the file in order. With `parse=False`, JSONL lines come unparsed (`raw` set) so that the
+    parsing can happen elsewhere (the audit's worker processes); `parse_line` turns them into records."""
     p = Path(path)
     c = container or sniff(p)
     if c.kind == "jsonl":
-        yield from _iter_jsonl(p)
+        lines = _iter_jsonl_lines(p, meter or ReadMeter())
+        yield from map(parse_line, lines) if parse else lines
     elif c.kind == "csv":
         yield from _iter_csv(p)
     elif c.kind == "parquet":
@@ -194,7 +208,7 @@ def iter_raw(path: str | Path, container: Container | None = None) -> Iterator[R
     elif c.kind == "text":
         yield from _iter_text(p, c.text_unit)
     else:
-        yield from _iter_json_array(p)
+        yield from _iter_json_array(p, meter or ReadMeter())
 
 
 def _iter_text(p: Path, unit: str) -> Iterator[RawRecord]:
@@ -235,28 +249,39 @@ def _iter_parquet(p: Path) -> Iterator[RawRecord]:
         raise UserError(f"{p}: cannot read the Parquet file: {e}") from None
 
 
-def _iter_jsonl(p: Path) -> Iterator[RawRecord]:
+def _iter_jsonl_lines(p: Path, meter: ReadMeter) -> Iterator[RawRecord]:
     index = 0
     with p.open("rb") as f:
         for lineno, raw in enumerate(f, 1):
+            meter.bytes += len(raw)
             if lineno == 1:
                 raw = raw.removeprefix(b"\xef\xbb\xbf")
             if not raw.strip():
                 continue
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError as e:
-                yield RawRecord(index, lineno, error=f"not UTF-8 ({e.reason} at byte {e.start})")
-                index += 1
-                continue
-            try:
-                obj = _decode(text)
-                deep = text.count("[") + text.count("{") > MAX_DEPTH and _too_deep(obj)
-                yield RawRecord(index, lineno, obj=obj) if not deep else RawRecord(
-                    index, lineno, error=f"nesting deeper than {MAX_DEPTH} levels")
-            except json.JSONDecodeError as e:
-                yield RawRecord(index, lineno, error=f"invalid JSON at column {e.colno}: {e.msg}")
+            yield RawRecord(index, lineno, raw=raw)
             index += 1
+
+
+def parse_line(rec: RawRecord) -> RawRecord:
+    """An unparsed JSONL line → the record with its object, or with the reason it cannot be read."""
+    if rec.raw is None:
+        return rec
+    raw, rec.raw = rec.raw, None
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        rec.error = f"not UTF-8 ({e.reason} at byte {e.start})"
+        return rec
+    try:
+        obj = _decode(text)
+    except json.JSONDecodeError as e:
+        rec.error = f"invalid JSON at column {e.colno}: {e.msg}"
+        return rec
+    if text.count("[") + text.count("{") > MAX_DEPTH and _too_deep(obj):
+        rec.error = f"nesting deeper than {MAX_DEPTH} levels"
+    else:
+        rec.obj = obj
+    return rec
 
 
 def _iter_csv(p: Path) -> Iterator[RawRecord]:
@@ -297,7 +322,7 @@ class _LineCounter:
         self.pos = 0
 
 
-def _iter_json_array(p: Path) -> Iterator[RawRecord]:
+def _iter_json_array(p: Path, meter: ReadMeter) -> Iterator[RawRecord]:
     """Incremental parse of `[obj, obj, ...]` with json.raw_decode over a sliding buffer."""
     dec = json.JSONDecoder()
     f = p.open("rb")
@@ -312,6 +337,7 @@ def _iter_json_array(p: Path) -> Iterator[RawRecord]:
         if eof:
             return False
         chunk = f.read(CHUNK)
+        meter.bytes += len(chunk)
         if not chunk:
             eof = True
             if pending:
@@ -370,7 +396,7 @@ def _iter_json_array(p: Path) -> Iterator[RawRecord]:
                 except RecursionError:
                     raise UserError(f"{where(pos)}: invalid JSON: nesting too deep") from None
             start_line = lines.at(buf, pos)
-            if _too_deep(obj):
+            if buf.count("[", pos, end) + buf.count("{", pos, end) > MAX_DEPTH and _too_deep(obj):
                 yield RawRecord(index, start_line, error=f"nesting deeper than {MAX_DEPTH} levels")
             else:
                 yield RawRecord(index, start_line, obj=obj)

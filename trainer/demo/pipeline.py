@@ -144,7 +144,7 @@ def run_demo(out: Path, say, console=None, progress: bool = True, quick: bool = 
     say("\n[bold]3. recommend[/]")
     answers = load_model_file(Answers, asset("answers.yaml"), "demo answers")
     answers = answers.model_copy(update={"model_path": str(base), "dataset": str(train_path)})
-    signals = audit_file(train_path).signals_for_advisor()
+    signals = audit_file(train_path).signals
     rec = recommend(answers, signals)
     from advisor.cli.recommend_cmd import render as render_rec
 

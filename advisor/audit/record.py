@@ -1,0 +1,210 @@
+"""Stage 2 of the audit, per record: parse, normalise, run the record and pair checks, and measure what the
+dataset statistics need. Pure: the same record gives the same `RecordFacts` in any process, so this stage runs in
+worker processes (advisor/audit/parallel.py) and the parent only adds the facts up, in record order."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from zlib import crc32
+
+import numpy as np
+
+from advisor.audit.checks import RecordView, TokenCounts, answer_language, run_pair_checks, run_record_checks
+from advisor.audit.dedup import signature
+from advisor.audit.language import UND, detect
+from advisor.audit.tasks import HEAD_CHARS
+from advisor.audit.text import (
+    asks_about_entity,
+    fact_density,
+    intent,
+    is_factual_question,
+    is_structured,
+    key,
+    normalise,
+    script_units,
+)
+from advisor.audit.tokens import TokenCounter
+from advisor.data.formats import Sample, detect_format
+from advisor.data.formats import normalise as to_sample
+from advisor.data.reader import RawRecord, parse_line
+
+TEMPLATE_TOKENS_PER_MESSAGE = 4  # role markers and separators a chat template adds per message
+BIGRAM_RECORDS = 20_000  # distinct-2 of answers is measured on the first records (a fixed sample, comparable)
+BIGRAM_CHARS = 2000
+SHOWN_CHARS = 160
+
+
+@dataclass(slots=True)
+class RecordFacts:
+    """Everything the dataset stage needs from one record (small: it crosses a process boundary)."""
+
+    index: int
+    line: int
+    found: list[tuple[str, str | None, str]]  # (code, variant, detail)
+    shown: dict | None = None  # the record shortened, for a finding's samples (only when something was found)
+    valid: bool = False
+    tokens: tuple[int, int, int] = (0, 0, 0)  # prompt, answer, total
+    turns: int = 0
+    language: str = UND
+    label: bool | None = None
+    knowledge: bool = False
+    system_key: int = 0
+    instruction_key: int = 0
+    intent: str = ""
+    head: str = ""  # the instruction head, for task clustering
+    answer_shape: str = ""
+    exact: int = 0  # key of the whole normalised record
+    prompt: int = 0  # key of the normalised prompt (0: no conflict check for this record)
+    answer: int = 0
+    signature: bytes = b""  # MinHash of the near-duplicate text
+    preference: tuple[int, int] | None = None  # (what is judged, the verdict): contradicting preferences
+    bigrams: np.ndarray | None = None
+
+
+class RecordAuditor:
+    """Audits one record at a time. Built once per process from plain settings (it pickles as its settings)."""
+
+    def __init__(self, fmt: str, max_seq_len: int, enabled, model_path: str | None = None,
+                 tokenizer_path: str | None = None) -> None:
+        self.fmt, self.max_seq_len, self.enabled = fmt, max_seq_len, enabled
+        self.model_path, self.tokenizer_path = model_path, tokenizer_path
+        self.count_tokens = TokenCounter(model_path, tokenizer_path)
+
+    def __reduce__(self):
+        return RecordAuditor, (self.fmt, self.max_seq_len, self.enabled, self.model_path, self.tokenizer_path)
+
+    def __call__(self, rec: RawRecord) -> RecordFacts:
+        rec = parse_line(rec)
+        s = self._sample(rec)
+        facts = RecordFacts(rec.index, rec.line, [])
+        if s is None:
+            code = "invalid_json" if rec.error is not None else "schema"
+            detail = rec.error or f"record does not look like `{self.fmt}` ({_keys(rec.obj)})"
+            self._report(facts, [(code, None, detail)], None, rec.error or rec.obj)
+            return facts
+        if s.problems:
+            self._report(facts, [(code, None, msg) for code, msg in s.problems], s, rec.obj)
+            return facts
+        facts.valid = True
+        tokens = self._tokens(s)
+        found = self._checks(s, tokens)
+        self._report(facts, found, s, rec.obj)
+        self._measure(facts, s, tokens)
+        return facts
+
+    # ---- stages ----------------------------------------------------------------------------------------------
+
+    def _sample(self, rec: RawRecord) -> Sample | None:
+        """The normalised sample, or None when the record is not JSON or not of the detected format."""
+        if rec.error is not None:
+            return None
+        own = detect_format(rec.obj)
+        if own is None or (own != self.fmt and self.fmt != "text" and not _compatible(own, self.fmt)):
+            return None
+        return to_sample(rec.obj, self.fmt)
+
+    def _checks(self, s: Sample, tokens: TokenCounts) -> list[tuple[str, str | None, str]]:
+        found = list(run_record_checks(RecordView(s, self.fmt, tokens=tokens, max_seq_len=self.max_seq_len),
+                                       self.enabled))
+        rejected = s.rejected_sample()
+        if rejected is not None:
+            found += run_record_checks(RecordView(rejected, self.fmt, side="rejected side: "), self.enabled)
+            found += run_pair_checks(s, rejected, self.enabled)
+        return found
+
+    def _report(self, facts: RecordFacts, found: list, s: Sample | None, raw: object) -> None:
+        facts.found = found
+        if found:
+            facts.shown = shorten(s, raw)
+
+    def _tokens(self, s: Sample) -> TokenCounts:
+        per_msg = [self.count_tokens(m.content) + TEMPLATE_TOKENS_PER_MESSAGE for m in s.messages]
+        if s.rejected:
+            rejected = sum(self.count_tokens(m.content) + TEMPLATE_TOKENS_PER_MESSAGE for m in s.rejected)
+            if rejected > sum(per_msg[s.prompt_len:]):  # the longer side decides whether the pair fits
+                per_msg = per_msg[:s.prompt_len] + [rejected]
+        last = s.last_assistant()
+        answer = per_msg[last] if last is not None and last < len(per_msg) else 0
+        total = sum(per_msg)
+        return TokenCounts(per_msg, total - answer, answer, total)
+
+    def _measure(self, f: RecordFacts, s: Sample, tokens: TokenCounts) -> None:
+        f.tokens = (tokens.prompt, tokens.answer, tokens.total)
+        f.turns = sum(1 for m in s.messages if m.role in ("user", "assistant"))
+        f.language = answer_language(s) if self.fmt != "text" else detect(s.answer)
+        f.label = s.label
+        answer = s.answer
+        f.knowledge = not is_structured(answer) and (
+            (is_factual_question(s.instruction) and fact_density(answer) >= 3) or asks_about_entity(s.instruction))
+        system = next((m.content for m in s.messages if m.role == "system"), "")
+        f.system_key = key(system[:500].strip())
+        f.instruction_key = key(s.instruction[:300].strip().lower())
+        f.intent = "tool_use" if s.has_tools else intent(s.instruction)
+        head = " ".join(s.instruction[:HEAD_CHARS * 3].split())
+        f.head = head[:100]
+        f.answer_shape = " ".join(answer[:200].split())[:HEAD_CHARS]
+        self._keys(f, s)
+        if f.index < BIGRAM_RECORDS:
+            f.bigrams = bigram_keys(answer[:BIGRAM_CHARS])
+
+    def _keys(self, f: RecordFacts, s: Sample) -> None:
+        """Exact key: the whole normalised record (every message with its role, the rejected side, the label).
+        Near-duplicate text: the conversation without the system prompt; for alpaca records with a separate input,
+        the input and answer only (the instruction there is the task statement shared by many records)."""
+        norms = [normalise(m.content) for m in s.messages]
+        full = "\x00".join(f"{m.role}\x01{n}" for m, n in zip(s.messages, norms, strict=True))
+        if s.rejected is not None:
+            full += "\x00rejected\x01" + "".join(normalise(m.content) for m in s.rejected)
+        if s.label is not None:
+            full += f"\x00label\x01{s.label}"
+        f.exact = key(full)
+        body = [n for m, n in zip(s.messages, norms, strict=True) if m.role != "system"]
+        user = s.messages[-2].content if len(s.messages) >= 2 else ""
+        if self.fmt == "alpaca" and s.instruction and user.startswith(s.instruction) and \
+                len(user) > len(s.instruction) + 1:
+            body = body[:-2] + [normalise(user[len(s.instruction):]), body[-1]]
+        f.signature = signature("".join(body)).tobytes()
+        last = s.last_assistant()
+        prompt_side = s.prompt_len if s.rejected is not None else (last if last is not None else len(norms))
+        context = "".join(norms[:prompt_side])
+        answer = norms[last] if last is not None else ""
+        if self.fmt != "text" and s.rejected is None and s.label is None and context:
+            f.prompt, f.answer = key(context), key(answer)
+        if s.rejected is not None:  # the same prompt and the same two answers, preferred the other way round
+            a, b = key(answer), key(normalise(s.rejected[-1].content) if s.rejected else "")
+            f.preference = (key(f"{key(context)}|{min(a, b)}|{max(a, b)}"), a)
+        elif s.label is not None:  # the same prompt and completion, labelled the other way
+            f.preference = (key(f"{key(context)}|{key(answer)}"), int(s.label))
+
+
+def _keys(obj: object) -> str:
+    return f"keys: {sorted(obj)[:8]}" if isinstance(obj, dict) else type(obj).__name__
+
+
+def _compatible(own: str, fmt: str) -> bool:
+    """A record that reads as another format that `fmt` can still normalise (a sharegpt record with `messages`)."""
+    return {own, fmt} <= {"sharegpt", "openai"}
+
+
+def clip(text: str, limit: int) -> str:
+    text = text.replace("\n", " ")
+    return text[:limit] + ("…" if len(text) > limit else "")
+
+
+def shorten(s: Sample | None, raw: object, limit: int = SHOWN_CHARS) -> dict:
+    """The last messages of a record, clipped, to show with a finding."""
+    if s is None or not s.messages:
+        return {"raw": clip(str(raw), limit)}
+    out = {m.role: clip(m.content, limit) for m in s.messages[-3:]}
+    if s.rejected:
+        out["rejected"] = clip(s.rejected[-1].content, limit)
+    return out
+
+
+def bigram_keys(answer: str) -> np.ndarray:
+    """Stable keys of the answer's word (or CJK character) bigrams, for the distinct-2 diversity measure."""
+    units = script_units(answer)
+    if len(units) < 2:
+        return np.zeros(0, dtype=np.uint64)
+    ids = np.fromiter((crc32(u.encode("utf-8", "surrogatepass")) for u in units), dtype=np.uint64, count=len(units))
+    return (ids[:-1] << np.uint64(32)) | ids[1:]

@@ -1,0 +1,144 @@
+"""Stage 3 of the audit, in the parent process: add up each record's facts, in record order. Record findings are
+collected per (code, variant); duplicates, conflicts, contradicting preferences, tokens, languages, tasks and
+diversity are accumulated for the dataset-level checks (dataset_checks.py)."""
+
+from __future__ import annotations
+
+from array import array
+from collections import Counter
+
+import numpy as np
+
+from advisor.audit.catalog import catalog
+from advisor.audit.dedup import DuplicateIndex
+from advisor.audit.record import RecordFacts
+from advisor.audit.report import Finding
+from advisor.audit.tasks import TaskSampler
+
+MAX_LISTED_DETAILS = 50
+MAX_BIGRAMS = 2_000_000
+
+
+class RecordFindings:
+    """The records of each (code, variant), with their lines, the first details and a few shortened samples."""
+
+    def __init__(self, samples: int) -> None:
+        self.samples = samples
+        self.by_key: dict[tuple[str, str | None], _Acc] = {}
+
+    def add(self, f: RecordFacts) -> None:
+        for code, variant, detail in f.found:
+            a = self.by_key.get((code, variant))
+            if a is None:
+                a = self.by_key[(code, variant)] = _Acc()
+            a.records.append(f.index)
+            a.lines.append(f.line)
+            if len(a.details) < MAX_LISTED_DETAILS:
+                a.details[f.index] = detail
+            if len(a.samples) < self.samples and f.shown is not None:
+                a.samples.append({"record": f.index, **f.shown})
+
+    def findings(self) -> list[Finding]:
+        """One finding per (code, severity): variants of the same severity are merged, in record order."""
+        cat = catalog()
+        merged: dict[tuple[str, str], _Acc] = {}
+        for (code, variant), a in sorted(self.by_key.items(), key=lambda kv: (kv[0][0], kv[0][1] or "")):
+            sev = cat[code].severity_of(variant)
+            into = merged.setdefault((code, sev), _Acc())
+            into.extend(a, self.samples)
+        out = []
+        for (code, sev), a in merged.items():
+            order = sorted(range(len(a.records)), key=a.records.__getitem__)
+            records = [a.records[i] for i in order]
+            out.append(Finding(code=code, severity=sev, count=len(records), records=records,
+                               line=[a.lines[i] for i in order],
+                               message=f"{cat[code].title}: {len(records)} record(s)",
+                               details=dict(sorted(a.details.items())[:MAX_LISTED_DETAILS]),
+                               samples=sorted(a.samples, key=lambda s: s["record"])[:self.samples]))
+        return out
+
+
+class _Acc:
+    __slots__ = ("records", "lines", "details", "samples")
+
+    def __init__(self) -> None:
+        self.records: list[int] = []
+        self.lines: list[int] = []
+        self.details: dict[int, str] = {}
+        self.samples: list[dict] = []
+
+    def extend(self, other: _Acc, samples: int) -> None:
+        self.records += other.records
+        self.lines += other.lines
+        self.details.update(other.details)
+        self.samples += other.samples
+
+
+class PreferenceIndex:
+    """Contradicting preferences: the same prompt with A preferred over B in one record and B over A in another
+    (pairs), or the same prompt and completion labelled both desirable and undesirable (KTO)."""
+
+    def __init__(self) -> None:
+        self.first: dict[int, tuple[int, int]] = {}
+        self.groups: dict[int, list[int]] = {}
+
+    def add(self, index: int, judged: int, verdict: int) -> None:
+        seen = self.first.setdefault(judged, (index, verdict))
+        if seen[0] != index and seen[1] != verdict:
+            self.groups.setdefault(seen[0], [seen[0]]).append(index)
+
+    def contradictions(self) -> list[list[int]]:
+        return sorted(self.groups.values())
+
+
+class DatasetStats:
+    """What the pass accumulates over the valid records."""
+
+    def __init__(self, fmt: str, max_seq_len: int, threshold: float, token_counting: str) -> None:
+        self.fmt, self.max_seq_len, self.token_counting = fmt, max_seq_len, token_counting
+        self.records = self.valid = 0
+        self.lines = array("q")  # line of each record index
+        self.dup = DuplicateIndex(threshold)
+        self.prefs = PreferenceIndex()
+        self.tasks = TaskSampler()
+        self.tok_prompt, self.tok_answer, self.tok_total = array("q"), array("q"), array("q")
+        self.turns: Counter = Counter()
+        self.langs: Counter = Counter()
+        self.labels: Counter = Counter()
+        self.knowledge = 0
+        self.bigram_blocks: list[np.ndarray] = []
+        self.bigram_total = 0
+
+    def add(self, f: RecordFacts) -> None:
+        self.records += 1
+        self.lines.append(f.line)
+        if not f.valid:
+            return
+        self.valid += 1
+        p, a, t = f.tokens
+        self.tok_prompt.append(p)
+        self.tok_answer.append(a)
+        self.tok_total.append(t)
+        self.turns[f.turns] += 1
+        self.langs[f.language] += 1
+        if f.label is not None:
+            self.labels[f.label] += 1
+        self.knowledge += f.knowledge
+        self.tasks.add(f.system_key, f.instruction_key, f.intent, f.head, f.answer_shape)
+        self.dup.add(f.index, f.exact, f.prompt, f.answer, f.signature)
+        if f.preference is not None:
+            self.prefs.add(f.index, *f.preference)
+        if f.bigrams is not None and self.bigram_total < MAX_BIGRAMS:
+            self.bigram_blocks.append(f.bigrams)
+            self.bigram_total += len(f.bigrams)
+
+    def finish(self) -> None:
+        self.dup.finish()
+
+    def distinct_bigrams(self) -> float:
+        if not self.bigram_total:
+            return 0.0
+        return len(np.unique(np.concatenate(self.bigram_blocks))) / self.bigram_total
+
+    def line_of(self, index: int) -> int:
+        return self.lines[index] if 0 <= index < len(self.lines) else 0
