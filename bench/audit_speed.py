@@ -16,7 +16,6 @@ import random
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -64,7 +63,7 @@ def make_records(n: int, seed: int = 0, copies: float = 0.03) -> list[str]:
         pool = zh if rng.random() < 0.35 else en
         msgs = [{"role": "system", "content": rng.choice(SYSTEMS)}] if rng.random() < 0.3 else []
         size = 0
-        target = rng.randint(1000, 2000)
+        target = rng.randint(800, 1900)  # content bytes: JSON lines of 1-2 KB, 1.6 KB on average
         while size < target and len(msgs) < 9:
             q, a = rng.choice(pool)
             msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
@@ -84,17 +83,26 @@ def write_inputs(lines: list[str], folder: Path) -> tuple[Path, Path]:
     return jsonl, array
 
 
+MEASURE = """
+import json, resource, sys, time
+sys.path.insert(0, sys.argv[1])
+from advisor.audit import audit_file
+workers = None if sys.argv[3] == "auto" else int(sys.argv[3])
+t = time.perf_counter()
+r = audit_file(sys.argv[2], workers=workers)
+dt = time.perf_counter() - t
+kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+status = open("/proc/self/status").read()  # VmHWM: this process's own peak (ru_maxrss survives exec)
+me = int(status.split("VmHWM:")[1].split()[0]) / 1024
+print(json.dumps({"records": r.records, "seconds": dt, "peak_mb": me + kids, "parent_mb": me, "worker_mb": kids,
+                  "findings": r.model_dump(mode="json")["findings"], "signals": r.signals.model_dump(mode="json")}))
+"""
+
+
 def measure(path: Path, workers: int | None) -> dict:
-    """Audit in a fresh process (so peak RSS is this run's alone); records/s wall and peak RSS of all processes."""
-    code = ("import json, resource, sys, time; sys.path.insert(0, %r)\n"
-            "from advisor.audit import audit_file\n"
-            "t = time.perf_counter(); r = audit_file(%r, workers=%r); dt = time.perf_counter() - t\n"
-            "peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss + "
-            "resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss\n"
-            "print(json.dumps({'records': r.records, 'seconds': dt, 'peak_mb': peak / 1024, "
-            "'findings': r.model_dump(mode='json')['findings'], 'signals': r.signals.model_dump(mode='json')}))"
-            ) % (str(ROOT), str(path), workers)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    """Audit in a fresh process: records/s wall, and the peak RSS of the audit process plus its largest worker."""
+    out = subprocess.run([sys.executable, "-c", MEASURE, str(ROOT), str(path), str(workers or "auto")],
+                         capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -118,7 +126,8 @@ def main() -> None:
             r = measure(path, args.workers)
             results[label] = r
             rate = r["records"] / r["seconds"]
-            print(f"{label:<18} {rate:,.0f} records/s wall ({r['seconds']:.1f} s), peak RSS {r['peak_mb']:,.0f} MB  "
+            print(f"{label:<18} {rate:,.0f} records/s wall ({r['seconds']:.1f} s), peak RSS {r['peak_mb']:,.0f} MB "
+              f"(parent {r['parent_mb']:,.0f} + largest worker {r['worker_mb']:,.0f})  "
                   f"(targets >= 5,000/s, < 2,000 MB) {'OK' if rate >= 5000 and r['peak_mb'] < 2000 else 'MISSED'}")
         print("findings           " + ", ".join(f"{f['code']}={f['count']}" for f in results["jsonl"]["findings"]))
         same = _comparable(results["jsonl"]) == _comparable(results["json array"])

@@ -29,8 +29,8 @@ from advisor.data.formats import normalise as to_sample
 from advisor.data.reader import RawRecord, parse_line
 
 TEMPLATE_TOKENS_PER_MESSAGE = 4  # role markers and separators a chat template adds per message
-BIGRAM_RECORDS = 20_000  # distinct-2 of answers is measured on the first records (a fixed sample, comparable)
-BIGRAM_CHARS = 2000
+BIGRAM_RECORDS = 5_000  # distinct-2 of answers is measured on the first records (a fixed sample, comparable)
+BIGRAM_CHARS = 1000
 SHOWN_CHARS = 160
 
 

@@ -26,7 +26,7 @@ _LETTERS = bytes(range(65, 91)) + bytes(range(97, 123))
 _DIGITS = b"0123456789"
 _ASCII_PUNCT = bytes(c for c in range(33, 127) if not chr(c).isalnum())
 _HIGH = bytes(range(128, 256))
-_WORD_TABLE = bytes(c if c in _LETTERS else 32 for c in range(256))  # letters stay, everything else a space
+_WORD_TABLE = bytes(97 if c in _LETTERS else 32 for c in range(256))
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
 
 
@@ -35,7 +35,8 @@ def char_classes(text: str) -> tuple[int, int, int, int, int, int, int]:
     UTF-8 bytes: an ASCII byte never occurs inside a multi-byte character, so every ASCII class is exact."""
     b = text.encode("utf-8", "surrogatepass")
     n = len(b)
-    words = len(b.translate(_WORD_TABLE).split())
+    shape = b.translate(_WORD_TABLE)  # letters → "a", the rest → " ": a word starts where " a" is (or at 0)
+    words = shape.count(b" a") + (shape[:1] == b"a")
     letters = n - len(b.translate(None, _LETTERS))
     digits = n - len(b.translate(None, _DIGITS))
     punct = n - len(b.translate(None, _ASCII_PUNCT))

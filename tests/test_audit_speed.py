@@ -1,0 +1,173 @@
+"""The speed work must not change what the audit finds: guarded patterns match what the plain ones match, the
+hand-written TF-IDF equals scikit-learn's, worker processes give the single-process report, keys are stable
+across processes, and the byte-level token classes equal their definition."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from advisor.audit import audit_file
+from advisor.audit.catalog import catalog, patterns
+from advisor.audit.dedup import DuplicateIndex, signature
+from advisor.audit.regex_guard import first_chars, guarded
+from advisor.audit.text import key, normalise
+from advisor.audit.tokens import char_classes
+from tests.conftest import ROOT
+
+LABELLED = ROOT / "tests" / "labelled"
+EXTERNAL = ROOT.parent / "shared" / "data" / "external"
+
+
+def test_first_chars_of_parsed_patterns():
+    assert first_chars(r"a?b|c*d") == {"a", "b", "c", "d"}
+    assert first_chars(r"(?<![\w])\{\{x") == {"{"}
+    assert first_chars(r"(?:x|)y") == {"x", "y"}
+    assert first_chars(r"\bas an|[\[【]") == {"a", "[", "【"}
+    assert first_chars(r"\w+") is None and first_chars(r"a*") is None and first_chars(r".x") is None
+
+
+@pytest.mark.parametrize("code", ["placeholder", "refusal_boilerplate"])
+def test_guarded_catalogue_patterns_match_exactly_what_the_plain_ones_match(code):
+    texts = _labelled_texts()
+    plain = re.compile(patterns(code).pattern.split(")(?:", 1)[1][:-1], re.IGNORECASE)
+    assert patterns(code).pattern.startswith("(?=[")  # the guard is there
+    for t in texts:
+        a, b = plain.search(t), patterns(code).search(t)
+        assert (a and (a.start(), a.group())) == (b and (b.start(), b.group())), t
+
+
+def test_guard_is_left_out_when_a_match_can_start_anywhere():
+    assert guarded(r"\w+ing").pattern == r"\w+ing"
+
+
+def _labelled_texts() -> list[str]:
+    out = []
+    for name in ("placeholder", "refusal", "pii", "language"):
+        data = yaml.safe_load((LABELLED / f"{name}.yaml").read_text(encoding="utf-8"))
+        stack = [data]
+        while stack:
+            x = stack.pop()
+            if isinstance(x, str):
+                out.append(x)
+            elif isinstance(x, dict):
+                stack.extend(x.values())
+            elif isinstance(x, list):
+                stack.extend(x)
+    return out
+
+
+def test_char_tfidf_equals_scikit_learn():
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    from advisor.audit.tfidf import char_tfidf
+
+    texts = _labelled_texts()[:400] + ["", "a", "Translate to French", "翻译成英文：你好"]
+    for min_df in (1, 2):
+        mine = char_tfidf(texts, min_df=min_df)
+        ref = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), min_df=min_df, sublinear_tf=True).fit_transform(texts)
+        assert mine.shape == ref.shape and abs(mine - ref).max() < 1e-12
+
+
+def test_token_classes_on_bytes_equal_their_definition():
+    def reference(text: str) -> tuple:
+        words = re.findall(r"[A-Za-z]+", text)
+        cjk = len(re.findall(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]", text))
+        return (len(words), sum(map(len, words)), sum(c.isascii() and c.isdigit() for c in text),
+                sum(33 <= ord(c) < 127 and not c.isalnum() for c in text), text.count("\n"), cjk,
+                sum(ord(c) > 127 for c in text) - cjk)
+
+    for t in _labelled_texts() + ["héllo wörld 123", "a\nb", "", "x" * 5, "日本語のテキスト。English too!"]:
+        assert char_classes(t) == reference(t), t
+
+
+def test_normalise_keeps_what_changes_meaning():
+    assert normalise("Tunis, -18 C.") != normalise("Tunis, 18 C.")
+    assert normalise("3 - 5") != normalise("3 + 5") and normalise("3.5") != normalise("35")
+    assert normalise("Hello,  World!") == normalise("hello world") == "helloworld"
+    assert normalise("你好，世界。") == normalise("你好 世界") == "你好世界"
+    assert normalise("1,000.5") == "1·000·5"
+
+
+def test_keys_and_signatures_are_the_same_in_another_process():
+    code = ("from advisor.audit.text import key; from advisor.audit.dedup import signature; "
+            "print(key('hello'), signature('helloworldagain').tolist()[:4])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT,
+                         env={"PYTHONHASHSEED": "123", "PATH": "/usr/bin:/bin"}).stdout.split(" ", 1)
+    assert int(out[0]) == key("hello")
+    assert json.loads(out[1]) == signature("helloworldagain").tolist()[:4]
+
+
+def test_duplicate_index_groups_are_found_at_the_end_as_if_streamed():
+    dup = DuplicateIndex(0.8)
+    long = "the quick brown fox jumps over the lazy dog " * 4
+    rows = [(0, 1, 11, 21, long), (1, 2, 11, 22, long + "x"), (2, 1, 11, 21, long), (3, 3, 11, 21, "other text here"),
+            (4, 4, 0, 0, "unrelated words entirely")]
+    for index, exact, prompt, answer, text in rows:
+        dup.add(index, exact, prompt, answer, signature(normalise(text)).tobytes())
+    dup.finish()
+    assert dup.exact.groups() == [[0, 2]]  # record 2 is a copy of 0
+    assert dup.conflicts.groups() == [[0, 1]]  # same prompt key 11: 1 answers differently; 3 answers like 0
+    assert [g for g, _ in dup.near_groups()] == [[0, 1]]
+    assert dup.unique_prompts == 1
+
+
+def _comparable(report) -> str:
+    return json.dumps(report.model_dump(mode="json"), sort_keys=True)
+
+
+@pytest.mark.skipif(not EXTERNAL.is_dir(), reason="needs ../shared/data/external")
+@pytest.mark.parametrize("name", ["llamafactory_alpaca_zh_demo.json", "llamafactory_glaive_toolcall_en_demo.json"])
+def test_worker_processes_give_the_single_process_report(name):
+    path = EXTERNAL / name
+    assert _comparable(audit_file(path, workers=2)) == _comparable(audit_file(path, workers=1))
+
+
+def test_worker_processes_give_the_single_process_report_on_jsonl(tmp_path):
+    lines = []
+    for i in range(900):
+        answer = f"Answer {i % 300}: " + " ".join(f"word{(i % 300 * 7 + j) % 97}" for j in range(30))
+        lines.append(json.dumps({"messages": [{"role": "user", "content": f"Question {i % 150} about {{{{name}}}}"},
+                                              {"role": "assistant", "content": answer}]}))
+    lines.insert(5, "{not json")
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    serial, parallel = audit_file(path, workers=1), audit_file(path, workers=2)
+    assert _comparable(serial) == _comparable(parallel)
+    assert {"invalid_json", "placeholder", "exact_duplicate", "conflicting_answers"} <= {f.code for f in serial.findings}
+
+
+def test_progress_reports_records_rate_and_bytes(tmp_path):
+    path = tmp_path / "d.jsonl"
+    path.write_text("".join(json.dumps({"prompt": f"q{i}", "completion": f"answer {i}"}) + "\n" for i in range(4500)))
+    seen = []
+    audit_file(path, progress=seen.append, workers=1)
+    assert [p.records for p in seen] == [2000, 4000, 4500]
+    assert seen[-1].bytes_read == seen[-1].total_bytes == path.stat().st_size
+    assert 0 < seen[0].bytes_read < seen[-1].bytes_read and seen[-1].rate > 0
+
+
+def test_catalogue_codes_are_all_known_to_the_cli_listing():
+    out = subprocess.run([sys.executable, "-m", "advisor.cli.main", "audit", "--list-checks", "--json"],
+                         capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    listed = json.loads(out)
+    assert [e["code"] for e in listed] == list(catalog())
+    assert all(e["known_problems"] and e["example"] and e["ok_example"] for e in listed)
+
+
+def test_bench_builds_its_input_from_the_real_files():
+    if not EXTERNAL.is_dir():
+        pytest.skip("needs ../shared/data/external")
+    sys.path.insert(0, str(ROOT / "bench"))
+    from audit_speed import make_records
+
+    lines = make_records(400)
+    sizes = sorted(len(x.encode()) for x in lines)
+    assert 800 <= sizes[len(sizes) // 2] <= 2600  # realistic chat records of 1-2 KB
+    assert 0.005 <= 1 - len(set(lines)) / len(lines) <= 0.08  # a few % copies
+    assert any("\u4e00" <= ch <= "\u9fff" for x in lines[:100] for ch in x)  # English and Chinese
