@@ -62,12 +62,16 @@ def make_records(n: int, seed: int = 0, copies: float = 0.03) -> list[str]:
             continue
         pool = zh if rng.random() < 0.35 else en
         msgs = [{"role": "system", "content": rng.choice(SYSTEMS)}] if rng.random() < 0.3 else []
-        size = 0
-        target = rng.randint(800, 1900)  # content bytes: JSON lines of 1-2 KB, 1.6 KB on average
-        while size < target and len(msgs) < 9:
+        size, target = 0, rng.randint(900, 1900)  # JSON lines of 1-2 KB, ~1.6 KB on average
+        for _ in range(40):
             q, a = rng.choice(pool)
+            more = len(q.encode()) + len(a.encode()) + 90  # and the JSON around two messages
+            if msgs and msgs[-1]["role"] == "assistant" and size + more > 2000:
+                continue  # keep the record within 2 KB
             msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
-            size += len(q.encode()) + len(a.encode())
+            size += more
+            if size >= target:
+                break
         lines.append(json.dumps({"messages": msgs}, ensure_ascii=False))
     return lines
 

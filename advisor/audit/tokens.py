@@ -25,8 +25,8 @@ STATED_ERROR = "median |error| 6-7%, p90 17-22% per text against two real BPE vo
 _LETTERS = bytes(range(65, 91)) + bytes(range(97, 123))
 _DIGITS = b"0123456789"
 _ASCII_PUNCT = bytes(c for c in range(33, 127) if not chr(c).isalnum())
-_HIGH = bytes(range(128, 256))
-_WORD_TABLE = bytes(97 if c in _LETTERS else 32 for c in range(256))
+_WORD_TABLE = bytes(97 if c in _LETTERS else 32 for c in range(256))  # letters → "a", the rest → " "
+_CLASS_TABLE = bytes(100 if c in _DIGITS else 112 if c in _ASCII_PUNCT else 104 if c >= 128 else 32 for c in range(256))
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
 
 
@@ -35,16 +35,16 @@ def char_classes(text: str) -> tuple[int, int, int, int, int, int, int]:
     UTF-8 bytes: an ASCII byte never occurs inside a multi-byte character, so every ASCII class is exact."""
     b = text.encode("utf-8", "surrogatepass")
     n = len(b)
-    shape = b.translate(_WORD_TABLE)  # letters → "a", the rest → " ": a word starts where " a" is (or at 0)
+    shape = b.translate(_WORD_TABLE)  # a word starts where " a" is (or at 0)
     words = shape.count(b" a") + (shape[:1] == b"a")
-    letters = n - len(b.translate(None, _LETTERS))
-    digits = n - len(b.translate(None, _DIGITS))
-    punct = n - len(b.translate(None, _ASCII_PUNCT))
+    letters = shape.count(b"a")
+    classes = b.translate(_CLASS_TABLE)  # digits → "d", ASCII punctuation → "p", non-ASCII bytes → "h"
+    digits, punct = classes.count(b"d"), classes.count(b"p")
     newlines = b.count(b"\n")
     if n == len(text):
         return words, letters, digits, punct, newlines, 0, 0
     cjk = len(_CJK.findall(text))
-    other = len(text) - len(b.translate(None, _HIGH)) - cjk  # non-ASCII characters that are not CJK
+    other = len(text) - (n - classes.count(b"h")) - cjk  # non-ASCII characters that are not CJK
     return words, letters, digits, punct, newlines, cjk, other
 
 
