@@ -139,11 +139,15 @@ class DuplicateIndex:
 
     def add(self, index: int, exact: int, prompt: int, answer: int, sig: bytes) -> None:
         """`prompt` 0: the record takes no part in the conflict check."""
-        self._index.append(index)
-        self._exact.append(exact)
-        self._prompt.append(prompt)
-        self._answer.append(answer)
-        self._sigs.append_bytes(sig)
+        self.add_batch([index], [exact], [prompt], [answer], np.frombuffer(sig, dtype=np.uint32).reshape(1, -1))
+
+    def add_batch(self, index, exact, prompt, answer, sigs: np.ndarray) -> None:
+        """Columns of consecutive records (signatures: one row each)."""
+        self._index.extend(index)
+        self._exact.extend(exact)
+        self._prompt.extend(prompt)
+        self._answer.extend(answer)
+        self._sigs.extend(sigs)
 
     def finish(self) -> None:
         index, exact = self._index.array(), self._exact.array()
@@ -231,31 +235,19 @@ def _first_of_group(keys: np.ndarray) -> np.ndarray:
 
 
 class _Column:
-    """An append-only column of fixed-size values in blocks of numpy arrays (no per-record Python objects)."""
-
-    BLOCK = 1 << 16
+    """An append-only column of fixed-size values kept as numpy arrays (no per-record Python objects)."""
 
     def __init__(self, dtype, width: int = 0) -> None:
         self.dtype, self.width = dtype, width
         self.blocks: list[np.ndarray] = []
-        self.used = self.BLOCK
 
-    def _room(self) -> np.ndarray:
-        if self.used == self.BLOCK:
-            shape = (self.BLOCK, self.width) if self.width else (self.BLOCK,)
-            self.blocks.append(np.empty(shape, dtype=self.dtype))
-            self.used = 0
-        return self.blocks[-1]
+    def extend(self, values) -> None:
+        self.blocks.append(np.asarray(values, dtype=self.dtype).copy())
 
     def append(self, value: int) -> None:
-        self._room()[self.used] = value
-        self.used += 1
-
-    def append_bytes(self, raw: bytes) -> None:
-        self._room()[self.used] = np.frombuffer(raw, dtype=self.dtype)
-        self.used += 1
+        self.extend([value])
 
     def array(self) -> np.ndarray:
         if not self.blocks:
             return np.zeros((0, self.width) if self.width else 0, dtype=self.dtype)
-        return np.concatenate(self.blocks[:-1] + [self.blocks[-1][:self.used]])
+        return np.concatenate(self.blocks)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
 
-from advisor.audit.record import RecordAuditor, RecordFacts
+from advisor.audit.record import FactsBatch, RecordAuditor
 from advisor.data.reader import Container, RawRecord, ReadMeter, iter_raw
 
 BATCH = 256  # records per task: large enough that inter-process overhead is small, small enough to keep order cheap
@@ -49,8 +49,8 @@ def default_workers(path: Path) -> int:
 
 
 def audit_records(path: Path, container: Container, auditor: RecordAuditor, workers: int | None = None,
-                  progress: Callable[[Progress], None] | None = None) -> Iterator[RecordFacts]:
-    """Every record's facts, in record order; `workers` > 1 runs the auditor in that many processes."""
+                  progress: Callable[[Progress], None] | None = None) -> Iterator[FactsBatch]:
+    """Every record's facts in batches, in record order; `workers` > 1 runs the auditor in that many processes."""
     meter = ReadMeter()
     records = iter_raw(path, container, parse=False, meter=meter)
     n = default_workers(path) if workers is None else max(1, workers)
@@ -58,21 +58,28 @@ def audit_records(path: Path, container: Container, auditor: RecordAuditor, work
     yield from _reporting(facts, meter, path.stat().st_size, progress)
 
 
-def _reporting(facts: Iterable[RecordFacts], meter: ReadMeter, size: int,
-               progress: Callable[[Progress], None] | None) -> Iterator[RecordFacts]:
+def _reporting(batches: Iterable[FactsBatch], meter: ReadMeter, size: int,
+               progress: Callable[[Progress], None] | None) -> Iterator[FactsBatch]:
     start = time.perf_counter()
-    count = 0
-    for f in facts:
-        count += 1
-        if progress and count % PROGRESS_EVERY == 0:
+    count = reported = 0
+    for b in batches:
+        count += len(b)
+        if progress and count - reported >= PROGRESS_EVERY:
+            reported = count
             progress(Progress(count, meter.bytes, size, time.perf_counter() - start))
-        yield f
+        yield b
     if progress:
         progress(Progress(count, size, size, time.perf_counter() - start))
 
 
-def _serial(auditor: RecordAuditor, records: Iterable[RawRecord]) -> Iterator[RecordFacts]:
-    return map(auditor, records)
+def _batches(records: Iterable[RawRecord]) -> Iterator[list[RawRecord]]:
+    it = iter(records)
+    while batch := list(islice(it, BATCH)):
+        yield batch
+
+
+def _serial(auditor: RecordAuditor, records: Iterable[RawRecord]) -> Iterator[FactsBatch]:
+    return map(auditor.batch, _batches(records))
 
 
 def _init(auditor: RecordAuditor) -> None:
@@ -80,19 +87,18 @@ def _init(auditor: RecordAuditor) -> None:
     _auditor = auditor
 
 
-def _run(batch: list[RawRecord]) -> list[RecordFacts]:
-    return [_auditor(rec) for rec in batch]
+def _run(batch: list[RawRecord]) -> FactsBatch:
+    return _auditor.batch(batch)
 
 
-def _parallel(auditor: RecordAuditor, records: Iterable[RawRecord], workers: int) -> Iterator[RecordFacts]:
+def _parallel(auditor: RecordAuditor, records: Iterable[RawRecord], workers: int) -> Iterator[FactsBatch]:
     # fork shares the loaded modules; elsewhere spawn (the auditor pickles as its settings, keys are stable hashes)
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    it = iter(records)
     with ctx.Pool(workers, initializer=_init, initargs=(auditor,)) as pool:
         pending: deque = deque()
-        while batch := list(islice(it, BATCH)):
+        for batch in _batches(records):
             pending.append(pool.apply_async(_run, (batch,)))
             if len(pending) >= IN_FLIGHT_PER_WORKER * workers:
-                yield from pending.popleft().get()
+                yield pending.popleft().get()
         while pending:
-            yield from pending.popleft().get()
+            yield pending.popleft().get()

@@ -10,7 +10,7 @@ from zlib import crc32
 import numpy as np
 
 from advisor.audit.checks import RecordView, TokenCounts, answer_language, run_pair_checks, run_record_checks
-from advisor.audit.dedup import signature
+from advisor.audit.dedup import NUM_PERM, signature
 from advisor.audit.language import UND, detect
 from advisor.audit.tasks import HEAD_CHARS
 from advisor.audit.text import (
@@ -61,6 +61,56 @@ class RecordFacts:
     bigrams: np.ndarray | None = None
 
 
+@dataclass
+class FactsBatch:
+    """The facts of consecutive records, column by column: what crosses from a worker to the parent (numpy columns
+    pickle as bytes, not as thousands of small objects) and what the parent adds up in one step."""
+
+    index: np.ndarray  # every record
+    line: np.ndarray
+    found: list[tuple[int, int, list, dict | None]]  # (index, line, findings, shown) of records with findings
+    valid_index: np.ndarray  # the valid records, and their columns below
+    tokens: np.ndarray  # (n, 3): prompt, answer, total
+    turns: list[int]
+    language: list[str]
+    label: list[bool | None]
+    knowledge: int
+    system_key: np.ndarray
+    instruction_key: np.ndarray
+    intent: list[str]
+    head: list[str]
+    answer_shape: list[str]
+    exact: np.ndarray
+    prompt: np.ndarray
+    answer: np.ndarray
+    signatures: np.ndarray  # (n, NUM_PERM) uint32
+    preference: list[tuple[int, int, int]]  # (index, judged, verdict)
+    bigrams: list[np.ndarray]
+
+    @classmethod
+    def of(cls, facts: list[RecordFacts]) -> FactsBatch:
+        ok = [f for f in facts if f.valid]
+        u64 = lambda xs: np.array(xs, dtype=np.uint64)  # noqa: E731 - keys are unsigned 64-bit
+        return cls(
+            index=np.array([f.index for f in facts], dtype=np.int64),
+            line=np.array([f.line for f in facts], dtype=np.int64),
+            found=[(f.index, f.line, f.found, f.shown) for f in facts if f.found],
+            valid_index=np.array([f.index for f in ok], dtype=np.int64),
+            tokens=np.array([f.tokens for f in ok], dtype=np.int64).reshape(len(ok), 3),
+            turns=[f.turns for f in ok], language=[f.language for f in ok], label=[f.label for f in ok],
+            knowledge=sum(f.knowledge for f in ok),
+            system_key=u64([f.system_key for f in ok]), instruction_key=u64([f.instruction_key for f in ok]),
+            intent=[f.intent for f in ok], head=[f.head for f in ok], answer_shape=[f.answer_shape for f in ok],
+            exact=u64([f.exact for f in ok]), prompt=u64([f.prompt for f in ok]), answer=u64([f.answer for f in ok]),
+            signatures=np.frombuffer(b"".join(f.signature for f in ok), dtype=np.uint32).reshape(len(ok), NUM_PERM),
+            preference=[(f.index, *f.preference) for f in ok if f.preference is not None],
+            bigrams=[f.bigrams for f in ok if f.bigrams is not None],
+        )
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+
 class RecordAuditor:
     """Audits one record at a time. Built once per process from plain settings (it pickles as its settings)."""
 
@@ -72,6 +122,9 @@ class RecordAuditor:
 
     def __reduce__(self):
         return RecordAuditor, (self.fmt, self.max_seq_len, self.enabled, self.model_path, self.tokenizer_path)
+
+    def batch(self, recs: list[RawRecord]) -> FactsBatch:
+        return FactsBatch.of([self(rec) for rec in recs])
 
     def __call__(self, rec: RawRecord) -> RecordFacts:
         rec = parse_line(rec)

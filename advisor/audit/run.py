@@ -87,9 +87,9 @@ def audit_file(path: str | Path, fmt: str = "auto", max_seq_len: int = 2048, mod
     auditor = RecordAuditor(detection.format, max_seq_len, selection, model_path, tokenizer_path)
     stats = DatasetStats(detection.format, max_seq_len, near_dup_threshold, counter.how)
     found = RecordFindings(samples)
-    for facts in audit_records(path, detection.container, auditor, workers, progress):
-        stats.add(facts)
-        found.add(facts)
+    for batch in audit_records(path, detection.container, auditor, workers, progress):
+        stats.add(batch)
+        found.add(batch)
     stats.finish()
     return assemble_report(path, detection, stats, found, selection, samples)
 

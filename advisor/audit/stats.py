@@ -11,7 +11,7 @@ import numpy as np
 
 from advisor.audit.catalog import catalog
 from advisor.audit.dedup import DuplicateIndex
-from advisor.audit.record import RecordFacts
+from advisor.audit.record import FactsBatch
 from advisor.audit.report import Finding
 from advisor.audit.tasks import TaskSampler
 
@@ -26,17 +26,18 @@ class RecordFindings:
         self.samples = samples
         self.by_key: dict[tuple[str, str | None], _Acc] = {}
 
-    def add(self, f: RecordFacts) -> None:
-        for code, variant, detail in f.found:
-            a = self.by_key.get((code, variant))
-            if a is None:
-                a = self.by_key[(code, variant)] = _Acc()
-            a.records.append(f.index)
-            a.lines.append(f.line)
-            if len(a.details) < MAX_LISTED_DETAILS:
-                a.details[f.index] = detail
-            if len(a.samples) < self.samples and f.shown is not None:
-                a.samples.append({"record": f.index, **f.shown})
+    def add(self, batch: FactsBatch) -> None:
+        for index, line, found, shown in batch.found:
+            for code, variant, detail in found:
+                a = self.by_key.get((code, variant))
+                if a is None:
+                    a = self.by_key[(code, variant)] = _Acc()
+                a.records.append(index)
+                a.lines.append(line)
+                if len(a.details) < MAX_LISTED_DETAILS:
+                    a.details[index] = detail
+                if len(a.samples) < self.samples and shown is not None:
+                    a.samples.append({"record": index, **shown})
 
     def findings(self) -> list[Finding]:
         """One finding per (code, severity): variants of the same severity are merged, in record order."""
@@ -109,28 +110,29 @@ class DatasetStats:
         self.bigram_blocks: list[np.ndarray] = []
         self.bigram_total = 0
 
-    def add(self, f: RecordFacts) -> None:
-        self.records += 1
-        self.lines.append(f.line)
-        if not f.valid:
+    def add(self, b: FactsBatch) -> None:
+        """Add a batch of records' facts (in record order)."""
+        self.records += len(b)
+        self.lines.frombytes(b.line.astype(np.int64).tobytes())
+        n = len(b.valid_index)
+        if not n:
             return
-        self.valid += 1
-        p, a, t = f.tokens
-        self.tok_prompt.append(p)
-        self.tok_answer.append(a)
-        self.tok_total.append(t)
-        self.turns[f.turns] += 1
-        self.langs[f.language] += 1
-        if f.label is not None:
-            self.labels[f.label] += 1
-        self.knowledge += f.knowledge
-        self.tasks.add(f.system_key, f.instruction_key, f.intent, f.head, f.answer_shape)
-        self.dup.add(f.index, f.exact, f.prompt, f.answer, f.signature)
-        if f.preference is not None:
-            self.prefs.add(f.index, *f.preference)
-        if f.bigrams is not None and self.bigram_total < MAX_BIGRAMS:
-            self.bigram_blocks.append(f.bigrams)
-            self.bigram_total += len(f.bigrams)
+        self.valid += n
+        for column, values in ((self.tok_prompt, b.tokens[:, 0]), (self.tok_answer, b.tokens[:, 1]),
+                               (self.tok_total, b.tokens[:, 2])):
+            column.frombytes(np.ascontiguousarray(values, dtype=np.int64).tobytes())
+        self.turns.update(b.turns)
+        self.langs.update(b.language)
+        self.labels.update(x for x in b.label if x is not None)
+        self.knowledge += b.knowledge
+        self.tasks.add_batch(b.system_key, b.instruction_key, b.intent, b.head, b.answer_shape)
+        self.dup.add_batch(b.valid_index, b.exact, b.prompt, b.answer, b.signatures)
+        for index, judged, verdict in b.preference:
+            self.prefs.add(index, judged, verdict)
+        for bigrams in b.bigrams:
+            if self.bigram_total < MAX_BIGRAMS:
+                self.bigram_blocks.append(bigrams)
+                self.bigram_total += len(bigrams)
 
     def finish(self) -> None:
         self.dup.finish()

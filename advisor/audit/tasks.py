@@ -70,9 +70,17 @@ class TaskSampler:
     def add(self, system_key: int, instruction_key: int, intent: str, head: str, answer_shape: str) -> None:
         """`head`: the instruction's first 100 characters, whitespace collapsed; `answer_shape`: the answer's first
         HEAD_CHARS characters; keys: advisor.audit.text.key of the stripped system prompt and instruction."""
-        self.system_keys.append(system_key)
-        self.instruction_keys.append(instruction_key)
-        self.intents[intent] += 1
+        self.add_batch([system_key], [instruction_key], [intent], [head], [answer_shape])
+
+    def add_batch(self, system_keys, instruction_keys, intents: list[str], heads: list[str],
+                  shapes: list[str]) -> None:
+        self.system_keys.extend(system_keys)
+        self.instruction_keys.extend(instruction_keys)
+        self.intents.update(intents)
+        for head, shape in zip(heads, shapes, strict=True):
+            self._sample(head, shape)
+
+    def _sample(self, head: str, answer_shape: str) -> None:
         self.seen += 1
         if len(self.heads) < SAMPLE:
             self.heads.append(head[:HEAD_CHARS])
