@@ -92,6 +92,12 @@ def findings_reference() -> str:
     return "\n".join(lines)
 
 
+def project_reference() -> str:
+    from advisor.project import AuditSettings
+
+    return "\n".join(["| key | type | default | meaning |", "|---|---|---|---|", *model_table(AuditSettings, "audit.")])
+
+
 def formats_reference() -> str:
     from advisor.data.formats import FORMATS, format_reason, kind_of
 
@@ -113,5 +119,6 @@ def formats_reference() -> str:
 
 if __name__ == "__main__":
     for title, fn in (("answers", answers_reference), ("config", config_reference), ("rules", rules_reference),
-                      ("findings", findings_reference), ("formats", formats_reference)):
+                      ("findings", findings_reference), ("project", project_reference),
+                      ("formats", formats_reference)):
         print(f"<!-- {title} -->\n{fn()}\n")

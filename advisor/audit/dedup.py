@@ -13,6 +13,7 @@ ROWS = NUM_PERM // BANDS
 SHINGLE = 5
 SAMPLE_ABOVE = 128
 BUCKET_CAP = 12
+NEAR_BLOCK = 1 << 15  # rows whose candidate pairs are gathered at once
 _MASK61 = np.uint64((1 << 61) - 1)
 _rng = np.random.default_rng(20240601)  # fixed: the same file gives the same groups on every run
 _A = (_rng.integers(1, 1 << 61, NUM_PERM, dtype=np.uint64) | np.uint64(1))
@@ -174,32 +175,47 @@ class DuplicateIndex:
         n = len(self.sigs)
         if n < 2:
             return
-        rows = np.arange(n)
-        cand_rows, cand_of = [], []
-        for b in range(BANDS):
-            band = self.sigs[:, b * ROWS:(b + 1) * ROWS].astype(np.uint64)
-            keys = band[:, 0]
-            for j in range(1, ROWS):  # the band's values folded into one 64-bit key
-                keys = keys * np.uint64(0x100000001B3) ^ band[:, j]
-            order = np.lexsort((rows, keys))
-            k = keys[order]
-            for back in range(1, BUCKET_CAP + 1):  # the BUCKET_CAP previous members of the same bucket
-                same = np.flatnonzero(k[back:] == k[:-back]) + back
-                if not same.size:
+        bands = [self._band_order(b) for b in range(BANDS)]
+        for start in range(0, n, NEAR_BLOCK):  # candidate pairs a block of rows at a time: memory stays bounded
+            pairs = self._candidates(bands, np.arange(start, min(n, start + NEAR_BLOCK)))
+            if not len(pairs):
+                continue
+            firsts = np.flatnonzero(np.r_[True, pairs[1:, 0] != pairs[:-1, 0]])
+            for a, b in zip(firsts, np.r_[firsts[1:], len(pairs)], strict=True):
+                row, cands = int(pairs[a, 0]), pairs[a:b, 1]
+                sig = self.sigs[row]
+                sims = np.count_nonzero(self.sigs[cands] == sig, axis=1) / NUM_PERM
+                close = cands[sims >= self.threshold]
+                if close.size:
+                    self.near_rows.join(row, close, self.sigs, sig, self.threshold)
+
+    def _band_order(self, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """A band's 64-bit keys sorted (ties by row), the rows in that order, and each row's position in it."""
+        band = self.sigs[:, b * ROWS:(b + 1) * ROWS].astype(np.uint64)
+        keys = band[:, 0]
+        for j in range(1, ROWS):  # the band's values folded into one 64-bit key
+            keys = keys * np.uint64(0x100000001B3) ^ band[:, j]
+        order = np.lexsort((np.arange(len(keys)), keys)).astype(np.int32)
+        pos = np.empty(len(keys), dtype=np.int32)
+        pos[order] = np.arange(len(keys), dtype=np.int32)
+        return keys[order], order, pos
+
+    @staticmethod
+    def _candidates(bands: list, rows: np.ndarray) -> np.ndarray:
+        """(row, earlier row) pairs sharing a band bucket, at most BUCKET_CAP back per band; sorted, unique."""
+        found = []
+        for keys, order, pos in bands:
+            p = pos[rows]
+            for back in range(1, BUCKET_CAP + 1):
+                q = p - back
+                ok = q >= 0
+                ok[ok] = keys[q[ok]] == keys[p[ok]]
+                if not ok.any():
                     break
-                cand_rows.append(order[same])
-                cand_of.append(order[same - back])
-        if not cand_rows:
-            return
-        pairs = np.unique(np.stack([np.concatenate(cand_rows), np.concatenate(cand_of)], axis=1), axis=0)
-        starts = np.flatnonzero(np.r_[True, pairs[1:, 0] != pairs[:-1, 0]])
-        for a, b in zip(starts, np.r_[starts[1:], len(pairs)], strict=True):
-            row, cands = int(pairs[a, 0]), pairs[a:b, 1]
-            sig = self.sigs[row]
-            sims = np.count_nonzero(self.sigs[cands] == sig, axis=1) / NUM_PERM
-            close = cands[sims >= self.threshold]
-            if close.size:
-                self.near_rows.join(row, close, self.sigs, sig, self.threshold)
+                found.append(np.stack([rows[ok], order[q[ok]]], axis=1))
+        if not found:
+            return np.zeros((0, 2), dtype=np.int64)
+        return np.unique(np.concatenate(found).astype(np.int64), axis=0)
 
     def near_groups(self) -> list[tuple[list[int], float]]:
         """Near-duplicate groups as record indices, each with its lowest pairwise similarity."""
