@@ -172,3 +172,23 @@ def test_bench_builds_its_input_from_the_real_files():
     assert 800 <= sizes[len(sizes) // 2] <= 2600  # realistic chat records of 1-2 KB
     assert 0.005 <= 1 - len(set(lines)) / len(lines) <= 0.08  # a few % copies
     assert any("\u4e00" <= ch <= "\u9fff" for x in lines[:100] for ch in x)  # English and Chinese
+
+
+@pytest.mark.skipif(not EXTERNAL.is_dir(), reason="needs ../shared/data/external")
+def test_quick_language_path_agrees_with_the_full_one_on_real_texts(monkeypatch):
+    """English and Chinese decided on the first 300 characters: the same answer as reading 800, on every text of
+    three real files (English, Chinese, tool calls)."""
+    from advisor.audit import language
+
+    texts = []
+    for name in ("llamafactory_alpaca_en_demo.json", "llamafactory_alpaca_zh_demo.json",
+                 "llamafactory_glaive_toolcall_en_demo.json"):
+        for r in json.loads((EXTERNAL / name).read_text(encoding="utf-8")):
+            texts += [r["instruction"], r["output"]] if "output" in r else [t["value"] for t in r["conversations"]]
+    texts = [t for t in texts if len(t) > language.QUICK_CHARS]
+    quick = [language.detect.__wrapped__(t) for t in texts]
+    monkeypatch.setattr(language, "QUICK_CHARS", 10**9)
+    full = [language.detect.__wrapped__(t) for t in texts]
+    assert len(texts) > 1000
+    disagree = [(t[:80], q, f) for t, q, f in zip(texts, quick, full, strict=True) if q != f]
+    assert len(disagree) <= len(texts) // 200, disagree[:5]  # at most 0.5%, and only where the text changes language

@@ -17,6 +17,7 @@ MIN_CONFIDENCE = 0.5  # fastText probability below which a Latin/Cyrillic text i
 MIN_LETTERS = 20  # shorter texts (after stripping code and URLs) are `und`
 DETECT_CHARS = 300  # the detector reads this many characters
 HEAD_CHARS = 800  # characters looked at (code and URLs are stripped from them first)
+QUICK_CHARS = 300  # plain English is recognised on this many first characters (the rest is not read)
 ENGLISH_FAST_PATH = 4  # ASCII text with this many English stop words (and < 2 of any other language) is English
 
 _CODE_BLOCK = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)", re.DOTALL)
@@ -106,6 +107,26 @@ def _model():
 _ENGLISH = set(_STOPWORDS["en"])
 
 
+def _quick(t: str) -> str | None:
+    """`en` or `zh` when the first characters leave no doubt, else None (the full path decides)."""
+    if t.isascii():
+        return "en" if _plain_english(t) else None
+    han = len(_SCRIPTS[2][1].findall(t))
+    if han >= MIN_LETTERS and not _SCRIPTS[0][1].search(t) and not _SCRIPTS[1][1].search(t) and \
+            han >= 2 * len(_LATIN_WORD.findall(t)):
+        return "zh"  # Han characters, no kana (Japanese) and no hangul (Korean)
+    return None
+
+
+def _plain_english(t: str) -> bool:
+    """English by its stop words alone (at least ENGLISH_FAST_PATH, fewer than 2 of any other language)."""
+    words = _LATIN_WORD.findall(t.lower())
+    if sum(map(len, words)) < MIN_LETTERS:
+        return False
+    hits, foreign = _stopword_hits(words)
+    return hits["en"] >= ENGLISH_FAST_PATH and foreign < 2 and max(hits, key=hits.get) == "en"
+
+
 def _stopword_hits(words: list[str]) -> tuple[dict[str, int], int]:
     """Stop words per language in the first 200 words, and the most of one other language than English not counting
     the words English shares with it ("is" is Dutch too)."""
@@ -129,6 +150,10 @@ def detect(text: str) -> str:
     head = text[:HEAD_CHARS].strip()
     if head[:1] in ("{", "[") and text.rstrip()[-1:] in ("}", "]"):
         return UND  # a JSON answer or a list literal: data, not language
+    if len(head) > QUICK_CHARS:  # decided on the first sentences: most long texts are plain English or Chinese
+        quick = _quick(strip_non_language(head[:QUICK_CHARS]))
+        if quick:
+            return quick
     t = strip_non_language(head)[:1000]
     if not t.isascii():
         counts = [(name, len(rx.findall(t))) for name, rx in _SCRIPTS]
