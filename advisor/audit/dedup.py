@@ -177,17 +177,22 @@ class DuplicateIndex:
             return
         bands = [self._band_order(b) for b in range(BANDS)]
         for start in range(0, n, NEAR_BLOCK):  # candidate pairs a block of rows at a time: memory stays bounded
-            pairs = self._candidates(bands, np.arange(start, min(n, start + NEAR_BLOCK)))
+            pairs = self._close(self._candidates(bands, np.arange(start, min(n, start + NEAR_BLOCK)), n))
             if not len(pairs):
                 continue
             firsts = np.flatnonzero(np.r_[True, pairs[1:, 0] != pairs[:-1, 0]])
             for a, b in zip(firsts, np.r_[firsts[1:], len(pairs)], strict=True):
-                row, cands = int(pairs[a, 0]), pairs[a:b, 1]
-                sig = self.sigs[row]
-                sims = np.count_nonzero(self.sigs[cands] == sig, axis=1) / NUM_PERM
-                close = cands[sims >= self.threshold]
-                if close.size:
-                    self.near_rows.join(row, close, self.sigs, sig, self.threshold)
+                row = int(pairs[a, 0])
+                self.near_rows.join(row, pairs[a:b, 1], self.sigs, self.sigs[row], self.threshold)
+
+    def _close(self, pairs: np.ndarray, chunk: int = 1 << 18) -> np.ndarray:
+        """The candidate pairs whose estimated similarity reaches the threshold (compared a chunk at a time)."""
+        keep = np.zeros(len(pairs), dtype=bool)
+        for i in range(0, len(pairs), chunk):
+            p = pairs[i:i + chunk]
+            same = np.count_nonzero(self.sigs[p[:, 0]] == self.sigs[p[:, 1]], axis=1)
+            keep[i:i + chunk] = same >= self.threshold * NUM_PERM
+        return pairs[keep]
 
     def _band_order(self, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """A band's 64-bit keys sorted (ties by row), the rows in that order, and each row's position in it."""
@@ -201,7 +206,7 @@ class DuplicateIndex:
         return keys[order], order, pos
 
     @staticmethod
-    def _candidates(bands: list, rows: np.ndarray) -> np.ndarray:
+    def _candidates(bands: list, rows: np.ndarray, n: int) -> np.ndarray:
         """(row, earlier row) pairs sharing a band bucket, at most BUCKET_CAP back per band; sorted, unique."""
         found = []
         for keys, order, pos in bands:
@@ -212,10 +217,11 @@ class DuplicateIndex:
                 ok[ok] = keys[q[ok]] == keys[p[ok]]
                 if not ok.any():
                     break
-                found.append(np.stack([rows[ok], order[q[ok]]], axis=1))
+                found.append(rows[ok].astype(np.int64) * n + order[q[ok]])  # one int64 per pair: a fast unique
         if not found:
             return np.zeros((0, 2), dtype=np.int64)
-        return np.unique(np.concatenate(found).astype(np.int64), axis=0)
+        packed = np.unique(np.concatenate(found))
+        return np.stack([packed // n, packed % n], axis=1)
 
     def near_groups(self) -> list[tuple[list[int], float]]:
         """Near-duplicate groups as record indices, each with its lowest pairwise similarity."""
