@@ -43,8 +43,10 @@ def _tool_chats() -> list[dict]:
     return out
 
 
-def make_records(n: int, seed: int = 0, copies: float = 0.03) -> list[str]:
-    """`n` JSON lines: distinct recombined chats of 1-2 KB, `copies` of them exact copies of an earlier one."""
+def make_records(n: int, seed: int = 0, copies: float = 0.03, unique_messages: bool = False) -> list[str]:
+    """`n` JSON lines: distinct recombined chats of 1-2 KB, `copies` of them exact copies of an earlier one. Each
+    real pair recurs in many records; with `unique_messages` every user turn gets a record number, so no message
+    text repeats and per-message caches (language identification) stop helping: a lower bound for natural data."""
     rng = random.Random(seed)
     en = _pairs("llamafactory_alpaca_en_demo.json") + _pairs("stanford_alpaca_sample_1727.json")
     zh = _pairs("llamafactory_alpaca_zh_demo.json")
@@ -68,6 +70,9 @@ def make_records(n: int, seed: int = 0, copies: float = 0.03) -> list[str]:
             more = len(q.encode()) + len(a.encode()) + 90  # and the JSON around two messages
             if msgs and msgs[-1]["role"] == "assistant" and size + more > 2000:
                 continue  # keep the record within 2 KB
+            if unique_messages:
+                q = f"{q} (#{len(lines)}-{len(msgs)})"
+                a = f"{a} (#{len(lines)}-{len(msgs)})"
             msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
             size += more
             if size >= target:
@@ -115,10 +120,12 @@ def main() -> None:
     ap.add_argument("--records", type=int, default=150_000)
     ap.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core)")
     ap.add_argument("--check-serial", action="store_true", help="also run single-process and compare the findings")
+    ap.add_argument("--unique-messages", action="store_true",
+                    help="number every message so no text repeats across records (no per-message cache hits)")
     args = ap.parse_args()
     if not EXTERNAL.is_dir():
         sys.exit(f"needs the real files in {EXTERNAL}")
-    lines = make_records(args.records)
+    lines = make_records(args.records, unique_messages=args.unique_messages)
     with tempfile.TemporaryDirectory() as d:
         jsonl, array = write_inputs(lines, Path(d))
         del lines
