@@ -28,6 +28,9 @@ def test_first_chars_of_parsed_patterns():
     assert first_chars(r"a?b|c*d") == {"a", "b", "c", "d"}
     assert first_chars(r"(?<![\w])\{\{x") == {"{"}
     assert first_chars(r"(?:x|)y") == {"x", "y"}
+    assert first_chars(r"(?:|x)y") == {"x", "y"}  # an empty branch first: the later branches still count
+    assert first_chars(r"(a?)b") == {"a", "b"}  # a group that can be empty: its own first characters still count
+    assert first_chars(r"(?:a?|b)c") == {"a", "b", "c"}
     assert first_chars(r"\bas an|[\[【]") == {"a", "[", "【"}
     assert first_chars(r"\w+") is None and first_chars(r"a*") is None and first_chars(r".x") is None
 

@@ -266,9 +266,6 @@ class _Column:
     def extend(self, values) -> None:
         self.blocks.append(np.asarray(values, dtype=self.dtype).copy())
 
-    def append(self, value: int) -> None:
-        self.extend([value])
-
     def array(self) -> np.ndarray:
         if not self.blocks:
             return np.zeros((0, self.width) if self.width else 0, dtype=self.dtype)

@@ -133,13 +133,11 @@ def _stopword_hits(words: list[str]) -> tuple[dict[str, int], int]:
     hits = dict.fromkeys(_STOPWORDS, 0)
     foreign = dict.fromkeys(_STOPWORDS, 0)
     for w in [w for w in words[:200] if w in _STOP_LOOKUP]:
-        langs = _STOP_LOOKUP[w]
-        if langs:
-            shared = w in _ENGLISH
-            for lang in langs:
-                hits[lang] += 1
-                if not shared:
-                    foreign[lang] += 1
+        shared = w in _ENGLISH
+        for lang in _STOP_LOOKUP[w]:
+            hits[lang] += 1
+            if not shared:
+                foreign[lang] += 1
     return hits, max(v for k, v in foreign.items() if k != "en")
 
 

@@ -132,7 +132,7 @@ class RecordAuditor:
         facts = RecordFacts(rec.index, rec.line, [])
         if s is None:
             code = "invalid_json" if rec.error is not None else "schema"
-            detail = rec.error or f"record does not look like `{self.fmt}` ({_keys(rec.obj)})"
+            detail = rec.error or f"record does not look like `{self.fmt}` ({_describe_keys(rec.obj)})"
             self._report(facts, [(code, None, detail)], None, rec.error or rec.obj)
             return facts
         if s.problems:
@@ -196,11 +196,11 @@ class RecordAuditor:
         head = " ".join(s.instruction[:HEAD_CHARS * 3].split())
         f.head = head[:100]
         f.answer_shape = " ".join(answer[:200].split())[:HEAD_CHARS]
-        self._keys(f, s)
+        self._comparison_keys(f, s)
         if f.index < BIGRAM_RECORDS:
             f.bigrams = bigram_keys(answer[:BIGRAM_CHARS])
 
-    def _keys(self, f: RecordFacts, s: Sample) -> None:
+    def _comparison_keys(self, f: RecordFacts, s: Sample) -> None:
         """Exact key: the whole normalised record (every message with its role, the rejected side, the label).
         Near-duplicate text: the conversation without the system prompt; for alpaca records with a separate input,
         the input and answer only (the instruction there is the task statement shared by many records)."""
@@ -230,7 +230,7 @@ class RecordAuditor:
             f.preference = (key(f"{key(context)}|{key(answer)}"), int(s.label))
 
 
-def _keys(obj: object) -> str:
+def _describe_keys(obj: object) -> str:
     return f"keys: {sorted(obj)[:8]}" if isinstance(obj, dict) else type(obj).__name__
 
 

@@ -36,53 +36,49 @@ def _set_of(items: list) -> set[str]:
     return out
 
 
-def _first(seq: list) -> set[str] | None:
-    """Characters a match of `seq` can start with; None when `seq` can match the empty string."""
+def _first(seq) -> tuple[set[str], bool]:
+    """The characters a match of `seq` can start with, and whether `seq` can match the empty string (then the
+    match may also start with whatever follows it)."""
+    out: set[str] = set()
     for op, av in seq:
-        if op in _ZERO_WIDTH:
-            continue
-        if op is c.LITERAL:
-            return {chr(av)}
-        if op is c.IN:
-            return _set_of(av)
-        if op is c.SUBPATTERN:
-            inner = _first(list(av[-1]))
-            if inner is None:
-                continue
-            return inner
-        if op is c.BRANCH:
-            out: set[str] = set()
-            for alt in av[1]:
-                inner = _first(list(alt))
-                if inner is None:
-                    return _merge_rest(out, alt, seq, op, av)
-                out |= inner
-            return out
-        if op in _REPEATS:
-            lo, _hi, body = av
-            inner = _first(list(body))
-            if lo > 0 and inner is not None:
-                return inner
-            rest = _first(seq[seq.index((op, av)) + 1:])
-            if inner is None or rest is None:
-                return None
-            return inner | rest
-        raise _Any  # ANY, NOT_LITERAL, GROUPREF, ...
-    return None
+        chars, nullable = _first_of(op, av)
+        out |= chars
+        if not nullable:
+            return out, False
+    return out, True
 
 
-def _merge_rest(out: set[str], alt: list, seq: list, op: object, av: object) -> set[str] | None:
-    """An alternation with an empty branch: the match may start after it."""
-    rest = _first(seq[seq.index((op, av)) + 1:])
-    return None if rest is None else out | rest
+def _first_of(op, av) -> tuple[set[str], bool]:
+    if op in _ZERO_WIDTH:
+        return set(), True
+    if op is c.LITERAL:
+        return {chr(av)}, False
+    if op is c.IN:
+        return _set_of(av), False
+    if op is c.SUBPATTERN:
+        return _first(av[-1])
+    if op is c.BRANCH:
+        out: set[str] = set()
+        nullable = False
+        for alt in av[1]:
+            chars, empty = _first(alt)
+            out |= chars
+            nullable = nullable or empty
+        return out, nullable
+    if op in _REPEATS:
+        lo, _hi, body = av
+        chars, empty = _first(body)
+        return chars, empty or lo == 0
+    raise _Any  # ANY, NOT_LITERAL, GROUPREF, ...
 
 
 def first_chars(pattern: str, flags: int = 0) -> set[str] | None:
     """The characters every match of `pattern` starts with, or None when any could (or the empty string matches)."""
     try:
-        return _first(list(_parser.parse(pattern, flags)))
+        chars, nullable = _first(_parser.parse(pattern, flags))
     except _Any:
         return None
+    return None if nullable else chars
 
 
 def guarded(pattern: str, flags: int = 0) -> re.Pattern:

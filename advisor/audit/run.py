@@ -23,7 +23,6 @@ from advisor.audit.record import RecordAuditor
 from advisor.audit.report import SEVERITY_ORDER, AuditReport, Diversity, FindingSignal, Signals, TokenSignal
 from advisor.audit.stats import DatasetStats, RecordFindings
 from advisor.audit.tasks import estimate_tasks
-from advisor.audit.tokens import TokenCounter
 from advisor.data.formats import FORMATS, detect_format, format_reason, kind_of, majority_format
 from advisor.data.reader import Container, iter_raw, sniff
 from advisor.errors import UserError
@@ -83,9 +82,8 @@ def audit_file(path: str | Path, fmt: str = "auto", max_seq_len: int = 2048, mod
     path = Path(path)
     selection = selection or Selection()
     detection = open_dataset(path, fmt)
-    counter = TokenCounter(model_path, tokenizer_path)  # fails early (exit 2) on a bad tokenizer path
-    auditor = RecordAuditor(detection.format, max_seq_len, selection, model_path, tokenizer_path)
-    stats = DatasetStats(detection.format, max_seq_len, near_dup_threshold, counter.how)
+    auditor = RecordAuditor(detection.format, max_seq_len, selection, model_path, tokenizer_path)  # a bad tokenizer
+    stats = DatasetStats(detection.format, max_seq_len, near_dup_threshold, auditor.count_tokens.how)  # exits 2 here
     found = RecordFindings(samples)
     for batch in audit_records(path, detection.container, auditor, workers, progress):
         stats.add(batch)

@@ -67,13 +67,11 @@ class TaskSampler:
         self.instruction_keys = _Column(np.uint64)
         self.intents: Counter = Counter()
 
-    def add(self, system_key: int, instruction_key: int, intent: str, head: str, answer_shape: str) -> None:
-        """`head`: the instruction's first 100 characters, whitespace collapsed; `answer_shape`: the answer's first
-        HEAD_CHARS characters; keys: advisor.audit.text.key of the stripped system prompt and instruction."""
-        self.add_batch([system_key], [instruction_key], [intent], [head], [answer_shape])
-
     def add_batch(self, system_keys, instruction_keys, intents: list[str], heads: list[str],
                   shapes: list[str]) -> None:
+        """Columns of consecutive records. `heads`: each instruction's first 100 characters, whitespace collapsed;
+        `shapes`: each answer's first HEAD_CHARS characters; keys: advisor.audit.text.key of the stripped system
+        prompt and instruction."""
         self.system_keys.extend(system_keys)
         self.instruction_keys.extend(instruction_keys)
         self.intents.update(intents)
