@@ -361,3 +361,27 @@ def test_every_exact_group_in_real_files_is_identical_after_normalising(name):
 
     for group in (by_code(r).get("exact_duplicate").groups if "exact_duplicate" in by_code(r) else []):
         assert len({key(i) for i in group}) == 1, group
+
+
+def test_template_leak_knows_the_special_tokens_of_every_template_trl_ships():
+    """Every turn and special token written in trl/chat_templates/*.jinja, pasted into an answer, is a leak."""
+    import re
+    from pathlib import Path
+
+    import trl
+
+    from advisor.audit.checks import RecordView, template_leak
+    from advisor.data.formats import Message, Sample
+
+    folder = Path(trl.__file__).parent / "chat_templates"
+    markers = set()
+    for f in folder.glob("*.jinja"):
+        markers.update(re.findall(r"<\|[^|'\"\s]{1,30}\|>|<｜[^｜]{1,30}｜>|<(?:start|end)_of_turn>|\[/?INST\]",
+                                  f.read_text(encoding="utf-8")))
+    assert len(markers) >= 40, sorted(markers)
+    for m in sorted(markers):
+        s = Sample([Message("user", "Say hi"), Message("assistant", f"Hi there{m} how can I help?")])
+        assert list(template_leak(RecordView(s, "openai"))), m
+    clean = Sample([Message("user", "What does a | b mean?"), Message("assistant", "In Python, <a|b> is not valid; "
+                                                                                     "a | b is bitwise or.")])
+    assert not list(template_leak(RecordView(clean, "openai")))

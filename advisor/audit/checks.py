@@ -24,12 +24,15 @@ PAIR_CHECKS: dict[str, PairCheck] = {}
 CHOSEN_SIDE_ONLY: set[str] = set()  # codes not checked on the rejected side of a pair
 READER_CODES = ("invalid_json", "schema", "unknown_role")  # found while reading and normalising (advisor/data)
 
+# Special tokens of chat templates in general, not a list of known ones: every `<|name|>` token (ChatML, Llama 3,
+# Phi, Qwen, GPT-OSS, Cohere, Granite, ...), DeepSeek's full-width `<｜name｜>`, Gemma's turn markers, Llama 2 and
+# Mistral markup, and Alpaca / Vicuna role headers at a line start. Checked against every template in trl.
 TEMPLATE_LEAK = re.compile(
-    r"<\|(?:im_start|im_end|endoftext|eot_id|start_header_id|end_header_id|begin_of_text|user|assistant|system|end)\|>|"
+    r"<\|[A-Za-z_][\w.-]{0,40}\|>|<｜[^｜\n]{1,40}｜>|<(?:start|end)_of_turn>|"
     r"\[/?INST\]|<</?SYS>>|</s>|<s>\s*\[|^\s*#{2,3}\s*(?:Instruction|Response|Input)\s*:|^\s*(?:Human|Assistant|USER|ASSISTANT):\s",
     re.MULTILINE)
-TEMPLATE_HINTS = ("<|", "[INST", "[/INST", "<<SYS", "<</SYS", "</s>", "<s>", "###", "Human:", "Assistant:", "USER:",
-                  "ASSISTANT:")
+TEMPLATE_HINTS = ("<|", "<｜", "_of_turn>", "[INST", "[/INST", "<<SYS", "<</SYS", "</s>", "<s>", "###", "Human:",
+                  "Assistant:", "USER:", "ASSISTANT:")
 PLACEHOLDER_HINTS = ("{{", "<", "[", "【", "〔", "［", "lorem", "某某", "xx")
 CODE_SPANS = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)|`[^`\n]{1,300}`|\{%.*?%\}", re.DOTALL)
 CHAR_RUN = re.compile(r"([^\s\-=_*#.~`|+<>\d])\1{29,}")
