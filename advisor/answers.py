@@ -49,6 +49,15 @@ class Answers(BaseModel):
     cpu_memory_gb: float = Field(16.0, gt=0, description="host memory for CPU-only training")
     dataset: str | None = Field(None, description="path of the training data, if any")
     model_path: str | None = Field(None, description="local folder of the base model, if any")
+    tuned_prompt_tokens: int | None = Field(
+        None, ge=0, description="tokens per request after tuning (the input alone, without instructions and "
+        "examples); default: the audited data's mean prompt length, else 100 tokens (at most prompt_tokens)")
+    tenants: int = Field(1, ge=1, description="customers or products that each need their own tuned variant "
+                         "of the same served base model")
+    frozen_base: bool = Field(False, description="the served base model is shared and may not change: no merged "
+                              "weights and no adapter layers, only per-task inputs")
+    storage_per_task_mb: float | None = Field(
+        None, gt=0, description="storage allowed per task or tenant variant, in MB (unset: no limit)")
 
     @model_validator(mode="after")
     def _freshness(self) -> Answers:

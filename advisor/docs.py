@@ -1,7 +1,8 @@
-"""Reference tables for the README, generated from the code: `python -m advisor.docs`."""
+"""Reference tables for the README, generated from the code: `python -m advisor.docs --write README.md`."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel
@@ -68,16 +69,32 @@ def config_reference() -> str:
 def rules_reference() -> str:
     from advisor.rules.loader import load_rules
 
-    lines = ["| rule | effect | rationale | source |", "|---|---|---|---|"]
-    for r in load_rules():
+    stage_order = {"constraint": 0, "decisive": 1, "preference": 2, "note": 3, "after_choice": 4}
+    lines = ["| rule | stage | effect | rationale | source |", "|---|---|---|---|---|"]
+    for r in sorted(load_rules(), key=lambda r: (stage_order[r.stage], r.precedence or 0)):
         eff = []
+        if r.effect.decide:
+            eff.append("decides " + ", ".join(r.effect.decide))
         if r.effect.veto:
             eff.append("rules out " + ", ".join(r.effect.veto))
         if r.effect.score:
             eff.append(", ".join(f"{m} {v:+g}" for m, v in r.effect.score.items()))
         if r.effect.warn:
             eff.append(f"warns `{r.effect.warn.code}`")
-        lines.append(f"| `{r.id}` | {'; '.join(eff) or 'next step'} | {r.rationale} | {r.source} |")
+        stage = r.stage.replace("_", "-") + (f" {r.precedence}" if r.precedence is not None else "")
+        rationale = r.rationale.replace("|", "\\|")
+        lines.append(f"| `{r.id}` | {stage} | {'; '.join(eff) or 'next step'} | {rationale} | {r.source} |")
+    return "\n".join(lines)
+
+
+def facts_reference() -> str:
+    """The derived facts a rule may test or write as a {placeholder} (besides every answers key)."""
+    from advisor.rules.schema import DERIVED_FACTS, STAGE_HELP
+
+    lines = ["| stage | what it does |", "|---|---|", *(f"| {k.replace('_', '-')} | {v} |" for k, v in STAGE_HELP.items()),
+             "", "| fact | meaning |", "|---|---|", *(f"| `{k}` | {v} |" for k, v in DERIVED_FACTS.items()),
+             "| `finding_CODE`, `finding_CODE_share` | records (and their share) with that audit finding, for every "
+             "code in the catalogue |"]
     return "\n".join(lines)
 
 
@@ -117,8 +134,33 @@ def formats_reference() -> str:
     return "\n".join(lines)
 
 
+TABLES = {"answers": answers_reference, "config": config_reference, "rules": rules_reference,
+          "facts": facts_reference, "findings": findings_reference, "project": project_reference,
+          "formats": formats_reference}
+
+
+def write_readme(path: str) -> list[str]:
+    """Replace every generated block (between `<!-- generated: NAME ... -->` and `<!-- end: NAME -->`)."""
+    import re
+
+    from advisor.files import atomic_write
+
+    text = Path(path).read_text(encoding="utf-8")
+    done = []
+    for name, fn in TABLES.items():
+        pattern = re.compile(rf"(<!-- generated: {name} [^\n]*-->\n)(.*?)(<!-- end: {name} -->)", re.S)
+        if pattern.search(text):
+            text = pattern.sub(lambda m, fn=fn: m.group(1) + fn() + "\n" + m.group(3), text)
+            done.append(name)
+    atomic_write(path, text)
+    return done
+
+
 if __name__ == "__main__":
-    for title, fn in (("answers", answers_reference), ("config", config_reference), ("rules", rules_reference),
-                      ("findings", findings_reference), ("project", project_reference),
-                      ("formats", formats_reference)):
-        print(f"<!-- {title} -->\n{fn()}\n")
+    import sys
+
+    if sys.argv[1:2] == ["--write"]:
+        print("regenerated:", ", ".join(write_readme(sys.argv[2])))
+    else:
+        for title, fn in TABLES.items():
+            print(f"<!-- {title} -->\n{fn()}\n")

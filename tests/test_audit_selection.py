@@ -117,4 +117,8 @@ def test_recommend_cli_reads_the_audit_of_the_dataset(tmp_path):
     ans = write_yaml(tmp_path / "answers.yaml", {**BASE_ANSWERS, "goal": "format", "prompting": "unstable",
                                                  "examples": 5000})
     out = json.loads(run_tunewise("recommend", "--answers", ans, "--dataset", data, "--json").stdout)
-    assert {"key": "examples", "answered": 5000, "measured": 31} in out["overrides"]
+    # 30 records carry an unfilled {{name}} (errors): one usable example is left, so prompting decides
+    assert {"key": "examples", "answered": 5000, "measured": 1} in out["overrides"]
+    assert out["method"] == "prompting" and out["data"]["error_records"] == 30
+    notes = {n["code"]: n for n in out["audit_findings"]}
+    assert notes["placeholder"]["count"] == 30 and notes["refusal_boilerplate"]["count"] == 1

@@ -10,7 +10,8 @@ README = (ROOT / "README.md").read_text(encoding="utf-8")
 
 def test_reference_tables_are_current():
     for name, table in (("answers", docs.answers_reference()), ("config", docs.config_reference()),
-                        ("rules", docs.rules_reference()), ("findings", docs.findings_reference()),
+                        ("rules", docs.rules_reference()), ("facts", docs.facts_reference()),
+                        ("findings", docs.findings_reference()),
                         ("project", docs.project_reference()), ("formats", docs.formats_reference())):
         assert table in README, f"README's {name} table is stale: regenerate with `python -m advisor.docs`"
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from advisor.answers import Answers
-from advisor.audit.report import Diversity, Signals, TokenSignal
+from advisor.audit.report import Diversity, FindingSignal, Signals, TokenSignal
 from advisor.errors import UserError
 from advisor.recommend import recommend
 from advisor.rules.loader import load_rules, load_rules_from
@@ -40,27 +40,28 @@ def test_public_cases(over, expected, warning):
     assert rec.ranking[0].feasible
 
 
-def _split(example: dict) -> tuple[dict, dict | None]:
-    """Rule examples may name audit facts; turn those into audit signals."""
-    ans, sig = {}, {}
+AUDIT_KEYS = {"audit_content": "content", "audit_low_diversity": "low_diversity", "audit_error_share": "error_share",
+              "audit_knowledge_share": "knowledge_share"}
+
+
+def _split(example: dict) -> tuple[dict, Signals | None]:
+    """Rule examples may name audit facts (audit_*, finding_CODE); turn those into audit signals."""
+    ans, sig, found = {}, {}, {}
     for k, v in example.items():
-        if k == "audit_content":
-            sig["content"] = v
-        elif k == "audit_low_diversity":
-            sig["low_diversity"] = v
-        elif k == "audit_error_share":
-            sig["error_share"] = v
+        if k in AUDIT_KEYS:
+            sig[AUDIT_KEYS[k]] = v
+        elif k.startswith("finding_"):
+            found[k.removeprefix("finding_")] = v
         else:
             ans[k] = v
-    if "goal" not in ans:
-        ans = {"goal": "format", "prompting": "unstable", "examples": 1000, **ans}
     if ans.get("goal") == "knowledge":
         ans.setdefault("knowledge_freshness", "static")
-    ans.setdefault("prompting", "unstable")
-    ans.setdefault("examples", 1000)
-    if not sig:
+    ans = {"goal": "format", "prompting": "unstable", "examples": 1000, **ans}
+    if not sig and not found:
         return {**BASE_ANSWERS, **ans}, None
-    return {**BASE_ANSWERS, **ans}, measured(examples=ans["examples"], **sig)
+    n = ans["examples"]
+    findings = {code: FindingSignal(severity="warning", count=c, share=round(c / n, 4)) for code, c in found.items()}
+    return {**BASE_ANSWERS, **ans}, measured(records=n, valid_records=n, examples=n, findings=findings, **sig)
 
 
 def measured(**over) -> Signals:
@@ -81,6 +82,12 @@ def test_every_rule_fires_on_its_example_and_not_on_its_counter_example(rule):
     ans, sig = _split(rule.example)
     rec = recommend(Answers(**ans), sig)
     assert rule.id in rec.fired_rules, f"{rule.id} did not fire for {ans} {sig}"
+    if rule.stage == "decisive":  # on its example a decisive rule is the one that decides
+        chosen = rec.ranked(rec.method)
+        assert any(r.rule == rule.id and r.effect == "decides" for r in chosen.reasons), (rule.id, rec.decided_by)
+    if not rule.when:
+        assert rule.counter_example is None, f"{rule.id} applies always: it cannot have a counter_example"
+        return
     assert rule.counter_example is not None, f"{rule.id} needs a counter_example"
     ans, sig = _split(rule.counter_example)
     assert rule.id not in recommend(Answers(**ans), sig).fired_rules

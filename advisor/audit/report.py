@@ -35,6 +35,7 @@ class TokenSignal(BaseModel):
     model_config = ConfigDict(extra="forbid")
     p90_total: int = Field(description="90th percentile of tokens per record (prompt + answer + template)")
     mean_total: float
+    mean_prompt: float = Field(0.0, description="mean tokens of the prompt side (what a tuned model is still sent)")
 
 
 class FindingSignal(BaseModel):
@@ -50,7 +51,10 @@ class Signals(BaseModel):
     model_config = ConfigDict(extra="forbid")
     records: int = 0
     valid_records: int = 0
-    examples: int = Field(description="usable examples: valid records minus exact copies")
+    examples: int = Field(description="valid records minus exact copies")
+    usable_examples: int | None = Field(None, description="valid records that carry no error-level finding and "
+                                        "are not a later exact copy: what a fine-tune can learn from")
+    exact_copies: int = Field(0, description="records that are an exact copy of an earlier one")
     estimated_tasks: int
     content: Literal["knowledge", "behaviour", "mixed"]
     knowledge_share: float = Field(description="share of answers that carry facts rather than a pattern")

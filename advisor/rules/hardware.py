@@ -9,8 +9,7 @@ from advisor.answers import Answers
 from advisor.estimate import EstimateRequest, MemoryEstimate, estimate, shape_from_config, shape_from_params_b
 from advisor.estimate.shapes import ModelShape
 
-CPU_MAX_PARAMS_B = 1.0  # above this, CPU training is impractically slow
-CPU_TFLOPS = 1.0  # a few cores with AVX2/AVX-512
+CPU_TFLOPS = 1.0  # a few cores with AVX2/AVX-512; how long is too long is a rule (rules/decide_50_methods.yaml)
 ATTENTION_ONLY = ("q_proj", "v_proj")
 
 
@@ -72,15 +71,13 @@ def fit_methods(answers: Answers, seq_len: int, examples: int, avg_tokens: float
                 tried.append(Fit(method, req, est, est.fits, rung))
                 if est.fits:
                     break
-        if not (tried and tried[-1].fits) and shape.params <= CPU_MAX_PARAMS_B * 1e9:
-            # CPU path: small models train on the host in fp32 (bf16 kernels are slow or missing on CPUs)
+        if not (tried and tried[-1].fits):
+            # CPU path: the model trains on the host in fp32 (bf16 kernels are slow or missing on CPUs); whether
+            # it fits is the estimate against cpu_memory_gb, whether it is worth it the estimated hours
             req = EstimateRequest(method=method, gpus=1, gpu_memory_gb=answers.cpu_memory_gb, precision="fp32",
                                   device="cpu", gpu_tflops=CPU_TFLOPS, utilization=0.3,
                                   optimizer="adamw", **common)
             est = estimate(shape, req)
             tried.append(Fit(method, req, est, est.fits, 0))
-        if not tried:  # no GPU and too big for the CPU path: report the standard GPU-less estimate
-            req = EstimateRequest(method=method, gpus=1, gpu_memory_gb=0, device="cpu", precision="fp32", **common)
-            tried.append(Fit(method, req, estimate(shape, req), False, 0))
         out[method] = next((f for f in tried if f.fits), tried[0])
     return out

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from advisor.errors import UserError
 from advisor.files import format_validation_error, read_structured
-from advisor.rules.schema import Rule, check_condition, fact_names
+from advisor.rules.schema import Rule, check_condition, check_texts, fact_names
 
 
 def rules_dir() -> Path:
@@ -38,7 +38,7 @@ def load_rules_from(folder: Path, prefix: str = "decide_") -> list[Rule]:
             except ValidationError as e:
                 sub = {k[1:]: v for k, v in lines.items() if k and k[0] == i}
                 raise UserError(format_validation_error(e, Rule, str(path), sub)) from None
-            problems = check_condition(rule.when, known)
+            problems = check_condition(rule.when, known) + check_texts(rule, known)
             if problems:
                 raise UserError(f"{path}:{lines.get((i, 'when'), line)}: rule `{rule.id}`: " + "; ".join(problems))
             if rule.id in seen:

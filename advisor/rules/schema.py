@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import re
+import string
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 MethodName = Literal["prompting", "rag", "full", "lora", "qlora", "p_tuning"]
 METHODS: tuple[str, ...] = ("prompting", "rag", "lora", "qlora", "p_tuning", "full")  # tie-break: cheapest first
@@ -13,21 +14,76 @@ FINE_TUNES: tuple[str, ...] = ("full", "lora", "qlora", "p_tuning")
 OPERATORS = {"eq", "ne", "lt", "le", "gt", "ge", "in", "not_in"}
 COMBINATORS = {"any", "all", "not"}
 
-# Facts a `when` condition may name: every answers key, plus derived facts computed by the engine.
+BEHAVIOUR_GOALS: tuple[str, ...] = ("format", "task", "style", "domain_language", "identity")
+Stage = Literal["constraint", "decisive", "preference", "note", "after_choice"]
+STAGE_HELP = {
+    "constraint": "hard limits (veto): memory, budget, time, data minimum, policy; a vetoed method is ruled out",
+    "decisive": "in order of `precedence` (lowest first), the first that fires with a possible method decides the "
+                "candidates; later ones may only narrow them further",
+    "preference": "scores that only break ties among the candidates the decisive rules left",
+    "note": "warnings and next steps that do not change the ranking",
+    "after_choice": "warnings and next steps that depend on the chosen method",
+}
+
+
+def _catalogue_codes() -> list[str]:
+    from advisor.audit.catalog import catalog
+
+    return sorted(catalog())
+
+
+# Facts a `when` condition (or a {placeholder} in a text) may name: every answers key (as used for the decision,
+# after the audit's measured values replaced the answered ones), plus derived facts computed by the engine.
 DERIVED_FACTS: dict[str, str] = {
     "has_dataset": "a dataset was audited and its signals are in use",
     "cpu_only": "no GPU (gpu_count is 0)",
+    "answered_goal": "the goal as answered (`goal` is the one decided on, after the audit)",
+    "answered_examples": "the number of examples as answered",
+    "usable_examples": "examples a fine-tune can learn from: measured after errors and exact copies, or as answered",
+    "examples_per_task": "usable examples / tasks",
     "daily_prompt_tokens": "requests_per_day × prompt_tokens",
-    "method": "the chosen method (only in rules with `after_choice: true`)",
-    "chosen_headroom_share": "free share of memory for the chosen method (after_choice rules only)",
+    "effective_tuned_prompt_tokens": "tokens per request after tuning (answered, else the data's mean prompt, "
+                                     "else 100 tokens (at most prompt_tokens))",
+    "daily_prompt_tokens_saved": "requests_per_day × (prompt_tokens − tuned prompt tokens): what tuning saves",
+    "audit_records": "records in the audited file",
+    "audit_error_records": "records with at least one error-level finding",
+    "audit_exact_copies": "records that are exact copies of an earlier one",
     "audit_content": "knowledge | behaviour | mixed (from the dataset audit), none without one",
     "audit_knowledge_share": "share of records whose answers carry facts rather than a pattern",
     "audit_low_diversity": "the audit found clustered, near-identical data",
     "audit_error_share": "share of records with error-level findings",
-    **{f"fits_{m}": f"a standard {m} configuration fits the hardware (GPU, or CPU for small models)" for m in FINE_TUNES},
-    **{f"gpu_hours_{m}": f"estimated GPU-hours of the {m} run" for m in FINE_TUNES},
-    **{f"over_budget_{m}": f"the {m} run needs more GPU-hours than budget_gpu_hours" for m in FINE_TUNES},
+    "audit_near_duplicate_share": "share of records that are exact or near copies of another",
+    "lora_adapter_mb": "size of one LoRA adapter of the standard configuration, in MB",
+    "lora_adapter_over_storage": "storage_per_task_mb is set and one LoRA adapter is larger",
+    "p_tuning_prompt_mb": "size of one P-tuning soft prompt (20 virtual tokens), in MB",
+    "method": "the chosen method (only in rules with `after_choice: true`)",
+    "chosen_headroom_share": "free share of memory for the chosen method (after_choice rules only)",
+    "chosen_train_hours": "estimated wall-clock hours of the chosen fine-tune (after_choice rules only)",
+    "chosen_train_time": "the same, said as minutes, hours or days (after_choice rules only)",
+    "chosen_memory_gb": "estimated memory of the chosen fine-tune in GB (after_choice rules only)",
+    "chosen_on_cpu": "the chosen fine-tune trains on the CPU (after_choice rules only)",
+    **{f"fits_{m}": f"a standard {m} configuration fits the memory (GPU, or host RAM without a GPU)"
+       for m in FINE_TUNES},
+    **{f"gpu_hours_{m}": f"estimated GPU-hours of the {m} run (CPU hours when it trains on the CPU)" for m in FINE_TUNES},
+    **{f"train_hours_{m}": f"estimated wall-clock hours of the {m} run (CPU hours on the CPU)" for m in FINE_TUNES},
+    **{f"train_time_{m}": f"the {m} run's wall-clock time, said as minutes, hours or days" for m in FINE_TUNES},
+    **{f"on_cpu_{m}": f"the {m} run would train on the CPU" for m in FINE_TUNES},
+    **{f"memory_gb_{m}": f"estimated memory of the {m} run in GB" for m in FINE_TUNES},
+    **{f"memory_limit_gb_{m}": f"memory of the device the {m} estimate was checked against, in GB"
+       for m in FINE_TUNES},
+    **{f"over_budget_{m}": f"the {m} run needs more hours (GPU-hours, or CPU hours) than budget_gpu_hours" for m in FINE_TUNES},
+    **{f"feasible_{m}": f"{m} survived the constraints (decisive, preference and after-choice rules only)"
+       for m in METHODS},
 }
+
+
+def finding_facts() -> dict[str, str]:
+    """`finding_CODE` (records) and `finding_CODE_share` for every audit finding in the catalogue."""
+    out: dict[str, str] = {}
+    for code in _catalogue_codes():
+        out[f"finding_{code}"] = f"records with the audit finding `{code}` (0 without a dataset)"
+        out[f"finding_{code}_share"] = f"share of records with the audit finding `{code}`"
+    return out
 
 
 class WarningSpec(BaseModel):
@@ -38,6 +94,7 @@ class WarningSpec(BaseModel):
 
 class Effect(BaseModel):
     model_config = ConfigDict(extra="forbid")
+    decide: list[MethodName] = Field(default_factory=list, description="decisive rules: the methods to choose from")
     veto: list[MethodName] = []
     score: dict[MethodName, float] = {}
     warn: WarningSpec | None = None
@@ -52,21 +109,88 @@ class Rule(BaseModel):
     rationale: str = Field(min_length=10)
     source: str = Field(min_length=3)
     after_choice: bool = False
+    precedence: int | None = Field(None, ge=0, description="decisive rules: lower is considered first")
     example: dict[str, Any] = Field(default_factory=dict, description="answers overrides that make the rule fire")
     counter_example: dict[str, Any] | None = Field(None, description="answers overrides that must not fire it")
 
     @field_validator("effect")
     @classmethod
     def _not_empty(cls, v: Effect) -> Effect:
-        if not (v.veto or v.score or v.warn or v.next_step):
-            raise ValueError("effect does nothing: give veto, score, warn or next_step")
+        if not (v.decide or v.veto or v.score or v.warn or v.next_step):
+            raise ValueError("effect does nothing: give decide, veto, score, warn or next_step")
+        if v.decide and (v.veto or v.score):
+            raise ValueError("a decisive rule (`decide`) cannot also veto or score: split it into two rules")
         return v
+
+    @model_validator(mode="after")
+    def _stage_fields(self) -> Rule:
+        if self.effect.decide and self.precedence is None:
+            raise ValueError("a rule with `decide` needs a `precedence` (lower is considered first, e.g. 10–100)")
+        if self.precedence is not None and not self.effect.decide:
+            raise ValueError("`precedence` orders decisive rules only: add `effect.decide` or remove `precedence`")
+        if self.after_choice and (self.effect.decide or self.effect.veto or self.effect.score):
+            raise ValueError("an `after_choice` rule runs once the method is chosen: it may only warn or add a "
+                             "next step")
+        return self
+
+    @property
+    def stage(self) -> str:
+        if self.after_choice:
+            return "after_choice"
+        if self.effect.decide:
+            return "decisive"
+        if self.effect.veto and not self.effect.score:
+            return "constraint"
+        return "preference" if self.effect.score else "note"
+
+    def texts(self) -> list[str]:
+        """Every text that may name facts as {placeholders}."""
+        return [t for t in (self.rationale, self.effect.warn.message if self.effect.warn else None,
+                            self.effect.next_step) if t]
 
 
 def fact_names() -> set[str]:
     from advisor.answers import Answers
 
-    return set(Answers.model_fields) | set(DERIVED_FACTS)
+    return set(Answers.model_fields) | set(DERIVED_FACTS) | set(finding_facts())
+
+
+class _FactFormatter(string.Formatter):
+    """str.format over the facts; an unknown value (None) reads `unknown` whatever its format spec."""
+
+    def format_field(self, value: Any, format_spec: str) -> str:
+        if value is None:
+            return "unknown"
+        return super().format_field(value, format_spec)
+
+
+FORMATTER = _FactFormatter()
+
+
+def placeholders(text: str) -> list[str]:
+    return [name for _, name, _, _ in FORMATTER.parse(text) if name]
+
+
+def render_text(text: str, facts: dict[str, Any]) -> str:
+    """A rule's text with its {fact} placeholders filled in for the case at hand."""
+    return FORMATTER.vformat(text, (), facts) if "{" in text else text
+
+
+def check_texts(rule: Rule, known: set[str]) -> list[str]:
+    import difflib
+
+    problems = []
+    for text in rule.texts():
+        try:
+            names = placeholders(text)
+        except ValueError as e:
+            problems.append(f"text `{text[:40]}…`: {e} (write a literal brace as {{{{ or }}}})")
+            continue
+        for name in names:
+            if name not in known:
+                hint = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.6)
+                problems.append(f"text placeholder {{{name}}} is not a fact" + (f", did you mean `{hint[0]}`?" if hint else ""))
+    return problems
 
 
 def check_condition(cond: Any, known: set[str], path: str = "when") -> list[str]:
