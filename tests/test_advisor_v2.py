@@ -270,7 +270,7 @@ def test_p_tuning_wins_only_in_its_niche(a):
     rec = recommend(Answers(**a))
     if rec.method == "p_tuning":
         niche = a["frozen_base"] or a["storage_per_task_mb"] == 0.5 or (
-            a["model_params_b"] >= 10 and max(a["tasks"], a["tenants"]) >= 10)
+            a["model_params_b"] >= 10 and max(a["tasks"], a["tenants"]) >= 5)
         assert niche, a
 
 

@@ -86,6 +86,7 @@ def test_format_with_dataset_leads_to_lora_and_a_launched_run(tmp_path, tiny_mod
     answer(child, "never leave", "n")
     answer(child, "requests per day", "500")
     answer(child, "How many GPUs", "0")
+    answer(child, "Host memory", "")
     answer(child, "Local folder of the base model", str(tiny_model))
     answer(child, "Training budget", "")
     answer(child, "Start training now", "y")
@@ -113,7 +114,7 @@ def test_too_few_examples_leads_to_prompting_with_starter_prompt(tmp_path):
     answer(child, "What must the model gain", "task")
     answer(child, "How does prompting perform", "unstable")
     for q in ("labelled examples", "distinct tasks", "Which kind of task", "cite", "never leave", "requests per day",
-              "How many GPUs", "Local folder", "billions", "Training budget"):
+              "How many GPUs", "Host memory", "Local folder", "billions", "Training budget"):
         answer(child, q, "")
     child.expect(pexpect.EOF)
     child.close()
@@ -225,3 +226,25 @@ def test_detected_gpu_is_confirmed_instead_of_asked(tmp_path, monkeypatch):
     assert "Detected 2 × NVIDIA A100-SXM4-80GB (85.9 GB)" in text
     assert "How many GPUs" not in text and "Memory per GPU" not in text
     assert r.answers.gpu_count == 2 and r.answers.gpu_memory_gb == 85.9
+
+
+def test_p_tuning_and_prompt_cost_questions_branch_in(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from advisor.ask.flow import run_ask
+    from advisor.ask.prompter import PlainPrompter
+
+    prefill = dict(dataset="", goal="task", prompting="works", examples=4000, tasks=12, task_type="classification",
+                   needs_citations=False, private_data=False, requests_per_day=400_000, prompt_tokens=1500,
+                   gpu_count=0, cpu_memory_gb=64.0, model_path="", model_params_b=13.0, budget_gpu_hours=None)
+    # asked: tuned prompt tokens, tenants, frozen base, storage per variant
+    r = run_ask(PlainPrompter(Console(file=io.StringIO(), width=200), stream=io.StringIO("120\n3\ny\n0.5\n")),
+                prefill)
+    assert r.asked == ["tuned_prompt_tokens", "tenants", "frozen_base", "storage_per_task_mb"]
+    a = r.answers
+    assert (a.tuned_prompt_tokens, a.tenants, a.frozen_base, a.storage_per_task_mb) == (120, 3, True, 0.5)
+    one = dict(prefill, tasks=1, prompting="unstable", model_params_b=7.0)
+    r = run_ask(PlainPrompter(Console(file=io.StringIO(), width=200), stream=io.StringIO("")), one)
+    assert r.asked == []  # one task, a 7B model, prompting not working: none of them matter

@@ -67,11 +67,15 @@ def run_ask(prompter, prefill: dict | None = None, *, defaults: bool = False, so
         prompter.say(f"auditing `{dataset}` …")
         report = audit_file(dataset, model_path=answers.get("model_path") or None)
         signals = report.signals
+        from advisor.reconcile import usable_examples
+
+        usable = usable_examples(signals)
         top = ", ".join(f"{f.code} {f.count}" for f in report.worst_first()[:5]) or "no findings"
-        prompter.say(f"found [bold]{signals.examples}[/] usable examples ({report.records} records, {report.format}), "
+        prompter.say(f"found [bold]{usable}[/] usable examples ({report.records} records, {report.format}; "
+                     f"without errors and exact copies), "
                      f"about [bold]{signals.estimated_tasks}[/] task(s), content: {signals.content}; "
                      f"findings: {top}")
-        prefilled_by_audit = {"examples": signals.examples, "tasks": max(1, signals.estimated_tasks)}
+        prefilled_by_audit = {"examples": usable, "tasks": max(1, signals.estimated_tasks)}
     if "gpu_count" not in answers:
         gpus = detect_gpus()
         if gpus:

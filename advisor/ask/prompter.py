@@ -9,7 +9,7 @@ from typing import Any, TextIO
 from rich.console import Console
 from rich.markup import escape
 
-from advisor.ask.questions import Question, parse, show_default
+from advisor.ask.questions import OPTIONAL_NUMBERS, Question, parse, show_default
 from advisor.errors import UserError
 
 WHY = "__why__"
@@ -44,7 +44,7 @@ class PlainPrompter:
             if text.strip() == "?":
                 self.say(f"[cyan]why:[/] {escape(q.why)}")
                 continue
-            if not text.strip() and (shown or q.kind in ("optional_float", "path", "text")):
+            if not text.strip() and (shown or q.kind in (*OPTIONAL_NUMBERS, "path", "text")):
                 return default if q.kind not in ("path", "text") else (default or "")
             try:
                 return parse(q, text)
@@ -87,7 +87,7 @@ class TerminalPrompter(PlainPrompter):
                 return value
 
             def check(text: str) -> bool | str:
-                if text.strip() == "?" or (not text.strip() and q.kind in ("optional_float", "path", "text")):
+                if text.strip() == "?" or (not text.strip() and q.kind in (*OPTIONAL_NUMBERS, "path", "text")):
                     return True
                 try:
                     parse(q, text)
@@ -101,7 +101,7 @@ class TerminalPrompter(PlainPrompter):
                 self.say(f"[cyan]why:[/] {escape(q.why)}")
                 continue
             if not text.strip():
-                return None if q.kind == "optional_float" else ""
+                return None if q.kind in OPTIONAL_NUMBERS else ""
             return parse(q, text)
 
     def confirm(self, text: str, default: bool = False) -> bool:

@@ -9,13 +9,14 @@ from typing import Any
 from advisor.answers import GOAL_HELP
 
 S3 = "seeds/003_0b8f3353eaeb4f7c.txt"
+OPTIONAL_NUMBERS = ("optional_float", "optional_int")  # an empty answer means "not set"
 
 
 @dataclass
 class Question:
     key: str
     text: str
-    kind: str  # choice | int | float | bool | path | text | optional_float
+    kind: str  # choice | int | float | bool | path | text | optional_float | optional_int
     why: str
     default: Any = None
     choices: list[tuple[str, str]] = field(default_factory=list)  # (value, label)
@@ -60,11 +61,19 @@ QUESTIONS: list[Question] = [
     Question("prompt_tokens", "About how many tokens is your prompt today (instructions + examples)?", "int",
              "Traffic × prompt length is the cost a fine-tune can save.", default=500, minimum=0,
              when=lambda a: a.get("requests_per_day", 0) >= 10_000),
+    Question("tuned_prompt_tokens", "After tuning, about how many tokens would a request still need (the input "
+             "alone; empty = estimate)?", "optional_int",
+             "The saving of a tune is requests × (today's prompt − the tuned prompt) (seeds/002_506ba70d1bd5a388.txt, "
+             "cost).", default=None, minimum=0,
+             when=lambda a: a.get("prompting") == "works" and a.get("requests_per_day", 0) >= 10_000),
     Question("gpu_count", "How many GPUs can you train on? (0 = none)", "int",
              "What fits decides between full, LoRA and QLoRA (tunewise estimate).", default=0, minimum=0),
     Question("gpu_memory_gb", "Memory per GPU in GB?", "float",
              "QLoRA fits models about 4× larger than LoRA in the same memory (Dettmers et al. 2023).",
              default=24.0, minimum=0, exclusive_min=True, when=lambda a: a.get("gpu_count", 0) > 0),
+    Question("cpu_memory_gb", "Host memory (RAM) in GB for training on the CPU?", "float",
+             "Without a GPU the run must fit in RAM, and the estimate says how many hours it takes.",
+             default=16.0, minimum=0, exclusive_min=True, when=lambda a: a.get("gpu_count", 0) == 0),
     Question("model_path", "Local folder of the base model (empty if you have none yet)", "path",
              "With a local model tunewise counts its parameters exactly and writes it into train.yaml.",
              default=""),
@@ -74,6 +83,17 @@ QUESTIONS: list[Question] = [
     Question("budget_gpu_hours", "Training budget in GPU-hours (empty = not fixed)", "optional_float",
              "A full fine-tune is only worth it with a big budget (seeds/002_506ba70d1bd5a388.txt).",
              default=None, minimum=0),
+    Question("tenants", "How many customers or products each need their own tuned variant of this model?", "int",
+             "Many variants of one large frozen model is where soft prompts (P-tuning) shine "
+             "(Lester et al. 2021, arXiv:2104.08691).", default=1, minimum=1,
+             when=lambda a: a.get("tasks", 1) >= 2 or (a.get("model_params_b") or 0) >= 10),
+    Question("frozen_base", "Must the served base model stay unchanged (no merged weights, no adapter layers)?",
+             "bool", "Then only a soft prompt can change its behaviour (seeds/002_506ba70d1bd5a388.txt, P-tuning).",
+             default=False, when=lambda a: a.get("tasks", 1) >= 2 or a.get("tenants", 1) >= 2),
+    Question("storage_per_task_mb", "Storage allowed per variant in MB (empty = no limit)", "optional_float",
+             "A LoRA adapter is tens to hundreds of MB; a soft prompt well under 1 MB (Lester et al. 2021).",
+             default=None, minimum=0, exclusive_min=True,
+             when=lambda a: a.get("tasks", 1) >= 2 or a.get("tenants", 1) >= 2),
 ]
 
 
@@ -101,12 +121,13 @@ def parse(q: Question, text: str) -> Any:
         if t and not (Path(t).expanduser() / "config.json").is_file():
             raise ValueError(f"no config.json in `{t}`; give a local model folder or leave it empty")
         return str(Path(t).expanduser()) if t else ""
-    if q.kind == "optional_float" and not t:
+    if q.kind in OPTIONAL_NUMBERS and not t:
         return None
     try:
-        v = int(t.replace(",", "").replace("_", "")) if q.kind == "int" else float(t)
+        whole = q.kind in ("int", "optional_int")
+        v = int(t.replace(",", "").replace("_", "")) if whole else float(t)
     except ValueError:
-        raise ValueError(f"expected {'a whole number' if q.kind == 'int' else 'a number'}, got {t!r}") from None
+        raise ValueError(f"expected {'a whole number' if whole else 'a number'}, got {t!r}") from None
     if q.minimum is not None and (v < q.minimum or (q.exclusive_min and v == q.minimum)):
         raise ValueError(f"must be {'>' if q.exclusive_min else '>='} {q.minimum:g}")
     return v

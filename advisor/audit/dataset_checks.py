@@ -41,6 +41,7 @@ class DatasetView:
     near: list[tuple[list[int], float]]
     diversity: Diversity
     samples: int
+    usable: int = 0  # valid records without error-level findings, minus exact copies (set once records are checked)
 
     @property
     def knowledge_share(self) -> float:
@@ -98,7 +99,7 @@ def pair_contradiction(v: DatasetView) -> list[Finding]:
 
 @dataset_check("too_few_examples")
 def too_few_examples(v: DatasetView) -> list[Finding]:
-    n = v.examples
+    n = v.usable
     if n < FEW_HARD:
         return [v.finding("too_few_examples", n, f"{n} usable examples: below {FEW_HARD} nothing can be tuned "
                           "(OpenAI's minimum); use them as few-shot examples in a prompt", variant="below_minimum")]

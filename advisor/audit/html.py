@@ -57,7 +57,7 @@ def write_report(report: AuditReport, folder: str | Path) -> Path:
 td,th{{border:1px solid #ddd;padding:4px 8px;vertical-align:top;font-size:13px}}th{{background:#f4f6f7}}
 .s{{font-family:monospace;font-size:11px;color:#444}}</style></head><body>
 <h1>Audit of <code>{html.escape(report.path)}</code></h1>
-<p>format <b>{report.format}</b> · {report.records} records · {report.valid_records} valid · {sig.examples} usable examples ·
+<p>format <b>{report.format}</b> · {report.records} records · {report.valid_records} valid · {sig.usable_examples} usable examples ·
 about {sig.estimated_tasks} task(s) · content: {sig.content} · tokens by {html.escape(report.stats['token_counting'])}</p>
 <h2>Findings</h2><table><tr><th>severity</th><th>code</th><th>count</th><th>message</th><th>records</th><th>samples</th></tr>
 {''.join(rows) or '<tr><td colspan=6>no findings</td></tr>'}</table>

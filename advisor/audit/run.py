@@ -114,6 +114,7 @@ def assemble_report(path: Path, detection: Detection, stats: DatasetStats, found
                     selection: Selection, samples: int) -> AuditReport:
     view = dataset_view(stats, samples)
     findings = [f for f in found.findings() if selection(f.code)]
+    view.usable = usable_examples(stats, findings)
     for code, check in DATASET_CHECKS.items():
         if selection(code):
             findings += check(view)
@@ -141,6 +142,15 @@ def dataset_stats(stats: DatasetStats, view: DatasetView) -> dict:
     }
 
 
+def usable_examples(stats: DatasetStats, findings: list) -> int:
+    """Valid records that carry no error-level finding and are not a later exact copy."""
+    errors = {i for f in findings if f.severity == "error" for i in f.records}
+    copies = {i for group in stats.dup.exact.groups() for i in group[1:]}
+    # invalid records carry an error finding (invalid_json, schema, unknown_role, ...): the rest are valid ones
+    errors_on_valid = max(0, len(errors) - (stats.records - stats.valid))
+    return max(0, stats.valid - len(copies - errors) - errors_on_valid)
+
+
 def signals(stats: DatasetStats, view: DatasetView, findings: list) -> Signals:
     share = view.knowledge_share
     errors: set[int] = set()
@@ -154,18 +164,14 @@ def signals(stats: DatasetStats, view: DatasetView, findings: list) -> Signals:
         by_code[f.code] = FindingSignal(severity=worst, count=count,
                                         share=round(count / stats.records, 4) if stats.records else 0.0)
     total = _pct(stats.tok_total)
-    copies = {i for group in stats.dup.exact.groups() for i in group[1:]}
-    # invalid records carry an error finding (invalid_json, schema, unknown_role, ...): the rest are valid ones
-    errors_on_valid = max(0, len(errors) - (stats.records - stats.valid))
-    usable = max(0, stats.valid - len(copies - errors) - errors_on_valid)
     return Signals(
         records=stats.records, valid_records=stats.valid, examples=view.examples, estimated_tasks=view.tasks.tasks,
-        usable_examples=usable, exact_copies=view.exact_copies,
+        usable_examples=view.usable, exact_copies=view.exact_copies,
         content="knowledge" if share >= KNOWLEDGE_HEAVY else ("behaviour" if share <= BEHAVIOUR_AT_MOST else "mixed"),
         knowledge_share=round(share, 4), diversity=view.diversity, low_diversity=view.low_diversity,
         error_records=len(errors), error_share=round(len(errors) / stats.records, 4) if stats.records else 0.0,
         tokens=TokenSignal(p90_total=total["p90"], mean_total=total["mean"],
-                                         mean_prompt=_pct(stats.tok_prompt)["mean"]), findings=by_code)
+                           mean_prompt=_pct(stats.tok_prompt)["mean"]), findings=by_code)
 
 
 def _pct(values) -> dict:

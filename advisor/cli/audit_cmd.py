@@ -144,7 +144,7 @@ def render(report, html_path: str | None = None, con=None) -> None:
     out = con or console
     sig = report.signals
     out.print(f"[bold]{escape(report.path)}[/]: {report.format}, {report.records} records, "
-              f"{report.valid_records} valid, {sig.examples} usable examples")
+              f"{report.valid_records} valid, {sig.usable_examples} usable examples")
     if report.detection:
         out.print(f"[dim]read as {report.detection['container']} / {report.detection['format']} "
                   f"({report.detection['kind']}): {escape(report.detection['reason'])}[/]")

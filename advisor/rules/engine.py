@@ -165,8 +165,8 @@ def runner_up(order: list[str], n: Narrowing, feasible: dict[str, bool], scores:
     if second in n.set_aside:
         rule = n.set_aside[second]
         return RunnerUp(method=second, rule=rule.id,
-                        why=f"set aside by {rule.id} (precedence {rule.precedence}), which decides before any "
-                            f"rule that favours {second}: {trail.text(rule.rationale)}")
+                        why=f"set aside by {rule.id} (decisive, precedence {rule.precedence}): "
+                            f"{trail.text(rule.rationale)}")
     if any(chosen in t.methods and second in t.methods for t in tie):
         return RunnerUp(method=second, rule=None,
                         why=f"tied with {chosen} at {scores[chosen]:+g} on preferences; the tie goes to {chosen} "
