@@ -36,7 +36,10 @@ def test_own_case_set_accuracy_and_constant_baseline():
     assert len(CASES) == 55 and all(c["source"] for c in CASES)
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c["id"] for c in CASES])
+PROBES = yaml.safe_load((ROOT / "tests" / "cases" / "recommend_probe_cases.yaml").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("case", CASES + PROBES, ids=[c["id"] for c in CASES + PROBES])
 def test_case(case):
     rec = decide(case["answers"], case.get("data"))
     assert rec.method in case["expect"], (rec.decided_by, rec.runner_up)
