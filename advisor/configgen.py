@@ -34,7 +34,7 @@ def build_config(rec: Recommendation, answers: Answers, data_path: str | None, m
         targets = list(base.lora_targets)
         lora = dict(lora_r=base.lora_r, lora_alpha=2 * base.lora_r, lora_dropout=base.lora_dropout,
                     target_modules="all-linear" if len(targets) >= 7 else targets)
-        method = LoraMethod(**lora) if m == "lora" else QLoraMethod(**lora)
+        method = LoraMethod(**lora) if m == "lora" else QLoraMethod(**lora, upcast_embeddings=base.upcast_embeddings)
     elif m == "p_tuning":
         method = PTuningMethod()
     else:

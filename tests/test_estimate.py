@@ -8,6 +8,7 @@ import pytest
 
 from advisor.errors import UserError
 from advisor.estimate import EstimateRequest, estimate, shape_from_config, shape_from_params_b
+from advisor.estimate.memory import terms
 from advisor.estimate.shapes import REFERENCE_SHAPES
 from tests.conftest import run_tunewise
 
@@ -48,22 +49,44 @@ def test_reference_shapes_match_their_published_sizes():
             assert abs(shape.params - sizes[name]) / sizes[name] < 0.01, name
 
 
-def test_full_mixed_precision_is_16_bytes_per_param_before_activations():
-    e = estimate(shape_from_params_b(7), EstimateRequest(method="full", seq_len=128))
-    g = e.per_gpu_gb
-    states = g["weights"] + g["gradients"] + g["master_weights"] + g["optimizer_states"]
-    assert states == pytest.approx(16 * 7, rel=1e-3)
+@pytest.mark.parametrize("precision,per_param", [("bf16", 8), ("fp16", 8), ("bf16-mixed", 16), ("fp32", 16)])
+def test_full_fine_tune_bytes_per_parameter_by_precision(precision, per_param):
+    """Pure 16-bit: 2 (weights) + 2 (grads) + 2 × 2 (AdamW moments in the weights' dtype); AMP and fp32: 4+4+8."""
+    t, _ = terms(shape_from_params_b(7), EstimateRequest(method="full", seq_len=128, precision=precision))
+    assert (t.weights + t.gradients + t.optimizer_states) / 1e9 == pytest.approx(per_param * 7, rel=1e-3)
+
+
+@pytest.mark.parametrize("optimizer,per_param", [("adamw", 8), ("paged_adamw", 8), ("adamw_8bit", 2),
+                                                  ("paged_adamw_8bit", 2), ("sgd", 0)])
+def test_optimizer_states_per_trainable_parameter(optimizer, per_param):
+    t, T = terms(shape_from_params_b(7), EstimateRequest(method="lora", optimizer=optimizer))
+    assert t.optimizer_states == pytest.approx(per_param * T, rel=1e-6)
+
+
+def test_adafactor_keeps_factored_states_only():
+    t, T = terms(shape_from_params_b(7), EstimateRequest(method="full", optimizer="adafactor"))
+    assert 0 < t.optimizer_states < 0.01 * T
+
+
+def test_full_fine_tune_peaks_at_the_optimizer_step_whatever_the_batch():
+    """fms-acceleration a100_80gb.csv: Mistral-7B full fp16 peaks at 72.97 GB at batch 4 and at batch 8."""
+    shape = shape_from_params_b(7)
+    a, b = (estimate(shape, EstimateRequest(method="full", precision="fp16", seq_len=4096, batch_size=bs,
+                                            gpu_memory_gb=80)) for bs in (4, 8))
+    assert a.peak_phase == b.peak_phase == "optimizer_step" and a.allocated_gb == b.allocated_gb
+    assert a.phases["forward_backward"] < b.phases["forward_backward"] < b.phases["optimizer_step"]
+    assert sum(a.per_gpu_gb.values()) == pytest.approx(a.total_gb, abs=0.01)
 
 
 def test_sharding_divides_only_sharded_states():
     shape = shape_from_params_b(7)
-    ddp = estimate(shape, EstimateRequest(method="full", gpus=8)).per_gpu_gb
-    z2 = estimate(shape, EstimateRequest(method="full", gpus=8, sharding="zero2")).per_gpu_gb
-    z3 = estimate(shape, EstimateRequest(method="full", gpus=8, sharding="zero3")).per_gpu_gb
-    assert ddp["optimizer_states"] == pytest.approx(56, rel=1e-3)
-    assert z2["optimizer_states"] == pytest.approx(7, rel=1e-3) and z2["weights"] == ddp["weights"]
-    assert z3["weights"] == pytest.approx(14 / 8, rel=1e-3)
-    assert z3["activations"] == ddp["activations"]
+    ddp, _ = terms(shape, EstimateRequest(method="full", gpus=8))
+    z2, _ = terms(shape, EstimateRequest(method="full", gpus=8, sharding="zero2"))
+    z3, _ = terms(shape, EstimateRequest(method="full", gpus=8, sharding="zero3"))
+    assert ddp.optimizer_states / 1e9 == pytest.approx(28, rel=1e-3)  # pure bf16 moments: 4 B/param
+    assert z2.optimizer_states / 1e9 == pytest.approx(3.5, rel=1e-3) and z2.weights == ddp.weights
+    assert z3.weights / 1e9 == pytest.approx(14 / 8, rel=1e-3) and z3.gathered_params > 0 == ddp.gathered_params
+    assert z3.activations == ddp.activations
 
 
 def test_gradient_checkpointing_and_batch_change_activations():
@@ -80,29 +103,35 @@ def test_lora_trainable_share_and_qlora_weights(tmp_path):
     lora = estimate(shape, EstimateRequest(method="lora", lora_r=8, lora_targets=("q_proj", "v_proj")))
     assert lora.trainable_params == 32 * 8 * (4096 * 2) * 2   # 4,194,304: peft's count for Llama-2-7B, q/v, r=8
     q = estimate(shape, EstimateRequest(method="qlora"))
-    assert 3.5 < q.per_gpu_gb["weights"] < 4.3   # ~0.52 B/param for linear layers + 16-bit embeddings
+    # ~0.52 B/param for linear layers + embeddings and lm_head upcast to fp32 by prepare_model_for_kbit_training
+    assert 4.2 < q.per_gpu_gb["weights"] < 4.6
 
 
 # Published figures: (what, method, size in B, request overrides, low GB, high GB, source)
 PUBLISHED = [
     ("QLoRA paper: 65B fine-tuned on one 48 GB GPU", "qlora", 65, dict(lora_r=64, optimizer="adamw_8bit", seq_len=512), 0, 48,
      "Dettmers et al. 2023, arXiv:2305.14314, abstract"),
-    ("full 7B, AdamW mixed precision, does not fit 80 GB", "full", 7, dict(seq_len=512), 80, 1e9,
+    ("full 7B, AdamW mixed precision, does not fit 80 GB", "full", 7, dict(seq_len=512, precision="bf16-mixed"), 80, 1e9,
      "16 bytes/parameter (Rajbhandari et al. 2020, ZeRO, arXiv:1910.02054)"),
     ("LoRA paper: GPT-3 175B with LoRA needs ~350 GB", "lora", 175, dict(lora_r=4, lora_targets=("q_proj", "v_proj"), seq_len=512, precision="fp16"),
      330, 420, "Hu et al. 2021, arXiv:2106.09685, section 4.2 (1.2 TB → 350 GB)"),
     # LLaMA-Factory README hardware table (16-bit LoRA, 4-bit QLoRA, AMP full): minimum VRAM rounded up to GPU
-    # sizes; seq 512, batch 1, gradient checkpointing. The estimate must lie within [0.7, 1.1] × the figure.
-    ("LLaMA-Factory LoRA 7B 16 GB", "lora", 7, {}, 0.7 * 16, 1.1 * 16, "hiyouga/LLaMA-Factory README"),
-    ("LLaMA-Factory LoRA 13B 32 GB", "lora", 13, {}, 0.7 * 32, 1.1 * 32, "hiyouga/LLaMA-Factory README"),
-    ("LLaMA-Factory LoRA 30B 80 GB", "lora", 30, {}, 0.7 * 80, 1.1 * 80, "hiyouga/LLaMA-Factory README"),
-    ("LLaMA-Factory LoRA 65B 160 GB", "lora", 65, {}, 0.7 * 160, 1.1 * 160, "hiyouga/LLaMA-Factory README"),
-    ("LLaMA-Factory QLoRA-4 7B 6 GB", "qlora", 7, {}, 0.7 * 6, 1.1 * 6, "hiyouga/LLaMA-Factory README"),
-    ("LLaMA-Factory QLoRA-4 13B 12 GB", "qlora", 13, {}, 0.7 * 12, 1.1 * 12, "hiyouga/LLaMA-Factory README"),
-    ("LLaMA-Factory QLoRA-4 30B 24 GB", "qlora", 30, {}, 0.7 * 24, 1.1 * 24, "hiyouga/LLaMA-Factory README"),
-    ("LLaMA-Factory QLoRA-4 65B 48 GB", "qlora", 65, {}, 0.7 * 48, 1.1 * 48, "hiyouga/LLaMA-Factory README"),
-    ("LLaMA-Factory full AMP 7B 120 GB", "full", 7, {}, 0.7 * 120, 1.1 * 120, "hiyouga/LLaMA-Factory README"),
-    ("LLaMA-Factory full AMP 70B 1200 GB", "full", 70, {}, 0.7 * 1200, 1.1 * 1200, "hiyouga/LLaMA-Factory README"),
+    # sizes; seq 512, batch 1, gradient checkpointing. The estimate must lie within [0.7, 1.2] × the figure
+    # (the table is the author's sizing, not a measurement; measured figures: tests/data/published_memory.yaml).
+    ("LLaMA-Factory LoRA 7B 16 GB", "lora", 7, {}, 0.7 * 16, 1.2 * 16, "hiyouga/LLaMA-Factory README"),
+    ("LLaMA-Factory LoRA 13B 32 GB", "lora", 13, {}, 0.7 * 32, 1.2 * 32, "hiyouga/LLaMA-Factory README"),
+    ("LLaMA-Factory LoRA 30B 80 GB", "lora", 30, {}, 0.7 * 80, 1.2 * 80, "hiyouga/LLaMA-Factory README"),
+    ("LLaMA-Factory LoRA 65B 160 GB", "lora", 65, {}, 0.7 * 160, 1.2 * 160, "hiyouga/LLaMA-Factory README"),
+    ("LLaMA-Factory QLoRA-4 7B 6 GB", "qlora", 7, {}, 0.7 * 6, 1.2 * 6, "hiyouga/LLaMA-Factory README"),
+    ("LLaMA-Factory QLoRA-4 13B 12 GB", "qlora", 13, {}, 0.7 * 12, 1.2 * 12, "hiyouga/LLaMA-Factory README"),
+    ("LLaMA-Factory QLoRA-4 30B 24 GB", "qlora", 30, {}, 0.7 * 24, 1.2 * 24, "hiyouga/LLaMA-Factory README"),
+    ("LLaMA-Factory QLoRA-4 65B 48 GB", "qlora", 65, {}, 0.7 * 48, 1.2 * 48, "hiyouga/LLaMA-Factory README"),
+    # AMP full: fp32 weights, grads, moments and AdamW's step temporary (1.25 × the table: the table leaves out the
+    # step's temporary that fms-acceleration's measurements show)
+    ("LLaMA-Factory full AMP 7B 120 GB", "full", 7, dict(precision="bf16-mixed"), 0.7 * 120, 1.3 * 120,
+     "hiyouga/LLaMA-Factory README"),
+    ("LLaMA-Factory full AMP 70B 1200 GB", "full", 70, dict(precision="bf16-mixed"), 0.7 * 1200, 1.3 * 1200,
+     "hiyouga/LLaMA-Factory README"),
 ]
 
 
@@ -116,8 +145,10 @@ def test_published_figures(what, method, size, over, low, high, source):
 def test_qlora_65b_fits_48gb_and_full_7b_does_not_fit_80gb():
     assert estimate(shape_from_params_b(65), EstimateRequest(method="qlora", gpu_memory_gb=48, seq_len=512,
                                                              optimizer="adamw_8bit")).fits
-    full = estimate(shape_from_params_b(7), EstimateRequest(method="full", gpu_memory_gb=80, seq_len=512))
+    full = estimate(shape_from_params_b(7), EstimateRequest(method="full", gpu_memory_gb=80, seq_len=512,
+                                                            precision="bf16-mixed"))
     assert not full.fits and full.suggestions
+    assert estimate(shape_from_params_b(7), EstimateRequest(method="full", gpu_memory_gb=80, seq_len=512)).fits
 
 
 def test_suggestions_rank_fitting_changes_first():
@@ -166,3 +197,77 @@ def test_cli_json_contract(cli_json, tmp_path):
                 "suggestions", "assumptions", "gpu_hours"):
         assert key in d
     assert d["params_b"] == pytest.approx(6.7384, abs=1e-3) and d["gpu_hours"] > 0
+
+
+# ---- published, measured figures (tests/data/published_memory.yaml; bench/estimate_vs_published.py) ----------
+
+def test_published_measurements_within_targets():
+    """Issue 15's targets on every figure and on those not used for calibration: mean |error| ≤ 15%, ≥ 85% of
+    figures within ±25%, ≥ 95% of fit/no-fit verdicts right."""
+    import yaml
+
+    from bench.estimate_vs_published import score
+    from tests.conftest import ROOT
+
+    result = score(yaml.safe_load((ROOT / "tests" / "data" / "published_memory.yaml").read_text(encoding="utf-8")))
+    for part in ("all", "held_out"):
+        s = result[part]
+        right, total = map(int, s["verdicts"].split("/"))
+        assert s["mean_abs_error"] <= 0.15 and s["within_25"] >= 0.85 and right / total >= 0.95, (part, s)
+
+
+def test_calibrated_constants_are_pinned():
+    """Each constant fitted to a published measurement; changing one must be a conscious act."""
+    from advisor.estimate import memory as m
+
+    assert (m.CUDA_CONTEXT_GB, m.ALLOCATOR_RESERVE_SHARE, m.NCCL_BUFFERS_GB, m.ALLOCATOR_RESERVE_SHARE_MULTI) == (
+        0.8, 0.06, 1.0, 0.12)
+    assert m.LOGITS_BYTES == {2: 12.0, 4: 16.0} and m.OPTIMIZER_STEP_TEMPORARIES == 1.0 and m.GATHERED_LAYERS == 2
+    assert m.CPU_PROCESS_GB == 0.6 and m.LORA_SAVED_PER_MODULE == 3
+    assert abs(m.NF4_BYTES_PER_PARAM - 0.5159) < 1e-4
+
+
+@pytest.mark.parametrize("name,expected_b", [
+    ("mixtral", 46.70), ("qwen2_moe", 14.32), ("gpt_neox", 0.41), ("bloom", 0.56), ("falcon", 6.92),
+    ("gemma", 2.51), ("phi3", 3.82)])
+def test_config_readers_of_common_families(tmp_path, name, expected_b):
+    cfgs = {
+        "mixtral": dict(model_type="mixtral", vocab_size=32000, hidden_size=4096, num_hidden_layers=32,
+                        num_attention_heads=32, num_key_value_heads=8, intermediate_size=14336, num_local_experts=8,
+                        num_experts_per_tok=2),
+        "qwen2_moe": dict(model_type="qwen2_moe", vocab_size=151936, hidden_size=2048, num_hidden_layers=24,
+                          num_attention_heads=16, num_key_value_heads=16, intermediate_size=5632, num_experts=60,
+                          num_experts_per_tok=4, moe_intermediate_size=1408, shared_expert_intermediate_size=5632),
+        "gpt_neox": dict(model_type="gpt_neox", vocab_size=50304, hidden_size=1024, num_hidden_layers=24,
+                         num_attention_heads=16, intermediate_size=4096, tie_word_embeddings=False),
+        "bloom": dict(model_type="bloom", vocab_size=250880, hidden_size=1024, n_layer=24, n_head=16),
+        "falcon": dict(model_type="falcon", vocab_size=65024, hidden_size=4544, num_hidden_layers=32,
+                       num_attention_heads=71, multi_query=True, bias=False),
+        "gemma": dict(model_type="gemma", vocab_size=256000, hidden_size=2048, num_hidden_layers=18,
+                      num_attention_heads=8, num_key_value_heads=1, intermediate_size=16384, head_dim=256),
+        "phi3": dict(model_type="phi3", vocab_size=32064, hidden_size=3072, num_hidden_layers=32,
+                     num_attention_heads=32, num_key_value_heads=32, intermediate_size=8192),
+    }
+    (tmp_path / "config.json").write_text(json.dumps(cfgs[name]))
+    # published sizes: Mixtral-8x7B 46.7B, Qwen1.5-MoE-A2.7B 14.3B, Pythia-410M 405M, BLOOM-560M 559M,
+    # Falcon-7B 6.92B (tied embeddings), Gemma-2B 2.51B, Phi-3-mini 3.82B
+    assert shape_from_config(tmp_path).params / 1e9 == pytest.approx(expected_b, rel=0.02)
+
+
+def test_encoder_decoder_configs_are_refused_with_the_reason(tmp_path):
+    (tmp_path / "config.json").write_text(json.dumps(dict(model_type="t5", d_model=512, num_layers=6, num_heads=8,
+                                                           vocab_size=32128, d_ff=2048, is_encoder_decoder=True)))
+    with pytest.raises(UserError, match="encoder-decoder"):
+        shape_from_config(tmp_path)
+
+
+def test_tight_fit_on_one_gpu_only():
+    """70B QLoRA, lean settings, 40 GB: the device reading is above 40 GB, the allocated peak + context + 2% is not
+    (one GPU: the allocator gives back its reserve first); the same margin on two GPUs is not allowed."""
+    lean = dict(method="qlora", seq_len=512, lora_r=8, lora_targets=("q_proj", "v_proj"), optimizer="adamw_8bit",
+                upcast_embeddings=False, gpu_memory_gb=40)
+    one = estimate(shape_from_params_b(70), EstimateRequest(**lean))
+    assert one.fits and one.tight and one.total_gb > 40 > one.allocated_gb * 1.02 + 0.8
+    assert not estimate(shape_from_params_b(70), EstimateRequest(**{**lean, "upcast_embeddings": True})).fits
+    two = estimate(shape_from_params_b(70), EstimateRequest(**{**lean, "gpus": 2, "gpu_memory_gb": 20}))
+    assert not two.tight

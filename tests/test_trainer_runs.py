@@ -111,7 +111,6 @@ def _no_template_model(tmp_path, tiny_model):
     ("missing_model", "not a local model folder"),
     ("not_causal", "not a causal language model"),
     ("no_template", "no chat template"),
-    ("no_eos", "EOS is not appended"),
     ("untrainable", "no trainable tokens"),
     ("no_bnb", "bitsandbytes"),
     ("memory", "--force"),
@@ -131,9 +130,6 @@ def test_fail_fast_checks_exit_2(tmp_path, tiny_model, cli, monkeypatch, case, n
         c["model"]["path"] = str(bert)
     elif case == "no_template":
         c["model"]["path"] = str(_no_template_model(tmp_path, tiny_model))
-    elif case == "no_eos":
-        c["data"]["chat_template"] = ("{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\\n' + m['content'] + '\\n' }}"
-                                      "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
     elif case == "untrainable":
         c["data"]["max_seq_len"] = 12
     elif case == "no_bnb":
@@ -167,6 +163,11 @@ def test_memory_check_can_be_forced(tmp_path, tiny_model, cli, monkeypatch):
 def test_dry_run_marks_the_trained_span(tmp_path, tiny_model, cli_json, cli):
     path = write_yaml(tmp_path / "t.yaml", _cfg(tmp_path, tiny_model))
     d = cli_json("train", path, "--dry-run")
+    from tests.trainer_fixtures import make_records
+
+    first = make_records(60)[0]["messages"]
+    assert d["samples"][0] == {"record": 0, "trained": [first[-1]["content"] + "<|im_end|>"]}
+    assert d["template"] == {"assistant_turns": "markers", "system_merged_into_user": 0}
     marked = d["sample"]["marked"]
     assert d["dry_run"] and "«{" in marked and "<|im_end|>»" in marked and "«<|im_start|>user" not in marked
     assert d["estimate"]["total_gb"] > 0 and not (tmp_path / "run").exists()
@@ -241,3 +242,43 @@ def test_cli_train_with_progress_bar(tmp_path, tiny_model, cli):
     code, out, err = cli("train", path)
     assert code == 0, err
     assert "training summary" in out and "training" in out
+
+
+@pytest.mark.parametrize("precision,dtype,flags", [
+    ("fp32", "float32", (False, False)), ("bf16", "bfloat16", (False, False)),
+    ("bf16-mixed", "float32", (False, False))])
+def test_precision_plan_on_cpu(tmp_path, precision, dtype, flags):
+    """The trainer trains in the mode the estimate was made for (on CPU autocast flags stay off)."""
+    import torch
+
+    from trainer.config import TrainConfig
+    from trainer.model import resolve_precision
+
+    cfg = TrainConfig.model_validate({"model": {"path": "m"}, "data": {"path": "d"},
+                                      "training": {"precision": precision}})
+    plan = resolve_precision(cfg, "cpu")
+    assert plan.name == precision and plan.load_dtype == getattr(torch, dtype) and (plan.bf16, plan.fp16) == flags
+
+
+def test_precision_errors_name_the_fields(tmp_path):
+    from pydantic import ValidationError
+
+    from advisor.errors import UserError
+    from trainer.config import TrainConfig
+    from trainer.model import resolve_precision
+
+    with pytest.raises(ValidationError, match="model.dtype"):
+        TrainConfig.model_validate({"model": {"path": "m", "dtype": "bfloat16"}, "data": {"path": "d"},
+                                    "training": {"precision": "bf16-mixed"}})
+    cfg = TrainConfig.model_validate({"model": {"path": "m"}, "data": {"path": "d"}, "training": {"precision": "fp16"}})
+    with pytest.raises(UserError, match="needs a CUDA GPU"):
+        resolve_precision(cfg, "cpu")
+
+
+def test_dry_run_estimates_the_precision_and_targets_that_train(tmp_path, tiny_model, cli_json):
+    cfg = _cfg(tmp_path, tiny_model)
+    cfg["training"]["precision"] = "bf16"
+    cfg["method"] = {"name": "lora", "r": 8, "target_modules": ["q_proj", "v_proj"], "lora_dropout": 0.0}
+    d = cli_json("train", write_yaml(tmp_path / "t.yaml", cfg), "--dry-run")
+    a = d["estimate"]["assumptions"]
+    assert a["precision"].startswith("pure bf16") and "r=8 on q_proj, v_proj, dropout 0" in a["lora"]

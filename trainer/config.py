@@ -55,6 +55,8 @@ class QLoraMethod(_LoraFields):
     bnb_4bit_quant_type: Literal["nf4", "fp4"] = "nf4"
     bnb_4bit_use_double_quant: bool = True
     bnb_4bit_compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    upcast_embeddings: bool = Field(True, description="keep peft's fp32 upcast of the embeddings and lm_head "
+                                    "(stable; false saves 4 bytes x vocabulary x hidden twice and fp32 logits)")
 
 
 class PTuningMethod(_Section):
@@ -79,7 +81,12 @@ class TrainingSection(_Section):
         "cosine", validation_alias=AliasChoices("scheduler", "lr_scheduler_type"))
     weight_decay: float = Field(0.0, ge=0)
     max_grad_norm: float = Field(1.0, gt=0)
-    optimizer: Literal["adamw", "adamw_8bit", "sgd"] = Field("adamw", validation_alias=AliasChoices("optimizer", "optim"))
+    optimizer: Literal["adamw", "adamw_8bit", "paged_adamw", "paged_adamw_8bit", "adafactor", "sgd"] = Field(
+        "adamw", validation_alias=AliasChoices("optimizer", "optim"),
+        description="adamw (torch), adamw_8bit / paged_adamw / paged_adamw_8bit (bitsandbytes), adafactor, sgd")
+    precision: Literal["auto", "bf16", "fp16", "bf16-mixed", "fp16-mixed", "fp32"] = Field(
+        "auto", description="bf16/fp16: pure 16-bit weights, gradients and optimizer states; *-mixed: fp32 weights "
+        "with 16-bit autocast (AMP); fp32; auto: model.dtype if set, else bf16 on a GPU that supports it, else fp32")
     gradient_checkpointing: bool = False
     seed: int = 42
     logging_steps: int = Field(5, gt=0)
@@ -115,6 +122,16 @@ class TrainConfig(_Section):
     training: TrainingSection = Field(default_factory=TrainingSection)
     output: OutputSection = Field(default_factory=OutputSection)
     distributed: DistributedSection = Field(default_factory=DistributedSection)
+
+    @model_validator(mode="after")
+    def _precision_matches_dtype(self) -> TrainConfig:
+        want = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32", "bf16-mixed": "float32",
+                "fp16-mixed": "float32"}.get(self.training.precision)
+        if want and self.model.dtype not in ("auto", want):
+            raise ValueError(f"`training.precision: {self.training.precision}` trains {want} weights but "
+                             f"`model.dtype` is {self.model.dtype}: remove model.dtype (precision decides) or make "
+                             "them agree")
+        return self
 
     def to_file_dict(self) -> dict:
         """As written to train.yaml: `method.name` first, unset optional keys left out."""

@@ -1,6 +1,7 @@
 """Records → token ids and labels. Loads with the audit's reader (one loader for both), renders each
-conversation with the chat template, and trains only on assistant spans: the span of each assistant
-turn is found by rendering the conversation up to that turn, so any prefix-stable template works."""
+conversation with the chat template, and trains only on each assistant reply and its end-of-turn token
+(trainer/spans.py finds them: generation markers, TRL's training variant of the family's template, or
+prefix rendering)."""
 
 from __future__ import annotations
 
@@ -27,6 +28,8 @@ class Prepared:
     fmt: str
     skipped: dict[str, list[int]] = field(default_factory=dict)  # reason → record indices
     truncated: int = 0
+    system_merged: int = 0  # records whose system text went into the first user turn (no system role)
+    template_mode: str = ""  # how assistant turns were found (trainer/spans.py)
 
 
 def detect_format(path: str | Path, fmt: str = "auto") -> str:
@@ -69,43 +72,66 @@ def load_conversations(path: str | Path, fmt: str = "auto", system_prompt: str |
     return out, fmt, {k: v for k, v in skipped.items() if v}
 
 
+def merge_system(msgs: list[dict]) -> list[dict]:
+    """For templates without a system role (Gemma, Mistral v0.1): the system text opens the first user turn, as
+    those model cards advise."""
+    system = "\n\n".join(m["content"] for m in msgs if m["role"] == "system")
+    rest = [dict(m) for m in msgs if m["role"] != "system"]
+    first = next((m for m in rest if m["role"] == "user"), None)
+    if first is None:
+        return [{"role": "user", "content": system, "train": False}, *rest]
+    first["content"] = f"{system}\n\n{first['content']}"
+    return rest
+
+
 class Encoder:
-    def __init__(self, tokenizer, max_seq_len: int, assistant_only: bool = True) -> None:
+    def __init__(self, tokenizer, max_seq_len: int, assistant_only: bool = True, model_path: str | None = None) -> None:
         self.tok = tokenizer
         self.max_len = max_seq_len
         self.assistant_only = assistant_only
         self.eos = tokenizer.eos_token or ""
+        self._finder = None
+        self.model_path = model_path
+        self.system_merged = 0  # records whose system text went into the first user turn
+
+    @property
+    def finder(self):
+        from trainer.spans import SpanFinder
+
+        if self._finder is None:
+            self._finder = SpanFinder(self.tok, self.model_path)
+        return self._finder
 
     def render(self, msgs: list[dict], add_generation_prompt: bool = False) -> str:
         plain = [{"role": m["role"], "content": m["content"]} for m in msgs]
         return self.tok.apply_chat_template(plain, tokenize=False, add_generation_prompt=add_generation_prompt)
 
-    def spans(self, msgs: list[dict], fmt: str) -> tuple[str, list[tuple[int, int]]]:
+    def spans(self, msgs: list[dict], fmt: str, index: int = 0) -> tuple[str, list[tuple[int, int]]]:
         """The rendered text and the character spans to train on."""
+        from jinja2 import TemplateError
+
         if fmt == "text":
             text = msgs[0]["content"] + self.eos
             return text, [(0, len(text))]
-        text = self.render(msgs)
         if not self.assistant_only:
+            text = self.render(msgs)
             return text, [(0, len(text))]
-        spans = []
-        for i, m in enumerate(msgs):
-            if m["role"] != "assistant" or not m.get("train", True):
-                continue
-            before = self.render(msgs[:i], add_generation_prompt=True) if i else ""
-            upto = self.render(msgs[: i + 1])
-            if not (text.startswith(upto) and upto.startswith(before)):
-                raise UserError("the chat template is not prefix-stable (rendering a conversation up to a turn "
-                                "does not give a prefix of the whole), so assistant-only loss cannot be computed; "
-                                "name another data.chat_template or set data.assistant_only_loss: false")
-            end = len(upto)
-            while end > len(before) and upto[end - 1] in "\n ":  # trailing separators are not the answer
-                end -= 1
-            spans.append((len(before), end))
-        return text, spans
+        try:
+            return self.finder.spans(msgs)
+        except TemplateError as e:
+            if any(m["role"] == "system" for m in msgs):
+                try:
+                    out = self.finder.spans(merge_system(msgs))
+                except TemplateError:
+                    pass
+                else:
+                    self.system_merged += 1
+                    return out
+            raise UserError(f"record {index}: the chat template refuses this conversation ({e}); fix the record "
+                            "(roles must follow the order the template expects) or set data.chat_template") from None
 
     def encode(self, index: int, msgs: list[dict], fmt: str) -> tuple[Encoded, bool]:
-        text, spans = self.spans(msgs, fmt)
+        text, spans = self.spans(msgs, fmt, index)
         enc = self.tok(text, add_special_tokens=False, return_offsets_mapping=True)
         ids, offsets = enc["input_ids"], enc["offset_mapping"]
         labels = [-100] * len(ids)
@@ -116,14 +142,28 @@ class Encoder:
         return Encoded(ids[: self.max_len], labels[: self.max_len], index), truncated
 
 
+def trained_runs(e: Encoded, tokenizer) -> list[str]:
+    """The decoded text of each run of loss-bearing tokens (what `train --dry-run --json` shows as `trained`)."""
+    runs, cur = [], []
+    for tok, lab in zip(e.input_ids, e.labels, strict=True):
+        if lab != -100:
+            cur.append(tok)
+        elif cur:
+            runs.append(cur)
+            cur = []
+    if cur:
+        runs.append(cur)
+    return [tokenizer.decode(r) for r in runs]
+
+
 def prepare(path: str | Path, tokenizer, *, fmt: str = "auto", max_seq_len: int = 1024, val_size: float = 0.1,
             assistant_only: bool = True, system_prompt: str | None = None, seed: int = 42,
-            drop_untrainable: bool = False) -> Prepared:
+            drop_untrainable: bool = False, model_path: str | None = None) -> Prepared:
     convs, fmt, skipped = load_conversations(path, fmt, system_prompt)
     if not convs:
         raise UserError(f"{path}: no usable records (skipped: {', '.join(f'{k} {len(v)}' for k, v in skipped.items())}); "
                         "run `tunewise audit` on it")
-    enc = Encoder(tokenizer, max_seq_len, assistant_only)
+    enc = Encoder(tokenizer, max_seq_len, assistant_only, model_path)
     items, truncated, empty = [], 0, []
     for index, msgs in convs:
         e, cut = enc.encode(index, msgs, fmt)
@@ -145,7 +185,9 @@ def prepare(path: str | Path, tokenizer, *, fmt: str = "auto", max_seq_len: int 
         n_val = max(1, n_val)
     if n_val >= len(items):
         raise UserError(f"data.val_size {val_size} leaves no training records ({len(items)} usable)")
-    return Prepared(train=items[n_val:], val=items[:n_val], fmt=fmt, skipped=skipped, truncated=truncated)
+    return Prepared(train=items[n_val:], val=items[:n_val], fmt=fmt, skipped=skipped, truncated=truncated,
+                    system_merged=enc.system_merged, template_mode=enc.finder.plan.mode if assistant_only and
+                    fmt != "text" else "whole text")
 
 
 class Collator:

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from advisor.errors import UserError
 from trainer.config import TrainConfig
@@ -24,6 +26,42 @@ def resolve_dtype(name: str):
             return torch.bfloat16
         return torch.float32
     return {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[name]
+
+
+@dataclass(frozen=True)
+class PrecisionPlan:
+    """How a run trains, and the name `tunewise estimate` knows it by (the trainer trains what was estimated)."""
+
+    name: str  # bf16 | fp16 | bf16-mixed | fp16-mixed | fp32
+    load_dtype: Any  # the dtype the weights are loaded (and trained) in
+    compute_dtype: Any  # matmuls (autocast or the weights' own)
+    bf16: bool  # TrainingArguments flags (autocast)
+    fp16: bool
+
+
+LEGACY_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}
+
+
+def resolve_precision(cfg: TrainConfig, device: str) -> PrecisionPlan:
+    import torch
+
+    name = cfg.training.precision
+    if name == "auto":
+        if cfg.model.dtype != "auto":
+            name = LEGACY_DTYPES[cfg.model.dtype]
+        else:
+            name = "bf16" if device == "cuda" and torch.cuda.is_bf16_supported() else "fp32"
+    if name.startswith("fp16") and device != "cuda":
+        raise UserError(f"training.precision {name} needs a CUDA GPU (CPUs have no fast fp16); use fp32 or bf16")
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}
+    if name == "fp32":
+        return PrecisionPlan(name, torch.float32, torch.float32, False, False)
+    if name.endswith("-mixed"):
+        compute = half[name[:4]]
+        return PrecisionPlan(name, torch.float32, compute, compute == torch.bfloat16 and device == "cuda",
+                             compute == torch.float16)
+    # pure 16-bit: fp16 weights cannot use the gradient scaler (it refuses fp16 gradients), bf16 needs none
+    return PrecisionPlan(name, half[name], half[name], name == "bf16" and device == "cuda", False)
 
 
 def check_model_folder(path: str, trust_remote_code: bool = False) -> dict:
@@ -83,17 +121,18 @@ def disable_avx512_repack(model) -> int:
     return n
 
 
-def load_model(cfg: TrainConfig, tokenizer):
+def load_model(cfg: TrainConfig, tokenizer, plan: PrecisionPlan | None = None):
     from transformers import AutoModelForCausalLM
 
     m = cfg.method
-    dtype = resolve_dtype(cfg.model.dtype)
-    kw = dict(local_files_only=True, use_safetensors=True, trust_remote_code=cfg.model.trust_remote_code, dtype=dtype)
+    plan = plan or resolve_precision(cfg, device_kind())
+    kw = dict(local_files_only=True, use_safetensors=True, trust_remote_code=cfg.model.trust_remote_code,
+              dtype=plan.load_dtype)
     if m.name == "qlora":
         require_bitsandbytes()
         from transformers import BitsAndBytesConfig
 
-        compute = dtype if m.bnb_4bit_compute_dtype == "auto" else resolve_dtype(m.bnb_4bit_compute_dtype)
+        compute = plan.compute_dtype if m.bnb_4bit_compute_dtype == "auto" else resolve_dtype(m.bnb_4bit_compute_dtype)
         kw["quantization_config"] = BitsAndBytesConfig(
             load_in_4bit=True, bnb_4bit_quant_type=m.bnb_4bit_quant_type,
             bnb_4bit_use_double_quant=m.bnb_4bit_use_double_quant, bnb_4bit_compute_dtype=compute)
@@ -114,6 +153,10 @@ def load_model(cfg: TrainConfig, tokenizer):
     if m.name == "qlora":
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gc,
                                                 gradient_checkpointing_kwargs={"use_reentrant": True})
+        if not m.upcast_embeddings:  # undo peft's fp32 upcast of the two vocabulary-sized matrices
+            model.get_input_embeddings().to(plan.compute_dtype)
+            if model.get_output_embeddings() is not None:
+                model.get_output_embeddings().to(plan.compute_dtype)
         disable_avx512_repack(model)
     elif gc:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})

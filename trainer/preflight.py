@@ -65,7 +65,7 @@ def available_memory_gb() -> tuple[float, str]:
     return float("inf"), "cpu"
 
 
-def memory_estimate(cfg: TrainConfig, prepared: Prepared, device: str, dtype_name: str):
+def memory_estimate(cfg: TrainConfig, prepared: Prepared, device: str, precision: str):
     from advisor.estimate import EstimateRequest, estimate, shape_from_config
 
     lengths = sorted(len(e.input_ids) for e in prepared.train)
@@ -74,8 +74,9 @@ def memory_estimate(cfg: TrainConfig, prepared: Prepared, device: str, dtype_nam
     req = EstimateRequest(
         method=m.name, seq_len=seq, batch_size=cfg.training.batch_size, grad_accum=cfg.training.grad_accum,
         gradient_checkpointing=cfg.training.gradient_checkpointing, optimizer=cfg.training.optimizer,
-        precision={"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}[dtype_name], device=device,
+        precision=precision, device=device,
         lora_r=getattr(m, "lora_r", 16), lora_dropout=getattr(m, "lora_dropout", 0.05),
+        lora_targets=lora_targets(m), upcast_embeddings=getattr(m, "upcast_embeddings", True),
         num_virtual_tokens=getattr(m, "num_virtual_tokens", 20),
         encoder_hidden_size=getattr(m, "encoder_hidden_size", None),
         gpus=cfg.distributed.processes if device == "cuda" else 1, gpu_memory_gb=1e9,
@@ -85,10 +86,20 @@ def memory_estimate(cfg: TrainConfig, prepared: Prepared, device: str, dtype_nam
     return estimate(shape, req, suggest=False), req, shape
 
 
+def lora_targets(m) -> tuple[str, ...]:
+    """The method's LoRA targets as the estimate reads them (the same modules the trainer adapts)."""
+    targets = getattr(m, "target_modules", "all-linear")
+    return ("all-linear",) if targets == "all-linear" else tuple(targets)
+
+
 def check_memory(est, req, shape, available_gb: float, device: str, force: bool) -> None:
-    if est.total_gb <= available_gb or force:
-        return
+    """Refuse a run the estimate says does not fit (the same verdict `tunewise estimate` gives, tight fits
+    included); --force trains anyway."""
+    from advisor.estimate import estimate
     from advisor.estimate.memory import suggestions
+
+    if force or estimate(shape, req.model_copy(update={"gpu_memory_gb": available_gb}), suggest=False).fits:
+        return
 
     tips = suggestions(shape, req.model_copy(update={"gpu_memory_gb": available_gb}))
     fixes = "; ".join(f"{s.change} ({s.total_gb:.1f} GB)" for s in tips if s.fits)[:300]

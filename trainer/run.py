@@ -14,7 +14,10 @@ from trainer.config import TrainConfig
 
 FINGERPRINT = "tunewise_fingerprint.txt"
 RESOLVED = "tunewise_config.yaml"
-OPTIMIZERS = {"adamw": "adamw_torch", "adamw_8bit": "paged_adamw_8bit", "sgd": "sgd"}
+# transformers' optimizer names. adamw stays torch's foreach AdamW (what the estimate's step temporaries model and
+# what the published measurements used); adamw_8bit keeps its first meaning (bitsandbytes paged 8-bit)
+OPTIMIZERS = {"adamw": "adamw_torch", "adamw_8bit": "paged_adamw_8bit", "paged_adamw": "paged_adamw_32bit",
+              "paged_adamw_8bit": "paged_adamw_8bit", "adafactor": "adafactor", "sgd": "sgd"}
 
 
 def quiet_libraries() -> None:
@@ -65,8 +68,7 @@ def prepare_output(cfg: TrainConfig, resume: bool) -> tuple[Path, str | None]:
     return out, None
 
 
-def build_args(cfg: TrainConfig, out: Path, device: str, dtype, n_train: int):
-    import torch
+def build_args(cfg: TrainConfig, out: Path, device: str, plan, n_train: int):
     from transformers import TrainingArguments
 
     t = cfg.training
@@ -110,8 +112,8 @@ def build_args(cfg: TrainConfig, out: Path, device: str, dtype, n_train: int):
         greater_is_better=False,
         report_to="none",
         use_cpu=device == "cpu",
-        bf16=dtype == torch.bfloat16 and device == "cuda",
-        fp16=dtype == torch.float16 and device == "cuda",
+        bf16=plan.bf16,
+        fp16=plan.fp16,
         disable_tqdm=True,
         remove_unused_columns=False,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
@@ -174,7 +176,7 @@ def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run:
         device_kind,
         load_model,
         load_tokenizer,
-        resolve_dtype,
+        resolve_precision,
     )
     from trainer.preflight import (
         available_memory_gb,
@@ -198,20 +200,20 @@ def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run:
     prepared = prepare(cfg.data.path, tok, fmt=fmt, max_seq_len=cfg.data.max_seq_len,
                        val_size=cfg.data.val_size, assistant_only=cfg.data.assistant_only_loss,
                        system_prompt=cfg.data.system_prompt, seed=cfg.training.seed,
-                       drop_untrainable=cfg.data.drop_untrainable)
+                       drop_untrainable=cfg.data.drop_untrainable, model_path=cfg.model.path)
     check_eos(prepared, tok, cfg.model.path, cfg.data.max_seq_len)
     check_pad_masking(prepared, tok)
     device = device_kind()
-    dtype = resolve_dtype(cfg.model.dtype)
-    dtype_name = {torch.float32: "float32", torch.bfloat16: "bfloat16", torch.float16: "float16"}[dtype]
-    est, req, shape = memory_estimate(cfg, prepared, device, dtype_name)
+    plan = resolve_precision(cfg, device)
+    est, req, shape = memory_estimate(cfg, prepared, device, plan.name)
     avail, dev = available_memory_gb()
     info = {"records_train": len(prepared.train), "records_val": len(prepared.val), "format": prepared.fmt,
             "skipped": {k: len(v) for k, v in prepared.skipped.items()}, "truncated": prepared.truncated,
             "estimate_gb": est.total_gb, "available_gb": round(avail, 2), "device": dev}
+    info["template"] = {"assistant_turns": prepared.template_mode, "system_merged_into_user": prepared.system_merged}
     if dry_run:
         return {"summary": {"dry_run": True, **info, "sample": render_sample(prepared, tok),
-                            "estimate": est.model_dump(mode="json")}}
+                            "samples": trained_samples(prepared, tok), "estimate": est.model_dump(mode="json")}}
     check_memory(est, req, shape, avail, dev, force)
 
     out, ckpt = prepare_output(cfg, resume)
@@ -221,7 +223,7 @@ def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run:
         atomic_write(out / FINGERPRINT, cfg.fingerprint() + "\n")
         write_model(out / RESOLVED, cfg, header="resolved tunewise training config of this run")
     torch.manual_seed(cfg.training.seed)
-    model = load_model(cfg, tok)
+    model = load_model(cfg, tok, plan)
     trainable, total = count_trainable(model)
     from transformers import EarlyStoppingCallback, Trainer
 
@@ -234,7 +236,7 @@ def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run:
                  RankRecord(out / "ranks", collator)]
     if cfg.training.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.training.early_stopping_patience))
-    args = build_args(cfg, out, device, dtype, len(prepared.train))
+    args = build_args(cfg, out, device, plan, len(prepared.train))
     trainer = Trainer(model=model, args=args, train_dataset=TokenDataset(prepared.train),
                       eval_dataset=TokenDataset(prepared.val, track=False) if prepared.val else None,
                       data_collator=collator, processing_class=tok, callbacks=callbacks)
@@ -296,6 +298,15 @@ def write_summary(cfg, out, history, trainer, result, wall, trainable, total, de
     png = plot_loss(history, out / "loss.png", f"{cfg.method.name}: loss")
     summary["loss_plot"] = str(png) if png else None
     return summary
+
+
+def trained_samples(prepared, tok, n: int = 5) -> list[dict]:
+    """The first records in file order, each with the decoded text of every run of loss-bearing tokens: anyone
+    can check it is exactly each assistant reply plus its end-of-turn token."""
+    from trainer.data import trained_runs
+
+    first = sorted(prepared.train + prepared.val, key=lambda e: e.record)[:n]
+    return [{"record": e.record, "trained": trained_runs(e, tok)} for e in first]
 
 
 def render_sample(prepared, tok, limit: int = 1500) -> dict:

@@ -30,9 +30,19 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--gpus", type=positive(int, "--gpus"), default=1)
     p.add_argument("--gpu-memory-gb", type=positive(float, "--gpu-memory-gb"), default=24.0)
     p.add_argument("--no-gradient-checkpointing", action="store_true")
-    p.add_argument("--optimizer", choices=["adamw", "adamw_8bit", "sgd"], default="adamw")
-    p.add_argument("--precision", choices=["bf16", "fp16", "fp32"], default="bf16")
+    p.add_argument("--optimizer", choices=["adamw", "adamw_8bit", "paged_adamw", "paged_adamw_8bit", "adafactor", "sgd"],
+                   default="adamw")
+    p.add_argument("--precision", choices=["bf16", "fp16", "bf16-mixed", "fp16-mixed", "fp32"], default="bf16",
+                   help="bf16/fp16: pure 16-bit (weights, gradients, optimizer states); *-mixed: fp32 weights with "
+                        "16-bit autocast (AMP); fp32")
     p.add_argument("--lora-r", type=positive(int, "--lora-r"), default=16)
+    p.add_argument("--lora-targets", default="all-linear", metavar="NAMES",
+                   help="comma-separated module names (q_proj,v_proj; w1,w2,w3; query_key_value) or all-linear")
+    p.add_argument("--lora-dropout", type=float, default=0.05, metavar="P")
+    p.add_argument("--no-upcast-embeddings", action="store_true",
+                   help="QLoRA: keep embeddings and lm_head in the compute dtype (peft's preparation upcasts them)")
+    p.add_argument("--adapter-dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
+                   help="dtype of the LoRA / prompt-encoder weights (peft keeps them fp32)")
     p.add_argument("--sharding", choices=["none", "zero2", "zero3", "fsdp"], default="none")
     p.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="where it trains (sets the fixed overhead)")
     p.add_argument("--examples", type=positive(int, "--examples", allow_zero=True))
@@ -53,11 +63,18 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--examples and --avg-tokens go together (GPU-hours need both)")
     if args.utilization > 1:
         raise UserError(f"--utilization must be at most 1, got {args.utilization}")
+    if not 0 <= args.lora_dropout < 1:
+        raise UserError(f"--lora-dropout must be in [0, 1), got {args.lora_dropout}")
+    targets = tuple(t.strip() for t in args.lora_targets.split(",") if t.strip())
+    if not targets:
+        raise UserError("--lora-targets needs at least one module name (or all-linear)")
     shape = shape_from_config(args.model) if args.model else shape_from_params_b(args.params_b)
     req = EstimateRequest(
         method=args.method, seq_len=args.seq_len, batch_size=args.batch_size, grad_accum=args.grad_accum,
         gpus=args.gpus, gpu_memory_gb=args.gpu_memory_gb, gradient_checkpointing=not args.no_gradient_checkpointing,
         optimizer=args.optimizer, precision=args.precision, lora_r=args.lora_r, sharding=args.sharding,
+        lora_targets=targets, lora_dropout=args.lora_dropout, adapter_dtype=args.adapter_dtype,
+        upcast_embeddings=not args.no_upcast_embeddings,
         device=args.device, examples=args.examples, avg_tokens=args.avg_tokens, epochs=args.epochs,
         gpu_tflops=args.gpu_tflops, utilization=args.utilization, price_per_gpu_hour=args.price_per_gpu_hour,
     )
@@ -76,9 +93,13 @@ def render(est) -> None:
         if v:
             t.add_row(k.replace("_", " "), f"{v:,.2f}")
     verdict = "[green]fits[/]" if est.fits else "[red]does not fit[/]"
-    t.add_row("[bold]total[/]", f"[bold]{est.total_gb:,.2f}[/]")
+    t.add_row("[bold]total (device reading)[/]", f"[bold]{est.total_gb:,.2f}[/]")
     console.print(t)
-    console.print(f"{verdict} in {est.gpu_memory_gb:g} GB (headroom {est.headroom_gb:+,.2f} GB)")
+    phases = ", ".join(f"{k.replace('_', ' ')} {v:,.2f} GB" for k, v in est.phases.items())
+    console.print(f"peak at the [bold]{est.peak_phase.replace('_', ' ')}[/]: {est.allocated_gb:,.2f} GB allocated "
+                  f"({phases}); the device reading adds the allocator's reserve and the CUDA context")
+    console.print(f"{verdict} in {est.gpu_memory_gb:g} GB (headroom {est.headroom_gb:+,.2f} GB)"
+                  + (": only if the allocator releases its reserve — tight, expect slower steps" if est.tight else ""))
     if est.suggestions:
         s = Table(title="what would make it fit", title_justify="left")
         s.add_column("change")

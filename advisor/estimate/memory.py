@@ -5,6 +5,7 @@ numbers so a user can see (and argue with) each one. GB = 1e9 bytes throughout."
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -12,16 +13,48 @@ from pydantic import BaseModel, ConfigDict, Field
 from advisor.estimate.shapes import ModelShape
 
 Method = Literal["full", "lora", "qlora", "p_tuning"]
-Optimizer = Literal["adamw", "adamw_8bit", "sgd"]
-Precision = Literal["bf16", "fp16", "fp32"]
+Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw", "paged_adamw_8bit", "adafactor", "sgd"]
+# bf16 / fp16: pure 16-bit (weights, gradients and optimizer states in 16 bits, what HF Trainer does with a model
+# loaded in bf16); *-mixed: fp32 weights with 16-bit autocast (classic AMP); fp32: no autocast
+Precision = Literal["bf16", "fp16", "fp32", "bf16-mixed", "fp16-mixed"]
 Sharding = Literal["none", "zero2", "zero3", "fsdp"]
 Device = Literal["cuda", "cpu"]
+AdapterDtype = Literal["fp32", "bf16", "fp16"]
 
 GB = 1e9
-OPTIMIZER_BYTES = {"adamw": 8.0, "adamw_8bit": 2.0, "sgd": 0.0}  # per trainable parameter
-PRECISION_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4}
+COMPUTE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "bf16-mixed": 2, "fp16-mixed": 2}  # matmul outputs, activations
+WEIGHT_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "bf16-mixed": 4, "fp16-mixed": 4}  # stored (and trained) weights
+ADAPTER_BYTES = {"fp32": 4, "bf16": 2, "fp16": 2}
+# optimizer state elements per trainable parameter, and bytes per element (None: the parameter's own dtype)
+OPTIMIZER_STATES: dict[str, tuple[int, float | None]] = {
+    "adamw": (2, None), "paged_adamw": (2, None),  # exp_avg, exp_avg_sq (torch.optim.AdamW; bnb paged 32-bit)
+    "adamw_8bit": (2, 1.0), "paged_adamw_8bit": (2, 1.0),  # bitsandbytes blockwise 8-bit states
+    "adafactor": (0, None), "sgd": (0, None),  # adafactor: factored rows + columns only (see _adafactor_bytes)
+}
 NF4_BYTES_PER_PARAM = 0.5 + 1 / 64 + 4 / (64 * 256)  # 4-bit + 8-bit absmax per 64 + fp32 per 256 blocks
-OVERHEAD_GB = {"cuda": 1.0, "cpu": 0.6}  # CUDA context + allocator slack; or Python + libraries on CPU
+CPU_PROCESS_GB = 0.6  # Python, torch and transformers in a CPU process (measured: bench/estimate_vs_measured.py)
+# CUDA context + cuBLAS/cuDNN workspaces, which the allocator does not see. Calibrated on
+# fms-acceleration refs/a100_80gb.csv (nvidia_mem_reserved − peak_torch_mem_alloc ≈ 0.8 GB + 6% at 15–73 GB).
+CUDA_CONTEXT_GB = 0.8
+ALLOCATOR_RESERVE_SHARE = 0.06  # the caching allocator's reserve and fragmentation above the allocated peak
+# Under memory pressure the caching allocator releases its reserve and retries before it fails: on one GPU a run
+# whose allocated peak + CUDA context + this much fragmentation fits still trains (fms-acceleration: Mistral-7B full
+# fine-tune at 72.97 GB allocated ran on 80 GB), tightly. Several GPUs get no such allowance (NCCL buffers move).
+MIN_FRAGMENTATION_SHARE = 0.02
+# With several processes: NCCL communicator buffers and the sharded runs' larger reserve (all-gather / reduce-
+# scatter buffers come and go). Calibrated on the same file's 2-GPU FSDP rows (Mistral-7B full and LoRA:
+# device reading 3.6-7.9 GB above the allocated peak at 15-37 GB).
+NCCL_BUFFERS_GB = 1.0
+ALLOCATOR_RESERVE_SHARE_MULTI = 0.12
+# Bytes per (token × vocabulary entry) at the loss: logits in the compute dtype, their fp32 upcast for the
+# cross-entropy, its gradient, and the gradient cast back. Calibrated: fms-acceleration LoRA Mistral-7B fp16
+# (batch 4 and 8 × 4096 tokens: +11.0 GB per 16,384 tokens, 12.8 bytes per logit once the checkpoints are
+# taken out); fp32: measured on this CPU (bench/estimate_vs_measured.py, 110M Llama).
+LOGITS_BYTES = {2: 12.0, 4: 16.0}
+# AdamW (torch, foreach on CUDA) allocates one temporary per state tensor group at the step: fms-acceleration
+# full fine-tune Mistral-7B fp16, 72.97 GB peak at batch 4 and 8 = weights + grads + 2 states + 1.04 × params × 2 B
+OPTIMIZER_STEP_TEMPORARIES = 1.0
+GATHERED_LAYERS = 2  # FSDP / ZeRO-3 hold the layer being computed and the prefetched next one, unsharded
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
@@ -40,6 +73,10 @@ class EstimateRequest(BaseModel):
     lora_r: int = Field(16, gt=0)
     lora_dropout: float = Field(0.05, ge=0, lt=1)
     lora_targets: tuple[str, ...] = DEFAULT_LORA_TARGETS
+    adapter_dtype: AdapterDtype = Field("fp32", description="LoRA / prompt-encoder weights (peft keeps them fp32)")
+    upcast_embeddings: bool = Field(True, description="QLoRA: peft's prepare_model_for_kbit_training upcasts the "
+                                    "embeddings and lm_head to fp32 (what TRL and most trainers do); false keeps "
+                                    "them in the compute dtype (method.upcast_embeddings: false in tunewise train)")
     num_virtual_tokens: int = Field(20, gt=0)
     encoder_hidden_size: int | None = None
     sharding: Sharding = "none"
@@ -64,10 +101,16 @@ class MemoryEstimate(BaseModel):
     params_b: float
     trainable_params: int
     trainable_share: float
-    per_gpu_gb: dict[str, float]
-    total_gb: float
+    per_gpu_gb: dict[str, float] = Field(description="every term at the peak phase (they sum to total_gb)")
+    total_gb: float = Field(description="expected device reading at the peak (what nvidia-smi shows; the fit check "
+                            "uses it): allocated peak + allocator reserve + CUDA context")
+    allocated_gb: float = Field(0.0, description="peak of allocated tensors (torch.cuda.max_memory_allocated)")
+    peak_phase: str = Field("forward_backward", description="forward_backward or optimizer_step")
+    phases: dict[str, float] = Field(default_factory=dict, description="allocated GB of each phase")
     gpu_memory_gb: float
     fits: bool
+    tight: bool = Field(False, description="fits only if the allocator gives back its reserve (one GPU): expect "
+                        "cache flushes and slower steps")
     headroom_gb: float
     suggestions: list[Suggestion] = []
     assumptions: dict[str, str | float | int | bool]
@@ -83,15 +126,42 @@ def trainable_params(shape: ModelShape, req: EstimateRequest) -> int:
         h, eh = shape.hidden, req.encoder_hidden_size or shape.hidden
         # peft PromptEncoder (MLP): virtual-token embedding + Linear(h,eh) + Linear(eh,eh) + Linear(eh,h)
         return req.num_virtual_tokens * h + (h * eh + eh) + (eh * eh + eh) + (eh * h + h)
-    per_layer = sum(req.lora_r * (i + o) for name, (i, o) in shape.linear_shapes().items() if name in req.lora_targets)
-    return per_layer * shape.layers
+    return adapted_per_layer(shape, req, lambda i, o: req.lora_r * (i + o)) * shape.layers
+
+
+MLP_NAMES = ("gate_proj", "up_proj", "down_proj")
+# other families' names for the same projections (Mixtral experts, GPT-NeoX/BLOOM/Falcon, GPT-2, Phi, OPT)
+TARGET_ALIASES: dict[str, tuple[str, ...]] = {
+    "w1": ("gate_proj",), "w3": ("up_proj",), "w2": ("down_proj",),
+    "query_key_value": ("q_proj", "k_proj", "v_proj"), "qkv_proj": ("q_proj", "k_proj", "v_proj"),
+    "c_attn": ("q_proj", "k_proj", "v_proj"), "Wqkv": ("q_proj", "k_proj", "v_proj"),
+    "dense": ("o_proj",), "out_proj": ("o_proj",), "c_proj": ("o_proj", "down_proj"),
+    "dense_h_to_4h": ("up_proj",), "dense_4h_to_h": ("down_proj",), "fc1": ("up_proj",), "fc2": ("down_proj",),
+    "c_fc": ("up_proj",), "gate_up_proj": ("gate_proj", "up_proj"), "all-linear": (
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
+}
+
+
+def canonical_targets(targets) -> set[str]:
+    """LoRA target names as the estimate's Llama names (aliases and `all-linear` expanded)."""
+    out: set[str] = set()
+    for t in targets:
+        out.update(TARGET_ALIASES.get(t, (t,)))
+    return out
+
+
+def adapted_per_layer(shape: ModelShape, req: EstimateRequest, per) -> float:
+    """Sum of per(in, out) over the adapted linear layers of one block (MLP ones once per expert)."""
+    targets = canonical_targets(req.lora_targets)
+    return sum(per(i, o) * (shape.mlp_copies if name in MLP_NAMES else 1)
+               for name, (i, o) in shape.linear_shapes().items() if name in targets)
 
 
 def _activation_elems_per_token_layer(shape: ModelShape) -> int:
     """Tensors autograd keeps per token in one decoder block (memory-efficient SDPA attention, no scores):
     norm in/out ×2, q/k/v, rotated q/k, attention output, MLP in/out, gate/up/act/product."""
     h, kv, q, i = shape.hidden, shape.kv_dim, shape.q_dim, shape.intermediate
-    mlp = 4 * i if shape.gated_mlp else 2 * i
+    mlp = (4 * i if shape.gated_mlp else 2 * i) * shape.active_mlp_copies + 4 * shape.shared_intermediate
     return 5 * h + (q + 2 * kv) + (q + kv) + mlp
 
 
@@ -99,7 +169,10 @@ def _lora_dropout_elems_per_token_layer(shape: ModelShape, req: EstimateRequest)
     """peft applies dropout to each adapted layer's input separately, and keeps that copy for backward."""
     if req.method not in ("lora", "qlora") or req.lora_dropout == 0:
         return 0
-    return sum(i for name, (i, _o) in shape.linear_shapes().items() if name in req.lora_targets)
+    active = shape.active_mlp_copies
+    targets = canonical_targets(req.lora_targets)
+    return sum(i * (active if name in MLP_NAMES else 1) for name, (i, _o) in shape.linear_shapes().items()
+               if name in targets)
 
 
 LORA_SAVED_PER_MODULE = 3  # × hidden, per adapted module, per token and layer (measured: bench/estimate_vs_measured.py)
@@ -110,79 +183,177 @@ def _lora_module_elems_per_token_layer(shape: ModelShape, req: EstimateRequest) 
     (measured with peft 0.21 on a 110M Llama: +0.14 GB for q_proj alone, +0.88 GB for all seven, batch 4 × 256)."""
     if req.method not in ("lora", "qlora"):
         return 0
-    n = sum(1 for name in shape.linear_shapes() if name in req.lora_targets)
+    targets = canonical_targets(req.lora_targets)
+    n = sum(shape.active_mlp_copies if name in MLP_NAMES else 1 for name in shape.linear_shapes() if name in targets)
     return LORA_SAVED_PER_MODULE * shape.hidden * n
 
 
-def breakdown(shape: ModelShape, req: EstimateRequest) -> tuple[dict[str, float], int]:
-    """Bytes per GPU for each term, and the trainable parameter count."""
-    P = shape.params
-    T = trainable_params(shape, req)
-    pb = PRECISION_BYTES[req.precision]
-    mixed = req.precision != "fp32"
-    c = shape.counts()
-    scale = P / c["total"]  # when the shape stands in for a --params-b size
-    n_shard = req.gpus if req.gpus > 1 else 1
-    shard_states = req.sharding in ("zero2", "zero3", "fsdp") and n_shard > 1
-    shard_weights = req.sharding in ("zero3", "fsdp") and n_shard > 1
+@dataclass
+class Terms:
+    """Bytes per GPU of every term, and when each is alive."""
 
-    if req.method == "qlora":
-        quantised = c["linear_in_blocks"] * scale
-        weights = quantised * NF4_BYTES_PER_PARAM + (P - quantised) * pb
+    weights: float
+    trainable_params: float
+    optimizer_states: float
+    gathered_params: float
+    gradients: float
+    optimizer_temporaries: float
+    autocast_copies: float
+    activations: float
+    logits: float
+    layer_recompute: float
+
+
+def _sharding(req: EstimateRequest) -> tuple[int, bool, bool]:
+    n = req.gpus if req.gpus > 1 else 1
+    return n, req.sharding in ("zero2", "zero3", "fsdp") and n > 1, req.sharding in ("zero3", "fsdp") and n > 1
+
+
+def _trainable_bytes(req: EstimateRequest) -> float:
+    """Bytes of one trainable parameter (and of its gradient)."""
+    return WEIGHT_BYTES[req.precision] if req.method == "full" else ADAPTER_BYTES[req.adapter_dtype]
+
+
+def _optimizer_bytes(shape: ModelShape, req: EstimateRequest, T: int) -> tuple[float, float]:
+    """(persistent optimizer states, temporaries at the step) in bytes, unsharded."""
+    elems, per = OPTIMIZER_STATES[req.optimizer]
+    per = _trainable_bytes(req) if per is None else per
+    states = T * elems * per
+    if req.optimizer == "adafactor":
+        states = _adafactor_bytes(shape, req, T)
+    if req.optimizer in ("adamw", "paged_adamw"):
+        # foreach on CUDA: one temporary for the whole group; CPU runs the per-tensor loop (largest tensor)
+        largest = shape.vocab * shape.hidden if req.method == "full" else T / max(1, shape.layers * 7)
+        temp = OPTIMIZER_STEP_TEMPORARIES * (T if req.device == "cuda" else largest) * per
+    elif req.optimizer == "adafactor":
+        temp = T * 4.0  # the squared-gradient update is built in fp32 for the whole tensor
     else:
-        weights = P * pb
+        temp = 0.0  # bitsandbytes 8-bit kernels update blockwise in place; SGD without momentum keeps nothing
+    return states, temp
+
+
+def _adafactor_bytes(shape: ModelShape, req: EstimateRequest, T: int) -> float:
+    """Factored second moments: rows + columns per matrix (fp32), vectors in full."""
     if req.method == "full":
-        adapter = 0.0
-        grads = T * pb
-        master = T * 4.0 if mixed else 0.0
-    else:  # adapters / prompt encoder are kept in fp32 (peft upcasts them), as are their gradients
-        adapter = T * 4.0
-        grads = T * 4.0
-        master = 0.0
-    optim = T * OPTIMIZER_BYTES[req.optimizer]
+        per_layer = sum((i + o) * (shape.mlp_copies if name in MLP_NAMES else 1)
+                        for name, (i, o) in shape.linear_shapes().items())
+        return 4.0 * (shape.layers * per_layer + 2 * (shape.vocab + shape.hidden))
+    if req.method in ("lora", "qlora"):
+        return 4.0 * shape.layers * adapted_per_layer(shape, req, lambda i, o: 2 * req.lora_r + i + o)
+    return 4.0 * T
 
-    if shard_weights:
-        weights /= n_shard
-        adapter /= n_shard
-    if shard_states:
-        grads /= n_shard
-        master /= n_shard
-        optim /= n_shard
 
-    ab = pb  # activation bytes: autocast/bf16 compute, or fp32
+def _activation_terms(shape: ModelShape, req: EstimateRequest) -> tuple[float, float, float]:
+    """(stored activations, logits at the loss, one layer recomputed in backward) in bytes."""
+    ab = COMPUTE_BYTES[req.precision]
+    upcast = req.method == "qlora" and req.upcast_embeddings
+    # the residual stream is fp32 under AMP (fp32 embeddings) and when QLoRA's preparation upcasts the embeddings
+    resid = 4 if (upcast or WEIGHT_BYTES[req.precision] == 4) else ab
     seq = req.seq_len + (req.num_virtual_tokens if req.method == "p_tuning" else 0)
     tokens = req.batch_size * seq
     per_layer = (_activation_elems_per_token_layer(shape) + _lora_dropout_elems_per_token_layer(shape, req)) * ab
+    lora_kept = _lora_module_elems_per_token_layer(shape, req) * ab
+    logits = tokens * shape.vocab * LOGITS_BYTES[4 if upcast else ab]
     if req.gradient_checkpointing:
-        acts = tokens * (shape.layers * shape.hidden * ab + per_layer)
+        return tokens * shape.layers * shape.hidden * resid, logits, tokens * (per_layer + lora_kept)
+    return tokens * shape.layers * (per_layer + lora_kept), logits, 0.0
+
+
+def terms(shape: ModelShape, req: EstimateRequest) -> tuple[Terms, int]:
+    P = shape.params
+    T = trainable_params(shape, req)
+    c = shape.counts()
+    scale = P / c["total"]  # when the shape stands in for a --params-b size
+    n, shard_states, shard_weights = _sharding(req)
+    wb = WEIGHT_BYTES[req.precision]
+    if req.method == "qlora":
+        quantised = c["linear_in_blocks"] * scale
+        rest_bytes = 4 if req.upcast_embeddings else wb  # prepare_model_for_kbit_training upcasts
+        weights = quantised * NF4_BYTES_PER_PARAM + (P - quantised) * rest_bytes
     else:
-        acts = tokens * shape.layers * (per_layer + _lora_module_elems_per_token_layer(shape, req) * ab)
-    # logits in compute dtype + fp32 upcast for the loss + log-softmax kept for backward + the gradients of
-    # both in backward (measured: about four fp32 copies at the peak)
-    logits = tokens * shape.vocab * (ab + (4 if ab != 4 else 0) + 12)
-    overhead = OVERHEAD_GB[req.device] * GB
-    if req.method == "qlora" and req.device == "cpu":
-        # on CPU the weights are first materialised in full precision and quantised after; the allocator
-        # keeps that memory (on CUDA, layers are quantised one by one as they are moved to the GPU)
-        overhead += P * pb
-    return (
-        {
-            "weights": weights,
-            "trainable_params": adapter,
-            "gradients": grads,
-            "optimizer_states": optim,
-            "master_weights": master,
-            "activations": acts,
-            "logits": logits,
-            "overhead": overhead,
-        },
-        T,
-    )
+        weights = P * wb
+    adapter = 0.0 if req.method == "full" else T * ADAPTER_BYTES[req.adapter_dtype]
+    grads = T * _trainable_bytes(req)
+    states, temp = _optimizer_bytes(shape, req, T)
+    layer_params = (c["total"] - c["embeddings"] - c["lm_head"]) * scale / max(1, shape.layers)
+    gathered = 0.0
+    if shard_weights:
+        weights, adapter = weights / n, adapter / n
+        stored = NF4_BYTES_PER_PARAM if req.method == "qlora" else COMPUTE_BYTES[req.precision]
+        gathered = GATHERED_LAYERS * layer_params * stored
+        if req.method == "full":
+            gathered += layer_params * _trainable_bytes(req)  # one layer's gradients before the reduce-scatter
+    if shard_states:
+        grads, states, temp = grads / n, states / n, temp / n
+    # AMP caches a 16-bit copy of every weight used under autocast until the forward ends
+    copies = c["linear_in_blocks"] * scale * 2 if req.precision.endswith("-mixed") and req.method != "qlora" else 0.0
+    if shard_weights:
+        copies = min(copies, gathered)
+    acts, logits, layer = _activation_terms(shape, req)
+    return Terms(weights, adapter, states, gathered, grads, temp, copies, acts, logits, layer), T
+
+
+def phases(t: Terms, req: EstimateRequest) -> dict[str, dict[str, float]]:
+    """The terms alive in each phase. Forward/backward: activations with the larger of the loss (logits) and a
+    recomputed layer; gradients build up while activations are freed, so they count only with gradient
+    accumulation (kept across micro-batches) or when larger than the activations. Optimizer step: gradients,
+    states and the optimizer's temporaries."""
+    persistent = {"weights": t.weights, "trainable_params": t.trainable_params,
+                  "optimizer_states": t.optimizer_states, "gathered_params": t.gathered_params}
+    act_peak = t.activations + max(t.logits, t.layer_recompute)
+    if req.grad_accum > 1:
+        fb = {"gradients": t.gradients, "activations": t.activations, "logits": t.logits,
+              "layer_recompute": t.layer_recompute if t.layer_recompute > t.logits else 0.0}
+    elif act_peak >= t.gradients:
+        fb = {"activations": t.activations, "logits": t.logits if t.logits >= t.layer_recompute else 0.0,
+              "layer_recompute": t.layer_recompute if t.layer_recompute > t.logits else 0.0}
+    else:
+        fb = {"gradients": t.gradients, "layer_recompute": t.layer_recompute}
+    fb["autocast_copies"] = t.autocast_copies
+    step = {"gradients": t.gradients, "optimizer_temporaries": t.optimizer_temporaries}
+    return {"forward_backward": {**persistent, **fb}, "optimizer_step": {**persistent, **step}}
+
+
+def breakdown(shape: ModelShape, req: EstimateRequest) -> tuple[dict[str, float], int]:
+    """Bytes per GPU of each term at the peak phase (plus the device's own overhead), and the trainable count."""
+    t, T = terms(shape, req)
+    ph = phases(t, req)
+    name = max(ph, key=lambda k: sum(ph[k].values()))
+    parts = {k: 0.0 for k in ("weights", "trainable_params", "gradients", "optimizer_states", "optimizer_temporaries",
+                              "gathered_params", "autocast_copies", "activations", "logits", "layer_recompute")}
+    parts.update(ph[name])
+    allocated = sum(parts.values())
+    if req.device == "cpu":
+        # the process's resident memory keeps what each phase freed (glibc rarely returns it to the system), so
+        # the reading is every term together (measured: bench/estimate_vs_measured.py)
+        parts.update({k: v for k, v in vars(t).items() if k in parts})
+    if req.device == "cuda":
+        multi = req.gpus > 1
+        parts["allocator_reserve"] = allocated * (ALLOCATOR_RESERVE_SHARE_MULTI if multi else ALLOCATOR_RESERVE_SHARE)
+        parts["overhead"] = (CUDA_CONTEXT_GB + (NCCL_BUFFERS_GB if multi else 0.0)) * GB
+    else:
+        parts["allocator_reserve"] = 0.0
+        parts["overhead"] = CPU_PROCESS_GB * GB
+        if req.method == "qlora":
+            # on CPU the weights are first materialised in full precision and quantised after; the allocator
+            # keeps that memory (on CUDA, layers are quantised one by one as they are moved to the GPU)
+            parts["overhead"] += shape.params * WEIGHT_BYTES[req.precision]
+    parts["_allocated"] = allocated
+    parts["_phase_forward_backward"] = sum(ph["forward_backward"].values())
+    parts["_phase_optimizer_step"] = sum(ph["optimizer_step"].values())
+    parts["_peak_is_step"] = 1.0 if name == "optimizer_step" else 0.0
+    return parts, T
+
+
+def _split(parts: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
+    """(the visible terms, the bookkeeping entries that start with an underscore)."""
+    return ({k: v for k, v in parts.items() if not k.startswith("_")},
+            {k: v for k, v in parts.items() if k.startswith("_")})
 
 
 def _total_gb(shape: ModelShape, req: EstimateRequest) -> float:
-    parts, _ = breakdown(shape, req)
-    return sum(parts.values()) / GB
+    visible, _ = _split(breakdown(shape, req)[0])
+    return sum(visible.values()) / GB
 
 
 def training_flops(shape: ModelShape, req: EstimateRequest, tokens: float) -> float:
@@ -197,29 +368,52 @@ def training_flops(shape: ModelShape, req: EstimateRequest, tokens: float) -> fl
 QLORA_SLOWDOWN = 1.3  # dequantising 4-bit weights on every matmul makes QLoRA slower than LoRA
 
 
+def _precision_note(req: EstimateRequest) -> str:
+    if req.precision.endswith("-mixed"):
+        return f"{req.precision}: fp32 weights with {req.precision[:4]} autocast (AMP; 16-bit weight copies cached)"
+    if req.precision == "fp32":
+        return "fp32 weights and compute"
+    return f"pure {req.precision}: weights, gradients and optimizer states in {req.precision} (HF Trainer with a " \
+           f"{req.precision} model)"
+
+
 def estimate(shape: ModelShape, req: EstimateRequest, suggest: bool = True) -> MemoryEstimate:
     parts, T = breakdown(shape, req)
-    total = sum(parts.values()) / GB
-    per_gpu = {k: round(v / GB, 3) for k, v in parts.items()}
+    visible, book = _split(parts)
+    total = sum(visible.values()) / GB
+    per_gpu = {k: round(v / GB, 3) for k, v in visible.items()}
     fits = total <= req.gpu_memory_gb
+    tight = (not fits and req.device == "cuda" and req.gpus == 1
+             and (book["_allocated"] * (1 + MIN_FRAGMENTATION_SHARE)) / GB + CUDA_CONTEXT_GB <= req.gpu_memory_gb)
+    fits = fits or tight
+    elems, per = OPTIMIZER_STATES[req.optimizer]
     assumptions: dict[str, str | float | int | bool] = {
         "model_shape": shape.source,
-        "precision": req.precision,
-        "mixed_precision_master_weights": req.method == "full" and req.precision != "fp32",
-        "optimizer": f"{req.optimizer}: {OPTIMIZER_BYTES[req.optimizer]:g} bytes per trainable parameter",
+        "precision": _precision_note(req),
+        "optimizer": f"{req.optimizer}: {elems} state(s) of "
+                     f"{(per if per is not None else _trainable_bytes(req)):g} bytes per trainable parameter"
+                     + ("; paged: evicted to CPU under memory pressure" if req.optimizer.startswith("paged") else ""),
         "attention": "memory-efficient SDPA/flash (no stored attention scores)",
+        "loss": f"plain cross-entropy over the full vocabulary ({LOGITS_BYTES[2]:g} B per logit in 16-bit, "
+                f"{LOGITS_BYTES[4]:g} in fp32)",
         "gradient_checkpointing": req.gradient_checkpointing,
         "seq_len": req.seq_len,
         "batch_size_per_gpu": req.batch_size,
         "gpus": req.gpus,
         "sharding": req.sharding,
-        "overhead_gb": OVERHEAD_GB[req.device],
         "device": req.device,
+        "peak_phase": "optimizer_step" if book["_peak_is_step"] else "forward_backward",
+        "device_overhead": (f"CUDA context {CUDA_CONTEXT_GB:g} GB + allocator reserve {ALLOCATOR_RESERVE_SHARE:.0%} "
+                            "of the allocated peak") if req.device == "cuda" else f"process {CPU_PROCESS_GB:g} GB",
     }
     if req.method in ("lora", "qlora"):
-        assumptions["lora"] = f"r={req.lora_r} on {', '.join(req.lora_targets)}; adapters kept in fp32"
+        assumptions["lora"] = (f"r={req.lora_r} on {', '.join(req.lora_targets)}, dropout {req.lora_dropout:g}; "
+                               f"adapters in {req.adapter_dtype}")
     if req.method == "qlora":
-        assumptions["quantisation"] = f"NF4 with double quantisation: {NF4_BYTES_PER_PARAM:.4f} bytes per linear-layer parameter"
+        assumptions["quantisation"] = (f"NF4 with double quantisation: {NF4_BYTES_PER_PARAM:.4f} bytes per linear-layer "
+                                       "parameter; embeddings and lm_head "
+                                       + ("upcast to fp32 (peft's k-bit preparation)" if req.upcast_embeddings
+                                          else "kept in the compute dtype"))
     if req.method == "p_tuning":
         assumptions["p_tuning"] = f"{req.num_virtual_tokens} virtual tokens, MLP prompt encoder"
     if req.gpus > 1 and req.sharding == "none":
@@ -246,8 +440,13 @@ def estimate(shape: ModelShape, req: EstimateRequest, suggest: bool = True) -> M
         trainable_share=round(T / shape.params, 6),
         per_gpu_gb=per_gpu,
         total_gb=round(total, 3),
+        allocated_gb=round(book["_allocated"] / GB, 3),
+        peak_phase="optimizer_step" if book["_peak_is_step"] else "forward_backward",
+        phases={"forward_backward": round(book["_phase_forward_backward"] / GB, 3),
+                "optimizer_step": round(book["_phase_optimizer_step"] / GB, 3)},
         gpu_memory_gb=req.gpu_memory_gb,
         fits=fits,
+        tight=tight,
         headroom_gb=round(req.gpu_memory_gb - total, 3),
         assumptions=assumptions,
         gpu_hours=gpu_hours,
@@ -268,8 +467,10 @@ def _candidates(req: EstimateRequest) -> list[tuple[str, str, dict]]:
     if req.gpus > 1 and req.sharding not in ("zero3", "fsdp"):
         out.append((f"shard weights, gradients and optimizer with ZeRO-3 across the {req.gpus} GPUs", "--sharding zero3",
                     {"sharding": "zero3"}))
-    if req.optimizer == "adamw":
+    if req.optimizer in ("adamw", "paged_adamw"):
         out.append(("use 8-bit AdamW (bitsandbytes)", "--optimizer adamw_8bit", {"optimizer": "adamw_8bit"}))
+    if req.precision.endswith("-mixed") or req.precision == "fp32":
+        out.append(("train in pure bf16 (no fp32 weight copy)", "--precision bf16", {"precision": "bf16"}))
     if req.batch_size > 1:
         out.append((f"batch size 1 with gradient accumulation {req.batch_size * req.grad_accum} (same effective batch)",
                     f"--batch-size 1 --grad-accum {req.batch_size * req.grad_accum}",

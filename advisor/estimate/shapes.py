@@ -25,6 +25,9 @@ class ModelShape:
     learned_positions: int = 0  # GPT-2 style position embeddings
     norm_has_bias: bool = False
     head_dim: int | None = None
+    experts: int = 0  # mixture of experts: routed experts per layer (0 = a dense MLP)
+    experts_per_token: int = 0
+    shared_intermediate: int = 0  # an always-on shared expert (Qwen MoE, DeepSeek)
     source: str = "config.json"
     exact_params: int | None = field(default=None, compare=False)  # override when given as --params-b
 
@@ -55,10 +58,23 @@ class ModelShape:
             shapes["gate_proj"] = (h, i)
         return shapes
 
+    @property
+    def mlp_copies(self) -> int:
+        """How many copies of the MLP matrices a layer holds (its experts), for parameter counts and adapters."""
+        return max(1, self.experts)
+
+    @property
+    def active_mlp_copies(self) -> int:
+        """How many of them each token runs through (for activations)."""
+        return self.experts_per_token if self.experts else 1
+
     def counts(self) -> dict[str, int]:
         h = self.hidden
         attn = sum(a * b for k, (a, b) in self.linear_shapes().items() if k.endswith(("q_proj", "k_proj", "v_proj", "o_proj")))
-        mlp = sum(a * b for k, (a, b) in self.linear_shapes().items() if k in ("up_proj", "down_proj", "gate_proj"))
+        mlp = self.mlp_copies * sum(a * b for k, (a, b) in self.linear_shapes().items()
+                                    if k in ("up_proj", "down_proj", "gate_proj"))
+        if self.experts:
+            mlp += h * self.experts + 3 * h * self.shared_intermediate  # router + shared expert
         if self.attn_bias:
             attn += self.q_dim + 2 * self.kv_dim
         if self.o_bias:
@@ -97,8 +113,12 @@ def _need(cfg: dict, keys: tuple[str, ...], path: str) -> int:
                     "cannot count parameters without it")
 
 
-def shape_from_config(model_path: str | Path) -> ModelShape:
-    """Read a local model folder's (or a config file's) config.json: Llama/Mistral/Qwen/GPT-2 keys."""
+ENCODER_DECODER = {"t5", "mt5", "umt5", "bart", "mbart", "pegasus", "marian", "longt5", "switch_transformers"}
+# families whose MLP is one up and one down projection (no gate), with biases and LayerNorm
+UNGATED = {"gpt2", "gpt_neo", "gptj", "gpt_bigcode", "gpt_neox", "bloom", "falcon", "opt", "phi", "starcoder2"}
+
+
+def _read_config(model_path: str | Path) -> tuple[dict, str]:
     p = Path(model_path)
     cfg_path = p / "config.json" if p.is_dir() else p
     if not cfg_path.is_file():
@@ -111,28 +131,56 @@ def shape_from_config(model_path: str | Path) -> ModelShape:
         raise UserError(f"{cfg_path}: expected a JSON object")
     if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers keep the LM under text_config
         cfg = {**cfg, **cfg["text_config"]}
-    src = str(cfg_path)
+    return cfg, str(cfg_path)
+
+
+def _experts(cfg: dict) -> tuple[int, int, int | None, int]:
+    """(routed experts, experts per token, per-expert intermediate size, shared-expert intermediate size)."""
+    n = cfg.get("num_local_experts") or cfg.get("num_experts") or cfg.get("n_routed_experts") or 0
+    if not n or n <= 1:
+        return 0, 0, None, 0
+    k = cfg.get("num_experts_per_tok") or cfg.get("top_k") or 2
+    inter = cfg.get("moe_intermediate_size") or cfg.get("intermediate_size")
+    shared = cfg.get("shared_expert_intermediate_size") or (
+        (cfg.get("n_shared_experts") or 0) * (cfg.get("moe_intermediate_size") or 0))
+    return int(n), int(k), inter, int(shared or 0)
+
+
+def shape_from_config(model_path: str | Path) -> ModelShape:
+    """Read a local model folder's (or a config file's) config.json: Llama, Mistral/Mixtral, Qwen2/3 (and MoE),
+    Gemma, Phi, GPT-2/NeoX/J, Falcon, BLOOM, OPT, DeepSeek-style MoE keys. Encoder-decoder models (T5, BART)
+    are refused with the reason: tunewise trains causal language models."""
+    cfg, src = _read_config(model_path)
     model_type = str(cfg.get("model_type", "")).lower()
-    gpt2_like = model_type in {"gpt2", "gpt_neo", "gptj", "gpt_bigcode"} or "n_embd" in cfg
-    hidden = _need(cfg, ("hidden_size", "n_embd", "d_model"), src)
+    if model_type in ENCODER_DECODER or cfg.get("is_encoder_decoder"):
+        raise UserError(f"{src}: `{model_type}` is an encoder-decoder model; tunewise estimates and trains "
+                        "decoder-only (causal) language models such as Llama, Qwen, Mistral, Gemma or Phi")
+    gpt2_like = model_type in UNGATED or "n_embd" in cfg
+    hidden = _need(cfg, ("hidden_size", "n_embd", "d_model", "n_embed"), src)
     layers = _need(cfg, ("num_hidden_layers", "n_layer", "num_layers"), src)
-    heads = _need(cfg, ("num_attention_heads", "n_head"), src)
-    vocab = _need(cfg, ("vocab_size",), src)
-    kv = cfg.get("num_key_value_heads") or heads
-    inter = cfg.get("intermediate_size") or cfg.get("n_inner") or (4 * hidden if gpt2_like else None)
+    heads = _need(cfg, ("num_attention_heads", "n_head", "num_heads"), src)
+    vocab = _need(cfg, ("vocab_size", "padded_vocab_size"), src)
+    kv = cfg.get("num_key_value_heads") or cfg.get("num_kv_heads") or (1 if cfg.get("multi_query") else heads)
+    n_exp, k_exp, exp_inter, shared = _experts(cfg)
+    inter = exp_inter or cfg.get("intermediate_size") or cfg.get("n_inner") or cfg.get("ffn_hidden_size") or (
+        4 * hidden if gpt2_like else None)
     if inter is None:
         raise UserError(f"{src}: missing key `intermediate_size`; cannot count MLP parameters without it")
     if hidden % heads and not cfg.get("head_dim"):
         raise UserError(f"{src}: `hidden_size` ({hidden}) is not divisible by `num_attention_heads` ({heads})")
-    tied = bool(cfg.get("tie_word_embeddings", gpt2_like))
+    moe = dict(experts=n_exp, experts_per_token=k_exp, shared_intermediate=shared)
     if gpt2_like:
-        return ModelShape(vocab, hidden, layers, heads, heads, int(inter), tied_embeddings=tied, gated_mlp=False,
-                          attn_bias=True, o_bias=True, mlp_bias=True, learned_positions=int(cfg.get("n_positions", 1024)),
-                          norm_has_bias=True, source=src)
+        bias = bool(cfg.get("bias", model_type not in ("falcon",)))
+        tied = bool(cfg.get("tie_word_embeddings", model_type in ("gpt2", "gpt_neo", "bloom", "opt", "falcon")))
+        return ModelShape(vocab, hidden, layers, heads, int(kv), int(inter), tied_embeddings=tied, gated_mlp=False,
+                          attn_bias=bias, o_bias=bias, mlp_bias=bias,
+                          learned_positions=int(cfg.get("n_positions", 1024)) if model_type in ("gpt2", "gpt_neo") or "n_embd" in cfg else 0,
+                          norm_has_bias=True, head_dim=cfg.get("head_dim"), source=src, **moe)
     return ModelShape(
-        vocab, hidden, layers, heads, int(kv), int(inter), tied_embeddings=tied,
-        attn_bias=bool(cfg.get("attention_bias", model_type.startswith("qwen2"))),
-        mlp_bias=bool(cfg.get("mlp_bias", False)), head_dim=cfg.get("head_dim"), source=src,
+        vocab, hidden, layers, heads, int(kv), int(inter),
+        tied_embeddings=bool(cfg.get("tie_word_embeddings", model_type.startswith("gemma"))),
+        attn_bias=bool(cfg.get("attention_bias", cfg.get("qkv_bias", model_type in ("qwen2", "qwen2_moe")))),
+        mlp_bias=bool(cfg.get("mlp_bias", False)), head_dim=cfg.get("head_dim"), source=src, **moe,
     )
 
 

@@ -44,6 +44,8 @@ def _ladder(method: str, gpus: int) -> list[dict]:
             {"optimizer": "adamw_8bit", "lora_r": 16},
             {"optimizer": "adamw_8bit", "lora_r": 8, "lora_targets": ATTENTION_ONLY},
             *([{"optimizer": "adamw_8bit", "lora_r": 8, "lora_targets": ATTENTION_ONLY, **shard}] if shard else []),
+            *([{"optimizer": "adamw_8bit", "lora_r": 8, "lora_targets": ATTENTION_ONLY, "upcast_embeddings": False}]
+              if method == "qlora" else []),
         ]
     return [{"optimizer": "adamw"}, *([shard] if shard else [])]
 

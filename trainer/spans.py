@@ -1,0 +1,182 @@
+"""Which characters of a rendered conversation are trained: each trainable assistant reply plus the token the
+model emits to end its turn, nothing else (no role header, no `<think></think>` the template adds, no newline
+after the end token, no second end-of-text token).
+
+The template's own turns are found in one of three ways, best first:
+1. the template has `{% generation %}` markers (its own, or TRL's `*_training` variant of a known family's
+   template, `trl.chat_template_utils.get_training_chat_template`, which also makes it prefix-preserving): the
+   marked character ranges, from transformers' renderer;
+2. otherwise the conversation is rendered up to each assistant turn (prefix-stable templates);
+3. otherwise the record is refused with the reason.
+Within a turn the reply is located verbatim, and the trained end is the first end-of-turn token after it (the
+tokenizer's EOS, the model's generation stop tokens, or a known family end marker); if the template writes none
+(GLM-style turns that end with the next role token), the tokenizer's EOS is inserted after the reply.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from advisor.errors import UserError
+
+# end-of-turn markers of the families trl ships templates for (Llama 3, ChatML/Qwen/LFM2, Gemma, Phi-3, gpt-oss,
+# DeepSeek, Cohere, GLM, Mistral/Llama 2)
+END_OF_TURN = ("<|eot_id|>", "<|im_end|>", "<end_of_turn>", "<|end|>", "<|return|>", "<|call|>", "<|eot|>",
+               "<｜end▁of▁sentence｜>", "<|END_OF_TURN_TOKEN|>", "<|user|>", "<|observation|>", "</s>",
+               "<|endoftext|>", "<turn|>")
+GENERATION_MARKER = re.compile(r"\{%-?\s*generation\s*-?%\}")
+
+
+@dataclass
+class TemplatePlan:
+    template: str
+    mode: str  # "markers" | "trl_training" | "prefix"
+    family: str | None = None  # the trl family whose training template is used
+
+
+def _generation_stop_tokens(model_path: str | None, tokenizer) -> set[str]:
+    """The model's own stop tokens (generation_config.json eos_token_id, which may be a list)."""
+    out: set[str] = set()
+    if model_path and (Path(model_path) / "generation_config.json").is_file():
+        try:
+            ids = json.loads((Path(model_path) / "generation_config.json").read_text(encoding="utf-8")).get("eos_token_id")
+        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
+            ids = None
+        for i in ids if isinstance(ids, list) else [ids] if isinstance(ids, int) else []:
+            tok = tokenizer.convert_ids_to_tokens(i)
+            if isinstance(tok, str):
+                out.add(tok)
+    return out
+
+
+def plan_template(tokenizer) -> TemplatePlan:
+    """The template to render with, and how its assistant turns are found."""
+    template = tokenizer.chat_template
+    if not isinstance(template, str) or not template:
+        raise UserError("the tokenizer has no chat template: set data.chat_template (inline or a .jinja path)")
+    if GENERATION_MARKER.search(template):
+        return TemplatePlan(template, "markers")
+    try:
+        from trl.chat_template_utils import get_training_chat_template
+
+        training = get_training_chat_template(tokenizer)
+    except (ImportError, ValueError, TypeError):
+        training = None
+    if training:
+        return TemplatePlan(training, "trl_training", _family(training))
+    return TemplatePlan(template, "prefix")
+
+
+def _family(training_template: str) -> str | None:
+    try:
+        import trl
+    except ImportError:
+        return None
+    for f in (Path(trl.__file__).parent / "chat_templates").glob("*_training.jinja"):
+        if f.read_text(encoding="utf-8") == training_template:
+            return f.name.removesuffix("_training.jinja")
+    return None
+
+
+class SpanFinder:
+    """Character spans to train in a rendered conversation."""
+
+    def __init__(self, tokenizer, model_path: str | None = None) -> None:
+        self.tok = tokenizer
+        self.plan = plan_template(tokenizer)
+        self.eos = tokenizer.eos_token or ""
+        specials = set(getattr(tokenizer, "all_special_tokens", []) or [])
+        specials |= set(getattr(tokenizer, "added_tokens_encoder", {}) or {})
+        self.specials = sorted((s for s in specials if s), key=len, reverse=True)
+        self.stops = set(END_OF_TURN) | {self.eos} | _generation_stop_tokens(model_path, tokenizer)
+
+    # ---- rendering -----------------------------------------------------------------------------------------
+
+    def _kwargs(self) -> dict:
+        return {k: v for k, v in (self.tok.special_tokens_map or {}).items() if isinstance(v, str)}
+
+    def render(self, msgs: list[dict], add_generation_prompt: bool = False, tools=None) -> str:
+        return self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                            chat_template=self.plan.template, tools=tools)
+
+    def _marked(self, msgs: list[dict], tools) -> tuple[str, list[tuple[int, int]]]:
+        from transformers.utils.chat_template_utils import render_jinja_template
+
+        rendered, indices = render_jinja_template(conversations=[msgs], tools=tools, chat_template=self.plan.template,
+                                                  return_assistant_tokens_mask=True, **self._kwargs())
+        text, merged = rendered[0], []
+        for a, b in sorted(tuple(x) for x in indices[0]):
+            # a marked block right after another (Phi-3 marks the closing EOS on its own) belongs to the same turn
+            if merged and not text[merged[-1][1]:a].strip():
+                merged[-1] = (merged[-1][0], b)
+            else:
+                merged.append((a, b))
+        return text, merged
+
+    def _prefix_turns(self, msgs: list[dict], tools) -> tuple[str, list[tuple[int, int]]]:
+        text = self.render(msgs, tools=tools)
+        turns = []
+        for i, m in enumerate(msgs):
+            if m["role"] != "assistant":
+                continue
+            before = self.render(msgs[:i], add_generation_prompt=True, tools=tools) if i else ""
+            upto = self.render(msgs[: i + 1], tools=tools)
+            if not (text.startswith(upto) and upto.startswith(before)):
+                raise UserError("the chat template is not prefix-stable (rendering a conversation up to a turn does "
+                                "not give a prefix of the whole) and tunewise knows no training variant of it, so "
+                                "assistant-only loss cannot be computed; name another data.chat_template (one with "
+                                "{% generation %} markers) or set data.assistant_only_loss: false")
+            turns.append((len(before), len(upto)))
+        return text, turns
+
+    # ---- the reply and its end token --------------------------------------------------------------------------
+
+    def _special_at(self, text: str, pos: int) -> str | None:
+        for s in self.specials:
+            if text.startswith(s, pos):
+                return s
+        return None
+
+    def _trim(self, text: str, turn: tuple[int, int], content: str) -> tuple[str, tuple[int, int]]:
+        """(text, span): the reply within the turn and the end-of-turn token after it (inserted when missing)."""
+        a, b = turn
+        start = text.find(content, a, max(b, a + len(content))) if content else -1
+        if content and start < 0 and content.strip():
+            content = content.strip()
+            start = text.find(content, a, max(b, a + len(content)))
+        if start < 0:
+            return text, (a, b)  # the template rewrote the reply (tool calls, reasoning): train the whole turn
+        pos = start + len(content)
+        while (tok := self._special_at(text, pos)) is not None:
+            pos += len(tok)
+            if tok in self.stops:
+                return text, (start, pos)
+        if not self.eos:
+            return text, (start, pos)
+        # no end-of-turn token after the reply (the turn ends with the next role's token, or nothing)
+        text = text[:pos] + self.eos + text[pos:]
+        return text, (start, pos + len(self.eos))
+
+    def spans(self, msgs: list[dict], tools=None) -> tuple[str, list[tuple[int, int]]]:
+        plain = [{k: v for k, v in m.items() if k != "train"} for m in msgs]
+        if self.plan.mode == "prefix":
+            text, turns = self._prefix_turns(plain, tools)
+        else:
+            text, turns = self._marked(plain, tools)
+        assistants = [m for m in msgs if m["role"] == "assistant"]
+        if len(turns) != len(assistants):
+            raise UserError(f"the chat template marks {len(turns)} assistant turn(s) in a conversation with "
+                            f"{len(assistants)}: it drops or merges assistant messages, so their loss cannot be "
+                            "placed; use another data.chat_template")
+        spans = []
+        shift = 0
+        for m, (a, b) in zip(assistants, turns, strict=True):
+            before = len(text)
+            text, span = self._trim(text, (a + shift, b + shift), m.get("content") or "")
+            shift += len(text) - before
+            if m.get("train", True):
+                spans.append(span)
+        return text, spans
