@@ -62,3 +62,37 @@ def build_config(rec: Recommendation, answers: Answers, data_path: str | None, m
         distributed=DistributedSection(processes=answers.gpu_count if answers.gpu_count > 1 else 1, strategy=strategy),
     )
 
+
+
+def config_comments(rec: Recommendation, cfg: TrainConfig) -> dict[str, str]:
+    """Why each setting of the written train.yaml has its value (written as YAML comments)."""
+    m = rec.method
+    est = rec.estimate[m]
+    req = EstimateRequest.model_validate(est["request"])
+    where = (f"{req.gpu_memory_gb:g} GB of host RAM" if req.device == "cpu"
+             else f"{req.gpu_memory_gb:g} GB per GPU × {req.gpus}")
+    t = cfg.training
+    out = {
+        "method": f"{m}: {rec.decided_by.rule if rec.decided_by else 'the recommendation'} decided it "
+                  f"(tunewise recommend --explain {m}); the estimate for this configuration: {est['total_gb']:.1f} GB "
+                  f"on {where}, peak at the {est['peak_phase'].replace('_', ' ')}",
+        "training.batch_size": f"the largest per-device batch (16 at most) the memory estimate fits in {where}",
+        "training.grad_accum": f"an effective batch of {t.batch_size * t.grad_accum * cfg.distributed.processes} "
+                               "records per update = batch_size × grad_accum × processes",
+        "training.gradient_checkpointing": ("on: the batch fits only when activations are recomputed (~30% slower)"
+                                            if t.gradient_checkpointing else
+                                            "off: the batch fits without it, and steps are ~30% faster"),
+        "training.learning_rate": f"the usual starting rate for {m} ({LEARNING_RATES[m]:g}); lower it if the loss "
+                                  "jumps, raise it if it barely moves",
+        "training.epochs": f"{t.epochs:g}: 3 passes below 10,000 examples, 1 above (more overfits)",
+        "training.optimizer": (f"{t.optimizer}: " + ("8-bit states, needed to fit the memory" if "8bit" in t.optimizer
+                                                     else "full-precision AdamW states; the memory allows them")),
+        "data.max_seq_len": f"{cfg.data.max_seq_len} tokens: " + (
+            "the audited data's 90th percentile, rounded up to 128" if rec.assumptions.get("token_source") ==
+            "dataset audit" else "assumed (no audited data); run `tunewise audit` to size it"),
+    }
+    if m in ("lora", "qlora"):
+        rung = est.get("config_rung", 0)
+        out["method.lora_r"] = ("r=16: the standard rank" if rung == 0 else
+                                f"r={req.lora_r}: a leaner setting the memory needed (rung {rung} of the ladder)")
+    return out

@@ -20,12 +20,22 @@ M = TypeVar("M", bound=BaseModel)
 Loc = tuple[str | int, ...]
 
 
+class DuplicateKey(ValueError):
+    def __init__(self, key: str, first: int, again: int) -> None:
+        super().__init__(f"key `{key}` appears twice (lines {first} and {again}); YAML keeps only the last: "
+                         "remove one")
+        self.line = again
+
+
 def _line_map(node: yaml.Node, path: Loc = (), out: dict[Loc, int] | None = None) -> dict[Loc, int]:
-    """Map each key path of a composed YAML document to its 1-based line."""
+    """Map each key path of a composed YAML document to its 1-based line; a key given twice in one mapping is an
+    error (YAML would silently keep the last)."""
     out = {} if out is None else out
     if isinstance(node, yaml.MappingNode):
         for key_node, value_node in node.value:
             key = key_node.value
+            if path + (key,) in out:
+                raise DuplicateKey(".".join(map(str, path + (key,))), out[path + (key,)], key_node.start_mark.line + 1)
             out[path + (key,)] = key_node.start_mark.line + 1
             _line_map(value_node, path + (key,), out)
     elif isinstance(node, yaml.SequenceNode):
@@ -68,6 +78,8 @@ def read_structured(path: str | Path, what: str = "file") -> tuple[Any, dict[Loc
                 lines = {}
             return data, lines
         return _parse_yaml(text)
+    except DuplicateKey as e:
+        raise UserError(f"{p}:{e.line}: {e}") from None
     except json.JSONDecodeError as e:
         raise UserError(f"{p}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
     except yaml.YAMLError as e:
@@ -166,9 +178,37 @@ def validate(model: type[M], data: Any, source: str, lines: dict[Loc, int] | Non
         raise UserError(format_validation_error(e, model, source, lines or {})) from None
 
 
-def load_model_file(model: type[M], path: str | Path, what: str = "file") -> M:
+def load_model_file(model: type[M], path: str | Path, what: str = "file", overrides: list[str] | None = None) -> M:
+    """Read and validate a file; `overrides` are `dotted.key=value` strings applied first (values read as YAML:
+    numbers, booleans, lists), validated like the file itself."""
     data, lines = read_structured(path, what)
-    return validate(model, data, str(path), lines)
+    source = str(path)
+    if overrides:
+        data = apply_overrides(data, overrides, source)
+        source += " (with " + ", ".join(o.split("=", 1)[0] for o in overrides) + " overridden)"
+    return validate(model, data, source, lines)
+
+
+def apply_overrides(data: Any, overrides: list[str], source: str) -> dict:
+    if not isinstance(data, dict):
+        raise UserError(f"{source}: expected a mapping of keys to values at the top level")
+    data = json.loads(json.dumps(data))  # a deep copy of plain data
+    for item in overrides:
+        key, sep, raw = item.partition("=")
+        parts = [k for k in key.strip().split(".") if k]
+        if not sep or not parts:
+            raise UserError(f"override `{item}`: write KEY=VALUE with a dotted key, e.g. training.learning_rate=1e-4")
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as e:
+            raise UserError(f"override `{item}`: the value is not valid YAML ({getattr(e, 'problem', e)})") from None
+        node = data
+        for k in parts[:-1]:
+            if not isinstance(node.setdefault(k, {}), dict):
+                raise UserError(f"override `{item}`: `{k}` is a value, not a section")
+            node = node[k]
+        node[parts[-1]] = value
+    return data
 
 
 def atomic_write(path: str | Path, content: str | bytes) -> Path:
@@ -193,10 +233,31 @@ def dump_yaml(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
-def write_model(path: str | Path, model: BaseModel, header: str | None = None) -> Path:
+def comment_yaml(text: str, comments: dict[str, str]) -> str:
+    """YAML text with `# comment` lines above the keys named by dotted path (block-style mappings)."""
+    out: list[str] = []
+    stack: list[tuple[int, str]] = []  # (indent, key) of the enclosing mappings
+    for line in text.splitlines():
+        stripped = line.lstrip(" ")
+        indent = len(line) - len(stripped)
+        if stripped and not stripped.startswith(("- ", "#")) and ":" in stripped:
+            key = stripped.split(":", 1)[0].strip().strip("'\"")
+            while stack and stack[-1][0] >= indent:
+                stack.pop()
+            dotted = ".".join([k for _, k in stack] + [key])
+            for part in comments.get(dotted, "").splitlines():
+                out.append(" " * indent + "# " + part)
+            stack.append((indent, key))
+        out.append(line)
+    return "\n".join(out) + "\n"
+
+
+def write_model(path: str | Path, model: BaseModel, header: str | None = None,
+                comments: dict[str, str] | None = None) -> Path:
     """Write a pydantic model as YAML (or JSON for *.json), atomically."""
     data = model.to_file_dict() if hasattr(model, "to_file_dict") else model.model_dump(mode="json", exclude_none=True)
     if str(path).endswith(".json"):
         return atomic_write(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
-    text = (f"# {header}\n" if header else "") + dump_yaml(data)
+    body = dump_yaml(data)
+    text = (f"# {header}\n" if header else "") + (comment_yaml(body, comments) if comments else body)
     return atomic_write(path, text)

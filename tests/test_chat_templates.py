@@ -110,3 +110,149 @@ def test_the_plan_names_trls_training_variant(base_texts):
     plan = plan_template(family_tokenizer("qwen3.jinja", base_texts))
     assert plan.mode == "trl_training" and plan.family == "qwen3"
     assert plan_template(family_tokenizer("llama3_1.jinja", base_texts)).mode == "prefix"
+
+
+MISTRAL_LIKE = (  # Mistral v0.3's shape: the system text goes into the last user turn, [INST] markers, </s> ends
+    "{%- set ns = namespace(last_user=-1, system='') %}"
+    "{%- for m in messages %}{%- if m['role'] == 'user' %}{%- set ns.last_user = loop.index0 %}{%- endif %}"
+    "{%- if m['role'] == 'system' %}{%- set ns.system = m['content'] %}{%- endif %}{%- endfor %}"
+    "{{- bos_token }}{%- for m in messages %}{%- if m['role'] == 'user' %}"
+    "{%- if loop.index0 == ns.last_user and ns.system %}{{- '[INST] ' + ns.system + '\\n\\n' + m['content'] + '[/INST]' }}"
+    "{%- else %}{{- '[INST] ' + m['content'] + '[/INST]' }}{%- endif %}"
+    "{%- elif m['role'] == 'assistant' %}{{- ' ' + m['content'] + eos_token }}{%- endif %}{%- endfor %}")
+
+
+@pytest.mark.parametrize("shape", sorted(SHAPES))
+def test_templates_that_rerender_earlier_turns_are_anchored_on_the_replies(shape, base_texts):
+    from trainer.data import Encoder, trained_runs
+    from trainer.tiny import build_tokenizer
+
+    tok = build_tokenizer(base_texts, 600)
+    tok.add_special_tokens({"additional_special_tokens": ["[INST]", "[/INST]", "</s>", "<s>"]})
+    tok.eos_token, tok.bos_token = "</s>", "<s>"
+    tok.chat_template = MISTRAL_LIKE
+    msgs = [dict(m) for m in SHAPES[shape]]
+    enc = Encoder(tok, 4096)
+    e, _ = enc.encode(0, msgs, "openai")
+    expected = [m["content"] + "</s>" for m in msgs if m["role"] == "assistant" and m.get("train", True)]
+    assert trained_runs(e, tok) == expected
+
+
+TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city",
+                                           "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
+                                                          "required": ["city"]}}}]
+
+
+@pytest.mark.parametrize("name,call_marker", [("qwen2_5.jinja", "<tool_call>"), ("qwen3.jinja", "<tool_call>"),
+                                              ("llama3_1.jinja", '"name": "get_weather"')])
+def test_tool_calls_are_rendered_natively_and_trained(name, call_marker, base_texts, tmp_path):
+    """OpenAI tool_calls stay structured, tool results are `tool` messages, and `tools` reach the template."""
+    import json
+
+    from trainer.data import Encoder, load_conversations, trained_runs
+
+    rec = {"tools": TOOLS, "messages": [
+        {"role": "user", "content": "Weather in Oslo?"},
+        {"role": "assistant", "content": None, "tool_calls": [
+            {"id": "c1", "type": "function", "function": {"name": "get_weather", "arguments": "{\"city\": \"Oslo\"}"}}]},
+        {"role": "tool", "tool_call_id": "c1", "name": "get_weather", "content": "4 degrees, rain"},
+        {"role": "assistant", "content": "It is 4 degrees and raining in Oslo."}]}
+    path = tmp_path / "tools.jsonl"
+    path.write_text(json.dumps(rec) + "\n")
+    (index, msgs), = load_conversations(path)[0]
+    assert msgs[1]["tool_calls"][0]["function"]["arguments"] == {"city": "Oslo"} and msgs[1]["content"] == ""
+    tok = family_tokenizer(name, base_texts)
+    enc = Encoder(tok, 4096)
+    e, _ = enc.encode(index, msgs, "openai")
+    text = tok.decode(e.input_ids)
+    assert "get_weather" in text.split("Weather in Oslo?")[0] or "Weather in a city" in text  # tools rendered
+    runs = trained_runs(e, tok)
+    end = FAMILIES[name][1]
+    assert len(runs) == 2 and call_marker in runs[0] and runs[0].endswith(end) and "4 degrees, rain" not in runs[0]
+    assert runs[1] == "It is 4 degrees and raining in Oslo." + end
+
+
+def family_model(tmp_path, template: str, arch: str, texts: list[str]):
+    """A tiny random model of an architecture, with a tokenizer carrying a family's template and special tokens."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    tok = family_tokenizer(template, texts)
+    tok.pad_token = tok.pad_token or "<|pad|>"
+    cfg = AutoConfig.for_model(arch, vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                               num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
+                               tie_word_embeddings=False, pad_token_id=tok.pad_token_id,
+                               eos_token_id=tok.eos_token_id, bos_token_id=None)
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(cfg)
+    out = tmp_path / f"{arch}-model"
+    model.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("template,arch", [("qwen2_5.jinja", "qwen2"), ("phi3.jinja", "phi3"),
+                                           ("llama3.jinja", "llama")])
+def test_lora_learns_on_real_family_templates_and_reloads(tmp_path, template, arch, base_texts):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from tests.conftest import write_yaml
+    from tests.trainer_fixtures import train_config, write_dataset
+    from trainer.data import Collator
+    from trainer.run import fit
+
+    model_dir = family_model(tmp_path, template, arch, base_texts)
+    data = write_dataset(tmp_path / "d.jsonl")
+    out = tmp_path / "out"
+    cfg = train_config(model_dir, data, out, {"name": "lora", "r": 8}, max_steps=40, learning_rate=1e-2)
+    r = fit(str(write_yaml(tmp_path / "train.yaml", cfg)), progress=False)
+    s = r["summary"]
+    assert s["eval_loss_last"] < 0.9 * s["eval_loss_first"], s  # a random base: the adapter alone learns
+    val = r["prepared"].val
+    batch = Collator(r["tokenizer"].pad_token_id)([{"input_ids": e.input_ids, "labels": e.labels} for e in val[:4]])
+    import torch
+
+    with torch.no_grad():
+        model = r["trainer"].model.eval()
+        before = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        base = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True)
+        reloaded = PeftModel.from_pretrained(base, out, local_files_only=True).eval()
+        after = reloaded(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    assert (before - after).abs().max().item() < 1e-4
+
+
+# templates that refuse a `tool` message (roles must alternate): such records stop with the record and the reason
+REFUSE_TOOLS = {"gemma.jinja", "gemma3.jinja", "cohere.jinja", "cohere2.jinja"}
+NO_TOOLS = REFUSE_TOOLS | {"deepseek_r1_distill.jinja"}  # the R1 distill template drops tool calls with content
+
+
+@pytest.mark.parametrize("name", sorted(set(FAMILIES) - NO_TOOLS))
+def test_tool_call_turns_in_every_family_that_renders_tools(name, base_texts):
+    from trainer.data import Encoder, trained_runs
+
+    msgs = [{"role": "user", "content": "Weather in Oslo?", "tools": TOOLS},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]},
+            {"role": "tool", "name": "get_weather", "content": "4 degrees, rain"},
+            {"role": "assistant", "content": "It is 4 degrees and raining in Oslo."}]
+    tok = family_tokenizer(name, base_texts)
+    e, _ = Encoder(tok, 4096).encode(0, msgs, "openai")
+    runs = trained_runs(e, tok)
+    assert len(runs) == 2 and "Oslo" in runs[0] and "4 degrees, rain" not in runs[0], runs
+    assert runs[1] == "It is 4 degrees and raining in Oslo." + FAMILIES[name][2], runs
+
+
+@pytest.mark.parametrize("name", sorted(REFUSE_TOOLS))
+def test_templates_that_refuse_tool_messages_name_the_record(name, base_texts):
+    from advisor.errors import UserError
+    from trainer.data import Encoder
+
+    msgs = [{"role": "user", "content": "Weather in Oslo?"},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]},
+            {"role": "tool", "name": "get_weather", "content": "4 degrees, rain"},
+            {"role": "assistant", "content": "It is 4 degrees."}]
+    with pytest.raises(UserError, match="record 7: the chat template refuses this conversation"):
+        Encoder(family_tokenizer(name, base_texts), 4096).encode(7, msgs, "openai")

@@ -52,3 +52,19 @@ def test_debug_shows_traceback(tmp_path):
 def test_unknown_command_is_usage_error():
     p = run_tunewise("frobnicate")
     assert p.returncode == 2
+
+
+@pytest.mark.parametrize("args", [["--params-b", "nan"], ["--params-b", "inf"], ["--params-b", "7", "--epochs", "nan"],
+                                  ["--params-b", "1e999"]])
+def test_estimate_refuses_non_finite_numbers_in_one_sentence(args):
+    p = run_tunewise("estimate", "--method", "lora", *args)
+    last = p.stderr.strip().splitlines()[-1]
+    assert p.returncode == 2 and "must be a finite number" in last and "Traceback" not in p.stderr
+
+
+def test_duplicate_yaml_keys_name_both_lines(tmp_path):
+    f = tmp_path / "answers.yaml"
+    f.write_text("goal: format\nprompting: works\nexamples: 10\ngoal: task\n")
+    p = run_tunewise("recommend", "--answers", f)
+    err = " ".join(p.stderr.split())
+    assert p.returncode == 2 and "answers.yaml:4" in err and "lines 1 and 4" in err

@@ -190,6 +190,10 @@ def test_cli_json_contract_and_config_out(cli_json, tmp_path):
 
     tc = load_model_file(TrainConfig, cfg)
     assert tc.method.name == "lora" and tc.data.max_seq_len == 512 and tc.training.learning_rate == 2e-4
+    lines = cfg.read_text().splitlines()
+    at = next(i for i, ln in enumerate(lines) if ln.strip().startswith("batch_size:"))
+    assert lines[at - 1].strip().startswith("# the largest per-device batch (16 at most) the memory estimate fits")
+    assert any("prompting-at-limit decided it" in ln for ln in lines)
 
 
 def test_cli_no_config_for_prompting(cli_json, tmp_path):

@@ -282,3 +282,61 @@ def test_dry_run_estimates_the_precision_and_targets_that_train(tmp_path, tiny_m
     d = cli_json("train", write_yaml(tmp_path / "t.yaml", cfg), "--dry-run")
     a = d["estimate"]["assumptions"]
     assert a["precision"].startswith("pure bf16") and "r=8 on q_proj, v_proj, dropout 0" in a["lora"]
+
+
+def test_no_validation_split_and_step_checkpoints_without_eval_steps(tmp_path, tiny_model, cli):
+    """data.val_size 0 trains without evaluation; training.save_steps alone checkpoints every N steps."""
+    c = _cfg(tmp_path, tiny_model, val_size=0)
+    c["training"].update(max_steps=4, save_steps=2, save_total_limit=5)
+    c["training"].pop("eval_steps", None)
+    code, _out, err = cli("train", write_yaml(tmp_path / "t.yaml", c), "--no-progress")
+    assert code == 0, err
+    ckpts = sorted(p.name for p in (tmp_path / "run").glob("checkpoint-*"))
+    assert ckpts == ["checkpoint-2", "checkpoint-4"]
+    summary = json.loads((tmp_path / "run" / "summary.json").read_text())
+    assert summary["steps"] == 4 and summary.get("eval_loss_last") is None
+
+
+def test_config_cross_field_errors(tmp_path):
+    from pydantic import ValidationError
+
+    from trainer.config import TrainConfig
+
+    with pytest.raises(ValidationError, match="data.val_size"):
+        TrainConfig.model_validate({"model": {"path": "m"}, "data": {"path": "d", "val_size": 0},
+                                    "training": {"early_stopping_patience": 2}})
+    with pytest.raises(ValidationError, match="same schedule"):
+        TrainConfig.model_validate({"model": {"path": "m"}, "data": {"path": "d"},
+                                    "training": {"early_stopping_patience": 2, "save_steps": 10}})
+
+
+def test_every_config_field_is_described():
+    from trainer.config import TrainConfig
+
+    def walk(model, prefix=""):
+        for name, f in model.model_fields.items():
+            yield prefix + name, f
+            ann = f.annotation
+            for sub in getattr(ann, "__args__", ()) or (ann,):
+                if isinstance(sub, type) and hasattr(sub, "model_fields"):
+                    yield from walk(sub, f"{prefix}{name}.")
+
+    missing = [n for n, f in walk(TrainConfig) if not f.description]
+    assert not missing, missing
+
+
+def test_key_value_overrides_are_validated_like_the_file(tmp_path, tiny_model, cli_json, cli):
+    path = write_yaml(tmp_path / "t.yaml", _cfg(tmp_path, tiny_model))
+    d = cli_json("train", path, "method.lora_r=4", "method.target_modules=[q_proj, v_proj]", "data.max_seq_len=64",
+                 "--dry-run")
+    assert "r=4 on q_proj, v_proj" in d["estimate"]["assumptions"]["lora"] and d["estimate"]["assumptions"]["seq_len"] <= 64
+    code, _out, err = cli("train", path, "training.learnig_rate=1e-4", "--dry-run")
+    assert code == 2 and "learnig_rate" in err and "did you mean `learning_rate`" in err and "overridden" in err
+    code, _out, err = cli("train", path, "training.learning_rate", "--dry-run")
+    assert code == 2 and "KEY=VALUE" in err
+
+
+def test_a_chat_template_path_that_does_not_exist_is_exit_2(tmp_path, tiny_model, cli):
+    c = _cfg(tmp_path, tiny_model, chat_template="templates/missing.jinja")
+    code, _out, err = cli("train", write_yaml(tmp_path / "t.yaml", c), "--dry-run")
+    assert code == 2 and "templates/missing.jinja" in err and "no such file" in err

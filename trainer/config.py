@@ -24,11 +24,13 @@ class ModelSection(_Section):
 
 class DataSection(_Section):
     path: str = Field(description="training data: JSONL, JSON array or CSV")
-    format: Literal["auto", "alpaca", "sharegpt", "openai", "prompt_completion", "text"] = "auto"
+    format: Literal["auto", "alpaca", "sharegpt", "openai", "prompt_completion", "text"] = Field(
+        "auto", description="record format; auto = detected from the first 200 records (as `tunewise audit` does)")
     chat_template: str | None = Field(
         None, description="Jinja chat template (inline, or a path to a .jinja file); default: the tokenizer's own")
     system_prompt: str | None = Field(None, description="system message added to records that have none")
-    max_seq_len: int = Field(1024, gt=8, validation_alias=AliasChoices("max_seq_len", "max_length", "max_seq_length"))
+    max_seq_len: int = Field(1024, gt=8, validation_alias=AliasChoices("max_seq_len", "max_length", "max_seq_length"),
+                             description="tokens per record after the chat template; longer records are cut")
     val_size: float = Field(0.1, ge=0, description="validation share (<1) or record count (>=1)")
     assistant_only_loss: bool = Field(True, description="train only on assistant tokens (prompt tokens masked)")
     drop_untrainable: bool = Field(False, description="skip records left without answer tokens by truncation "
@@ -36,63 +38,76 @@ class DataSection(_Section):
 
 
 class _LoraFields(_Section):
-    lora_r: int = Field(16, gt=0, validation_alias=AliasChoices("lora_r", "r"))
-    lora_alpha: int = Field(32, gt=0)
-    lora_dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+    lora_r: int = Field(16, gt=0, validation_alias=AliasChoices("lora_r", "r"),
+                        description="adapter rank: trainable parameters grow linearly with it")
+    lora_alpha: int = Field(32, gt=0, description="adapter scale (the update is multiplied by alpha / r)")
+    lora_dropout: float = Field(0.05, ge=0, lt=1, description="dropout on each adapted layer's input")
+    target_modules: list[str] | Literal["all-linear"] = Field(
+        "all-linear", description="module names to adapt (q_proj, v_proj, ...) or all-linear (every linear layer "
+        "but the output head)")
 
 
 class FullMethod(_Section):
-    name: Literal["full"] = "full"
+    name: Literal["full"] = Field("full", description="update every weight")
 
 
 class LoraMethod(_LoraFields):
-    name: Literal["lora"] = "lora"
+    name: Literal["lora"] = Field("lora", description="low-rank adapters on a 16-bit base (peft)")
 
 
 class QLoraMethod(_LoraFields):
-    name: Literal["qlora"] = "qlora"
-    bnb_4bit_quant_type: Literal["nf4", "fp4"] = "nf4"
-    bnb_4bit_use_double_quant: bool = True
-    bnb_4bit_compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    name: Literal["qlora"] = Field("qlora", description="low-rank adapters on a 4-bit base (bitsandbytes)")
+    bnb_4bit_quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type (NF4: the QLoRA paper's)")
+    bnb_4bit_use_double_quant: bool = Field(True, description="quantise the quantisation constants too (saves "
+                                            "~0.4 bits per parameter)")
+    bnb_4bit_compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto", description="dtype the 4-bit weights are dequantised to for each matmul; auto = the run's precision")
     upcast_embeddings: bool = Field(True, description="keep peft's fp32 upcast of the embeddings and lm_head "
                                     "(stable; false saves 4 bytes x vocabulary x hidden twice and fp32 logits)")
 
 
 class PTuningMethod(_Section):
-    name: Literal["p_tuning"] = "p_tuning"
-    num_virtual_tokens: int = Field(20, gt=0)
-    encoder_hidden_size: int = Field(128, gt=0)
-    encoder_reparameterization_type: Literal["MLP", "LSTM"] = "MLP"
+    name: Literal["p_tuning"] = Field("p_tuning", description="a trained soft prompt; no model weight changes")
+    num_virtual_tokens: int = Field(20, gt=0, description="length of the soft prompt in tokens")
+    encoder_hidden_size: int = Field(128, gt=0, description="hidden size of the prompt encoder")
+    encoder_reparameterization_type: Literal["MLP", "LSTM"] = Field("MLP", description="prompt encoder kind")
 
 
 Method = Annotated[FullMethod | LoraMethod | QLoraMethod | PTuningMethod, Field(discriminator="name")]
 
 
 class TrainingSection(_Section):
-    learning_rate: float = Field(2e-4, gt=0, validation_alias=AliasChoices("learning_rate", "lr"))
-    epochs: float = Field(3.0, gt=0, validation_alias=AliasChoices("epochs", "num_train_epochs"))
+    learning_rate: float = Field(2e-4, gt=0, validation_alias=AliasChoices("learning_rate", "lr"),
+                                 description="peak learning rate (LoRA 1e-4 to 3e-4; full 1e-5 to 2e-5)")
+    epochs: float = Field(3.0, gt=0, validation_alias=AliasChoices("epochs", "num_train_epochs"),
+                          description="passes over the training records")
     max_steps: int = Field(-1, ge=-1, description="overrides epochs when > 0")
-    batch_size: int = Field(4, gt=0, validation_alias=AliasChoices("batch_size", "per_device_train_batch_size"))
-    eval_batch_size: int | None = Field(None, gt=0, validation_alias=AliasChoices("eval_batch_size", "per_device_eval_batch_size"))
-    grad_accum: int = Field(1, gt=0, validation_alias=AliasChoices("grad_accum", "gradient_accumulation_steps"))
-    warmup_ratio: float = Field(0.03, ge=0, lt=1)
+    batch_size: int = Field(4, gt=0, validation_alias=AliasChoices("batch_size", "per_device_train_batch_size"),
+                            description="records per step on each device")
+    eval_batch_size: int | None = Field(None, gt=0, validation_alias=AliasChoices("eval_batch_size", "per_device_eval_batch_size"),
+                                        description="records per evaluation step (default: batch_size)")
+    grad_accum: int = Field(1, gt=0, validation_alias=AliasChoices("grad_accum", "gradient_accumulation_steps"),
+                            description="steps whose gradients are summed before an update (effective batch = "
+                                        "batch_size × grad_accum × processes)")
+    warmup_ratio: float = Field(0.03, ge=0, lt=1, description="share of the steps spent raising the learning rate")
     scheduler: Literal["linear", "cosine", "constant", "constant_with_warmup"] = Field(
-        "cosine", validation_alias=AliasChoices("scheduler", "lr_scheduler_type"))
-    weight_decay: float = Field(0.0, ge=0)
-    max_grad_norm: float = Field(1.0, gt=0)
+        "cosine", validation_alias=AliasChoices("scheduler", "lr_scheduler_type"),
+        description="learning-rate schedule after warm-up")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
+    max_grad_norm: float = Field(1.0, gt=0, description="gradients are clipped to this norm")
     optimizer: Literal["adamw", "adamw_8bit", "paged_adamw", "paged_adamw_8bit", "adafactor", "sgd"] = Field(
         "adamw", validation_alias=AliasChoices("optimizer", "optim"),
         description="adamw (torch), adamw_8bit / paged_adamw / paged_adamw_8bit (bitsandbytes), adafactor, sgd")
     precision: Literal["auto", "bf16", "fp16", "bf16-mixed", "fp16-mixed", "fp32"] = Field(
         "auto", description="bf16/fp16: pure 16-bit weights, gradients and optimizer states; *-mixed: fp32 weights "
         "with 16-bit autocast (AMP); fp32; auto: model.dtype if set, else bf16 on a GPU that supports it, else fp32")
-    gradient_checkpointing: bool = False
-    seed: int = 42
-    logging_steps: int = Field(5, gt=0)
+    gradient_checkpointing: bool = Field(False, description="recompute activations in backward: much less memory, "
+                                         "~30% slower")
+    seed: int = Field(42, description="seed of the data shuffle, the split and the initialisation")
+    logging_steps: int = Field(5, gt=0, description="a metrics row (loss, learning rate, tokens/s) every N steps")
     eval_steps: int | None = Field(None, gt=0, description="evaluate every N steps (default: once per epoch)")
     save_steps: int | None = Field(None, gt=0, description="checkpoint every N steps (default: once per epoch)")
-    save_total_limit: int = Field(2, gt=0)
+    save_total_limit: int = Field(2, gt=0, description="checkpoints kept (older ones are deleted)")
     early_stopping_patience: int | None = Field(None, gt=0, description="stop after N evaluations without improvement")
     group_by_length: bool = Field(True, description="batch similar lengths together: less padding, faster")
 
@@ -100,28 +115,42 @@ class TrainingSection(_Section):
     def _steps_align(self) -> TrainingSection:
         if self.early_stopping_patience and self.eval_steps and self.save_steps and self.save_steps % self.eval_steps:
             raise ValueError("with early stopping, `save_steps` must be a multiple of `eval_steps`")
+        if self.early_stopping_patience and bool(self.eval_steps) != bool(self.save_steps or self.eval_steps):
+            raise ValueError("with early stopping, evaluation and checkpoints must use the same schedule: set "
+                             "`eval_steps` too (or neither, for once per epoch)")
         return self
 
 
 class OutputSection(_Section):
-    dir: str = Field("runs/tunewise", validation_alias=AliasChoices("dir", "output_dir"))
+    dir: str = Field("runs/tunewise", validation_alias=AliasChoices("dir", "output_dir"),
+                     description="where checkpoints, the adapter or model, metrics and the summary are written")
 
 
 class DistributedSection(_Section):
-    processes: int = Field(1, gt=0, validation_alias=AliasChoices("processes", "nproc_per_node", "num_processes"))
-    strategy: Literal["ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3"] = "ddp"
-    launcher: Literal["torchrun", "accelerate"] = "torchrun"
+    processes: int = Field(1, gt=0, validation_alias=AliasChoices("processes", "nproc_per_node", "num_processes"),
+                           description="processes (GPUs) on this machine")
+    strategy: Literal["ddp", "fsdp", "deepspeed_zero2", "deepspeed_zero3"] = Field(
+        "ddp", description="ddp: a full copy per GPU; fsdp / deepspeed_zero3: weights, gradients and optimizer "
+        "sharded; deepspeed_zero2: gradients and optimizer sharded")
+    launcher: Literal["torchrun", "accelerate"] = Field("torchrun", description="how the processes are started")
 
 
 class TrainConfig(_Section):
     """Everything `tunewise train` needs. Sections: model, data, method, training, output, distributed."""
 
-    model: ModelSection
-    data: DataSection
-    method: Method = Field(default_factory=LoraMethod)
-    training: TrainingSection = Field(default_factory=TrainingSection)
-    output: OutputSection = Field(default_factory=OutputSection)
-    distributed: DistributedSection = Field(default_factory=DistributedSection)
+    model: ModelSection = Field(description="the base model")
+    data: DataSection = Field(description="the training data and how it is rendered")
+    method: Method = Field(default_factory=LoraMethod, description="full, lora, qlora or p_tuning, with its settings")
+    training: TrainingSection = Field(default_factory=TrainingSection, description="optimisation and checkpoints")
+    output: OutputSection = Field(default_factory=OutputSection, description="where results go")
+    distributed: DistributedSection = Field(default_factory=DistributedSection, description="several GPUs")
+
+    @model_validator(mode="after")
+    def _evaluation_needs_data(self) -> TrainConfig:
+        if self.data.val_size == 0 and self.training.early_stopping_patience:
+            raise ValueError("`training.early_stopping_patience` needs evaluation, but `data.val_size` is 0: set a "
+                             "validation share (e.g. 0.1) or remove early stopping")
+        return self
 
     @model_validator(mode="after")
     def _precision_matches_dtype(self) -> TrainConfig:

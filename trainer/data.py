@@ -62,25 +62,41 @@ def load_conversations(path: str | Path, fmt: str = "auto", system_prompt: str |
         if s.problems:
             skipped.setdefault("schema", []).append(r.index)
             continue
-        msgs = [{"role": m.role, "content": m.content, "train": m.trainable} for m in s.messages]
+        msgs = [template_message(m) for m in s.messages]
         if system_prompt and fmt != "text" and not any(m["role"] == "system" for m in msgs):
             msgs.insert(0, {"role": "system", "content": system_prompt, "train": False})
         if fmt != "text" and not any(m["role"] == "assistant" for m in msgs):
             skipped.setdefault("no_assistant", []).append(r.index)
             continue
+        if s.tools:
+            msgs[0]["tools"] = s.tools  # carried with the first message to the renderer (removed there)
         out.append((r.index, msgs))
     return out, fmt, {k: v for k, v in skipped.items() if v}
+
+
+def template_message(m) -> dict:
+    """A message as chat templates read it: tool calls structured (not as text), tool results named."""
+    d = {"role": m.role, "content": m.content if m.text is None else m.text, "train": m.trainable}
+    if m.tool_calls:
+        d["tool_calls"] = m.tool_calls
+    if m.name:
+        d["name"] = m.name
+    return d
 
 
 def merge_system(msgs: list[dict]) -> list[dict]:
     """For templates without a system role (Gemma, Mistral v0.1): the system text opens the first user turn, as
     those model cards advise."""
     system = "\n\n".join(m["content"] for m in msgs if m["role"] == "system")
-    rest = [dict(m) for m in msgs if m["role"] != "system"]
+    tools = next((m["tools"] for m in msgs if m.get("tools")), None)
+    rest = [{k: v for k, v in m.items() if k != "tools"} for m in msgs if m["role"] != "system"]
     first = next((m for m in rest if m["role"] == "user"), None)
     if first is None:
-        return [{"role": "user", "content": system, "train": False}, *rest]
-    first["content"] = f"{system}\n\n{first['content']}"
+        rest = [{"role": "user", "content": system, "train": False}, *rest]
+    else:
+        first["content"] = f"{system}\n\n{first['content']}"
+    if tools:
+        rest[0]["tools"] = tools
     return rest
 
 
@@ -103,8 +119,10 @@ class Encoder:
         return self._finder
 
     def render(self, msgs: list[dict], add_generation_prompt: bool = False) -> str:
-        plain = [{"role": m["role"], "content": m["content"]} for m in msgs]
-        return self.tok.apply_chat_template(plain, tokenize=False, add_generation_prompt=add_generation_prompt)
+        tools = next((m["tools"] for m in msgs if m.get("tools")), None)
+        plain = [{k: v for k, v in m.items() if k not in ("train", "tools")} for m in msgs]
+        return self.tok.apply_chat_template(plain, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                            tools=tools)
 
     def spans(self, msgs: list[dict], fmt: str, index: int = 0) -> tuple[str, list[tuple[int, int]]]:
         """The rendered text and the character spans to train on."""

@@ -86,15 +86,26 @@ def load_tokenizer(cfg: TrainConfig):
     tok = AutoTokenizer.from_pretrained(cfg.model.path, local_files_only=True,
                                         trust_remote_code=cfg.model.trust_remote_code)
     if cfg.data.chat_template:
-        t = cfg.data.chat_template
-        if t.endswith(".jinja") and Path(t).is_file():
-            t = Path(t).read_text(encoding="utf-8")
-        tok.chat_template = t
+        tok.chat_template = read_chat_template(cfg.data.chat_template)
     if tok.eos_token is None:
         raise UserError(f"the tokenizer in `{cfg.model.path}` has no EOS token: the model could not learn to stop")
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token  # safe: the collator masks padding by position, not by token id
     return tok
+
+
+def read_chat_template(value: str) -> str:
+    """data.chat_template: an inline Jinja template, or a path to one. Something that looks like a path (no Jinja
+    markup, a file suffix or a slash) must exist: it is never rendered as if it were a template."""
+    looks_like_path = "{" not in value and (value.endswith((".jinja", ".j2", ".txt", ".tmpl"))
+                                           or "/" in value or "\\" in value)
+    if not looks_like_path:
+        return value
+    p = Path(value).expanduser()
+    if not p.is_file():
+        raise UserError(f"data.chat_template `{value}` looks like a path but there is no such file; give the "
+                        "template file's path, or the template itself inline")
+    return p.read_text(encoding="utf-8")
 
 
 def require_bitsandbytes() -> None:

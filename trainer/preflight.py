@@ -23,6 +23,11 @@ def eos_ids(tokenizer, model_path: str) -> set[int]:
 
         e = json.loads(gen.read_text()).get("eos_token_id")
         ids |= set(e if isinstance(e, list) else [e] if e is not None else [])
+    # the families' end-of-turn markers the tokenizer knows (Phi-3 ends a turn with <|end|>, GLM with <|user|>)
+    from trainer.spans import END_OF_TURN
+
+    vocab = tokenizer.get_vocab()
+    ids |= {vocab[t] for t in END_OF_TURN if t in vocab}
     return {i for i in ids if i is not None}
 
 

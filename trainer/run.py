@@ -35,8 +35,8 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", message=".*requires_grad=True to a scalar.*")
 
 
-def load_config(path: str) -> TrainConfig:
-    return load_model_file(TrainConfig, path, "training config")
+def load_config(path: str, overrides: list[str] | None = None) -> TrainConfig:
+    return load_model_file(TrainConfig, path, "training config", overrides)
 
 
 def last_checkpoint(out: Path) -> str | None:
@@ -68,13 +68,15 @@ def prepare_output(cfg: TrainConfig, resume: bool) -> tuple[Path, str | None]:
     return out, None
 
 
-def build_args(cfg: TrainConfig, out: Path, device: str, plan, n_train: int):
+def build_args(cfg: TrainConfig, out: Path, device: str, plan, n_train: int, n_eval: int = 1):
     from transformers import TrainingArguments
 
     t = cfg.training
     per_eval = t.eval_batch_size or t.batch_size
-    strategy = "steps" if t.eval_steps else "epoch"
     save_steps = t.save_steps or t.eval_steps
+    save_strategy = "steps" if save_steps else "epoch"  # save_steps alone means checkpoints every N steps
+    has_eval = n_eval > 0
+    strategy = ("steps" if t.eval_steps else "epoch") if has_eval else "no"
     kw = {}
     if cfg.distributed.strategy == "fsdp" and cfg.distributed.processes > 1:
         kw["fsdp"] = "full_shard auto_wrap"
@@ -103,11 +105,11 @@ def build_args(cfg: TrainConfig, out: Path, device: str, plan, n_train: int):
         logging_first_step=True,
         eval_strategy=strategy if n_train else "no",
         eval_steps=t.eval_steps,
-        eval_on_start=True,
-        save_strategy=strategy,
+        eval_on_start=has_eval,
+        save_strategy=save_strategy,
         save_steps=save_steps,
         save_total_limit=t.save_total_limit,
-        load_best_model_at_end=bool(t.early_stopping_patience),
+        load_best_model_at_end=bool(t.early_stopping_patience) and has_eval,
         metric_for_best_model="eval_loss",
         greater_is_better=False,
         report_to="none",
@@ -236,7 +238,7 @@ def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run:
                  RankRecord(out / "ranks", collator)]
     if cfg.training.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.training.early_stopping_patience))
-    args = build_args(cfg, out, device, plan, len(prepared.train))
+    args = build_args(cfg, out, device, plan, len(prepared.train), len(prepared.val))
     trainer = Trainer(model=model, args=args, train_dataset=TokenDataset(prepared.train),
                       eval_dataset=TokenDataset(prepared.val, track=False) if prepared.val else None,
                       data_collator=collator, processing_class=tok, callbacks=callbacks)

@@ -7,7 +7,8 @@ The template's own turns are found in one of three ways, best first:
    template, `trl.chat_template_utils.get_training_chat_template`, which also makes it prefix-preserving): the
    marked character ranges, from transformers' renderer;
 2. otherwise the conversation is rendered up to each assistant turn (prefix-stable templates);
-3. otherwise the record is refused with the reason.
+3. otherwise each reply is found verbatim, in order, in the whole rendering (templates such as Mistral's that
+   re-render earlier turns); a template that does not render a reply verbatim is refused with the reason.
 Within a turn the reply is located verbatim, and the trained end is the first end-of-turn token after it (the
 tokenizer's EOS, the model's generation stop tokens, or a known family end marker); if the template writes none
 (GLM-style turns that end with the next role token), the tokenizer's EOS is inserted after the reply.
@@ -125,11 +126,29 @@ class SpanFinder:
             before = self.render(msgs[:i], add_generation_prompt=True, tools=tools) if i else ""
             upto = self.render(msgs[: i + 1], tools=tools)
             if not (text.startswith(upto) and upto.startswith(before)):
-                raise UserError("the chat template is not prefix-stable (rendering a conversation up to a turn does "
-                                "not give a prefix of the whole) and tunewise knows no training variant of it, so "
-                                "assistant-only loss cannot be computed; name another data.chat_template (one with "
-                                "{% generation %} markers) or set data.assistant_only_loss: false")
+                return self._anchored_turns(text, msgs)
             turns.append((len(before), len(upto)))
+        return text, turns
+
+    def _anchored_turns(self, text: str, msgs: list[dict]) -> tuple[str, list[tuple[int, int]]]:
+        """Templates that re-render earlier turns (Mistral moves the system text into the last user turn): find
+        each reply verbatim in the whole rendering, in order, each after the previous one and after the user
+        message before it."""
+        turns, cursor = [], 0
+        for m in msgs:
+            content = (m.get("content") or "").strip()
+            if m["role"] != "assistant":
+                # a user turn precedes the next reply; the system text may have moved anywhere, so it sets nothing
+                if m["role"] == "user" and content and (at := text.find(content, cursor)) >= 0:
+                    cursor = at + len(content)
+                continue
+            at = text.find(content, cursor) if content else -1
+            if at < 0:
+                raise UserError("the chat template is not prefix-stable and does not render an assistant reply "
+                                "verbatim, so assistant-only loss cannot be placed; name another data.chat_template "
+                                "(one with {% generation %} markers) or set data.assistant_only_loss: false")
+            turns.append((at, at + len(content)))
+            cursor = at + len(content)
         return text, turns
 
     # ---- the reply and its end token --------------------------------------------------------------------------
@@ -147,8 +166,13 @@ class SpanFinder:
         if content and start < 0 and content.strip():
             content = content.strip()
             start = text.find(content, a, max(b, a + len(content)))
-        if start < 0:
-            return text, (a, b)  # the template rewrote the reply (tool calls, reasoning): train the whole turn
+        if start < 0:  # a tool call (no text), or a reply the template rewrote: the turn up to its end token
+            start = a + len(text[a:b]) - len(text[a:b].lstrip())
+            ends = [(at, s) for s in self.stops if s and (at := text.find(s, start, b)) >= 0]
+            if not ends:
+                return text, (start, b)
+            at, stop = min(ends)
+            return text, (start, at + len(stop))
         pos = start + len(content)
         while (tok := self._special_at(text, pos)) is not None:
             pos += len(tok)
@@ -160,12 +184,22 @@ class SpanFinder:
         text = text[:pos] + self.eos + text[pos:]
         return text, (start, pos + len(self.eos))
 
+    def _turns(self, plain: list[dict], tools) -> tuple[str, list[tuple[int, int]]]:
+        return self._prefix_turns(plain, tools) if self.plan.mode == "prefix" else self._marked(plain, tools)
+
     def spans(self, msgs: list[dict], tools=None) -> tuple[str, list[tuple[int, int]]]:
-        plain = [{k: v for k, v in m.items() if k != "train"} for m in msgs]
-        if self.plan.mode == "prefix":
-            text, turns = self._prefix_turns(plain, tools)
-        else:
-            text, turns = self._marked(plain, tools)
+        tools = tools or next((m["tools"] for m in msgs if m.get("tools")), None)
+        plain = [{k: v for k, v in m.items() if k not in ("train", "tools")} for m in msgs]
+        text, turns = self._turns(plain, tools)
+        turn_of = dict(zip((i for i, m in enumerate(plain) if m["role"] == "assistant"), turns))
+        dropped = [i for i, m in enumerate(plain) if m.get("tool_calls") and i in turn_of and not all(
+            c["function"]["name"] in text[turn_of[i][0]:turn_of[i][1]] for c in m["tool_calls"])]
+        if dropped:  # the template does not render tool calls (Llama 3.0, Phi-3): train them as JSON text instead
+            msgs = [dict(m, content=json.dumps(m["tool_calls"], ensure_ascii=False)) if i in dropped else m
+                    for i, m in enumerate(msgs)]
+            plain = [{k: v for k, v in m.items() if k not in ("train", "tools", "tool_calls")} if i in dropped
+                     else {k: v for k, v in m.items() if k not in ("train", "tools")} for i, m in enumerate(msgs)]
+            text, turns = self._turns(plain, tools)
         assistants = [m for m in msgs if m["role"] == "assistant"]
         if len(turns) != len(assistants):
             raise UserError(f"the chat template marks {len(turns)} assistant turn(s) in a conversation with "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import json
 import sys
 from collections.abc import Callable
@@ -66,8 +67,10 @@ def positive(kind: type, name: str, allow_zero: bool = False) -> Callable[[str],
     def parse(text: str) -> Any:
         try:
             v = kind(text)
-        except ValueError:
+        except (ValueError, OverflowError):
             raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if kind is float and not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"{name} must be a finite number, got {text!r}")
         if v < 0 or (v == 0 and not allow_zero):
             bound = ">= 0" if allow_zero else "> 0"
             raise argparse.ArgumentTypeError(f"{name} must be {bound}, got {text}")

@@ -68,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def write_config(rec, answers, dataset: str | None, path: str, output_dir: str) -> str | None:
-    from advisor.configgen import MODEL_PLACEHOLDER, build_config
+    from advisor.configgen import MODEL_PLACEHOLDER, build_config, config_comments
     from advisor.files import write_model
 
     if rec.method in ("prompting", "rag"):
@@ -77,7 +77,7 @@ def write_config(rec, answers, dataset: str | None, path: str, output_dir: str) 
     header = f"tunewise training config for {rec.method}; run: tunewise train {path}"
     if cfg.model.path == MODEL_PLACEHOLDER:
         header += "\n# set model.path to your local base model folder before training"
-    write_model(path, cfg, header=header)
+    write_model(path, cfg, header=header, comments=config_comments(rec, cfg))
     return str(Path(path))
 
 

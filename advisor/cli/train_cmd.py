@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+from pathlib import Path
 
 from advisor.cli.common import add_json_flag, console, emit, subparser
 
@@ -18,10 +20,14 @@ def register(sub: argparse._SubParsersAction) -> None:
             "tunewise train train.yaml --dry-run",
             "tunewise train train.yaml",
             "tunewise train train.yaml --resume",
+            "tunewise train train.yaml training.learning_rate=1e-4 method.lora_r=8 --dry-run",
             "tunewise train --print-schema > train.schema.json",
         ],
     )
     p.add_argument("config", nargs="?", metavar="CONFIG", help="training config (YAML or JSON)")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
+                   help="override config values by dotted key, validated like the file "
+                        "(training.learning_rate=1e-4 method.lora_r=8 data.max_seq_len=2048)")
     p.add_argument("--dry-run", action="store_true",
                    help="validate, show one formatted sample with the trained span marked and the memory estimate")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output.dir")
@@ -44,9 +50,18 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("give the training config: tunewise train CONFIG (or --print-schema)")
     from trainer.run import load_config, train
 
-    cfg = load_config(args.config)
-    result = train(args.config, resume=args.resume, force=args.force, dry_run=args.dry_run, console=console,
-                   progress=not (args.json or args.no_progress), cfg=cfg)
+    cfg = load_config(args.config, args.overrides)
+    with contextlib.ExitStack() as stack:
+        config_path = args.config
+        if args.overrides:  # launched processes (several GPUs) read the file: hand them the overridden config
+            import tempfile
+
+            from advisor.files import write_model
+
+            tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="tunewise-"))
+            config_path = str(write_model(Path(tmp) / "train.yaml", cfg))
+        result = train(config_path, resume=args.resume, force=args.force, dry_run=args.dry_run, console=console,
+                       progress=not (args.json or args.no_progress), cfg=cfg)
     if args.dry_run:
         emit({k: v for k, v in result.items() if k != "sample"} | {"sample": {k: v for k, v in result["sample"].items()
                                                                                if k != "pieces"}},

@@ -9,6 +9,7 @@ and KTO (a conversation or prompt/completion with a boolean `label`)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections import Counter
@@ -31,15 +32,19 @@ TEXT_PART_TYPES = (None, "text", "input_text", "output_text")
 @dataclass(slots=True)
 class Message:
     role: str
-    content: str
+    content: str  # for a tool call without text: the calls as JSON (what the audit reads)
     trainable: bool = True  # OpenAI `weight: 0` turns a message's training off
     tool_call: bool = False
+    tool_calls: list | None = None  # structured calls, [{"type": "function", "function": {"name", "arguments"}}]
+    text: str | None = None  # the message's own text when `content` stands in for tool calls
+    name: str | None = None  # the tool a `tool` message answers
 
 
 @dataclass(slots=True)
 class Sample:
     messages: list[Message]
     has_tools: bool = False
+    tools: list | None = None  # the tool schemas offered (JSON Schema functions), for chat templates
     instruction: str = ""  # the task statement (alpaca instruction, else the first user message)
     problems: list[tuple[str, str]] = field(default_factory=list)  # (code, message)
     rejected: list[Message] | None = None  # preference pairs: the rejected continuation (after the shared prompt)
@@ -216,6 +221,49 @@ def _alpaca_prompt(obj: dict, problems: list) -> tuple[list[Message], str]:
     return msgs, instruction
 
 
+def tool_call(name: Any, arguments: Any) -> dict:
+    """One call in the shape chat templates read: arguments as a mapping (JSON strings are parsed)."""
+    if isinstance(arguments, str):
+        with contextlib.suppress(json.JSONDecodeError):
+            arguments = json.loads(arguments)
+    return {"type": "function", "function": {"name": name, "arguments": arguments}}
+
+
+def structured_calls(calls: Any) -> list | None:
+    """OpenAI `tool_calls` / legacy `function_call`, or a sharegpt function_call value, as a list of calls."""
+    if isinstance(calls, str):
+        try:
+            calls = json.loads(calls)
+        except json.JSONDecodeError:
+            return None
+    if isinstance(calls, dict):
+        calls = [calls]
+    if not isinstance(calls, list):
+        return None
+    out = []
+    for c in calls:
+        if not isinstance(c, dict):
+            return None
+        f = c.get("function", c)
+        if not isinstance(f, dict) or not f.get("name"):
+            return None
+        out.append({**({"id": c["id"]} if "id" in c else {}), **tool_call(f["name"], f.get("arguments", {}))})
+    return out
+
+
+def tool_schemas(tools: Any) -> list | None:
+    """Offered tools as the list of {"type": "function", "function": {...}} that templates' `tools` expects."""
+    if isinstance(tools, str):
+        try:
+            tools = json.loads(tools)
+        except json.JSONDecodeError:
+            return None
+    if not isinstance(tools, list) or not tools:
+        return None
+    return [t if isinstance(t, dict) and t.get("type") == "function" else {"type": "function", "function": t}
+            for t in tools if isinstance(t, dict)]
+
+
 def _tools_present(tools: Any, problems: list) -> bool:
     if isinstance(tools, str) and tools.strip():
         try:
@@ -252,7 +300,10 @@ def _turn(turn: dict, key: str, problems: list) -> Message | None:
     if role is None:
         problems.append(("unknown_role", f"`{key}.from` is {who!r}; expected one of {sorted(SHAREGPT_ROLES)}"))
         return None
-    return Message(role, value, tool_call=str(who).lower() == "function_call")
+    if str(who).lower() == "function_call":
+        calls = structured_calls(value)
+        return Message(role, value, tool_call=True, tool_calls=calls, text="" if calls else None)
+    return Message(role, value)
 
 
 def _sharegpt(obj: dict, problems: list) -> Sample:
@@ -263,8 +314,8 @@ def _sharegpt(obj: dict, problems: list) -> Sample:
     has_tools = _tools_present(obj.get("tools"), problems)
     msgs += _turns(obj.get("conversations"), "conversations", problems)
     first_user = next((m.content for m in msgs if m.role == "user"), "")
-    return Sample(msgs, has_tools=has_tools or any(m.tool_call for m in msgs), instruction=first_user,
-                  problems=problems)
+    return Sample(msgs, has_tools=has_tools or any(m.tool_call for m in msgs), tools=tool_schemas(obj.get("tools")),
+                  instruction=first_user, problems=problems)
 
 
 def _openai_message(m: dict, key: str, problems: list) -> Message | None:
@@ -276,13 +327,16 @@ def _openai_message(m: dict, key: str, problems: list) -> Message | None:
         problems.append(("schema", f"`{key}` has no `content`"))
     content = _content(m.get("content"), f"{key}.content", problems)
     calls = m.get("tool_calls") or m.get("function_call")
+    text = None
     if calls and not content:
-        content = json.dumps(calls, ensure_ascii=False)
+        text, content = "", json.dumps(calls, ensure_ascii=False)
     weight = m.get("weight", 1)
     if weight not in (0, 1):
         problems.append(("schema", f"`{key}.weight` must be 0 or 1, got {weight!r}"))
     return Message("system" if role == "developer" else ("tool" if role == "function" else role),
-                   content, trainable=weight != 0, tool_call=bool(calls))
+                   content, trainable=weight != 0, tool_call=bool(calls),
+                   tool_calls=structured_calls(calls) if calls else None, text=text,
+                   name=m.get("name") if role in ("tool", "function") else None)
 
 
 def _openai_messages(raw: Any, key: str, problems: list) -> list[Message]:
@@ -293,7 +347,8 @@ def _openai(obj: dict, problems: list) -> Sample:
     msgs = _openai_messages(obj.get("messages"), "messages", problems)
     has_tools = bool(obj.get("tools") or obj.get("functions")) or any(m.tool_call for m in msgs)
     first_user = next((x.content for x in msgs if x.role == "user"), "")
-    return Sample(msgs, has_tools=has_tools, instruction=first_user, problems=problems)
+    return Sample(msgs, has_tools=has_tools, tools=tool_schemas(obj.get("tools") or obj.get("functions")),
+                  instruction=first_user, problems=problems)
 
 
 # ---- preference data -------------------------------------------------------------------------------------------
