@@ -4,22 +4,19 @@ from __future__ import annotations
 
 from advisor.answers import Answers
 from advisor.estimate import EstimateRequest, estimate
+from advisor.methods import REGISTRY, method
 from advisor.recommend import Recommendation
 from advisor.rules.hardware import model_shape
 from trainer.config import (
     DataSection,
     DistributedSection,
-    FullMethod,
-    LoraMethod,
     ModelSection,
     OutputSection,
-    PTuningMethod,
-    QLoraMethod,
     TrainConfig,
     TrainingSection,
 )
 
-LEARNING_RATES = {"full": 2e-5, "lora": 2e-4, "qlora": 2e-4, "p_tuning": 1e-3}
+LEARNING_RATES = {name: spec.learning_rate for name, spec in REGISTRY.items()}  # from the method registry
 EFFECTIVE_BATCH = 16
 MODEL_PLACEHOLDER = "SET-ME/local-model-folder"
 
@@ -30,15 +27,8 @@ def build_config(rec: Recommendation, answers: Answers, data_path: str | None, m
     if m not in LEARNING_RATES:
         raise ValueError(f"`{m}` is not a fine-tune; there is no training config to write")
     base = EstimateRequest.model_validate(rec.estimate[m]["request"])  # the configuration that was estimated
-    if m in ("lora", "qlora"):
-        targets = list(base.lora_targets)
-        lora = dict(lora_r=base.lora_r, lora_alpha=2 * base.lora_r, lora_dropout=base.lora_dropout,
-                    target_modules="all-linear" if len(targets) >= 7 else targets)
-        method = LoraMethod(**lora) if m == "lora" else QLoraMethod(**lora, upcast_embeddings=base.upcast_embeddings)
-    elif m == "p_tuning":
-        method = PTuningMethod()
-    else:
-        method = FullMethod()
+    spec = method(m)
+    section = spec.config_section(base)  # validated as the config's method section below
     # largest per-device batch (≤ 16) that the estimate says fits; accumulate the rest
     shape = model_shape(answers)
     batch, checkpointing = 1, True
@@ -47,11 +37,11 @@ def build_config(rec: Recommendation, answers: Answers, data_path: str | None, m
             batch, checkpointing = b, gc
             break
     gpus = max(answers.gpu_count, 1)
-    strategy = "fsdp" if (m == "full" and gpus > 1) else "ddp"
+    strategy = "fsdp" if (spec.trains_all_weights and gpus > 1) else "ddp"
     return TrainConfig(
         model=ModelSection(path=model_path or answers.model_path or MODEL_PLACEHOLDER),
         data=DataSection(path=data_path or answers.dataset or "data.jsonl", max_seq_len=base.seq_len, val_size=0.1),
-        method=method,
+        method=section,
         training=TrainingSection(
             learning_rate=LEARNING_RATES[m], epochs=float(rec.assumptions["epochs"]), batch_size=batch,
             grad_accum=max(1, EFFECTIVE_BATCH // (batch * gpus)), optimizer=base.optimizer,
@@ -91,7 +81,7 @@ def config_comments(rec: Recommendation, cfg: TrainConfig) -> dict[str, str]:
             "the audited data's 90th percentile, rounded up to 128" if rec.assumptions.get("token_source") ==
             "dataset audit" else "assumed (no audited data); run `tunewise audit` to size it"),
     }
-    if m in ("lora", "qlora"):
+    if method(m).adapters:
         rung = est.get("config_rung", 0)
         out["method.lora_r"] = ("r=16: the standard rank" if rung == 0 else
                                 f"r={req.lora_r}: a leaner setting the memory needed (rung {rung} of the ladder)")

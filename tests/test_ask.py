@@ -248,3 +248,22 @@ def test_p_tuning_and_prompt_cost_questions_branch_in(tmp_path):
     one = dict(prefill, tasks=1, prompting="unstable", model_params_b=7.0)
     r = run_ask(PlainPrompter(Console(file=io.StringIO(), width=200), stream=io.StringIO("")), one)
     assert r.asked == []  # one task, a 7B model, prompting not working: none of them matter
+
+
+def test_host_memory_is_detected_for_the_cpu_question(tmp_path):
+    import io
+
+    from rich.console import Console
+
+    from advisor.ask.flow import run_ask
+    from advisor.ask.hardware import detect_host_memory_gb
+    from advisor.ask.prompter import PlainPrompter
+
+    fake = tmp_path / "meminfo"
+    fake.write_text("MemTotal:       24576000 kB\nMemFree:         1000 kB\n")
+    assert detect_host_memory_gb(str(fake)) == 25.2
+    prefill = dict(dataset="", goal="format", prompting="unstable", examples=300, tasks=1, task_type="other",
+                   needs_citations=False, private_data=False, requests_per_day=100, gpu_count=0, model_path="",
+                   model_params_b=0.5, budget_gpu_hours=None)
+    r = run_ask(PlainPrompter(Console(file=io.StringIO(), width=200), stream=io.StringIO("\n")), prefill)
+    assert r.asked == ["cpu_memory_gb"] and r.answers.cpu_memory_gb == detect_host_memory_gb()

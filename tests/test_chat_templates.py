@@ -33,7 +33,20 @@ FAMILIES = {
     "qwen3.jinja": ("<|im_end|>",) * 3,
     "qwen3_instruct_2507.jinja": ("<|im_end|>",) * 3,
     "qwen3_5_nothink.jinja": ("<|im_end|>",) * 3,
+    "qwen3_5_think.jinja": ("<|im_end|>",) * 3,
+    "qwen3_6.jinja": ("<|im_end|>",) * 3,
+    "qwen3_8.jinja": ("<|im_end|>",) * 3,
+    "lfm2_v2.jinja": ("<|im_end|>",) * 3,
+    "lfm2_2_5.jinja": ("<|im_end|>",) * 3,
+    "lfm2_2_5_v2.jinja": ("<|im_end|>",) * 3,
+    "nemotron_3_5_lightning.jinja": ("<|im_end|>",) * 3,
+    "nemotron_3_super.jinja": ("<|im_end|>",) * 3,
+    "nemotron_3_ultra.jinja": ("<|im_end|>",) * 3,
+    "muse_glimmer.jinja": ("<|eot|>",) * 3,
+    **{f"gemma4{v}.jinja": ("<eos>", "<turn|>", "<turn|>") for v in ("", "_v2", "_v3", "_v4", "_v5")},
 }
+TEXT_TEMPLATES = sorted(f.name for f in TEMPLATES.glob("*.jinja") if "training" not in f.name and not any(
+    k in f.name for k in ("vl", "llava", "idefics", "smolvlm", "diffusion")))
 SPECIAL = re.compile(r"<\|[^|<>{}\s']{1,40}\|>|<｜[^｜]{1,40}｜>|<[a-z_]{2,20}>|<\|?[a-z_]+\|?>")
 SHAPES = {
     "single": [{"role": "user", "content": "Hi there"}, {"role": "assistant", "content": "Hello! How can I help?"}],
@@ -256,3 +269,7 @@ def test_templates_that_refuse_tool_messages_name_the_record(name, base_texts):
             {"role": "assistant", "content": "It is 4 degrees."}]
     with pytest.raises(UserError, match="record 7: the chat template refuses this conversation"):
         Encoder(family_tokenizer(name, base_texts), 4096).encode(7, msgs, "openai")
+
+
+def test_every_text_template_trl_ships_is_covered():
+    assert sorted(FAMILIES) == TEXT_TEMPLATES

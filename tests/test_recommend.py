@@ -201,6 +201,8 @@ def test_cli_no_config_for_prompting(cli_json, tmp_path):
     d = cli_json("recommend", "--answers", f, "--config-out", tmp_path / "train.yaml")
     assert d["method"] == "prompting" and d["config_written"] is None
     assert not (tmp_path / "train.yaml").exists()
+    assert d["plan_written"] == str(tmp_path / "prompt.md") and "decision is prompting" in d["config_note"]
+    assert "Few-shot" in (tmp_path / "prompt.md").read_text() or (tmp_path / "prompt.md").stat().st_size > 100
 
 
 def test_dataset_overrides_answers(cli_json, tmp_path):

@@ -197,7 +197,7 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path, tiny_model):
         time.sleep(0.05)
     proc.send_signal(signal.SIGINT)
     _out, err = proc.communicate(timeout=120)
-    assert proc.returncode == 1, err[-2000:]
+    assert proc.returncode == 130, err[-2000:]  # interrupted (128 + SIGINT), not a failure
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())
     assert summary["interrupted"] and 0 < summary["steps"] < 400
     assert (tmp_path / "run" / f"checkpoint-{summary['steps']}" / "trainer_state.json").is_file()

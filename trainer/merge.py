@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from advisor.errors import UserError
+from advisor.methods import method
 from trainer.run import RESOLVED, load_config, quiet_libraries
 
 
@@ -33,11 +34,11 @@ def merge(out_dir: str, dest: str | None = None) -> dict:
     if not (out / RESOLVED).is_file() or not (out / "adapter_config.json").is_file():
         raise UserError(f"`{out}` is not a finished tunewise LoRA/QLoRA run (needs {RESOLVED} and adapter_config.json)")
     cfg = load_config(str(out / RESOLVED))
-    if cfg.method.name not in ("lora", "qlora"):
+    if not method(cfg.method.name).adapters:
         raise UserError(f"only LoRA and QLoRA adapters can be merged; this run is `{cfg.method.name}`")
     from trainer.model import resolve_dtype
 
-    dtype = torch.bfloat16 if cfg.method.name == "qlora" else resolve_dtype(cfg.model.dtype)
+    dtype = torch.bfloat16 if method(cfg.method.name).quantized_base else resolve_dtype(cfg.model.dtype)
     tok = AutoTokenizer.from_pretrained(out, local_files_only=True)
     base = AutoModelForCausalLM.from_pretrained(cfg.model.path, dtype=dtype, local_files_only=True,
                                                 use_safetensors=True, trust_remote_code=cfg.model.trust_remote_code)

@@ -135,11 +135,14 @@ def disable_avx512_repack(model) -> int:
 def load_model(cfg: TrainConfig, tokenizer, plan: PrecisionPlan | None = None):
     from transformers import AutoModelForCausalLM
 
+    from advisor.methods import method
+
     m = cfg.method
+    spec = method(m.name)
     plan = plan or resolve_precision(cfg, device_kind())
     kw = dict(local_files_only=True, use_safetensors=True, trust_remote_code=cfg.model.trust_remote_code,
               dtype=plan.load_dtype)
-    if m.name == "qlora":
+    if spec.quantized_base:
         require_bitsandbytes()
         from transformers import BitsAndBytesConfig
 
@@ -155,13 +158,13 @@ def load_model(cfg: TrainConfig, tokenizer, plan: PrecisionPlan | None = None):
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     gc = cfg.training.gradient_checkpointing
-    if m.name == "full":
+    if spec.trains_all_weights:
         return model
     from peft import get_peft_model, prepare_model_for_kbit_training
 
     # Reentrant checkpointing (inputs made to require grad) for adapters: measured 0.5-0.6 GB less than the
     # non-reentrant mode on a 110M Llama with LoRA/QLoRA (bench/estimate_vs_measured.py)
-    if m.name == "qlora":
+    if spec.quantized_base:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gc,
                                                 gradient_checkpointing_kwargs={"use_reentrant": True})
         if not m.upcast_embeddings:  # undo peft's fp32 upcast of the two vocabulary-sized matrices
@@ -173,21 +176,16 @@ def load_model(cfg: TrainConfig, tokenizer, plan: PrecisionPlan | None = None):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
         model.enable_input_require_grads()
     model = get_peft_model(model, peft_config(m))
-    if m.name == "qlora":
+    if spec.quantized_base:
         disable_avx512_repack(model)
     return model
 
 
 def peft_config(m):
-    """The peft config of a LoRA/QLoRA or P-tuning method section."""
-    from peft import LoraConfig, PromptEncoderConfig
+    """The peft config of a method section (its registry entry builds it: advisor/methods.py)."""
+    from advisor.methods import method
 
-    if m.name in ("lora", "qlora"):
-        return LoraConfig(r=m.lora_r, lora_alpha=m.lora_alpha, lora_dropout=m.lora_dropout,
-                          target_modules=m.target_modules, task_type="CAUSAL_LM", bias="none")
-    return PromptEncoderConfig(task_type="CAUSAL_LM", num_virtual_tokens=m.num_virtual_tokens,
-                               encoder_hidden_size=m.encoder_hidden_size,
-                               encoder_reparameterization_type=m.encoder_reparameterization_type)
+    return method(m.name).peft_config(m)
 
 
 def count_trainable(model) -> tuple[int, int]:

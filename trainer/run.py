@@ -10,6 +10,7 @@ from pathlib import Path
 
 from advisor.errors import RuntimeFailure, UserError
 from advisor.files import atomic_write, load_model_file, write_model
+from advisor.methods import method
 from trainer.config import TrainConfig
 
 FINGERPRINT = "tunewise_fingerprint.txt"
@@ -97,7 +98,7 @@ def build_args(cfg: TrainConfig, out: Path, device: str, plan, n_train: int, n_e
         max_grad_norm=t.max_grad_norm,
         optim=OPTIMIZERS[t.optimizer],
         # PEFT methods enable checkpointing on the base model before wrapping it (trainer/model.py)
-        gradient_checkpointing=t.gradient_checkpointing and cfg.method.name == "full",
+        gradient_checkpointing=t.gradient_checkpointing and method(cfg.method.name).trains_all_weights,
         gradient_checkpointing_kwargs={"use_reentrant": False},
         seed=t.seed,
         data_seed=t.seed,
@@ -190,7 +191,7 @@ def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run:
     )
 
     check_model_folder(cfg.model.path, cfg.model.trust_remote_code)
-    if cfg.method.name == "qlora":
+    if method(cfg.method.name).quantized_base:
         from trainer.model import require_bitsandbytes
 
         require_bitsandbytes()

@@ -191,7 +191,7 @@ class SpanFinder:
         tools = tools or next((m["tools"] for m in msgs if m.get("tools")), None)
         plain = [{k: v for k, v in m.items() if k not in ("train", "tools")} for m in msgs]
         text, turns = self._turns(plain, tools)
-        turn_of = dict(zip((i for i, m in enumerate(plain) if m["role"] == "assistant"), turns))
+        turn_of = dict(zip((i for i, m in enumerate(plain) if m["role"] == "assistant"), turns, strict=False))
         dropped = [i for i, m in enumerate(plain) if m.get("tool_calls") and i in turn_of and not all(
             c["function"]["name"] in text[turn_of[i][0]:turn_of[i][1]] for c in m["tool_calls"])]
         if dropped:  # the template does not render tool calls (Llama 3.0, Phi-3): train them as JSON text instead

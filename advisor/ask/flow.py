@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from advisor.answers import Answers
-from advisor.ask.hardware import detect_gpus
+from advisor.ask.hardware import detect_gpus, detect_host_memory_gb
 from advisor.ask.questions import QUESTIONS, Question
 from advisor.errors import UserError
 from advisor.files import format_validation_error
@@ -83,6 +83,9 @@ def run_ask(prompter, prefill: dict | None = None, *, defaults: bool = False, so
             if defaults or prompter.confirm(f"Detected {len(gpus)} × {name} ({mem:g} GB). Train on these?", True):
                 answers.setdefault("gpu_count", len(gpus))
                 answers.setdefault("gpu_memory_gb", min(m for _n, m in gpus))
+    host = detect_host_memory_gb()
+    if host:  # the question's default is this machine's RAM, not a guess
+        prefilled_by_audit.setdefault("cpu_memory_gb", host)
     for q in QUESTIONS:
         if q.key in answers or not q.when(answers):
             continue

@@ -24,3 +24,20 @@ def detect_gpus() -> list[tuple[str, float]]:
         except ValueError:
             continue
     return gpus
+
+
+def detect_host_memory_gb(meminfo: str = "/proc/meminfo") -> float | None:
+    """Total host RAM in GB (Linux /proc/meminfo; POSIX sysconf elsewhere), None when unknown."""
+    import os
+
+    try:
+        with open(meminfo, encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    return round(int(line.split()[1]) * 1024 / 1e9, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 1e9, 1)
+    except (ValueError, OSError, AttributeError):
+        return None

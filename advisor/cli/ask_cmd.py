@@ -74,10 +74,12 @@ def run(args: argparse.Namespace) -> int:
             if not args.json:
                 from advisor.cli.train_cmd import render_summary
 
-                render_summary(summary)
+                render_summary(summary, resume=f"tunewise train {train_yaml} --resume")
     if args.json:
         emit(data, True, lambda: None)
-    return 0
+    from advisor.cli.common import EXIT_INTERRUPTED
+
+    return EXIT_INTERRUPTED if data.get("training", {}).get("interrupted") else 0
 
 
 def decide_start(args, prompter, result) -> bool:
@@ -103,7 +105,9 @@ def write_outputs(result, out: Path) -> dict[str, str]:
     out.mkdir(parents=True, exist_ok=True)
     files = {"answers": str(write_model(out / "answers.yaml", result.answers, header="tunewise answers"))}
     rec, answers = result.recommendation, result.answers
-    if rec.method in ("full", "lora", "qlora", "p_tuning"):
+    from advisor.methods import is_fine_tune
+
+    if is_fine_tune(rec.method):
         from advisor.cli.recommend_cmd import write_config
 
         files["train_config"] = write_config(rec, answers, answers.dataset, str(out / "train.yaml"), str(out / "run"))

@@ -23,7 +23,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--model", metavar="PATH", help="local model folder (reads config.json, counts parameters exactly)")
     src.add_argument("--params-b", type=positive(float, "--params-b"), metavar="B", help="model size in billions")
-    p.add_argument("--method", required=True, choices=["full", "lora", "qlora", "p_tuning"])
+    from advisor.methods import REGISTRY
+
+    p.add_argument("--method", required=True, choices=list(REGISTRY))
     p.add_argument("--seq-len", type=positive(int, "--seq-len"), default=1024)
     p.add_argument("--batch-size", type=positive(int, "--batch-size"), default=1, help="per GPU")
     p.add_argument("--grad-accum", type=positive(int, "--grad-accum"), default=1)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from advisor.cli.common import add_json_flag, emit, subparser
+from advisor.cli.common import add_json_flag, console, emit, subparser
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", metavar="PATH", help="local base model folder (exact parameter count; written to the config)")
     p.add_argument("--config-out", metavar="FILE", help="for a fine-tune, write the training config here")
     p.add_argument("--output-dir", default="runs/tunewise", help="training output folder written into the config")
-    p.add_argument("--explain", metavar="METHOD", choices=["prompting", "rag", "full", "lora", "qlora", "p_tuning"],
+    from advisor.methods import TITLES
+
+    p.add_argument("--explain", metavar="METHOD", choices=list(TITLES),
                    help="show the full trace for one method: every constraint, decisive rule and preference that "
                         "touched it, and why it was or was not chosen")
     add_json_flag(p)
@@ -56,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
     out = rec.model_dump(mode="json")
     if args.config_out:
         out["config_written"] = write_config(rec, answers, dataset, args.config_out, args.output_dir)
+        if out["config_written"] is None:  # no fine-tune: hand over what to do instead, next to where it was asked
+            out["plan_written"], out["config_note"] = write_plan(rec, answers, dataset, args.config_out)
     if args.explain:
         from advisor.recommendation import explain
 
@@ -63,8 +67,23 @@ def run(args: argparse.Namespace) -> int:
         out["explain"] = ex.model_dump(mode="json")
         emit(out, args.json, lambda: render_explain(ex))
         return 0
-    emit(out, args.json, lambda: render(rec, out.get("config_written")))
+    emit(out, args.json, lambda: (render(rec, out.get("config_written")),
+                                  out.get("config_note") and console.print(f"[bold]{out['config_note']}[/]")))
     return 0
+
+
+def write_plan(rec, answers, dataset: str | None, config_out: str) -> tuple[str, str]:
+    """For prompting or RAG: a starter prompt or a RAG plan beside the requested config path, and why."""
+    from advisor.ask.starter import rag_plan, starter_prompt
+    from advisor.files import atomic_write
+
+    if rec.method == "prompting":
+        path = atomic_write(Path(config_out).with_name("prompt.md"), starter_prompt(answers, dataset))
+        return str(path), (f"no training config: the decision is prompting ({rec.decided_by.rule}); a starter "
+                           f"prompt was written to {path} instead")
+    path = atomic_write(Path(config_out).with_name("rag_plan.md"), rag_plan(answers, dataset))
+    return str(path), (f"no training config: the decision is retrieval ({rec.decided_by.rule}); a RAG plan was "
+                       f"written to {path} instead")
 
 
 def write_config(rec, answers, dataset: str | None, path: str, output_dir: str) -> str | None:

@@ -3,8 +3,7 @@ ties, answers-vs-data conflicts, the audit findings that matter, then the other 
 
 from __future__ import annotations
 
-NAMES = {"prompting": "Prompting", "rag": "RAG (retrieval-augmented generation)", "full": "Full fine-tune",
-         "lora": "LoRA", "qlora": "QLoRA", "p_tuning": "P-tuning"}
+from advisor.methods import TITLES as NAMES  # noqa: E402 - the registry names every method
 
 
 def _decision_lines(rec, escape) -> list[str]:

@@ -7,7 +7,7 @@ import contextlib
 import json
 from pathlib import Path
 
-from advisor.cli.common import add_json_flag, console, emit, subparser
+from advisor.cli.common import EXIT_INTERRUPTED, add_json_flag, console, emit, subparser
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -67,8 +67,8 @@ def run(args: argparse.Namespace) -> int:
                                                                                if k != "pieces"}},
              args.json, lambda: render_dry_run(cfg, result))
         return 0
-    emit(result, args.json, lambda: render_summary(result))
-    return 1 if result.get("interrupted") else 0
+    emit(result, args.json, lambda: render_summary(result, resume=f"tunewise train {args.config} --resume"))
+    return EXIT_INTERRUPTED if result.get("interrupted") else 0
 
 
 def render_dry_run(cfg, r) -> None:
@@ -87,15 +87,15 @@ def render_dry_run(cfg, r) -> None:
                   f"({r['available_gb']:g} GB available); {e['trainable_params']:,} trainable parameters")
 
 
-def render_summary(s: dict, con=None) -> None:
+def render_summary(s: dict, con=None, resume: str = "the same command with --resume") -> None:
     from rich.markup import escape
     from rich.table import Table
     out = con or console
     if not s:
         return
     if s.get("interrupted"):
-        out.print(f"[yellow]interrupted at step {s['steps']}[/]: a checkpoint was saved; "
-                  "continue with the same command and --resume")
+        out.print(f"[yellow]interrupted at step {s['steps']}[/]: a checkpoint was saved; continue with: "
+                  f"{resume}")
     t = Table(title=f"{s['method']} training summary", title_justify="left")
     t.add_column("")
     t.add_column("value", justify="right")

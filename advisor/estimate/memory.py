@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from advisor.estimate.shapes import ModelShape
+from advisor.methods import method
 
 Method = Literal["full", "lora", "qlora", "p_tuning"]
 Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw", "paged_adamw_8bit", "adafactor", "sgd"]
@@ -120,9 +121,10 @@ class MemoryEstimate(BaseModel):
 
 
 def trainable_params(shape: ModelShape, req: EstimateRequest) -> int:
-    if req.method == "full":
+    spec = method(req.method)
+    if spec.trains_all_weights:
         return shape.params
-    if req.method == "p_tuning":
+    if spec.soft_prompt:
         h, eh = shape.hidden, req.encoder_hidden_size or shape.hidden
         # peft PromptEncoder (MLP): virtual-token embedding + Linear(h,eh) + Linear(eh,eh) + Linear(eh,h)
         return req.num_virtual_tokens * h + (h * eh + eh) + (eh * eh + eh) + (eh * h + h)
@@ -167,7 +169,7 @@ def _activation_elems_per_token_layer(shape: ModelShape) -> int:
 
 def _lora_dropout_elems_per_token_layer(shape: ModelShape, req: EstimateRequest) -> int:
     """peft applies dropout to each adapted layer's input separately, and keeps that copy for backward."""
-    if req.method not in ("lora", "qlora") or req.lora_dropout == 0:
+    if not method(req.method).adapters or req.lora_dropout == 0:
         return 0
     active = shape.active_mlp_copies
     targets = canonical_targets(req.lora_targets)
@@ -181,7 +183,7 @@ LORA_SAVED_PER_MODULE = 3  # × hidden, per adapted module, per token and layer 
 def _lora_module_elems_per_token_layer(shape: ModelShape, req: EstimateRequest) -> int:
     """Beyond dropout copies, each adapted module keeps about 3 × hidden values per token for backward
     (measured with peft 0.21 on a 110M Llama: +0.14 GB for q_proj alone, +0.88 GB for all seven, batch 4 × 256)."""
-    if req.method not in ("lora", "qlora"):
+    if not method(req.method).adapters:
         return 0
     targets = canonical_targets(req.lora_targets)
     n = sum(shape.active_mlp_copies if name in MLP_NAMES else 1 for name in shape.linear_shapes() if name in targets)
@@ -211,7 +213,7 @@ def _sharding(req: EstimateRequest) -> tuple[int, bool, bool]:
 
 def _trainable_bytes(req: EstimateRequest) -> float:
     """Bytes of one trainable parameter (and of its gradient)."""
-    return WEIGHT_BYTES[req.precision] if req.method == "full" else ADAPTER_BYTES[req.adapter_dtype]
+    return WEIGHT_BYTES[req.precision] if method(req.method).trains_all_weights else ADAPTER_BYTES[req.adapter_dtype]
 
 
 def _optimizer_bytes(shape: ModelShape, req: EstimateRequest, T: int) -> tuple[float, float]:
@@ -223,7 +225,7 @@ def _optimizer_bytes(shape: ModelShape, req: EstimateRequest, T: int) -> tuple[f
         states = _adafactor_bytes(shape, req, T)
     if req.optimizer in ("adamw", "paged_adamw"):
         # foreach on CUDA: one temporary for the whole group; CPU runs the per-tensor loop (largest tensor)
-        largest = shape.vocab * shape.hidden if req.method == "full" else T / max(1, shape.layers * 7)
+        largest = shape.vocab * shape.hidden if method(req.method).trains_all_weights else T / max(1, shape.layers * 7)
         temp = OPTIMIZER_STEP_TEMPORARIES * (T if req.device == "cuda" else largest) * per
     elif req.optimizer == "adafactor":
         temp = T * 4.0  # the squared-gradient update is built in fp32 for the whole tensor
@@ -234,11 +236,11 @@ def _optimizer_bytes(shape: ModelShape, req: EstimateRequest, T: int) -> tuple[f
 
 def _adafactor_bytes(shape: ModelShape, req: EstimateRequest, T: int) -> float:
     """Factored second moments: rows + columns per matrix (fp32), vectors in full."""
-    if req.method == "full":
+    if method(req.method).trains_all_weights:
         per_layer = sum((i + o) * (shape.mlp_copies if name in MLP_NAMES else 1)
                         for name, (i, o) in shape.linear_shapes().items())
         return 4.0 * (shape.layers * per_layer + 2 * (shape.vocab + shape.hidden))
-    if req.method in ("lora", "qlora"):
+    if method(req.method).adapters:
         return 4.0 * shape.layers * adapted_per_layer(shape, req, lambda i, o: 2 * req.lora_r + i + o)
     return 4.0 * T
 
@@ -246,10 +248,10 @@ def _adafactor_bytes(shape: ModelShape, req: EstimateRequest, T: int) -> float:
 def _activation_terms(shape: ModelShape, req: EstimateRequest) -> tuple[float, float, float]:
     """(stored activations, logits at the loss, one layer recomputed in backward) in bytes."""
     ab = COMPUTE_BYTES[req.precision]
-    upcast = req.method == "qlora" and req.upcast_embeddings
+    upcast = method(req.method).quantized_base and req.upcast_embeddings
     # the residual stream is fp32 under AMP (fp32 embeddings) and when QLoRA's preparation upcasts the embeddings
     resid = 4 if (upcast or WEIGHT_BYTES[req.precision] == 4) else ab
-    seq = req.seq_len + (req.num_virtual_tokens if req.method == "p_tuning" else 0)
+    seq = req.seq_len + (req.num_virtual_tokens if method(req.method).soft_prompt else 0)
     tokens = req.batch_size * seq
     per_layer = (_activation_elems_per_token_layer(shape) + _lora_dropout_elems_per_token_layer(shape, req)) * ab
     lora_kept = _lora_module_elems_per_token_layer(shape, req) * ab
@@ -262,31 +264,32 @@ def _activation_terms(shape: ModelShape, req: EstimateRequest) -> tuple[float, f
 def terms(shape: ModelShape, req: EstimateRequest) -> tuple[Terms, int]:
     P = shape.params
     T = trainable_params(shape, req)
+    spec = method(req.method)
     c = shape.counts()
     scale = P / c["total"]  # when the shape stands in for a --params-b size
     n, shard_states, shard_weights = _sharding(req)
     wb = WEIGHT_BYTES[req.precision]
-    if req.method == "qlora":
+    if spec.quantized_base:
         quantised = c["linear_in_blocks"] * scale
         rest_bytes = 4 if req.upcast_embeddings else wb  # prepare_model_for_kbit_training upcasts
         weights = quantised * NF4_BYTES_PER_PARAM + (P - quantised) * rest_bytes
     else:
         weights = P * wb
-    adapter = 0.0 if req.method == "full" else T * ADAPTER_BYTES[req.adapter_dtype]
+    adapter = 0.0 if spec.trains_all_weights else T * ADAPTER_BYTES[req.adapter_dtype]
     grads = T * _trainable_bytes(req)
     states, temp = _optimizer_bytes(shape, req, T)
     layer_params = (c["total"] - c["embeddings"] - c["lm_head"]) * scale / max(1, shape.layers)
     gathered = 0.0
     if shard_weights:
         weights, adapter = weights / n, adapter / n
-        stored = NF4_BYTES_PER_PARAM if req.method == "qlora" else COMPUTE_BYTES[req.precision]
+        stored = NF4_BYTES_PER_PARAM if spec.quantized_base else COMPUTE_BYTES[req.precision]
         gathered = GATHERED_LAYERS * layer_params * stored
-        if req.method == "full":
+        if spec.trains_all_weights:
             gathered += layer_params * _trainable_bytes(req)  # one layer's gradients before the reduce-scatter
     if shard_states:
         grads, states, temp = grads / n, states / n, temp / n
     # AMP caches a 16-bit copy of every weight used under autocast until the forward ends
-    copies = c["linear_in_blocks"] * scale * 2 if req.precision.endswith("-mixed") and req.method != "qlora" else 0.0
+    copies = c["linear_in_blocks"] * scale * 2 if req.precision.endswith("-mixed") and not spec.quantized_base else 0.0
     if shard_weights:
         copies = min(copies, gathered)
     acts, logits, layer = _activation_terms(shape, req)
@@ -334,7 +337,7 @@ def breakdown(shape: ModelShape, req: EstimateRequest) -> tuple[dict[str, float]
     else:
         parts["allocator_reserve"] = 0.0
         parts["overhead"] = CPU_PROCESS_GB * GB
-        if req.method == "qlora":
+        if method(req.method).quantized_base:
             # on CPU the weights are first materialised in full precision and quantised after; the allocator
             # keeps that memory (on CUDA, layers are quantised one by one as they are moved to the GPU)
             parts["overhead"] += shape.params * WEIGHT_BYTES[req.precision]
@@ -359,13 +362,12 @@ def _total_gb(shape: ModelShape, req: EstimateRequest) -> float:
 def training_flops(shape: ModelShape, req: EstimateRequest, tokens: float) -> float:
     """6·P·tokens for full fine-tuning; ≈4·P·tokens when weights are frozen (no weight gradients);
     gradient checkpointing adds one more forward (2·P·tokens)."""
-    per_token = 6.0 if req.method == "full" else 4.0
+    per_token = method(req.method).flops_per_token
     if req.gradient_checkpointing:
         per_token += 2.0
     return per_token * shape.params * tokens
 
 
-QLORA_SLOWDOWN = 1.3  # dequantising 4-bit weights on every matmul makes QLoRA slower than LoRA
 
 
 def _precision_note(req: EstimateRequest) -> str:
@@ -406,15 +408,16 @@ def estimate(shape: ModelShape, req: EstimateRequest, suggest: bool = True) -> M
         "device_overhead": (f"CUDA context {CUDA_CONTEXT_GB:g} GB + allocator reserve {ALLOCATOR_RESERVE_SHARE:.0%} "
                             "of the allocated peak") if req.device == "cuda" else f"process {CPU_PROCESS_GB:g} GB",
     }
-    if req.method in ("lora", "qlora"):
+    spec = method(req.method)
+    if spec.adapters:
         assumptions["lora"] = (f"r={req.lora_r} on {', '.join(req.lora_targets)}, dropout {req.lora_dropout:g}; "
                                f"adapters in {req.adapter_dtype}")
-    if req.method == "qlora":
+    if spec.quantized_base:
         assumptions["quantisation"] = (f"NF4 with double quantisation: {NF4_BYTES_PER_PARAM:.4f} bytes per linear-layer "
                                        "parameter; embeddings and lm_head "
                                        + ("upcast to fp32 (peft's k-bit preparation)" if req.upcast_embeddings
                                           else "kept in the compute dtype"))
-    if req.method == "p_tuning":
+    if spec.soft_prompt:
         assumptions["p_tuning"] = f"{req.num_virtual_tokens} virtual tokens, MLP prompt encoder"
     if req.gpus > 1 and req.sharding == "none":
         assumptions["data_parallel"] = "plain data parallel: every GPU holds a full copy of all states"
@@ -423,16 +426,15 @@ def estimate(shape: ModelShape, req: EstimateRequest, suggest: bool = True) -> M
         tokens = req.examples * req.avg_tokens * req.epochs
         flops = training_flops(shape, req, tokens)
         seconds = flops / (req.gpu_tflops * 1e12 * req.utilization)
-        if req.method == "qlora":
-            seconds *= QLORA_SLOWDOWN
+        seconds *= spec.slowdown  # QLoRA dequantises its 4-bit weights on every matmul
         gpu_hours = round(seconds / 3600, 4)
         wall = round(gpu_hours / req.gpus, 4)
         cost = round(gpu_hours * req.price_per_gpu_hour, 2) if req.price_per_gpu_hour is not None else None
         assumptions["training_tokens"] = tokens
         assumptions["flops_per_token"] = f"{training_flops(shape, req, 1) / shape.params:g} × params"
         assumptions["throughput"] = f"{req.gpu_tflops:g} TFLOP/s peak × {req.utilization:g} utilisation"
-        if req.method == "qlora":
-            assumptions["qlora_slowdown"] = QLORA_SLOWDOWN
+        if spec.slowdown != 1.0:
+            assumptions["slowdown"] = spec.slowdown
     est = MemoryEstimate(
         method=req.method,
         params_b=round(shape.params / 1e9, 4),
@@ -475,9 +477,10 @@ def _candidates(req: EstimateRequest) -> list[tuple[str, str, dict]]:
         out.append((f"batch size 1 with gradient accumulation {req.batch_size * req.grad_accum} (same effective batch)",
                     f"--batch-size 1 --grad-accum {req.batch_size * req.grad_accum}",
                     {"batch_size": 1, "grad_accum": req.batch_size * req.grad_accum}))
-    if req.method == "full":
+    spec = method(req.method)
+    if spec.trains_all_weights:
         out.append(("LoRA instead of a full fine-tune", "--method lora", {"method": "lora"}))
-    if req.method in ("full", "lora"):
+    if not spec.quantized_base and not spec.soft_prompt:
         out.append(("QLoRA: LoRA on a 4-bit base", "--method qlora", {"method": "qlora"}))
     if req.seq_len > 256:
         out.append((f"shorter sequences ({req.seq_len // 2} tokens; check how many records get truncated)",

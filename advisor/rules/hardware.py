@@ -10,7 +10,6 @@ from advisor.estimate import EstimateRequest, MemoryEstimate, estimate, shape_fr
 from advisor.estimate.shapes import ModelShape
 
 CPU_TFLOPS = 1.0  # a few cores with AVX2/AVX-512; how long is too long is a rule (rules/decide_50_methods.yaml)
-ATTENTION_ONLY = ("q_proj", "v_proj")
 
 
 @dataclass
@@ -33,21 +32,11 @@ def assumed_gpu_tflops(gpu_memory_gb: float) -> float:
     return 312.0  # A100 class
 
 
-def _ladder(method: str, gpus: int) -> list[dict]:
-    shard = {"sharding": "zero3"} if gpus > 1 else {}
-    if method == "full":
-        return [{"optimizer": "adamw", **shard}, {"optimizer": "adamw_8bit", **shard}]
-    if method in ("lora", "qlora"):
-        opt = "adamw_8bit" if method == "qlora" else "adamw"  # QLoRA uses paged 8-bit optimizers by design
-        return [
-            {"optimizer": opt, "lora_r": 16},
-            {"optimizer": "adamw_8bit", "lora_r": 16},
-            {"optimizer": "adamw_8bit", "lora_r": 8, "lora_targets": ATTENTION_ONLY},
-            *([{"optimizer": "adamw_8bit", "lora_r": 8, "lora_targets": ATTENTION_ONLY, **shard}] if shard else []),
-            *([{"optimizer": "adamw_8bit", "lora_r": 8, "lora_targets": ATTENTION_ONLY, "upcast_embeddings": False}]
-              if method == "qlora" else []),
-        ]
-    return [{"optimizer": "adamw"}, *([shard] if shard else [])]
+def _ladder(name: str, gpus: int) -> list[dict]:
+    """The method's registry ladder: the standard configuration first, then leaner ones."""
+    from advisor.methods import method
+
+    return method(name).ladder(gpus)
 
 
 def model_shape(answers: Answers) -> ModelShape:
@@ -61,7 +50,9 @@ def fit_methods(answers: Answers, seq_len: int, examples: int, avg_tokens: float
     common = dict(seq_len=seq_len, batch_size=1, gradient_checkpointing=True, examples=examples,
                   avg_tokens=avg_tokens, epochs=epochs)
     out: dict[str, Fit] = {}
-    for method in ("full", "lora", "qlora", "p_tuning"):
+    from advisor.methods import REGISTRY
+
+    for method in REGISTRY:
         tried: list[Fit] = []
         if answers.gpu_count > 0:
             base = EstimateRequest(method=method, gpus=answers.gpu_count, gpu_memory_gb=answers.gpu_memory_gb,

@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 MethodName = Literal["prompting", "rag", "full", "lora", "qlora", "p_tuning"]
 METHODS: tuple[str, ...] = ("prompting", "rag", "lora", "qlora", "p_tuning", "full")  # tie-break: cheapest first
-FINE_TUNES: tuple[str, ...] = ("full", "lora", "qlora", "p_tuning")
+FINE_TUNES: tuple[str, ...] = ("full", "lora", "qlora", "p_tuning")  # == advisor.methods.REGISTRY (tested)
 OPERATORS = {"eq", "ne", "lt", "le", "gt", "ge", "in", "not_in"}
 COMBINATORS = {"any", "all", "not"}
 
