@@ -9,7 +9,6 @@ and KTO (a conversation or prompt/completion with a boolean `label`)."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import re
 from collections import Counter
@@ -221,21 +220,29 @@ def _alpaca_prompt(obj: dict, problems: list) -> tuple[list[Message], str]:
     return msgs, instruction
 
 
+_NOT_JSON = object()
+
+
+def _decoded(value: Any) -> Any:
+    """A JSON string's value (datasets often store calls and schemas as strings); other values as they are;
+    _NOT_JSON for a string that is not JSON."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return _NOT_JSON
+
+
 def tool_call(name: Any, arguments: Any) -> dict:
     """One call in the shape chat templates read: arguments as a mapping (JSON strings are parsed)."""
-    if isinstance(arguments, str):
-        with contextlib.suppress(json.JSONDecodeError):
-            arguments = json.loads(arguments)
-    return {"type": "function", "function": {"name": name, "arguments": arguments}}
+    parsed = _decoded(arguments)
+    return {"type": "function", "function": {"name": name, "arguments": arguments if parsed is _NOT_JSON else parsed}}
 
 
 def structured_calls(calls: Any) -> list | None:
     """OpenAI `tool_calls` / legacy `function_call`, or a sharegpt function_call value, as a list of calls."""
-    if isinstance(calls, str):
-        try:
-            calls = json.loads(calls)
-        except json.JSONDecodeError:
-            return None
+    calls = _decoded(calls)
     if isinstance(calls, dict):
         calls = [calls]
     if not isinstance(calls, list):
@@ -253,11 +260,7 @@ def structured_calls(calls: Any) -> list | None:
 
 def tool_schemas(tools: Any) -> list | None:
     """Offered tools as the list of {"type": "function", "function": {...}} that templates' `tools` expects."""
-    if isinstance(tools, str):
-        try:
-            tools = json.loads(tools)
-        except json.JSONDecodeError:
-            return None
+    tools = _decoded(tools)
     if not isinstance(tools, list) or not tools:
         return None
     return [t if isinstance(t, dict) and t.get("type") == "function" else {"type": "function", "function": t}
