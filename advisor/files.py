@@ -211,6 +211,12 @@ def apply_overrides(data: Any, overrides: list[str], source: str) -> dict:
     return data
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: str | Path, content: str | bytes) -> Path:
     """Write via a temp file in the same folder and rename, so readers never see half a file."""
     p = Path(path)
@@ -221,6 +227,7 @@ def atomic_write(path: str | Path, content: str | bytes) -> Path:
             f.write(content.encode("utf-8") if isinstance(content, str) else content)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results keep the user's umask like other files
         os.replace(tmp, p)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -58,3 +58,19 @@ def test_atomic_write_replaces_whole_file(tmp_path):
     atomic_write(p, "two")
     assert p.read_text() == "two"
     assert [x.name for x in p.parent.iterdir()] == ["f.txt"]
+
+
+def test_atomic_writes_keep_the_users_umask(tmp_path):
+    import os
+    import stat
+
+    from advisor.files import atomic_write
+
+    old = os.umask(0o022)
+    try:
+        mode = stat.S_IMODE(atomic_write(tmp_path / "a.txt", "x").stat().st_mode)
+        os.umask(0o077)
+        private = stat.S_IMODE(atomic_write(tmp_path / "b.txt", "x").stat().st_mode)
+    finally:
+        os.umask(old)
+    assert mode == 0o644 and private == 0o600

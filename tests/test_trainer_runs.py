@@ -203,6 +203,8 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path, tiny_model):
     assert (tmp_path / "run" / f"checkpoint-{summary['steps']}" / "trainer_state.json").is_file()
     done = train(str(cfg), resume=True, progress=False)
     assert done["steps"] == 400 and not done["interrupted"]
+    # the summary describes the whole run, not the resumed part
+    assert done["train_loss_first"] == summary["train_loss_first"] and done["wall_time_s"] > summary["wall_time_s"]
 
 
 @pytest.mark.slow
@@ -340,3 +342,38 @@ def test_a_chat_template_path_that_does_not_exist_is_exit_2(tmp_path, tiny_model
     c = _cfg(tmp_path, tiny_model, chat_template="templates/missing.jinja")
     code, _out, err = cli("train", write_yaml(tmp_path / "t.yaml", c), "--dry-run")
     assert code == 2 and "templates/missing.jinja" in err and "no such file" in err
+
+
+def test_resume_of_a_finished_run_changes_nothing(tmp_path, tiny_model, cli_json):
+    path = write_yaml(tmp_path / "t.yaml", _cfg(tmp_path, tiny_model))
+    first = cli_json("train", path, "--no-progress")
+    summary = (tmp_path / "run" / "summary.json").read_text()
+    ckpts = sorted(p.name for p in (tmp_path / "run").glob("checkpoint-*"))
+    again = cli_json("train", path, "--resume", "--no-progress")
+    assert again["already_finished"] and again["steps"] == first["steps"] == 2
+    assert (tmp_path / "run" / "summary.json").read_text() == summary
+    assert sorted(p.name for p in (tmp_path / "run").glob("checkpoint-*")) == ckpts
+
+
+def test_a_second_run_on_the_same_output_dir_is_refused(tmp_path, tiny_model, cli):
+    from trainer.run import lock_output
+
+    path = write_yaml(tmp_path / "t.yaml", _cfg(tmp_path, tiny_model))
+    held = lock_output(tmp_path / "run")  # another run holds it (flock is per open file)
+    try:
+        code, _out, err = cli("train", path, "--no-progress")
+        assert code == 2 and f"PID {os.getpid()}" in err and "in use" in err
+    finally:
+        held.close()
+    code, _out, err = cli("train", path, "--no-progress")
+    assert code == 0, err  # released
+
+
+def test_a_fresh_run_does_not_append_to_a_killed_runs_metrics(tmp_path, tiny_model, cli):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text('{"step": 99, "loss": 123.0}\n')
+    code, _out, err = cli("train", write_yaml(tmp_path / "t.yaml", _cfg(tmp_path, tiny_model)), "--no-progress")
+    assert code == 0, err
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["step"] <= 2 for r in rows) and not any(r.get("loss") == 123.0 for r in rows)

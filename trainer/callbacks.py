@@ -19,9 +19,11 @@ def is_main_process() -> bool:
 class MetricsLogger(TrainerCallback):
     """Appends every logged step to OUTPUT/metrics.jsonl and keeps the history for the summary."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, fresh: bool = True) -> None:
         self.path = path
         self.history: list[dict] = []
+        if fresh and path.is_file():  # a new run never appends to the rows of an earlier, killed one
+            path.unlink()
         self.t0 = time.time()
 
     def on_log(self, args, state, control, logs=None, **kw):

@@ -52,6 +52,43 @@ def last_checkpoint(out: Path) -> str | None:
     return str(max(found)[1]) if found else None
 
 
+LOCK = ".tunewise.lock"
+
+
+def lock_output(out: Path):
+    """Hold `out` for this run (released when the process ends, however it ends); a second run on the same
+    output.dir stops with exit 2 naming the holder's PID. Returns the open lock file (keep it alive)."""
+    import fcntl
+
+    out.mkdir(parents=True, exist_ok=True)
+    f = (out / LOCK).open("a+", encoding="utf-8")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "unknown"
+        f.close()
+        raise UserError(f"`{out}` is in use by another tunewise train (PID {holder}): wait for it to finish, or "
+                        "set another output.dir") from None
+    f.seek(0)
+    f.truncate()
+    f.write(str(os.getpid()))
+    f.flush()
+    return f
+
+
+def finished_summary(out: Path) -> dict | None:
+    """The summary of a run in `out` that ran to its end (not interrupted), if there is one."""
+    path = out / "summary.json"
+    if not path.is_file():
+        return None
+    try:
+        s = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+    return s if isinstance(s, dict) and s.get("interrupted") is False else None
+
+
 def prepare_output(cfg: TrainConfig, resume: bool) -> tuple[Path, str | None]:
     out = Path(cfg.output.dir)
     ckpt = last_checkpoint(out)
@@ -168,16 +205,17 @@ def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run:
     if cfg.distributed.processes > 1 and "LOCAL_RANK" not in os.environ and not dry_run:
         from trainer.launch import launch
 
-        return {"summary": launch(config_path, cfg, resume=resume, force=force)}
+        lock = lock_output(Path(cfg.output.dir))  # the launching process holds the output dir for the ranks
+        try:
+            return {"summary": launch(config_path, cfg, resume=resume, force=force)}
+        finally:
+            lock.close()
     quiet_libraries()
-    import torch
 
-    from trainer.data import Collator, TokenDataset, detect_format, prepare
+    from trainer.data import detect_format, prepare
     from trainer.model import (
         check_model_folder,
-        count_trainable,
         device_kind,
-        load_model,
         load_tokenizer,
         resolve_precision,
     )
@@ -220,7 +258,25 @@ def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run:
     check_memory(est, req, shape, avail, dev, force)
 
     out, ckpt = prepare_output(cfg, resume)
-    out.mkdir(parents=True, exist_ok=True)
+    if resume and (done := finished_summary(out)) is not None:
+        return {"summary": {**done, "already_finished": True}, "trainer": None, "tokenizer": tok,
+                "prepared": prepared}
+    lock = lock_output(out) if "LOCAL_RANK" not in os.environ else None
+    try:
+        return _train(cfg, out, ckpt, resume, tok, plan, prepared, info, progress, console)
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def _train(cfg, out, ckpt, resume, tok, plan, prepared, info, progress, console) -> dict:
+    import torch
+
+    from trainer.data import Collator, TokenDataset
+    from trainer.model import count_trainable, device_kind, load_model
+
+    device = device_kind()
+    previous = json.loads((out / "summary.json").read_text()) if resume and (out / "summary.json").is_file() else {}
     main = int(os.environ.get("RANK", "0")) == 0
     if main:
         atomic_write(out / FINGERPRINT, cfg.fingerprint() + "\n")
@@ -233,7 +289,7 @@ def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run:
     from trainer.callbacks import GracefulStop, MetricsLogger, RankRecord, RichProgress
 
     collator = Collator(tok.pad_token_id)
-    metrics = MetricsLogger(out / "metrics.jsonl")
+    metrics = MetricsLogger(out / "metrics.jsonl", fresh=not resume)
     stop = GracefulStop()
     callbacks = [metrics, RichProgress(console, enabled=progress and main), stop,
                  RankRecord(out / "ranks", collator)]
@@ -262,7 +318,8 @@ def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run:
         if not interrupted:
             trainer.save_model(str(out))
             tok.save_pretrained(str(out))
-        summary = write_summary(cfg, out, metrics.history, trainer, result, wall, trainable, total, device,
+        summary = write_summary(cfg, out, trainer.state.log_history, trainer, result,
+                                wall + float(previous.get("wall_time_s") or 0.0), trainable, total, device,
                                 interrupted, info)
     return {"summary": summary, "trainer": trainer, "tokenizer": tok, "prepared": prepared}
 

@@ -93,6 +93,9 @@ def render_summary(s: dict, con=None, resume: str = "the same command with --res
     out = con or console
     if not s:
         return
+    if s.get("already_finished"):
+        out.print(f"[green]already finished[/] ({s['steps']} steps): nothing to resume; the results in "
+                  f"{s.get('output_dir')} are unchanged (set another output.dir to train again)")
     if s.get("interrupted"):
         out.print(f"[yellow]interrupted at step {s['steps']}[/]: a checkpoint was saved; continue with: "
                   f"{resume}")
