@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from advisor.answers import Answers
 from advisor.estimate import EstimateRequest, estimate
-from advisor.methods import REGISTRY, method
+from advisor.methods import is_fine_tune, method
 from advisor.recommend import Recommendation
 from advisor.rules.hardware import model_shape
 from trainer.config import (
@@ -16,7 +16,6 @@ from trainer.config import (
     TrainingSection,
 )
 
-LEARNING_RATES = {name: spec.learning_rate for name, spec in REGISTRY.items()}  # from the method registry
 EFFECTIVE_BATCH = 16
 MODEL_PLACEHOLDER = "SET-ME/local-model-folder"
 
@@ -24,7 +23,7 @@ MODEL_PLACEHOLDER = "SET-ME/local-model-folder"
 def build_config(rec: Recommendation, answers: Answers, data_path: str | None, model_path: str | None,
                  output_dir: str = "runs/tunewise") -> TrainConfig:
     m = rec.method
-    if m not in LEARNING_RATES:
+    if not is_fine_tune(m):
         raise ValueError(f"`{m}` is not a fine-tune; there is no training config to write")
     base = EstimateRequest.model_validate(rec.estimate[m]["request"])  # the configuration that was estimated
     spec = method(m)
@@ -43,7 +42,7 @@ def build_config(rec: Recommendation, answers: Answers, data_path: str | None, m
         data=DataSection(path=data_path or answers.dataset or "data.jsonl", max_seq_len=base.seq_len, val_size=0.1),
         method=section,
         training=TrainingSection(
-            learning_rate=LEARNING_RATES[m], epochs=float(rec.assumptions["epochs"]), batch_size=batch,
+            learning_rate=spec.learning_rate, epochs=float(rec.assumptions["epochs"]), batch_size=batch,
             grad_accum=max(1, EFFECTIVE_BATCH // (batch * gpus)), optimizer=base.optimizer,
             gradient_checkpointing=checkpointing,
             early_stopping_patience=3,
@@ -72,7 +71,7 @@ def config_comments(rec: Recommendation, cfg: TrainConfig) -> dict[str, str]:
         "training.gradient_checkpointing": ("on: the batch fits only when activations are recomputed (~30% slower)"
                                             if t.gradient_checkpointing else
                                             "off: the batch fits without it, and steps are ~30% faster"),
-        "training.learning_rate": f"the usual starting rate for {m} ({LEARNING_RATES[m]:g}); lower it if the loss "
+        "training.learning_rate": f"the usual starting rate for {m} ({method(m).learning_rate:g}); lower it if the loss "
                                   "jumps, raise it if it barely moves",
         "training.epochs": f"{t.epochs:g}: 3 passes below 10,000 examples, 1 above (more overfits)",
         "training.optimizer": (f"{t.optimizer}: " + ("8-bit states, needed to fit the memory" if "8bit" in t.optimizer

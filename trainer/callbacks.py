@@ -17,11 +17,11 @@ def is_main_process() -> bool:
 
 
 class MetricsLogger(TrainerCallback):
-    """Appends every logged step to OUTPUT/metrics.jsonl and keeps the history for the summary."""
+    """Appends every logged step to OUTPUT/metrics.jsonl (the summary reads the trainer's own log history,
+    which a resumed run restores from its checkpoint)."""
 
     def __init__(self, path: Path, fresh: bool = True) -> None:
         self.path = path
-        self.history: list[dict] = []
         if fresh and path.is_file():  # a new run never appends to the rows of an earlier, killed one
             path.unlink()
         self.t0 = time.time()
@@ -31,7 +31,6 @@ class MetricsLogger(TrainerCallback):
             return
         row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
                "time_s": round(time.time() - self.t0, 3), **logs}
-        self.history.append(row)
         with self.path.open("a", encoding="utf-8") as f:
             f.write(json.dumps(row) + "\n")
 

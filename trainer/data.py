@@ -69,7 +69,7 @@ def load_conversations(path: str | Path, fmt: str = "auto", system_prompt: str |
             skipped.setdefault("no_assistant", []).append(r.index)
             continue
         if s.tools:
-            msgs[0]["tools"] = s.tools  # carried with the first message to the renderer (removed there)
+            msgs[0]["tools"] = s.tools  # carried with the first message to the renderer (trainer.spans.split_tools)
         out.append((r.index, msgs))
     return out, fmt, {k: v for k, v in skipped.items() if v}
 
@@ -87,8 +87,10 @@ def template_message(m) -> dict:
 def merge_system(msgs: list[dict]) -> list[dict]:
     """For templates without a system role (Gemma, Mistral v0.1): the system text opens the first user turn, as
     those model cards advise."""
+    from trainer.spans import split_tools
+
     system = "\n\n".join(m["content"] for m in msgs if m["role"] == "system")
-    tools = next((m["tools"] for m in msgs if m.get("tools")), None)
+    tools = split_tools(msgs)[1]
     rest = [{k: v for k, v in m.items() if k != "tools"} for m in msgs if m["role"] != "system"]
     first = next((m for m in rest if m["role"] == "user"), None)
     if first is None:
@@ -119,8 +121,9 @@ class Encoder:
         return self._finder
 
     def render(self, msgs: list[dict], add_generation_prompt: bool = False) -> str:
-        tools = next((m["tools"] for m in msgs if m.get("tools")), None)
-        plain = [{k: v for k, v in m.items() if k not in ("train", "tools")} for m in msgs]
+        from trainer.spans import split_tools
+
+        plain, tools = split_tools(msgs)
         return self.tok.apply_chat_template(plain, tokenize=False, add_generation_prompt=add_generation_prompt,
                                             tools=tools)
 
@@ -160,18 +163,21 @@ class Encoder:
         return Encoded(ids[: self.max_len], labels[: self.max_len], index), truncated
 
 
+def label_runs(e: Encoded) -> list[tuple[bool, list[int]]]:
+    """The record's tokens in runs of (trained or not, token ids)."""
+    runs: list[tuple[bool, list[int]]] = []
+    for tid, lab in zip(e.input_ids, e.labels, strict=True):
+        trained = lab != -100
+        if runs and runs[-1][0] == trained:
+            runs[-1][1].append(tid)
+        else:
+            runs.append((trained, [tid]))
+    return runs
+
+
 def trained_runs(e: Encoded, tokenizer) -> list[str]:
     """The decoded text of each run of loss-bearing tokens (what `train --dry-run --json` shows as `trained`)."""
-    runs, cur = [], []
-    for tok, lab in zip(e.input_ids, e.labels, strict=True):
-        if lab != -100:
-            cur.append(tok)
-        elif cur:
-            runs.append(cur)
-            cur = []
-    if cur:
-        runs.append(cur)
-    return [tokenizer.decode(r) for r in runs]
+    return [tokenizer.decode(ids) for trained, ids in label_runs(e) if trained]
 
 
 def prepare(path: str | Path, tokenizer, *, fmt: str = "auto", max_seq_len: int = 1024, val_size: float = 0.1,

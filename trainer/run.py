@@ -77,8 +77,8 @@ def lock_output(out: Path):
     return f
 
 
-def finished_summary(out: Path) -> dict | None:
-    """The summary of a run in `out` that ran to its end (not interrupted), if there is one."""
+def read_summary(out: Path) -> dict | None:
+    """The summary.json a run in `out` left (finished or interrupted), if there is a readable one."""
     path = out / "summary.json"
     if not path.is_file():
         return None
@@ -86,7 +86,7 @@ def finished_summary(out: Path) -> dict | None:
         s = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
         return None
-    return s if isinstance(s, dict) and s.get("interrupted") is False else None
+    return s if isinstance(s, dict) else None
 
 
 def prepare_output(cfg: TrainConfig, resume: bool) -> tuple[Path, str | None]:
@@ -258,25 +258,25 @@ def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run:
     check_memory(est, req, shape, avail, dev, force)
 
     out, ckpt = prepare_output(cfg, resume)
-    if resume and (done := finished_summary(out)) is not None:
-        return {"summary": {**done, "already_finished": True}, "trainer": None, "tokenizer": tok,
+    previous = read_summary(out) if resume else None
+    if previous is not None and previous.get("interrupted") is False:  # the run already ended
+        return {"summary": {**previous, "already_finished": True}, "trainer": None, "tokenizer": tok,
                 "prepared": prepared}
     lock = lock_output(out) if "LOCAL_RANK" not in os.environ else None
     try:
-        return _train(cfg, out, ckpt, resume, tok, plan, prepared, info, progress, console)
+        return _train(cfg, out, ckpt, device, tok, plan, prepared, info, progress, console, previous or {})
     finally:
         if lock is not None:
             lock.close()
 
 
-def _train(cfg, out, ckpt, resume, tok, plan, prepared, info, progress, console) -> dict:
+def _train(cfg, out, ckpt, device, tok, plan, prepared, info, progress, console, previous: dict) -> dict:
+    """Train (resuming from `ckpt` when given); `previous` is the summary an interrupted run left."""
     import torch
 
     from trainer.data import Collator, TokenDataset
-    from trainer.model import count_trainable, device_kind, load_model
+    from trainer.model import count_trainable, load_model
 
-    device = device_kind()
-    previous = json.loads((out / "summary.json").read_text()) if resume and (out / "summary.json").is_file() else {}
     main = int(os.environ.get("RANK", "0")) == 0
     if main:
         atomic_write(out / FINGERPRINT, cfg.fingerprint() + "\n")
@@ -289,7 +289,7 @@ def _train(cfg, out, ckpt, resume, tok, plan, prepared, info, progress, console)
     from trainer.callbacks import GracefulStop, MetricsLogger, RankRecord, RichProgress
 
     collator = Collator(tok.pad_token_id)
-    metrics = MetricsLogger(out / "metrics.jsonl", fresh=not resume)
+    metrics = MetricsLogger(out / "metrics.jsonl", fresh=ckpt is None)
     stop = GracefulStop()
     callbacks = [metrics, RichProgress(console, enabled=progress and main), stop,
                  RankRecord(out / "ranks", collator)]
@@ -371,18 +371,10 @@ def trained_samples(prepared, tok, n: int = 5) -> list[dict]:
 
 def render_sample(prepared, tok, limit: int = 1500) -> dict:
     """One formatted training sample; the trained (unmasked) span is returned separately and marked."""
+    from trainer.data import label_runs
+
     e = prepared.train[0]
-    pieces, current, trained = [], [], None
-    for tid, lab in zip(e.input_ids, e.labels, strict=True):
-        is_trained = lab != -100
-        if trained is None or is_trained == trained:
-            current.append(tid)
-        else:
-            pieces.append((trained, tok.decode(current)))
-            current = [tid]
-        trained = is_trained
-    if current:
-        pieces.append((trained, tok.decode(current)))
+    pieces = [(trained, tok.decode(ids)) for trained, ids in label_runs(e)]
     marked = "".join(f"«{t}»" if tr else t for tr, t in pieces)
     return {"record": e.record, "tokens": len(e.input_ids), "trained_tokens": sum(lab != -100 for lab in e.labels),
             "marked": marked[:limit], "pieces": [(tr, t) for tr, t in pieces]}

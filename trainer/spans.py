@@ -82,6 +82,19 @@ def _family(training_template: str) -> str | None:
     return None
 
 
+def split_tools(msgs: list[dict]) -> tuple[list[dict], list | None]:
+    """(the messages as a template reads them, the record's tool schemas): the loader carries the tools on a
+    message and marks untrained messages with `train`; neither is for the template."""
+    tools = next((m["tools"] for m in msgs if m.get("tools")), None)
+    return [{k: v for k, v in m.items() if k not in ("train", "tools")} for m in msgs], tools
+
+
+def _calls_as_text(m: dict) -> dict:
+    """A tool-call message for a template that does not render calls: the calls as JSON text."""
+    return {**{k: v for k, v in m.items() if k != "tool_calls"},
+            "content": json.dumps(m["tool_calls"], ensure_ascii=False)}
+
+
 class SpanFinder:
     """Character spans to train in a rendered conversation."""
 
@@ -187,18 +200,15 @@ class SpanFinder:
     def _turns(self, plain: list[dict], tools) -> tuple[str, list[tuple[int, int]]]:
         return self._prefix_turns(plain, tools) if self.plan.mode == "prefix" else self._marked(plain, tools)
 
-    def spans(self, msgs: list[dict], tools=None) -> tuple[str, list[tuple[int, int]]]:
-        tools = tools or next((m["tools"] for m in msgs if m.get("tools")), None)
-        plain = [{k: v for k, v in m.items() if k not in ("train", "tools")} for m in msgs]
+    def spans(self, msgs: list[dict]) -> tuple[str, list[tuple[int, int]]]:
+        plain, tools = split_tools(msgs)
         text, turns = self._turns(plain, tools)
         turn_of = dict(zip((i for i, m in enumerate(plain) if m["role"] == "assistant"), turns, strict=False))
         dropped = [i for i, m in enumerate(plain) if m.get("tool_calls") and i in turn_of and not all(
             c["function"]["name"] in text[turn_of[i][0]:turn_of[i][1]] for c in m["tool_calls"])]
         if dropped:  # the template does not render tool calls (Llama 3.0, Phi-3): train them as JSON text instead
-            msgs = [dict(m, content=json.dumps(m["tool_calls"], ensure_ascii=False)) if i in dropped else m
-                    for i, m in enumerate(msgs)]
-            plain = [{k: v for k, v in m.items() if k not in ("train", "tools", "tool_calls")} if i in dropped
-                     else {k: v for k, v in m.items() if k not in ("train", "tools")} for i, m in enumerate(msgs)]
+            msgs = [_calls_as_text(m) if i in dropped else m for i, m in enumerate(msgs)]
+            plain, tools = split_tools(msgs)
             text, turns = self._turns(plain, tools)
         assistants = [m for m in msgs if m["role"] == "assistant"]
         if len(turns) != len(assistants):

@@ -317,46 +317,48 @@ def phases(t: Terms, req: EstimateRequest) -> dict[str, dict[str, float]]:
     return {"forward_backward": {**persistent, **fb}, "optimizer_step": {**persistent, **step}}
 
 
-def breakdown(shape: ModelShape, req: EstimateRequest) -> tuple[dict[str, float], int]:
-    """Bytes per GPU of each term at the peak phase (plus the device's own overhead), and the trainable count."""
+@dataclass
+class Breakdown:
+    parts: dict[str, float]  # bytes per GPU of every term at the peak phase, plus the device's own overhead
+    trainable: int
+    allocated: float  # bytes: the allocator's peak (the larger phase)
+    phases: dict[str, float]  # bytes allocated in each phase
+    peak_phase: str
+
+    @property
+    def total(self) -> float:
+        return sum(self.parts.values())
+
+
+def breakdown(shape: ModelShape, req: EstimateRequest) -> Breakdown:
+    """Every term at the peak phase (plus the device's own overhead), the allocated peak and each phase."""
     t, T = terms(shape, req)
     ph = phases(t, req)
-    name = max(ph, key=lambda k: sum(ph[k].values()))
+    totals = {name: sum(alive.values()) for name, alive in ph.items()}
+    peak = max(totals, key=totals.get)
     parts = {k: 0.0 for k in ("weights", "trainable_params", "gradients", "optimizer_states", "optimizer_temporaries",
                               "gathered_params", "autocast_copies", "activations", "logits", "layer_recompute")}
-    parts.update(ph[name])
-    allocated = sum(parts.values())
-    if req.device == "cpu":
-        # the process's resident memory keeps what each phase freed (glibc rarely returns it to the system), so
-        # the reading is every term together (measured: bench/estimate_vs_measured.py)
-        parts.update({k: v for k, v in vars(t).items() if k in parts})
+    parts.update(ph[peak])
+    allocated = totals[peak]
     if req.device == "cuda":
         multi = req.gpus > 1
         parts["allocator_reserve"] = allocated * (ALLOCATOR_RESERVE_SHARE_MULTI if multi else ALLOCATOR_RESERVE_SHARE)
         parts["overhead"] = (CUDA_CONTEXT_GB + (NCCL_BUFFERS_GB if multi else 0.0)) * GB
     else:
+        # the process's resident memory keeps what each phase freed (glibc rarely returns it to the system), so
+        # the reading is every term together (measured: bench/estimate_vs_measured.py)
+        parts.update({k: v for k, v in vars(t).items() if k in parts})
         parts["allocator_reserve"] = 0.0
         parts["overhead"] = CPU_PROCESS_GB * GB
         if method(req.method).quantized_base:
             # on CPU the weights are first materialised in full precision and quantised after; the allocator
             # keeps that memory (on CUDA, layers are quantised one by one as they are moved to the GPU)
             parts["overhead"] += shape.params * WEIGHT_BYTES[req.precision]
-    parts["_allocated"] = allocated
-    parts["_phase_forward_backward"] = sum(ph["forward_backward"].values())
-    parts["_phase_optimizer_step"] = sum(ph["optimizer_step"].values())
-    parts["_peak_is_step"] = 1.0 if name == "optimizer_step" else 0.0
-    return parts, T
-
-
-def _split(parts: dict[str, float]) -> tuple[dict[str, float], dict[str, float]]:
-    """(the visible terms, the bookkeeping entries that start with an underscore)."""
-    return ({k: v for k, v in parts.items() if not k.startswith("_")},
-            {k: v for k, v in parts.items() if k.startswith("_")})
+    return Breakdown(parts, T, allocated, totals, peak)
 
 
 def _total_gb(shape: ModelShape, req: EstimateRequest) -> float:
-    visible, _ = _split(breakdown(shape, req)[0])
-    return sum(visible.values()) / GB
+    return breakdown(shape, req).total / GB
 
 
 def training_flops(shape: ModelShape, req: EstimateRequest, tokens: float) -> float:
@@ -380,13 +382,13 @@ def _precision_note(req: EstimateRequest) -> str:
 
 
 def estimate(shape: ModelShape, req: EstimateRequest, suggest: bool = True) -> MemoryEstimate:
-    parts, T = breakdown(shape, req)
-    visible, book = _split(parts)
-    total = sum(visible.values()) / GB
-    per_gpu = {k: round(v / GB, 3) for k, v in visible.items()}
+    bd = breakdown(shape, req)
+    T = bd.trainable
+    total = bd.total / GB
+    per_gpu = {k: round(v / GB, 3) for k, v in bd.parts.items()}
     fits = total <= req.gpu_memory_gb
     tight = (not fits and req.device == "cuda" and req.gpus == 1
-             and (book["_allocated"] * (1 + MIN_FRAGMENTATION_SHARE)) / GB + CUDA_CONTEXT_GB <= req.gpu_memory_gb)
+             and (bd.allocated * (1 + MIN_FRAGMENTATION_SHARE)) / GB + CUDA_CONTEXT_GB <= req.gpu_memory_gb)
     fits = fits or tight
     elems, per = OPTIMIZER_STATES[req.optimizer]
     assumptions: dict[str, str | float | int | bool] = {
@@ -404,7 +406,7 @@ def estimate(shape: ModelShape, req: EstimateRequest, suggest: bool = True) -> M
         "gpus": req.gpus,
         "sharding": req.sharding,
         "device": req.device,
-        "peak_phase": "optimizer_step" if book["_peak_is_step"] else "forward_backward",
+        "peak_phase": bd.peak_phase,
         "device_overhead": (f"CUDA context {CUDA_CONTEXT_GB:g} GB + allocator reserve {ALLOCATOR_RESERVE_SHARE:.0%} "
                             "of the allocated peak") if req.device == "cuda" else f"process {CPU_PROCESS_GB:g} GB",
     }
@@ -442,10 +444,9 @@ def estimate(shape: ModelShape, req: EstimateRequest, suggest: bool = True) -> M
         trainable_share=round(T / shape.params, 6),
         per_gpu_gb=per_gpu,
         total_gb=round(total, 3),
-        allocated_gb=round(book["_allocated"] / GB, 3),
-        peak_phase="optimizer_step" if book["_peak_is_step"] else "forward_backward",
-        phases={"forward_backward": round(book["_phase_forward_backward"] / GB, 3),
-                "optimizer_step": round(book["_phase_optimizer_step"] / GB, 3)},
+        allocated_gb=round(bd.allocated / GB, 3),
+        peak_phase=bd.peak_phase,
+        phases={name: round(v / GB, 3) for name, v in bd.phases.items()},
         gpu_memory_gb=req.gpu_memory_gb,
         fits=fits,
         tight=tight,

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from advisor.answers import Answers
 from advisor.estimate import EstimateRequest, MemoryEstimate, estimate, shape_from_config, shape_from_params_b
 from advisor.estimate.shapes import ModelShape
+from advisor.methods import REGISTRY
 
 CPU_TFLOPS = 1.0  # a few cores with AVX2/AVX-512; how long is too long is a rule (rules/decide_50_methods.yaml)
 
@@ -32,13 +33,6 @@ def assumed_gpu_tflops(gpu_memory_gb: float) -> float:
     return 312.0  # A100 class
 
 
-def _ladder(name: str, gpus: int) -> list[dict]:
-    """The method's registry ladder: the standard configuration first, then leaner ones."""
-    from advisor.methods import method
-
-    return method(name).ladder(gpus)
-
-
 def model_shape(answers: Answers) -> ModelShape:
     if answers.model_path:
         return shape_from_config(answers.model_path)
@@ -50,15 +44,14 @@ def fit_methods(answers: Answers, seq_len: int, examples: int, avg_tokens: float
     common = dict(seq_len=seq_len, batch_size=1, gradient_checkpointing=True, examples=examples,
                   avg_tokens=avg_tokens, epochs=epochs)
     out: dict[str, Fit] = {}
-    from advisor.methods import REGISTRY
-
     for method in REGISTRY:
         tried: list[Fit] = []
         if answers.gpu_count > 0:
             base = EstimateRequest(method=method, gpus=answers.gpu_count, gpu_memory_gb=answers.gpu_memory_gb,
                                    precision="bf16", device="cuda",
                                    gpu_tflops=assumed_gpu_tflops(answers.gpu_memory_gb), **common)
-            for rung, upd in enumerate(_ladder(method, answers.gpu_count)):
+            # the method's registry ladder: the standard configuration first, then leaner ones
+            for rung, upd in enumerate(REGISTRY[method].ladder(answers.gpu_count)):
                 req = base.model_copy(update=upd)
                 est = estimate(shape, req)
                 tried.append(Fit(method, req, est, est.fits, rung))
