@@ -273,3 +273,39 @@ def test_templates_that_refuse_tool_messages_name_the_record(name, base_texts):
 
 def test_every_text_template_trl_ships_is_covered():
     assert sorted(FAMILIES) == TEXT_TEMPLATES
+
+
+# multimodal templates that read `content` as typed parts ([{"type": "text", "text": ...}]): text records still
+# train exactly each reply and its end token (the text goes in as one part)
+VISION = {"smolvlm.jinja": "<end_of_utterance>", "idefics3.jinja": "<end_of_utterance>",
+          "llava_next.jinja": "</s>", "qwen2_5_vl.jinja": "<|im_end|>"}
+
+
+@pytest.mark.parametrize("shape", ["multi_system", "weight_0"])
+@pytest.mark.parametrize("name", sorted(VISION))
+def test_templates_that_read_content_parts(name, shape, base_texts):
+    from trainer.data import Encoder, trained_runs
+    from trainer.tiny import build_tokenizer
+
+    src = (TEMPLATES / name).read_text(encoding="utf-8")
+    tok = build_tokenizer(base_texts, 600)
+    end = VISION[name]
+    tok.add_special_tokens({"additional_special_tokens": sorted({t for t in SPECIAL.findall(src) if len(t) > 3}
+                                                                | {end})})
+    tok.eos_token, tok.chat_template = end, src
+    msgs = [dict(m) for m in SHAPES[shape]]
+    e, _ = Encoder(tok, 4096).encode(0, msgs, "openai")
+    assert trained_runs(e, tok) == [m["content"] + end for m in msgs
+                                    if m["role"] == "assistant" and m.get("train", True)]
+
+
+def test_a_template_that_drops_the_reply_text_is_refused(base_texts):
+    from advisor.errors import UserError
+    from trainer.data import Encoder
+    from trainer.tiny import build_tokenizer
+
+    tok = build_tokenizer(base_texts, 600)
+    tok.chat_template = ("{% for m in messages %}{% if m['role'] == 'assistant' %}{% generation %}{{ 'OK<|im_end|>' }}"
+                         "{% endgeneration %}{% else %}{{ m['content'] }}{% endif %}{% endfor %}")
+    with pytest.raises(UserError, match="does not render the assistant replies as they are written"):
+        Encoder(tok, 4096).encode(0, [dict(m) for m in SHAPES["single"]], "openai")

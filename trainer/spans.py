@@ -27,7 +27,7 @@ from advisor.errors import UserError
 # DeepSeek, Cohere, GLM, Mistral/Llama 2)
 END_OF_TURN = ("<|eot_id|>", "<|im_end|>", "<end_of_turn>", "<|end|>", "<|return|>", "<|call|>", "<|eot|>",
                "<｜end▁of▁sentence｜>", "<|END_OF_TURN_TOKEN|>", "<|user|>", "<|observation|>", "</s>",
-               "<|endoftext|>", "<turn|>")
+               "<|endoftext|>", "<turn|>", "<end_of_utterance>")
 GENERATION_MARKER = re.compile(r"\{%-?\s*generation\s*-?%\}")
 
 
@@ -93,6 +93,12 @@ def _calls_as_text(m: dict) -> dict:
     """A tool-call message for a template that does not render calls: the calls as JSON text."""
     return {**{k: v for k, v in m.items() if k != "tool_calls"},
             "content": json.dumps(m["tool_calls"], ensure_ascii=False)}
+
+
+def _as_parts(m: dict) -> dict:
+    """A message with its text as one typed part, for templates that iterate content parts."""
+    content = m.get("content")
+    return {**m, "content": [{"type": "text", "text": content}]} if isinstance(content, str) else m
 
 
 class SpanFinder:
@@ -197,12 +203,27 @@ class SpanFinder:
         text = text[:pos] + self.eos + text[pos:]
         return text, (start, pos + len(self.eos))
 
+    @staticmethod
+    def _replies_rendered(text: str, turns: list[tuple[int, int]], plain: list[dict]) -> bool:
+        """Every assistant reply with text appears in its turn (at least once stripped of outer whitespace)."""
+        replies = [m for m in plain if m["role"] == "assistant"]
+        return all(not (m.get("content") or "").strip() or (m["content"].strip() in text[a:b] or
+                                                            m["content"].strip() in text[a:])
+                   for m, (a, b) in zip(replies, turns, strict=False))
+
     def _turns(self, plain: list[dict], tools) -> tuple[str, list[tuple[int, int]]]:
         return self._prefix_turns(plain, tools) if self.plan.mode == "prefix" else self._marked(plain, tools)
 
     def spans(self, msgs: list[dict]) -> tuple[str, list[tuple[int, int]]]:
+        from jinja2 import TemplateError
+
         plain, tools = split_tools(msgs)
-        text, turns = self._turns(plain, tools)
+        try:
+            text, turns = self._turns(plain, tools)
+        except TemplateError:  # LLaVA-NeXT-style templates accept content only as typed parts
+            if not any(isinstance(m.get("content"), str) for m in plain):
+                raise
+            text, turns = self._turns([_as_parts(m) for m in plain], tools)
         turn_of = dict(zip((i for i, m in enumerate(plain) if m["role"] == "assistant"), turns, strict=False))
         dropped = [i for i, m in enumerate(plain) if m.get("tool_calls") and i in turn_of and not all(
             c["function"]["name"] in text[turn_of[i][0]:turn_of[i][1]] for c in m["tool_calls"])]
@@ -210,6 +231,13 @@ class SpanFinder:
             msgs = [_calls_as_text(m) if i in dropped else m for i, m in enumerate(msgs)]
             plain, tools = split_tools(msgs)
             text, turns = self._turns(plain, tools)
+        if not self._replies_rendered(text, turns, plain):
+            # multimodal templates (SmolVLM, Idefics3) read `content` as a list of typed parts
+            text, turns = self._turns([_as_parts(m) for m in plain], tools)
+            if not self._replies_rendered(text, turns, plain):
+                raise UserError("the chat template does not render the assistant replies as they are written (it "
+                                "rewrites or drops their text), so their loss cannot be placed; use another "
+                                "data.chat_template or set data.assistant_only_loss: false")
         assistants = [m for m in msgs if m["role"] == "assistant"]
         if len(turns) != len(assistants):
             raise UserError(f"the chat template marks {len(turns)} assistant turn(s) in a conversation with "
