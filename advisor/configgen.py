@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from advisor.answers import Answers
 from advisor.estimate import EstimateRequest, estimate
 from advisor.methods import is_fine_tune, method
@@ -85,3 +87,20 @@ def config_comments(rec: Recommendation, cfg: TrainConfig) -> dict[str, str]:
         out["method.lora_r"] = ("r=16: the standard rank" if rung == 0 else
                                 f"r={req.lora_r}: a leaner setting the memory needed (rung {rung} of the ladder)")
     return out
+
+
+def paths_for_file(cfg: TrainConfig, config_path: str | Path) -> TrainConfig:
+    """The config as written to `config_path`: paths given relative to the working directory rewritten relative to
+    the file's folder, where `tunewise train` reads them from (absolute paths and the placeholder stay)."""
+    import os
+
+    base = os.path.abspath(Path(config_path).parent)
+
+    def rel(value: str) -> str:
+        if value == MODEL_PLACEHOLDER or os.path.isabs(os.path.expanduser(value)):
+            return value
+        return os.path.relpath(os.path.abspath(value), base)
+
+    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"path": rel(cfg.model.path)}),
+                                  "data": cfg.data.model_copy(update={"path": rel(cfg.data.path)}),
+                                  "output": cfg.output.model_copy(update={"dir": rel(cfg.output.dir)})})

@@ -6,9 +6,21 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from pathlib import Path
 from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+
+
+def template_is_path(value: str) -> bool:
+    """data.chat_template names a file (no Jinja markup, and a file suffix or a slash), else it is the template."""
+    return "{" not in value and (value.endswith((".jinja", ".j2", ".txt", ".tmpl")) or "/" in value or "\\" in value)
+
+
+def _against(base: Path, value: str) -> str:
+    p = Path(value).expanduser()
+    return os.path.abspath(p if p.is_absolute() else base / p)
 
 
 class _Section(BaseModel):
@@ -16,14 +28,15 @@ class _Section(BaseModel):
 
 
 class ModelSection(_Section):
-    path: str = Field(description="local folder of the base model (config.json + safetensors); never downloaded")
+    path: str = Field(description="local folder of the base model (config.json + safetensors; relative to this "
+                      "file's folder); never downloaded")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="weights dtype; auto = bfloat16 on a GPU that supports it, else float32")
     trust_remote_code: bool = Field(False, description="run Python shipped with the model (off: never execute inputs)")
 
 
 class DataSection(_Section):
-    path: str = Field(description="training data: JSONL, JSON array or CSV")
+    path: str = Field(description="training data: JSONL, JSON array or CSV (relative to this file's folder)")
     format: Literal["auto", "alpaca", "sharegpt", "openai", "prompt_completion", "text"] = Field(
         "auto", description="record format; auto = detected from the first 200 records (as `tunewise audit` does)")
     chat_template: str | None = Field(
@@ -35,6 +48,11 @@ class DataSection(_Section):
     assistant_only_loss: bool = Field(True, description="train only on assistant tokens (prompt tokens masked)")
     drop_untrainable: bool = Field(False, description="skip records left without answer tokens by truncation "
                                    "(default: stop and say which)")
+    max_skipped: float = Field(0.05, ge=0, le=1, description="largest share of records that may be skipped as "
+                               "unreadable, off-format or without an answer before train and --dry-run stop (exit 2)")
+    reasoning: Literal["train", "drop"] = Field(
+        "train", description="replies that reason first (<think>…</think> or a reasoning_content field): train the "
+        "reasoning with the answer (rendered back where the chat template strips it), or drop it and train answers only")
 
 
 class _LoraFields(_Section):
@@ -123,7 +141,8 @@ class TrainingSection(_Section):
 
 class OutputSection(_Section):
     dir: str = Field("runs/tunewise", validation_alias=AliasChoices("dir", "output_dir"),
-                     description="where checkpoints, the adapter or model, metrics and the summary are written")
+                     description="where checkpoints, the adapter or model, metrics and the summary are written "
+                     "(relative to this file's folder)")
 
 
 class DistributedSection(_Section):
@@ -167,6 +186,19 @@ class TrainConfig(_Section):
         d = self.model_dump(mode="json", exclude_none=True)
         d["method"] = {"name": d["method"].pop("name"), **d["method"]}
         return d
+
+    def resolve_paths(self, config_file: str | Path) -> TrainConfig:
+        """The config with its relative paths (model.path, data.path, a data.chat_template file, output.dir) read
+        against the config file's folder, made absolute: a config runs the same from any working directory, and
+        launched processes read the same paths."""
+        base = Path(config_file).expanduser().parent
+        data = {"path": _against(base, self.data.path)}
+        if self.data.chat_template and template_is_path(self.data.chat_template):
+            data["chat_template"] = _against(base, self.data.chat_template)
+        return self.model_copy(update={
+            "model": self.model.model_copy(update={"path": _against(base, self.model.path)}),
+            "data": self.data.model_copy(update=data),
+            "output": self.output.model_copy(update={"dir": _against(base, self.output.dir)})})
 
     def fingerprint(self) -> str:
         """Hash of everything that changes the result (not where it is written, nor how many processes run it)."""

@@ -30,6 +30,25 @@ class Prepared:
     truncated: int = 0
     system_merged: int = 0  # records whose system text went into the first user turn (no system role)
     template_mode: str = ""  # how assistant turns were found (trainer/spans.py)
+    total: int = 0  # records in the file
+    reasoning: ReasoningUse | None = None  # records whose replies reason first, and what was done with it
+
+
+@dataclass
+class ReasoningUse:
+    """What training does with `<think>…</think>` reasoning in the replies (reported by --dry-run and the summary)."""
+    mode: str  # "train": the reasoning is trained with its answer; "drop": only the answer is
+    records: int  # conversations with at least one reasoning reply
+    template_drops_it: int  # ... whose template strips it, so tunewise renders it back (mode train)
+
+    def describe(self) -> str:
+        if self.mode == "drop":
+            return (f"{self.records} record(s) reason in <think>…</think>: the reasoning is dropped and only the "
+                    "answers are trained (data.reasoning: drop)")
+        how = (f"; the chat template strips it in {self.template_drops_it}, so it is rendered back before each "
+               "answer" if self.template_drops_it else "")
+        return (f"{self.records} record(s) reason in <think>…</think>: the reasoning is trained with each answer"
+                f"{how} (data.reasoning: drop trains the answers only)")
 
 
 def detect_format(path: str | Path, fmt: str = "auto") -> str:
@@ -52,7 +71,8 @@ def detect_format(path: str | Path, fmt: str = "auto") -> str:
 
 
 def load_conversations(path: str | Path, fmt: str = "auto", system_prompt: str | None = None):
-    """Yield (record index, messages as role/content dicts, format) for every usable record."""
+    """(the usable records as (record index, messages as role/content dicts), the format, the skipped record
+    indices by reason, how many records the file holds)."""
     fmt = detect_format(path, fmt)
     records = list(iter_raw(path))
     good = [r for r in records if r.error is None]
@@ -71,12 +91,18 @@ def load_conversations(path: str | Path, fmt: str = "auto", system_prompt: str |
         if s.tools:
             msgs[0]["tools"] = s.tools  # carried with the first message to the renderer (trainer.spans.split_tools)
         out.append((r.index, msgs))
-    return out, fmt, {k: v for k, v in skipped.items() if v}
+    return out, fmt, {k: v for k, v in skipped.items() if v}, len(records)
 
 
 def template_message(m) -> dict:
-    """A message as chat templates read it: tool calls structured (not as text), tool results named."""
+    """A message as chat templates read it: tool calls structured (not as text), tool results named; a reply's
+    reasoning (`<think>…</think>` or a reasoning field) noted for the span finder, which trains or drops it."""
+    from trainer.spans import split_reasoning
+
     d = {"role": m.role, "content": m.content if m.text is None else m.text, "train": m.trainable}
+    if m.role == "assistant" and (r := split_reasoning(d["content"], m.reasoning)) is not None:
+        d["reasoning"] = r
+        d["content"] = r.block + r.answer  # the reply as written, reasoning first
     if m.tool_calls:
         d["tool_calls"] = m.tool_calls
     if m.name:
@@ -103,8 +129,10 @@ def merge_system(msgs: list[dict]) -> list[dict]:
 
 
 class Encoder:
-    def __init__(self, tokenizer, max_seq_len: int, assistant_only: bool = True, model_path: str | None = None) -> None:
+    def __init__(self, tokenizer, max_seq_len: int, assistant_only: bool = True, model_path: str | None = None,
+                 reasoning: str = "train") -> None:
         self.tok = tokenizer
+        self.reasoning = reasoning
         self.max_len = max_seq_len
         self.assistant_only = assistant_only
         self.eos = tokenizer.eos_token or ""
@@ -117,7 +145,7 @@ class Encoder:
         from trainer.spans import SpanFinder
 
         if self._finder is None:
-            self._finder = SpanFinder(self.tok, self.model_path)
+            self._finder = SpanFinder(self.tok, self.model_path, self.reasoning)
         return self._finder
 
     def render(self, msgs: list[dict], add_generation_prompt: bool = False) -> str:
@@ -135,7 +163,9 @@ class Encoder:
             text = msgs[0]["content"] + self.eos
             return text, [(0, len(text))]
         if not self.assistant_only:
-            text = self.render(msgs)
+            from trainer.spans import answer_only
+
+            text = self.render([answer_only(m, hand_over=False) for m in msgs] if self.reasoning == "drop" else msgs)
             return text, [(0, len(text))]
         try:
             return self.finder.spans(msgs)
@@ -153,14 +183,55 @@ class Encoder:
 
     def encode(self, index: int, msgs: list[dict], fmt: str) -> tuple[Encoded, bool]:
         text, spans = self.spans(msgs, fmt, index)
-        enc = self.tok(text, add_special_tokens=False, return_offsets_mapping=True)
-        ids, offsets = enc["input_ids"], enc["offset_mapping"]
+        ids, offsets = self.tokenize(text, spans)
         labels = [-100] * len(ids)
         for t, (a, b) in enumerate(offsets):
             if b > a and any(a >= s and b <= e for s, e in spans):
                 labels[t] = ids[t]
         truncated = len(ids) > self.max_len
         return Encoded(ids[: self.max_len], labels[: self.max_len], index), truncated
+
+    def tokenize(self, text: str, spans: list[tuple[int, int]]) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids and character offsets, with no token across a span's edge: a reply that starts with a newline
+        would otherwise merge with the template's separator (`\n` + `\n` → one `\n\n` token) and lose its first
+        token. A token across an edge is re-tokenized in its parts, as the model meets them: the prompt ends
+        before the reply at generation time. Where the parts do not re-tokenize to the same text (SentencePiece
+        adds a leading space), the token is kept whole and trained, so the reply is never cut."""
+        enc = self.tok(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+        edges = sorted({x for span in spans for x in span})
+        if not any(a < x < b for a, b in offsets for x in edges):
+            return ids, offsets
+        out_ids, out_offsets = [], []
+        for tid, (a, b) in zip(ids, offsets, strict=True):
+            cuts = [x for x in edges if a < x < b]
+            parts = self._split_token(text, a, b, cuts) if cuts else None
+            if parts is None:
+                out_ids.append(tid)
+                out_offsets.append((a, b) if not cuts else self._widen(a, b, spans))
+                continue
+            for pid, off in parts:
+                out_ids.append(pid)
+                out_offsets.append(off)
+        return out_ids, out_offsets
+
+    def _split_token(self, text: str, a: int, b: int, cuts: list[int]) -> list[tuple[int, tuple[int, int]]] | None:
+        pieces = []
+        for lo, hi in zip([a, *cuts], [*cuts, b], strict=True):
+            enc = self.tok(text[lo:hi], add_special_tokens=False, return_offsets_mapping=True)
+            if self.tok.decode(enc["input_ids"]) != text[lo:hi]:
+                return None
+            pieces += [(pid, (lo + x, lo + y)) for pid, (x, y) in zip(enc["input_ids"], enc["offset_mapping"],
+                                                                     strict=True)]
+        return pieces
+
+    @staticmethod
+    def _widen(a: int, b: int, spans: list[tuple[int, int]]) -> tuple[int, int]:
+        """A token across a span's start that cannot be split: counted inside the span (trained)."""
+        for s, e in spans:
+            if a < s < b <= e:
+                return s, b
+        return a, b
 
 
 def label_runs(e: Encoded) -> list[tuple[bool, list[int]]]:
@@ -182,12 +253,12 @@ def trained_runs(e: Encoded, tokenizer) -> list[str]:
 
 def prepare(path: str | Path, tokenizer, *, fmt: str = "auto", max_seq_len: int = 1024, val_size: float = 0.1,
             assistant_only: bool = True, system_prompt: str | None = None, seed: int = 42,
-            drop_untrainable: bool = False, model_path: str | None = None) -> Prepared:
-    convs, fmt, skipped = load_conversations(path, fmt, system_prompt)
+            drop_untrainable: bool = False, model_path: str | None = None, reasoning: str = "train") -> Prepared:
+    convs, fmt, skipped, total = load_conversations(path, fmt, system_prompt)
     if not convs:
         raise UserError(f"{path}: no usable records (skipped: {', '.join(f'{k} {len(v)}' for k, v in skipped.items())}); "
                         "run `tunewise audit` on it")
-    enc = Encoder(tokenizer, max_seq_len, assistant_only, model_path)
+    enc = Encoder(tokenizer, max_seq_len, assistant_only, model_path, reasoning)
     items, truncated, empty = [], 0, []
     for index, msgs in convs:
         e, cut = enc.encode(index, msgs, fmt)
@@ -209,9 +280,11 @@ def prepare(path: str | Path, tokenizer, *, fmt: str = "auto", max_seq_len: int 
         n_val = max(1, n_val)
     if n_val >= len(items):
         raise UserError(f"data.val_size {val_size} leaves no training records ({len(items)} usable)")
+    spans_used = assistant_only and fmt != "text"
+    used = ReasoningUse(reasoning, enc.finder.reasoning_records, enc.finder.reasoning_restored) if spans_used else None
     return Prepared(train=items[n_val:], val=items[:n_val], fmt=fmt, skipped=skipped, truncated=truncated,
-                    system_merged=enc.system_merged, template_mode=enc.finder.plan.mode if assistant_only and
-                    fmt != "text" else "whole text")
+                    system_merged=enc.system_merged, template_mode=enc.finder.plan.mode if spans_used else "whole text",
+                    total=total, reasoning=used if used and used.records else None)
 
 
 class Collator:

@@ -97,9 +97,9 @@ def load_tokenizer(cfg: TrainConfig):
 def read_chat_template(value: str) -> str:
     """data.chat_template: an inline Jinja template, or a path to one. Something that looks like a path (no Jinja
     markup, a file suffix or a slash) must exist: it is never rendered as if it were a template."""
-    looks_like_path = "{" not in value and (value.endswith((".jinja", ".j2", ".txt", ".tmpl"))
-                                           or "/" in value or "\\" in value)
-    if not looks_like_path:
+    from trainer.config import template_is_path
+
+    if not template_is_path(value):
         return value
     p = Path(value).expanduser()
     if not p.is_file():
@@ -132,7 +132,8 @@ def disable_avx512_repack(model) -> int:
     return n
 
 
-def load_model(cfg: TrainConfig, tokenizer, plan: PrecisionPlan | None = None):
+def load_base(cfg: TrainConfig, tokenizer, plan: PrecisionPlan | None = None):
+    """The base model as the run trains on it: the run's dtype, 4-bit for QLoRA."""
     from transformers import AutoModelForCausalLM
 
     from advisor.methods import method
@@ -157,6 +158,17 @@ def load_model(cfg: TrainConfig, tokenizer, plan: PrecisionPlan | None = None):
     model = AutoModelForCausalLM.from_pretrained(cfg.model.path, **kw)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def load_model(cfg: TrainConfig, tokenizer, plan: PrecisionPlan | None = None):
+    """The model to train: the base, wrapped in the method's fresh adapter (none for full fine-tuning)."""
+    from advisor.methods import method
+
+    m = cfg.method
+    spec = method(m.name)
+    plan = plan or resolve_precision(cfg, device_kind())
+    model = load_base(cfg, tokenizer, plan)
     gc = cfg.training.gradient_checkpointing
     if spec.trains_all_weights:
         return model

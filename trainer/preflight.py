@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import os
 from pathlib import Path
 
 from advisor.errors import UserError
@@ -29,6 +31,32 @@ def eos_ids(tokenizer, model_path: str) -> set[int]:
     vocab = tokenizer.get_vocab()
     ids |= {vocab[t] for t in END_OF_TURN if t in vocab}
     return {i for i in ids if i is not None}
+
+
+SKIP_REASONS = {"invalid_json": "not valid JSON", "schema": "not the detected format",
+                "no_assistant": "no assistant reply", "no_trainable_tokens": "no answer left after truncation"}
+
+
+def skipped_counts(prepared: Prepared) -> str:
+    """`3 of 60 records (5.0%): 2 not the detected format (records 4, 9), 1 not valid JSON (record 7)`."""
+    n = sum(len(v) for v in prepared.skipped.values())
+    parts = []
+    for reason, idx in sorted(prepared.skipped.items(), key=lambda kv: -len(kv[1])):
+        shown = ", ".join(map(str, idx[:3])) + (", …" if len(idx) > 3 else "")
+        parts.append(f"{len(idx)} {SKIP_REASONS.get(reason, reason)} (record{'s' if len(idx) > 1 else ''} {shown})")
+    share = n / prepared.total if prepared.total else 0.0
+    return f"{n} of {prepared.total} records ({share:.1%}): " + ", ".join(parts)
+
+
+def check_skipped(prepared: Prepared, path: str, max_share: float) -> None:
+    """Training on a fraction of the file must not pass silently: above `data.max_skipped` of the records skipped
+    for being unreadable, off-format or answerless, stop (records dropped by data.drop_untrainable, the user's own
+    choice, are reported but not counted)."""
+    counted = sum(len(v) for k, v in prepared.skipped.items() if k != "no_trainable_tokens")
+    if prepared.total and counted / prepared.total > max_share:
+        raise UserError(f"{path}: {skipped_counts(prepared)} would be skipped, more than data.max_skipped "
+                        f"({max_share:.0%}): fix the records (`tunewise audit {path}` lists each), set data.format if "
+                        "the detected one is wrong, or raise data.max_skipped")
 
 
 def check_eos(prepared: Prepared, tokenizer, model_path: str, max_seq_len: int) -> None:
@@ -70,7 +98,7 @@ def available_memory_gb() -> tuple[float, str]:
     return float("inf"), "cpu"
 
 
-def memory_estimate(cfg: TrainConfig, prepared: Prepared, device: str, precision: str):
+def memory_estimate(cfg: TrainConfig, prepared: Prepared, device: str, precision: str, available_gb: float):
     from advisor.estimate import EstimateRequest, estimate, shape_from_config
 
     lengths = sorted(len(e.input_ids) for e in prepared.train)
@@ -84,7 +112,8 @@ def memory_estimate(cfg: TrainConfig, prepared: Prepared, device: str, precision
         lora_targets=lora_targets(m), upcast_embeddings=getattr(m, "upcast_embeddings", True),
         num_virtual_tokens=getattr(m, "num_virtual_tokens", 20),
         encoder_hidden_size=getattr(m, "encoder_hidden_size", None),
-        gpus=cfg.distributed.processes if device == "cuda" else 1, gpu_memory_gb=1e9,
+        gpus=cfg.distributed.processes if device == "cuda" else 1,
+        gpu_memory_gb=available_gb if math.isfinite(available_gb) else 0.0,
         sharding={"ddp": "none", "fsdp": "fsdp", "deepspeed_zero2": "zero2", "deepspeed_zero3": "zero3"}[cfg.distributed.strategy],
     )
     shape = shape_from_config(cfg.model.path)
@@ -97,16 +126,30 @@ def lora_targets(m) -> tuple[str, ...]:
     return ("all-linear",) if targets == "all-linear" else tuple(targets)
 
 
+def check_output_dir(out: Path) -> None:
+    """The run can create and write `out` (checked before training, and by --dry-run): a read-only place would
+    otherwise fail at the first checkpoint, after the model is loaded and steps are spent."""
+    probe = out
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir():
+        what = "is a file" if probe == out else f"is inside `{probe}`, which is a file"
+        raise UserError(f"output.dir `{out}` {what}, not a folder: set output.dir to a folder")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        where = "it" if probe == out else f"its parent `{probe}`"
+        raise UserError(f"output.dir `{out}` cannot be written ({where} is read-only for this user): set "
+                        "output.dir to a writable folder")
+
+
 def check_memory(est, req, shape, available_gb: float, device: str, force: bool) -> None:
     """Refuse a run the estimate says does not fit (the same verdict `tunewise estimate` gives, tight fits
     included); --force trains anyway."""
-    from advisor.estimate import estimate
     from advisor.estimate.memory import suggestions
 
-    if force or estimate(shape, req.model_copy(update={"gpu_memory_gb": available_gb}), suggest=False).fits:
+    if force or est.fits or not math.isfinite(available_gb):  # memory that cannot be read is not a refusal
         return
 
-    tips = suggestions(shape, req.model_copy(update={"gpu_memory_gb": available_gb}))
+    tips = suggestions(shape, req)
     fixes = "; ".join(f"{s.change} ({s.total_gb:.1f} GB)" for s in tips if s.fits)[:300]
     raise UserError(f"estimated {est.total_gb:.1f} GB per {device.upper()} but only {available_gb:.1f} GB is available"
                     + (f"; try: {fixes}" if fixes else "") + "; --force trains anyway")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import math
 import os
 import resource
 import time
@@ -37,7 +39,8 @@ def quiet_libraries() -> None:
 
 
 def load_config(path: str, overrides: list[str] | None = None) -> TrainConfig:
-    return load_model_file(TrainConfig, path, "training config", overrides)
+    """The config, validated, with its relative paths read against the file's folder."""
+    return load_model_file(TrainConfig, path, "training config", overrides).resolve_paths(path)
 
 
 def last_checkpoint(out: Path) -> str | None:
@@ -194,14 +197,10 @@ def train(config_path: str, *, resume: bool = False, force: bool = False, dry_ru
 
 def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run: bool = False,
         console=None, progress: bool = True, cfg: TrainConfig | None = None) -> dict:
-    """Like `train`, but also hands back the trainer, tokenizer and data (for tests and the demo)."""
+    """Like `train`, but also hands back the trainer, tokenizer and data (for tests and the demo). A dry run runs
+    every check the real run runs (data, template, memory, output folder) and stops before loading weights."""
     cfg = cfg or load_config(config_path)
-    if cfg.distributed.strategy.startswith("deepspeed") and cfg.distributed.processes > 1:
-        import importlib.util
-
-        if importlib.util.find_spec("deepspeed") is None:
-            raise UserError(f"distributed.strategy {cfg.distributed.strategy} needs DeepSpeed: pip install deepspeed "
-                            "(or use strategy fsdp, which ships with torch)")
+    check_launcher(cfg)
     if cfg.distributed.processes > 1 and "LOCAL_RANK" not in os.environ and not dry_run:
         from trainer.launch import launch
 
@@ -211,22 +210,43 @@ def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run:
         finally:
             lock.close()
     quiet_libraries()
+    tok, prepared = prepare_data(cfg)
+    device, plan, est, info = check_resources(cfg, prepared, force)
+    out, ckpt = prepare_output(cfg, resume)
+    if dry_run:
+        return {"summary": {"dry_run": True, **info, "sample": render_sample(prepared, tok),
+                            "samples": trained_samples(prepared, tok), "estimate": est.model_dump(mode="json")}}
+    if console is not None and info["skipped"]:
+        from rich.markup import escape
 
+        console.print(f"[bold yellow]skipped {escape(info['skipped_says'])}[/]", highlight=False)
+    previous = read_summary(out) if resume else None
+    if previous is not None and previous.get("interrupted") is False:  # the run already ended
+        return {"summary": {**previous, "already_finished": True}, "trainer": None, "tokenizer": tok,
+                "prepared": prepared}
+    lock = lock_output(out) if "LOCAL_RANK" not in os.environ else None
+    try:
+        return _train(cfg, out, ckpt, device, tok, plan, prepared, info, progress, console, previous or {})
+    finally:
+        if lock is not None:
+            lock.close()
+
+
+def check_launcher(cfg: TrainConfig) -> None:
+    if cfg.distributed.strategy.startswith("deepspeed") and cfg.distributed.processes > 1:
+        import importlib.util
+
+        if importlib.util.find_spec("deepspeed") is None:
+            raise UserError(f"distributed.strategy {cfg.distributed.strategy} needs DeepSpeed: pip install deepspeed "
+                            "(or use strategy fsdp, which ships with torch)")
+
+
+def prepare_data(cfg: TrainConfig):
+    """The model folder, tokenizer and template checked, the data read, rendered and labelled, and the checks on
+    the result (skipped share, end-of-sequence tokens, padding)."""
     from trainer.data import detect_format, prepare
-    from trainer.model import (
-        check_model_folder,
-        device_kind,
-        load_tokenizer,
-        resolve_precision,
-    )
-    from trainer.preflight import (
-        available_memory_gb,
-        check_chat_template,
-        check_eos,
-        check_memory,
-        check_pad_masking,
-        memory_estimate,
-    )
+    from trainer.model import check_model_folder, load_tokenizer
+    from trainer.preflight import check_chat_template, check_eos, check_pad_masking, check_skipped
 
     check_model_folder(cfg.model.path, cfg.model.trust_remote_code)
     if method(cfg.method.name).quantized_base:
@@ -238,36 +258,44 @@ def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run:
     tok = load_tokenizer(cfg)
     fmt = detect_format(cfg.data.path, cfg.data.format)
     check_chat_template(tok, fmt)
-    prepared = prepare(cfg.data.path, tok, fmt=fmt, max_seq_len=cfg.data.max_seq_len,
-                       val_size=cfg.data.val_size, assistant_only=cfg.data.assistant_only_loss,
-                       system_prompt=cfg.data.system_prompt, seed=cfg.training.seed,
-                       drop_untrainable=cfg.data.drop_untrainable, model_path=cfg.model.path)
-    check_eos(prepared, tok, cfg.model.path, cfg.data.max_seq_len)
+    d = cfg.data
+    prepared = prepare(d.path, tok, fmt=fmt, max_seq_len=d.max_seq_len, val_size=d.val_size,
+                       assistant_only=d.assistant_only_loss, system_prompt=d.system_prompt, seed=cfg.training.seed,
+                       drop_untrainable=d.drop_untrainable, model_path=cfg.model.path, reasoning=d.reasoning)
+    check_skipped(prepared, d.path, d.max_skipped)
+    check_eos(prepared, tok, cfg.model.path, d.max_seq_len)
     check_pad_masking(prepared, tok)
+    return tok, prepared
+
+
+def check_resources(cfg: TrainConfig, prepared, force: bool):
+    """(device, precision plan, memory estimate, run info): refuses a run that would not fit (unless --force) or
+    could not write its output folder."""
+    from trainer.model import device_kind, resolve_precision
+    from trainer.preflight import (
+        available_memory_gb,
+        check_memory,
+        check_output_dir,
+        memory_estimate,
+        skipped_counts,
+    )
+
     device = device_kind()
     plan = resolve_precision(cfg, device)
-    est, req, shape = memory_estimate(cfg, prepared, device, plan.name)
     avail, dev = available_memory_gb()
-    info = {"records_train": len(prepared.train), "records_val": len(prepared.val), "format": prepared.fmt,
-            "skipped": {k: len(v) for k, v in prepared.skipped.items()}, "truncated": prepared.truncated,
-            "estimate_gb": est.total_gb, "available_gb": round(avail, 2), "device": dev}
-    info["template"] = {"assistant_turns": prepared.template_mode, "system_merged_into_user": prepared.system_merged}
-    if dry_run:
-        return {"summary": {"dry_run": True, **info, "sample": render_sample(prepared, tok),
-                            "samples": trained_samples(prepared, tok), "estimate": est.model_dump(mode="json")}}
+    est, req, shape = memory_estimate(cfg, prepared, device, plan.name, avail)
     check_memory(est, req, shape, avail, dev, force)
-
-    out, ckpt = prepare_output(cfg, resume)
-    previous = read_summary(out) if resume else None
-    if previous is not None and previous.get("interrupted") is False:  # the run already ended
-        return {"summary": {**previous, "already_finished": True}, "trainer": None, "tokenizer": tok,
-                "prepared": prepared}
-    lock = lock_output(out) if "LOCAL_RANK" not in os.environ else None
-    try:
-        return _train(cfg, out, ckpt, device, tok, plan, prepared, info, progress, console, previous or {})
-    finally:
-        if lock is not None:
-            lock.close()
+    check_output_dir(Path(cfg.output.dir))
+    info = {"records_total": prepared.total, "records_train": len(prepared.train), "records_val": len(prepared.val),
+            "format": prepared.fmt, "skipped": {k: len(v) for k, v in prepared.skipped.items()},
+            "skipped_says": skipped_counts(prepared) if prepared.skipped else None,
+            "truncated": prepared.truncated, "estimate_gb": est.total_gb,
+            "available_gb": round(avail, 2) if math.isfinite(avail) else None, "device": dev,
+            "output_dir": cfg.output.dir,
+            "template": {"assistant_turns": prepared.template_mode, "system_merged_into_user": prepared.system_merged},
+            "reasoning": None if prepared.reasoning is None else {
+                **dataclasses.asdict(prepared.reasoning), "says": prepared.reasoning.describe()}}
+    return device, plan, est, info
 
 
 def _train(cfg, out, ckpt, device, tok, plan, prepared, info, progress, console, previous: dict) -> dict:

@@ -31,6 +31,41 @@ END_OF_TURN = ("<|eot_id|>", "<|im_end|>", "<end_of_turn>", "<|end|>", "<|return
 GENERATION_MARKER = re.compile(r"\{%-?\s*generation\s*-?%\}")
 
 
+THINK_BLOCK = re.compile(r"\s*<think>(.*?)</think>\s*", re.S)
+REASONING_MODES = ("train", "drop")
+
+
+@dataclass(frozen=True)
+class Reasoning:
+    """An assistant reply that reasons first: `block` is the reasoning as written before the answer
+    (`<think>…</think>` and the whitespace after it), `text` the reasoning inside it, `answer` the rest."""
+    block: str
+    text: str
+    answer: str
+
+
+def split_reasoning(content: str, separate: str | None = None) -> Reasoning | None:
+    """The reasoning of a reply: a separate field (`reasoning_content`), else a leading `<think>…</think>`."""
+    if separate and separate.strip():
+        return Reasoning(f"<think>\n{separate.strip()}\n</think>\n\n", separate.strip(), content)
+    m = THINK_BLOCK.match(content or "")
+    if m is None or not m.group(1).strip():
+        return None
+    return Reasoning(content[: m.end()], m.group(1).strip(), content[m.end():])
+
+
+NOT_PREFIX_STABLE = ("the chat template is not prefix-stable and does not render an assistant reply verbatim, so "
+                     "assistant-only loss cannot be placed; name another data.chat_template (one with "
+                     "{% generation %} markers) or set data.assistant_only_loss: false")
+REWRITES_REPLIES = ("the chat template does not render the assistant replies as they are written (it rewrites or "
+                    "drops their text), so their loss cannot be placed; use another data.chat_template or set "
+                    "data.assistant_only_loss: false")
+
+
+class NotVerbatim(Exception):
+    """A rendering in which an assistant reply cannot be found as written."""
+
+
 @dataclass
 class TemplatePlan:
     template: str
@@ -86,7 +121,23 @@ def split_tools(msgs: list[dict]) -> tuple[list[dict], list | None]:
     """(the messages as a template reads them, the record's tool schemas): the loader carries the tools on a
     message and marks untrained messages with `train`; neither is for the template."""
     tools = next((m["tools"] for m in msgs if m.get("tools")), None)
-    return [{k: v for k, v in m.items() if k not in ("train", "tools")} for m in msgs], tools
+    return [{k: v for k, v in m.items() if k not in INTERNAL_KEYS} for m in msgs], tools
+
+
+INTERNAL_KEYS = ("train", "tools", "reasoning", "restore_reasoning")  # the loader's notes, not for the template
+
+
+def answer_only(m: dict, hand_over: bool) -> dict:
+    """A reasoning reply reduced to its answer; `hand_over` passes the reasoning in `reasoning_content` (the field
+    Qwen3, GLM and DeepSeek templates render themselves)."""
+    r = m.get("reasoning")
+    if not isinstance(r, Reasoning):
+        return m
+    out = {**{k: v for k, v in m.items() if k != "reasoning"}, "content": r.answer}
+    if hand_over:
+        out["reasoning_content"] = r.text
+        out["restore_reasoning"] = r
+    return out
 
 
 def _calls_as_text(m: dict) -> dict:
@@ -104,8 +155,13 @@ def _as_parts(m: dict) -> dict:
 class SpanFinder:
     """Character spans to train in a rendered conversation."""
 
-    def __init__(self, tokenizer, model_path: str | None = None) -> None:
+    def __init__(self, tokenizer, model_path: str | None = None, reasoning: str = "train") -> None:
+        if reasoning not in REASONING_MODES:
+            raise ValueError(f"reasoning must be one of {REASONING_MODES}")
         self.tok = tokenizer
+        self.reasoning = reasoning
+        self.reasoning_records = 0  # conversations with reasoning replies
+        self.reasoning_restored = 0  # ... whose reasoning the template drops and tunewise rendered back
         self.plan = plan_template(tokenizer)
         self.eos = tokenizer.eos_token or ""
         specials = set(getattr(tokenizer, "all_special_tokens", []) or [])
@@ -163,9 +219,7 @@ class SpanFinder:
                 continue
             at = text.find(content, cursor) if content else -1
             if at < 0:
-                raise UserError("the chat template is not prefix-stable and does not render an assistant reply "
-                                "verbatim, so assistant-only loss cannot be placed; name another data.chat_template "
-                                "(one with {% generation %} markers) or set data.assistant_only_loss: false")
+                raise NotVerbatim(NOT_PREFIX_STABLE)
             turns.append((at, at + len(content)))
             cursor = at + len(content)
         return text, turns
@@ -214,7 +268,14 @@ class SpanFinder:
     def _turns(self, plain: list[dict], tools) -> tuple[str, list[tuple[int, int]]]:
         return self._prefix_turns(plain, tools) if self.plan.mode == "prefix" else self._marked(plain, tools)
 
-    def spans(self, msgs: list[dict]) -> tuple[str, list[tuple[int, int]]]:
+    def _render(self, msgs: list[dict]) -> tuple[str, list[tuple[int, int]], list[dict], str | None]:
+        """(text, assistant turns, the messages as rendered, why the replies cannot be placed or None)."""
+        try:
+            return self._render_verbatim(msgs)
+        except NotVerbatim as e:
+            return "", [], msgs, str(e)
+
+    def _render_verbatim(self, msgs: list[dict]) -> tuple[str, list[tuple[int, int]], list[dict], str | None]:
         from jinja2 import TemplateError
 
         plain, tools = split_tools(msgs)
@@ -231,13 +292,28 @@ class SpanFinder:
             msgs = [_calls_as_text(m) if i in dropped else m for i, m in enumerate(msgs)]
             plain, tools = split_tools(msgs)
             text, turns = self._turns(plain, tools)
-        if not self._replies_rendered(text, turns, plain):
-            # multimodal templates (SmolVLM, Idefics3) read `content` as a list of typed parts
+        if self._replies_rendered(text, turns, plain):
+            return text, turns, msgs, None
+        # multimodal templates (SmolVLM, Idefics3) read `content` as a list of typed parts
+        try:
             text, turns = self._turns([_as_parts(m) for m in plain], tools)
-            if not self._replies_rendered(text, turns, plain):
-                raise UserError("the chat template does not render the assistant replies as they are written (it "
-                                "rewrites or drops their text), so their loss cannot be placed; use another "
-                                "data.chat_template or set data.assistant_only_loss: false")
+        except (TemplateError, TypeError):  # a template that concatenates content as a string
+            return text, turns, msgs, REWRITES_REPLIES
+        return text, turns, msgs, None if self._replies_rendered(text, turns, plain) else REWRITES_REPLIES
+
+    def spans(self, msgs: list[dict]) -> tuple[str, list[tuple[int, int]]]:
+        has_reasoning = any(isinstance(m.get("reasoning"), Reasoning) for m in msgs)
+        self.reasoning_records += has_reasoning
+        if has_reasoning and self.reasoning == "drop":
+            msgs = [answer_only(m, hand_over=False) for m in msgs]
+        text, turns, msgs, why = self._render(msgs)
+        if why and has_reasoning and self.reasoning == "train":
+            # the template strips the reasoning (DeepSeek-R1, Qwen3 before the last user turn): render the answers
+            # (reasoning handed over as `reasoning_content`) and put each missing reasoning block back before its answer
+            text, turns, msgs, why = self._render([answer_only(m, hand_over=True) for m in msgs])
+            self.reasoning_restored += why is None
+        if why:
+            raise UserError(why)
         assistants = [m for m in msgs if m["role"] == "assistant"]
         if len(turns) != len(assistants):
             raise UserError(f"the chat template marks {len(turns)} assistant turn(s) in a conversation with "
@@ -247,8 +323,31 @@ class SpanFinder:
         shift = 0
         for m, (a, b) in zip(assistants, turns, strict=True):
             before = len(text)
-            text, span = self._trim(text, (a + shift, b + shift), m.get("content") or "")
+            a, b = a + shift, b + shift
+            start = None
+            if isinstance(m.get("restore_reasoning"), Reasoning):
+                text, start, a, b = self._restore_reasoning(text, (a, b), m["restore_reasoning"])
+            text, span = self._trim(text, (a, b), m.get("content") or "")
             shift += len(text) - before
             if m.get("train", True):
-                spans.append(span)
+                spans.append((span[0] if start is None else min(start, span[0]), span[1]))
         return text, spans
+
+    @staticmethod
+    def _restore_reasoning(text: str, turn: tuple[int, int], r: Reasoning) -> tuple[str, int, int, int]:
+        """(text, where the trained reasoning starts, where its answer is looked for, the turn's new end): the
+        reasoning as the template rendered
+        it, or, where it dropped it, the block as written inserted right before the answer (less any part the
+        template already wrote there, such as a generation prompt ending in `<think>`)."""
+        a, b = turn
+        answer = r.answer.strip()
+        at = text.rfind(answer, a, b) if answer else -1
+        at = at if at >= 0 else b
+        inside = text.find(r.text, a, at)
+        if inside >= 0:  # rendered by the template itself (reasoning_content): train from its opening tag
+            tag = text.rfind("<think>", a, inside)
+            return text, tag if tag >= 0 else inside, inside + len(r.text), b
+        block = r.block if answer else r.block.rstrip()
+        k = next((k for k in range(len(block), 0, -1) if text[a:at].endswith(block[:k])), 0)
+        insert = block[k:]
+        return text[:at] + insert + text[at:], at, at + len(insert), b + len(insert)

@@ -44,7 +44,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if args.debug:
             traceback.print_exc()
-        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(e))}", highlight=False, soft_wrap=True)  # one line
         return EXIT_USAGE
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.debug:
             traceback.print_exc()
         kind = "" if isinstance(e, RuntimeFailure) else f"{type(e).__name__}: "
-        err_console.print(f"[bold red]failed:[/] {escape(kind + str(e))}", highlight=False)
+        err_console.print(f"[bold red]failed:[/] {escape(kind + str(e))}", highlight=False, soft_wrap=True)
         if not args.debug:
             err_console.print("[dim](run with --debug for the traceback)[/]")
         return EXIT_FAILURE

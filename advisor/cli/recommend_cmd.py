@@ -25,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", metavar="DATA", help="audit this dataset and use its measured signals")
     p.add_argument("--model", metavar="PATH", help="local base model folder (exact parameter count; written to the config)")
     p.add_argument("--config-out", metavar="FILE", help="for a fine-tune, write the training config here")
-    p.add_argument("--output-dir", default="runs/tunewise", help="training output folder written into the config")
+    p.add_argument("--output-dir", default="runs/tunewise", help="training output folder written into the config (relative to the working directory; written relative to the config file)")
     from advisor.methods import TITLES
 
     p.add_argument("--explain", metavar="METHOD", choices=list(TITLES),
@@ -87,12 +87,12 @@ def write_plan(rec, answers, dataset: str | None, config_out: str) -> tuple[str,
 
 
 def write_config(rec, answers, dataset: str | None, path: str, output_dir: str) -> str | None:
-    from advisor.configgen import MODEL_PLACEHOLDER, build_config, config_comments
+    from advisor.configgen import MODEL_PLACEHOLDER, build_config, config_comments, paths_for_file
     from advisor.files import write_model
 
     if rec.method in ("prompting", "rag"):
         return None
-    cfg = build_config(rec, answers, dataset, answers.model_path, output_dir)
+    cfg = paths_for_file(build_config(rec, answers, dataset, answers.model_path, output_dir), path)
     header = f"tunewise training config for {rec.method}; run: tunewise train {path}"
     if cfg.model.path == MODEL_PLACEHOLDER:
         header += "\n# set model.path to your local base model folder before training"

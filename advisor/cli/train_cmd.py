@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 from pathlib import Path
 
 from advisor.cli.common import EXIT_INTERRUPTED, add_json_flag, console, emit, subparser
@@ -67,24 +68,37 @@ def run(args: argparse.Namespace) -> int:
                                                                                if k != "pieces"}},
              args.json, lambda: render_dry_run(cfg, result))
         return 0
-    emit(result, args.json, lambda: render_summary(result, resume=f"tunewise train {args.config} --resume"))
+    if "LOCAL_RANK" not in os.environ:  # a launched rank: the launching process prints the summary, once
+        emit(result, args.json, lambda: render_summary(result, resume=f"tunewise train {args.config} --resume"))
     return EXIT_INTERRUPTED if result.get("interrupted") else 0
 
 
-def render_dry_run(cfg, r) -> None:
+def render_dry_run(cfg, r, con=None) -> None:
     from rich.markup import escape
-    console.print(f"[green]config OK[/]: {cfg.method.name} on `{escape(cfg.model.path)}`, data `{escape(cfg.data.path)}` "
-                  f"({r['format']}): {r['records_train']} train / {r['records_val']} validation records"
-                  + (f", skipped {r['skipped']}" if r["skipped"] else "")
-                  + (f", {r['truncated']} truncated to {cfg.data.max_seq_len} tokens" if r["truncated"] else ""))
+
+    out = con or console
+    out.print(f"[green]config OK[/]: {cfg.method.name} on `{escape(cfg.model.path)}`, data `{escape(cfg.data.path)}` "
+              f"({r['format']}): {r['records_train']} train / {r['records_val']} validation records"
+              + (f", {r['truncated']} truncated to {cfg.data.max_seq_len} tokens" if r["truncated"] else ""))
+    if r["skipped"]:
+        out.print(f"[bold yellow]skipped {escape(r['skipped_says'])}[/]", highlight=False)
+    if r.get("reasoning"):
+        out.print(f"[bold]reasoning[/]: {escape(r['reasoning']['says'])}", highlight=False)
     s = r["sample"]
-    console.print(f"[bold]record {s['record']}[/] as the model sees it ({s['tokens']} tokens, "
-                  f"[green]{s['trained_tokens']} trained[/] in green, the rest masked):")
-    text = "".join(f"[bold green]{escape(t)}[/]" if tr else f"[dim]{escape(t)}[/]" for tr, t in s["pieces"])
-    console.print(text, highlight=False)
+    # colour where a terminal shows it; «…» around the trained text where it would be lost (pipes, files, NO_COLOR)
+    coloured = out.is_terminal and not out.no_color
+    how = "in green" if coloured else "between « and »"
+    out.print(f"[bold]record {s['record']}[/] as the model sees it ({s['tokens']} tokens, "
+              f"[green]{s['trained_tokens']} trained[/] {how}, the rest masked):")
+    if coloured:
+        text = "".join(f"[bold green]{escape(t)}[/]" if tr else f"[dim]{escape(t)}[/]" for tr, t in s["pieces"])
+    else:
+        text = escape("".join(f"«{t}»" if tr else t for tr, t in s["pieces"]))
+    out.print(text, highlight=False, soft_wrap=True)
     e = r["estimate"]
-    console.print(f"memory estimate: [bold]{e['total_gb']:.2f} GB[/] on {r['device']} "
-                  f"({r['available_gb']:g} GB available); {e['trainable_params']:,} trainable parameters")
+    avail = f"{r['available_gb']:g} GB available" if r.get("available_gb") is not None else "available memory unknown"
+    out.print(f"memory estimate: [bold]{e['total_gb']:.2f} GB[/] on {r['device']} ({avail}); "
+              f"{e['trainable_params']:,} trainable parameters")
 
 
 def render_summary(s: dict, con=None, resume: str = "the same command with --resume") -> None:

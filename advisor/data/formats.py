@@ -37,6 +37,7 @@ class Message:
     tool_calls: list | None = None  # structured calls, [{"type": "function", "function": {"name", "arguments"}}]
     text: str | None = None  # the message's own text when `content` stands in for tool calls
     name: str | None = None  # the tool a `tool` message answers
+    reasoning: str | None = None  # an assistant's separate reasoning field (`reasoning_content`, `reasoning`, `thinking`)
 
 
 @dataclass(slots=True)
@@ -147,6 +148,10 @@ def _text(value: Any, key: str, problems: list, required: bool = True) -> str:
         return _content(value, key, problems)
     problems.append(("schema", f"`{key}` is {type(value).__name__}, expected text"))
     return ""
+
+
+# where chat datasets keep an assistant's reasoning apart from its answer (Qwen3 / DeepSeek API, OpenRouter, Claude)
+REASONING_KEYS = ("reasoning_content", "reasoning", "thinking")
 
 
 def _content(value: Any, key: str, problems: list) -> str:
@@ -336,10 +341,12 @@ def _openai_message(m: dict, key: str, problems: list) -> Message | None:
     weight = m.get("weight", 1)
     if weight not in (0, 1):
         problems.append(("schema", f"`{key}.weight` must be 0 or 1, got {weight!r}"))
+    reasoning = next((m[k] for k in REASONING_KEYS if isinstance(m.get(k), str) and m[k].strip()), None)
     return Message("system" if role == "developer" else ("tool" if role == "function" else role),
                    content, trainable=weight != 0, tool_call=bool(calls),
                    tool_calls=structured_calls(calls) if calls else None, text=text,
-                   name=m.get("name") if role in ("tool", "function") else None)
+                   name=m.get("name") if role in ("tool", "function") else None,
+                   reasoning=reasoning if role == "assistant" else None)
 
 
 def _openai_messages(raw: Any, key: str, problems: list) -> list[Message]:
