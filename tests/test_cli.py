@@ -68,3 +68,20 @@ def test_duplicate_yaml_keys_name_both_lines(tmp_path):
     p = run_tunewise("recommend", "--answers", f)
     err = " ".join(p.stderr.split())
     assert p.returncode == 2 and "answers.yaml:4" in err and "lines 1 and 4" in err
+
+
+def test_the_library_never_imports_the_cli():
+    """Layers point one way: CLI modules render and call the library; nothing outside advisor/cli imports it."""
+    import ast
+
+    from tests.conftest import ROOT
+
+    offenders = []
+    for path in [*(ROOT / "advisor").rglob("*.py"), *(ROOT / "trainer").rglob("*.py")]:
+        if "cli" in path.relative_to(ROOT).parts[:2]:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.startswith("advisor.cli")]
+    assert not offenders, offenders

@@ -283,6 +283,8 @@ def _broken_inputs(tmp_path, tiny_model) -> dict[str, list]:
         "train memory": ["train", train_yaml("mem", training__batch_size=10**8), "--dry-run"],
         "train output under a file": ["train", train_yaml("out", output__dir=str(t / "a_file" / "run")), "--dry-run"],
         "train resume nothing": ["train", train_yaml("res"), "--resume"],
+        "eval missing": ["eval", t / "no-run"],
+        "eval not a run": ["eval", t],
         "merge missing": ["merge", t / "no-run"],
         "merge not a run": ["merge", t],
         "demo out under a file": ["demo", "--out", t / "a_file" / "demo"],

@@ -30,5 +30,6 @@ def write_dataset(path: Path, n: int = 60, seed: int = 0) -> Path:
 def train_config(model: Path, data: Path, out: Path, method: dict, **training) -> dict:
     t = {"max_steps": 30, "batch_size": 8, "learning_rate": 3e-3, "eval_steps": 10, "logging_steps": 2,
          "warmup_ratio": 0.0, "scheduler": "constant", **training}
+    # the evaluation after training is off here (tests/test_eval.py runs it): it would add a base-vs-tuned pass
     return {"model": {"path": str(model)}, "data": {"path": str(data), "max_seq_len": 96, "val_size": 0.2},
-            "method": dict(method), "training": t, "output": {"dir": str(out)}}
+            "method": dict(method), "training": t, "output": {"dir": str(out)}, "eval": {"enabled": False}}

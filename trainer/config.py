@@ -12,6 +12,21 @@ from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
+# transformers' optimizer names. adamw stays torch's foreach AdamW (what the estimate's step temporaries model and
+# what the published measurements used); adamw_8bit keeps its first meaning (bitsandbytes paged 8-bit)
+HF_OPTIMIZERS = {"adamw": "adamw_torch", "adamw_8bit": "paged_adamw_8bit", "paged_adamw": "paged_adamw_32bit",
+                 "paged_adamw_8bit": "paged_adamw_8bit", "adafactor": "adafactor", "sgd": "sgd"}
+
+
+def deepspeed_settings(strategy: str) -> dict:
+    """The DeepSpeed JSON of a `deepspeed_zero2` / `deepspeed_zero3` strategy (batch sizes from the trainer)."""
+    stage = 3 if strategy == "deepspeed_zero3" else 2
+    return {"zero_optimization": {"stage": stage, "overlap_comm": True, "contiguous_gradients": True,
+                                  **({"stage3_gather_16bit_weights_on_model_save": True} if stage == 3 else {})},
+            "bf16": {"enabled": "auto"}, "fp16": {"enabled": "auto"},
+            "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto",
+            "gradient_clipping": "auto", "train_batch_size": "auto"}
+
 
 def template_is_path(value: str) -> bool:
     """data.chat_template names a file (no Jinja markup, and a file suffix or a slash), else it is the template."""
@@ -154,8 +169,22 @@ class DistributedSection(_Section):
     launcher: Literal["torchrun", "accelerate"] = Field("torchrun", description="how the processes are started")
 
 
+class EvalSection(_Section):
+    enabled: bool = Field(True, description="after training, compare the base model and the result on the held-out "
+                          "split (what `tunewise eval RUN_DIR` does): answer loss, task metric, forgetting")
+    max_records: int = Field(50, gt=0, description="held-out records evaluated at most")
+    metric: Literal["exact_match", "json", "classification", "chrf"] | None = Field(
+        None, description="task metric (default: chosen from the answers: JSON, labels or free text)")
+    json_schema: str | None = Field(None, description="JSON Schema file the answers must match (relative to this "
+                                    "file's folder)")
+    general_text: str | None = Field(None, description="general text for the forgetting check, one passage per line "
+                                     "(default: the sample shipped with tunewise)")
+    max_new_tokens: int | None = Field(None, gt=0, description="answer length limit (default: 1.5 x the longest "
+                                       "expected answer)")
+
+
 class TrainConfig(_Section):
-    """Everything `tunewise train` needs. Sections: model, data, method, training, output, distributed."""
+    """Everything `tunewise train` needs. Sections: model, data, method, training, output, distributed, eval."""
 
     model: ModelSection = Field(description="the base model")
     data: DataSection = Field(description="the training data and how it is rendered")
@@ -163,6 +192,7 @@ class TrainConfig(_Section):
     training: TrainingSection = Field(default_factory=TrainingSection, description="optimisation and checkpoints")
     output: OutputSection = Field(default_factory=OutputSection, description="where results go")
     distributed: DistributedSection = Field(default_factory=DistributedSection, description="several GPUs")
+    eval: EvalSection = Field(default_factory=EvalSection, description="base vs tuned after training")
 
     @model_validator(mode="after")
     def _evaluation_needs_data(self) -> TrainConfig:
@@ -188,20 +218,25 @@ class TrainConfig(_Section):
         return d
 
     def resolve_paths(self, config_file: str | Path) -> TrainConfig:
-        """The config with its relative paths (model.path, data.path, a data.chat_template file, output.dir) read
+        """The config with its relative paths (model.path, data.path, a data.chat_template file, output.dir, the
+        eval files) read
         against the config file's folder, made absolute: a config runs the same from any working directory, and
         launched processes read the same paths."""
         base = Path(config_file).expanduser().parent
         data = {"path": _against(base, self.data.path)}
         if self.data.chat_template and template_is_path(self.data.chat_template):
             data["chat_template"] = _against(base, self.data.chat_template)
+        ev = {k: _against(base, v) for k in ("json_schema", "general_text") if (v := getattr(self.eval, k))}
         return self.model_copy(update={
             "model": self.model.model_copy(update={"path": _against(base, self.model.path)}),
             "data": self.data.model_copy(update=data),
-            "output": self.output.model_copy(update={"dir": _against(base, self.output.dir)})})
+            "output": self.output.model_copy(update={"dir": _against(base, self.output.dir)}),
+            "eval": self.eval.model_copy(update=ev)})
 
     def fingerprint(self) -> str:
-        """Hash of everything that changes the result (not where it is written, nor how many processes run it)."""
+        """Hash of everything that changes the result (not where it is written, how many processes run it, or how
+        it is evaluated afterwards)."""
         d = self.model_dump(mode="json")
         d.pop("output", None)
+        d.pop("eval", None)  # checking the result does not change it
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

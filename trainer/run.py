@@ -13,14 +13,10 @@ from pathlib import Path
 from advisor.errors import RuntimeFailure, UserError
 from advisor.files import atomic_write, load_model_file, write_model
 from advisor.methods import method
-from trainer.config import TrainConfig
+from trainer.config import HF_OPTIMIZERS, TrainConfig, deepspeed_settings
 
 FINGERPRINT = "tunewise_fingerprint.txt"
 RESOLVED = "tunewise_config.yaml"
-# transformers' optimizer names. adamw stays torch's foreach AdamW (what the estimate's step temporaries model and
-# what the published measurements used); adamw_8bit keeps its first meaning (bitsandbytes paged 8-bit)
-OPTIMIZERS = {"adamw": "adamw_torch", "adamw_8bit": "paged_adamw_8bit", "paged_adamw": "paged_adamw_32bit",
-              "paged_adamw_8bit": "paged_adamw_8bit", "adafactor": "adafactor", "sgd": "sgd"}
 
 
 def quiet_libraries() -> None:
@@ -136,7 +132,7 @@ def build_args(cfg: TrainConfig, out: Path, device: str, plan, n_train: int, n_e
         lr_scheduler_type=t.scheduler,
         weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm,
-        optim=OPTIMIZERS[t.optimizer],
+        optim=HF_OPTIMIZERS[t.optimizer],
         # PEFT methods enable checkpointing on the base model before wrapping it (trainer/model.py)
         gradient_checkpointing=t.gradient_checkpointing and method(cfg.method.name).trains_all_weights,
         gradient_checkpointing_kwargs={"use_reentrant": False},
@@ -169,13 +165,8 @@ def build_args(cfg: TrainConfig, out: Path, device: str, plan, n_train: int, n_e
 
 
 def write_deepspeed_config(cfg: TrainConfig, out: Path) -> Path:
-    stage = 3 if cfg.distributed.strategy == "deepspeed_zero3" else 2
-    ds = {"zero_optimization": {"stage": stage, "overlap_comm": True, "contiguous_gradients": True,
-                                **({"stage3_gather_16bit_weights_on_model_save": True} if stage == 3 else {})},
-          "bf16": {"enabled": "auto"}, "fp16": {"enabled": "auto"},
-          "train_micro_batch_size_per_gpu": "auto", "gradient_accumulation_steps": "auto",
-          "gradient_clipping": "auto", "train_batch_size": "auto"}
-    path = out / f"deepspeed_zero{stage}.json"
+    ds = deepspeed_settings(cfg.distributed.strategy)
+    path = out / f"deepspeed_zero{ds['zero_optimization']['stage']}.json"
     atomic_write(path, json.dumps(ds, indent=2))
     return path
 
@@ -206,7 +197,9 @@ def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run:
 
         lock = lock_output(Path(cfg.output.dir))  # the launching process holds the output dir for the ranks
         try:
-            return {"summary": launch(config_path, cfg, resume=resume, force=force)}
+            summary = launch(config_path, cfg, resume=resume, force=force)
+            attach_eval(cfg, Path(cfg.output.dir), summary, console, progress)
+            return {"summary": summary}
         finally:
             lock.close()
     quiet_libraries()
@@ -226,10 +219,35 @@ def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run:
                 "prepared": prepared}
     lock = lock_output(out) if "LOCAL_RANK" not in os.environ else None
     try:
-        return _train(cfg, out, ckpt, device, tok, plan, prepared, info, progress, console, previous or {})
+        result = _train(cfg, out, ckpt, device, tok, plan, prepared, info, progress, console, previous or {})
+        if lock is not None:  # a launched rank leaves the evaluation to the launching process
+            attach_eval(cfg, out, result["summary"], console, progress)
+        return result
     finally:
         if lock is not None:
             lock.close()
+
+
+def attach_eval(cfg: TrainConfig, out: Path, summary: dict, console=None, progress: bool = True) -> None:
+    """Base vs tuned on the held-out split after a finished run (eval.enabled), added to summary.json. A check
+    that cannot run (the answers do not fit eval.metric) is reported there and does not undo the training."""
+    if not summary or summary.get("interrupted") or not cfg.eval.enabled:
+        return
+    from trainer.evaluate import after_training
+
+    try:
+        entry = after_training(cfg, out, console, progress)
+    except UserError as e:
+        entry = {"skipped": str(e)}
+        if console is not None:
+            from rich.markup import escape
+
+            console.print(f"[yellow]eval skipped[/]: {escape(str(e))}", highlight=False)
+    if entry is None:
+        return
+    summary["eval"] = entry
+    saved = read_summary(out) or {}
+    atomic_write(out / "summary.json", json.dumps({**saved, "eval": entry}, indent=2) + "\n")
 
 
 def check_launcher(cfg: TrainConfig) -> None:
@@ -286,6 +304,12 @@ def check_resources(cfg: TrainConfig, prepared, force: bool):
     est, req, shape = memory_estimate(cfg, prepared, device, plan.name, avail)
     check_memory(est, req, shape, avail, dev, force)
     check_output_dir(Path(cfg.output.dir))
+    if cfg.eval.enabled:  # the files the evaluation after training reads, checked before training
+        from trainer.evaluate import general_texts, load_schema
+
+        load_schema(cfg.eval.json_schema)
+        if cfg.eval.general_text:
+            general_texts(cfg.eval.general_text)
     info = {"records_total": prepared.total, "records_train": len(prepared.train), "records_val": len(prepared.val),
             "format": prepared.fmt, "skipped": {k: len(v) for k, v in prepared.skipped.items()},
             "skipped_says": skipped_counts(prepared) if prepared.skipped else None,

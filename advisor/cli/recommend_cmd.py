@@ -25,6 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", metavar="DATA", help="audit this dataset and use its measured signals")
     p.add_argument("--model", metavar="PATH", help="local base model folder (exact parameter count; written to the config)")
     p.add_argument("--config-out", metavar="FILE", help="for a fine-tune, write the training config here")
+    p.add_argument("--export", choices=("axolotl", "llamafactory", "trl"), metavar="TOOL",
+                   help="with --config-out: write the config for axolotl, llamafactory or trl instead of tunewise's "
+                        "(the same job; what the tool cannot express is listed)")
     p.add_argument("--output-dir", default="runs/tunewise", help="training output folder written into the config (relative to the working directory; written relative to the config file)")
     from advisor.methods import TITLES
 
@@ -54,9 +57,16 @@ def run(args: argparse.Namespace) -> int:
         from advisor.audit import audit_file
 
         signals = audit_file(dataset, model_path=answers.model_path).signals
+    if args.export and not args.config_out:
+        from advisor.errors import UserError
+
+        raise UserError("--export writes a config: add --config-out PATH")
     rec = recommend(answers, signals)
     out = rec.model_dump(mode="json")
-    if args.config_out:
+    if args.config_out and args.export and rec.method not in ("prompting", "rag"):
+        out["export"] = write_export_config(rec, answers, dataset, args.config_out, args.output_dir, args.export)
+        out["config_written"] = out["export"]["config"]
+    elif args.config_out:
         out["config_written"] = write_config(rec, answers, dataset, args.config_out, args.output_dir)
         if out["config_written"] is None:  # no fine-tune: hand over what to do instead, next to where it was asked
             out["plan_written"], out["config_note"] = write_plan(rec, answers, dataset, args.config_out)
@@ -84,6 +94,17 @@ def write_plan(rec, answers, dataset: str | None, config_out: str) -> tuple[str,
     path = atomic_write(Path(config_out).with_name("rag_plan.md"), rag_plan(answers, dataset))
     return str(path), (f"no training config: the decision is retrieval ({rec.decided_by.rule}); a RAG plan was "
                        f"written to {path} instead")
+
+
+def write_export_config(rec, answers, dataset: str | None, path: str, output_dir: str, tool: str) -> dict:
+    """The recommended job as a config for another trainer (`tunewise export`'s mapping)."""
+    from advisor.cli.export_cmd import export_result
+    from advisor.configgen import build_config
+    from advisor.export import export, write_export
+
+    cfg = build_config(rec, answers, dataset, answers.model_path, output_dir)  # paths as given (working directory)
+    out = export(cfg, tool, path)
+    return export_result(out, Path(path), write_export(out, path))
 
 
 def write_config(rec, answers, dataset: str | None, path: str, output_dir: str) -> str | None:

@@ -129,3 +129,23 @@ def render_summary(s: dict, con=None, resume: str = "the same command with --res
     for k, v in rows:
         t.add_row(k, escape(str(v)))
     out.print(t)
+    render_eval_line(s.get("eval"), out)
+
+
+def render_eval_line(ev: dict | None, out) -> None:
+    """The evaluation after training in one line (the full report: eval.json, `tunewise eval RUN_DIR`)."""
+    from rich.markup import escape
+
+    if not ev:
+        return
+    if "skipped" in ev:
+        out.print(f"[yellow]eval skipped[/]: {escape(ev['skipped'])}")
+        return
+    b, t = ev["base"], ev["tuned"]
+    parts = [f"{k} {b['metrics'][k]:.2f} → {t['metrics'][k]:.2f}" for k in b["metrics"]]
+    for key, label in (("answer_loss", "answer loss"), ("general_loss", "general-text loss")):
+        if b.get(key) is not None and t.get(key) is not None:
+            parts.append(f"{label} {b[key]:.3f} → {t[key]:.3f}")
+    out.print(f"[bold]base → tuned[/] on {ev['records']} held-out records ({ev['metric']}): " + ", ".join(parts)
+              + ("; [yellow]general-text loss rose >5% (forgetting)[/]" if ev["forgetting"] else "")
+              + f"; report {escape(ev['report'])}")

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
 from advisor.files import atomic_write, write_model
 
-CATEGORIES = {"billing", "shipping", "refund", "technical", "account"}
-PRIORITIES = {"low", "medium", "high"}
 BASE = dict(hidden=128, layers=4, heads=4, kv_heads=2, intermediate=344, vocab_size=1024, pretrain_steps=400)
 DEMO_TRAINING = {"lora": dict(learning_rate=3e-3, epochs=12), "qlora": dict(learning_rate=3e-3, epochs=12),
                  "full": dict(learning_rate=1e-3, epochs=8), "p_tuning": dict(learning_rate=1e-2, epochs=20)}
@@ -55,65 +55,78 @@ def clean_split(report, src: Path, out: Path, test_share: float = 0.1, seed: int
     return train, test, len(rows) - len(keep)
 
 
-def ticket_ok(text: str) -> tuple[bool, dict | None]:
-    try:
-        d = json.loads(text)
-    except (json.JSONDecodeError, ValueError):
-        return False, None
-    ok = isinstance(d, dict) and set(d) == {"category", "priority"} and d["category"] in CATEGORIES \
-        and d["priority"] in PRIORITIES
-    return ok, d if ok else None
+@dataclass
+class DemoView:
+    """How the demo shows its steps (the CLI passes its renderers: the library never imports the CLI)."""
+    say: Callable[[str], None]
+    audit: Callable[[object, str], None] = lambda report, html: None
+    recommendation: Callable[[object], None] = lambda rec: None
+    summary: Callable[[dict], None] = lambda summary: None
 
 
-def evaluate(model, tok, test_path: Path, general: list[str], max_new_tokens: int = 24) -> dict:
-    """Held-out loss on answers, the task metric (valid tickets, exact field match) and general-text loss."""
-    import torch
-
-    from trainer.data import Collator, prepare
-
-    model.eval()
-    prepared = prepare(test_path, tok, max_seq_len=256, val_size=0, drop_untrainable=True)
-    collate = Collator(tok.pad_token_id)
-    with torch.no_grad():
-        losses = [float(model(**collate([{"input_ids": e.input_ids, "labels": e.labels}])).loss) for e in prepared.train]
-        gen_losses = []
-        for text in general:
-            ids = torch.tensor([tok(text + tok.eos_token, add_special_tokens=False)["input_ids"]])
-            gen_losses.append(float(model(input_ids=ids, labels=ids).loss))
-        valid = exact = 0
-        rows = [json.loads(x) for x in test_path.read_text().splitlines() if x.strip()]
-        samples = []
-        for r in rows:
-            msgs = [m for m in r["messages"] if m["role"] != "assistant"]
-            prompt = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-            ids = torch.tensor([tok(prompt, add_special_tokens=False)["input_ids"]])
-            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
-                                 do_sample=False, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
-            text = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
-            ok, d = ticket_ok(text)
-            valid += ok
-            expected = json.loads(r["messages"][-1]["content"])
-            exact += bool(ok and d == expected)
-            if len(samples) < 3:
-                samples.append({"message": msgs[-1]["content"], "output": text, "expected": expected})
-    n = max(1, len(rows))
-    return {"eval_loss": sum(losses) / max(1, len(losses)), "valid_ticket_rate": valid / n, "exact_match": exact / n,
-            "general_text_loss": sum(gen_losses) / max(1, len(gen_losses)), "test_records": len(rows), "samples": samples}
+def demo_scores(report) -> tuple[dict, dict]:
+    """The demo's base and tuned sections from the eval report (eval loss on answers, valid tickets = schema match,
+    exact ticket match = JSON equal to the expected ticket, general-text loss)."""
+    def side(scores, outputs: str) -> dict:
+        shown = (report.wins + report.regressions)[:3]
+        return {"eval_loss": scores.answer_loss, "valid_ticket_rate": scores.metrics["schema_match"],
+                "exact_match": scores.metrics["json_match"], "general_text_loss": scores.general_loss,
+                "test_records": report.records,
+                "samples": [{"message": e.prompt, "output": getattr(e, outputs), "expected": e.expected}
+                            for e in shown]}
+    return side(report.base, "base"), side(report.tuned, "tuned")
 
 
-def run_demo(out: Path, say, console=None, progress: bool = True, quick: bool = False) -> dict:
+def run_demo(out: Path, view: DemoView, console=None, progress: bool = True, quick: bool = False) -> dict:
     """The whole product on the built-in example. `quick` shrinks everything (for tests)."""
-    from advisor.answers import Answers
-    from advisor.audit import audit_file
-    from advisor.audit.html import write_report
-    from advisor.configgen import build_config
-    from advisor.files import load_model_file
-    from advisor.recommend import recommend
-    from trainer.run import fit, quiet_libraries
-    from trainer.tiny import general_corpus
+    from trainer.run import quiet_libraries
 
     quiet_libraries()
     t0 = time.time()
+    out = writable_out(out)
+    say = view.say
+    data_src = asset("tickets.jsonl")
+    say("\n[bold]1. audit[/] the built-in dataset (support messages → JSON tickets)")
+    train_path, test_path = step_audit(data_src, out, view)
+    say("\n[bold]2. base model[/] (local, no download)")
+    ticket_texts = [m["content"] for line in data_src.read_text().splitlines() if line.strip()
+                    for m in json.loads(line)["messages"]]
+    base = build_base(out / "base-model", ticket_texts, say,
+                      dict(pretrain_steps=120, hidden=64, layers=2, intermediate=176) if quick else {})
+    say("\n[bold]3. recommend[/]")
+    rec, answers = step_recommend(base, train_path, out, view)
+    if rec.method not in DEMO_TRAINING:
+        say(f"[red]the recommendation is {rec.method}: the demo stops here[/]")
+        return {"method": rec.method}
+    say("\n[bold]4. training config[/]")
+    cfg = step_config(rec, answers, train_path, base, out, quick, say)
+    say("\n[bold]5. train[/]")
+    from trainer.run import fit
+
+    summary = fit(str(out / "train.yaml"), cfg=cfg, console=console, progress=progress)["summary"]
+    view.summary(summary)
+    say("\n[bold]6. evaluate[/] base vs tuned on held-out records")
+    from trainer.evaluate import AnswerProgress, evaluate_run
+
+    bar = AnswerProgress(console, enabled=progress)
+    try:
+        report = evaluate_run(str(out / "run"), data=str(test_path), schema_path=str(asset("ticket.schema.json")),
+                              max_new_tokens=8 if quick else 24, progress=bar)
+    finally:
+        bar.stop()
+    before, after = demo_scores(report)
+    files = {"audit_report": out / "audit" / "index.html", "clean_train_data": train_path,
+             "held_out_test_data": test_path, "answers": out / "answers.yaml", "train_config": out / "train.yaml",
+             "base_model": base, "tuned_output": out / "run", "loss_plot": out / "run" / "loss.png",
+             "eval_report": out / "run" / "eval.json", "eval_plot": out / "run" / "eval.png",
+             "summary": out / "demo_summary.json"}
+    result = {"method": rec.method, "base": before, "tuned": after, "training": summary,
+              "wall_time_s": round(time.time() - t0, 1), "files": {k: str(v) for k, v in files.items()}}
+    atomic_write(out / "demo_summary.json", json.dumps(result, indent=2) + "\n")
+    return result
+
+
+def writable_out(out: Path) -> Path:
     out = out.resolve()
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -123,73 +136,52 @@ def run_demo(out: Path, say, console=None, progress: bool = True, quick: bool = 
         from advisor.errors import UserError
 
         raise UserError(f"--out: cannot write to `{out}` ({e.strerror}); choose another folder") from None
-    data_src = asset("tickets.jsonl")
-    general = general_corpus()
+    return out
 
-    say("\n[bold]1. audit[/] the built-in dataset (support messages → JSON tickets)")
+
+def step_audit(data_src: Path, out: Path, view: DemoView) -> tuple[Path, Path]:
+    from advisor.audit import audit_file
+    from advisor.audit.html import write_report
+
     report = audit_file(data_src)
-    from advisor.cli.audit_cmd import render as render_audit
-
-    render_audit(report, str(write_report(report, out / "audit")), con=console)
+    view.audit(report, str(write_report(report, out / "audit")))
     train_path, test_path, dropped = clean_split(report, data_src, out / "data")
-    say(f"dropped {dropped} records with errors, duplicate copies or conflicting labels; "
-        f"held out {sum(1 for _ in test_path.open())} records for evaluation")
+    view.say(f"dropped {dropped} records with errors, duplicate copies or conflicting labels; "
+             f"held out {sum(1 for _ in test_path.open())} records for evaluation")
+    return train_path, test_path
 
-    ticket_texts = [m["content"] for line in data_src.read_text().splitlines() if line.strip()
-                    for m in json.loads(line)["messages"]]
-    size = dict(pretrain_steps=120, hidden=64, layers=2, intermediate=176) if quick else {}
-    say("\n[bold]2. base model[/] (local, no download)")
-    base = build_base(out / "base-model", ticket_texts, say, size)
 
-    say("\n[bold]3. recommend[/]")
+def step_recommend(base: Path, train_path: Path, out: Path, view: DemoView):
+    from advisor.answers import Answers
+    from advisor.audit import audit_file
+    from advisor.files import load_model_file
+    from advisor.recommend import recommend
+
     answers = load_model_file(Answers, asset("answers.yaml"), "demo answers")
     answers = answers.model_copy(update={"model_path": str(base), "dataset": str(train_path)})
-    signals = audit_file(train_path).signals
-    rec = recommend(answers, signals)
-    from advisor.cli.recommend_cmd import render as render_rec
-
-    render_rec(rec, con=console)
+    rec = recommend(answers, audit_file(train_path).signals)
+    view.recommendation(rec)
     write_model(out / "answers.yaml", answers, header="tunewise demo answers")
-    if rec.method not in DEMO_TRAINING:
-        say(f"[red]the recommendation is {rec.method}: the demo stops here[/]")
-        return {"method": rec.method}
+    return rec, answers
 
-    say("\n[bold]4. training config[/]")
+
+def step_config(rec, answers, train_path: Path, base: Path, out: Path, quick: bool, say):
+    import shutil
+
+    from advisor.configgen import build_config
+
     cfg = build_config(rec, answers, str(train_path), str(base), str(out / "run"))
     demo = DEMO_TRAINING[rec.method]
     cfg = cfg.model_copy(update={
         "data": cfg.data.model_copy(update={"max_seq_len": 160, "val_size": 0.1}),
         "training": cfg.training.model_copy(update={**demo, "epochs": 2 if quick else demo["epochs"],
                                                     "early_stopping_patience": None, "logging_steps": 5,
-                                                    "save_total_limit": 1})})
+                                                    "save_total_limit": 1}),
+        # step 6 evaluates on the demo's own held-out test records instead of the run's validation split
+        "eval": cfg.eval.model_copy(update={"enabled": False})})
     write_model(out / "train.yaml", cfg, header="written by tunewise demo: the recommended method, with a learning "
                 "rate and epochs raised for a tiny model")
     say(f"wrote {out / 'train.yaml'} ({rec.method}; learning rate {demo['learning_rate']:g} and "
         f"{cfg.training.epochs:g} epochs, raised from the defaults because the base model is tiny)")
-    import shutil
-
     shutil.rmtree(out / "run", ignore_errors=True)  # a fresh run each time the demo runs
-
-    say("\n[bold]5. train[/]")
-    result = fit(str(out / "train.yaml"), cfg=cfg, console=console, progress=progress)
-    summary = result["summary"]
-    from advisor.cli.train_cmd import render_summary
-
-    render_summary(summary, con=console)
-
-    say("\n[bold]6. evaluate[/] base vs tuned on held-out records")
-    from transformers import AutoModelForCausalLM
-
-    tok = result["tokenizer"]
-    base_model = AutoModelForCausalLM.from_pretrained(base, local_files_only=True, use_safetensors=True)
-    before = evaluate(base_model, tok, test_path, general, max_new_tokens=8 if quick else 24)
-    after = evaluate(result["trainer"].model, tok, test_path, general, max_new_tokens=8 if quick else 24)
-    report_out = {"method": rec.method, "base": before, "tuned": after, "training": summary,
-                  "wall_time_s": round(time.time() - t0, 1),
-                  "files": {"audit_report": str(out / "audit" / "index.html"), "clean_train_data": str(train_path),
-                            "held_out_test_data": str(test_path), "answers": str(out / "answers.yaml"),
-                            "train_config": str(out / "train.yaml"), "base_model": str(base),
-                            "tuned_output": str(out / "run"), "loss_plot": str(out / "run" / "loss.png"),
-                            "summary": str(out / "demo_summary.json")}}
-    atomic_write(out / "demo_summary.json", json.dumps(report_out, indent=2) + "\n")
-    return report_out
+    return cfg

@@ -1,0 +1,173 @@
+"""Axolotl (`axolotl train CONFIG`): one YAML (checked against 0.19.0's config schema)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from advisor.export import (
+    Exported,
+    Target,
+    abs_path,
+    lora_targets,
+    quantization_notes,
+    refuse_p_tuning,
+    template_mapping,
+)
+from advisor.export.common import chat_template_text, val_share
+from trainer.config import HF_OPTIMIZERS, TrainConfig, deepspeed_settings
+
+
+def dataset(cfg: TrainConfig, fmt: str) -> dict:
+    """The data file as Axolotl reads it: chat_template datasets for conversations (the model's template, loss on
+    the assistant turns and their end token), alpaca, a user-defined prompt/completion format, or raw text."""
+    d: dict = {"path": abs_path(cfg.data.path), "ds_type": "json"}
+    train_roles = ["assistant"] if cfg.data.assistant_only_loss else ["system", "user", "assistant"]
+    if fmt == "openai":
+        d.update(type="chat_template", field_messages="messages",
+                 message_property_mappings={"role": "role", "content": "content"}, field_tools="tools",
+                 roles_to_train=train_roles, train_on_eos="turn")
+    elif fmt == "sharegpt":
+        d.update(type="chat_template", field_messages="conversations",
+                 message_property_mappings={"role": "from", "content": "value"},
+                 roles={"user": ["human", "user"], "assistant": ["gpt", "assistant"], "system": ["system"],
+                        "tool": ["observation", "tool"]},
+                 roles_to_train=train_roles, train_on_eos="turn")
+    elif fmt == "alpaca":
+        d["type"] = "alpaca"
+    elif fmt == "prompt_completion":
+        d["type"] = {"field_instruction": "prompt", "field_output": "completion", "format": "{instruction}",
+                     "no_input_format": "{instruction}"}
+    else:
+        d.update(type="completion", field="text")
+    if Path(cfg.data.path).suffix.lower() == ".csv":
+        d["ds_type"] = "csv"
+    elif Path(cfg.data.path).suffix.lower() == ".parquet":
+        d["ds_type"] = "parquet"
+    return d
+
+
+def build(cfg: TrainConfig, fmt: str, dest: Path) -> Exported:
+    refuse_p_tuning(cfg, "Axolotl")
+    out = Exported("Axolotl", {})
+    out.map("model.path", "base_model", abs_path(cfg.model.path))
+    out.map("model.trust_remote_code", "trust_remote_code", cfg.model.trust_remote_code)
+    method_settings(cfg, out)
+    data_settings(cfg, fmt, out)
+    schedule(cfg, out)
+    precision(cfg, out)
+    out.map("output.dir", "output_dir", abs_path(cfg.output.dir))
+    out.command = distributed(cfg, out)
+    return out
+
+
+def method_settings(cfg: TrainConfig, out: Exported) -> None:
+    m = cfg.method
+    if m.name == "full":
+        return
+    out.map("method.name", "adapter", m.name)
+    out.map("method.lora_r", "lora_r", m.lora_r)
+    out.map("method.lora_alpha", "lora_alpha", m.lora_alpha)
+    out.map("method.lora_dropout", "lora_dropout", m.lora_dropout)
+    targets = lora_targets(m)
+    if targets == "all-linear":
+        out.map("method.target_modules", "lora_target_linear", True)
+    else:
+        out.map("method.target_modules", "lora_target_modules", targets)
+    if m.name == "qlora":
+        out.config["load_in_4bit"] = True
+        kwargs = {"bnb_4bit_quant_type": m.bnb_4bit_quant_type, "bnb_4bit_use_double_quant": m.bnb_4bit_use_double_quant}
+        if m.bnb_4bit_compute_dtype != "auto":
+            kwargs["bnb_4bit_compute_dtype"] = m.bnb_4bit_compute_dtype
+        out.map("method.bnb_4bit_quant_type", "bnb_config_kwargs", kwargs)
+        out.mapped.append(("method.bnb_4bit_use_double_quant", "bnb_config_kwargs"))
+        quantization_notes(m, out, "bnb_config_kwargs")
+
+
+def data_settings(cfg: TrainConfig, fmt: str, out: Exported) -> None:
+    d = cfg.data
+    out.map("data.path", "datasets", [dataset(cfg, fmt)])
+    template = chat_template_text(cfg)
+    if template is None:
+        out.config["chat_template"] = "tokenizer_default"
+        template_mapping(out, "chat_template: tokenizer_default")
+    else:
+        out.map("data.chat_template", "chat_template", "jinja")
+        out.config["chat_template_jinja"] = template
+    out.map("data.max_seq_len", "sequence_len", d.max_seq_len)
+    out.map("data.val_size", "val_set_size", val_share(cfg))
+    out.map("data.assistant_only_loss", "train_on_inputs", not d.assistant_only_loss)
+    if d.system_prompt:
+        out.map("data.system_prompt", "default_system_message", d.system_prompt)
+    out.config["sample_packing"] = False
+    out.config["dataset_prepared_path"] = str(Path(cfg.output.dir).resolve() / "prepared")
+    if d.drop_untrainable:
+        out.skip("data.drop_untrainable", "Axolotl drops records longer than sequence_len by its own rule")
+
+
+def schedule(cfg: TrainConfig, out: Exported) -> None:
+    t = cfg.training
+    out.map("training.batch_size", "micro_batch_size", t.batch_size)
+    out.map("training.eval_batch_size", "eval_batch_size", t.eval_batch_size or t.batch_size)
+    out.map("training.grad_accum", "gradient_accumulation_steps", t.grad_accum)
+    out.map("training.learning_rate", "learning_rate", t.learning_rate)
+    out.map("training.epochs", "num_epochs", t.epochs)
+    if t.max_steps > 0:
+        out.map("training.max_steps", "max_steps", t.max_steps)
+    out.map("training.warmup_ratio", "warmup_ratio", t.warmup_ratio)
+    out.map("training.scheduler", "lr_scheduler", t.scheduler)
+    out.map("training.weight_decay", "weight_decay", t.weight_decay)
+    out.map("training.max_grad_norm", "max_grad_norm", t.max_grad_norm)
+    out.map("training.optimizer", "optimizer", HF_OPTIMIZERS[t.optimizer])
+    out.map("training.gradient_checkpointing", "gradient_checkpointing", t.gradient_checkpointing)
+    out.map("training.seed", "seed", t.seed)
+    out.map("training.logging_steps", "logging_steps", t.logging_steps)
+    out.map("training.save_total_limit", "save_total_limit", t.save_total_limit)
+    if t.save_steps or t.eval_steps:
+        out.map("training.save_steps", "save_steps", t.save_steps or t.eval_steps)
+    else:
+        out.config["saves_per_epoch"] = 1
+    if cfg.data.val_size:
+        if t.eval_steps:
+            out.map("training.eval_steps", "eval_steps", t.eval_steps)
+        else:
+            out.config["evals_per_epoch"] = 1
+    if t.early_stopping_patience:
+        out.map("training.early_stopping_patience", "early_stopping_patience", t.early_stopping_patience)
+    out.map("training.group_by_length", "group_by_length", t.group_by_length)
+
+
+def precision(cfg: TrainConfig, out: Exported) -> None:
+    p = cfg.training.precision
+    if p == "auto":
+        out.map("training.precision", "bf16", "auto")
+    elif p in ("bf16", "bf16-mixed"):
+        out.map("training.precision", "bf16", True)
+        if p == "bf16":
+            out.config["bfloat16"] = True  # weights loaded in bf16, as tunewise's pure bf16
+    elif p in ("fp16", "fp16-mixed"):
+        out.map("training.precision", "fp16", True)
+        if p == "fp16":
+            out.config["float16"] = True
+    else:
+        out.map("training.precision", "bf16", False)
+        out.config["fp16"] = False
+
+
+def distributed(cfg: TrainConfig, out: Exported) -> str:
+    dist = cfg.distributed
+    if dist.processes > 1:
+        out.skip("distributed.processes", f"Axolotl uses every visible GPU: expose {dist.processes} "
+                 f"(CUDA_VISIBLE_DEVICES) or set num_processes in the accelerate config")
+        if dist.strategy.startswith("deepspeed"):
+            name = f"deepspeed_zero{3 if dist.strategy.endswith('3') else 2}.json"
+            out.files[name] = json.dumps(deepspeed_settings(dist.strategy), indent=2)
+            out.map("distributed.strategy", "deepspeed", name)
+        elif dist.strategy == "fsdp":
+            out.map("distributed.strategy", "fsdp_version", 2)
+            out.config["fsdp_config"] = {"auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "reshard_after_forward": True,
+                                         "state_dict_type": "FULL_STATE_DICT"}
+    return "axolotl train {config}"
+
+
+TARGET = Target("axolotl", "Axolotl", build, "0.19.0")

@@ -1,0 +1,97 @@
+"""Pieces the exports share: HF TrainingArguments-style schedule and precision (LLaMA-Factory and TRL read those
+names), the record count, and whether the data carries tool calls."""
+
+from __future__ import annotations
+
+from trainer.config import HF_OPTIMIZERS, TrainConfig
+
+
+def hf_schedule(cfg: TrainConfig, out) -> None:
+    """Batch, schedule, checkpoints and logging in transformers' TrainingArguments names."""
+    t = cfg.training
+    out.map("training.batch_size", "per_device_train_batch_size", t.batch_size)
+    out.map("training.eval_batch_size", "per_device_eval_batch_size", t.eval_batch_size or t.batch_size)
+    out.map("training.grad_accum", "gradient_accumulation_steps", t.grad_accum)
+    out.map("training.learning_rate", "learning_rate", t.learning_rate)
+    out.map("training.epochs", "num_train_epochs", t.epochs)
+    if t.max_steps > 0:
+        out.map("training.max_steps", "max_steps", t.max_steps)
+    out.map("training.warmup_ratio", "warmup_steps", t.warmup_ratio)  # a float below 1 is a share of the steps
+    out.map("training.scheduler", "lr_scheduler_type", t.scheduler)
+    out.map("training.weight_decay", "weight_decay", t.weight_decay)
+    out.map("training.max_grad_norm", "max_grad_norm", t.max_grad_norm)
+    out.map("training.optimizer", "optim", HF_OPTIMIZERS[t.optimizer])
+    out.map("training.gradient_checkpointing", "gradient_checkpointing", t.gradient_checkpointing)
+    out.map("training.seed", "seed", t.seed)
+    out.map("training.logging_steps", "logging_steps", t.logging_steps)
+    out.map("training.save_total_limit", "save_total_limit", t.save_total_limit)
+    save = t.save_steps or t.eval_steps
+    out.map("training.save_steps", "save_strategy", "steps" if save else "epoch")
+    if save:
+        out.config["save_steps"] = save
+    if cfg.data.val_size:
+        out.map("training.eval_steps", "eval_strategy", "steps" if t.eval_steps else "epoch")
+        if t.eval_steps:
+            out.config["eval_steps"] = t.eval_steps
+    if t.early_stopping_patience:
+        out.skip("training.early_stopping_patience", "no config key for early stopping: the run trains all steps "
+                 "(the best checkpoint is kept with load_best_model_at_end)")
+        out.config.update(load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False)
+    if not t.group_by_length:
+        out.skip("training.group_by_length", "a speed setting (length-grouped batches); the tool batches its way")
+    out.config["report_to"] = "none"
+
+
+def hf_precision(cfg: TrainConfig, out, pure_bf16_key: str | None) -> None:
+    """bf16/fp16 flags; `pure_bf16_key` names the tool's switch for 16-bit weights (None: it has none)."""
+    p = cfg.training.precision
+    if p in ("auto", "bf16-mixed"):
+        out.map("training.precision", "bf16", True)
+        if p == "auto":
+            out.skip("training.precision: auto", "tunewise picks bf16 on a GPU that supports it, else fp32, at run "
+                     "time; exported as bf16 (set fp16 on GPUs without bf16)")
+    elif p == "bf16":
+        if pure_bf16_key:
+            out.map("training.precision", pure_bf16_key, True)
+        else:
+            out.map("training.precision", "bf16", True)
+    elif p in ("fp16", "fp16-mixed"):
+        out.map("training.precision", "fp16", True)
+        if p == "fp16":
+            out.skip("training.precision: fp16", "pure fp16 weights are not a training mode there: exported as fp16 "
+                     "autocast over fp32 weights (fp16-mixed)")
+
+
+def record_count(path: str) -> int:
+    from advisor.data import iter_raw
+
+    return sum(1 for _ in iter_raw(path))
+
+
+def has_tool_calls(path: str, fmt: str, head: int = 500) -> bool:
+    from advisor.data import iter_raw, normalise
+
+    for i, r in enumerate(iter_raw(path)):
+        if i >= head:
+            break
+        if r.error is None and normalise(r.obj, fmt).has_tools:
+            return True
+    return False
+
+
+def val_share(cfg: TrainConfig) -> float:
+    """data.val_size as a share (a count of records becomes its share of the file)."""
+    v = cfg.data.val_size
+    return v if v < 1 else round(v / max(1, record_count(cfg.data.path)), 6)
+
+
+def chat_template_text(cfg: TrainConfig) -> str | None:
+    """data.chat_template's Jinja (read from its file when it names one)."""
+    from pathlib import Path
+
+    from trainer.config import template_is_path
+
+    value = cfg.data.chat_template
+    if value is None:
+        return None
+    return Path(value).read_text(encoding="utf-8") if template_is_path(value) else value

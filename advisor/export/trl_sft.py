@@ -1,0 +1,102 @@
+"""TRL's command line (`trl sft --config CONFIG`): ScriptArguments, SFTConfig, ModelConfig and the dataset mixture in
+one YAML, checked with TRL's own parser (TrlParser) in the tests."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from advisor.export import Exported, Target, abs_path, quantization_notes, refuse_p_tuning, template_mapping
+from advisor.export.common import chat_template_text, hf_precision, hf_schedule
+from trainer.config import TrainConfig, deepspeed_settings
+
+LOADERS = {".csv": "csv", ".parquet": "parquet", ".txt": "text"}
+
+
+def build(cfg: TrainConfig, fmt: str, dest: Path) -> Exported:
+    refuse_p_tuning(cfg, "TRL's `trl sft` command")
+    out = Exported("TRL", {})
+    out.map("model.path", "model_name_or_path", abs_path(cfg.model.path))
+    if cfg.model.trust_remote_code:
+        out.map("model.trust_remote_code", "model_init_kwargs", {"trust_remote_code": True})
+    else:
+        out.mapped.append(("model.trust_remote_code", "(off: TRL's default)"))
+    method_settings(cfg, out)
+    data_settings(cfg, fmt, out)
+    hf_schedule(cfg, out)
+    hf_precision(cfg, out, None)
+    if cfg.training.precision in ("bf16", "fp16"):
+        out.config["dtype"] = "bfloat16" if cfg.training.precision == "bf16" else "float32"
+    out.map("output.dir", "output_dir", abs_path(cfg.output.dir))
+    out.command = distributed(cfg, out)
+    return out
+
+
+def method_settings(cfg: TrainConfig, out: Exported) -> None:
+    m = cfg.method
+    out.map("method.name", "use_peft", m.name != "full")
+    if m.name == "full":
+        return
+    out.map("method.lora_r", "lora_r", m.lora_r)
+    out.map("method.lora_alpha", "lora_alpha", m.lora_alpha)
+    out.map("method.lora_dropout", "lora_dropout", m.lora_dropout)
+    targets = m.target_modules
+    out.map("method.target_modules", "lora_target_modules", ["all-linear"] if targets == "all-linear" else targets)
+    if m.name == "qlora":
+        out.config["load_in_4bit"] = True
+        out.map("method.bnb_4bit_quant_type", "bnb_4bit_quant_type", m.bnb_4bit_quant_type)
+        out.map("method.bnb_4bit_use_double_quant", "use_bnb_nested_quant", m.bnb_4bit_use_double_quant)
+        quantization_notes(m, out, None)
+
+
+def data_settings(cfg: TrainConfig, fmt: str, out: Exported) -> None:
+    d = cfg.data
+    loader = LOADERS.get(Path(d.path).suffix.lower(), "json")
+    out.map("data.path", "datasets", [{"path": loader, "data_files": abs_path(d.path)}])
+    out.config["dataset_train_split"] = "train"
+    if d.val_size:
+        out.map("data.val_size", "test_split_size", d.val_size if d.val_size < 1 else int(d.val_size))
+    out.map("data.max_seq_len", "max_length", d.max_seq_len)
+    out.config["packing"] = False
+    if fmt == "openai":
+        out.map("data.assistant_only_loss", "assistant_only_loss", d.assistant_only_loss)
+        if d.assistant_only_loss:
+            out.skip("data.assistant_only_loss", "TRL needs {% generation %} markers in the template for it; "
+                     "tunewise also finds assistant turns in templates without them (see the README table)")
+    elif fmt == "prompt_completion":
+        out.map("data.assistant_only_loss", "completion_only_loss", d.assistant_only_loss)
+    elif fmt == "text":
+        out.config["dataset_text_field"] = "text"
+    else:
+        out.skip(f"data.format: {fmt}", "TRL reads `messages`, `prompt`/`completion` or `text` columns: convert "
+                 f"the {fmt} records first (e.g. to OpenAI messages)")
+    template = chat_template_text(cfg)
+    if template is None:
+        template_mapping(out, "(unset: the tokenizer's chat_template)")
+    else:
+        if Path(str(d.chat_template)).is_file():
+            out.map("data.chat_template", "chat_template_path", str(Path(str(d.chat_template)).resolve()))
+        else:
+            out.skip("data.chat_template", "TRL reads a template file (chat_template_path): save the inline template "
+                     "to a .jinja file")
+    if d.system_prompt:
+        out.skip("data.system_prompt", "TRL has no default system message: add it to the records")
+    if d.drop_untrainable:
+        out.skip("data.drop_untrainable", "TRL truncates long records to max_length and keeps them")
+
+
+def distributed(cfg: TrainConfig, out: Exported) -> str:
+    dist = cfg.distributed
+    if dist.processes <= 1:
+        return "trl sft --config {config}"
+    if dist.strategy.startswith("deepspeed"):
+        name = f"deepspeed_zero{3 if dist.strategy.endswith('3') else 2}.json"
+        out.files[name] = json.dumps(deepspeed_settings(dist.strategy), indent=2)
+        out.map("distributed.strategy", "deepspeed", name)
+    elif dist.strategy == "fsdp":
+        out.map("distributed.strategy", "fsdp", "full_shard auto_wrap")
+        out.config["fsdp_config"] = {"auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "use_orig_params": True}
+    return f"trl sft --config {{config}} --num_processes {dist.processes}"
+
+
+TARGET = Target("trl", "TRL (trl sft)", build, "1.16.0")

@@ -1,0 +1,334 @@
+"""`tunewise eval RUN_DIR`: did the fine-tune work, and what did it cost? The base model and the run's output
+(adapter or full model) on the same held-out records: loss on the answers, a task metric (trainer/metrics.py) on
+greedy answers generated with the model's own template, and the forgetting check (loss on general text)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from advisor.errors import UserError
+from advisor.files import atomic_write
+from trainer.config import TrainConfig
+from trainer.eval_report import EvalReport, Example, Scores
+
+FORGETTING_SHARE = 0.05  # general-text loss up by more than this share: the tuned model forgot general text
+EXAMPLES_SHOWN = 5
+
+
+class AnswerProgress:
+    """A progress bar over the answers generated (base, then tuned), on the given rich console."""
+
+    def __init__(self, console, enabled: bool = True) -> None:
+        self.console = console.real() if hasattr(console, "real") else console  # the CLI's lazily created console
+        self.enabled = enabled and console is not None
+        self.bar = None
+        self.task = None
+
+    def start(self, total: int) -> None:
+        if not self.enabled:
+            return
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        self.bar = Progress(TextColumn("eval: generating answers"), BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn(), console=self.console, transient=True)
+        self.bar.start()
+        self.task = self.bar.add_task("eval", total=total)
+
+    def tick(self) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.task)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+
+@dataclass
+class TestSet:
+    source: str
+    records: list[int]
+    prompts: list[list[dict]]  # the conversation before the last assistant reply
+    expected: list[str]  # the last reply (its answer, without leading reasoning)
+    encoded: list  # trainer.data.Encoded of the whole conversation, for the answer loss
+
+
+@dataclass
+class ModelRun:
+    answer_loss: float | None
+    outputs: list[str]
+    general_loss: float | None
+
+
+def open_run(run_dir: str | Path) -> tuple[TrainConfig, str]:
+    """(the run's resolved config, "adapter" or "full"); exit 2 when the folder holds neither."""
+    from trainer.run import RESOLVED, load_config
+
+    out = Path(run_dir)
+    if not out.is_dir():
+        raise UserError(f"`{out}` is not a folder: give the output.dir of a tunewise run")
+    if not (out / RESOLVED).is_file():
+        raise UserError(f"`{out}` is not a tunewise run (no {RESOLVED}): give the output.dir of a run")
+    cfg = load_config(str(out / RESOLVED))
+    if (out / "adapter_config.json").is_file():
+        return cfg, "adapter"
+    if (out / "config.json").is_file() and any(out.glob("*.safetensors")):
+        return cfg, "full"
+    raise UserError(f"`{out}` holds no adapter or model yet: the run has not finished (continue it with "
+                    "`tunewise train CONFIG --resume`)")
+
+
+def test_set(cfg: TrainConfig, tok, data: str | None, limit: int) -> TestSet:
+    """The records to evaluate: `data`, or the run's own held-out split (the same seed and share as training)."""
+    from trainer.data import Encoder, load_conversations, prepare
+
+    if data is not None:
+        if not Path(data).is_file():
+            raise UserError(f"--data `{data}` does not exist")
+        convs, fmt, _skipped, _total = load_conversations(data, "auto", cfg.data.system_prompt)
+        source = data
+    else:
+        d = cfg.data
+        prepared = prepare(d.path, tok, fmt=d.format, max_seq_len=d.max_seq_len, val_size=d.val_size,
+                           assistant_only=d.assistant_only_loss, system_prompt=d.system_prompt,
+                           seed=cfg.training.seed, drop_untrainable=True, model_path=cfg.model.path,
+                           reasoning=d.reasoning)
+        held_out = {e.record for e in prepared.val}
+        if not held_out:
+            raise UserError("the run kept no held-out records (data.val_size 0): pass --data TEST")
+        convs, fmt, _skipped, _total = load_conversations(d.path, d.format, d.system_prompt)
+        convs = [c for c in convs if c[0] in held_out]
+        source = f"{d.path} (the run's held-out split)"
+    if fmt == "text":
+        raise UserError(f"{source}: plain text has no answers to compare; give conversations or instruction data")
+    convs = convs[:limit]
+    if not convs:
+        raise UserError(f"{source}: no records with an assistant answer to evaluate")
+    return _split_answers(convs, Encoder(tok, cfg.data.max_seq_len, cfg.data.assistant_only_loss, cfg.model.path,
+                                         cfg.data.reasoning), fmt, source)
+
+
+def _split_answers(convs, enc, fmt: str, source: str) -> TestSet:
+    from trainer.spans import Reasoning
+
+    ts = TestSet(source, [], [], [], [])
+    for index, msgs in convs:
+        last = max(i for i, m in enumerate(msgs) if m["role"] == "assistant")
+        reply = msgs[last]
+        r = reply.get("reasoning")
+        ts.records.append(index)
+        ts.prompts.append(msgs[:last])
+        ts.expected.append((r.answer if isinstance(r, Reasoning) else reply["content"]).strip())
+        ts.encoded.append(enc.encode(index, msgs, fmt)[0])
+    return ts
+
+
+def general_texts(path: str | None, limit: int = 200) -> tuple[list[str], str]:
+    if path is None:
+        from trainer.tiny import general_corpus
+
+        return general_corpus()[:limit], "tunewise's general-text sample"
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"--general `{path}` does not exist")
+    try:
+        lines = [ln.strip() for ln in p.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except UnicodeDecodeError:
+        raise UserError(f"--general `{path}` is not UTF-8 text") from None
+    if not lines:
+        raise UserError(f"--general `{path}` is empty")
+    return lines[:limit], str(p)
+
+
+def answer_loss(model, tok, ts: TestSet) -> float | None:
+    """Cross-entropy per answer token, over all records (token-weighted)."""
+    import torch
+
+    from trainer.data import Collator
+
+    collate = Collator(tok.pad_token_id)
+    total, tokens = 0.0, 0
+    with torch.no_grad():
+        for e in ts.encoded:
+            n = sum(lab != -100 for lab in e.labels[1:])
+            if not n:
+                continue
+            batch = collate([{"input_ids": e.input_ids, "labels": e.labels}])
+            batch = {k: v.to(model.device) for k, v in batch.items()}
+            total += float(model(**batch).loss) * n
+            tokens += n
+    return round(total / tokens, 4) if tokens else None
+
+
+def general_loss(model, tok, texts: list[str]) -> float | None:
+    import torch
+
+    total, tokens = 0.0, 0
+    with torch.no_grad():
+        for text in texts:
+            ids = tok(text + tok.eos_token, add_special_tokens=False)["input_ids"][:512]
+            if len(ids) < 2:
+                continue
+            t = torch.tensor([ids], device=model.device)
+            total += float(model(input_ids=t, labels=t).loss) * (len(ids) - 1)
+            tokens += len(ids) - 1
+    return round(total / tokens, 4) if tokens else None
+
+
+def generate(model, tok, ts: TestSet, stop_ids: list[int], max_new_tokens: int, tick=None) -> list[str]:
+    """Greedy answers, each prompt rendered with the model's template and its generation prompt."""
+    import torch
+
+    from trainer.spans import THINK_BLOCK, split_tools
+
+    outputs = []
+    with torch.no_grad():
+        for msgs in ts.prompts:
+            plain, tools = split_tools(msgs)
+            prompt = tok.apply_chat_template(plain, tokenize=False, add_generation_prompt=True, tools=tools)
+            ids = torch.tensor([tok(prompt, add_special_tokens=False)["input_ids"]], device=model.device)
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
+                                 do_sample=False, eos_token_id=stop_ids, pad_token_id=tok.pad_token_id)
+            text = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+            outputs.append(THINK_BLOCK.sub("", text, count=1).strip() if "</think>" in text else text.strip())
+            if tick:
+                tick()
+    return outputs
+
+
+def run_model(model, tok, ts: TestSet, general: list[str], stop_ids: list[int], max_new_tokens: int,
+              tick=None) -> ModelRun:
+    model.eval()
+    return ModelRun(answer_loss(model, tok, ts), generate(model, tok, ts, stop_ids, max_new_tokens, tick),
+                    general_loss(model, tok, general))
+
+
+def load_schema(path: str | None) -> dict | None:
+    if path is None:
+        return None
+    from trainer.metrics import check_schema
+
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"--schema `{path}` does not exist")
+    try:
+        schema = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"--schema `{path}` is not a JSON file ({e})") from None
+    check_schema(schema, str(p))
+    return schema
+
+
+def evaluate_run(run_dir: str, *, data: str | None = None, general: str | None = None, metric: str | None = None,
+                 schema_path: str | None = None, limit: int = 100, max_new_tokens: int | None = None,
+                 progress=None, write: bool = True) -> EvalReport:
+    """Base vs tuned on the same records; writes eval.json and eval.png into the run folder."""
+    from trainer.metrics import choose_metric
+    from trainer.run import quiet_libraries
+
+    t0 = time.time()
+    cfg, kind = open_run(run_dir)
+    schema = load_schema(schema_path)
+    quiet_libraries()
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(run_dir, local_files_only=True)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    ts = test_set(cfg, tok, data, limit)
+    choice = choose_metric(ts.expected, metric)
+    if schema is not None and choice.name != "json":
+        raise UserError(f"--schema applies to JSON answers, but the metric is {choice.name} ({choice.why})")
+    texts, general_name = general_texts(general)
+    budget = max_new_tokens or default_new_tokens(tok, ts.expected)
+    base_run, tuned_run = score_both(cfg, kind, run_dir, tok, ts, texts, budget, progress)
+    report = build_report(cfg, run_dir, ts, choice, schema, general_name, base_run, tuned_run, time.time() - t0)
+    if write:
+        from trainer.plots import plot_eval
+
+        png = plot_eval(report, Path(run_dir) / "eval.png")
+        report.plot = str(png) if png else None
+        atomic_write(Path(run_dir) / "eval.json", report.model_dump_json(indent=2) + "\n")
+    return report
+
+
+def default_new_tokens(tok, expected: list[str]) -> int:
+    """Room for the longest expected answer and a margin (at most 512 tokens)."""
+    longest = max(len(tok(e, add_special_tokens=False)["input_ids"]) for e in expected)
+    return min(512, int(longest * 1.5) + 8)
+
+
+def score_both(cfg: TrainConfig, kind: str, run_dir: str, tok, ts: TestSet, texts: list[str], budget: int,
+               progress=None) -> tuple[ModelRun, ModelRun]:
+    """The base model first, then the run's output (the adapter loaded onto that same base, or the full model)."""
+    from trainer.model import load_base
+    from trainer.preflight import eos_ids
+
+    stop_ids = sorted(eos_ids(tok, cfg.model.path))
+    tick = progress.tick if progress else None
+    if progress:
+        progress.start(2 * len(ts.prompts))
+    base = load_base(cfg, tok)
+    base_run = run_model(base, tok, ts, texts, stop_ids, budget, tick)
+    if kind == "adapter":
+        from peft import PeftModel
+
+        tuned = PeftModel.from_pretrained(base, run_dir, local_files_only=True)
+    else:
+        from transformers import AutoModelForCausalLM
+
+        del base
+        tuned = AutoModelForCausalLM.from_pretrained(run_dir, local_files_only=True, use_safetensors=True,
+                                                     trust_remote_code=cfg.model.trust_remote_code)
+    return base_run, run_model(tuned, tok, ts, texts, stop_ids, budget, tick)
+
+
+def build_report(cfg: TrainConfig, run_dir: str, ts: TestSet, choice, schema, general_name: str, base: ModelRun,
+                 tuned: ModelRun, wall: float) -> EvalReport:
+    from trainer.metrics import aggregate, record_score
+
+    def scores(r: ModelRun) -> Scores:
+        return Scores(answer_loss=r.answer_loss, metrics=aggregate(choice.name, r.outputs, ts.expected, schema),
+                      general_loss=r.general_loss)
+
+    b, t = scores(base), scores(tuned)
+    diff = {k: round(t.metrics[k] - b.metrics[k], 4) for k in b.metrics}
+    for k in ("answer_loss", "general_loss"):
+        if getattr(b, k) is not None and getattr(t, k) is not None:
+            diff[k] = round(getattr(t, k) - getattr(b, k), 4)
+    examples = [Example(record=ts.records[i], prompt=_last_user(ts.prompts[i]), expected=ts.expected[i],
+                        base=base.outputs[i], tuned=tuned.outputs[i],
+                        base_score=round(record_score(choice.name, base.outputs[i], ts.expected[i], schema), 4),
+                        tuned_score=round(record_score(choice.name, tuned.outputs[i], ts.expected[i], schema), 4))
+                for i in range(len(ts.records))]
+    ranked = sorted(examples, key=lambda e: (e.tuned_score - e.base_score, e.record))
+    forgot = bool(b.general_loss and t.general_loss and t.general_loss > b.general_loss * (1 + FORGETTING_SHARE))
+    return EvalReport(run_dir=str(run_dir), method=cfg.method.name, base_model=cfg.model.path, data=ts.source,
+                      records=len(ts.records), metric=choice.name, metric_why=choice.why, general_text=general_name,
+                      base=b, tuned=t, diff=diff, forgetting=forgot,
+                      regressions=[e for e in ranked if e.tuned_score < e.base_score][:EXAMPLES_SHOWN],
+                      wins=[e for e in reversed(ranked) if e.tuned_score > e.base_score][:EXAMPLES_SHOWN],
+                      wall_time_s=round(wall, 1))
+
+
+def _last_user(msgs: list[dict]) -> str:
+    return next((m["content"] for m in reversed(msgs) if m["role"] == "user"), "")
+
+
+def after_training(cfg: TrainConfig, out: Path, console=None, progress: bool = True) -> dict | None:
+    """`eval.enabled`: the run's result against its base on the held-out split, as `tunewise eval` would; returns
+    the summary's `eval` entry (None when the run kept no held-out records)."""
+    e = cfg.eval
+    if not e.enabled or cfg.data.val_size == 0:
+        return None
+    bar = AnswerProgress(console, enabled=progress)
+    try:
+        r = evaluate_run(str(out), metric=e.metric, schema_path=e.json_schema, general=e.general_text,
+                         limit=e.max_records, max_new_tokens=e.max_new_tokens, progress=bar)
+    finally:
+        bar.stop()
+    return {"metric": r.metric, "records": r.records, "base": r.base.model_dump(), "tuned": r.tuned.model_dump(),
+            "diff": r.diff, "forgetting": r.forgetting, "report": str(out / "eval.json")}
