@@ -68,7 +68,7 @@ def config_comments(rec: Recommendation, cfg: TrainConfig) -> dict[str, str]:
                   f"(tunewise recommend --explain {m}); the estimate for this configuration: {est['total_gb']:.1f} GB "
                   f"on {where}, peak at the {est['peak_phase'].replace('_', ' ')}",
         "training.batch_size": f"the largest per-device batch (16 at most) the memory estimate fits in {where}",
-        "training.grad_accum": f"an effective batch of {t.batch_size * t.grad_accum * cfg.distributed.processes} "
+        "training.grad_accum": f"an effective batch of {t.batch_size * t.grad_accum * cfg.distributed.world_size} "
                                "records per update = batch_size × grad_accum × processes",
         "training.gradient_checkpointing": ("on: the batch fits only when activations are recomputed (~30% slower)"
                                             if t.gradient_checkpointing else

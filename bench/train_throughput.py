@@ -1,14 +1,25 @@
-"""Training throughput: tunewise vs a plain TRL SFTTrainer script, same model, data and LoRA settings.
+"""Training throughput, like for like: tunewise against TRL's SFTTrainer in its best configuration and, when
+installed in its own environment (`make interop` creates .interop/llamafactory), LLaMA-Factory.
 
-Both train a locally built Llama (hidden 256, 4 layers) with LoRA r=16 on all linear layers, assistant-only loss,
-batch 8, for the same number of steps on CPU, and count the non-padding tokens processed per second of training.
-Target (issue #7): ratio tunewise / TRL >= 1.0."""
+Same locally built Llama, same records and held-out split, LoRA r16 / alpha 32 / dropout 0.05 on all linear
+layers, assistant-only loss, batch 8, the same steps and seed, one CPU thread per process, interleaved rounds.
+Each trainer in its best setting here: tunewise and TRL with length-grouped batches, each with and without its
+padding-free mode; LLaMA-Factory with its defaults (its length grouping is not exposed in 0.9.5 with
+transformers 5). Reports non-padding input tokens per second of training (the loss-bearing share is the same for
+all: the same assistant spans), wall time of the whole command including start-up, final train loss, and the
+loss on the same held-out answers computed by this script for every result.
+
+    python bench/train_throughput.py [--model tiny|wide|both] [--steps 30] [--rounds 2]
+"""
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -16,78 +27,174 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-STEPS, BATCH, SEQ = 40, 8, 512
+BATCH, SEQ = 8, 512
+SIZES = {"tiny": dict(hidden=256, layers=4, heads=8, kv_heads=4, intermediate=688),
+         "wide": dict(hidden=512, layers=8, heads=8, kv_heads=4, intermediate=1376)}
+LF_PY = ROOT / ".interop" / "llamafactory" / "bin" / "python"
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "CUDA_VISIBLE_DEVICES": "",
+       "DISABLE_VERSION_CHECK": "1", "PYTHONPATH": str(ROOT)}
 
 
 def dataset(path: Path, n: int = 600) -> list[dict]:
     rng = random.Random(0)
-    words = ["order", "parcel", "refund", "invoice", "screen", "battery", "delay", "charge", "account", "login", "password", "warranty"]
+    words = ["order", "parcel", "refund", "invoice", "screen", "battery", "delay", "charge", "account", "login",
+             "password", "warranty"]
     recs = []
     for i in range(n):
         ask = " ".join(rng.choice(words) for _ in range(rng.randint(8, 120)))
-        ans = json.dumps({"id": i, "category": rng.choice(words), "summary": " ".join(rng.choice(words)
-                                                                                      for _ in range(rng.randint(4, 60)))})
+        ans = json.dumps({"id": i, "category": rng.choice(words),
+                          "summary": " ".join(rng.choice(words) for _ in range(rng.randint(4, 60)))})
         recs.append({"messages": [{"role": "system", "content": "Turn the message into a JSON ticket."},
                                   {"role": "user", "content": ask}, {"role": "assistant", "content": ans}]})
     path.write_text("".join(json.dumps(r) + "\n" for r in recs))
     return recs
 
 
-def run_tunewise(model: Path, data: Path, out: Path) -> float:
-    from trainer.run import train
-
-    cfg = {"model": {"path": str(model)}, "data": {"path": str(data), "max_seq_len": SEQ, "val_size": 8},
-           "method": {"name": "lora", "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05},
-           "training": {"max_steps": STEPS, "batch_size": BATCH, "logging_steps": 10, "eval_steps": 10_000,
-                        "save_steps": 10_000, "group_by_length": True},
-           "output": {"dir": str(out)}}
-    (out.parent / "tw.yaml").write_text(json.dumps(cfg))
-    s = train(str(out.parent / "tw.yaml"), progress=False, force=True)
-    return s["tokens_seen"] / train_seconds(out)
+def tunewise_config(model: Path, data: Path, out: Path, steps: int, padding_free: bool) -> dict:
+    return {"model": {"path": str(model)}, "data": {"path": str(data), "max_seq_len": SEQ, "val_size": 0},
+            "method": {"name": "lora", "lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.05},
+            "training": {"max_steps": steps, "batch_size": BATCH, "logging_steps": 5, "save_steps": 10_000,
+                         "group_by_length": True, "padding_free": padding_free, "learning_rate": 2e-4,
+                         "warmup_ratio": 0.0, "scheduler": "constant", "precision": "fp32"},
+            "output": {"dir": str(out)}, "eval": {"enabled": False}}
 
 
-def train_seconds(out: Path) -> float:
-    rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
-    return [r["train_runtime"] for r in rows if "train_runtime" in r][-1]  # the final row holds the total
+def run_tunewise(model: Path, train: Path, out: Path, steps: int, padding_free: bool) -> dict:
+    cfg = out.with_suffix(".yaml")
+    cfg.write_text(json.dumps(tunewise_config(model, train, out, steps, padding_free)))
+    t = time.time()
+    subprocess.run([sys.executable, "-m", "advisor.cli.main", "train", str(cfg), "--no-progress", "--force", "--json"],
+                   env=ENV, check=True, capture_output=True)
+    wall = time.time() - t
+    s = json.loads((out / "summary.json").read_text())
+    runtime = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()][-1]["train_runtime"]
+    return {"tokens_per_s": s["tokens_seen"] / runtime, "wall_s": wall, "train_loss": s["train_loss_last"],
+            "adapter": out}
 
 
-def run_trl(model: Path, recs: list[dict], out: Path) -> float:
-    from datasets import Dataset
-    from peft import LoraConfig
+TRL_SCRIPT = """
+import json, sys, time
+from datasets import Dataset
+from peft import LoraConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer
+from trl import SFTConfig, SFTTrainer
+model, data, out, steps, padding_free = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5] == "1"
+recs = [json.loads(x) for x in open(data)]
+tok = AutoTokenizer.from_pretrained(model, local_files_only=True)
+m = AutoModelForCausalLM.from_pretrained(model, local_files_only=True)
+args = SFTConfig(output_dir=out, max_steps=steps, per_device_train_batch_size=8, max_length=512,
+                 assistant_only_loss=True, logging_steps=5, save_strategy="no", report_to="none", use_cpu=True,
+                 include_num_input_tokens_seen="non_padding", disable_tqdm=True, learning_rate=2e-4,
+                 lr_scheduler_type="constant", warmup_steps=0, seed=42, padding_free=padding_free,
+                 train_sampling_strategy="group_by_length")
+trainer = SFTTrainer(model=m, args=args, train_dataset=Dataset.from_list(recs), processing_class=tok,
+                     peft_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
+                                            task_type="CAUSAL_LM"))
+result = trainer.train()
+trainer.save_model(out)
+losses = [r["loss"] for r in trainer.state.log_history if "loss" in r]
+json.dump({"tokens_per_s": trainer.state.num_input_tokens_seen / result.metrics["train_runtime"],
+           "train_loss": losses[-1]}, open(out + "/bench.json", "w"))
+"""
+
+
+def run_trl(model: Path, train: Path, out: Path, steps: int, padding_free: bool) -> dict:
+    t = time.time()
+    subprocess.run([sys.executable, "-c", TRL_SCRIPT, str(model), str(train), str(out), str(steps),
+                    "1" if padding_free else "0"], env=ENV, check=True, capture_output=True)
+    return {**json.loads((out / "bench.json").read_text()), "wall_s": time.time() - t, "adapter": out}
+
+
+def run_llamafactory(model: Path, train: Path, out: Path, steps: int) -> dict:
+    from advisor.export import export, write_export
+    from trainer.config import TrainConfig
+
+    cfg = TrainConfig.model_validate(tunewise_config(model, train, out, steps, False))
+    path = out.with_suffix(".lf.yaml")
+    exported = export(cfg, "llamafactory", path)
+    exported.config.update(include_num_input_tokens_seen=True, save_strategy="no", val_size=0.0)
+    exported.config.pop("eval_strategy", None)
+    write_export(exported, path)
+    t = time.time()
+    subprocess.run([str(LF_PY), "-m", "llamafactory.cli", "train", str(path)], env=ENV, check=True,
+                   capture_output=True, cwd=path.parent)
+    wall = time.time() - t
+    res = json.loads((out / "train_results.json").read_text())
+    state = json.loads((out / "trainer_state.json").read_text())
+    losses = [r["loss"] for r in state["log_history"] if "loss" in r]
+    return {"tokens_per_s": res.get("num_input_tokens_seen", state.get("num_input_tokens_seen", 0)) /
+            res["train_runtime"], "wall_s": wall, "train_loss": losses[-1], "adapter": out}
+
+
+def held_out_loss(model: Path, adapter: Path, held_out: Path) -> float:
+    """The same answers' loss for every trainer's adapter (tunewise's encoder: assistant spans only)."""
+    import torch
+    from peft import PeftModel
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
+
+    from trainer.data import Collator, prepare
 
     tok = AutoTokenizer.from_pretrained(model, local_files_only=True)
-    m = AutoModelForCausalLM.from_pretrained(model, local_files_only=True)
-    args = SFTConfig(output_dir=str(out), max_steps=STEPS, per_device_train_batch_size=BATCH, max_length=SEQ,
-                     assistant_only_loss=True, logging_steps=10, save_strategy="no", report_to="none", use_cpu=True,
-                     include_num_input_tokens_seen="non_padding", disable_tqdm=True)
-    trainer = SFTTrainer(model=m, args=args, train_dataset=Dataset.from_list(recs[8:]), processing_class=tok,
-                         peft_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
-                                                task_type="CAUSAL_LM"))
-    t = time.perf_counter()
-    result = trainer.train()
-    runtime = result.metrics.get("train_runtime", time.perf_counter() - t)
-    return trainer.state.num_input_tokens_seen / runtime
+    base = AutoModelForCausalLM.from_pretrained(model, local_files_only=True)
+    m = PeftModel.from_pretrained(base, adapter, local_files_only=True).eval()
+    prepared = prepare(held_out, tok, max_seq_len=SEQ, val_size=0)
+    collate = Collator(tok.pad_token_id)
+    total = n = 0
+    with torch.no_grad():
+        for e in prepared.train:
+            k = sum(x != -100 for x in e.labels[1:])
+            total += float(m(**collate([{"input_ids": e.input_ids, "labels": e.labels}])).loss) * k
+            n += k
+    return total / n
+
+
+def bench(size: str, steps: int, rounds: int, d: Path) -> list[dict]:
+    from trainer.tiny import build_tiny_model
+
+    recs = dataset(d / "all.jsonl")
+    train, held = d / "train.jsonl", d / "held.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in recs[100:]))
+    held.write_text("".join(json.dumps(r) + "\n" for r in recs[:100]))
+    texts = [m["content"] for r in recs[:200] for m in r["messages"]]
+    model = build_tiny_model(d / "model", texts, **SIZES[size], pretrain_steps=0)
+    runners = {"tunewise (grouped)": lambda o: run_tunewise(model, train, o, steps, False),
+               "tunewise (grouped, padding-free)": lambda o: run_tunewise(model, train, o, steps, True),
+               "TRL SFTTrainer (grouped)": lambda o: run_trl(model, train, o, steps, False),
+               "TRL SFTTrainer (grouped, padding-free)": lambda o: run_trl(model, train, o, steps, True)}
+    if LF_PY.is_file():
+        runners["LLaMA-Factory 0.9.5 (defaults)"] = lambda o: run_llamafactory(model, train, o, steps)
+    results: dict[str, list[dict]] = {k: [] for k in runners}
+    for r in range(rounds):  # interleaved: every trainer once per round
+        for i, (name, run) in enumerate(runners.items()):
+            results[name].append(run(d / f"r{r}-{i}"))
+    rows = []
+    for name, runs in results.items():
+        rows.append({"model": size, "trainer": name,
+                     "tokens_per_s": statistics.median(x["tokens_per_s"] for x in runs),
+                     "wall_s": statistics.median(x["wall_s"] for x in runs),
+                     "train_loss": runs[-1]["train_loss"],
+                     "held_out_loss": held_out_loss(model, runs[-1]["adapter"], held)})
+    return rows
 
 
 def main() -> None:
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    from trainer.run import quiet_libraries
-    from trainer.tiny import build_tiny_model
-
-    quiet_libraries()
-    with tempfile.TemporaryDirectory() as d:
-        d = Path(d)
-        recs = dataset(d / "data.jsonl")
-        texts = [m["content"] for r in recs[:200] for m in r["messages"]]
-        model = build_tiny_model(d / "model", texts, hidden=256, layers=4, heads=8, kv_heads=4, intermediate=688,
-                                 pretrain_steps=0)
-        trl_tps = run_trl(model, recs, d / "trl")
-        tw_tps = run_tunewise(model, d / "data.jsonl", d / "tw")
-    print(f"TRL SFTTrainer   {trl_tps:10,.0f} tokens/s (non-padding)")
-    print(f"tunewise         {tw_tps:10,.0f} tokens/s (non-padding)")
-    print(f"ratio            {tw_tps / trl_tps:10.2f}   (target >= 1.0)  {'OK' if tw_tps >= trl_tps else 'BELOW TARGET'}")
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", choices=["tiny", "wide", "both"], default="tiny")
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    rows = []
+    for size in (["tiny", "wide"] if args.model == "both" else [args.model]):
+        with tempfile.TemporaryDirectory() as d:
+            rows += bench(size, args.steps, args.rounds, Path(d))
+    print(f"{'model':6s} {'trainer':40s} {'tokens/s':>9s} {'vs best peer':>12s} {'wall s':>7s} {'train loss':>10s} "
+          f"{'held-out loss':>13s}")
+    for size in dict.fromkeys(r["model"] for r in rows):
+        group = [r for r in rows if r["model"] == size]
+        peer = max(r["tokens_per_s"] for r in group if not r["trainer"].startswith("tunewise"))
+        for r in group:
+            print(f"{size:6s} {r['trainer']:40s} {r['tokens_per_s']:9,.0f} {r['tokens_per_s'] / peer:11.2f}x "
+                  f"{r['wall_s']:7.1f} {r['train_loss']:10.4f} {r['held_out_loss']:13.4f}")
 
 
 if __name__ == "__main__":

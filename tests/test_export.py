@@ -129,7 +129,8 @@ def _leaves(model, prefix="") -> set[str]:
 
 # settings with no counterpart to map, by design: where tunewise itself writes, or choices the tool makes
 NOT_A_SETTING = {"model.dtype", "method.name", "data.format", "distributed.launcher", "distributed.processes",
-                 "distributed.strategy", "eval.max_records", "eval.metric", "eval.json_schema", "eval.general_text",
+                 "distributed.strategy", "distributed.nodes", "distributed.node_rank", "distributed.master_addr",
+                 "distributed.master_port", "eval.max_records", "eval.metric", "eval.json_schema", "eval.general_text",
                  "eval.max_new_tokens", "data.reasoning", "data.max_skipped", "data.drop_untrainable",
                  "training.precision", "eval.enabled"}
 
@@ -194,3 +195,45 @@ def test_recommend_exports_the_recommended_job(tmp_path, cli_json, monkeypatch):
     ax = yaml.safe_load((tmp_path / "ax" / "axolotl.yaml").read_text())
     assert d["config_written"] == "ax/axolotl.yaml" and ax["adapter"] == d["method"] in ("lora", "qlora")
     assert ax["datasets"][0]["path"] == str(tmp_path / "d.jsonl")
+
+
+# ---- the reverse: estimate and audit read the job from a tool's config
+
+@pytest.mark.parametrize("tool", ["axolotl", "llamafactory", "trl"])
+@pytest.mark.parametrize("method", ["lora", "qlora", "full"])
+def test_a_tool_config_reads_back_as_the_same_job(tmp_path, tool, method):
+    from advisor.export import export, write_export
+    from advisor.export.read import read_tool_config
+
+    cfg = _config(tmp_path, method, "openai", training__grad_accum=4)
+    path = tmp_path / "tool" / f"{tool}.yaml"
+    write_export(export(cfg, tool, path), path)
+    job = read_tool_config(path)
+    assert (job.tool, job.method, job.model, job.data) == (tool, method, str(tmp_path / "model"),
+                                                           [str(tmp_path / "openai.jsonl")])
+    assert (job.seq_len, job.batch_size, job.grad_accum, job.gradient_checkpointing) == (96, 8, 4, True)
+    if method != "full":
+        expected = ("q_proj", "v_proj") if method == "lora" else ("all-linear",)
+        assert (job.lora_r, job.lora_targets) == (METHODS[method]["lora_r"], expected)
+
+
+def test_estimate_and_audit_from_a_tool_config(tmp_path, tiny_model, cli_json, cli):
+    data = write_dataset(tmp_path / "d.jsonl")
+    path = write_yaml(tmp_path / "t.yaml", train_config(tiny_model, data, tmp_path / "run", METHODS["lora"],
+                                                        gradient_checkpointing=True))
+    cli_json("export", path, "--to", "llamafactory", "--out", tmp_path / "lf" / "lf.yaml")
+    from_file = cli_json("estimate", "--from", tmp_path / "lf" / "lf.yaml", "--gpu-memory-gb", "16")
+    by_hand = cli_json("estimate", "--model", tiny_model, "--method", "lora", "--seq-len", "96", "--batch-size", "8",
+                       "--lora-r", "8", "--lora-targets", "q_proj,v_proj", "--precision", "bf16",
+                       "--gpu-memory-gb", "16")
+    assert from_file == by_hand
+    overridden = cli_json("estimate", "--from", tmp_path / "lf" / "lf.yaml", "--batch-size", "2")
+    assert overridden["assumptions"]["batch_size_per_gpu"] == 2
+    audited = cli_json("audit", "--from", tmp_path / "lf" / "lf.yaml")
+    assert audited["path"] == str(data) and audited["records"] == 60
+    (tmp_path / "lf" / "dataset_info.json").unlink()
+    code, _out, err = cli("audit", "--from", tmp_path / "lf" / "lf.yaml")
+    assert code == 2 and "dataset_info.json, which does not exist" in err
+    (tmp_path / "other.yaml").write_text("learning_rate: 1e-4\n")
+    code, _out, err = cli("estimate", "--from", tmp_path / "other.yaml")
+    assert code == 2 and "not an Axolotl" in err

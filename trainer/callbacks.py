@@ -126,3 +126,14 @@ class RankRecord(TrainerCallback):
             "rank": rank, "world_size": int(os.environ.get("WORLD_SIZE", "1")), "pid": os.getpid(),
             "steps": state.global_step, "examples_seen": len(self.collator.records_seen_list),
             "distinct_records": len(seen), "records": seen[:1000]}))
+
+
+class FirstStep(TrainerCallback):
+    """When the first optimizer step of this process ended (the start-up time in the summary ends there)."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+
+    def on_step_end(self, args, state, control, **kw):
+        if self.at is None:
+            self.at = time.time()

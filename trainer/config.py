@@ -143,6 +143,9 @@ class TrainingSection(_Section):
     save_total_limit: int = Field(2, gt=0, description="checkpoints kept (older ones are deleted)")
     early_stopping_patience: int | None = Field(None, gt=0, description="stop after N evaluations without improvement")
     group_by_length: bool = Field(True, description="batch similar lengths together: less padding, faster")
+    padding_free: bool = Field(False, description="concatenate each batch into one row with position ids restarting "
+                               "per record: no compute on padding, attention kept within each record (transformers' "
+                               "packed-sequence mask); pays off with flash/SDPA kernels on a GPU (bench/train_throughput.py)")
 
     @model_validator(mode="after")
     def _steps_align(self) -> TrainingSection:
@@ -167,6 +170,28 @@ class DistributedSection(_Section):
         "ddp", description="ddp: a full copy per GPU; fsdp / deepspeed_zero3: weights, gradients and optimizer "
         "sharded; deepspeed_zero2: gradients and optimizer sharded")
     launcher: Literal["torchrun", "accelerate"] = Field("torchrun", description="how the processes are started")
+    nodes: int = Field(1, gt=0, validation_alias=AliasChoices("nodes", "nnodes", "num_machines"),
+                       description="machines in the job (each runs `tunewise train` with its node_rank)")
+    node_rank: int = Field(0, ge=0, validation_alias=AliasChoices("node_rank", "machine_rank"),
+                           description="this machine's index; node 0 holds the output folder and writes the results")
+    master_addr: str = Field("127.0.0.1", description="address of node 0, reachable from every node")
+    master_port: int | None = Field(None, gt=0, lt=65536, description="port on node 0 for the rendezvous (default: a "
+                                    "free port on one node; 29500 across nodes)")
+
+    @model_validator(mode="after")
+    def _node_rank_in_range(self) -> DistributedSection:
+        if self.node_rank >= self.nodes:
+            raise ValueError(f"`distributed.node_rank` {self.node_rank} must be below `distributed.nodes` "
+                             f"({self.nodes})")
+        return self
+
+    @property
+    def world_size(self) -> int:
+        return self.nodes * self.processes
+
+    @property
+    def main_node(self) -> bool:
+        return self.node_rank == 0
 
 
 class EvalSection(_Section):
@@ -199,6 +224,13 @@ class TrainConfig(_Section):
         if self.data.val_size == 0 and self.training.early_stopping_patience:
             raise ValueError("`training.early_stopping_patience` needs evaluation, but `data.val_size` is 0: set a "
                              "validation share (e.g. 0.1) or remove early stopping")
+        return self
+
+    @model_validator(mode="after")
+    def _padding_free_needs_positions(self) -> TrainConfig:
+        if self.training.padding_free and self.method.name == "p_tuning":
+            raise ValueError("`training.padding_free` restarts position ids per record, which P-tuning's virtual "
+                             "tokens do not follow: turn it off for p_tuning")
         return self
 
     @model_validator(mode="after")
@@ -239,4 +271,6 @@ class TrainConfig(_Section):
         d = self.model_dump(mode="json")
         d.pop("output", None)
         d.pop("eval", None)  # checking the result does not change it
+        for key in ("node_rank", "master_addr", "master_port"):  # where this copy runs, not what it trains
+            d["distributed"].pop(key, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

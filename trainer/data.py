@@ -289,11 +289,14 @@ def prepare(path: str | Path, tokenizer, *, fmt: str = "auto", max_seq_len: int 
 
 class Collator:
     """Right-pads a batch; padding positions get label -100 and attention 0, so a pad token equal to EOS is
-    safe: real EOS tokens keep their labels."""
+    safe: real EOS tokens keep their labels. `padding_free`: the batch as one row instead, each record's position
+    ids starting at 0 (transformers builds a per-record causal mask from them) and its first label masked, so no
+    record predicts from another's tokens; the trained labels are exactly the padded batch's."""
 
-    def __init__(self, pad_id: int, multiple_of: int = 8) -> None:
+    def __init__(self, pad_id: int, multiple_of: int = 8, padding_free: bool = False) -> None:
         self.pad_id = pad_id
         self.multiple_of = multiple_of
+        self.padding_free = padding_free
         self.records_seen_list: list[int] = []  # which examples this process trained on
 
     @property
@@ -304,6 +307,8 @@ class Collator:
         import torch
 
         self.records_seen_list.extend(b["record"] for b in batch if "record" in b)
+        if self.padding_free:
+            return self.flat(batch)
         longest = max(len(b["input_ids"]) for b in batch)
         if self.multiple_of > 1:
             longest = -(-longest // self.multiple_of) * self.multiple_of
@@ -316,6 +321,20 @@ class Collator:
             labels[i, :n] = torch.tensor(b["labels"])
             mask[i, :n] = 1
         return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+    @staticmethod
+    def flat(batch: list[dict]) -> dict:
+        import torch
+
+        ids, labels, positions = [], [], []
+        for b in batch:
+            ids += b["input_ids"]
+            labels += [-100, *b["labels"][1:]]  # the first token is never a target (it would be from the previous record)
+            positions += range(len(b["input_ids"]))
+        # no attention mask and no cache: that is when transformers reads packed records from the position ids
+        return {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
+                "position_ids": torch.tensor([positions]), "use_cache": False}
 
 
 class TokenDataset:

@@ -19,13 +19,20 @@ def free_port() -> int:
 
 
 def command(config_path: str, cfg: TrainConfig, resume: bool, force: bool) -> list[str]:
-    n = cfg.distributed.processes
-    args = ["train", config_path, "--no-progress", *(["--resume"] if resume else []), *(["--force"] if force else [])]
-    if cfg.distributed.launcher == "accelerate":
-        return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", str(n),
-                "--main_process_port", str(free_port()), "-m", "advisor.cli.main", *args]
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", str(n), "--master_addr", "127.0.0.1",
-            "--master_port", str(free_port()), "--module", "advisor.cli.main", *args]
+    d = cfg.distributed
+    port = d.master_port or (free_port() if d.nodes == 1 else 29500)
+    args = ["train", config_path]
+    if d.nodes > 1:  # every node reads the same config; its rank comes from here (overrides before the flags)
+        args += [f"distributed.node_rank={d.node_rank}", f"distributed.master_addr={d.master_addr}",
+                 f"distributed.master_port={port}"]
+    args += ["--no-progress", *(["--resume"] if resume else []), *(["--force"] if force else [])]
+    if d.launcher == "accelerate":
+        return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+                str(d.world_size), "--num_machines", str(d.nodes), "--machine_rank", str(d.node_rank),
+                "--main_process_ip", d.master_addr, "--main_process_port", str(port), "-m", "advisor.cli.main", *args]
+    return [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(d.nodes), "--node_rank", str(d.node_rank),
+            "--nproc_per_node", str(d.processes), "--master_addr", d.master_addr, "--master_port", str(port),
+            "--module", "advisor.cli.main", *args]
 
 
 def launch(config_path: str, cfg: TrainConfig, resume: bool = False, force: bool = False) -> dict:
@@ -33,7 +40,10 @@ def launch(config_path: str, cfg: TrainConfig, resume: bool = False, force: bool
     from pathlib import Path
 
     cmd = command(config_path, cfg, resume, force)
-    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1"), "PYTHONUNBUFFERED": "1"}
+    from trainer.cpu import thread_count
+
+    # each process gets its share of the cores this one may use (not 1, not every core of the host)
+    env = {**os.environ, "OMP_NUM_THREADS": str(thread_count(cfg.distributed.processes)[0]), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(cmd, env=env)
     if proc.returncode == 2:
         from advisor.errors import UserError
@@ -43,3 +53,34 @@ def launch(config_path: str, cfg: TrainConfig, resume: bool = False, force: bool
         raise RuntimeFailure(f"distributed training failed (exit {proc.returncode}): {' '.join(cmd)}")
     summary = Path(cfg.output.dir) / "summary.json"
     return json.loads(summary.read_text()) if summary.is_file() else {}
+
+
+def slurm_script(config_path: str, cfg: TrainConfig, overrides: list[str] | None = None) -> str:
+    """A Slurm batch script that runs this config on distributed.nodes nodes x distributed.processes GPUs: one
+    `tunewise train` per node (each launches its GPU processes with torchrun), node 0's address as the rendezvous.
+    The FSDP / DeepSpeed settings come from the config as on one machine."""
+    import shlex
+    from pathlib import Path
+
+    d = cfg.distributed
+    config = Path(config_path).resolve()
+    port = d.master_port or 29500
+    placed = ("distributed.nodes", "distributed.node_rank", "distributed.processes", "distributed.master_addr",
+              "distributed.master_port")
+    kept = " ".join(shlex.quote(o) for o in overrides or [] if o.split("=", 1)[0].strip() not in placed)
+    return f"""#!/bin/bash
+# written by `tunewise train {config_path} --emit slurm`: {d.nodes} node(s) x {d.processes} GPU(s), {d.strategy}
+#SBATCH --job-name=tunewise
+#SBATCH --nodes={d.nodes}
+#SBATCH --ntasks-per-node=1
+#SBATCH --gpus-per-node={d.processes}
+#SBATCH --output=tunewise-%j.log
+set -euo pipefail
+export MASTER_ADDR=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)
+export OMP_NUM_THREADS=${{OMP_NUM_THREADS:-1}}
+# one tunewise per node; SLURM_NODEID is read inside each task. Add --resume to continue a stopped job.
+srun --kill-on-bad-exit=1 bash -c 'exec tunewise train {config} {kept} \\
+    distributed.nodes=$SLURM_NNODES distributed.node_rank=$SLURM_NODEID \\
+    distributed.processes={d.processes} distributed.master_addr=$MASTER_ADDR distributed.master_port={port} \\
+    --no-progress "$@"' tunewise "$@"
+"""

@@ -25,12 +25,7 @@ def plot_loss(history: list[dict], path: Path, title: str) -> Path | None:
     ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    return _save(fig, path)
 
 
 def plot_eval(report, path: Path) -> Path | None:
@@ -56,6 +51,13 @@ def plot_eval(report, path: Path) -> Path | None:
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend()
     fig.suptitle(f"{report.method}: base vs tuned", fontsize=11)
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    """Write the picture atomically (a reader never sees half a PNG) and free the figure."""
+    import matplotlib.pyplot as plt
+
     fig.tight_layout()
     tmp = path.with_suffix(".tmp.png")
     fig.savefig(tmp)

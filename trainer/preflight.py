@@ -112,7 +112,7 @@ def memory_estimate(cfg: TrainConfig, prepared: Prepared, device: str, precision
         lora_targets=lora_targets(m), upcast_embeddings=getattr(m, "upcast_embeddings", True),
         num_virtual_tokens=getattr(m, "num_virtual_tokens", 20),
         encoder_hidden_size=getattr(m, "encoder_hidden_size", None),
-        gpus=cfg.distributed.processes if device == "cuda" else 1,
+        gpus=cfg.distributed.world_size if device == "cuda" else 1,
         gpu_memory_gb=available_gb if math.isfinite(available_gb) else 0.0,
         sharding={"ddp": "none", "fsdp": "fsdp", "deepspeed_zero2": "zero2", "deepspeed_zero3": "zero3"}[cfg.distributed.strategy],
     )

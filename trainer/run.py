@@ -115,10 +115,11 @@ def build_args(cfg: TrainConfig, out: Path, device: str, plan, n_train: int, n_e
     has_eval = n_eval > 0
     strategy = ("steps" if t.eval_steps else "epoch") if has_eval else "no"
     kw = {}
-    if cfg.distributed.strategy == "fsdp" and cfg.distributed.processes > 1:
+    multi = cfg.distributed.world_size > 1
+    if cfg.distributed.strategy == "fsdp" and multi:
         kw["fsdp"] = "full_shard auto_wrap"
         kw["fsdp_config"] = {"auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "use_orig_params": True}
-    elif cfg.distributed.strategy.startswith("deepspeed") and cfg.distributed.processes > 1:
+    elif cfg.distributed.strategy.startswith("deepspeed") and multi:
         kw["deepspeed"] = str(write_deepspeed_config(cfg, out))
     return TrainingArguments(
         output_dir=str(out),
@@ -158,8 +159,8 @@ def build_args(cfg: TrainConfig, out: Path, device: str, plan, n_train: int, n_e
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         include_num_input_tokens_seen="non_padding",
         dataloader_num_workers=0,
-        ddp_backend=("nccl" if device == "cuda" else "gloo") if cfg.distributed.processes > 1 else None,
-        ddp_find_unused_parameters=False if cfg.distributed.processes > 1 else None,
+        ddp_backend=("nccl" if device == "cuda" else "gloo") if multi else None,
+        ddp_find_unused_parameters=False if multi else None,
         **kw,
     )
 
@@ -190,18 +191,24 @@ def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run:
         console=None, progress: bool = True, cfg: TrainConfig | None = None) -> dict:
     """Like `train`, but also hands back the trainer, tokenizer and data (for tests and the demo). A dry run runs
     every check the real run runs (data, template, memory, output folder) and stops before loading weights."""
+    from trainer.cpu import process_age_s
+
+    started = time.time() - (process_age_s() or 0.0)  # when this process started (start-up time in the summary)
     cfg = cfg or load_config(config_path)
     check_launcher(cfg)
-    if cfg.distributed.processes > 1 and "LOCAL_RANK" not in os.environ and not dry_run:
+    if cfg.distributed.world_size > 1 and "LOCAL_RANK" not in os.environ and not dry_run:
         from trainer.launch import launch
 
-        lock = lock_output(Path(cfg.output.dir))  # the launching process holds the output dir for the ranks
+        # node 0's launching process holds the output dir for the ranks (other nodes may share the folder)
+        lock = lock_output(Path(cfg.output.dir)) if cfg.distributed.main_node else None
         try:
             summary = launch(config_path, cfg, resume=resume, force=force)
-            attach_eval(cfg, Path(cfg.output.dir), summary, console, progress)
+            if lock is not None:
+                attach_eval(cfg, Path(cfg.output.dir), summary, console, progress)
             return {"summary": summary}
         finally:
-            lock.close()
+            if lock is not None:
+                lock.close()
     quiet_libraries()
     tok, prepared = prepare_data(cfg)
     device, plan, est, info = check_resources(cfg, prepared, force)
@@ -219,7 +226,8 @@ def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run:
                 "prepared": prepared}
     lock = lock_output(out) if "LOCAL_RANK" not in os.environ else None
     try:
-        result = _train(cfg, out, ckpt, device, tok, plan, prepared, info, progress, console, previous or {})
+        result = _train(cfg, out, ckpt, device, tok, plan, prepared, {**info, "process_started": started}, progress,
+                        console, previous or {})
         if lock is not None:  # a launched rank leaves the evaluation to the launching process
             attach_eval(cfg, out, result["summary"], console, progress)
         return result
@@ -251,7 +259,7 @@ def attach_eval(cfg: TrainConfig, out: Path, summary: dict, console=None, progre
 
 
 def check_launcher(cfg: TrainConfig) -> None:
-    if cfg.distributed.strategy.startswith("deepspeed") and cfg.distributed.processes > 1:
+    if cfg.distributed.strategy.startswith("deepspeed") and cfg.distributed.world_size > 1:
         import importlib.util
 
         if importlib.util.find_spec("deepspeed") is None:
@@ -338,13 +346,16 @@ def _train(cfg, out, ckpt, device, tok, plan, prepared, info, progress, console,
     trainable, total = count_trainable(model)
     from transformers import EarlyStoppingCallback, Trainer
 
-    from trainer.callbacks import GracefulStop, MetricsLogger, RankRecord, RichProgress
+    from trainer.callbacks import FirstStep, GracefulStop, MetricsLogger, RankRecord, RichProgress
+    from trainer.cpu import apply_thread_policy
 
-    collator = Collator(tok.pad_token_id)
+    threads = apply_thread_policy(device)
+    first = FirstStep()
+    collator = Collator(tok.pad_token_id, padding_free=cfg.training.padding_free)
     metrics = MetricsLogger(out / "metrics.jsonl", fresh=ckpt is None)
     stop = GracefulStop()
     callbacks = [metrics, RichProgress(console, enabled=progress and main), stop,
-                 RankRecord(out / "ranks", collator)]
+                 RankRecord(out / "ranks", collator), first]
     if cfg.training.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.training.early_stopping_patience))
     args = build_args(cfg, out, device, plan, len(prepared.train), len(prepared.val))
@@ -370,9 +381,10 @@ def _train(cfg, out, ckpt, device, tok, plan, prepared, info, progress, console,
         if not interrupted:
             trainer.save_model(str(out))
             tok.save_pretrained(str(out))
+        startup = round(first.at - info["process_started"], 2) if first.at else None
         summary = write_summary(cfg, out, trainer.state.log_history, trainer, result,
                                 wall + float(previous.get("wall_time_s") or 0.0), trainable, total, device,
-                                interrupted, info)
+                                interrupted, {**info, **threads, "startup_s": startup})
     return {"summary": summary, "trainer": trainer, "tokenizer": tok, "prepared": prepared}
 
 
@@ -405,6 +417,10 @@ def write_summary(cfg, out, history, trainer, result, wall, trainable, total, de
         "interrupted": interrupted,
         "output_dir": str(out),
         **{k: info[k] for k in ("records_train", "records_val", "skipped", "truncated", "estimate_gb")},
+        "startup_s": info.get("startup_s"),  # process start to the end of the first optimizer step
+        "cpu_threads": info.get("cpu_threads"),
+        "cpu_threads_why": info.get("cpu_threads_why"),
+        "padding_free": cfg.training.padding_free,
     }
     atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     png = plot_loss(history, out / "loss.png", f"{cfg.method.name}: loss")

@@ -26,6 +26,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         ],
     )
     p.add_argument("data", nargs="?", metavar="DATA", help="dataset file")
+    p.add_argument("--from", dest="from_config", metavar="CONFIG",
+                   help="audit the data an Axolotl, LLaMA-Factory or TRL config trains on, with its model's "
+                        "tokenizer and sequence length (DATA, --model and --max-seq-len override it)")
     p.add_argument("--format", default="auto", choices=["auto", *FORMATS],
                    help="record format (default: detected from the first records, and the reason is reported)")
     p.add_argument("--max-seq-len", type=positive(int, "--max-seq-len"), default=None,
@@ -96,8 +99,10 @@ def run(args: argparse.Namespace) -> int:
         entries = [e.model_dump(mode="json", exclude_none=True) for e in catalog().values()]
         emit(entries, args.json, lambda: render_catalog(entries))
         return 0
+    if args.from_config:
+        from_tool_config(args)
     if not args.data:
-        raise UserError("give the dataset to audit: tunewise audit DATA (or --list-checks)")
+        raise UserError("give the dataset to audit: tunewise audit DATA (or --list-checks, or --from CONFIG)")
     opts, selection, _project = settings(args)
     if not 0 < opts["near_dup_threshold"] <= 1:
         raise UserError(f"--near-dup-threshold must be between 0 and 1, got {opts['near_dup_threshold']}")
@@ -113,6 +118,27 @@ def run(args: argparse.Namespace) -> int:
     worst = {f.severity for f in report.findings}
     failing = {"never": set(), "error": {"error"}, "warning": {"error", "warning"}}[opts["fail_on"]]
     return 1 if worst & failing else 0
+
+
+def from_tool_config(args: argparse.Namespace) -> None:
+    """DATA, the model (when it is a local folder) and the sequence length from a tool's config."""
+    from pathlib import Path
+
+    from advisor.errors import UserError
+    from advisor.export.read import read_tool_config
+
+    job = read_tool_config(args.from_config)
+    if args.data is None:
+        if not job.data:
+            raise UserError(f"{args.from_config}: no local data file in the config ({'; '.join(job.notes) or 'none named'})")
+        if len(job.data) > 1:
+            err_console.print(f"[yellow]{args.from_config} trains on {len(job.data)} files: auditing the first, "
+                              f"{job.data[0]} (give DATA for another)[/]")
+        args.data = job.data[0]
+    if args.model is None and args.tokenizer is None and (Path(job.model).expanduser() / "config.json").is_file():
+        args.model = job.model
+    if args.max_seq_len is None:
+        args.max_seq_len = job.seq_len
 
 
 def run_audit(path, fmt="auto", max_seq_len=2048, model=None, threshold=0.8, samples=3, show_progress=True,

@@ -18,34 +18,39 @@ def register(sub: argparse._SubParsersAction) -> None:
             "tunewise estimate --model ./my-model --method lora --seq-len 2048 --batch-size 4",
             "tunewise estimate --params-b 70 --method full --gpus 8 --gpu-memory-gb 80 --sharding zero3 \\\n"
             "      --examples 200000 --avg-tokens 600 --epochs 2 --gpu-tflops 989 --json",
+            "tunewise estimate --from axolotl.yaml --gpu-memory-gb 24      # an Axolotl/LLaMA-Factory/TRL config",
         ],
     )
-    src = p.add_mutually_exclusive_group(required=True)
+    p.add_argument("--from", dest="from_config", metavar="CONFIG",
+                   help="read the model, method, sequence length, batch, checkpointing, optimizer, precision and "
+                        "sharding from an Axolotl, LLaMA-Factory or TRL config (flags given here override it)")
+    src = p.add_mutually_exclusive_group()
     src.add_argument("--model", metavar="PATH", help="local model folder (reads config.json, counts parameters exactly)")
     src.add_argument("--params-b", type=positive(float, "--params-b"), metavar="B", help="model size in billions")
     from advisor.methods import REGISTRY
 
-    p.add_argument("--method", required=True, choices=list(REGISTRY))
-    p.add_argument("--seq-len", type=positive(int, "--seq-len"), default=1024)
-    p.add_argument("--batch-size", type=positive(int, "--batch-size"), default=1, help="per GPU")
-    p.add_argument("--grad-accum", type=positive(int, "--grad-accum"), default=1)
+    p.add_argument("--method", choices=list(REGISTRY))
+    p.add_argument("--seq-len", type=positive(int, "--seq-len"), help="default 1024")
+    p.add_argument("--batch-size", type=positive(int, "--batch-size"), help="per GPU (default 1)")
+    p.add_argument("--grad-accum", type=positive(int, "--grad-accum"), help="default 1")
     p.add_argument("--gpus", type=positive(int, "--gpus"), default=1)
     p.add_argument("--gpu-memory-gb", type=positive(float, "--gpu-memory-gb"), default=24.0)
     p.add_argument("--no-gradient-checkpointing", action="store_true")
     p.add_argument("--optimizer", choices=["adamw", "adamw_8bit", "paged_adamw", "paged_adamw_8bit", "adafactor", "sgd"],
-                   default="adamw")
-    p.add_argument("--precision", choices=["bf16", "fp16", "bf16-mixed", "fp16-mixed", "fp32"], default="bf16",
+                   help="default adamw")
+    p.add_argument("--precision", choices=["bf16", "fp16", "bf16-mixed", "fp16-mixed", "fp32"],
                    help="bf16/fp16: pure 16-bit (weights, gradients, optimizer states); *-mixed: fp32 weights with "
-                        "16-bit autocast (AMP); fp32")
-    p.add_argument("--lora-r", type=positive(int, "--lora-r"), default=16)
-    p.add_argument("--lora-targets", default="all-linear", metavar="NAMES",
-                   help="comma-separated module names (q_proj,v_proj; w1,w2,w3; query_key_value) or all-linear")
+                        "16-bit autocast (AMP); fp32 (default bf16)")
+    p.add_argument("--lora-r", type=positive(int, "--lora-r"), help="default 16")
+    p.add_argument("--lora-targets", metavar="NAMES",
+                   help="comma-separated module names (q_proj,v_proj; w1,w2,w3; query_key_value) or all-linear "
+                        "(the default)")
     p.add_argument("--lora-dropout", type=float, default=0.05, metavar="P")
     p.add_argument("--no-upcast-embeddings", action="store_true",
                    help="QLoRA: keep embeddings and lm_head in the compute dtype (peft's preparation upcasts them)")
     p.add_argument("--adapter-dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
                    help="dtype of the LoRA / prompt-encoder weights (peft keeps them fp32)")
-    p.add_argument("--sharding", choices=["none", "zero2", "zero3", "fsdp"], default="none")
+    p.add_argument("--sharding", choices=["none", "zero2", "zero3", "fsdp"], help="default none")
     p.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="where it trains (sets the fixed overhead)")
     p.add_argument("--examples", type=positive(int, "--examples", allow_zero=True))
     p.add_argument("--avg-tokens", type=positive(float, "--avg-tokens"))
@@ -59,7 +64,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from advisor.estimate import EstimateRequest, estimate, shape_from_config, shape_from_params_b
+    from advisor.estimate import EstimateRequest, estimate
 
     if (args.examples is None) != (args.avg_tokens is None):
         raise UserError("--examples and --avg-tokens go together (GPU-hours need both)")
@@ -67,14 +72,15 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--utilization must be at most 1, got {args.utilization}")
     if not 0 <= args.lora_dropout < 1:
         raise UserError(f"--lora-dropout must be in [0, 1), got {args.lora_dropout}")
-    targets = tuple(t.strip() for t in args.lora_targets.split(",") if t.strip())
+    job = settings(args)
+    targets = tuple(t.strip() for t in job["lora_targets"].split(",") if t.strip())
     if not targets:
         raise UserError("--lora-targets needs at least one module name (or all-linear)")
-    shape = shape_from_config(args.model) if args.model else shape_from_params_b(args.params_b)
+    shape = model_shape(args, job)
     req = EstimateRequest(
-        method=args.method, seq_len=args.seq_len, batch_size=args.batch_size, grad_accum=args.grad_accum,
-        gpus=args.gpus, gpu_memory_gb=args.gpu_memory_gb, gradient_checkpointing=not args.no_gradient_checkpointing,
-        optimizer=args.optimizer, precision=args.precision, lora_r=args.lora_r, sharding=args.sharding,
+        method=job["method"], seq_len=job["seq_len"], batch_size=job["batch_size"], grad_accum=job["grad_accum"],
+        gpus=args.gpus, gpu_memory_gb=args.gpu_memory_gb, gradient_checkpointing=job["gradient_checkpointing"],
+        optimizer=job["optimizer"], precision=job["precision"], lora_r=job["lora_r"], sharding=job["sharding"],
         lora_targets=targets, lora_dropout=args.lora_dropout, adapter_dtype=args.adapter_dtype,
         upcast_embeddings=not args.no_upcast_embeddings,
         device=args.device, examples=args.examples, avg_tokens=args.avg_tokens, epochs=args.epochs,
@@ -83,6 +89,48 @@ def run(args: argparse.Namespace) -> int:
     est = estimate(shape, req)
     emit(est.model_dump(mode="json"), args.json, lambda: render(est))
     return 0
+
+
+DEFAULTS = {"method": None, "seq_len": 1024, "batch_size": 1, "grad_accum": 1, "optimizer": "adamw",
+            "precision": "bf16", "lora_r": 16, "lora_targets": "all-linear", "sharding": "none"}
+
+
+def settings(args: argparse.Namespace) -> dict:
+    """The job's settings: flags given here, else the tool config of --from, else the defaults."""
+    job = dict(DEFAULTS, gradient_checkpointing=True)
+    if args.from_config:
+        from advisor.export.read import read_tool_config
+
+        t = read_tool_config(args.from_config)
+        job.update(method=t.method, seq_len=t.seq_len, batch_size=t.batch_size, grad_accum=t.grad_accum,
+                   optimizer=t.optimizer, precision=t.precision, lora_r=t.lora_r, sharding=t.sharding,
+                   lora_targets=",".join(t.lora_targets), gradient_checkpointing=t.gradient_checkpointing,
+                   model=t.model)
+    for key in DEFAULTS:
+        if getattr(args, key) is not None:
+            job[key] = getattr(args, key)
+    if args.no_gradient_checkpointing:
+        job["gradient_checkpointing"] = False
+    if job["method"] is None:
+        raise UserError("give --method (or --from a tool config that names it)")
+    return job
+
+
+def model_shape(args: argparse.Namespace, job: dict):
+    from pathlib import Path
+
+    from advisor.estimate import shape_from_config, shape_from_params_b
+
+    if args.model:
+        return shape_from_config(args.model)
+    if args.params_b:
+        return shape_from_params_b(args.params_b)
+    model = job.get("model")
+    if model and (Path(model).expanduser() / "config.json").is_file():
+        return shape_from_config(model)
+    if model:
+        raise UserError(f"the config's model `{model}` is not a local model folder: add --model PATH or --params-b B")
+    raise UserError("give --model PATH or --params-b B (or --from a tool config with a local model)")
 
 
 def render(est) -> None:

@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "tunewise train train.yaml --resume",
             "tunewise train train.yaml training.learning_rate=1e-4 method.lora_r=8 --dry-run",
             "tunewise train --print-schema > train.schema.json",
+            "tunewise train train.yaml distributed.nodes=4 distributed.processes=8 --emit slurm > job.sh",
         ],
     )
     p.add_argument("config", nargs="?", metavar="CONFIG", help="training config (YAML or JSON)")
@@ -34,6 +35,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output.dir")
     p.add_argument("--force", action="store_true", help="train even if the memory estimate exceeds the device")
     p.add_argument("--print-schema", action="store_true", help="print the config's JSON Schema and exit")
+    p.add_argument("--emit", choices=["slurm"], help="print a Slurm batch script that runs this config on "
+                   "distributed.nodes nodes x distributed.processes GPUs, instead of training")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
     add_json_flag(p)
     p.set_defaults(func=run)
@@ -52,6 +55,12 @@ def run(args: argparse.Namespace) -> int:
     from trainer.run import load_config, train
 
     cfg = load_config(args.config, args.overrides)
+    if args.emit:
+        from trainer.launch import slurm_script
+
+        script = slurm_script(args.config, cfg, args.overrides)
+        emit({"script": script}, args.json, lambda: print(script, end=""))
+        return 0
     with contextlib.ExitStack() as stack:
         config_path = args.config
         if args.overrides:  # launched processes (several GPUs) read the file: hand them the overridden config
@@ -124,7 +133,10 @@ def render_summary(s: dict, con=None, resume: str = "the same command with --res
             ("tokens/s", f"{s['tokens_per_second']:,.0f}"),
             ("peak memory", f"{s['peak_memory_gb']:.2f} GB ({s['device']})"),
             ("trainable parameters", f"{s['trainable_params']:,} ({s['trainable_share']:.3%})"),
-            ("wall time", f"{s['wall_time_s']:.1f} s"),
+            ("wall time", f"{s['wall_time_s']:.1f} s" + (f" (start-up to the first step {s['startup_s']:.1f} s)"
+                                                          if s.get("startup_s") is not None else "")),
+            ("CPU threads", f"{s['cpu_threads']} ({s.get('cpu_threads_why')})" if s.get("cpu_threads") and
+             s.get("device") == "cpu" else "-"),
             ("output", s["output_dir"])]
     for k, v in rows:
         t.add_row(k, escape(str(v)))

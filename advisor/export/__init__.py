@@ -127,6 +127,14 @@ def template_mapping(out: Exported, key: str) -> None:
     out.mapped.append(("data.chat_template", key))
 
 
+def padding_free_note(cfg: TrainConfig, out: Exported, closest: str) -> None:
+    """training.padding_free where the tool has no padding-free batches (only packing, which changes the batches)."""
+    if cfg.training.padding_free:
+        out.skip("training.padding_free", f"no padding-free batches: the run pads ({closest})")
+    else:
+        out.mapped.append(("training.padding_free", "(padded batches, the default)"))
+
+
 def refuse_p_tuning(cfg: TrainConfig, tool: str) -> None:
     if cfg.method.name == "p_tuning":
         raise UserError(f"{tool} has no P-tuning (prompt encoder) method: train it with `tunewise train`, or choose "

@@ -10,6 +10,7 @@ from advisor.export import (
     Target,
     abs_path,
     lora_targets,
+    padding_free_note,
     quantization_notes,
     refuse_p_tuning,
     template_mapping,
@@ -55,6 +56,7 @@ def build(cfg: TrainConfig, fmt: str, dest: Path) -> Exported:
     method_settings(cfg, out)
     data_settings(cfg, fmt, out)
     schedule(cfg, out)
+    padding_free_note(cfg, out, "sample_packing packs records into sequence_len rows instead")
     precision(cfg, out)
     out.map("output.dir", "output_dir", abs_path(cfg.output.dir))
     out.command = distributed(cfg, out)
@@ -156,7 +158,10 @@ def precision(cfg: TrainConfig, out: Exported) -> None:
 
 def distributed(cfg: TrainConfig, out: Exported) -> str:
     dist = cfg.distributed
-    if dist.processes > 1:
+    if dist.nodes > 1:
+        out.skip("distributed.nodes", "several machines: give each an accelerate config with num_machines, "
+                 "machine_rank and main_process_ip (Axolotl reads them from there)")
+    if dist.world_size > 1:
         out.skip("distributed.processes", f"Axolotl uses every visible GPU: expose {dist.processes} "
                  f"(CUDA_VISIBLE_DEVICES) or set num_processes in the accelerate config")
         if dist.strategy.startswith("deepspeed"):

@@ -79,6 +79,19 @@ def has_tool_calls(path: str, fmt: str, head: int = 500) -> bool:
     return False
 
 
+def data_keys(path: str, head: int = 1000) -> set[str]:
+    """The top-level keys the data's records use (tools refuse to read a declared column that is missing)."""
+    from advisor.data import iter_raw
+
+    keys: set[str] = set()
+    for i, r in enumerate(iter_raw(path)):
+        if i >= head:
+            break
+        if r.error is None and isinstance(r.obj, dict):
+            keys |= set(r.obj)
+    return keys
+
+
 def val_share(cfg: TrainConfig) -> float:
     """data.val_size as a share (a count of records becomes its share of the file)."""
     v = cfg.data.val_size

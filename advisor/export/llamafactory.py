@@ -11,11 +11,12 @@ from advisor.export import (
     Target,
     abs_path,
     lora_targets,
+    padding_free_note,
     quantization_notes,
     refuse_p_tuning,
     template_mapping,
 )
-from advisor.export.common import chat_template_text, has_tool_calls, hf_precision, hf_schedule
+from advisor.export.common import chat_template_text, data_keys, has_tool_calls, hf_precision, hf_schedule
 from trainer.config import TrainConfig, deepspeed_settings
 
 DATASET = "tunewise_train"
@@ -27,14 +28,20 @@ def dataset_entry(cfg: TrainConfig, fmt: str) -> dict:
     """The data file as LLaMA-Factory reads it: sharegpt formatting for conversations (OpenAI role/content tags or
     sharegpt's from/value), alpaca columns for instruction and prompt/completion data, a text column to pre-train."""
     entry: dict = {"file_name": abs_path(cfg.data.path)}
+    keys = data_keys(cfg.data.path)
+
+    def present(columns: dict[str, str]) -> dict[str, str]:  # optional columns only where the data has them
+        return {k: v for k, v in columns.items() if v in keys}
+
     if fmt == "openai":
-        entry.update(formatting="sharegpt", columns={"messages": "messages", "tools": "tools"}, tags=ROLES)
+        entry.update(formatting="sharegpt", columns={"messages": "messages", **present({"tools": "tools"})},
+                     tags=ROLES)
     elif fmt == "sharegpt":
-        entry.update(formatting="sharegpt", columns={"messages": "conversations", "system": "system",
-                                                     "tools": "tools"})
+        entry.update(formatting="sharegpt", columns={"messages": "conversations",
+                                                     **present({"system": "system", "tools": "tools"})})
     elif fmt == "alpaca":
-        entry["columns"] = {"prompt": "instruction", "query": "input", "response": "output", "system": "system",
-                            "history": "history"}
+        entry["columns"] = {"prompt": "instruction", "response": "output",
+                            **present({"query": "input", "system": "system", "history": "history"})}
     elif fmt == "prompt_completion":
         entry["columns"] = {"prompt": "prompt", "response": "completion"}
     else:  # text
@@ -80,6 +87,7 @@ def build(cfg: TrainConfig, fmt: str, dest: Path) -> Exported:
         quantization_notes(m, out, None)
     data_settings(cfg, fmt, out, dest)
     hf_schedule(cfg, out)
+    padding_free_note(cfg, out, "neat_packing packs records into fixed-length rows instead")
     # LLaMA-Factory turns gradient checkpointing on unless told not to
     out.config.pop("gradient_checkpointing")
     out.config["disable_gradient_checkpointing"] = not cfg.training.gradient_checkpointing
@@ -117,8 +125,10 @@ def data_settings(cfg: TrainConfig, fmt: str, out: Exported, dest: Path) -> None
 def distributed(cfg: TrainConfig, out: Exported) -> str:
     dist = cfg.distributed
     command = "llamafactory-cli train {config}"
-    if dist.processes > 1:
-        command = f"FORCE_TORCHRUN=1 NNODES=1 NPROC_PER_NODE={dist.processes} " + command
+    if dist.world_size > 1:
+        nodes = (f"NNODES={dist.nodes} NODE_RANK={dist.node_rank} MASTER_ADDR={dist.master_addr} "
+                 f"MASTER_PORT={dist.master_port or 29500}" if dist.nodes > 1 else "NNODES=1")
+        command = f"FORCE_TORCHRUN=1 {nodes} NPROC_PER_NODE={dist.processes} " + command
         if dist.strategy.startswith("deepspeed"):
             name = f"ds_z{3 if dist.strategy.endswith('3') else 2}_config.json"
             out.files[name] = json.dumps(deepspeed_settings(dist.strategy), indent=2)

@@ -58,6 +58,7 @@ def data_settings(cfg: TrainConfig, fmt: str, out: Exported) -> None:
         out.map("data.val_size", "test_split_size", d.val_size if d.val_size < 1 else int(d.val_size))
     out.map("data.max_seq_len", "max_length", d.max_seq_len)
     out.config["packing"] = False
+    out.map("training.padding_free", "padding_free", cfg.training.padding_free)
     if fmt == "openai":
         out.map("data.assistant_only_loss", "assistant_only_loss", d.assistant_only_loss)
         if d.assistant_only_loss:
@@ -87,7 +88,7 @@ def data_settings(cfg: TrainConfig, fmt: str, out: Exported) -> None:
 
 def distributed(cfg: TrainConfig, out: Exported) -> str:
     dist = cfg.distributed
-    if dist.processes <= 1:
+    if dist.world_size <= 1:
         return "trl sft --config {config}"
     if dist.strategy.startswith("deepspeed"):
         name = f"deepspeed_zero{3 if dist.strategy.endswith('3') else 2}.json"
@@ -96,7 +97,9 @@ def distributed(cfg: TrainConfig, out: Exported) -> str:
     elif dist.strategy == "fsdp":
         out.map("distributed.strategy", "fsdp", "full_shard auto_wrap")
         out.config["fsdp_config"] = {"auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "use_orig_params": True}
-    return f"trl sft --config {{config}} --num_processes {dist.processes}"
+    nodes = (f" --num_machines {dist.nodes} --machine_rank {dist.node_rank} --main_process_ip {dist.master_addr} "
+             f"--main_process_port {dist.master_port or 29500}" if dist.nodes > 1 else "")
+    return f"trl sft --config {{config}} --num_processes {dist.world_size}{nodes}"
 
 
 TARGET = Target("trl", "TRL (trl sft)", build, "1.16.0")

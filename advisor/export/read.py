@@ -1,0 +1,179 @@
+"""The reverse of the export: the job an existing Axolotl, LLaMA-Factory or TRL config describes (model, data files,
+method and memory-relevant settings), for `tunewise estimate --from` and `tunewise audit --from`. Torch-free."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from advisor.errors import UserError
+
+# transformers' optimizer names → tunewise's (the estimator's optimizer kinds)
+OPTIMIZERS = {"adamw_torch": "adamw", "adamw_torch_fused": "adamw", "adamw_hf": "adamw", "adamw": "adamw",
+              "adamw_bnb_8bit": "adamw_8bit", "adamw_8bit": "adamw_8bit", "paged_adamw_8bit": "paged_adamw_8bit",
+              "paged_adamw_32bit": "paged_adamw", "adafactor": "adafactor", "sgd": "sgd"}
+
+
+class ToolJob(BaseModel):
+    """What a tool's config trains, in tunewise's terms."""
+    model_config = ConfigDict(extra="forbid")
+
+    tool: Literal["axolotl", "llamafactory", "trl"]
+    source: str = Field(description="the tool config read")
+    model: str = Field(description="model folder or hub name, as the config gives it")
+    data: list[str] = Field(default_factory=list, description="local data files")
+    method: Literal["full", "lora", "qlora"]
+    seq_len: int
+    batch_size: int
+    grad_accum: int = 1
+    gradient_checkpointing: bool
+    optimizer: str = "adamw"
+    precision: Literal["bf16", "fp16", "bf16-mixed", "fp16-mixed", "fp32"]
+    lora_r: int = 16
+    lora_targets: tuple[str, ...] = ("all-linear",)
+    sharding: Literal["none", "zero2", "zero3", "fsdp"] = "none"
+    notes: list[str] = Field(default_factory=list, description="what was read with an assumption")
+
+
+def read_tool_config(path: str | Path) -> ToolJob:
+    from advisor.files import read_structured
+
+    data, _lines = read_structured(path, "tool config")
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a mapping of settings (an Axolotl, LLaMA-Factory or TRL config)")
+    tool = which_tool(data, path)
+    job = {"axolotl": _axolotl, "llamafactory": _llamafactory, "trl": _trl}[tool](data, Path(path))
+    return ToolJob(tool=tool, source=str(path), **job)
+
+
+def which_tool(data: dict, path) -> str:
+    if "base_model" in data:
+        return "axolotl"
+    if "model_name_or_path" in data and ({"stage", "finetuning_type", "cutoff_len", "template"} & set(data)
+                                         or isinstance(data.get("dataset"), str)):
+        return "llamafactory"
+    if "model_name_or_path" in data:
+        return "trl"
+    raise UserError(f"{path}: not an Axolotl (base_model), LLaMA-Factory or TRL (model_name_or_path) config")
+
+
+def _optimizer(name: str | None, notes: list[str]) -> str:
+    if name is None:
+        return "adamw"
+    if name not in OPTIMIZERS:
+        notes.append(f"optimizer {name} estimated as AdamW")
+    return OPTIMIZERS.get(name, "adamw")
+
+
+def _precision(bf16, fp16, pure_bf16: bool = False) -> str:
+    if pure_bf16:
+        return "bf16"
+    if bf16 in (True, "auto", "true"):
+        return "bf16"  # the tools load the weights in bf16 when bf16 is on
+    if fp16 in (True, "true"):
+        return "fp16"
+    return "fp32"
+
+
+def _local(base: Path, value: str) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() or p.exists() else base / p
+
+
+def _axolotl(d: dict, path: Path) -> dict:
+    notes: list[str] = []
+    adapter = d.get("adapter")
+    method = "full" if not adapter else "qlora" if adapter == "qlora" or d.get("load_in_4bit") else "lora"
+    targets = ("all-linear",) if d.get("lora_target_linear") or not d.get("lora_target_modules") else \
+        tuple(d["lora_target_modules"])
+    files = []
+    for ds in d.get("datasets") or []:
+        p = _local(path.parent, str(ds.get("path", "")))
+        (files.append(str(p)) if p.is_file() else notes.append(f"dataset {ds.get('path')} is not a local file"))
+    sharding = "fsdp" if d.get("fsdp_config") or d.get("fsdp") else _deepspeed_stage(d.get("deepspeed"), path)
+    return dict(model=str(d["base_model"]), data=files, method=method, seq_len=int(d.get("sequence_len", 2048)),
+                batch_size=int(d.get("micro_batch_size", 1)), grad_accum=int(d.get("gradient_accumulation_steps", 1)),
+                gradient_checkpointing=bool(d.get("gradient_checkpointing", False)),
+                optimizer=_optimizer(d.get("optimizer"), notes), precision=_precision(d.get("bf16"), d.get("fp16")),
+                lora_r=int(d.get("lora_r", 8)), lora_targets=targets, sharding=sharding, notes=notes)
+
+
+def _llamafactory(d: dict, path: Path) -> dict:
+    notes: list[str] = []
+    kind = d.get("finetuning_type", "lora")
+    if kind not in ("lora", "full"):
+        notes.append(f"finetuning_type {kind} estimated as a full fine-tune")
+    bits = d.get("quantization_bit")
+    if bits not in (None, 4):
+        raise UserError(f"{path}: quantization_bit {bits}: tunewise estimates 4-bit QLoRA and 16-bit training only")
+    method = "full" if kind != "lora" else "qlora" if bits == 4 else "lora"
+    target = str(d.get("lora_target", "all"))
+    targets = ("all-linear",) if target == "all" else tuple(t.strip() for t in target.split(",") if t.strip())
+    return dict(model=str(d["model_name_or_path"]), data=_llamafactory_files(d, path, notes), method=method,
+                seq_len=int(d.get("cutoff_len", 2048)), batch_size=int(d.get("per_device_train_batch_size", 8)),
+                grad_accum=int(d.get("gradient_accumulation_steps", 1)),
+                gradient_checkpointing=not d.get("disable_gradient_checkpointing", False),
+                optimizer=_optimizer(d.get("optim"), notes),
+                precision=_precision(d.get("bf16"), d.get("fp16"), bool(d.get("pure_bf16"))),
+                lora_r=int(d.get("lora_rank", 8)), lora_targets=targets,
+                sharding=_deepspeed_stage(d.get("deepspeed"), path), notes=notes)
+
+
+def _llamafactory_files(d: dict, path: Path, notes: list[str]) -> list[str]:
+    """The files behind LLaMA-Factory's dataset names (dataset_dir/dataset_info.json, read against the config's
+    folder, then the working directory)."""
+    names = [n.strip() for n in str(d.get("dataset", "")).split(",") if n.strip()]
+    folder = _local(path.parent, str(d.get("dataset_dir", "data")))
+    info_path = folder / "dataset_info.json"
+    if not names:
+        return []
+    if not info_path.is_file():
+        raise UserError(f"{path}: dataset {', '.join(names)} is described in {info_path}, which does not exist")
+    try:
+        info = json.loads(info_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{info_path}: not JSON ({e})") from None
+    files = []
+    for n in names:
+        entry = info.get(n)
+        if not isinstance(entry, dict) or "file_name" not in entry:
+            notes.append(f"dataset {n} has no local file_name in {info_path} (a hub dataset?)")
+            continue
+        p = _local(folder, entry["file_name"])
+        (files.append(str(p)) if p.is_file() else notes.append(f"dataset {n}: {p} does not exist"))
+    return files
+
+
+def _trl(d: dict, path: Path) -> dict:
+    notes: list[str] = []
+    method = "full" if not d.get("use_peft") else "qlora" if d.get("load_in_4bit") else "lora"
+    targets = d.get("lora_target_modules") or ["all-linear"]
+    files = []
+    for ds in d.get("datasets") or []:
+        for f in [ds.get("data_files")] if isinstance(ds.get("data_files"), str) else ds.get("data_files") or []:
+            p = _local(path.parent, str(f))
+            (files.append(str(p)) if p.is_file() else notes.append(f"data file {f} does not exist"))
+    if d.get("dataset_name"):
+        notes.append(f"dataset_name {d['dataset_name']} is a hub dataset: not read")
+    return dict(model=str(d["model_name_or_path"]), data=files, method=method, seq_len=int(d.get("max_length", 1024)),
+                batch_size=int(d.get("per_device_train_batch_size", 8)),
+                grad_accum=int(d.get("gradient_accumulation_steps", 1)),
+                gradient_checkpointing=bool(d.get("gradient_checkpointing", True)),  # SFTConfig's default
+                optimizer=_optimizer(d.get("optim"), notes),
+                precision=_precision(d.get("bf16"), d.get("fp16"), d.get("dtype") == "bfloat16"),
+                lora_r=int(d.get("lora_r", 16)), lora_targets=tuple(targets),
+                sharding="fsdp" if d.get("fsdp") else _deepspeed_stage(d.get("deepspeed"), path), notes=notes)
+
+
+def _deepspeed_stage(value, path: Path) -> str:
+    if not value:
+        return "none"
+    p = _local(path.parent, str(value))
+    try:
+        stage = json.loads(p.read_text(encoding="utf-8")).get("zero_optimization", {}).get("stage", 2)
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        stage = 3 if "3" in p.name else 2
+    return "zero3" if stage == 3 else "zero2"

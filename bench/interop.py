@@ -1,0 +1,124 @@
+"""`make interop`: run tunewise's exports through the tools themselves.
+
+For LLaMA-Factory 0.9.5 and Axolotl 0.19.0, each in its own virtual environment under .interop/ (CPU torch
+first, then the tool, from the package index): export a tiny local model's LoRA and full fine-tune configs over
+OpenAI-messages and alpaca data, have the tool parse and validate each config, then train 2 steps on this CPU.
+Prints one line per (tool, method, format) with what passed; exit 1 if any check failed.
+
+    python bench/interop.py [--tools llamafactory,axolotl] [--skip-install] [--steps 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+VENVS = ROOT / ".interop"
+TOOLS = {"llamafactory": "llamafactory==0.9.5", "axolotl": "axolotl==0.19.0"}
+TORCH = "torch==2.13.0"
+VALIDATE = {
+    # the tool's own argument parsing and validation, without training
+    "llamafactory": "import sys, yaml; from llamafactory.hparams import get_train_args; "
+                    "get_train_args(yaml.safe_load(open(sys.argv[1])))",
+    "axolotl": "from axolotl.cli.config import load_cfg; import sys; load_cfg(sys.argv[1])",
+}
+TRAIN = {
+    "llamafactory": ["-m", "llamafactory.cli", "train"],
+    "axolotl": ["-m", "axolotl.cli.train"],
+}
+
+
+def venv(tool: str, install: bool) -> Path:
+    py = VENVS / tool / "bin" / "python"
+    if install and not py.is_file():
+        subprocess.run([sys.executable, "-m", "venv", str(VENVS / tool)], check=True)
+    if install:
+        pip = [str(py), "-m", "pip", "install", "-q"]
+        pin = VENVS / "constraints.txt"  # the CPU build, held: the tool's torchvision/torchaudio would pull CUDA torch
+        pin.write_text(TORCH + "\n")
+        subprocess.run([*pip, TORCH], check=True)
+        subprocess.run([*pip, "-c", str(pin), TOOLS[tool]], check=True)
+    return py
+
+
+def fixtures(work: Path) -> tuple[Path, dict[str, Path]]:
+    from tests.trainer_fixtures import make_records
+    from trainer.tiny import build_tiny_model
+
+    records = make_records(40)
+    texts = [m["content"] for r in records for m in r["messages"]]
+    model = build_tiny_model(work / "model", texts, pretrain_steps=20)
+    data = {"openai": work / "openai.jsonl", "alpaca": work / "alpaca.jsonl"}
+    data["openai"].write_text("".join(json.dumps(r) + "\n" for r in records))
+    data["alpaca"].write_text("".join(json.dumps({"instruction": r["messages"][1]["content"], "input": "",
+                                                  "output": r["messages"][2]["content"]}) + "\n" for r in records))
+    return model, data
+
+
+def exported(tool: str, method: str, fmt: str, model: Path, data: Path, work: Path, steps: int) -> Path:
+    from advisor.export import export, write_export
+    from trainer.config import TrainConfig
+
+    m = {"name": "full"} if method == "full" else {"name": "lora", "lora_r": 8, "lora_alpha": 16}
+    cfg = TrainConfig.model_validate({
+        "model": {"path": str(model)}, "data": {"path": str(data), "max_seq_len": 128, "val_size": 0.1},
+        "method": m, "output": {"dir": str(work / f"out-{tool}-{method}-{fmt}")},
+        "training": {"max_steps": steps, "batch_size": 2, "precision": "fp32", "logging_steps": 1,
+                     "save_steps": steps, "eval_steps": steps}})
+    path = work / f"{tool}-{method}-{fmt}" / "config.yaml"
+    write_export(export(cfg, tool, path), path)
+    return path
+
+
+def check(py: Path, tool: str, config: Path) -> dict:
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "DISABLE_VERSION_CHECK": "1", "OMP_NUM_THREADS": "4"}
+    t = time.time()
+    v = subprocess.run([str(py), "-c", VALIDATE[tool], str(config)], capture_output=True, text=True, env=env,
+                       cwd=config.parent, timeout=600)
+    out = {"validated": v.returncode == 0, "validate_error": v.stderr.strip().splitlines()[-1:] if v.returncode else []}
+    if v.returncode == 0:
+        r = subprocess.run([str(py), *TRAIN[tool], str(config)], capture_output=True, text=True, env=env,
+                           cwd=config.parent, timeout=1800)
+        out["trained"] = r.returncode == 0
+        if r.returncode:
+            out["train_error"] = (r.stderr or r.stdout).strip().splitlines()[-3:]
+    out["seconds"] = round(time.time() - t, 1)
+    return out
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--tools", default="llamafactory,axolotl")
+    ap.add_argument("--skip-install", action="store_true")
+    ap.add_argument("--steps", type=int, default=2)
+    args = ap.parse_args()
+    work = VENVS / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    model, data = fixtures(work)
+    failed = 0
+    for tool in args.tools.split(","):
+        try:
+            py = venv(tool, not args.skip_install)
+        except subprocess.CalledProcessError as e:
+            print(f"{tool}: install failed ({e})")
+            failed += 1
+            continue
+        for method in ("lora", "full"):
+            for fmt in ("openai", "alpaca"):
+                r = check(py, tool, exported(tool, method, fmt, model, data[fmt], work, args.steps))
+                ok = r["validated"] and r.get("trained")
+                failed += not ok
+                print(f"{tool:13s} {method:5s} {fmt:7s} validated={r['validated']} trained={r.get('trained')} "
+                      f"({r['seconds']} s) {r.get('validate_error') or r.get('train_error') or ''}", flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
