@@ -5,7 +5,7 @@ BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 TORCH   := torch==2.13.0
 
-.PHONY: demo test bench lint install clean interop
+.PHONY: demo test bench lint install clean interop bench-peers
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -31,6 +31,9 @@ bench: $(STAMP)
 # LLaMA-Factory and Axolotl in their own virtual environments (.interop/): each export validated and run 2 steps
 interop: $(STAMP)
 	$(BIN)/python bench/interop.py
+
+# the peers' environments for bench/train_throughput.py are the interop ones
+bench-peers: interop
 
 lint: $(STAMP)
 	$(BIN)/ruff check advisor trainer tests bench

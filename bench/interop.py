@@ -73,22 +73,33 @@ def exported(tool: str, method: str, fmt: str, model: Path, data: Path, work: Pa
         "training": {"max_steps": steps, "batch_size": 2, "precision": "fp32", "logging_steps": 1,
                      "save_steps": steps, "eval_steps": steps}})
     path = work / f"{tool}-{method}-{fmt}" / "config.yaml"
-    write_export(export(cfg, tool, path), path)
+    out = export(cfg, tool, path)
+    if tool == "axolotl" and method != "full":
+        # on a CPU only: Axolotl turns on its Triton LoRA kernels by default, which need CUDA (a speed setting)
+        out.config.update(lora_mlp_kernel=False, lora_qkv_kernel=False, lora_o_kernel=False)
+    write_export(out, path)
     return path
 
 
 def check(py: Path, tool: str, config: Path) -> dict:
-    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "DISABLE_VERSION_CHECK": "1", "OMP_NUM_THREADS": "4"}
+    # offline like tunewise itself: the tools must not wait on the network for a local model
+    env = {**os.environ, "CUDA_VISIBLE_DEVICES": "", "DISABLE_VERSION_CHECK": "1", "OMP_NUM_THREADS": "4",
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1",
+           "DO_NOT_TRACK": "1", "AXOLOTL_DO_NOT_TRACK": "1", "WANDB_MODE": "disabled"}
     t = time.time()
-    v = subprocess.run([str(py), "-c", VALIDATE[tool], str(config)], capture_output=True, text=True, env=env,
-                       cwd=config.parent, timeout=600)
-    out = {"validated": v.returncode == 0, "validate_error": v.stderr.strip().splitlines()[-1:] if v.returncode else []}
-    if v.returncode == 0:
-        r = subprocess.run([str(py), *TRAIN[tool], str(config)], capture_output=True, text=True, env=env,
-                           cwd=config.parent, timeout=1800)
-        out["trained"] = r.returncode == 0
-        if r.returncode:
-            out["train_error"] = (r.stderr or r.stdout).strip().splitlines()[-3:]
+    out = {"validated": False, "trained": None}
+    try:
+        v = subprocess.run([str(py), "-c", VALIDATE[tool], str(config)], capture_output=True, text=True, env=env,
+                           cwd=config.parent, timeout=300)
+        out.update(validated=v.returncode == 0, validate_error=v.stderr.strip().splitlines()[-1:] if v.returncode else [])
+        if v.returncode == 0:
+            r = subprocess.run([str(py), *TRAIN[tool], str(config)], capture_output=True, text=True, env=env,
+                               cwd=config.parent, timeout=1200)
+            out["trained"] = r.returncode == 0
+            if r.returncode:
+                out["train_error"] = (r.stderr or r.stdout).strip().splitlines()[-3:]
+    except subprocess.TimeoutExpired as e:
+        out["validate_error" if not out["validated"] else "train_error"] = [f"timed out after {e.timeout} s"]
     out["seconds"] = round(time.time() - t, 1)
     return out
 

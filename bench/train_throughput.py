@@ -82,10 +82,13 @@ model, data, out, steps, padding_free = sys.argv[1], sys.argv[2], sys.argv[3], i
 recs = [json.loads(x) for x in open(data)]
 tok = AutoTokenizer.from_pretrained(model, local_files_only=True)
 m = AutoModelForCausalLM.from_pretrained(model, local_files_only=True)
-args = SFTConfig(output_dir=out, max_steps=steps, per_device_train_batch_size=8, max_length=512,
+# TRL's padding-free mode does not cut records (max_length None); none of these records reaches 512 tokens
+args = SFTConfig(output_dir=out, max_steps=steps, per_device_train_batch_size=8,
+                 max_length=None if padding_free else 512,
                  assistant_only_loss=True, logging_steps=5, save_strategy="no", report_to="none", use_cpu=True,
                  include_num_input_tokens_seen="non_padding", disable_tqdm=True, learning_rate=2e-4,
                  lr_scheduler_type="constant", warmup_steps=0, seed=42, padding_free=padding_free,
+                 bf16=False, fp16=False,  # fp32 like the others (TRL turns bf16 on by default: autocast is slow on CPU)
                  train_sampling_strategy="group_by_length")
 trainer = SFTTrainer(model=m, args=args, train_dataset=Dataset.from_list(recs), processing_class=tok,
                      peft_config=LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
@@ -112,7 +115,8 @@ def run_llamafactory(model: Path, train: Path, out: Path, steps: int) -> dict:
     cfg = TrainConfig.model_validate(tunewise_config(model, train, out, steps, False))
     path = out.with_suffix(".lf.yaml")
     exported = export(cfg, "llamafactory", path)
-    exported.config.update(include_num_input_tokens_seen=True, save_strategy="no", val_size=0.0)
+    # count non-padding tokens like the others (True counts padding too)
+    exported.config.update(include_num_input_tokens_seen="non_padding", save_strategy="no", val_size=0.0)
     exported.config.pop("eval_strategy", None)
     write_export(exported, path)
     t = time.time()

@@ -303,3 +303,25 @@ def test_every_command_answers_broken_input_with_exit_2_and_one_sentence(tmp_pat
         if p.returncode != 2 or not one:
             failures.append(f"{name}: exit {p.returncode}: {err[-400:]}")
     assert not failures, "\n".join(failures)
+
+
+# ---- 14. a run started from `ask` and interrupted: exit 130 and the command that resumes it
+
+def test_an_interrupted_run_started_from_ask_exits_130_with_the_resume_command(tmp_path, tiny_model, cli,
+                                                                             monkeypatch):
+    import trainer.run
+    from tests.conftest import BASE_ANSWERS
+
+    data = write_dataset(tmp_path / "d.jsonl", n=120)
+    answers = write_yaml(tmp_path / "a.yaml", {**BASE_ANSWERS, "goal": "format", "prompting": "unstable",
+                                               "examples": 120, "dataset": str(data), "model_path": str(tiny_model),
+                                               "gpu_count": 0, "gpu_memory_gb": 0})
+    stopped = {"method": "lora", "interrupted": True, "steps": 3, "max_steps": 30, "train_loss_first": 1.0,
+               "train_loss_last": 0.9, "eval_loss_first": None, "eval_loss_last": None, "tokens_per_second": 10.0,
+               "peak_memory_gb": 0.5, "device": "cpu", "trainable_params": 10, "trainable_share": 0.1,
+               "wall_time_s": 1.0, "output_dir": str(tmp_path / "plan" / "run")}
+    monkeypatch.setattr(trainer.run, "train", lambda *a, **k: stopped)  # Ctrl-C during the run
+    code, out, _ = cli("ask", "--answers", answers, "--defaults", "--train", "yes", "--out", tmp_path / "plan")
+    assert code == 130
+    assert f"tunewise train {tmp_path / 'plan' / 'train.yaml'} --resume" in " ".join(out.split())
+    assert "ask --resume" not in out
