@@ -145,7 +145,8 @@ class TrainingSection(_Section):
     group_by_length: bool = Field(True, description="batch similar lengths together: less padding, faster")
     padding_free: bool = Field(False, description="concatenate each batch into one row with position ids restarting "
                                "per record: no compute on padding, attention kept within each record (transformers' "
-                               "packed-sequence mask); pays off with flash/SDPA kernels on a GPU (bench/train_throughput.py)")
+                               "packed-sequence mask); for GPUs with flash attention: on a CPU the mask costs more than "
+                               "the padding saved (0.61x, bench/train_throughput.py)")
 
     @model_validator(mode="after")
     def _steps_align(self) -> TrainingSection:
