@@ -189,6 +189,17 @@ def load_model_file(model: type[M], path: str | Path, what: str = "file", overri
     return validate(model, data, source, lines)
 
 
+def read_json(path: str | Path, what: str) -> Any:
+    """A JSON file's value; a missing or unreadable file is exit 2 naming it and the reason."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{what} `{p}` does not exist")
+    try:
+        return json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"{what} `{p}` is not JSON ({e})") from None
+
+
 def apply_overrides(data: Any, overrides: list[str], source: str) -> dict:
     if not isinstance(data, dict):
         raise UserError(f"{source}: expected a mapping of keys to values at the top level")

@@ -4,7 +4,6 @@ greedy answers generated with the model's own template, and the forgetting check
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -209,16 +208,11 @@ def run_model(model, tok, ts: TestSet, general: list[str], stop_ids: list[int], 
 def load_schema(path: str | None) -> dict | None:
     if path is None:
         return None
+    from advisor.files import read_json
     from trainer.metrics import check_schema
 
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"--schema `{path}` does not exist")
-    try:
-        schema = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"--schema `{path}` is not a JSON file ({e})") from None
-    check_schema(schema, str(p))
+    schema = read_json(path, "--schema")
+    check_schema(schema, str(path))
     return schema
 
 

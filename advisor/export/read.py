@@ -132,10 +132,9 @@ def _llamafactory_files(d: dict, path: Path, notes: list[str]) -> list[str]:
         return []
     if not info_path.is_file():
         raise UserError(f"{path}: dataset {', '.join(names)} is described in {info_path}, which does not exist")
-    try:
-        info = json.loads(info_path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
-        raise UserError(f"{info_path}: not JSON ({e})") from None
+    from advisor.files import read_json
+
+    info = read_json(info_path, "LLaMA-Factory dataset_info")
     files = []
     for n in names:
         entry = info.get(n)
