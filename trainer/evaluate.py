@@ -258,14 +258,20 @@ def default_new_tokens(tok, expected: list[str]) -> int:
 def score_both(cfg: TrainConfig, kind: str, run_dir: str, tok, ts: TestSet, texts: list[str], budget: int,
                progress=None) -> tuple[ModelRun, ModelRun]:
     """The base model first, then the run's output (the adapter loaded onto that same base, or the full model)."""
-    from trainer.model import load_base
+    from advisor.methods import method
+    from trainer.model import device_kind, load_base, resolve_precision
     from trainer.preflight import eos_ids
 
     stop_ids = sorted(eos_ids(tok, cfg.model.path))
     tick = progress.tick if progress else None
     if progress:
         progress.start(2 * len(ts.prompts))
-    base = load_base(cfg, tok)
+    device = device_kind()
+    plan = resolve_precision(cfg, device)  # the run's dtype (a 4-bit base is placed on the GPU by its loader)
+    movable = not method(cfg.method.name).quantized_base
+    base = load_base(cfg, tok, plan)
+    if movable:
+        base.to(device)
     base_run = run_model(base, tok, ts, texts, stop_ids, budget, tick)
     if kind == "adapter":
         from peft import PeftModel
@@ -276,7 +282,8 @@ def score_both(cfg: TrainConfig, kind: str, run_dir: str, tok, ts: TestSet, text
 
         del base
         tuned = AutoModelForCausalLM.from_pretrained(run_dir, local_files_only=True, use_safetensors=True,
-                                                     trust_remote_code=cfg.model.trust_remote_code)
+                                                     dtype=plan.load_dtype,
+                                                     trust_remote_code=cfg.model.trust_remote_code).to(device)
     return base_run, run_model(tuned, tok, ts, texts, stop_ids, budget, tick)
 
 

@@ -229,20 +229,22 @@ def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run:
         result = _train(cfg, out, ckpt, device, tok, plan, prepared, {**info, "process_started": started}, progress,
                         console, previous or {})
         if lock is not None:  # a launched rank leaves the evaluation to the launching process
-            attach_eval(cfg, out, result["summary"], console, progress)
+            attach_eval(cfg, out, result["summary"], console, progress, result.get("trainer"))
         return result
     finally:
         if lock is not None:
             lock.close()
 
 
-def attach_eval(cfg: TrainConfig, out: Path, summary: dict, console=None, progress: bool = True) -> None:
+def attach_eval(cfg: TrainConfig, out: Path, summary: dict, console=None, progress: bool = True,
+                trainer=None) -> None:
     """Base vs tuned on the held-out split after a finished run (eval.enabled), added to summary.json. A check
     that cannot run (the answers do not fit eval.metric) is reported there and does not undo the training."""
     if not summary or summary.get("interrupted") or not cfg.eval.enabled:
         return
     from trainer.evaluate import after_training
 
+    free_training_memory(trainer)
     try:
         entry = after_training(cfg, out, console, progress)
     except UserError as e:
@@ -256,6 +258,24 @@ def attach_eval(cfg: TrainConfig, out: Path, summary: dict, console=None, progre
     summary["eval"] = entry
     saved = read_summary(out) or {}
     atomic_write(out / "summary.json", json.dumps({**saved, "eval": entry}, indent=2) + "\n")
+
+
+def free_training_memory(trainer) -> None:
+    """Before the evaluation loads its own models: drop the optimizer state and, on a GPU, move the trained model
+    off it (a 4-bit model stays where bitsandbytes put it)."""
+    if trainer is None:
+        return
+    import gc
+
+    import torch
+
+    trainer.optimizer = None
+    trainer.lr_scheduler = None
+    if torch.cuda.is_available():
+        if not getattr(trainer.model, "is_loaded_in_4bit", False):
+            trainer.model.to("cpu")
+        gc.collect()
+        torch.cuda.empty_cache()
 
 
 def check_launcher(cfg: TrainConfig) -> None:
