@@ -15,8 +15,8 @@ from advisor.export import (
     refuse_p_tuning,
     template_mapping,
 )
-from advisor.export.common import chat_template_text, val_share
-from trainer.config import HF_OPTIMIZERS, TrainConfig, deepspeed_settings
+from advisor.export.common import HF_NAMES, chat_template_text, map_schedule, val_share
+from trainer.config import TrainConfig, deepspeed_settings
 
 
 def dataset(cfg: TrainConfig, fmt: str) -> dict:
@@ -107,24 +107,15 @@ def data_settings(cfg: TrainConfig, fmt: str, out: Exported) -> None:
         out.skip("data.drop_untrainable", "Axolotl drops records longer than sequence_len by its own rule")
 
 
+# Axolotl's names for the settings every tool has (advisor/export/common.py HF_NAMES)
+NAMES = {**HF_NAMES, "batch_size": "micro_batch_size", "eval_batch_size": "eval_batch_size",
+         "epochs": "num_epochs", "warmup_ratio": "warmup_ratio", "scheduler": "lr_scheduler",
+         "optimizer": "optimizer"}
+
+
 def schedule(cfg: TrainConfig, out: Exported) -> None:
     t = cfg.training
-    out.map("training.batch_size", "micro_batch_size", t.batch_size)
-    out.map("training.eval_batch_size", "eval_batch_size", t.eval_batch_size or t.batch_size)
-    out.map("training.grad_accum", "gradient_accumulation_steps", t.grad_accum)
-    out.map("training.learning_rate", "learning_rate", t.learning_rate)
-    out.map("training.epochs", "num_epochs", t.epochs)
-    if t.max_steps > 0:
-        out.map("training.max_steps", "max_steps", t.max_steps)
-    out.map("training.warmup_ratio", "warmup_ratio", t.warmup_ratio)
-    out.map("training.scheduler", "lr_scheduler", t.scheduler)
-    out.map("training.weight_decay", "weight_decay", t.weight_decay)
-    out.map("training.max_grad_norm", "max_grad_norm", t.max_grad_norm)
-    out.map("training.optimizer", "optimizer", HF_OPTIMIZERS[t.optimizer])
-    out.map("training.gradient_checkpointing", "gradient_checkpointing", t.gradient_checkpointing)
-    out.map("training.seed", "seed", t.seed)
-    out.map("training.logging_steps", "logging_steps", t.logging_steps)
-    out.map("training.save_total_limit", "save_total_limit", t.save_total_limit)
+    map_schedule(cfg, out, NAMES)
     if t.save_steps or t.eval_steps:
         out.map("training.save_steps", "save_steps", t.save_steps or t.eval_steps)
     else:

@@ -5,26 +5,35 @@ from __future__ import annotations
 
 from trainer.config import HF_OPTIMIZERS, TrainConfig
 
+# the training settings every tool has, by the names transformers' TrainingArguments give them (LLaMA-Factory and
+# TRL read those); a tool with other names passes its own table to `map_schedule`
+HF_NAMES = {"batch_size": "per_device_train_batch_size", "eval_batch_size": "per_device_eval_batch_size",
+            "grad_accum": "gradient_accumulation_steps", "learning_rate": "learning_rate",
+            "epochs": "num_train_epochs", "max_steps": "max_steps",
+            "warmup_ratio": "warmup_steps",  # a float below 1 is a share of the steps
+            "scheduler": "lr_scheduler_type", "weight_decay": "weight_decay", "max_grad_norm": "max_grad_norm",
+            "optimizer": "optim", "gradient_checkpointing": "gradient_checkpointing", "seed": "seed",
+            "logging_steps": "logging_steps", "save_total_limit": "save_total_limit"}
+
+
+def map_schedule(cfg: TrainConfig, out, names: dict[str, str]) -> None:
+    """Batch, schedule, optimizer and logging under the tool's names (max_steps only when it overrides epochs)."""
+    t = cfg.training
+    for field, key in names.items():
+        value = getattr(t, field)
+        if field == "eval_batch_size":
+            value = value or t.batch_size
+        elif field == "optimizer":
+            value = HF_OPTIMIZERS[value]
+        elif field == "max_steps" and value <= 0:
+            continue
+        out.map(f"training.{field}", key, value)
+
 
 def hf_schedule(cfg: TrainConfig, out) -> None:
     """Batch, schedule, checkpoints and logging in transformers' TrainingArguments names."""
     t = cfg.training
-    out.map("training.batch_size", "per_device_train_batch_size", t.batch_size)
-    out.map("training.eval_batch_size", "per_device_eval_batch_size", t.eval_batch_size or t.batch_size)
-    out.map("training.grad_accum", "gradient_accumulation_steps", t.grad_accum)
-    out.map("training.learning_rate", "learning_rate", t.learning_rate)
-    out.map("training.epochs", "num_train_epochs", t.epochs)
-    if t.max_steps > 0:
-        out.map("training.max_steps", "max_steps", t.max_steps)
-    out.map("training.warmup_ratio", "warmup_steps", t.warmup_ratio)  # a float below 1 is a share of the steps
-    out.map("training.scheduler", "lr_scheduler_type", t.scheduler)
-    out.map("training.weight_decay", "weight_decay", t.weight_decay)
-    out.map("training.max_grad_norm", "max_grad_norm", t.max_grad_norm)
-    out.map("training.optimizer", "optim", HF_OPTIMIZERS[t.optimizer])
-    out.map("training.gradient_checkpointing", "gradient_checkpointing", t.gradient_checkpointing)
-    out.map("training.seed", "seed", t.seed)
-    out.map("training.logging_steps", "logging_steps", t.logging_steps)
-    out.map("training.save_total_limit", "save_total_limit", t.save_total_limit)
+    map_schedule(cfg, out, HF_NAMES)
     save = t.save_steps or t.eval_steps
     out.map("training.save_steps", "save_strategy", "steps" if save else "epoch")
     if save:
