@@ -237,3 +237,9 @@ def test_estimate_and_audit_from_a_tool_config(tmp_path, tiny_model, cli_json, c
     (tmp_path / "other.yaml").write_text("learning_rate: 1e-4\n")
     code, _out, err = cli("estimate", "--from", tmp_path / "other.yaml")
     assert code == 2 and "not an Axolotl" in err
+
+
+def test_the_cli_names_every_registered_tool():
+    from advisor.export import TOOLS, _targets
+
+    assert tuple(_targets()) == TOOLS

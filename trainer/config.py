@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
 
+from trainer.metrics import METRICS
+
 # transformers' optimizer names. adamw stays torch's foreach AdamW (what the estimate's step temporaries model and
 # what the published measurements used); adamw_8bit keeps its first meaning (bitsandbytes paged 8-bit)
 HF_OPTIMIZERS = {"adamw": "adamw_torch", "adamw_8bit": "paged_adamw_8bit", "paged_adamw": "paged_adamw_32bit",
@@ -199,7 +201,7 @@ class EvalSection(_Section):
     enabled: bool = Field(True, description="after training, compare the base model and the result on the held-out "
                           "split (what `tunewise eval RUN_DIR` does): answer loss, task metric, forgetting")
     max_records: int = Field(50, gt=0, description="held-out records evaluated at most")
-    metric: Literal["exact_match", "json", "classification", "chrf"] | None = Field(
+    metric: Literal[METRICS] | None = Field(
         None, description="task metric (default: chosen from the answers: JSON, labels or free text)")
     json_schema: str | None = Field(None, description="JSON Schema file the answers must match (relative to this "
                                     "file's folder)")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 from advisor.cli.common import add_json_flag, console, emit, subparser
-
-METRIC_CHOICES = ("exact_match", "json", "classification", "chrf")  # trainer.metrics.METRICS (torch-free here)
+from trainer.metrics import METRICS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -26,7 +25,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "held-out split)")
     p.add_argument("--general", metavar="TEXT", help="general text, one passage per line, for the forgetting "
                    "check (default: the sample shipped with tunewise)")
-    p.add_argument("--metric", choices=METRIC_CHOICES, help="task metric (default: chosen from the answers)")
+    p.add_argument("--metric", choices=METRICS, help="task metric (default: chosen from the answers)")
     p.add_argument("--schema", metavar="FILE", help="JSON Schema the answers must match (JSON answers)")
     p.add_argument("--limit", type=int, default=100, metavar="N", help="evaluate at most N records (default 100)")
     p.add_argument("--max-new-tokens", type=int, metavar="N", help="answer length limit (default: 1.5 x the "

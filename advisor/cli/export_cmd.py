@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 
 from advisor.cli.common import add_json_flag, console, emit, subparser
-
-TOOLS = ("axolotl", "llamafactory", "trl")  # advisor.export.TOOLS
+from advisor.export import TOOLS
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -25,7 +25,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", metavar="DATA", help="audit this dataset and use its measured signals")
     p.add_argument("--model", metavar="PATH", help="local base model folder (exact parameter count; written to the config)")
     p.add_argument("--config-out", metavar="FILE", help="for a fine-tune, write the training config here")
-    p.add_argument("--export", choices=("axolotl", "llamafactory", "trl"), metavar="TOOL",
+    from advisor.export import TOOLS
+
+    p.add_argument("--export", choices=TOOLS, metavar="TOOL",
                    help="with --config-out: write the config for axolotl, llamafactory or trl instead of tunewise's "
                         "(the same job; what the tool cannot express is listed)")
     p.add_argument("--output-dir", default="runs/tunewise", help="training output folder written into the config (relative to the working directory; written relative to the config file)")

@@ -10,9 +10,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from advisor.errors import UserError
-from trainer.config import TrainConfig
+
+if TYPE_CHECKING:  # the CLI reads TOOLS at start-up: no pydantic model imported here
+    from trainer.config import TrainConfig
 
 
 @dataclass
@@ -46,7 +49,7 @@ def _targets() -> dict[str, Target]:
     return {t.name: t for t in (axolotl.TARGET, llamafactory.TARGET, trl_sft.TARGET)}
 
 
-TOOLS = ("axolotl", "llamafactory", "trl")
+TOOLS = ("axolotl", "llamafactory", "trl")  # the registry's names (tests/test_export.py checks they agree)
 
 
 def data_format(cfg: TrainConfig) -> str:

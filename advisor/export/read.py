@@ -10,11 +10,12 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from advisor.errors import UserError
+from trainer.config import HF_OPTIMIZERS
 
-# transformers' optimizer names → tunewise's (the estimator's optimizer kinds)
-OPTIMIZERS = {"adamw_torch": "adamw", "adamw_torch_fused": "adamw", "adamw_hf": "adamw", "adamw": "adamw",
-              "adamw_bnb_8bit": "adamw_8bit", "adamw_8bit": "adamw_8bit", "paged_adamw_8bit": "paged_adamw_8bit",
-              "paged_adamw_32bit": "paged_adamw", "adafactor": "adafactor", "sgd": "sgd"}
+# transformers' optimizer names → tunewise's: the inverse of what train and the exports write (trainer.config
+# HF_OPTIMIZERS, so every export reads back), plus the other names of the same optimizers
+OPTIMIZERS = {"adamw_torch_fused": "adamw", "adamw_hf": "adamw", "adamw": "adamw", "adamw_bnb_8bit": "adamw_8bit",
+              "adamw_8bit": "adamw_8bit", **{hf: ours for ours, hf in HF_OPTIMIZERS.items() if ours != "adamw_8bit"}}
 
 
 class ToolJob(BaseModel):
