@@ -84,6 +84,7 @@ def test_set(cfg: TrainConfig, tok, data: str | None, limit: int) -> TestSet:
     """The records to evaluate: `data`, or the run's own held-out split (the same seed and share as training)."""
     from trainer.data import Encoder, load_conversations, prepare
 
+    held_out: dict = {}
     if data is not None:
         if not Path(data).is_file():
             raise UserError(f"--data `{data}` does not exist")
@@ -95,7 +96,7 @@ def test_set(cfg: TrainConfig, tok, data: str | None, limit: int) -> TestSet:
                            assistant_only=d.assistant_only_loss, system_prompt=d.system_prompt,
                            seed=cfg.training.seed, drop_untrainable=True, model_path=cfg.model.path,
                            reasoning=d.reasoning)
-        held_out = {e.record for e in prepared.val}
+        held_out = {e.record: e for e in prepared.val}  # already encoded as training encoded them
         if not held_out:
             raise UserError("the run kept no held-out records (data.val_size 0): pass --data TEST")
         convs, fmt, _skipped, _total = load_conversations(d.path, d.format, d.system_prompt)
@@ -107,10 +108,11 @@ def test_set(cfg: TrainConfig, tok, data: str | None, limit: int) -> TestSet:
     if not convs:
         raise UserError(f"{source}: no records with an assistant answer to evaluate")
     return _split_answers(convs, Encoder(tok, cfg.data.max_seq_len, cfg.data.assistant_only_loss, cfg.model.path,
-                                         cfg.data.reasoning), fmt, source)
+                                         cfg.data.reasoning), fmt, source, held_out)
 
 
-def _split_answers(convs, enc, fmt: str, source: str) -> TestSet:
+def _split_answers(convs, enc, fmt: str, source: str, encoded: dict) -> TestSet:
+    """Prompts, expected answers and encodings (`encoded`: the records the run already encoded)."""
     from trainer.spans import Reasoning
 
     ts = TestSet(source, [], [], [], [])
@@ -121,7 +123,7 @@ def _split_answers(convs, enc, fmt: str, source: str) -> TestSet:
         ts.records.append(index)
         ts.prompts.append(msgs[:last])
         ts.expected.append((r.answer if isinstance(r, Reasoning) else reply["content"]).strip())
-        ts.encoded.append(enc.encode(index, msgs, fmt)[0])
+        ts.encoded.append(encoded[index] if index in encoded else enc.encode(index, msgs, fmt)[0])
     return ts
 
 

@@ -53,7 +53,7 @@ class MetricChoice:
 def choose_metric(expected: list[str], asked: str | None = None) -> MetricChoice:
     """The metric the expected answers call for, or the one asked for if they fit it (exit 2 if not)."""
     n = len(expected)
-    json_share = sum(parse_json(e)[0] and isinstance(parse_json(e)[1], dict | list) for e in expected) / max(1, n)
+    json_share = sum(isinstance(v, dict | list) for ok, v in map(parse_json, expected) if ok) / max(1, n)
     labels = {as_label(e) for e in expected}
     short = all(len(e.split()) <= _LABEL_WORDS for e in expected)
     is_labels = short and 2 <= len(labels) <= min(_LABELS_MAX, max(2, n // 2))
