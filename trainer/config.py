@@ -193,6 +193,12 @@ class DistributedSection(_Section):
         return self.nodes * self.processes
 
     @property
+    def node_port(self) -> int:
+        """The rendezvous port every node dials: master_port, else torchrun's usual 29500 (one machine picks a
+        free port instead)."""
+        return self.master_port or 29500
+
+    @property
     def main_node(self) -> bool:
         return self.node_rank == 0
 

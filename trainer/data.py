@@ -322,7 +322,6 @@ class Collator:
             mask[i, :n] = 1
         return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
-
     @staticmethod
     def flat(batch: list[dict]) -> dict:
         import torch

@@ -20,7 +20,7 @@ def free_port() -> int:
 
 def command(config_path: str, cfg: TrainConfig, resume: bool, force: bool) -> list[str]:
     d = cfg.distributed
-    port = d.master_port or (free_port() if d.nodes == 1 else 29500)
+    port = (d.master_port or free_port()) if d.nodes == 1 else d.node_port
     args = ["train", config_path]
     if d.nodes > 1:  # every node reads the same config; its rank comes from here (overrides before the flags)
         args += [f"distributed.node_rank={d.node_rank}", f"distributed.master_addr={d.master_addr}",
@@ -64,7 +64,7 @@ def slurm_script(config_path: str, cfg: TrainConfig, overrides: list[str] | None
 
     d = cfg.distributed
     config = Path(config_path).resolve()
-    port = d.master_port or 29500
+    port = d.node_port
     placed = ("distributed.nodes", "distributed.node_rank", "distributed.processes", "distributed.master_addr",
               "distributed.master_port")
     kept = " ".join(shlex.quote(o) for o in overrides or [] if o.split("=", 1)[0].strip() not in placed)

@@ -117,14 +117,14 @@ def _family(training_template: str) -> str | None:
     return None
 
 
+INTERNAL_KEYS = ("train", "tools", "reasoning", "restore_reasoning")  # the loader's notes, not for the template
+
+
 def split_tools(msgs: list[dict]) -> tuple[list[dict], list | None]:
     """(the messages as a template reads them, the record's tool schemas): the loader carries the tools on a
     message and marks untrained messages with `train`; neither is for the template."""
     tools = next((m["tools"] for m in msgs if m.get("tools")), None)
     return [{k: v for k, v in m.items() if k not in INTERNAL_KEYS} for m in msgs], tools
-
-
-INTERNAL_KEYS = ("train", "tools", "reasoning", "restore_reasoning")  # the loader's notes, not for the template
 
 
 def answer_only(m: dict, hand_over: bool) -> dict:
@@ -336,9 +336,9 @@ class SpanFinder:
     @staticmethod
     def _restore_reasoning(text: str, turn: tuple[int, int], r: Reasoning) -> tuple[str, int, int, int]:
         """(text, where the trained reasoning starts, where its answer is looked for, the turn's new end): the
-        reasoning as the template rendered
-        it, or, where it dropped it, the block as written inserted right before the answer (less any part the
-        template already wrote there, such as a generation prompt ending in `<think>`)."""
+        reasoning as the template rendered it, or, where it dropped it, the block as written inserted right before
+        the answer (less any part the template already wrote there, such as a generation prompt ending in
+        `<think>`)."""
         a, b = turn
         answer = r.answer.strip()
         at = text.rfind(answer, a, b) if answer else -1

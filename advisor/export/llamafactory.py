@@ -127,7 +127,7 @@ def distributed(cfg: TrainConfig, out: Exported) -> str:
     command = "llamafactory-cli train {config}"
     if dist.world_size > 1:
         nodes = (f"NNODES={dist.nodes} NODE_RANK={dist.node_rank} MASTER_ADDR={dist.master_addr} "
-                 f"MASTER_PORT={dist.master_port or 29500}" if dist.nodes > 1 else "NNODES=1")
+                 f"MASTER_PORT={dist.node_port}" if dist.nodes > 1 else "NNODES=1")
         command = f"FORCE_TORCHRUN=1 {nodes} NPROC_PER_NODE={dist.processes} " + command
         if dist.strategy.startswith("deepspeed"):
             name = f"ds_z{3 if dist.strategy.endswith('3') else 2}_config.json"

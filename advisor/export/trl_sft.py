@@ -98,7 +98,7 @@ def distributed(cfg: TrainConfig, out: Exported) -> str:
         out.map("distributed.strategy", "fsdp", "full_shard auto_wrap")
         out.config["fsdp_config"] = {"auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "use_orig_params": True}
     nodes = (f" --num_machines {dist.nodes} --machine_rank {dist.node_rank} --main_process_ip {dist.master_addr} "
-             f"--main_process_port {dist.master_port or 29500}" if dist.nodes > 1 else "")
+             f"--main_process_port {dist.node_port}" if dist.nodes > 1 else "")
     return f"trl sft --config {{config}} --num_processes {dist.world_size}{nodes}"
 
 
