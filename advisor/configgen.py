@@ -101,6 +101,4 @@ def paths_for_file(cfg: TrainConfig, config_path: str | Path) -> TrainConfig:
             return value
         return os.path.relpath(os.path.abspath(value), base)
 
-    return cfg.model_copy(update={"model": cfg.model.model_copy(update={"path": rel(cfg.model.path)}),
-                                  "data": cfg.data.model_copy(update={"path": rel(cfg.data.path)}),
-                                  "output": cfg.output.model_copy(update={"dir": rel(cfg.output.dir)})})
+    return cfg.map_paths(rel)

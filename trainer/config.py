@@ -258,21 +258,24 @@ class TrainConfig(_Section):
         d["method"] = {"name": d["method"].pop("name"), **d["method"]}
         return d
 
-    def resolve_paths(self, config_file: str | Path) -> TrainConfig:
-        """The config with its relative paths (model.path, data.path, a data.chat_template file, output.dir, the
-        eval files) read
-        against the config file's folder, made absolute: a config runs the same from any working directory, and
-        launched processes read the same paths."""
-        base = Path(config_file).expanduser().parent
-        data = {"path": _against(base, self.data.path)}
+    def map_paths(self, fn) -> TrainConfig:
+        """The config with `fn` applied to every path in it: model.path, data.path, a data.chat_template file,
+        output.dir and the eval files (the one list of which settings are paths)."""
+        data = {"path": fn(self.data.path)}
         if self.data.chat_template and template_is_path(self.data.chat_template):
-            data["chat_template"] = _against(base, self.data.chat_template)
-        ev = {k: _against(base, v) for k in ("json_schema", "general_text") if (v := getattr(self.eval, k))}
+            data["chat_template"] = fn(self.data.chat_template)
+        ev = {k: fn(v) for k in ("json_schema", "general_text") if (v := getattr(self.eval, k))}
         return self.model_copy(update={
-            "model": self.model.model_copy(update={"path": _against(base, self.model.path)}),
+            "model": self.model.model_copy(update={"path": fn(self.model.path)}),
             "data": self.data.model_copy(update=data),
-            "output": self.output.model_copy(update={"dir": _against(base, self.output.dir)}),
+            "output": self.output.model_copy(update={"dir": fn(self.output.dir)}),
             "eval": self.eval.model_copy(update=ev)})
+
+    def resolve_paths(self, config_file: str | Path) -> TrainConfig:
+        """The config with its relative paths read against the config file's folder, made absolute: a config runs
+        the same from any working directory, and launched processes read the same paths."""
+        base = Path(config_file).expanduser().parent
+        return self.map_paths(lambda value: _against(base, value))
 
     def fingerprint(self) -> str:
         """Hash of everything that changes the result (not where it is written, how many processes run it, or how
