@@ -122,8 +122,6 @@ def run(args: argparse.Namespace) -> int:
 
 def from_tool_config(args: argparse.Namespace) -> None:
     """DATA, the model (when it is a local folder) and the sequence length from a tool's config."""
-    from pathlib import Path
-
     from advisor.errors import UserError
     from advisor.export.read import read_tool_config
 
@@ -135,8 +133,8 @@ def from_tool_config(args: argparse.Namespace) -> None:
             err_console.print(f"[yellow]{args.from_config} trains on {len(job.data)} files: auditing the first, "
                               f"{job.data[0]} (give DATA for another)[/]")
         args.data = job.data[0]
-    if args.model is None and args.tokenizer is None and (Path(job.model).expanduser() / "config.json").is_file():
-        args.model = job.model
+    if args.model is None and args.tokenizer is None and job.local_model:
+        args.model = job.local_model
     if args.max_seq_len is None:
         args.max_seq_len = job.seq_len
 

@@ -105,7 +105,7 @@ def settings(args: argparse.Namespace) -> dict:
         job.update(method=t.method, seq_len=t.seq_len, batch_size=t.batch_size, grad_accum=t.grad_accum,
                    optimizer=t.optimizer, precision=t.precision, lora_r=t.lora_r, sharding=t.sharding,
                    lora_targets=",".join(t.lora_targets), gradient_checkpointing=t.gradient_checkpointing,
-                   model=t.model)
+                   model=t.model, local_model=t.local_model)
     for key in DEFAULTS:
         if getattr(args, key) is not None:
             job[key] = getattr(args, key)
@@ -117,7 +117,6 @@ def settings(args: argparse.Namespace) -> dict:
 
 
 def model_shape(args: argparse.Namespace, job: dict):
-    from pathlib import Path
 
     from advisor.estimate import shape_from_config, shape_from_params_b
 
@@ -125,11 +124,11 @@ def model_shape(args: argparse.Namespace, job: dict):
         return shape_from_config(args.model)
     if args.params_b:
         return shape_from_params_b(args.params_b)
-    model = job.get("model")
-    if model and (Path(model).expanduser() / "config.json").is_file():
-        return shape_from_config(model)
-    if model:
-        raise UserError(f"the config's model `{model}` is not a local model folder: add --model PATH or --params-b B")
+    if job.get("local_model"):
+        return shape_from_config(job["local_model"])
+    if job.get("model"):
+        raise UserError(f"the config's model `{job['model']}` is not a local model folder: add --model PATH or "
+                        "--params-b B")
     raise UserError("give --model PATH or --params-b B (or --from a tool config with a local model)")
 
 

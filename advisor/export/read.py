@@ -38,6 +38,11 @@ class ToolJob(BaseModel):
     sharding: Literal["none", "zero2", "zero3", "fsdp"] = "none"
     notes: list[str] = Field(default_factory=list, description="what was read with an assumption")
 
+    @property
+    def local_model(self) -> str | None:
+        """The model when it is a local folder (a hub name is not read: tunewise never downloads)."""
+        return self.model if (Path(self.model).expanduser() / "config.json").is_file() else None
+
 
 def read_tool_config(path: str | Path) -> ToolJob:
     from advisor.files import read_structured
