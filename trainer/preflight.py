@@ -18,15 +18,10 @@ def check_chat_template(tokenizer, fmt: str) -> None:
 
 
 def eos_ids(tokenizer, model_path: str) -> set[int]:
-    ids = {tokenizer.eos_token_id}
-    gen = Path(model_path) / "generation_config.json"
-    if gen.is_file():
-        import json
+    from trainer.spans import END_OF_TURN, generation_eos_ids
 
-        e = json.loads(gen.read_text()).get("eos_token_id")
-        ids |= set(e if isinstance(e, list) else [e] if e is not None else [])
+    ids = {tokenizer.eos_token_id, *generation_eos_ids(model_path)}
     # the families' end-of-turn markers the tokenizer knows (Phi-3 ends a turn with <|end|>, GLM with <|user|>)
-    from trainer.spans import END_OF_TURN
 
     vocab = tokenizer.get_vocab()
     ids |= {vocab[t] for t in END_OF_TURN if t in vocab}

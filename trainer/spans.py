@@ -73,19 +73,23 @@ class TemplatePlan:
     family: str | None = None  # the trl family whose training template is used
 
 
+def generation_eos_ids(model_path: str | None) -> list[int]:
+    """The model's own stop token ids: generation_config.json `eos_token_id` (an id or a list; none when the file
+    is missing or unreadable)."""
+    path = Path(model_path) / "generation_config.json" if model_path else None
+    if path is None or not path.is_file():
+        return []
+    try:
+        ids = json.loads(path.read_text(encoding="utf-8")).get("eos_token_id")
+    except (json.JSONDecodeError, UnicodeDecodeError, OSError, AttributeError):
+        return []
+    return [i for i in (ids if isinstance(ids, list) else [ids]) if isinstance(i, int)]
+
+
 def _generation_stop_tokens(model_path: str | None, tokenizer) -> set[str]:
-    """The model's own stop tokens (generation_config.json eos_token_id, which may be a list)."""
-    out: set[str] = set()
-    if model_path and (Path(model_path) / "generation_config.json").is_file():
-        try:
-            ids = json.loads((Path(model_path) / "generation_config.json").read_text(encoding="utf-8")).get("eos_token_id")
-        except (json.JSONDecodeError, UnicodeDecodeError, OSError):
-            ids = None
-        for i in ids if isinstance(ids, list) else [ids] if isinstance(ids, int) else []:
-            tok = tokenizer.convert_ids_to_tokens(i)
-            if isinstance(tok, str):
-                out.add(tok)
-    return out
+    """The model's own stop tokens, as text."""
+    tokens = (tokenizer.convert_ids_to_tokens(i) for i in generation_eos_ids(model_path))
+    return {t for t in tokens if isinstance(t, str)}
 
 
 def plan_template(tokenizer) -> TemplatePlan:
