@@ -62,6 +62,11 @@ def test_llamafactory_export_uses_only_keys_it_declares(tmp_path, method, fmt):
     assert set(entry) <= {"file_name", "formatting", "columns", "tags"}
     assert set(entry.get("columns", {})) | set(entry.get("tags", {})) <= set(LLAMAFACTORY["dataset_attrs"])
     assert out.config["stage"] == ("pt" if fmt == "text" else "sft")
+    # optional columns only where the records have them (LLaMA-Factory fails on a declared column that is missing)
+    if fmt == "alpaca":
+        assert entry["columns"] == {"prompt": "instruction", "response": "output", "query": "input"}
+    if fmt == "openai":
+        assert entry["columns"] == {"messages": "messages"}
     c = out.config
     if method == "qlora":
         assert (c["finetuning_type"], c["quantization_bit"], c["quantization_type"], c["double_quantization"],
@@ -243,3 +248,21 @@ def test_the_cli_names_every_registered_tool():
     from advisor.export import TOOLS, _targets
 
     assert tuple(_targets()) == TOOLS
+
+
+def test_llamafactory_lists_openai_tool_calls_it_cannot_read(tmp_path):
+    from advisor.export import export
+    from trainer.config import TrainConfig
+
+    data = tmp_path / "tools.jsonl"
+    rec = {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],
+           "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": None, "tool_calls": [
+               {"id": "1", "type": "function", "function": {"name": "f", "arguments": "{}"}}]},
+                        {"role": "tool", "tool_call_id": "1", "content": "ok"},
+                        {"role": "assistant", "content": "Done."}]}
+    data.write_text(json.dumps(rec) + "\n")
+    cfg = TrainConfig.model_validate({"model": {"path": "m"}, "data": {"path": str(data)}})
+    out = export(cfg, "llamafactory", tmp_path / "lf.yaml")
+    assert "data (tool calls)" in [k for k, _ in out.not_expressed]
+    assert json.loads(out.files["dataset_info.json"])["tunewise_train"]["columns"] == {"messages": "messages",
+                                                                                      "tools": "tools"}

@@ -77,28 +77,24 @@ def record_count(path: str) -> int:
     return sum(1 for _ in iter_raw(path))
 
 
-def has_tool_calls(path: str, fmt: str, head: int = 500) -> bool:
-    from advisor.data import iter_raw, normalise
+def head_records(path: str, n: int):
+    """The first `n` records of the data that parse (what the exports look at to describe the data)."""
+    from itertools import islice
 
-    for i, r in enumerate(iter_raw(path)):
-        if i >= head:
-            break
-        if r.error is None and normalise(r.obj, fmt).has_tools:
-            return True
-    return False
+    from advisor.data import iter_raw
+
+    return (r.obj for r in islice(iter_raw(path), n) if r.error is None)
+
+
+def has_tool_calls(path: str, fmt: str, head: int = 500) -> bool:
+    from advisor.data import normalise
+
+    return any(normalise(obj, fmt).has_tools for obj in head_records(path, head))
 
 
 def data_keys(path: str, head: int = 1000) -> set[str]:
     """The top-level keys the data's records use (tools refuse to read a declared column that is missing)."""
-    from advisor.data import iter_raw
-
-    keys: set[str] = set()
-    for i, r in enumerate(iter_raw(path)):
-        if i >= head:
-            break
-        if r.error is None and isinstance(r.obj, dict):
-            keys |= set(r.obj)
-    return keys
+    return {k for obj in head_records(path, head) if isinstance(obj, dict) for k in obj}
 
 
 def val_share(cfg: TrainConfig) -> float:
