@@ -16,6 +16,13 @@ BASE_ANSWERS = dict(tasks=1, needs_citations=False, private_data=False, requests
                     gpu_memory_gb=24, gpu_count=1, model_params_b=7)
 
 
+@pytest.fixture(autouse=True)
+def _own_data_cache(tmp_path_factory, monkeypatch):
+    """Each test its own tokenised-data cache (trainer/data_cache.py): no test reads another's entries, and none
+    writes to the user's ~/.cache."""
+    monkeypatch.setenv("TUNEWISE_CACHE", str(tmp_path_factory.mktemp("tunewise-cache")))
+
+
 @pytest.fixture
 def cli(capsys):
     """Run `tunewise ARGS` in-process; returns (exit code, stdout, stderr)."""

@@ -70,6 +70,12 @@ class DataSection(_Section):
     reasoning: Literal["train", "drop"] = Field(
         "train", description="replies that reason first (<think>…</think> or a reasoning_content field): train the "
         "reasoning with the answer (rendered back where the chat template strips it), or drop it and train answers only")
+    cache: bool = Field(True, description="keep the tokenised records on disk, keyed by a hash of the data file, "
+                        "tokenizer and these settings: the next run of the same data starts without re-encoding")
+    cache_dir: str | None = Field(None, description="where the tokenised records are kept (relative to this file's "
+                                  "folder); default $TUNEWISE_CACHE, else ~/.cache/tunewise")
+    num_proc: int | None = Field(None, ge=1, description="processes that tokenise the records; default one per "
+                                 "available core from 20,000 records (at least 10,000 each), else one")
 
 
 class _LoraFields(_Section):
@@ -262,6 +268,8 @@ class TrainConfig(_Section):
         """The config with `fn` applied to every path in it: model.path, data.path, a data.chat_template file,
         output.dir and the eval files (the one list of which settings are paths)."""
         data = {"path": fn(self.data.path)}
+        if self.data.cache_dir:
+            data["cache_dir"] = fn(self.data.cache_dir)
         if self.data.chat_template and template_is_path(self.data.chat_template):
             data["chat_template"] = fn(self.data.chat_template)
         ev = {k: fn(v) for k in ("json_schema", "general_text") if (v := getattr(self.eval, k))}
@@ -283,6 +291,8 @@ class TrainConfig(_Section):
         d = self.model_dump(mode="json")
         d.pop("output", None)
         d.pop("eval", None)  # checking the result does not change it
+        for key in ("cache", "cache_dir", "num_proc"):  # where and how the records are tokenised, not what they are
+            d["data"].pop(key, None)
         for key in ("node_rank", "master_addr", "master_port"):  # where this copy runs, not what it trains
             d["distributed"].pop(key, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

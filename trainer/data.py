@@ -5,13 +5,17 @@ prefix rendering)."""
 
 from __future__ import annotations
 
-import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from advisor.data import iter_raw, normalise
 from advisor.data.formats import kind_of, majority_format
 from advisor.errors import UserError
+
+if TYPE_CHECKING:
+    from trainer.data_cache import CacheUse
 
 
 @dataclass
@@ -23,8 +27,8 @@ class Encoded:
 
 @dataclass
 class Prepared:
-    train: list[Encoded]
-    val: list[Encoded]
+    train: Sequence[Encoded]  # an EncodedTable (memory-mapped Arrow rows) from `prepare`
+    val: Sequence[Encoded]
     fmt: str
     skipped: dict[str, list[int]] = field(default_factory=dict)  # reason → record indices
     truncated: int = 0
@@ -32,6 +36,7 @@ class Prepared:
     template_mode: str = ""  # how assistant turns were found (trainer/spans.py)
     total: int = 0  # records in the file
     reasoning: ReasoningUse | None = None  # records whose replies reason first, and what was done with it
+    cache: CacheUse | None = None  # where the encoded records came from (trainer/data_cache.py)
 
 
 @dataclass
@@ -74,24 +79,33 @@ def load_conversations(path: str | Path, fmt: str = "auto", system_prompt: str |
     """(the usable records as (record index, messages as role/content dicts), the format, the skipped record
     indices by reason, how many records the file holds)."""
     fmt = detect_format(path, fmt)
-    records = list(iter_raw(path))
-    good = [r for r in records if r.error is None]
-    out, skipped = [], {"invalid_json": [r.index for r in records if r.error is not None]}
-    for r in good:
-        s = normalise(r.obj, fmt)
-        if s.problems:
-            skipped.setdefault("schema", []).append(r.index)
-            continue
-        msgs = [template_message(m) for m in s.messages]
-        if system_prompt and fmt != "text" and not any(m["role"] == "system" for m in msgs):
-            msgs.insert(0, {"role": "system", "content": system_prompt, "train": False})
-        if fmt != "text" and not any(m["role"] == "assistant" for m in msgs):
-            skipped.setdefault("no_assistant", []).append(r.index)
-            continue
-        if s.tools:
-            msgs[0]["tools"] = s.tools  # carried with the first message to the renderer (trainer.spans.split_tools)
-        out.append((r.index, msgs))
-    return out, fmt, {k: v for k, v in skipped.items() if v}, len(records)
+    out, skipped, total = [], {}, 0
+    for r in iter_raw(path):
+        total += 1
+        msgs, reason = conversation(r, fmt, system_prompt)
+        if reason:
+            skipped.setdefault(reason, []).append(r.index)
+        else:
+            out.append((r.index, msgs))
+    return out, fmt, skipped, total
+
+
+def conversation(r, fmt: str, system_prompt: str | None = None) -> tuple[list[dict] | None, str | None]:
+    """One read record → (its messages as chat templates read them, None), or (None, why it is skipped:
+    invalid_json, schema or no_assistant)."""
+    if r.error is not None:
+        return None, "invalid_json"
+    s = normalise(r.obj, fmt)
+    if s.problems:
+        return None, "schema"
+    msgs = [template_message(m) for m in s.messages]
+    if system_prompt and fmt != "text" and not any(m["role"] == "system" for m in msgs):
+        msgs.insert(0, {"role": "system", "content": system_prompt, "train": False})
+    if fmt != "text" and not any(m["role"] == "assistant" for m in msgs):
+        return None, "no_assistant"
+    if s.tools:
+        msgs[0]["tools"] = s.tools  # carried with the first message to the renderer (trainer.spans.split_tools)
+    return msgs, None
 
 
 def template_message(m) -> dict:
@@ -184,10 +198,7 @@ class Encoder:
     def encode(self, index: int, msgs: list[dict], fmt: str) -> tuple[Encoded, bool]:
         text, spans = self.spans(msgs, fmt, index)
         ids, offsets = self.tokenize(text, spans)
-        labels = [-100] * len(ids)
-        for t, (a, b) in enumerate(offsets):
-            if b > a and any(a >= s and b <= e for s, e in spans):
-                labels[t] = ids[t]
+        labels = span_labels(ids, offsets, spans)
         truncated = len(ids) > self.max_len
         return Encoded(ids[: self.max_len], labels[: self.max_len], index), truncated
 
@@ -197,10 +208,9 @@ class Encoder:
         token. A token across an edge is re-tokenized in its parts, as the model meets them: the prompt ends
         before the reply at generation time. Where the parts do not re-tokenize to the same text (SentencePiece
         adds a leading space), the token is kept whole and trained, so the reply is never cut."""
-        enc = self.tok(text, add_special_tokens=False, return_offsets_mapping=True)
-        ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+        ids, offsets = self._ids_offsets(text)
         edges = sorted({x for span in spans for x in span})
-        if not any(a < x < b for a, b in offsets for x in edges):
+        if not crosses(offsets, edges):
             return ids, offsets
         out_ids, out_offsets = [], []
         for tid, (a, b) in zip(ids, offsets, strict=True):
@@ -214,6 +224,16 @@ class Encoder:
                 out_ids.append(pid)
                 out_offsets.append(off)
         return out_ids, out_offsets
+
+    def _ids_offsets(self, text: str) -> tuple[list[int], list[tuple[int, int]]]:
+        """Token ids and character offsets of `text` without special tokens: straight from the Rust tokenizer when
+        it has no truncation or padding of its own (the same result, without the per-call conversions)."""
+        backend = getattr(self.tok, "backend_tokenizer", None)
+        if backend is not None and backend.truncation is None and backend.padding is None:
+            enc = backend.encode(text, add_special_tokens=False)
+            return enc.ids, enc.offsets
+        enc = self.tok(text, add_special_tokens=False, return_offsets_mapping=True)
+        return list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
 
     def _split_token(self, text: str, a: int, b: int, cuts: list[int]) -> list[tuple[int, tuple[int, int]]] | None:
         pieces = []
@@ -232,6 +252,38 @@ class Encoder:
             if a < s < b <= e:
                 return s, b
         return a, b
+
+
+def _offset_columns(offsets: list[tuple[int, int]]):
+    """(token starts, token ends) as arrays."""
+    from itertools import chain
+
+    import numpy as np
+
+    o = np.fromiter(chain.from_iterable(offsets), dtype=np.int64, count=2 * len(offsets)).reshape(-1, 2)
+    return o[:, 0], o[:, 1]
+
+
+def crosses(offsets: list[tuple[int, int]], edges: list[int]) -> bool:
+    """Whether any token runs across one of the character positions `edges` (starts before it, ends after it)."""
+    if not edges or not offsets:
+        return False
+    a, b = _offset_columns(offsets)
+    return any(bool(((a < x) & (x < b)).any()) for x in edges)
+
+
+def span_labels(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> list[int]:
+    """Each token's id where the token lies wholly inside one of the character `spans` (and is not empty), else
+    -100 (no loss)."""
+    import numpy as np
+
+    if not ids:
+        return []
+    a, b = _offset_columns(offsets)
+    inside = np.zeros(len(ids), dtype=bool)
+    for s, e in spans:
+        inside |= (a >= s) & (b <= e)
+    return np.where(inside & (b > a), np.asarray(ids, dtype=np.int64), -100).tolist()
 
 
 def label_runs(e: Encoded) -> list[tuple[bool, list[int]]]:
@@ -253,38 +305,44 @@ def trained_runs(e: Encoded, tokenizer) -> list[str]:
 
 def prepare(path: str | Path, tokenizer, *, fmt: str = "auto", max_seq_len: int = 1024, val_size: float = 0.1,
             assistant_only: bool = True, system_prompt: str | None = None, seed: int = 42,
-            drop_untrainable: bool = False, model_path: str | None = None, reasoning: str = "train") -> Prepared:
-    convs, fmt, skipped, total = load_conversations(path, fmt, system_prompt)
-    if not convs:
-        raise UserError(f"{path}: no usable records (skipped: {', '.join(f'{k} {len(v)}' for k, v in skipped.items())}); "
-                        "run `tunewise audit` on it")
-    enc = Encoder(tokenizer, max_seq_len, assistant_only, model_path, reasoning)
-    items, truncated, empty = [], 0, []
-    for index, msgs in convs:
-        e, cut = enc.encode(index, msgs, fmt)
-        truncated += cut
-        if not any(x != -100 for x in e.labels):
-            empty.append(index)
-            continue
-        items.append(e)
+            drop_untrainable: bool = False, model_path: str | None = None, reasoning: str = "train",
+            cache: bool = True, cache_dir: str | Path | None = None, num_proc: int | None = None,
+            progress: bool = False) -> Prepared:
+    """The records of `path` rendered, tokenised, labelled and split (train / validation by `seed`), through the
+    on-disk cache (trainer/data_cache.py): built once per data file, tokenizer and settings."""
+    from trainer.data_cache import PrepSettings, cached_prepare
+
+    fmt = detect_format(path, fmt)
+    settings = PrepSettings(fmt, max_seq_len, val_size, assistant_only, system_prompt, seed, reasoning)
+    meta, train, val, use = cached_prepare(path, tokenizer, settings, model_path, enabled=cache, cache_dir=cache_dir,
+                                           num_proc=num_proc, progress=progress)
+    skipped = {k: list(v) for k, v in meta["skipped"].items()}
+    empty = skipped.get("no_trainable_tokens", [])
     if empty and not drop_untrainable:
         raise UserError(f"{len(empty)} record(s) have no trainable tokens after truncation to {max_seq_len} "
                         f"(first: record {empty[0]}): raise data.max_seq_len, shorten them, or set "
                         "data.drop_untrainable: true")
-    if empty:
-        skipped["no_trainable_tokens"] = empty
-    rng = random.Random(seed)
-    rng.shuffle(items)
-    n_val = int(val_size) if val_size >= 1 else int(round(len(items) * val_size))
-    if val_size > 0:
-        n_val = max(1, n_val)
-    if n_val >= len(items):
-        raise UserError(f"data.val_size {val_size} leaves no training records ({len(items)} usable)")
+    if not len(train) and not len(val):
+        raise UserError(f"{path}: no usable records (skipped: {', '.join(f'{k} {len(v)}' for k, v in skipped.items())}); "
+                        "run `tunewise audit` on it")
+    if not len(train):
+        raise UserError(f"data.val_size {val_size} leaves no training records ({len(val)} usable)")
     spans_used = assistant_only and fmt != "text"
-    used = ReasoningUse(reasoning, enc.finder.reasoning_records, enc.finder.reasoning_restored) if spans_used else None
-    return Prepared(train=items[n_val:], val=items[:n_val], fmt=fmt, skipped=skipped, truncated=truncated,
-                    system_merged=enc.system_merged, template_mode=enc.finder.plan.mode if spans_used else "whole text",
-                    total=total, reasoning=used if used and used.records else None)
+    used = ReasoningUse(reasoning, meta["reasoning_records"], meta["reasoning_restored"]) if spans_used else None
+    return Prepared(train=train, val=val, fmt=fmt, skipped=skipped, truncated=meta["truncated"],
+                    system_merged=meta["system_merged"], template_mode=meta["template_mode"], total=meta["total"],
+                    reasoning=used if used and used.records else None, cache=use)
+
+
+def prepare_for(cfg, tokenizer, *, drop_untrainable: bool | None = None, progress: bool = False) -> Prepared:
+    """`prepare` with a training config's data settings (training, evaluation and merge read the same cached
+    records: the same key)."""
+    d = cfg.data
+    return prepare(d.path, tokenizer, fmt=d.format, max_seq_len=d.max_seq_len, val_size=d.val_size,
+                   assistant_only=d.assistant_only_loss, system_prompt=d.system_prompt, seed=cfg.training.seed,
+                   drop_untrainable=d.drop_untrainable if drop_untrainable is None else drop_untrainable,
+                   model_path=cfg.model.path, reasoning=d.reasoning, cache=d.cache, cache_dir=d.cache_dir,
+                   num_proc=d.num_proc, progress=progress)
 
 
 class Collator:
@@ -355,4 +413,6 @@ class TokenDataset:
 
     @property
     def lengths(self) -> list[int]:
-        return [len(e.input_ids) for e in self.items]
+        """Token counts per item, from the table's length column (no row is built) when there is one."""
+        from_table = getattr(self.items, "lengths", None)
+        return list(from_table) if from_table is not None else [len(e.input_ids) for e in self.items]

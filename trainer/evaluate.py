@@ -82,7 +82,7 @@ def open_run(run_dir: str | Path) -> tuple[TrainConfig, str]:
 
 def test_set(cfg: TrainConfig, tok, data: str | None, limit: int) -> TestSet:
     """The records to evaluate: `data`, or the run's own held-out split (the same seed and share as training)."""
-    from trainer.data import Encoder, load_conversations, prepare
+    from trainer.data import Encoder, load_conversations, prepare_for
 
     held_out: dict = {}
     if data is not None:
@@ -92,10 +92,7 @@ def test_set(cfg: TrainConfig, tok, data: str | None, limit: int) -> TestSet:
         source = data
     else:
         d = cfg.data
-        prepared = prepare(d.path, tok, fmt=d.format, max_seq_len=d.max_seq_len, val_size=d.val_size,
-                           assistant_only=d.assistant_only_loss, system_prompt=d.system_prompt,
-                           seed=cfg.training.seed, drop_untrainable=True, model_path=cfg.model.path,
-                           reasoning=d.reasoning)
+        prepared = prepare_for(cfg, tok, drop_untrainable=True)
         held_out = {e.record: e for e in prepared.val}  # already encoded as training encoded them
         if not held_out:
             raise UserError("the run kept no held-out records (data.val_size 0): pass --data TEST")

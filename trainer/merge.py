@@ -10,14 +10,13 @@ from advisor.methods import method
 from trainer.run import RESOLVED, load_config, quiet_libraries
 
 
-def sample_batch(cfg, tok, n: int = 4):
-    from trainer.data import Collator, prepare
+def sample_batch(cfg, tok, n: int = 4, max_tokens: int = 256):
+    """The first training records (the run's cached encoding), cut to `max_tokens`, as one padded batch."""
+    from trainer.data import Collator, prepare_for
 
-    prepared = prepare(cfg.data.path, tok, fmt=cfg.data.format, max_seq_len=min(cfg.data.max_seq_len, 256),
-                       val_size=0, assistant_only=cfg.data.assistant_only_loss,
-                       system_prompt=cfg.data.system_prompt, drop_untrainable=True)
-    items = prepared.train[:n]
-    return Collator(tok.pad_token_id)([{"input_ids": e.input_ids, "labels": e.labels} for e in items])
+    items = prepare_for(cfg, tok, drop_untrainable=True).train[:n]
+    return Collator(tok.pad_token_id)([{"input_ids": e.input_ids[:max_tokens], "labels": e.labels[:max_tokens]}
+                                       for e in items])
 
 
 def masked_max_diff(a, b, mask) -> float:

@@ -202,6 +202,8 @@ def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run:
         # node 0's launching process holds the output dir for the ranks (other nodes may share the folder)
         lock = lock_output(Path(cfg.output.dir)) if cfg.distributed.main_node else None
         try:
+            if cfg.data.cache:  # encode once here: the ranks then read the cached tables instead of each encoding
+                prepare_data(cfg, progress)
             summary = launch(config_path, cfg, resume=resume, force=force)
             if lock is not None:
                 attach_eval(cfg, Path(cfg.output.dir), summary, console, progress)
@@ -210,7 +212,7 @@ def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run:
             if lock is not None:
                 lock.close()
     quiet_libraries()
-    tok, prepared = prepare_data(cfg)
+    tok, prepared = prepare_data(cfg, progress and int(os.environ.get("RANK", "0")) == 0)
     device, plan, est, info = check_resources(cfg, prepared, force)
     out, ckpt = prepare_output(cfg, resume)
     if dry_run:
@@ -287,10 +289,10 @@ def check_launcher(cfg: TrainConfig) -> None:
                             "(or use strategy fsdp, which ships with torch)")
 
 
-def prepare_data(cfg: TrainConfig):
+def prepare_data(cfg: TrainConfig, progress: bool = False):
     """The model folder, tokenizer and template checked, the data read, rendered and labelled, and the checks on
     the result (skipped share, end-of-sequence tokens, padding)."""
-    from trainer.data import detect_format, prepare
+    from trainer.data import detect_format, prepare_for
     from trainer.model import check_model_folder, load_tokenizer
     from trainer.preflight import check_chat_template, check_eos, check_pad_masking, check_skipped
 
@@ -304,10 +306,8 @@ def prepare_data(cfg: TrainConfig):
     tok = load_tokenizer(cfg)
     fmt = detect_format(cfg.data.path, cfg.data.format)
     check_chat_template(tok, fmt)
+    prepared = prepare_for(cfg, tok, progress=progress)
     d = cfg.data
-    prepared = prepare(d.path, tok, fmt=fmt, max_seq_len=d.max_seq_len, val_size=d.val_size,
-                       assistant_only=d.assistant_only_loss, system_prompt=d.system_prompt, seed=cfg.training.seed,
-                       drop_untrainable=d.drop_untrainable, model_path=cfg.model.path, reasoning=d.reasoning)
     check_skipped(prepared, d.path, d.max_skipped)
     check_eos(prepared, tok, cfg.model.path, d.max_seq_len)
     check_pad_masking(prepared, tok)
@@ -346,7 +346,8 @@ def check_resources(cfg: TrainConfig, prepared, force: bool):
             "output_dir": cfg.output.dir,
             "template": {"assistant_turns": prepared.template_mode, "system_merged_into_user": prepared.system_merged},
             "reasoning": None if prepared.reasoning is None else {
-                **dataclasses.asdict(prepared.reasoning), "says": prepared.reasoning.describe()}}
+                **dataclasses.asdict(prepared.reasoning), "says": prepared.reasoning.describe()},
+            "data_cache": dataclasses.asdict(prepared.cache) if prepared.cache else None}
     return device, plan, est, info
 
 
@@ -379,7 +380,7 @@ def _train(cfg, out, ckpt, device, tok, plan, prepared, info, progress, console,
     if cfg.training.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.training.early_stopping_patience))
     args = build_args(cfg, out, device, plan, len(prepared.train), len(prepared.val))
-    trainer = Trainer(model=model, args=args, train_dataset=TokenDataset(prepared.train),
+    trainer = length_aware(Trainer)(model=model, args=args, train_dataset=TokenDataset(prepared.train),
                       eval_dataset=TokenDataset(prepared.val, track=False) if prepared.val else None,
                       data_collator=collator, processing_class=tok, callbacks=callbacks)
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -406,6 +407,22 @@ def _train(cfg, out, ckpt, device, tok, plan, prepared, info, progress, console,
                                 wall + float(previous.get("wall_time_s") or 0.0), trainable, total, device,
                                 interrupted, {**info, **threads, "startup_s": startup})
     return {"summary": summary, "trainer": trainer, "tokenizer": tok, "prepared": prepared}
+
+
+def length_aware(trainer_class):
+    """HF's Trainer, handed the token count of every record for length-grouped batches: it would otherwise build
+    every row of the (memory-mapped) table to measure it."""
+    from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    class LengthAwareTrainer(trainer_class):
+        def _get_train_sampler(self, train_dataset=None):
+            ds = train_dataset if train_dataset is not None else self.train_dataset
+            if self.args.train_sampling_strategy == "group_by_length" and getattr(ds, "lengths", None) is not None:
+                return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
+                                            lengths=ds.lengths)
+            return super()._get_train_sampler(train_dataset)
+
+    return LengthAwareTrainer
 
 
 def write_summary(cfg, out, history, trainer, result, wall, trainable, total, device, interrupted, info) -> dict:
@@ -441,6 +458,7 @@ def write_summary(cfg, out, history, trainer, result, wall, trainable, total, de
         "cpu_threads": info.get("cpu_threads"),
         "cpu_threads_why": info.get("cpu_threads_why"),
         "padding_free": cfg.training.padding_free,
+        "data_cache": info.get("data_cache"),  # key, hit, path, seconds to prepare the records, processes
     }
     atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
     png = plot_loss(history, out / "loss.png", f"{cfg.method.name}: loss")
@@ -453,8 +471,16 @@ def trained_samples(prepared, tok, n: int = 5) -> list[dict]:
     can check it is exactly each assistant reply plus its end-of-turn token."""
     from trainer.data import trained_runs
 
-    first = sorted(prepared.train + prepared.val, key=lambda e: e.record)[:n]
+    first = sorted([*_first_records(prepared.train, n), *_first_records(prepared.val, n)], key=lambda e: e.record)[:n]
     return [{"record": e.record, "trained": trained_runs(e, tok)} for e in first]
+
+
+def _first_records(items, n: int) -> list:
+    """The `n` items with the lowest record numbers (read from the record column, not by building every row)."""
+    records = getattr(items, "records", None)
+    if records is None:
+        return sorted(items, key=lambda e: e.record)[:n]
+    return [items[i] for i in sorted(range(len(records)), key=records.__getitem__)[:n]]
 
 
 def render_sample(prepared, tok, limit: int = 1500) -> dict:

@@ -93,6 +93,8 @@ def render_dry_run(cfg, r, con=None) -> None:
         out.print(f"[bold yellow]skipped {escape(r['skipped_says'])}[/]", highlight=False)
     if r.get("reasoning"):
         out.print(f"[bold]reasoning[/]: {escape(r['reasoning']['says'])}", highlight=False)
+    if r.get("data_cache"):
+        out.print(f"tokenised records: {escape(data_cache_says(r['data_cache']))}", highlight=False)
     s = r["sample"]
     # colour where a terminal shows it; «…» around the trained text where it would be lost (pipes, files, NO_COLOR)
     coloured = out.is_terminal and not out.no_color
@@ -108,6 +110,14 @@ def render_dry_run(cfg, r, con=None) -> None:
     avail = f"{r['available_gb']:g} GB available" if r.get("available_gb") is not None else "available memory unknown"
     out.print(f"memory estimate: [bold]{e['total_gb']:.2f} GB[/] on {r['device']} ({avail}); "
               f"{e['trainable_params']:,} trainable parameters")
+
+
+def data_cache_says(c: dict) -> str:
+    """One line on where the encoded records came from (trainer/data_cache.py's CacheUse)."""
+    if c["hit"]:
+        return f"read from the cache in {c['seconds']:.2f} s ({c['path']})"
+    kept = f", kept in {c['path']}" if c.get("path") else " (data.cache: false, not kept)"
+    return f"encoded in {c['seconds']:.1f} s by {c['processes']} process(es){kept}"
 
 
 def render_summary(s: dict, con=None, resume: str = "the same command with --resume") -> None:
@@ -135,6 +145,7 @@ def render_summary(s: dict, con=None, resume: str = "the same command with --res
             ("trainable parameters", f"{s['trainable_params']:,} ({s['trainable_share']:.3%})"),
             ("wall time", f"{s['wall_time_s']:.1f} s" + (f" (start-up to the first step {s['startup_s']:.1f} s)"
                                                           if s.get("startup_s") is not None else "")),
+            ("tokenised records", data_cache_says(s["data_cache"]) if s.get("data_cache") else "-"),
             ("CPU threads", f"{s['cpu_threads']} ({s.get('cpu_threads_why')})" if s.get("cpu_threads") and
              s.get("device") == "cpu" else "-"),
             ("output", s["output_dir"])]
