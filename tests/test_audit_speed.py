@@ -195,3 +195,41 @@ def test_quick_language_path_agrees_with_the_full_one_on_real_texts(monkeypatch)
     assert len(texts) > 1000
     disagree = [(t[:80], q, f) for t, q, f in zip(texts, quick, full, strict=True) if q != f]
     assert len(disagree) <= len(texts) // 200, disagree[:5]  # at most 0.5%, and only where the text changes language
+
+
+def test_looping_gate_keeps_the_repetition_verdicts():
+    from advisor.audit.checks import LOOPING_DISTINCT, repetition
+
+    assert LOOPING_DISTINCT == 0.3
+    looping = " ".join(["the cat sat on the mat"] * 20)
+    assert repetition(looping) == "only 5% of the answer's 3-grams are distinct (looping text)"
+    varied = " ".join(f"word{i}" for i in range(60))
+    assert repetition(varied) is None
+    # few distinct words, but not looping: the exact n-gram count still decides
+    words = ["a", "b", "c", "d"]
+    mixed = " ".join(words[(i * i + i // 3) % 4] for i in range(80))
+    distinct = len(set(zip(*(mixed.split()[i:] for i in range(3)), strict=False))) / 78
+    assert (repetition(mixed) is None) == (distinct >= 0.3)
+
+
+def test_batched_signatures_equal_one_at_a_time():
+    import numpy as np
+
+    from advisor.audit.dedup import signatures
+
+    texts = ["", "ab", "helloworld", "作为一个模型" * 3, "x" * 5000, normalise("The quick brown fox " * 40),
+             "a\ud800b c", "abcd"]
+    batch = signatures(texts)
+    assert batch.shape == (len(texts), 64) and batch.dtype == np.uint32
+    for t, row in zip(texts, batch, strict=True):
+        assert row.tolist() == signature(t).tolist()
+    assert (batch[0] == np.iinfo(np.uint32).max).all()
+    assert signatures([]).shape == (0, 64)
+
+
+def test_normalise_many_equals_normalise_each():
+    from advisor.audit.text import normalise_many
+
+    texts = ["Hello, World!", "3.5 - 2", "ΟΔΟΣ", "a\x00b", "数据，清洗。", ""]
+    assert normalise_many(texts) == [normalise(t) for t in texts]
+    assert normalise_many(texts[:3]) == [normalise(t) for t in texts[:3]]

@@ -52,6 +52,7 @@ LANGUAGE_NAMES = {
     "ru": r"russian|俄语|俄文|русск|ruso|russe|russisch",
     "nl": r"dutch|nederlands|荷兰", "ar": r"arabic|阿拉伯", "hi": r"hindi|印地",
 }
+LOOPING_DISTINCT = 0.3  # an answer with fewer distinct n-grams than this share loops (degenerate_repetition)
 MAX_LANGUAGE_PAIRS = 4  # answers per record compared with the user turn they answer (the last ones)
 
 
@@ -311,9 +312,9 @@ def refusal_in(answer: str) -> str | None:
     all languages when the answer's language is unclear. Boilerplate opens or closes an answer: the first 1,500
     and the last 500 characters are searched."""
     lang = detect(answer)
-    rx = patterns("refusal_boilerplate") if lang == UND else patterns("refusal_boilerplate", ("any", "en", lang))
+    langs = None if lang == UND else ("any", "en", lang)
     text = answer if len(answer) <= 2000 else answer[:1500] + "\n" + answer[-500:]
-    m = rx.search(text)
+    m = patterns("refusal_boilerplate", langs).search(text)
     return m.group()[:60] if m else None
 
 
@@ -329,9 +330,13 @@ def repetition(answer: str) -> str | None:
         return None
     n = 4 if not answer[:200].isascii() else 3
     count = len(units) - n + 1
+    # n-grams that start with different units differ: at least as many distinct n-grams as distinct units among
+    # the first `count`, so text with that many distinct words is not looping (exact, and a cheaper set)
+    if len(set(units[:count])) >= LOOPING_DISTINCT * count:
+        return None
     distinct = len(set(zip(*(units[i:] for i in range(n)), strict=False)))
     ratio = distinct / count
-    if ratio < 0.3:
+    if ratio < LOOPING_DISTINCT:
         return f"only {ratio:.0%} of the answer's {n}-grams are distinct (looping text)"
     return None
 

@@ -24,30 +24,63 @@ _SHIFT = np.uint64(32)
 
 def signature(norm: str) -> np.ndarray:
     """64 MinHash values of the text's character 5-grams (spaces removed)."""
-    text = norm.replace(" ", "")
-    if not text:
-        return np.full(NUM_PERM, np.iinfo(np.uint32).max, dtype=np.uint32)
-    cps = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    n = len(cps)
-    # a CJK character carries about a word: shorter shingles there
-    k = SHINGLE if text.isascii() or np.count_nonzero(cps > 0x2E80) * 3 <= n else 3
-    if n < k:
-        h = np.array([int(sum(int(c) << (8 * i) for i, c in enumerate(cps)) & ((1 << 61) - 1))], dtype=np.uint64)
-    else:
-        m = n - k + 1
-        h = cps[:m].copy()
-        for j in range(1, k):  # polynomial rolling hash, wrapping in uint64
-            h = h * _BASE + cps[j:j + m]
-        if m > SAMPLE_ABOVE:
-            # content-defined subsampling: the same shingle is kept (or dropped) in every document of similar
-            # length, so near-duplicates keep their overlap while long texts cost no more than short ones
-            step = 1 << int(np.ceil(np.log2(m / SAMPLE_ABOVE)))
-            kept = h[((h >> np.uint64(17)) & np.uint64(step - 1)) == 0]
-            h = kept if kept.size else h[:1]
-    mixed = np.multiply.outer(h, _A)
-    mixed += _B
-    mixed >>= _SHIFT
-    return mixed.min(axis=0).astype(np.uint32)
+    return signatures([norm])[0]
+
+
+def signatures(norms: list[str]) -> np.ndarray:
+    """`signature` of many texts at once, (len(norms), 64) uint32: the same values, computed with a few numpy
+    passes over the whole batch instead of a dozen small ones per record (the audit hashes a batch at a time)."""
+    out = np.full((len(norms), NUM_PERM), np.iinfo(np.uint32).max, dtype=np.uint32)
+    texts = [t.replace(" ", "") for t in norms]
+    raw = [t.encode("utf-32-le", "surrogatepass") for t in texts]
+    n = np.array([len(r) // 4 for r in raw], dtype=np.int64)
+    if not n.any():
+        return out
+    cps = np.frombuffer(b"".join(raw), dtype=np.uint32).astype(np.uint64)
+    start = np.concatenate(([0], np.cumsum(n)[:-1]))
+    wide = np.concatenate(([0], np.cumsum(cps > 0x2E80)))  # characters beyond ASCII-like scripts (CJK...)
+    # a CJK character carries about a word: shorter shingles where over a third of the text is CJK
+    k = np.where((wide[start + n] - wide[start]) * 3 <= n, SHINGLE, 3)
+    hashes: list[tuple[np.ndarray, np.ndarray]] = []  # (text rows, their sampled shingle hashes ...)
+    for size in (SHINGLE, 3):
+        rows = np.flatnonzero((k == size) & (n >= size))
+        if rows.size:
+            hashes.append(_sampled_shingles(cps, start[rows], n[rows] - size + 1, size) + (rows,))
+    short = [i for i in np.flatnonzero((n > 0) & (n < k)).tolist()]
+    if short:
+        cp = [np.frombuffer(raw[i], dtype=np.uint32) for i in short]
+        h = np.array([int(sum(int(c) << (8 * j) for j, c in enumerate(x)) & ((1 << 61) - 1)) for x in cp],
+                     dtype=np.uint64)
+        hashes.append((h, np.arange(len(short), dtype=np.int64), np.array(short, dtype=np.int64)))
+    for h, seg, rows in hashes:
+        mixed = np.multiply.outer(_A, h)  # (64, shingles): each permutation's values contiguous for the min
+        mixed += _B[:, None]
+        mixed >>= _SHIFT
+        out[rows] = np.minimum.reduceat(mixed, seg, axis=1).T.astype(np.uint32)
+    return out
+
+
+def _sampled_shingles(cps: np.ndarray, start: np.ndarray, m: np.ndarray, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """(the kept shingle hashes of each text, concatenated; where each text's run starts). Texts of `m` shingles
+    of `size` characters starting at `start` in `cps`: a polynomial rolling hash (wrapping in uint64), then
+    content-defined subsampling above SAMPLE_ABOVE shingles — the same shingle is kept (or dropped) in every
+    document of similar length, so near-duplicates keep their overlap while long texts cost no more than short
+    ones; a text left with none keeps its first."""
+    total = int(m.sum())
+    first = np.concatenate(([0], np.cumsum(m)[:-1]))
+    pos = np.arange(total, dtype=np.int64) + np.repeat(start - first, m)  # each shingle's first character
+    span = len(cps) - size + 1
+    h = cps[:span].copy()
+    for j in range(1, size):  # over the whole batch with slices (cheaper than gathering per text), then picked
+        h *= _BASE
+        h += cps[j:j + span]
+    h = h[pos]
+    step = np.where(m > SAMPLE_ABOVE, 1 << np.ceil(np.log2(np.maximum(m, 1) / SAMPLE_ABOVE)).astype(np.int64), 1)
+    keep = ((h >> np.uint64(17)) & np.repeat(step - 1, m).astype(np.uint64)) == 0
+    kept_per = np.add.reduceat(keep, first) if total else np.zeros(0, dtype=np.int64)
+    keep[first[kept_per == 0]] = True
+    counts = np.where(kept_per == 0, 1, kept_per)
+    return h[keep], np.concatenate(([0], np.cumsum(counts)[:-1]))
 
 
 class UnionFind:

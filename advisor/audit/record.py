@@ -10,7 +10,7 @@ from zlib import crc32
 import numpy as np
 
 from advisor.audit.checks import RecordView, TokenCounts, answer_language, run_pair_checks, run_record_checks
-from advisor.audit.dedup import NUM_PERM, signature
+from advisor.audit.dedup import NUM_PERM, signatures
 from advisor.audit.language import UND, detect
 from advisor.audit.tasks import HEAD_CHARS
 from advisor.audit.text import (
@@ -21,6 +21,7 @@ from advisor.audit.text import (
     is_structured,
     key,
     normalise,
+    normalise_many,
     script_units,
 )
 from advisor.audit.tokens import TokenCounter
@@ -56,7 +57,7 @@ class RecordFacts:
     exact: int = 0  # key of the whole normalised record
     prompt: int = 0  # key of the normalised prompt (0: no conflict check for this record)
     answer: int = 0
-    signature: bytes = b""  # MinHash of the near-duplicate text
+    near_text: str = ""  # the normalised near-duplicate text (its MinHash is computed a batch at a time)
     preference: tuple[int, int] | None = None  # (what is judged, the verdict): contradicting preferences
     bigrams: np.ndarray | None = None
 
@@ -102,7 +103,7 @@ class FactsBatch:
             system_key=u64([f.system_key for f in ok]), instruction_key=u64([f.instruction_key for f in ok]),
             intent=[f.intent for f in ok], head=[f.head for f in ok], answer_shape=[f.answer_shape for f in ok],
             exact=u64([f.exact for f in ok]), prompt=u64([f.prompt for f in ok]), answer=u64([f.answer for f in ok]),
-            signatures=np.frombuffer(b"".join(f.signature for f in ok), dtype=np.uint32).reshape(len(ok), NUM_PERM),
+            signatures=signatures([f.near_text for f in ok]).reshape(len(ok), NUM_PERM),
             preference=[(f.index, *f.preference) for f in ok if f.preference is not None],
             bigrams=[f.bigrams for f in ok if f.bigrams is not None],
         )
@@ -204,7 +205,7 @@ class RecordAuditor:
         """Exact key: the whole normalised record (every message with its role, the rejected side, the label).
         Near-duplicate text: the conversation without the system prompt; for alpaca records with a separate input,
         the input and answer only (the instruction there is the task statement shared by many records)."""
-        norms = [normalise(m.content) for m in s.messages]
+        norms = normalise_many([m.content for m in s.messages])
         full = "\x00".join(f"{m.role}\x01{n}" for m, n in zip(s.messages, norms, strict=True))
         if s.rejected is not None:
             full += "\x00rejected\x01" + "".join(normalise(m.content) for m in s.rejected)
@@ -216,7 +217,7 @@ class RecordAuditor:
         if self.fmt == "alpaca" and s.instruction and user.startswith(s.instruction) and \
                 len(user) > len(s.instruction) + 1:
             body = body[:-2] + [normalise(user[len(s.instruction):]), body[-1]]
-        f.signature = signature("".join(body)).tobytes()
+        f.near_text = "".join(body)
         last = s.last_assistant()
         prompt_side = s.prompt_len if s.rejected is not None else (last if last is not None else len(norms))
         context = "".join(norms[:prompt_side])

@@ -31,6 +31,14 @@ def normalise(text: str) -> str:
     return _NON_ASCII_DROP.sub("", out.replace("—", "-"))
 
 
+def normalise_many(texts: list[str]) -> list[str]:
+    """`normalise` of each text, done once on the texts joined by NUL (kept by normalise, never part of a decimal
+    or a case rule), then split: the same results with one pass instead of one per message."""
+    if len(texts) < 2 or any("\x00" in t for t in texts):
+        return [normalise(t) for t in texts]
+    return normalise("\x00".join(texts)).split("\x00")
+
+
 def key(text: str) -> int:
     """A stable 64-bit key of a (normalised) text: the same in every process and on every run (Python's hash()
     is salted per process, and the audit's worker processes must agree)."""

@@ -81,6 +81,21 @@ def shared_notes(cfg: TrainConfig, out: Exported) -> None:
         out.skip("data.reasoning", "the tool trains replies as written: strip <think> blocks from the data first")
 
 
+def preprocessing(cfg: TrainConfig, out: Exported, workers_key: str, cache_how: str | None) -> None:
+    """data.num_proc under the tool's name for its tokenising processes; data.cache and data.cache_dir: what the
+    tool caches instead (`cache_how`), or listed as not expressed (None: the tool tokenises on every run)."""
+    d = cfg.data
+    if d.num_proc:
+        out.map("data.num_proc", workers_key, d.num_proc)
+    else:
+        out.mapped.append(("data.num_proc", f"({workers_key} left to the tool's default)"))
+    for key in ("data.cache", "data.cache_dir"):
+        if cache_how is None:
+            out.skip(key, "the tool tokenises the data again on every run (tunewise keeps it keyed by content)")
+        else:
+            out.mapped.append((key, cache_how))
+
+
 def write_export(out: Exported, path: str | Path) -> list[str]:
     """The tool's config at `path` and its other files beside it; returns the paths written."""
     from advisor.files import atomic_write, dump_yaml

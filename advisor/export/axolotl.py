@@ -11,6 +11,7 @@ from advisor.export import (
     abs_path,
     lora_targets,
     padding_free_note,
+    preprocessing,
     quantization_notes,
     refuse_p_tuning,
     template_mapping,
@@ -102,7 +103,10 @@ def data_settings(cfg: TrainConfig, fmt: str, out: Exported) -> None:
     if d.system_prompt:
         out.map("data.system_prompt", "default_system_message", d.system_prompt)
     out.config["sample_packing"] = False
-    out.config["dataset_prepared_path"] = str(Path(cfg.output.dir).resolve() / "prepared")
+    prepared = Path(d.cache_dir).resolve() / "axolotl" if d.cache_dir else Path(cfg.output.dir).resolve() / "prepared"
+    out.config["dataset_prepared_path"] = str(prepared)
+    preprocessing(cfg, out, "dataset_processes", "(dataset_prepared_path: Axolotl keeps the tokenised data under a "
+                  "hash of its dataset settings)")
     if d.drop_untrainable:
         out.skip("data.drop_untrainable", "Axolotl drops records longer than sequence_len by its own rule")
 

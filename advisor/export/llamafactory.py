@@ -12,6 +12,7 @@ from advisor.export import (
     abs_path,
     lora_targets,
     padding_free_note,
+    preprocessing,
     quantization_notes,
     refuse_p_tuning,
     template_mapping,
@@ -88,6 +89,7 @@ def build(cfg: TrainConfig, fmt: str, dest: Path) -> Exported:
     data_settings(cfg, fmt, out, dest)
     hf_schedule(cfg, out)
     padding_free_note(cfg, out, "neat_packing packs records into fixed-length rows instead")
+    preprocessing(cfg, out, "preprocessing_num_workers", None)  # its tokenized_path is reused whatever the data
     # LLaMA-Factory turns gradient checkpointing on unless told not to
     out.config.pop("gradient_checkpointing")
     out.config["disable_gradient_checkpointing"] = not cfg.training.gradient_checkpointing

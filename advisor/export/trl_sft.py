@@ -6,7 +6,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from advisor.export import Exported, Target, abs_path, quantization_notes, refuse_p_tuning, template_mapping
+from advisor.export import (
+    Exported,
+    Target,
+    abs_path,
+    preprocessing,
+    quantization_notes,
+    refuse_p_tuning,
+    template_mapping,
+)
 from advisor.export.common import chat_template_text, hf_precision, hf_schedule
 from trainer.config import TrainConfig, deepspeed_settings
 
@@ -59,6 +67,7 @@ def data_settings(cfg: TrainConfig, fmt: str, out: Exported) -> None:
     out.map("data.max_seq_len", "max_length", d.max_seq_len)
     out.config["packing"] = False
     out.map("training.padding_free", "padding_free", cfg.training.padding_free)
+    preprocessing(cfg, out, "dataset_num_proc", "(the datasets library caches each map by its fingerprint)")
     if fmt == "openai":
         out.map("data.assistant_only_loss", "assistant_only_loss", d.assistant_only_loss)
         if d.assistant_only_loss:
