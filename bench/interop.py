@@ -45,7 +45,18 @@ def venv(tool: str, install: bool) -> Path:
         pin.write_text(TORCH + "\n")
         subprocess.run([*pip, TORCH], check=True)
         subprocess.run([*pip, "-c", str(pin), TOOLS[tool]], check=True)
+        drop_broken_extensions(py)
     return py
+
+
+def drop_broken_extensions(py: Path) -> None:
+    """The index may serve a torchvision or torchaudio built for another torch (`operator torchvision::nms does
+    not exist`, `Could not load this library: _torchaudio.abi3.so`); transformers and LLaMA-Factory import them
+    when present and fail. Text training needs neither: a package that does not import is removed."""
+    for pkg in ("torchvision", "torchaudio"):
+        ok = subprocess.run([str(py), "-c", f"import {pkg}"], capture_output=True)
+        if ok.returncode and b"No module named" not in ok.stderr:
+            subprocess.run([str(py), "-m", "pip", "uninstall", "-y", "-q", pkg], check=True)
 
 
 def fixtures(work: Path) -> tuple[Path, dict[str, Path]]:

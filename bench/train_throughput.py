@@ -1,11 +1,13 @@
 """Training throughput, like for like: tunewise against TRL's SFTTrainer in its best configuration and, when
-installed in its own environment (`make interop` creates .interop/llamafactory), LLaMA-Factory.
+installed in their own environments (`make bench-peers` creates .interop/llamafactory and .interop/axolotl),
+LLaMA-Factory and Axolotl (both run from tunewise's export of the same job).
 
 Same locally built Llama, same records and held-out split, LoRA r16 / alpha 32 / dropout 0.05 on all linear
 layers, assistant-only loss, batch 8, the same steps and seed, one CPU thread per process, interleaved rounds.
 Each trainer in its best setting here: tunewise and TRL with length-grouped batches, each with and without its
 padding-free mode; LLaMA-Factory with its defaults (its length grouping is not exposed in 0.9.5 with
-transformers 5). Reports non-padding input tokens per second of training (the loss-bearing share is the same for
+transformers 5); Axolotl with `group_by_length` and its CPU-incompatible Triton LoRA kernels off (a wrapper has its
+HF Trainer count non-padding tokens like the others: Axolotl's own setting counts all or none). Reports non-padding input tokens per second of training (the loss-bearing share is the same for
 all: the same assistant spans), wall time of the whole command including start-up, final train loss, and the
 loss on the same held-out answers computed by this script for every result.
 
@@ -31,6 +33,7 @@ BATCH, SEQ = 8, 512
 SIZES = {"tiny": dict(hidden=256, layers=4, heads=8, kv_heads=4, intermediate=688),
          "wide": dict(hidden=512, layers=8, heads=8, kv_heads=4, intermediate=1376)}
 LF_PY = ROOT / ".interop" / "llamafactory" / "bin" / "python"
+AXOLOTL_PY = ROOT / ".interop" / "axolotl" / "bin" / "python"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "CUDA_VISIBLE_DEVICES": "",
        "DISABLE_VERSION_CHECK": "1", "PYTHONPATH": str(ROOT)}
 
@@ -120,14 +123,73 @@ def run_llamafactory(model: Path, train: Path, out: Path, steps: int) -> dict:
     exported.config.pop("eval_strategy", None)
     write_export(exported, path)
     t = time.time()
-    subprocess.run([str(LF_PY), "-m", "llamafactory.cli", "train", str(path)], env=ENV, check=True,
-                   capture_output=True, cwd=path.parent)
+    subprocess.run([str(LF_PY), "-c", LF_SCRIPT, str(path)], env=ENV, check=True, capture_output=True,
+                   cwd=path.parent)
     wall = time.time() - t
     res = json.loads((out / "train_results.json").read_text())
     state = json.loads((out / "trainer_state.json").read_text())
     losses = [r["loss"] for r in state["log_history"] if "loss" in r]
     return {"tokens_per_s": res.get("num_input_tokens_seen", state.get("num_input_tokens_seen", 0)) /
             res["train_runtime"], "wall_s": wall, "train_loss": losses[-1], "adapter": out}
+
+
+LF_SCRIPT = """
+import importlib.machinery, runpy, sys, types
+try:
+    import torchaudio  # noqa: F401
+except (ImportError, OSError):  # no build for this torch on the index; text training never calls it
+    stub = types.ModuleType("torchaudio")
+    stub.__spec__ = importlib.machinery.ModuleSpec("torchaudio", None)
+    sys.modules["torchaudio"] = stub
+sys.argv = ["llamafactory-cli", "train", sys.argv[1]]
+runpy.run_module("llamafactory.cli", run_name="__main__")
+"""
+
+AXOLOTL_SCRIPT = """
+import json, runpy, sys
+from transformers import Trainer, TrainingArguments
+config, result_file = sys.argv[1], sys.argv[2]
+post_init = TrainingArguments.__post_init__
+def counting(self):  # count like the other trainers: non-padding input tokens (Axolotl can only say all or none)
+    self.include_num_input_tokens_seen = "non_padding"
+    post_init(self)
+TrainingArguments.__post_init__ = counting
+train = Trainer.train
+def train_and_report(self, *a, **k):
+    result = train(self, *a, **k)
+    losses = [r["loss"] for r in self.state.log_history if "loss" in r]
+    json.dump({"tokens_per_s": self.state.num_input_tokens_seen / result.metrics["train_runtime"],
+               "train_loss": losses[-1] if losses else result.metrics.get("train_loss")}, open(result_file, "w"))
+    return result
+Trainer.train = train_and_report
+sys.argv = ["axolotl.cli.train", config]
+runpy.run_module("axolotl.cli.train", run_name="__main__")
+"""
+
+
+def run_axolotl(model: Path, train: Path, out: Path, steps: int) -> dict:
+    """Axolotl with tunewise's export of the same job (length-grouped, padded like the others), run through its
+    own CLI; a wrapper reads the tokens it saw and its runtime from its HF Trainer."""
+    from advisor.export import export, write_export
+    from trainer.config import TrainConfig
+
+    cfg = TrainConfig.model_validate(tunewise_config(model, train, out, steps, False))
+    path = out.with_suffix(".axolotl.yaml")
+    exported = export(cfg, "axolotl", path)
+    # on a CPU: Axolotl's Triton LoRA kernels need CUDA; no checkpoints or evaluation inside the timed run
+    exported.config.update(lora_mlp_kernel=False, lora_qkv_kernel=False, lora_o_kernel=False, save_strategy="no",
+                           val_set_size=0.0)
+    for key in ("eval_strategy", "save_steps", "eval_steps"):
+        exported.config.pop(key, None)
+    write_export(exported, path)
+    env = {**ENV, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "DO_NOT_TRACK": "1",
+           "AXOLOTL_DO_NOT_TRACK": "1", "WANDB_MODE": "disabled"}
+    env.pop("PYTHONPATH")  # its own environment's packages, not tunewise's
+    result = out.with_suffix(".axolotl.json")
+    t = time.time()
+    subprocess.run([str(AXOLOTL_PY), "-c", AXOLOTL_SCRIPT, str(path), str(result)], env=env, check=True,
+                   capture_output=True, cwd=path.parent)
+    return {**json.loads(result.read_text()), "wall_s": time.time() - t, "adapter": out}
 
 
 def held_out_loss(model: Path, adapter: Path, held_out: Path) -> float:
@@ -167,6 +229,8 @@ def bench(size: str, steps: int, rounds: int, d: Path) -> list[dict]:
                "TRL SFTTrainer (grouped, padding-free)": lambda o: run_trl(model, train, o, steps, True)}
     if LF_PY.is_file():
         runners["LLaMA-Factory 0.9.5 (defaults)"] = lambda o: run_llamafactory(model, train, o, steps)
+    if AXOLOTL_PY.is_file():
+        runners["Axolotl 0.19.0 (grouped)"] = lambda o: run_axolotl(model, train, o, steps)
     results: dict[str, list[dict]] = {k: [] for k in runners}
     for r in range(rounds):  # interleaved: every trainer once per round
         for i, (name, run) in enumerate(runners.items()):

@@ -394,6 +394,12 @@ class Collator:
                 "position_ids": torch.tensor([positions]), "use_cache": False}
 
 
+def lengths_of(items) -> list[int]:
+    """Token counts per item: from the table's length column (no row is built) when there is one."""
+    from_table = getattr(items, "lengths", None)
+    return list(from_table) if from_table is not None else [len(e.input_ids) for e in items]
+
+
 class TokenDataset:
     """A map-style dataset the HF Trainer can sample (with lengths for length-grouped batching)."""
 
@@ -413,6 +419,4 @@ class TokenDataset:
 
     @property
     def lengths(self) -> list[int]:
-        """Token counts per item, from the table's length column (no row is built) when there is one."""
-        from_table = getattr(self.items, "lengths", None)
-        return list(from_table) if from_table is not None else [len(e.input_ids) for e in self.items]
+        return lengths_of(self.items)

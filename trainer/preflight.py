@@ -95,9 +95,10 @@ def available_memory_gb() -> tuple[float, str]:
 
 def memory_estimate(cfg: TrainConfig, prepared: Prepared, device: str, precision: str, available_gb: float):
     from advisor.estimate import EstimateRequest, estimate, shape_from_config
+    from trainer.data import lengths_of
 
-    lengths = sorted(len(e.input_ids) for e in prepared.train)
-    seq = lengths[-1] if lengths else cfg.data.max_seq_len
+    lengths = lengths_of(prepared.train)
+    seq = max(lengths) if lengths else cfg.data.max_seq_len
     m = cfg.method
     req = EstimateRequest(
         method=m.name, seq_len=seq, batch_size=cfg.training.batch_size, grad_accum=cfg.training.grad_accum,
