@@ -152,3 +152,28 @@ def test_processes_policy():
     assert processes_for(PROC_FROM_ROWS - 1, None) == 1
     assert processes_for(10, 3) == 3
     assert 1 <= processes_for(10 * PROC_FROM_ROWS, None) <= 20
+
+
+def test_json_arrays_and_parquet_go_through_the_cache_as_they_read(tmp_path, tok, tiny_model):
+    """Records the reader parses itself (JSON arrays, Parquet) are stored as JSON: a lone surrogate in a text and
+    a column JSON has no type for (a Parquet timestamp) do not stop the preparation."""
+    import datetime
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from tests.trainer_fixtures import make_records
+    from trainer.data import prepare
+
+    records = make_records(20)
+    records[3]["messages"][2]["content"] += " \ud800"
+    array = tmp_path / "d.json"
+    array.write_text(json.dumps(records))  # ASCII escapes: the file itself is valid UTF-8
+    got = prepare(array, tok, max_seq_len=96, model_path=str(tiny_model), val_size=0.2)
+    train, val = listed(array, tok, tiny_model)
+    assert rows(got.train) == rows(train) and rows(got.val) == rows(val)
+    table = pa.table({"messages": [r["messages"] for r in make_records(20)],
+                      "created": [datetime.datetime(2024, 1, 1 + i) for i in range(20)]})
+    pq.write_table(table, tmp_path / "d.parquet")
+    got = prepare(tmp_path / "d.parquet", tok, max_seq_len=96, model_path=str(tiny_model), val_size=0.2)
+    assert len(got.train) + len(got.val) == 20 and not got.skipped

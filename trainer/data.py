@@ -197,7 +197,7 @@ class Encoder:
 
     def encode(self, index: int, msgs: list[dict], fmt: str) -> tuple[Encoded, bool]:
         text, spans = self.spans(msgs, fmt, index)
-        ids, offsets = self.tokenize(text, spans)
+        ids, offsets = self.tokenize(tokenizable(text), spans)
         labels = span_labels(ids, offsets, spans)
         truncated = len(ids) > self.max_len
         return Encoded(ids[: self.max_len], labels[: self.max_len], index), truncated
@@ -252,6 +252,18 @@ class Encoder:
             if a < s < b <= e:
                 return s, b
         return a, b
+
+
+def tokenizable(text: str) -> str:
+    """The text with any lone surrogate (JSON allows `\\ud800`; tokenizers refuse it) replaced by `?`: one
+    character for one, so every character offset and span stays where it was."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
+    return text
 
 
 def _offset_columns(offsets: list[tuple[int, int]]):

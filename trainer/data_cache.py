@@ -158,7 +158,8 @@ def write_raw(path: str | Path, dest: Path) -> int:
             if r.raw is not None:
                 cols["raw"].append(r.raw)
             else:
-                cols["raw"].append(None if r.error else json.dumps(r.obj, ensure_ascii=False).encode())
+                # ASCII escapes keep lone surrogates intact; str() for values JSON has no type for (Parquet dates)
+                cols["raw"].append(None if r.error else json.dumps(r.obj, default=str).encode())
             cols["error"].append(r.error)
             if len(cols["record"]) >= RAW_BATCH:
                 writer.write_batch(pa.record_batch([cols[n] for n, _ in RAW_SCHEMA_FIELDS], schema=schema))
