@@ -346,11 +346,12 @@ def prepare(path: str | Path, tokenizer, *, fmt: str = "auto", max_seq_len: int 
                     reasoning=used if used and used.records else None, cache=use)
 
 
-def prepare_for(cfg, tokenizer, *, drop_untrainable: bool | None = None, progress: bool = False) -> Prepared:
+def prepare_for(cfg, tokenizer, *, drop_untrainable: bool | None = None, progress: bool = False,
+                fmt: str | None = None) -> Prepared:
     """`prepare` with a training config's data settings (training, evaluation and merge read the same cached
-    records: the same key)."""
+    records: the same key). `fmt`: the format already detected (else data.format, detected when auto)."""
     d = cfg.data
-    return prepare(d.path, tokenizer, fmt=d.format, max_seq_len=d.max_seq_len, val_size=d.val_size,
+    return prepare(d.path, tokenizer, fmt=fmt or d.format, max_seq_len=d.max_seq_len, val_size=d.val_size,
                    assistant_only=d.assistant_only_loss, system_prompt=d.system_prompt, seed=cfg.training.seed,
                    drop_untrainable=d.drop_untrainable if drop_untrainable is None else drop_untrainable,
                    model_path=cfg.model.path, reasoning=d.reasoning, cache=d.cache, cache_dir=d.cache_dir,

@@ -187,6 +187,14 @@ class EncodeRows:
             self._enc = Encoder(self.tok, s.max_seq_len, s.assistant_only, self.model_path, s.reasoning)
         return self._enc
 
+    def _counters(self) -> tuple[int, int, int]:
+        """The encoder's running counts (system merged, reasoning replies, reasoning rendered back): compared
+        before and after a record, they say what happened to it."""
+        enc, s = self.encoder(), self.settings
+        if not (s.assistant_only and s.fmt != "text"):  # no span finder: no reasoning handling
+            return enc.system_merged, 0, 0
+        return enc.system_merged, enc.finder.reasoning_records, enc.finder.reasoning_restored
+
     def __call__(self, batch: dict) -> dict:
         out: dict[str, list] = {k: [] for k in ENCODED_COLUMNS}
         for index, raw, error in zip(batch["record"], batch["raw"], batch["error"], strict=True):
@@ -205,14 +213,12 @@ class EncodeRows:
         if reason:
             return {"record": index, "skip": reason}
         enc = self.encoder()
-        before = (enc.system_merged, enc.finder.reasoning_records, enc.finder.reasoning_restored) \
-            if s.assistant_only and s.fmt != "text" else (enc.system_merged, 0, 0)
+        before = self._counters()
         try:
             e, cut = enc.encode(index, msgs, s.fmt)
         except UserError as err:
             return {"record": index, "skip": "error", "error": str(err)}
-        after = (enc.system_merged, enc.finder.reasoning_records, enc.finder.reasoning_restored) \
-            if s.assistant_only and s.fmt != "text" else (enc.system_merged, 0, 0)
+        after = self._counters()
         if not any(x != -100 for x in e.labels):
             return {"record": index, "skip": "no_trainable_tokens"}
         return {"record": index, "input_ids": e.input_ids, "labels": e.labels, "length": len(e.input_ids),
@@ -348,7 +354,7 @@ def load_entry(folder: Path) -> tuple[dict, EncodedTable, EncodedTable] | None:
         if meta.get("version") != PREP_VERSION:
             return None
         return meta, EncodedTable(load_from_disk(str(folder / "train"))), EncodedTable(load_from_disk(str(folder / "val")))
-    except (OSError, ValueError, KeyError, FileNotFoundError):
+    except (OSError, ValueError, KeyError):
         return None
 
 
@@ -364,7 +370,8 @@ def cached_prepare(path: str | Path, tok, settings: PrepSettings, model_path: st
     if enabled and (found := load_entry(final)) is not None:
         return (*found, CacheUse(key, True, str(final), round(time.perf_counter() - t0, 3), 0))
     try:
-        (root / "prepared").mkdir(parents=True, exist_ok=True) if enabled else None
+        if enabled:
+            (root / "prepared").mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{key[:8]}-", dir=root / "prepared" if enabled else None))
     except OSError as e:
         raise UserError(f"cannot write the data cache in `{root}` ({e.strerror}): set data.cache_dir or "

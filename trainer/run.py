@@ -306,7 +306,7 @@ def prepare_data(cfg: TrainConfig, progress: bool = False):
     tok = load_tokenizer(cfg)
     fmt = detect_format(cfg.data.path, cfg.data.format)
     check_chat_template(tok, fmt)
-    prepared = prepare_for(cfg, tok, progress=progress)
+    prepared = prepare_for(cfg, tok, progress=progress, fmt=fmt)
     d = cfg.data
     check_skipped(prepared, d.path, d.max_skipped)
     check_eos(prepared, tok, cfg.model.path, d.max_seq_len)

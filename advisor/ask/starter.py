@@ -32,13 +32,13 @@ def pick_examples(path: str, k: int = 4) -> list[tuple[int, object]]:
     those already chosen (greedy max-min), over MinHash signatures."""
     import numpy as np
 
-    from advisor.audit.dedup import signature
+    from advisor.audit.dedup import signatures
     from advisor.audit.text import normalise
 
     samples, _fmt = _samples(path)
     if not samples:
         return []
-    sigs = np.stack([signature(normalise(s.prompt + " " + s.answer)) for _i, s in samples])
+    sigs = signatures([normalise(s.prompt + " " + s.answer) for _i, s in samples])
     sim = (sigs[:, None, :] == sigs[None, :, :]).mean(axis=2) if len(sigs) <= 800 else None
     if sim is None:
         rng = np.random.default_rng(0)
