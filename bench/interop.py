@@ -23,14 +23,27 @@ sys.path.insert(0, str(ROOT))
 VENVS = ROOT / ".interop"
 TOOLS = {"llamafactory": "llamafactory==0.9.5", "axolotl": "axolotl==0.19.0"}
 TORCH = "torch==2.13.0"
+# LLaMA-Factory 0.9.5 imports torchaudio unconditionally (llamafactory/data/mm_plugin.py); the index has no
+# torchaudio build for this torch (venv() removes one that does not import) and text training never calls it, so a
+# stub module stands in when the real one does not import
+AUDIO_STUB = """
+import importlib.machinery, sys, types
+try:
+    import torchaudio  # noqa: F401
+except (ImportError, OSError):
+    stub = types.ModuleType("torchaudio")
+    stub.__spec__ = importlib.machinery.ModuleSpec("torchaudio", None)
+    sys.modules["torchaudio"] = stub
+"""
 VALIDATE = {
     # the tool's own argument parsing and validation, without training
-    "llamafactory": "import sys, yaml; from llamafactory.hparams import get_train_args; "
-                    "get_train_args(yaml.safe_load(open(sys.argv[1])))",
+    "llamafactory": AUDIO_STUB + "import yaml\nfrom llamafactory.hparams import get_train_args\n"
+                                 "get_train_args(yaml.safe_load(open(sys.argv[1])))\n",
     "axolotl": "from axolotl.cli.config import load_cfg; import sys; load_cfg(sys.argv[1])",
 }
-TRAIN = {
-    "llamafactory": ["-m", "llamafactory.cli", "train"],
+TRAIN = {  # arguments to the tool's python, before the config path
+    "llamafactory": ["-c", AUDIO_STUB + "import runpy\nsys.argv = ['llamafactory-cli', 'train', sys.argv[1]]\n"
+                                        "runpy.run_module('llamafactory.cli', run_name='__main__')\n"],
     "axolotl": ["-m", "axolotl.cli.train"],
 }
 

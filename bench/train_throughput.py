@@ -27,6 +27,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from interop import TRAIN  # bench/interop.py: how each peer is run
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 BATCH, SEQ = 8, 512
@@ -133,17 +135,7 @@ def run_llamafactory(model: Path, train: Path, out: Path, steps: int) -> dict:
             res["train_runtime"], "wall_s": wall, "train_loss": losses[-1], "adapter": out}
 
 
-LF_SCRIPT = """
-import importlib.machinery, runpy, sys, types
-try:
-    import torchaudio  # noqa: F401
-except (ImportError, OSError):  # no build for this torch on the index; text training never calls it
-    stub = types.ModuleType("torchaudio")
-    stub.__spec__ = importlib.machinery.ModuleSpec("torchaudio", None)
-    sys.modules["torchaudio"] = stub
-sys.argv = ["llamafactory-cli", "train", sys.argv[1]]
-runpy.run_module("llamafactory.cli", run_name="__main__")
-"""
+LF_SCRIPT = TRAIN["llamafactory"][1]  # LLaMA-Factory's CLI, with torchaudio stubbed where it does not import
 
 AXOLOTL_SCRIPT = """
 import json, runpy, sys

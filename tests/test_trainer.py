@@ -71,6 +71,8 @@ def test_method_learns_and_output_reloads(tmp_path, tiny_model, method):
     for f in ("summary.json", "loss.png", "tunewise_config.yaml", "tokenizer.json"):
         assert (out / f).is_file(), f
     method = method.split("+")[0]
+    # CPU: every LoRA linear (q, k, v, o, gate, up, down of 2 layers) trains through the fused forward
+    assert s["cpu_kernels"]["fused_lora_layers"] == (14 if method == "lora" else 0)
     assert (out / ("model.safetensors" if method == "full" else "adapter_model.safetensors")).is_file()
     assert "chat_template" in (out / "tokenizer_config.json").read_text() or (out / "chat_template.jinja").is_file()
     val = r["prepared"].val

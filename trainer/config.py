@@ -154,7 +154,7 @@ class TrainingSection(_Section):
     padding_free: bool = Field(False, description="concatenate each batch into one row with position ids restarting "
                                "per record: no compute on padding, attention kept within each record (transformers' "
                                "packed-sequence mask); for GPUs with flash attention: on a CPU the mask costs more than "
-                               "the padding saved (0.61x, bench/train_throughput.py)")
+                               "the padding saved (0.57-0.68x, bench/train_throughput.py)")
 
     @model_validator(mode="after")
     def _steps_align(self) -> TrainingSection:

@@ -364,6 +364,7 @@ def _train(cfg, out, ckpt, device, tok, plan, prepared, info, progress, console,
         write_model(out / RESOLVED, cfg, header="resolved tunewise training config of this run")
     torch.manual_seed(cfg.training.seed)
     model = load_model(cfg, tok, plan)
+    cpu_kernels = cpu_fast_paths(model) if device == "cpu" else None
     trainable, total = count_trainable(model)
     from transformers import EarlyStoppingCallback, Trainer
 
@@ -407,21 +408,50 @@ def _train(cfg, out, ckpt, device, tok, plan, prepared, info, progress, console,
         startup = round(first.at - info["process_started"], 2) if first.at else None
         summary = write_summary(cfg, out, trainer.state.log_history, trainer, result,
                                 wall + float(previous.get("wall_time_s") or 0.0), trainable, total, device,
-                                interrupted, {**info, **threads, "startup_s": startup})
+                                interrupted, {**info, **threads, "startup_s": startup,
+                                                       "cpu_kernels": cpu_kernels})
     return {"summary": summary, "trainer": trainer, "tokenizer": tok, "prepared": prepared}
 
 
+def cpu_fast_paths(model) -> dict:
+    """CPU runs: peft's LoRA linears get the fused forward (trainer/lora_cpu.py), then the remaining plain
+    dropouts draw their masks as 16-bit lanes (trainer/dropout.py); how many layers got each."""
+    from trainer.dropout import use_cheap_dropout
+    from trainer.lora_cpu import fuse_lora_layers
+
+    return {"fused_lora_layers": fuse_lora_layers(model), "cheap_dropouts": use_cheap_dropout(model)}
+
+
 def length_aware(trainer_class):
-    """HF's Trainer, handed the token count of every record for length-grouped batches: it would otherwise build
-    every row of the (memory-mapped) table to measure it."""
+    """HF's Trainer, handed the token count of every record for length-grouped batches (it would otherwise build
+    every row of the memory-mapped table to measure it), in an order seeded per epoch (EpochSeeded)."""
+    import torch
     from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    class EpochSeeded(LengthGroupedSampler):
+        """Length-grouped order drawn from (seed + epoch), like accelerate's seedable random sampler. HF's own
+        draws from the global generator when the epoch starts, and a resumed run starts its epoch before it
+        restores the checkpoint's generator: it trained the rest of that epoch on another order than the
+        uninterrupted run (measured: final eval loss 0.5162 vs 0.5169 after a kill at step 40 of 300)."""
+
+        def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
+            super().__init__(batch_size, lengths=lengths, generator=torch.Generator())
+            self.seed, self.epoch = seed, 0
+
+        def set_epoch(self, epoch: int) -> None:
+            self.epoch = epoch
+
+        def __iter__(self):
+            self.generator.manual_seed(self.seed + self.epoch)
+            return super().__iter__()
 
     class LengthAwareTrainer(trainer_class):
         def _get_train_sampler(self, train_dataset=None):
             ds = train_dataset if train_dataset is not None else self.train_dataset
             if self.args.train_sampling_strategy == "group_by_length" and getattr(ds, "lengths", None) is not None:
-                return LengthGroupedSampler(self.args.train_batch_size * self.args.gradient_accumulation_steps,
-                                            lengths=ds.lengths)
+                seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+                return EpochSeeded(self.args.train_batch_size * self.args.gradient_accumulation_steps, ds.lengths,
+                                   seed)
             return super()._get_train_sampler(train_dataset)
 
     return LengthAwareTrainer
@@ -460,6 +490,7 @@ def write_summary(cfg, out, history, trainer, result, wall, trainable, total, de
         "cpu_threads": info.get("cpu_threads"),
         "cpu_threads_why": info.get("cpu_threads_why"),
         "padding_free": cfg.training.padding_free,
+        "cpu_kernels": info.get("cpu_kernels"),  # CPU runs: layers given the fused LoRA / lane-drawn dropout
         "data_cache": info.get("data_cache"),  # key, hit, path, seconds to prepare the records, processes
     }
     atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import json
 import os
+import sys
 from pathlib import Path
 
 from advisor.cli.common import EXIT_INTERRUPTED, add_json_flag, console, emit, subparser
@@ -77,9 +78,24 @@ def run(args: argparse.Namespace) -> int:
                                                                                if k != "pieces"}},
              args.json, lambda: render_dry_run(cfg, result))
         return 0
+    code = EXIT_INTERRUPTED if result.get("interrupted") else 0
     if "LOCAL_RANK" not in os.environ:  # a launched rank: the launching process prints the summary, once
         emit(result, args.json, lambda: render_summary(result, resume=f"tunewise train {args.config} --resume"))
-    return EXIT_INTERRUPTED if result.get("interrupted") else 0
+    elif cfg.distributed.world_size > 1:
+        end_rank(code)
+    return code
+
+
+def end_rank(code: int) -> None:
+    """A launched rank whose work is written (atomically) ends without the interpreter's teardown: tearing down
+    gloo's threads at exit sometimes aborted a finished CPU rank (`terminate called without an active exception`,
+    SIGABRT: the launcher then reports a failed run), and destroying the process group first hung once."""
+    import logging
+
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 def render_dry_run(cfg, r, con=None) -> None:
