@@ -8,7 +8,7 @@ Each trainer in its best setting here: tunewise and TRL with length-grouped batc
 padding-free mode; LLaMA-Factory with its defaults (its length grouping is not exposed in 0.9.5 with
 transformers 5); Axolotl with `group_by_length` and its CPU-incompatible Triton LoRA kernels off (a wrapper has its
 HF Trainer count non-padding tokens like the others: Axolotl's own setting counts all or none). Reports non-padding input tokens per second of training (the loss-bearing share is the same for
-all: the same assistant spans), wall time of the whole command including start-up, final train loss, and the
+all: the same assistant spans), wall time of the whole command including start-up, its peak RSS, final train loss, and the
 loss on the same held-out answers computed by this script for every result.
 
     python bench/train_throughput.py [--model tiny|wide|both] [--steps 30] [--rounds 2]
@@ -40,6 +40,20 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", 
        "DISABLE_VERSION_CHECK": "1", "PYTHONPATH": str(ROOT)}
 
 
+def run_measured(cmd: list[str], env: dict, cwd: Path | None = None) -> dict:
+    """Run a trainer's command to the end: its wall time (start-up included) and its peak RSS in MB (os.wait4: the
+    largest resident set of that process and the children it waited for)."""
+    with tempfile.TemporaryFile() as log:
+        t = time.time()
+        proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.time() - t
+        if os.waitstatus_to_exitcode(status):
+            log.seek(0)
+            raise RuntimeError(f"{' '.join(map(str, cmd[:3]))} failed:\n{log.read()[-3000:].decode(errors='replace')}")
+    return {"wall_s": wall, "peak_mb": usage.ru_maxrss / 1024}
+
+
 def dataset(path: Path, n: int = 600) -> list[dict]:
     rng = random.Random(0)
     words = ["order", "parcel", "refund", "invoice", "screen", "battery", "delay", "charge", "account", "login",
@@ -67,13 +81,11 @@ def tunewise_config(model: Path, data: Path, out: Path, steps: int, padding_free
 def run_tunewise(model: Path, train: Path, out: Path, steps: int, padding_free: bool) -> dict:
     cfg = out.with_suffix(".yaml")
     cfg.write_text(json.dumps(tunewise_config(model, train, out, steps, padding_free)))
-    t = time.time()
-    subprocess.run([sys.executable, "-m", "advisor.cli.main", "train", str(cfg), "--no-progress", "--force", "--json"],
-                   env=ENV, check=True, capture_output=True)
-    wall = time.time() - t
+    measured = run_measured([sys.executable, "-m", "advisor.cli.main", "train", str(cfg), "--no-progress", "--force",
+                             "--json"], ENV)
     s = json.loads((out / "summary.json").read_text())
     runtime = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()][-1]["train_runtime"]
-    return {"tokens_per_s": s["tokens_seen"] / runtime, "wall_s": wall, "train_loss": s["train_loss_last"],
+    return {"tokens_per_s": s["tokens_seen"] / runtime, **measured, "train_loss": s["train_loss_last"],
             "adapter": out}
 
 
@@ -107,10 +119,9 @@ json.dump({"tokens_per_s": trainer.state.num_input_tokens_seen / result.metrics[
 
 
 def run_trl(model: Path, train: Path, out: Path, steps: int, padding_free: bool) -> dict:
-    t = time.time()
-    subprocess.run([sys.executable, "-c", TRL_SCRIPT, str(model), str(train), str(out), str(steps),
-                    "1" if padding_free else "0"], env=ENV, check=True, capture_output=True)
-    return {**json.loads((out / "bench.json").read_text()), "wall_s": time.time() - t, "adapter": out}
+    measured = run_measured([sys.executable, "-c", TRL_SCRIPT, str(model), str(train), str(out), str(steps),
+                             "1" if padding_free else "0"], ENV)
+    return {**json.loads((out / "bench.json").read_text()), **measured, "adapter": out}
 
 
 def run_llamafactory(model: Path, train: Path, out: Path, steps: int) -> dict:
@@ -124,15 +135,12 @@ def run_llamafactory(model: Path, train: Path, out: Path, steps: int) -> dict:
     exported.config.update(include_num_input_tokens_seen="non_padding", save_strategy="no", val_size=0.0)
     exported.config.pop("eval_strategy", None)
     write_export(exported, path)
-    t = time.time()
-    subprocess.run([str(LF_PY), "-c", LF_SCRIPT, str(path)], env=ENV, check=True, capture_output=True,
-                   cwd=path.parent)
-    wall = time.time() - t
+    measured = run_measured([str(LF_PY), "-c", LF_SCRIPT, str(path)], ENV, cwd=path.parent)
     res = json.loads((out / "train_results.json").read_text())
     state = json.loads((out / "trainer_state.json").read_text())
     losses = [r["loss"] for r in state["log_history"] if "loss" in r]
     return {"tokens_per_s": res.get("num_input_tokens_seen", state.get("num_input_tokens_seen", 0)) /
-            res["train_runtime"], "wall_s": wall, "train_loss": losses[-1], "adapter": out}
+            res["train_runtime"], **measured, "train_loss": losses[-1], "adapter": out}
 
 
 LF_SCRIPT = TRAIN["llamafactory"][1]  # LLaMA-Factory's CLI, with torchaudio stubbed where it does not import
@@ -178,10 +186,8 @@ def run_axolotl(model: Path, train: Path, out: Path, steps: int) -> dict:
            "AXOLOTL_DO_NOT_TRACK": "1", "WANDB_MODE": "disabled"}
     env.pop("PYTHONPATH")  # its own environment's packages, not tunewise's
     result = out.with_suffix(".axolotl.json")
-    t = time.time()
-    subprocess.run([str(AXOLOTL_PY), "-c", AXOLOTL_SCRIPT, str(path), str(result)], env=env, check=True,
-                   capture_output=True, cwd=path.parent)
-    return {**json.loads(result.read_text()), "wall_s": time.time() - t, "adapter": out}
+    measured = run_measured([str(AXOLOTL_PY), "-c", AXOLOTL_SCRIPT, str(path), str(result)], env, cwd=path.parent)
+    return {**json.loads(result.read_text()), **measured, "adapter": out}
 
 
 def held_out_loss(model: Path, adapter: Path, held_out: Path) -> float:
@@ -232,6 +238,7 @@ def bench(size: str, steps: int, rounds: int, d: Path) -> list[dict]:
         rows.append({"model": size, "trainer": name,
                      "tokens_per_s": statistics.median(x["tokens_per_s"] for x in runs),
                      "wall_s": statistics.median(x["wall_s"] for x in runs),
+                     "peak_mb": max(x["peak_mb"] for x in runs),
                      "train_loss": runs[-1]["train_loss"],
                      "held_out_loss": held_out_loss(model, runs[-1]["adapter"], held)})
     return rows
@@ -247,14 +254,14 @@ def main() -> None:
     for size in (["tiny", "wide"] if args.model == "both" else [args.model]):
         with tempfile.TemporaryDirectory() as d:
             rows += bench(size, args.steps, args.rounds, Path(d))
-    print(f"{'model':6s} {'trainer':40s} {'tokens/s':>9s} {'vs best peer':>12s} {'wall s':>7s} {'train loss':>10s} "
-          f"{'held-out loss':>13s}")
+    print(f"{'model':6s} {'trainer':40s} {'tokens/s':>9s} {'vs best peer':>12s} {'wall s':>7s} {'peak MB':>8s} "
+          f"{'train loss':>10s} {'held-out loss':>13s}")
     for size in dict.fromkeys(r["model"] for r in rows):
         group = [r for r in rows if r["model"] == size]
         peer = max(r["tokens_per_s"] for r in group if not r["trainer"].startswith("tunewise"))
         for r in group:
             print(f"{size:6s} {r['trainer']:40s} {r['tokens_per_s']:9,.0f} {r['tokens_per_s'] / peer:11.2f}x "
-                  f"{r['wall_s']:7.1f} {r['train_loss']:10.4f} {r['held_out_loss']:13.4f}")
+                  f"{r['wall_s']:7.1f} {r['peak_mb']:8,.0f} {r['train_loss']:10.4f} {r['held_out_loss']:13.4f}")
 
 
 if __name__ == "__main__":
