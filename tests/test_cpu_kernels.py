@@ -64,12 +64,20 @@ def assert_same(a, b, tol=1e-5):
 
 @pytest.mark.parametrize("arch", ["llama", "qwen2"])  # qwen2: q/k/v with a bias
 @pytest.mark.parametrize("dropout", [0.0, 0.1])
-def test_fused_lora_matches_peft_forward_and_backward(arch, dropout):
+def test_fused_lora_matches_peft_forward_and_backward(arch, dropout, monkeypatch):
+    from trainer import lora_cpu
+
     plain, fused, n = pair(dropout, arch=arch)
     assert n == 2 * 7  # q, k, v, o, gate, up, down in each of the 2 layers
     plain.train(), fused.train()
-    assert_same(loss_and_grads(plain), loss_and_grads(fused))
-    # and it is the fused path that ran: a different seed gives different masks, so a different loss
+    calls = []
+    real = lora_cpu._LoraLinear.apply
+    monkeypatch.setattr(lora_cpu._LoraLinear, "apply", lambda *a: calls.append(1) or real(*a))
+    expected = loss_and_grads(plain)
+    assert not calls  # the reference is peft's own forward
+    assert_same(expected, loss_and_grads(fused))
+    assert len(calls) == n  # ... and every layer of the compared model took the fused path
+    # a different seed gives different masks, so a different loss: the masks are drawn, not skipped
     if dropout:
         assert not torch.allclose(loss_and_grads(fused)[0], loss_and_grads(fused, seed=6)[0])
 

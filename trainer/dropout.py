@@ -12,6 +12,8 @@ so checkpoints and adapters are unchanged.
 
 from __future__ import annotations
 
+import math
+
 import torch  # imported only by the training path, never by the advisor
 
 LANES = 65536  # a 16-bit lane: the drop rate is kept to 1/65,536 (0.05 -> 0.0500031)
@@ -30,9 +32,7 @@ def keep_scale(p: float) -> float:
 def draw_drops(shape: torch.Size, p: float, device) -> torch.Tensor:
     """A bool mask of `shape`, True where an element is dropped: each True independently with probability
     drop_count(p) / 65536, from one 64-bit draw per four elements."""
-    n = 1
-    for d in shape:
-        n *= d
+    n = math.prod(shape)
     bits = torch.empty((n + 3) // 4, dtype=torch.int64, device=device).random_(-2**63, None)  # all 64 bits uniform
     lanes = bits.view(torch.int16)[:n].view(shape)  # each lane uniform on [-32768, 32767]
     return lanes < drop_count(p) - LANES // 2

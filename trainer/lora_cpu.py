@@ -25,7 +25,7 @@ import types
 
 import torch  # imported only by the training path, never by the advisor
 
-from trainer.dropout import LANES, draw_drops, drop_count
+from trainer.dropout import LANES, draw_drops, drop_count, keep_scale
 
 
 class _LoraLinear(torch.autograd.Function):
@@ -92,7 +92,7 @@ def fused_forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
     if (p > 0 and not 0 < k < LANES) or not fusable(self, x, args, kwargs):  # a rate 16-bit lanes cannot draw
         return type(self).forward(self, x, *args, **kwargs)
     drop = draw_drops(x.shape, p, x.device) if k else None
-    s = self.scaling[name] * LANES / (LANES - k)  # the LoRA scaling times dropout's 1 / keep rate
+    s = self.scaling[name] * keep_scale(p)  # the LoRA scaling times dropout's 1 / keep rate
     return _LoraLinear.apply(x, self.base_layer.weight, self.base_layer.bias, self.lora_A[name].weight,
                              self.lora_B[name].weight, s, drop)
 

@@ -408,8 +408,7 @@ def _train(cfg, out, ckpt, device, tok, plan, prepared, info, progress, console,
         startup = round(first.at - info["process_started"], 2) if first.at else None
         summary = write_summary(cfg, out, trainer.state.log_history, trainer, result,
                                 wall + float(previous.get("wall_time_s") or 0.0), trainable, total, device,
-                                interrupted, {**info, **threads, "startup_s": startup,
-                                                       "cpu_kernels": cpu_kernels})
+                                interrupted, {**info, **threads, "startup_s": startup, "cpu_kernels": cpu_kernels})
     return {"summary": summary, "trainer": trainer, "tokenizer": tok, "prepared": prepared}
 
 
