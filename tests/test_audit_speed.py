@@ -233,3 +233,92 @@ def test_normalise_many_equals_normalise_each():
     texts = ["Hello, World!", "3.5 - 2", "ΟΔΟΣ", "a\x00b", "数据，清洗。", ""]
     assert normalise_many(texts) == [normalise(t) for t in texts]
     assert normalise_many(texts[:3]) == [normalise(t) for t in texts[:3]]
+
+
+def test_required_phrases_of_parsed_patterns():
+    from advisor.audit.regex_guard import required_phrases
+
+    assert required_phrases(r"\bas an ai(?: language)? model\b") == ["as an ai"]
+    # a shorter run with fewer spellings beats a long one with many
+    assert required_phrases(r"\bi(?:'m| am) (?:sorry|afraid),? but") == ["i'm sorry", "i am sorry", "i'm afraid",
+                                                                           "i am afraid"]
+    assert required_phrases(r"ab|c") == ["c", "ab"]  # every branch needs its own
+    assert required_phrases(r"(?:x|y)+ylophone") == ["ylophone"]
+    assert set(required_phrases(r"作为一个?(?:人工智能|ai)?模型")) == {  # a few spellings of 5+ characters beat
+        "作为一模型", "作为一个模型", "作为一ai模型", "作为一个ai模型", "作为一人工智能模型", "作为一个人工智能模型"}  # one of 3
+    assert required_phrases(r"Hello World") == ["hello world"]  # lower case: the gate reads lower-cased text
+    assert required_phrases(r"\w+ing|abc") == ["abc", "ing"]
+    assert required_phrases(r"\d+|abc") is None  # a branch without a fixed phrase: no gate
+    assert required_phrases(r"\bdésolé\b") == ["sol"]  # a cased letter beyond ASCII ends a phrase (case folding)
+
+
+@pytest.mark.parametrize("code", ["placeholder", "refusal_boilerplate"])
+def test_phrase_gate_never_rejects_a_text_the_pattern_matches(code):
+    """Every language selection the checks use: a text the gate rejects has no match, on the labelled texts, the
+    catalogue's examples and texts whose case folding str.lower() does not show (ſ, K, İ, ı)."""
+    from advisor.audit.catalog import pattern_gate
+
+    entry = catalog()[code]
+    texts = _labelled_texts() + [entry.example, entry.ok_example]
+    texts += ["AS AN AI LANGUAGE MODEL, I can't", "I'm ſorry, but I cannot do that", "As an Aİ model",
+              "As an AI language model"]
+    selections = [None] + [("any", "en", lang) for lang in entry.patterns]
+    gated = 0
+    for langs in selections:
+        gate, rx = pattern_gate(code, langs), patterns(code, langs)
+        if gate is None:
+            continue
+        gated += 1
+        for t in texts:
+            if rx.search(t):
+                assert gate(t), (langs, t)
+    assert code == "placeholder" or gated >= 3  # the refusal search is gated for English and most languages
+
+
+def test_phrase_gate_lets_case_folded_letters_through():
+    from advisor.audit.regex_guard import literal_gate
+
+    gate = literal_gate(r"\bsorry\b", re.IGNORECASE)
+    assert re.search(r"\bsorry\b", "ſorry", re.IGNORECASE) and gate("ſorry")
+    assert not gate("nothing to see here") and gate("SORRY")
+
+
+def test_char_count_equals_counting_single_matches():
+    from advisor.audit.text import char_count
+
+    runs, single = re.compile(r"[\u4e00-\u9fff]+"), re.compile(r"[\u4e00-\u9fff]")
+    for t in _labelled_texts()[:300] + ["", "abc", "中文，English，中文。"]:
+        assert char_count(runs, t) == len(single.findall(t))
+
+
+def test_script_units_are_characters_for_chinese_and_words_otherwise():
+    from advisor.audit.text import script_units
+
+    assert script_units("The cat, the CAT.") == ["the", "cat,", "the", "cat."]
+    assert script_units("这是一个关于数据清洗的问题，我们需要仔细检查每一条记录。数据质量很重要！") == list(
+        "这是一个关于数据清洗的问题我们需要仔细检查每一条记录数据质量很重要")
+
+
+def test_tokens_of_several_texts_add_the_estimates_and_round_once():
+    from advisor.audit.tokens import _estimate, approx_tokens, approx_tokens_of
+
+    texts = ["Hello world, this is a test.\nSecond line", "你好，世界", "x = 3.5 * y", "", "naïve café"]
+    together = sum(_estimate(char_classes(t)) for t in texts if t)
+    assert approx_tokens_of(texts) == round(together)
+    assert approx_tokens_of(["only one"]) == approx_tokens("only one") and approx_tokens_of([]) == 0
+    assert abs(approx_tokens_of(texts) - sum(map(approx_tokens, texts))) <= len(texts) / 2
+
+
+def test_plain_turns_read_as_the_full_reader_reads_them():
+    from advisor.data.formats import _plain_turn, _turn
+
+    turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}, {"role": "system", "content": "s"},
+             {"from": "human", "value": "q"}, {"from": "GPT", "value": "a"}, {"from": "system", "value": "s"}]
+    for turn in turns:
+        problems: list = []
+        assert _plain_turn(turn) == _turn(turn, "messages[0]", problems) and not problems
+    # anything else goes the full way (and gets its problems reported there)
+    for turn in [{"role": "human", "content": "q"}, {"role": "user", "content": None}, {"role": "tool", "content": "x"},
+                 {"role": "user", "content": "q", "weight": 0}, {"from": "function_call", "value": "{}"},
+                 {"role": "user", "content": ["part"]}, {"from": "bot", "value": 3}]:
+        assert _plain_turn(turn) is None

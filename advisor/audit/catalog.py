@@ -11,7 +11,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from advisor.audit.regex_guard import guarded
+from advisor.audit.regex_guard import LiteralGate, guarded, literal_gate
 from advisor.errors import UserError
 from advisor.files import read_structured, validate
 from advisor.rules.loader import rules_dir
@@ -87,6 +87,16 @@ def severity(code: str, variant: str | None = None) -> str:
 def patterns(code: str, langs: tuple[str, ...] | None = None) -> re.Pattern:
     """A finding's patterns as one case-insensitive regex: of every language (None), or of `langs` only (a cheaper
     search when the text's language is known)."""
+    return guarded(_joined(code, langs), re.IGNORECASE)
+
+
+@cache
+def pattern_gate(code: str, langs: tuple[str, ...] | None = None) -> LiteralGate | None:
+    """The phrase gate of `patterns(code, langs)` (regex_guard.literal_gate): a text it rejects cannot match."""
+    return literal_gate(_joined(code, langs), re.IGNORECASE)
+
+
+def _joined(code: str, langs: tuple[str, ...] | None) -> str:
     entry = catalog()[code]
     parts = []
     for lang, items in (entry.patterns or {}).items():
@@ -99,7 +109,7 @@ def patterns(code: str, langs: tuple[str, ...] | None = None) -> re.Pattern:
                 raise UserError(f"{rules_dir() / 'audit_findings.yaml'}: `{code}.patterns.{lang}[{j}]` is not a valid "
                                 f"regular expression ({e}); fix the pattern") from None
             parts.append(f"(?:{rx})")
-    return guarded("|".join(parts) or r"(?!x)x", re.IGNORECASE)
+    return "|".join(parts) or r"(?!x)x"
 
 
 class Selection:

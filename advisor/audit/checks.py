@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cached_property
 
-from advisor.audit.catalog import patterns
+from advisor.audit.catalog import pattern_gate, patterns
 from advisor.audit.language import UND, detect
 from advisor.audit.pii import PII_NAMES, pii_kinds
 from advisor.audit.text import normalise, script_units
@@ -74,10 +74,10 @@ def pair_check(code: str) -> Callable[[PairCheck], PairCheck]:
 
 @dataclass
 class TokenCounts:
-    per_message: list[int]
     prompt: int
     answer: int
     total: int
+    before_answer: int  # tokens before the first trained answer (the total when there is none, or it fits)
 
 
 @dataclass
@@ -244,8 +244,7 @@ def too_long(r: RecordView) -> Iterator[Hit]:
     t = r.tokens
     if t is None or t.total <= r.max_seq_len:
         return
-    first = next((i for i, m in enumerate(r.sample.messages) if m.role == "assistant" and m.trainable), None)
-    before = sum(t.per_message[:first]) if first is not None else t.total
+    before = t.before_answer
     if r.chat and before >= r.max_seq_len:
         yield "nothing_trained", (f"{t.total} tokens; the first {before} come before any answer, so truncation at "
                                   f"{r.max_seq_len} leaves no trainable tokens")
@@ -314,6 +313,9 @@ def refusal_in(answer: str) -> str | None:
     lang = detect(answer)
     langs = None if lang == UND else ("any", "en", lang)
     text = answer if len(answer) <= 2000 else answer[:1500] + "\n" + answer[-500:]
+    gate = pattern_gate("refusal_boilerplate", langs)
+    if gate is not None and not gate(text):
+        return None  # none of the phrases every pattern needs: the regex cannot match
     m = patterns("refusal_boilerplate", langs).search(text)
     return m.group()[:60] if m else None
 

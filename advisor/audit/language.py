@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 from functools import cache, lru_cache
 
+from advisor.audit.text import char_count
+
 UND = "und"
 MIN_CONFIDENCE = 0.5  # fastText probability below which a Latin/Cyrillic text is `und`
 MIN_LETTERS = 20  # shorter texts (after stripping code and URLs) are `und`
@@ -30,17 +32,17 @@ _CODE_LINE = re.compile(r"^\s*(?:def|return|if|elif|else|for|while|import|from|c
 # possessive quantifiers: no backtracking inside words (this runs on every turn)
 _IDENT = re.compile(r"\b\w++(?:(?:[._/\\:]\w++)+(?:\([^)]{0,80}\))?|\([^)]{0,80}\))|\$\w++|<[^>]{1,40}>|[{}\[\]<>=;]++")
 
-_SCRIPTS = [  # script → language where the script decides it
-    ("ja", re.compile(r"[\u3040-\u30ff]")),
-    ("ko", re.compile(r"[\uac00-\ud7af\u1100-\u11ff]")),
-    ("zh", re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]")),
-    ("el", re.compile(r"[\u0370-\u03ff]")),
-    ("he", re.compile(r"[\u0590-\u05ff]")),
-    ("th", re.compile(r"[\u0e00-\u0e7f]")),
-    ("hi", re.compile(r"[\u0900-\u097f]")),
+_SCRIPTS = [  # script → language where the script decides it (runs of the script's characters: see char_count)
+    ("ja", re.compile(r"[\u3040-\u30ff]+")),
+    ("ko", re.compile(r"[\uac00-\ud7af\u1100-\u11ff]+")),
+    ("zh", re.compile(r"[\u4e00-\u9fff\u3400-\u4dbf]+")),
+    ("el", re.compile(r"[\u0370-\u03ff]+")),
+    ("he", re.compile(r"[\u0590-\u05ff]+")),
+    ("th", re.compile(r"[\u0e00-\u0e7f]+")),
+    ("hi", re.compile(r"[\u0900-\u097f]+")),
 ]
-_CYRILLIC = re.compile(r"[\u0400-\u04ff]")
-_ARABIC = re.compile(r"[\u0600-\u06ff]")
+_CYRILLIC = re.compile(r"[\u0400-\u04ff]+")
+_ARABIC = re.compile(r"[\u0600-\u06ff]+")
 _LATIN_WORD = re.compile(r"[A-Za-z\u00c0-\u024f]{2,}")
 _STOPWORDS = {
     "en": ["the", "and", "of", "to", "is", "in", "that", "it", "for", "you", "with", "are", "this", "be", "on", "have", "not", "what", "can", "how", "your", "do", "i", "my"],
@@ -111,7 +113,7 @@ def _quick(t: str) -> str | None:
     """`en` or `zh` when the first characters leave no doubt, else None (the full path decides)."""
     if t.isascii():
         return "en" if _plain_english(t) else None
-    han = len(_SCRIPTS[2][1].findall(t))
+    han = char_count(_SCRIPTS[2][1], t)
     if han >= MIN_LETTERS and not _SCRIPTS[0][1].search(t) and not _SCRIPTS[1][1].search(t) and \
             han >= 2 * len(_LATIN_WORD.findall(t)):
         return "zh"  # Han characters, no kana (Japanese) and no hangul (Korean)
@@ -154,7 +156,7 @@ def detect(text: str) -> str:
             return quick
     t = strip_non_language(head)[:1000]
     if not t.isascii():
-        counts = [(name, len(rx.findall(t))) for name, rx in _SCRIPTS]
+        counts = [(name, char_count(rx, t)) for name, rx in _SCRIPTS]
         latin_words = len(_LATIN_WORD.findall(t))
         name, n = max(counts, key=lambda c: c[1])
         kana = counts[0][1]
@@ -164,7 +166,7 @@ def detect(text: str) -> str:
             return name
     ascii_only = t.isascii()
     words = _LATIN_WORD.findall(t.lower())
-    letters = sum(map(len, words)) + (0 if ascii_only else len(_CYRILLIC.findall(t)) + len(_ARABIC.findall(t)))
+    letters = sum(map(len, words)) + (0 if ascii_only else char_count(_CYRILLIC, t) + char_count(_ARABIC, t))
     if letters < MIN_LETTERS:
         return UND
     hits, foreign = _stopword_hits(words)

@@ -172,15 +172,25 @@ class RecordAuditor:
             facts.shown = shorten(s, raw)
 
     def _tokens(self, s: Sample) -> TokenCounts:
-        per_msg = [self.count_tokens(m.content) + TEMPLATE_TOKENS_PER_MESSAGE for m in s.messages]
-        if s.rejected:
-            rejected = sum(self.count_tokens(m.content) + TEMPLATE_TOKENS_PER_MESSAGE for m in s.rejected)
-            if rejected > sum(per_msg[s.prompt_len:]):  # the longer side decides whether the pair fits
-                per_msg = per_msg[:s.prompt_len] + [rejected]
-        last = s.last_assistant()
-        answer = per_msg[last] if last is not None and last < len(per_msg) else 0
-        total = sum(per_msg)
-        return TokenCounts(per_msg, total - answer, answer, total)
+        """Prompt, answer and total tokens (with the template's tokens per message). The answer is the last assistant
+        message; of a preference pair, the longer of the two continuations (it decides whether the pair fits)."""
+        msgs = s.messages
+        if s.rejected is not None:
+            prompt = self._count(msgs[:s.prompt_len])
+            answer = max(self._count(msgs[s.prompt_len:]), self._count(s.rejected))
+        else:
+            last = s.last_assistant()
+            answer = self._count(msgs[last:last + 1]) if last is not None else 0
+            prompt = self._count(msgs if last is None else msgs[:last] + msgs[last + 1:])
+        total = prompt + answer
+        first = None
+        if total > self.max_seq_len:  # the check needs the tokens before the first trained answer
+            first = next((i for i, m in enumerate(msgs) if m.role == "assistant" and m.trainable), None)
+        before = self._count(msgs[:first]) if first is not None else total
+        return TokenCounts(prompt, answer, total, before)
+
+    def _count(self, msgs: list) -> int:
+        return self.count_tokens.total([m.content for m in msgs]) + TEMPLATE_TOKENS_PER_MESSAGE * len(msgs)
 
     def _measure(self, f: RecordFacts, s: Sample, tokens: TokenCounts) -> None:
         f.tokens = (tokens.prompt, tokens.answer, tokens.total)

@@ -88,3 +88,159 @@ def guarded(pattern: str, flags: int = 0) -> re.Pattern:
         return re.compile(pattern, flags)
     charset = "".join(sorted(re.escape(ch) if ch not in "-]\\^" else "\\" + ch for ch in chars))
     return re.compile(f"(?=[{charset}])(?:{pattern})", flags)
+
+
+# ---- required literals: a substring gate in front of the regex ------------------------------------------------
+# Even guarded, a big case-insensitive alternation costs ~25 ns a character on English prose, where most letters
+# can start a branch. But nearly every branch of a catalogue pattern needs a fixed phrase ("as an ai", "language
+# model", "i cannot"): when none of those phrases is in the lower-cased text, no branch can match. Python finds a
+# substring at C speed, so `LiteralGate` tests the phrases first and runs the regex only on texts that have one.
+GATE_MIN_CHARS = 4  # every phrase at least this long, or the gate rejects too few texts to pay for itself
+MAX_GATE = 32  # phrases at most (each is one substring search)
+MAX_RUN = 8  # spellings a phrase may have (`i(?:'m| am) sorry` is 2) before it is cut
+# the only characters beyond ASCII that a case-insensitive ASCII letter matches (re's case folding): where the
+# text has one, str.lower() would not show the phrase, so the gate lets the text through
+_FOLDS_TO_ASCII = re.compile("[\u0130\u0131\u017f\u212a]")
+
+
+def _safe_char(ch: str) -> bool:
+    """Characters whose lower case is what the case-insensitive regex compares: ASCII, and scripts without case."""
+    return ch.isascii() or ch.lower() == ch.upper()
+
+
+def _cross(a: set[str] | None, b: set[str] | None, limit: int = MAX_RUN) -> set[str] | None:
+    if a is None or b is None or len(a) * len(b) > limit:
+        return None
+    return {x + y for x in a for y in b}
+
+
+def _strings(seq) -> set[str] | None:
+    """Every string `seq` can match, lower-cased, when that is a small finite set (zero-width assertions ignored)."""
+    out: set[str] | None = {""}
+    for op, av in seq:
+        out = _cross(out, _element_strings(op, av), MAX_GATE)
+        if out is None:
+            return None
+    return out
+
+
+def _element_strings(op, av) -> set[str] | None:
+    if op in _ZERO_WIDTH:
+        return {""}
+    if op is c.LITERAL:
+        ch = chr(av)
+        return {ch.lower()} if _safe_char(ch) else None
+    if op is c.IN:
+        chars = {chr(a).lower() for o, a in av if o is c.LITERAL and _safe_char(chr(a))}
+        return chars if len(chars) == len(av) and len(chars) <= 4 else None
+    if op is c.SUBPATTERN:
+        return _strings(av[-1])
+    if op is c.BRANCH:
+        out: set[str] = set()
+        for alt in av[1]:
+            s = _strings(alt)
+            if s is None:
+                return None
+            out |= s
+        return out if len(out) <= MAX_GATE else None
+    if op in _REPEATS and av[1] == 1 and av[0] <= 1:  # `x?` or `x{1}`
+        s = _strings(av[2])
+        return None if s is None else (s | {""} if av[0] == 0 else s)
+    return None
+
+
+def _score(phrases: set[str]) -> tuple[int, int, int]:
+    """Better: long enough phrases first, then fewer of them, then longer."""
+    shortest = min(map(len, phrases))
+    return min(shortest, 8), -len(phrases), shortest
+
+
+def _required(seq) -> set[str] | None:
+    """A set of phrases one of which every match of `seq` contains (the best of the candidates), or None."""
+    best: set[str] | None = None
+
+    def consider(phrases: set[str] | None) -> None:
+        nonlocal best
+        if phrases and min(map(len, phrases)) > 0 and (best is None or _score(phrases) > _score(best)):
+            best = phrases
+
+    run: set[str] = {""}  # the spellings of the consecutive literal elements so far
+    plain = ""  # the single-spelling part of them since the last element with several
+    for op, av in seq:
+        s = _element_strings(op, av)
+        if s is not None and len(s) == 1:
+            plain += next(iter(s))
+        else:
+            consider({plain})
+            plain = ""
+            consider(s)
+        grown = _cross(run, s) if s is not None else None
+        if grown is not None:
+            run = grown
+            consider(run)  # every prefix of the run is required too: a shorter one may have fewer spellings
+            continue
+        consider(run)
+        run = s if s is not None else {""}
+        if s is None:
+            consider(_inner_required(op, av))
+    consider(run)
+    consider({plain})
+    return best
+
+
+def _inner_required(op, av) -> set[str] | None:
+    if op is c.SUBPATTERN:
+        return _required(av[-1])
+    if op is c.BRANCH:
+        out: set[str] = set()
+        for alt in av[1]:
+            r = _required(alt)
+            if r is None:
+                return None
+            out |= r
+        return out
+    if op in _REPEATS and av[0] >= 1:
+        return _required(av[2])
+    return None
+
+
+def required_phrases(pattern: str, flags: int = 0) -> list[str] | None:
+    """Lower-case phrases one of which every match of `pattern` contains, shortest first (a phrase that contains
+    another is left out: the shorter decides), or None when a match needs no fixed phrase."""
+    try:
+        found = _required(_parser.parse(pattern, flags))
+    except _Any:  # pragma: no cover - raised by first_chars only
+        return None
+    if found is None:
+        return None
+    out: list[str] = []
+    for phrase in sorted(found, key=lambda p: (len(p), p)):
+        if not any(kept in phrase for kept in out):
+            out.append(phrase)
+    return out
+
+
+class LiteralGate:
+    """`gate(text, low)`: False when `text` cannot match the pattern (it has none of the required phrases)."""
+
+    __slots__ = ("phrases",)
+
+    def __init__(self, phrases: list[str]) -> None:
+        self.phrases = tuple(phrases)
+
+    def __call__(self, text: str, low: str | None = None) -> bool:
+        if not text.isascii() and _FOLDS_TO_ASCII.search(text):
+            return True
+        low = text.lower() if low is None else low
+        for phrase in self.phrases:  # noqa: SIM110 - a plain loop: any() over a generator costs twice as much here
+            if phrase in low:
+                return True
+        return False
+
+
+def literal_gate(pattern: str, flags: int = 0) -> LiteralGate | None:
+    """A gate for `pattern` when its required phrases are few and long enough to reject most texts, else None."""
+    phrases = required_phrases(pattern, flags)
+    if not phrases or len(phrases) > MAX_GATE or min(map(len, phrases)) < GATE_MIN_CHARS:
+        return None
+    return LiteralGate(phrases)

@@ -39,22 +39,28 @@ def normalise_many(texts: list[str]) -> list[str]:
     return normalise("\x00".join(texts)).split("\x00")
 
 
+def char_count(runs: re.Pattern, text: str) -> int:
+    """How many characters of `text` a run pattern (`[...]+`) covers: the runs are removed in C and the lengths
+    compared, 3x faster than `len(findall)` of single characters, which makes a string per character."""
+    return len(text) - len(runs.sub("", text))
+
+
 def key(text: str) -> int:
     """A stable 64-bit key of a (normalised) text: the same in every process and on every run (Python's hash()
     is salted per process, and the audit's worker processes must agree)."""
     return int.from_bytes(blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
 
 
-_UNIT = re.compile("[^\\s" + re.escape(_PUNCT) + "]")
-_CJK = re.compile(r"[\u4e00-\u9fff\u3040-\u30ff]")
+_NOT_UNIT = re.compile("[\\s" + re.escape(_PUNCT) + "]+")
+_CJK = re.compile(r"[\u4e00-\u9fff\u3040-\u30ff]+")
 
 
 def script_units(text: str) -> list[str]:
     """Words for space-separated text, characters for CJK (for repetition and diversity measures)."""
     if text.isascii():
         return text.lower().split()
-    if len(_CJK.findall(text[:500])) > 20:
-        return _UNIT.findall(text)
+    if char_count(_CJK, text[:500]) > 20:
+        return list(_NOT_UNIT.sub("", text))  # every character but spaces and punctuation
     return text.lower().split()
 
 
@@ -110,7 +116,7 @@ def intent(instruction: str) -> str:
 
 _FACT_Q = re.compile(r"^(?:what|who|when|where|which|how (?:many|much|old|long|far)|name the|list the|tell me about|"
                      r"what's|whats)\b|什么是|是什么|谁|何时|哪|多少|几|什么时候|介绍一下")
-_NUMBER = re.compile(r"\d")
+_NUMBER = re.compile(r"\d+")
 _PROPER = re.compile(r"(?<=[a-z,;:] )[A-Z][a-z]{2,}")
 _STRUCTURED = re.compile(r"^\s*[\[{<]|```")
 
@@ -133,7 +139,7 @@ def asks_about_entity(instruction: str) -> bool:
 def fact_density(answer: str) -> float:
     """Numbers and mid-sentence capitalised names per 100 words (or per 100 CJK characters)."""
     units = max(1, len(answer.split()) if answer.isascii() else len(answer) // 2)
-    facts = len(_NUMBER.findall(answer)) / 2 + len(_PROPER.findall(answer))
+    facts = char_count(_NUMBER, answer) / 2 + len(_PROPER.findall(answer))
     return 100.0 * facts / units
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from advisor.audit.text import char_count
 from advisor.errors import UserError
 
 # Tokens per unit of each character class, fitted by least squares (clipped at 0) on 4,120 texts drawn from the
@@ -27,7 +28,7 @@ _DIGITS = b"0123456789"
 _ASCII_PUNCT = bytes(c for c in range(33, 127) if not chr(c).isalnum())
 _WORD_TABLE = bytes(97 if c in _LETTERS else 32 for c in range(256))  # letters → "a", the rest → " "
 _CLASS_TABLE = bytes(100 if c in _DIGITS else 112 if c in _ASCII_PUNCT else 104 if c >= 128 else 32 for c in range(256))
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uac00-\ud7af\uf900-\ufaff\uff00-\uffef]+")
 
 
 def char_classes(text: str) -> tuple[int, int, int, int, int, int, int]:
@@ -43,7 +44,7 @@ def char_classes(text: str) -> tuple[int, int, int, int, int, int, int]:
     newlines = b.count(b"\n")
     if n == len(text):
         return words, letters, digits, punct, newlines, 0, 0
-    cjk = len(_CJK.findall(text))
+    cjk = char_count(_CJK, text)
     other = len(text) - (n - classes.count(b"h")) - cjk  # non-ASCII characters that are not CJK
     return words, letters, digits, punct, newlines, cjk, other
 
@@ -51,10 +52,24 @@ def char_classes(text: str) -> tuple[int, int, int, int, int, int, int]:
 def approx_tokens(text: str) -> int:
     if not text:
         return 0
-    w, letters, d, p, nl, cjk, other = char_classes(text)
-    est = (PER_ASCII_WORD * w + PER_ASCII_LETTER * letters + PER_DIGIT * d + PER_PUNCT * p + PER_NEWLINE * nl
-           + PER_CJK * cjk + PER_OTHER * other)
-    return max(1, round(est))
+    return max(1, round(_estimate(char_classes(text))))
+
+
+def approx_tokens_of(texts: list[str]) -> int:
+    """`approx_tokens` of several texts counted together: the estimate is a sum over character classes, so the
+    texts are classified in one pass, joined by newlines that are taken off again (a newline is no letter, digit
+    or punctuation and ends a word), and rounded once (a record is 2 passes, not one per message)."""
+    texts = [t for t in texts if t]
+    if len(texts) < 2:
+        return approx_tokens(texts[0]) if texts else 0
+    w, letters, d, p, nl, cjk, other = char_classes("\n".join(texts))
+    return max(1, round(_estimate((w, letters, d, p, nl - (len(texts) - 1), cjk, other))))
+
+
+def _estimate(classes: tuple[int, int, int, int, int, int, int]) -> float:
+    w, letters, d, p, nl, cjk, other = classes
+    return (PER_ASCII_WORD * w + PER_ASCII_LETTER * letters + PER_DIGIT * d + PER_PUNCT * p + PER_NEWLINE * nl
+            + PER_CJK * cjk + PER_OTHER * other)
 
 
 class TokenCounter:
@@ -91,3 +106,9 @@ class TokenCounter:
         if self.tok is None:
             return approx_tokens(text)
         return len(self.tok.encode(text, add_special_tokens=False).ids)
+
+    def total(self, texts: list[str]) -> int:
+        """Tokens of several texts (a record's messages) together."""
+        if self.tok is None:
+            return approx_tokens_of(texts)
+        return sum(map(self, texts))
