@@ -322,3 +322,36 @@ def test_plain_turns_read_as_the_full_reader_reads_them():
                  {"role": "user", "content": "q", "weight": 0}, {"from": "function_call", "value": "{}"},
                  {"role": "user", "content": ["part"]}, {"from": "bot", "value": 3}]:
         assert _plain_turn(turn) is None
+
+
+def test_fork_map_and_background_give_what_map_and_a_call_give():
+    from advisor.audit.parallel import Background, fork_map
+
+    big = list(range(100_000))  # held by this process: the forked ones read it, nothing pickles it
+    fn = lambda i: sum(big[i::7])  # noqa: E731 - a closure, which spawn could not pickle
+    assert list(fork_map(fn, range(7), workers=2)) == list(map(fn, range(7)))
+    assert list(fork_map(fn, [], workers=2)) == []
+    assert Background(lambda: sum(big)).result() == sum(big) == Background(lambda: sum(big), fork=False).result()
+
+
+def test_near_duplicate_blocks_spread_over_processes_give_the_same_groups(monkeypatch):
+    from functools import partial
+
+    from advisor.audit import dedup
+    from advisor.audit.parallel import fork_map
+
+    monkeypatch.setattr(dedup, "NEAR_BLOCK", 16)  # many blocks, so the candidate pairs cross block borders
+    base = ["the quick brown fox jumps over the lazy dog number", "a completely different sentence about cats",
+            "数据清洗是训练之前最重要的一步", "lorem ipsum dolor sit amet consectetur"]
+    texts = [f"{base[i % 4]} {i % 3} again and again" for i in range(90)]
+
+    def groups(map_blocks):
+        dup = DuplicateIndex(0.8)
+        for i, t in enumerate(texts):
+            dup.add(i, 1000 + i, 0, 0, signature(normalise(t)).tobytes())
+        dup.finish(map_blocks)
+        return dup.near_groups()
+
+    serial = groups(map)
+    assert serial == groups(partial(fork_map, workers=2))
+    assert len(serial) >= 4 and all(len(g) > 1 for g, _ in serial)

@@ -4,6 +4,8 @@ conflicting answers (same prompt, different answers). Memory: one 64-value signa
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
+from functools import partial
 
 import numpy as np
 
@@ -13,7 +15,7 @@ ROWS = NUM_PERM // BANDS
 SHINGLE = 5
 SAMPLE_ABOVE = 128
 BUCKET_CAP = 12
-NEAR_BLOCK = 1 << 15  # rows whose candidate pairs are gathered at once
+NEAR_BLOCK = 1 << 14  # rows whose candidate pairs are gathered at once (blocks also spread over the cores)
 _MASK61 = np.uint64((1 << 61) - 1)
 _rng = np.random.default_rng(20240601)  # fixed: the same file gives the same groups on every run
 _A = (_rng.integers(1, 1 << 61, NUM_PERM, dtype=np.uint64) | np.uint64(1))
@@ -183,7 +185,9 @@ class DuplicateIndex:
         self._answer.extend(answer)
         self._sigs.extend(sigs)
 
-    def finish(self) -> None:
+    def finish(self, map_blocks: Callable = map) -> None:
+        """Group everything added. `map_blocks(fn, starts)`: how the near-duplicate candidates of each block of rows
+        are computed (`map`, or a parallel map: the blocks are independent; they are joined in order after)."""
         index, exact = self._index.array(), self._exact.array()
         first = _first_of_group(exact)  # position of each record's first copy
         for pos in np.flatnonzero(first != np.arange(len(exact))):
@@ -193,7 +197,7 @@ class DuplicateIndex:
         self.sigs = self._sigs.array()[keep]
         self.row_index = index[keep].tolist()
         self._index = self._exact = self._prompt = self._answer = self._sigs = None
-        self._find_near()
+        self._find_near(map_blocks)
 
     def _find_conflicts(self, index: np.ndarray, prompt: np.ndarray, answer: np.ndarray) -> None:
         has = prompt != 0
@@ -204,19 +208,23 @@ class DuplicateIndex:
         for pos in np.flatnonzero(differs):
             self.conflicts.union(int(index[lead[pos]]), int(index[pos]))
 
-    def _find_near(self) -> None:
+    def _find_near(self, map_blocks: Callable) -> None:
         n = len(self.sigs)
         if n < 2:
             return
         bands = [self._band_order(b) for b in range(BANDS)]
-        for start in range(0, n, NEAR_BLOCK):  # candidate pairs a block of rows at a time: memory stays bounded
-            pairs = self._close(self._candidates(bands, np.arange(start, min(n, start + NEAR_BLOCK)), n))
+        # candidate pairs a block of rows at a time (memory stays bounded), then joined in record order
+        for pairs in map_blocks(partial(self._block_pairs, bands, n), range(0, n, NEAR_BLOCK)):
             if not len(pairs):
                 continue
             firsts = np.flatnonzero(np.r_[True, pairs[1:, 0] != pairs[:-1, 0]])
             for a, b in zip(firsts, np.r_[firsts[1:], len(pairs)], strict=True):
                 row = int(pairs[a, 0])
                 self.near_rows.join(row, pairs[a:b, 1], self.sigs, self.sigs[row], self.threshold)
+
+    def _block_pairs(self, bands: list, n: int, start: int) -> np.ndarray:
+        """The close candidate pairs (row, earlier row) of the rows from `start` (one block)."""
+        return self._close(self._candidates(bands, np.arange(start, min(n, start + NEAR_BLOCK)), n))
 
     def _close(self, pairs: np.ndarray, chunk: int = 1 << 18) -> np.ndarray:
         """The candidate pairs whose estimated similarity reaches the threshold (compared a chunk at a time)."""

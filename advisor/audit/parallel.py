@@ -3,7 +3,10 @@
 The parent reads the file (JSONL lines stay unparsed: workers parse them), hands out batches of records, and
 takes the facts back in submission order, so the output is identical to the single-process run. At most a few
 batches per worker are in flight: memory stays flat whatever the file size. Small files are audited in the
-parent (starting processes costs more than it saves)."""
+parent (starting processes costs more than it saves).
+
+The dataset stage after the pass uses the cores too (`fork_map`, `in_background`): forked processes inherit what
+the parent holds (signatures, samples), so only small results travel back."""
 
 from __future__ import annotations
 
@@ -15,6 +18,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from itertools import islice
 from pathlib import Path
+from typing import Any, TypeVar
 
 from advisor.audit.record import FactsBatch, RecordAuditor
 from advisor.data.reader import Container, RawRecord, ReadMeter, iter_raw
@@ -25,6 +29,8 @@ PARALLEL_FROM_BYTES = 4 << 20  # files below this are audited in one process
 PROGRESS_EVERY = 2000  # records between progress reports
 
 _auditor: RecordAuditor | None = None
+_forked: Callable[[Any], Any] | None = None  # the function forked processes run (inherited, never pickled)
+T = TypeVar("T")
 
 
 @dataclass
@@ -102,3 +108,53 @@ def _parallel(auditor: RecordAuditor, records: Iterable[RawRecord], workers: int
                 yield pending.popleft().get()
         while pending:
             yield pending.popleft().get()
+
+
+# ---- the dataset stage on several cores ------------------------------------------------------------------------
+
+def can_fork() -> bool:
+    return "fork" in mp.get_all_start_methods()
+
+
+def _call_forked(item):
+    return _forked(item)
+
+
+def fork_map(fn: Callable[[Any], T], items: Iterable, workers: int) -> Iterator[T]:
+    """`map(fn, items)` in `workers` forked processes, results in order. The processes are forked now, so `fn` may
+    read anything this process holds (nothing but the items and the results is pickled). In this process where
+    fork is unavailable, or with one worker or item."""
+    global _forked
+    items = list(items)
+    if workers <= 1 or len(items) < 2 or not can_fork():
+        yield from map(fn, items)
+        return
+    _forked = fn
+    try:
+        with mp.get_context("fork").Pool(min(workers, len(items))) as pool:
+            yield from pool.imap(_call_forked, items)
+    finally:
+        _forked = None
+
+
+class Background:
+    """`fn()` started in a forked process (where fork exists and `fork` is true), else run when asked for;
+    `result()` waits for it. The dataset stage runs the task estimate this way while it groups duplicates."""
+
+    def __init__(self, fn: Callable[[], T], fork: bool = True) -> None:
+        global _forked
+        self.fn, self.pool, self.job = fn, None, None
+        if fork and can_fork():
+            _forked = lambda _: fn()  # noqa: E731 - what the forked process calls
+            self.pool = mp.get_context("fork").Pool(1)
+            self.job = self.pool.apply_async(_call_forked, (None,))
+            _forked = None
+
+    def result(self) -> T:
+        if self.pool is None:
+            return self.fn()
+        try:
+            return self.job.get()
+        finally:
+            self.pool.close()
+            self.pool.join()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from itertools import islice
 from pathlib import Path
 
@@ -18,11 +19,11 @@ import numpy as np
 
 from advisor.audit.catalog import Selection
 from advisor.audit.dataset_checks import BEHAVIOUR_AT_MOST, DATASET_CHECKS, KNOWLEDGE_HEAVY, DatasetView
-from advisor.audit.parallel import Progress, audit_records
+from advisor.audit.parallel import Background, Progress, audit_records, default_workers, fork_map
 from advisor.audit.record import RecordAuditor
 from advisor.audit.report import SEVERITY_ORDER, AuditReport, Diversity, FindingSignal, Signals, TokenSignal
 from advisor.audit.stats import DatasetStats, RecordFindings
-from advisor.audit.tasks import estimate_tasks
+from advisor.audit.tasks import TaskEstimate, estimate_tasks
 from advisor.data.formats import FORMATS, detect_format, format_reason, kind_of, majority_format
 from advisor.data.reader import Container, iter_raw, sniff
 from advisor.errors import UserError
@@ -85,16 +86,20 @@ def audit_file(path: str | Path, fmt: str = "auto", max_seq_len: int = 2048, mod
     auditor = RecordAuditor(detection.format, max_seq_len, selection, model_path, tokenizer_path)  # a bad tokenizer
     stats = DatasetStats(detection.format, max_seq_len, near_dup_threshold, auditor.count_tokens.how)  # exits 2 here
     found = RecordFindings(samples)
-    for batch in audit_records(path, detection.container, auditor, workers, progress):
+    n = default_workers(path) if workers is None else max(1, workers)
+    for batch in audit_records(path, detection.container, auditor, n, progress):
         stats.add(batch)
         found.add(batch)
-    stats.finish()
-    return assemble_report(path, detection, stats, found, selection, samples)
+    # 4. the dataset stage, on every core the pass used: the task estimate in a forked process while the
+    # duplicate groups are found (their candidate blocks spread over the cores too)
+    tasks = Background(partial(estimate_tasks, stats.tasks, stats.valid), fork=n > 1)
+    stats.finish(partial(fork_map, workers=n))
+    return assemble_report(path, detection, stats, found, selection, samples, tasks.result())
 
 
 # ---- 5. the report -----------------------------------------------------------------------------------------------
 
-def dataset_view(stats: DatasetStats, samples: int) -> DatasetView:
+def dataset_view(stats: DatasetStats, samples: int, tasks: TaskEstimate | None = None) -> DatasetView:
     valid = stats.valid
     exact_copies = sum(len(g) - 1 for g in stats.dup.exact.groups())
     near = stats.dup.near_groups()
@@ -106,13 +111,14 @@ def dataset_view(stats: DatasetStats, samples: int) -> DatasetView:
         mean_similarity=round(stats.dup.mean_similarity(), 4),
         distinct_2gram_answers=round(stats.distinct_bigrams(), 4),
     )
-    return DatasetView(stats, estimate_tasks(stats.tasks, valid), max(0, valid - exact_copies), exact_copies, near,
+    tasks = tasks if tasks is not None else estimate_tasks(stats.tasks, valid)
+    return DatasetView(stats, tasks, max(0, valid - exact_copies), exact_copies, near,
                        diversity, samples)
 
 
 def assemble_report(path: Path, detection: Detection, stats: DatasetStats, found: RecordFindings,
-                    selection: Selection, samples: int) -> AuditReport:
-    view = dataset_view(stats, samples)
+                    selection: Selection, samples: int, tasks: TaskEstimate | None = None) -> AuditReport:
+    view = dataset_view(stats, samples, tasks)
     findings = [f for f in found.findings() if selection(f.code)]
     view.usable = usable_examples(stats, findings)
     for code, check in DATASET_CHECKS.items():

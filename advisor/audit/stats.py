@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from array import array
 from collections import Counter
+from collections.abc import Callable
 
 import numpy as np
 
@@ -134,8 +135,8 @@ class DatasetStats:
                 self.bigram_blocks.append(bigrams)
                 self.bigram_total += len(bigrams)
 
-    def finish(self) -> None:
-        self.dup.finish()
+    def finish(self, map_blocks: Callable = map) -> None:
+        self.dup.finish(map_blocks)
 
     def distinct_bigrams(self) -> float:
         if not self.bigram_total:
