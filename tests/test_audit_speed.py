@@ -355,3 +355,38 @@ def test_near_duplicate_blocks_spread_over_processes_give_the_same_groups(monkey
     serial = groups(map)
     assert serial == groups(partial(fork_map, workers=2))
     assert len(serial) >= 4 and all(len(g) > 1 for g, _ in serial)
+
+
+@pytest.mark.skipif(not EXTERNAL.is_dir(), reason="needs ../shared/data/external")
+def test_language_glance_agrees_with_the_full_path_on_real_texts(monkeypatch):
+    """The glance (plain English or Chinese on the raw first characters) gives the full path's answer on every text
+    of four real files and the labelled language texts (10,700 texts; 0 disagreed when measured)."""
+    from advisor.audit import language
+
+    texts = []
+    for name in ("llamafactory_alpaca_en_demo.json", "llamafactory_alpaca_zh_demo.json",
+                 "llamafactory_glaive_toolcall_en_demo.json", "stanford_alpaca_sample_1727.json"):
+        for r in json.loads((EXTERNAL / name).read_text(encoding="utf-8")):
+            texts += [r["instruction"], r.get("input", ""), r["output"]] if "output" in r else \
+                [t["value"] for t in r["conversations"]]
+    texts = [t for t in texts + _labelled_texts() if t.strip()]
+    glanced = [language.detect.__wrapped__(t) for t in texts]
+    decided = sum(language._glance(t[:800].strip()[:language.QUICK_CHARS], len(t[:800].strip()) > 300) is not None
+                  for t in texts)
+    monkeypatch.setattr(language, "_glance", lambda t, long: None)
+    full = [language.detect.__wrapped__(t) for t in texts]
+    disagree = [(t[:80], g, f) for t, g, f in zip(texts, glanced, full, strict=True) if g != f]
+    assert len(texts) > 10_000 and decided > len(texts) // 4
+    assert len(disagree) <= len(texts) // 1000, disagree[:5]
+
+
+def test_language_glance_decides_only_plain_text():
+    from advisor.audit.language import _glance
+
+    assert _glance("What is the capital of France and what is it known for today?", False) == "en"
+    assert _glance("你好，请问今天天气怎么样？我想出去走走。", False) == "zh"
+    assert _glance("The value of x is set with x = 3 and then the loop runs for you.", False) is None  # code
+    assert _glance("Call the function print(x) to see what it does with the value.", False) is None
+    assert _glance("The cat and the dog are in the house with el perro, it is true.", False) is None  # Spanish
+    assert _glance("Give three tips.", False) is None  # too short to tell without the model
+    assert _glance("日本語のテキストです。これはテストの文章ですよ。", False) is None  # kana: Japanese

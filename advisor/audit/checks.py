@@ -366,11 +366,11 @@ def language_mismatch(s: Sample) -> str | None:
         return None
     system = next((m.content for m in s.messages if m.role == "system"), "")
     for i, user, answer in answer_pairs(s):
-        lu = detect(user.content)
-        if lu == UND:
+        la = detect(answer.content)  # known already (the refusal check asked): the user turn only when it decides
+        if la == UND:
             continue
-        la = detect(answer.content)
-        if la in (UND, lu):
+        lu = detect(user.content)
+        if lu in (UND, la):
             continue
         if asks_for_language(user.content[:3000] + "\n" + system[:3000], la):
             continue

@@ -170,7 +170,7 @@ class DuplicateIndex:
         self.conflicts = UnionFind()
         self.near_rows = NearGroups()
         self.sigs = np.zeros((0, NUM_PERM), dtype=np.uint32)
-        self.row_index: list[int] = []  # signature row → record index (exact copies removed)
+        self.row_index = np.zeros(0, dtype=np.int64)  # signature row → record index (exact copies removed)
         self.unique_prompts = 0
 
     def add(self, index: int, exact: int, prompt: int, answer: int, sig: bytes) -> None:
@@ -188,14 +188,14 @@ class DuplicateIndex:
     def finish(self, map_blocks: Callable = map) -> None:
         """Group everything added. `map_blocks(fn, starts)`: how the near-duplicate candidates of each block of rows
         are computed (`map`, or a parallel map: the blocks are independent; they are joined in order after)."""
-        index, exact = self._index.array(), self._exact.array()
+        index, exact = self._index.take(), self._exact.take()
         first = _first_of_group(exact)  # position of each record's first copy
         for pos in np.flatnonzero(first != np.arange(len(exact))):
             self.exact.union(int(index[first[pos]]), int(index[pos]))
         keep = first == np.arange(len(exact))
-        self._find_conflicts(index[keep], self._prompt.array()[keep], self._answer.array()[keep])
-        self.sigs = self._sigs.array()[keep]
-        self.row_index = index[keep].tolist()
+        self._find_conflicts(index[keep], self._prompt.take(keep), self._answer.take(keep))
+        self.sigs = self._sigs.take(keep)
+        self.row_index = index[keep]
         self._index = self._exact = self._prompt = self._answer = self._sigs = None
         self._find_near(map_blocks)
 
@@ -226,7 +226,7 @@ class DuplicateIndex:
         """The close candidate pairs (row, earlier row) of the rows from `start` (one block)."""
         return self._close(self._candidates(bands, np.arange(start, min(n, start + NEAR_BLOCK)), n))
 
-    def _close(self, pairs: np.ndarray, chunk: int = 1 << 18) -> np.ndarray:
+    def _close(self, pairs: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
         """The candidate pairs whose estimated similarity reaches the threshold (compared a chunk at a time)."""
         keep = np.zeros(len(pairs), dtype=bool)
         for i in range(0, len(pairs), chunk):
@@ -268,7 +268,7 @@ class DuplicateIndex:
         """Near-duplicate groups as record indices, each with its lowest pairwise similarity."""
         out = []
         for rows in self.near_rows.groups():
-            out.append((sorted(self.row_index[r] for r in rows), round(min_similarity(self.sigs, rows), 3)))
+            out.append((sorted(self.row_index[rows].tolist()), round(min_similarity(self.sigs, rows), 3)))
         return sorted(out)
 
     def mean_similarity(self, sample: int = 400, seed: int = 0) -> float:
@@ -311,3 +311,19 @@ class _Column:
         if not self.blocks:
             return np.zeros((0, self.width) if self.width else 0, dtype=self.dtype)
         return np.concatenate(self.blocks)
+
+    def take(self, keep: np.ndarray | None = None) -> np.ndarray:
+        """The column as one array (only the rows where `keep`), emptying it: each block is released once copied,
+        so the peak is one copy of the column, not the blocks plus the whole plus the kept rows."""
+        blocks, self.blocks = self.blocks[::-1], []
+        rows = sum(len(b) for b in blocks) if keep is None else int(np.count_nonzero(keep))
+        out = np.empty((rows, self.width) if self.width else rows, dtype=self.dtype)
+        at = start = 0
+        while blocks:
+            block = blocks.pop()
+            if keep is not None:
+                start, block = start + len(block), block[keep[start:start + len(block)]]
+            out[at:at + len(block)] = block
+            at += len(block)
+            del block
+        return out
