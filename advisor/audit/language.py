@@ -71,7 +71,7 @@ def strip_non_language(text: str) -> str:
         text = _EMAIL.sub(" ", text)
     if "\n" in text and _CODE_LINE.search(text):  # unfenced code: drop the lines that read as code
         text = "\n".join(ln for ln in text.split("\n") if not _CODE_LINE.search(ln))
-    return _IDENT.sub(" ", text)
+    return _IDENT.sub(" ", text) if _may_have_identifiers(text) else text
 
 
 @cache
@@ -115,6 +115,7 @@ _GLANCE_STRIP_CHARS = b"`@$<>{}[]=;"  # what strip_non_language reacts to, as ch
 _GLANCE_STRIP_ANY = re.compile(r"[`@$<>{}\[\]=;]")
 _GLANCE_STRIP_SEQ = re.compile(r"[._/\\:](?=\w)")  # ... and as sequences: file.py, a/b, http://x, std::x
 _GLANCE_CALL = re.compile(r"\w\(")  # f(x)
+_IDENT_CHARS = re.compile(r"[$<>{}\[\]=;]")
 _GLANCE_LOWER = bytes(c + 32 if 65 <= c <= 90 else c if 97 <= c <= 122 else 32 for c in range(256))  # letters
 _EN_ONLY = {w.encode() for w in _STOPWORDS["en"] if len(w) > 1 and len(_STOP_LOOKUP[w]) == 1}
 _NOT_EN = {w.encode() for lang, ws in _STOPWORDS.items() if lang != "en" for w in ws if w.isascii()} - \
@@ -144,6 +145,12 @@ def _glance(t: str, long: bool) -> str | None:
             han >= 2 * len(_LATIN_WORD.findall(t)):
         return "zh"
     return None
+
+
+def _may_have_identifiers(t: str) -> bool:
+    """Whether _IDENT can match: every match has one of these characters or sequences, which a fast search finds
+    (_IDENT itself, starting with a word character, is tried at every word)."""
+    return bool(_IDENT_CHARS.search(t) or _GLANCE_STRIP_SEQ.search(t) or ("(" in t and _GLANCE_CALL.search(t)))
 
 
 def _strippable(t: str) -> bool:

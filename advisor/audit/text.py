@@ -14,7 +14,9 @@ _PUNCT = "".join(c for c in string.punctuation if c not in _MEANINGFUL) + "ï¼Œã€
 _ASCII_DROP = bytes(c for c in range(128) if chr(c) in _PUNCT or chr(c).isspace())
 _NON_ASCII_DROP = re.compile("[" + re.escape("".join(c for c in _PUNCT if ord(c) > 127) + "".join(
     chr(c) for c in range(128, 0x3001) if chr(c).isspace())) + "]+")
-_DECIMAL = re.compile(r"(\d)[.,](?=\d)")
+# the mark first, the digit before it checked behind: the engine skips to each `.` and `,` (a pattern that starts
+# with a digit or a lookbehind is tried at every character: 2x slower)
+_DECIMAL = re.compile(r"[.,](?<=\d[.,])(?=\d)")
 _DECIMAL_MARK = "\u00b7"
 
 
@@ -24,7 +26,7 @@ def normalise(text: str) -> str:
     on the UTF-8 bytes (C speed); the few non-ASCII punctuation marks and spaces by one regex."""
     t = text.lower()
     if ("." in t or "," in t) and _DECIMAL.search(t):
-        t = _DECIMAL.sub("\\1" + _DECIMAL_MARK, t)
+        t = _DECIMAL.sub(_DECIMAL_MARK, t)
     out = t.encode("utf-8", "surrogatepass").translate(None, _ASCII_DROP).decode("utf-8", "surrogatepass")
     if out.isascii():
         return out
