@@ -8,7 +8,6 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from functools import cached_property
 
 from advisor.audit.catalog import pattern_gate, patterns
 from advisor.audit.language import UND, detect
@@ -82,7 +81,8 @@ class TokenCounts:
 
 @dataclass
 class RecordView:
-    """One side of a record as the checks read it (text joined once, lower-cased once)."""
+    """One side of a record as the checks read it (text joined once, lower-cased once). Plain attributes set once,
+    not cached properties: every record reads them, and a cached property takes a lock on each first read."""
 
     sample: Sample
     fmt: str
@@ -90,24 +90,17 @@ class RecordView:
     tokens: TokenCounts | None = None
     max_seq_len: int = 2048
     roles: list[str] = field(init=False)
+    all_text: str = field(init=False)
+    low: str = field(init=False)
+    answers: list[str] = field(init=False)  # the trained answers (all text for plain-text records)
 
     def __post_init__(self) -> None:
-        self.roles = [m.role for m in self.sample.messages]
-
-    @cached_property
-    def all_text(self) -> str:
-        return "\n".join(m.content for m in self.sample.messages)
-
-    @cached_property
-    def low(self) -> str:
-        return self.all_text.lower()
-
-    @cached_property
-    def answers(self) -> list[str]:
-        """The trained answers (all text for plain-text records)."""
-        if self.fmt == "text":
-            return [self.all_text]
-        return [m.content for m in self.sample.messages if m.role == "assistant" and m.trainable and not m.tool_call]
+        msgs = self.sample.messages
+        self.roles = [m.role for m in msgs]
+        self.all_text = "\n".join(m.content for m in msgs)
+        self.low = self.all_text.lower()
+        self.answers = [self.all_text] if self.fmt == "text" else \
+            [m.content for m in msgs if m.role == "assistant" and m.trainable and not m.tool_call]
 
     @property
     def chat(self) -> bool:
