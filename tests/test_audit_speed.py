@@ -390,3 +390,21 @@ def test_language_glance_decides_only_plain_text():
     assert _glance("The cat and the dog are in the house with el perro, it is true.", False) is None  # Spanish
     assert _glance("Give three tips.", False) is None  # too short to tell without the model
     assert _glance("日本語のテキストです。これはテストの文章ですよ。", False) is None  # kana: Japanese
+
+
+@pytest.mark.skipif(not EXTERNAL.is_dir(), reason="needs ../shared/data/external")
+def test_identifier_gate_never_skips_a_text_with_an_identifier():
+    """strip_non_language runs its identifier pattern only where the fast search says one can be: on every real text
+    and labelled text, a text the search skips has no match (and most prose is skipped)."""
+    from advisor.audit.language import _IDENT, _may_have_identifiers
+
+    texts = _labelled_texts()
+    for name in ("llamafactory_alpaca_en_demo.json", "llamafactory_glaive_toolcall_en_demo.json",
+                 "stanford_alpaca_sample_1727.json", "llamafactory_alpaca_zh_demo.json"):
+        for r in json.loads((EXTERNAL / name).read_text(encoding="utf-8")):
+            texts += [r["instruction"], r.get("input", ""), r["output"]] if "output" in r else \
+                [t["value"] for t in r["conversations"]]
+    texts += ["call f(x) now", "see file.py", "a $var here", "x = 1;", "<b>bold</b>", "std::vector", "a/b"]
+    skipped = [t for t in texts if not _may_have_identifiers(t)]
+    assert not [t for t in skipped if _IDENT.search(t)]
+    assert len(skipped) > len(texts) // 2
