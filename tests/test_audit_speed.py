@@ -408,3 +408,17 @@ def test_identifier_gate_never_skips_a_text_with_an_identifier():
     skipped = [t for t in texts if not _may_have_identifiers(t)]
     assert not [t for t in skipped if _IDENT.search(t)]
     assert len(skipped) > len(texts) // 2
+
+
+@pytest.mark.skipif(not EXTERNAL.is_dir(), reason="needs ../shared/data/external")
+def test_code_lines_a_line_at_a_time_are_what_the_line_pattern_finds():
+    from advisor.audit.language import _CODE_LINE, _is_code_line
+
+    lines = ["  def f(x):", "x = 3", "return y", "Hello world", "for example, this", "}", "a;  ", "Note:", "{x}y",
+             "price += 2", "Formula: E = mc^2", "   ", ""]
+    for name in ("llamafactory_alpaca_en_demo.json", "stanford_alpaca_sample_1727.json",
+                 "llamafactory_alpaca_zh_demo.json"):
+        for r in json.loads((EXTERNAL / name).read_text(encoding="utf-8")):
+            lines += [ln for t in (r["instruction"], r.get("input", ""), r["output"]) for ln in t.split("\n")]
+    assert [bool(_CODE_LINE.search(ln)) for ln in lines] == [_is_code_line(ln) for ln in lines]
+    assert sum(map(_is_code_line, lines)) > 1000

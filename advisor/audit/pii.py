@@ -303,7 +303,7 @@ def _ips(text: str) -> list[PiiHit]:
 # the UTF-8 bytes with digits → "d" and separators → "s": a literal-first pattern, 10x faster than on the text.
 _DIGIT_SHAPE = bytes(100 if 48 <= c <= 57 else 115 if c in b" \t\n\r\x0b\x0c().-/\xc2\xa0" else 120 for c in range(256))
 DIGIT_RUN = re.compile(rb"d(?:s{0,2}d){7}")
-IPV4_GATE = re.compile(r"[0-9]\.[0-9]{1,3}\.[0-9]")
+IPV4_GATE = re.compile(r"\.[0-9]{1,3}\.[0-9]")  # a dot first: the engine skips to each `.` (10x faster than a digit)
 IPV6_GATE = re.compile(r":[0-9A-Fa-f]{0,4}:")
 
 
