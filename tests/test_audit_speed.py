@@ -422,3 +422,13 @@ def test_code_lines_a_line_at_a_time_are_what_the_line_pattern_finds():
             lines += [ln for t in (r["instruction"], r.get("input", ""), r["output"]) for ln in t.split("\n")]
     assert [bool(_CODE_LINE.search(ln)) for ln in lines] == [_is_code_line(ln) for ln in lines]
     assert sum(map(_is_code_line, lines)) > 1000
+
+
+def test_template_hints_let_every_leak_pattern_through():
+    from advisor.audit.checks import TEMPLATE_LEAK, _template_hint
+
+    leaks = ["<|im_start|>", "<｜User｜>", "<start_of_turn>", "[INST] x [/INST]", "<<SYS>>", "<</SYS>>", "</s>", "<s> [",
+             "## Instruction: do", "### Response:", "Human: hi", "Assistant: ok", "USER: x", "ASSISTANT: y"]
+    for text in leaks:
+        assert TEMPLATE_LEAK.search(text) and _template_hint(text), text
+    assert not _template_hint("Plain prose: nothing here, [a] <b> #c")

@@ -30,8 +30,9 @@ TEMPLATE_LEAK = re.compile(
     r"<\|[A-Za-z_][\w.-]{0,40}\|>|<｜[^｜\n]{1,40}｜>|<(?:start|end)_of_turn>|"
     r"\[/?INST\]|<</?SYS>>|</s>|<s>\s*\[|^\s*#{2,3}\s*(?:Instruction|Response|Input)\s*:|^\s*(?:Human|Assistant|USER|ASSISTANT):\s",
     re.MULTILINE)
-TEMPLATE_HINTS = ("<|", "<｜", "_of_turn>", "[INST", "[/INST", "<<SYS", "<</SYS", "</s>", "<s>", "###", "Human:",
-                  "Assistant:", "USER:", "ASSISTANT:")
+# What a TEMPLATE_LEAK match contains, by the character it needs: one scan for the character, then its hints
+TEMPLATE_HINTS = {"<": ("<|", "<｜", "_of_turn>", "<<SYS", "<</SYS", "</s>", "<s>"), "[": ("[INST", "[/INST"),
+                  "#": ("##",), ":": ("Human:", "Assistant:", "USER:", "ASSISTANT:")}
 PLACEHOLDER_HINTS = ("{{", "<", "[", "【", "〔", "［", "lorem", "某某", "xx")
 CODE_SPANS = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)|`[^`\n]{1,300}`|\{%.*?%\}", re.DOTALL)
 CHAR_RUN = re.compile(r"([^\s\-=_*#.~`|+<>\d])\1{29,}")
@@ -110,13 +111,29 @@ class RecordView:
 Found = tuple[str, str | None, str]  # code, variant, detail
 
 
-def run_record_checks(view: RecordView, enabled: Callable[[str], bool]) -> Iterator[Found]:
+def run_record_checks(view: RecordView, enabled: Callable[[str], bool]) -> list[Found]:
     """(code, variant, detail) of every enabled record check on one side of a record."""
-    for code, check in RECORD_CHECKS.items():
-        if not enabled(code) or (view.side and code in CHOSEN_SIDE_ONLY):
-            continue
+    found = []
+    for code, check in enabled_checks(enabled, bool(view.side)):
         for variant, detail in check(view):
-            yield code, variant, view.side + detail
+            found.append((code, variant, view.side + detail))
+    return found
+
+
+_ENABLED: dict[tuple[int, bool], tuple[Callable[[str], bool], list[tuple[str, RecordCheck]]]] = {}
+
+
+def enabled_checks(enabled: Callable[[str], bool], rejected_side: bool) -> list[tuple[str, RecordCheck]]:
+    """The record checks `enabled` selects (on the rejected side, those that apply there), worked out once per
+    selection, not once per record (the selection object is kept with its list, so its id stays its own)."""
+    cached = _ENABLED.get((id(enabled), rejected_side))
+    if cached is None or cached[0] is not enabled:
+        checks = [(code, check) for code, check in RECORD_CHECKS.items()
+                  if enabled(code) and not (rejected_side and code in CHOSEN_SIDE_ONLY)]
+        if len(_ENABLED) > 64:  # one entry per selection and side: a long-lived process keeps a few
+            _ENABLED.clear()
+        cached = _ENABLED[(id(enabled), rejected_side)] = (enabled, checks)
+    return cached[1]
 
 
 def run_pair_checks(chosen: Sample, rejected: Sample, enabled: Callable[[str], bool]) -> Iterator[Found]:
@@ -198,7 +215,7 @@ def placeholder(r: RecordView) -> Iterator[Hit]:
 @record_check("template_leak")
 def template_leak(r: RecordView) -> Iterator[Hit]:
     text = r.all_text
-    leak = TEMPLATE_LEAK.search(text) if any(h in text for h in TEMPLATE_HINTS) else None
+    leak = TEMPLATE_LEAK.search(text) if _template_hint(text) else None
     if leak:
         yield None, f"chat/instruction markup inside content: `{leak.group().strip()[:30]}`"
 
@@ -281,6 +298,15 @@ def pair_language_mismatch(chosen: Sample, rejected: Sample) -> Iterator[Hit]:
 
 
 # ---- what the checks share ---------------------------------------------------------------------------------------
+
+def _template_hint(text: str) -> bool:
+    for char, hints in TEMPLATE_HINTS.items():
+        if char in text:
+            for hint in hints:
+                if hint in text:
+                    return True
+    return False
+
 
 def find_placeholder(text: str, low: str | None = None) -> str | None:
     """The first unfilled placeholder outside code (template syntax inside code is code). Bracketed words that are
