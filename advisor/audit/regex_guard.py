@@ -136,17 +136,23 @@ def _element_strings(op, av) -> set[str] | None:
     if op is c.SUBPATTERN:
         return _strings(av[-1])
     if op is c.BRANCH:
-        out: set[str] = set()
-        for alt in av[1]:
-            s = _strings(alt)
-            if s is None:
-                return None
-            out |= s
-        return out if len(out) <= MAX_GATE else None
+        out = _union(av[1], _strings)
+        return out if out is not None and len(out) <= MAX_GATE else None
     if op in _REPEATS and av[1] == 1 and av[0] <= 1:  # `x?` or `x{1}`
         s = _strings(av[2])
         return None if s is None else (s | {""} if av[0] == 0 else s)
     return None
+
+
+def _union(alternatives: list, of) -> set[str] | None:
+    """`of(alternative)` of every branch of an alternation together; None when one branch has none."""
+    out: set[str] = set()
+    for alt in alternatives:
+        found = of(alt)
+        if found is None:
+            return None
+        out |= found
+    return out
 
 
 def _score(phrases: set[str]) -> tuple[int, int, int]:
@@ -192,13 +198,7 @@ def _inner_required(op, av) -> set[str] | None:
     if op is c.SUBPATTERN:
         return _required(av[-1])
     if op is c.BRANCH:
-        out: set[str] = set()
-        for alt in av[1]:
-            r = _required(alt)
-            if r is None:
-                return None
-            out |= r
-        return out
+        return _union(av[1], _required)
     if op in _REPEATS and av[0] >= 1:
         return _required(av[2])
     return None
