@@ -101,9 +101,12 @@ from advisor.audit import audit_file
 
 def tree(pid):
     kids = []
-    for tid in os.listdir(f"/proc/{pid}/task"):
-        with open(f"/proc/{pid}/task/{tid}/children") as f:
-            kids += [int(k) for k in f.read().split()]
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/children") as f:
+                kids += [int(k) for k in f.read().split()]
+    except OSError:
+        pass  # a process or thread that ended while it was read
     return [pid] + [p for k in kids for p in tree(k)]
 
 def pss_mb(pid):

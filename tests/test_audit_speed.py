@@ -313,7 +313,8 @@ def test_plain_turns_read_as_the_full_reader_reads_them():
     from advisor.data.formats import _plain_turn, _turn
 
     turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}, {"role": "system", "content": "s"},
-             {"from": "human", "value": "q"}, {"from": "GPT", "value": "a"}, {"from": "system", "value": "s"}]
+             {"from": "human", "value": "q"}, {"from": "GPT", "value": "a"}, {"from": "system", "value": "s"},
+             {"from": "observation", "value": "r"}, {"from": "bot", "value": "b"}]
     for turn in turns:
         problems: list = []
         assert _plain_turn(turn) == _turn(turn, "messages[0]", problems) and not problems
@@ -412,7 +413,12 @@ def test_identifier_gate_never_skips_a_text_with_an_identifier():
 
 @pytest.mark.skipif(not EXTERNAL.is_dir(), reason="needs ../shared/data/external")
 def test_code_lines_a_line_at_a_time_are_what_the_line_pattern_finds():
-    from advisor.audit.language import _CODE_LINE, _is_code_line
+    from advisor.audit.language import _is_code_line
+
+    # the one-regex form the line test replaced (searched over a line, it was slower: tried at every character)
+    code_line = re.compile(r"^\s*(?:def|return|if|elif|else|for|while|import|from|class|function|var|let|const|public|"
+                           r"private|static|void|int|#include|select|print|console\.|try|except|catch|\}|\{)\b|"
+                           r"[;{}:]\s*$|^\s*[\w.\[\]]+\s*[+\-*/]?=\s*\S", re.IGNORECASE | re.MULTILINE)
 
     lines = ["  def f(x):", "x = 3", "return y", "Hello world", "for example, this", "}", "a;  ", "Note:", "{x}y",
              "price += 2", "Formula: E = mc^2", "   ", ""]
@@ -420,7 +426,7 @@ def test_code_lines_a_line_at_a_time_are_what_the_line_pattern_finds():
                  "llamafactory_alpaca_zh_demo.json"):
         for r in json.loads((EXTERNAL / name).read_text(encoding="utf-8")):
             lines += [ln for t in (r["instruction"], r.get("input", ""), r["output"]) for ln in t.split("\n")]
-    assert [bool(_CODE_LINE.search(ln)) for ln in lines] == [_is_code_line(ln) for ln in lines]
+    assert [bool(code_line.search(ln)) for ln in lines] == [_is_code_line(ln) for ln in lines]
     assert sum(map(_is_code_line, lines)) > 1000
 
 

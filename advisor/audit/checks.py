@@ -111,29 +111,20 @@ class RecordView:
 Found = tuple[str, str | None, str]  # code, variant, detail
 
 
-def run_record_checks(view: RecordView, enabled: Callable[[str], bool]) -> list[Found]:
-    """(code, variant, detail) of every enabled record check on one side of a record."""
+def run_record_checks(view: RecordView, checks: list[tuple[str, RecordCheck]]) -> list[Found]:
+    """(code, variant, detail) of the given record checks (`enabled_checks`) on one side of a record."""
     found = []
-    for code, check in enabled_checks(enabled, bool(view.side)):
+    for code, check in checks:
         for variant, detail in check(view):
             found.append((code, variant, view.side + detail))
     return found
 
 
-_ENABLED: dict[tuple[int, bool], tuple[Callable[[str], bool], list[tuple[str, RecordCheck]]]] = {}
-
-
-def enabled_checks(enabled: Callable[[str], bool], rejected_side: bool) -> list[tuple[str, RecordCheck]]:
-    """The record checks `enabled` selects (on the rejected side, those that apply there), worked out once per
-    selection, not once per record (the selection object is kept with its list, so its id stays its own)."""
-    cached = _ENABLED.get((id(enabled), rejected_side))
-    if cached is None or cached[0] is not enabled:
-        checks = [(code, check) for code, check in RECORD_CHECKS.items()
-                  if enabled(code) and not (rejected_side and code in CHOSEN_SIDE_ONLY)]
-        if len(_ENABLED) > 64:  # one entry per selection and side: a long-lived process keeps a few
-            _ENABLED.clear()
-        cached = _ENABLED[(id(enabled), rejected_side)] = (enabled, checks)
-    return cached[1]
+def enabled_checks(enabled: Callable[[str], bool], rejected_side: bool = False) -> list[tuple[str, RecordCheck]]:
+    """The record checks `enabled` selects; on the rejected side of a pair, those that apply there. Worked out once
+    per audit (RecordAuditor), not once per record."""
+    return [(code, check) for code, check in RECORD_CHECKS.items()
+            if enabled(code) and not (rejected_side and code in CHOSEN_SIDE_ONLY)]
 
 
 def run_pair_checks(chosen: Sample, rejected: Sample, enabled: Callable[[str], bool]) -> Iterator[Found]:

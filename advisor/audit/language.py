@@ -26,11 +26,8 @@ _CODE_BLOCK = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)", re.DOTALL)
 _INLINE = re.compile(r"`[^`\n]{0,200}`")
 _URL = re.compile(r"\b(?:https?|ftp)://\S+|\bwww\.\S+")
 _EMAIL = re.compile(r"[\w.+-]++@[\w-]++\.[\w.]+")
-_CODE_LINE = re.compile(r"^\s*(?:def|return|if|elif|else|for|while|import|from|class|function|var|let|const|public|"
-                        r"private|static|void|int|#include|select|print|console\.|try|except|catch|\}|\{)\b|"
-                        r"[;{}:]\s*$|^\s*[\w.\[\]]+\s*[+\-*/]?=\s*\S", re.IGNORECASE | re.MULTILINE)
-# the same test a line at a time, faster: the start anchored (one attempt per line, not one per character) and the
-# end by the last character; tests/test_audit_speed.py checks it agrees with _CODE_LINE on every line of real texts
+# A line that reads as code: it starts with a keyword or an assignment (_CODE_START, anchored: one attempt per line)
+# or ends with `;`, `{`, `}` or `:`. tests/test_audit_speed.py checks it against the one-regex form it replaced.
 _CODE_START = re.compile(r"\s*(?:def|return|if|elif|else|for|while|import|from|class|function|var|let|const|public|"
                          r"private|static|void|int|#include|select|print|console\.|try|except|catch|\}|\{)\b|"
                          r"\s*[\w.\[\]]+\s*[+\-*/]?=\s*\S", re.IGNORECASE)
@@ -66,7 +63,7 @@ for _lang, _words in _STOPWORDS.items():
 
 
 def _is_code_line(line: str) -> bool:
-    """A line that reads as code (what _CODE_LINE finds in one line)."""
+    """A line that reads as code: a keyword or an assignment at its start, or `;`, `{`, `}`, `:` at its end."""
     return line.rstrip().endswith(_CODE_END) or _CODE_START.match(line) is not None
 
 
@@ -122,14 +119,13 @@ def _model():
 
 _ENGLISH = set(_STOPWORDS["en"])
 
+_IDENT_CHARS = re.compile(r"[$<>{}\[\]=;]")  # what an _IDENT match has: one of these characters,
+_IDENT_SEQ = re.compile(r"[._/\\:](?=\w)")  # a separator inside a word (file.py, a/b, http://x, std::x)
+_IDENT_CALL = re.compile(r"\w\(")  # or a call, f(x)
+_CODE_OR_ADDRESS = re.compile(r"[`@]")  # inline code and fences; e-mail addresses
 # The glance: most chat texts are plain English or plain Chinese, and where nothing in them would be stripped (no
 # code, markup, URL or identifier) the stop words or the script decide at once, on the raw first characters and at
 # C speed (bytes.translate and split, set lookups), before the full path (strip, count, fastText) is paid for.
-_GLANCE_STRIP_CHARS = b"`@$<>{}[]=;"  # what strip_non_language reacts to, as characters ...
-_GLANCE_STRIP_ANY = re.compile(r"[`@$<>{}\[\]=;]")
-_GLANCE_STRIP_SEQ = re.compile(r"[._/\\:](?=\w)")  # ... and as sequences: file.py, a/b, http://x, std::x
-_GLANCE_CALL = re.compile(r"\w\(")  # f(x)
-_IDENT_CHARS = re.compile(r"[$<>{}\[\]=;]")
 _GLANCE_LOWER = bytes(c + 32 if 65 <= c <= 90 else c if 97 <= c <= 122 else 32 for c in range(256))  # letters
 _EN_ONLY = {w.encode() for w in _STOPWORDS["en"] if len(w) > 1 and len(_STOP_LOOKUP[w]) == 1}
 _NOT_EN = {w.encode() for lang, ws in _STOPWORDS.items() if lang != "en" for w in ws if w.isascii()} - \
@@ -141,47 +137,44 @@ def _glance(t: str, long: bool) -> str | None:
     ENGLISH_FAST_PATH English-only stop words and none of another language (or, as the full path takes a short
     instruction, 2 in every 4 words); Chinese: Han characters (MIN_LETTERS in a long text, 5 in a short one), no
     kana or hangul, at least twice as many as Latin words. Agrees with the full path (tests/test_audit_speed.py)."""
+    if _strippable(t):
+        return None
     if t.isascii():
-        b = t.encode()
-        if len(b.translate(None, _GLANCE_STRIP_CHARS)) != len(b) or _strippable(t):
-            return None
-        words = b.translate(_GLANCE_LOWER).split()
+        words = t.encode().translate(_GLANCE_LOWER).split()
         en = sum(map(_EN_ONLY.__contains__, words))
         # letters in words of 2 or more (the full path's words) are at least the letters beyond each word's first
         if (en >= ENGLISH_FAST_PATH or (en >= 2 and en * 4 >= len(words))) and _NOT_EN.isdisjoint(words) and \
                 sum(map(len, words)) - len(words) >= MIN_LETTERS:
             return "en"
         return None
-    if _GLANCE_STRIP_ANY.search(t) or _strippable(t):
-        return None
+    return "zh" if _plain_chinese(t, MIN_LETTERS if long else 5) else None
+
+
+def _plain_chinese(t: str, min_han: int) -> bool:
+    """At least `min_han` Han characters, no kana (Japanese) and no hangul (Korean), twice as many as Latin words."""
     han = char_count(_SCRIPTS[2][1], t)
-    if han >= (MIN_LETTERS if long else 5) and not _SCRIPTS[0][1].search(t) and not _SCRIPTS[1][1].search(t) and \
-            han >= 2 * len(_LATIN_WORD.findall(t)):
-        return "zh"
-    return None
+    return han >= min_han and not _SCRIPTS[0][1].search(t) and not _SCRIPTS[1][1].search(t) and \
+        han >= 2 * len(_LATIN_WORD.findall(t))
 
 
 def _may_have_identifiers(t: str) -> bool:
     """Whether _IDENT can match: every match has one of these characters or sequences, which a fast search finds
     (_IDENT itself, starting with a word character, is tried at every word)."""
-    return bool(_IDENT_CHARS.search(t) or _GLANCE_STRIP_SEQ.search(t) or ("(" in t and _GLANCE_CALL.search(t)))
+    return bool(_IDENT_CHARS.search(t) or _IDENT_SEQ.search(t) or ("(" in t and _IDENT_CALL.search(t)))
 
 
 def _strippable(t: str) -> bool:
-    """Something strip_non_language would take out: identifiers, calls, URLs, lines that read as code."""
-    return bool(_GLANCE_STRIP_SEQ.search(t) or ("(" in t and _GLANCE_CALL.search(t)) or
-                ("\n" in t and any(map(_is_code_line, t.split("\n")))))
+    """Something strip_non_language would take out: code, e-mail addresses, URLs, identifiers, lines that read as
+    code."""
+    return bool(_CODE_OR_ADDRESS.search(t)) or _may_have_identifiers(t) or \
+        ("\n" in t and any(map(_is_code_line, t.split("\n"))))
 
 
 def _quick(t: str) -> str | None:
     """`en` or `zh` when the first characters leave no doubt, else None (the full path decides)."""
     if t.isascii():
         return "en" if _plain_english(t) else None
-    han = char_count(_SCRIPTS[2][1], t)
-    if han >= MIN_LETTERS and not _SCRIPTS[0][1].search(t) and not _SCRIPTS[1][1].search(t) and \
-            han >= 2 * len(_LATIN_WORD.findall(t)):
-        return "zh"  # Han characters, no kana (Japanese) and no hangul (Korean)
-    return None
+    return "zh" if _plain_chinese(t, MIN_LETTERS) else None
 
 
 def _plain_english(t: str) -> bool:

@@ -5,7 +5,7 @@ takes the facts back in submission order, so the output is identical to the sing
 batches per worker are in flight: memory stays flat whatever the file size. Small files are audited in the
 parent (starting processes costs more than it saves).
 
-The dataset stage after the pass uses the cores too (`fork_map`, `in_background`): forked processes inherit what
+The dataset stage after the pass uses the cores too (`fork_map`, `Background`): forked processes inherit what
 the parent holds (signatures, samples), so only small results travel back."""
 
 from __future__ import annotations

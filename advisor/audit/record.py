@@ -9,7 +9,14 @@ from zlib import crc32
 
 import numpy as np
 
-from advisor.audit.checks import RecordView, TokenCounts, answer_language, run_pair_checks, run_record_checks
+from advisor.audit.checks import (
+    RecordView,
+    TokenCounts,
+    answer_language,
+    enabled_checks,
+    run_pair_checks,
+    run_record_checks,
+)
 from advisor.audit.dedup import NUM_PERM, signatures
 from advisor.audit.language import UND, detect
 from advisor.audit.tasks import HEAD_CHARS
@@ -120,6 +127,8 @@ class RecordAuditor:
         self.fmt, self.max_seq_len, self.enabled = fmt, max_seq_len, enabled
         self.model_path, self.tokenizer_path = model_path, tokenizer_path
         self.count_tokens = TokenCounter(model_path, tokenizer_path)
+        self.chosen_checks = enabled_checks(enabled)
+        self.rejected_checks = enabled_checks(enabled, rejected_side=True)
 
     def __reduce__(self):
         return RecordAuditor, (self.fmt, self.max_seq_len, self.enabled, self.model_path, self.tokenizer_path)
@@ -158,11 +167,11 @@ class RecordAuditor:
         return to_sample(rec.obj, self.fmt)
 
     def _checks(self, s: Sample, tokens: TokenCounts) -> list[tuple[str, str | None, str]]:
-        found = list(run_record_checks(RecordView(s, self.fmt, tokens=tokens, max_seq_len=self.max_seq_len),
-                                       self.enabled))
+        found = run_record_checks(RecordView(s, self.fmt, tokens=tokens, max_seq_len=self.max_seq_len),
+                                  self.chosen_checks)
         rejected = s.rejected_sample()
         if rejected is not None:
-            found += run_record_checks(RecordView(rejected, self.fmt, side="rejected side: "), self.enabled)
+            found += run_record_checks(RecordView(rejected, self.fmt, side="rejected side: "), self.rejected_checks)
             found += run_pair_checks(s, rejected, self.enabled)
         return found
 

@@ -98,6 +98,7 @@ def guarded(pattern: str, flags: int = 0) -> re.Pattern:
 GATE_MIN_CHARS = 4  # every phrase at least this long, or the gate rejects too few texts to pay for itself
 MAX_GATE = 32  # phrases at most (each is one substring search)
 MAX_RUN = 8  # spellings a phrase may have (`i(?:'m| am) sorry` is 2) before it is cut
+LONG_ENOUGH = 8  # characters from which a longer phrase rejects no more texts: fewer spellings count more
 # the only characters beyond ASCII that a case-insensitive ASCII letter matches (re's case folding): where the
 # text has one, str.lower() would not show the phrase, so the gate lets the text through
 _FOLDS_TO_ASCII = re.compile("[\u0130\u0131\u017f\u212a]")
@@ -158,7 +159,7 @@ def _union(alternatives: list, of) -> set[str] | None:
 def _score(phrases: set[str]) -> tuple[int, int, int]:
     """Better: long enough phrases first, then fewer of them, then longer."""
     shortest = min(map(len, phrases))
-    return min(shortest, 8), -len(phrases), shortest
+    return min(shortest, LONG_ENOUGH), -len(phrases), shortest
 
 
 def _required(seq) -> set[str] | None:

@@ -99,7 +99,7 @@ def audit_file(path: str | Path, fmt: str = "auto", max_seq_len: int = 2048, mod
 
 # ---- 5. the report -----------------------------------------------------------------------------------------------
 
-def dataset_view(stats: DatasetStats, samples: int, tasks: TaskEstimate | None = None) -> DatasetView:
+def dataset_view(stats: DatasetStats, samples: int, tasks: TaskEstimate) -> DatasetView:
     valid = stats.valid
     exact_copies = sum(len(g) - 1 for g in stats.dup.exact.groups())
     near = stats.dup.near_groups()
@@ -111,13 +111,12 @@ def dataset_view(stats: DatasetStats, samples: int, tasks: TaskEstimate | None =
         mean_similarity=round(stats.dup.mean_similarity(), 4),
         distinct_2gram_answers=round(stats.distinct_bigrams(), 4),
     )
-    tasks = tasks if tasks is not None else estimate_tasks(stats.tasks, valid)
     return DatasetView(stats, tasks, max(0, valid - exact_copies), exact_copies, near,
                        diversity, samples)
 
 
 def assemble_report(path: Path, detection: Detection, stats: DatasetStats, found: RecordFindings,
-                    selection: Selection, samples: int, tasks: TaskEstimate | None = None) -> AuditReport:
+                    selection: Selection, samples: int, tasks: TaskEstimate) -> AuditReport:
     view = dataset_view(stats, samples, tasks)
     findings = [f for f in found.findings() if selection(f.code)]
     view.usable = usable_examples(stats, findings)

@@ -299,26 +299,22 @@ def _turns(raw: Any, key: str, problems: list, shape: str = "{from, value} turns
     return msgs
 
 
-_PLAIN_ROLES = {"user": "user", "assistant": "assistant", "system": "system", "human": "user", "gpt": "assistant"}
-
-
 def _plain_turn(turn: dict) -> Message | None:
-    """The common turn, `{role, content}` or `{from, value}` with text and a chat role and nothing else, read
-    directly (the same Message `_turn` makes of it, at a fraction of the cost: most turns are this); else None."""
+    """The common turn with text and nothing else, read directly: `{role, content}` with a chat role, or
+    `{from, value}` with any sharegpt role but a function call. The same Message `_turn` makes of it, at a fraction
+    of the cost (most turns are this); else None."""
     if len(turn) != 2:
         return None
-    if "role" in turn:
+    if "role" in turn:  # tool, developer and function turns are mapped by _openai_message
         role, content = turn["role"], turn.get("content")
-    elif "from" in turn:
-        role, content = turn["from"], turn.get("value")
-        role = role.lower() if type(role) is str else role
+        if role not in ("user", "assistant", "system"):
+            return None
     else:
-        return None
-    if type(content) is not str or type(role) is not str or role not in _PLAIN_ROLES:
-        return None
-    if role in ("human", "gpt") and "role" in turn:
-        return None  # an OpenAI turn with a sharegpt role name: `_turn` reports it
-    return Message(_PLAIN_ROLES[role], content)
+        who, content = turn.get("from"), turn.get("value")
+        if type(who) is not str or who.lower() == "function_call":
+            return None
+        role = SHAREGPT_ROLES.get(who.lower())
+    return Message(role, content) if role is not None and type(content) is str else None
 
 
 def _turn(turn: dict, key: str, problems: list) -> Message | None:
