@@ -273,6 +273,8 @@ def test_phrase_gate_never_rejects_a_text_the_pattern_matches(code):
             if rx.search(t):
                 assert gate(t), (langs, t)
     assert code == "placeholder" or gated >= 3  # the refusal search is gated for English and most languages
+    if code == "refusal_boilerplate":  # and the English gate does reject plain prose
+        assert not pattern_gate(code, ("any", "en", "en"))("The weather is nice today, so we went for a long walk.")
 
 
 def test_phrase_gate_lets_case_folded_letters_through():
@@ -326,13 +328,18 @@ def test_plain_turns_read_as_the_full_reader_reads_them():
 
 
 def test_fork_map_and_background_give_what_map_and_a_call_give():
-    from advisor.audit.parallel import Background, fork_map
+    from advisor.audit.parallel import Background, can_fork, fork_map
 
     big = list(range(100_000))  # held by this process: the forked ones read it, nothing pickles it
     fn = lambda i: sum(big[i::7])  # noqa: E731 - a closure, which spawn could not pickle
     assert list(fork_map(fn, range(7), workers=2)) == list(map(fn, range(7)))
     assert list(fork_map(fn, [], workers=2)) == []
     assert Background(lambda: sum(big)).result() == sum(big) == Background(lambda: sum(big), fork=False).result()
+    if can_fork():  # and the work did happen elsewhere: in processes of its own
+        import os
+
+        assert os.getpid() not in set(fork_map(lambda _: os.getpid(), range(4), workers=2))
+        assert Background(os.getpid).result() != os.getpid() == Background(os.getpid, fork=False).result()
 
 
 def test_near_duplicate_blocks_spread_over_processes_give_the_same_groups(monkeypatch):
