@@ -440,7 +440,8 @@ def test_code_lines_a_line_at_a_time_are_what_the_line_pattern_finds():
 def test_template_hints_let_every_leak_pattern_through():
     from advisor.audit.checks import TEMPLATE_LEAK, _template_hint
 
-    leaks = ["<|im_start|>", "<｜User｜>", "<start_of_turn>", "[INST] x [/INST]", "<<SYS>>", "<</SYS>>", "</s>", "<s> [",
+    leaks = ["<|im_start|>", "<|turn>model", "hi<turn|>", "<｜User｜>", "<start_of_turn>", "[INST] x [/INST]", "<<SYS>>",
+             "<</SYS>>", "</s>", "<s> [",
              "## Instruction: do", "### Response:", "Human: hi", "Assistant: ok", "USER: x", "ASSISTANT: y"]
     for text in leaks:
         assert TEMPLATE_LEAK.search(text) and _template_hint(text), text

@@ -376,9 +376,10 @@ def test_template_leak_knows_the_special_tokens_of_every_template_trl_ships():
     folder = Path(trl.__file__).parent / "chat_templates"
     markers = set()
     for f in folder.glob("*.jinja"):
-        markers.update(re.findall(r"<\|[^|'\"\s]{1,30}\|>|<｜[^｜]{1,30}｜>|<(?:start|end)_of_turn>|\[/?INST\]",
+        markers.update(re.findall(r"<\|[^|'\"\s]{1,30}\|>|<｜[^｜]{1,30}｜>|<(?:start|end)_of_turn>|\[/?INST\]|"
+                                  r"<\|[A-Za-z_][\w.-]{0,30}>|<[A-Za-z_][\w.-]{0,30}\|>",  # Gemma 4: <|turn> <turn|>
                                   f.read_text(encoding="utf-8")))
-    assert len(markers) >= 40, sorted(markers)
+    assert len(markers) >= 40 and {"<|turn>", "<turn|>"} <= markers, sorted(markers)
     for m in sorted(markers):
         s = Sample([Message("user", "Say hi"), Message("assistant", f"Hi there{m} how can I help?")])
         assert list(template_leak(RecordView(s, "openai"))), m

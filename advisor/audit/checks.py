@@ -24,14 +24,15 @@ CHOSEN_SIDE_ONLY: set[str] = set()  # codes not checked on the rejected side of 
 READER_CODES = ("invalid_json", "schema", "unknown_role")  # found while reading and normalising (advisor/data)
 
 # Special tokens of chat templates in general, not a list of known ones: every `<|name|>` token (ChatML, Llama 3,
-# Phi, Qwen, GPT-OSS, Cohere, Granite, ...), DeepSeek's full-width `<｜name｜>`, Gemma's turn markers, Llama 2 and
-# Mistral markup, and Alpaca / Vicuna role headers at a line start. Checked against every template in trl.
+# Phi, Qwen, GPT-OSS, Cohere, Granite, ...), the half-bar `<|name>` / `<name|>` pairs (Gemma 4), DeepSeek's
+# full-width `<｜name｜>`, Gemma's turn markers, Llama 2 and Mistral markup, and Alpaca / Vicuna role headers at a
+# line start. Checked against every template in trl.
 TEMPLATE_LEAK = re.compile(
-    r"<\|[A-Za-z_][\w.-]{0,40}\|>|<｜[^｜\n]{1,40}｜>|<(?:start|end)_of_turn>|"
+    r"<\|[A-Za-z_][\w.-]{0,40}\|?>|<[A-Za-z_][\w.-]{0,40}\|>|<｜[^｜\n]{1,40}｜>|<(?:start|end)_of_turn>|"
     r"\[/?INST\]|<</?SYS>>|</s>|<s>\s*\[|^\s*#{2,3}\s*(?:Instruction|Response|Input)\s*:|^\s*(?:Human|Assistant|USER|ASSISTANT):\s",
     re.MULTILINE)
 # What a TEMPLATE_LEAK match contains, by the character it needs: one scan for the character, then its hints
-TEMPLATE_HINTS = {"<": ("<|", "<｜", "_of_turn>", "<<SYS", "<</SYS", "</s>", "<s>"), "[": ("[INST", "[/INST"),
+TEMPLATE_HINTS = {"<": ("<|", "|>", "<｜", "_of_turn>", "<<SYS", "<</SYS", "</s>", "<s>"), "[": ("[INST", "[/INST"),
                   "#": ("##",), ":": ("Human:", "Assistant:", "USER:", "ASSISTANT:")}
 PLACEHOLDER_HINTS = ("{{", "<", "[", "【", "〔", "［", "lorem", "某某", "xx")
 CODE_SPANS = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)|`[^`\n]{1,300}`|\{%.*?%\}", re.DOTALL)
