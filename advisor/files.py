@@ -6,8 +6,11 @@ from __future__ import annotations
 import contextlib
 import difflib
 import json
+import math
 import os
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -48,6 +51,37 @@ def _line_map(node: yaml.Node, path: Loc = (), out: dict[Loc, int] | None = None
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when available: ~10× faster
 
 
+MAX_YAML_NODES = 1_000_000  # values a file may expand to through aliases (answers and configs hold hundreds)
+
+
+class AliasBomb(ValueError):
+    """A YAML document whose aliases expand to more values than any config holds (a "billion laughs" file)."""
+
+
+def _expanded_size(root: yaml.Node, limit: int = MAX_YAML_NODES) -> int:
+    """How many values the document holds once every alias is expanded, counted without expanding (each shared
+    node once, with the size of what it stands for); stops at `limit`."""
+    size: dict[int, int] = {}
+    open_: set[int] = set()  # nodes whose children are being counted: meeting one again is a recursive alias
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        if id(node) in size:
+            continue
+        children = ([v for pair in node.value for v in pair] if isinstance(node, yaml.MappingNode) else
+                    node.value if isinstance(node, yaml.SequenceNode) else [])
+        if done:
+            size[id(node)] = min(limit + 1, 1 + sum(size.get(id(c), 0) for c in children))
+            open_.discard(id(node))
+            continue
+        if id(node) in open_:
+            raise AliasBomb("an alias refers to the value that contains it (a recursive alias)")
+        open_.add(id(node))
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in size)
+    return size[id(root)]
+
+
 def _parse_yaml(text: str) -> tuple[Any, dict[Loc, int]]:
     """One safe parse giving both the data and the key-path → line map."""
     loader = _Loader(text)
@@ -55,6 +89,9 @@ def _parse_yaml(text: str) -> tuple[Any, dict[Loc, int]]:
         node = loader.get_single_node()
         if node is None:
             return None, {}
+        if _expanded_size(node) > MAX_YAML_NODES:
+            raise AliasBomb(f"its aliases (*name) expand to more than {MAX_YAML_NODES:,} values (a \"billion "
+                            "laughs\" file); no answers file or config needs that: write the values out")
         return loader.construct_document(node), _line_map(node)
     finally:
         loader.dispose()
@@ -80,6 +117,11 @@ def read_structured(path: str | Path, what: str = "file") -> tuple[Any, dict[Loc
         return _parse_yaml(text)
     except DuplicateKey as e:
         raise UserError(f"{p}:{e.line}: {e}") from None
+    except AliasBomb as e:
+        raise UserError(f"{p}: refused: {e}") from None
+    except RecursionError:
+        raise UserError(f"{p}: refused: nested more deeply than any answers file or config (or a recursive "
+                        "alias)") from None
     except json.JSONDecodeError as e:
         raise UserError(f"{p}:{e.lineno}:{e.colno}: invalid JSON: {e.msg}") from None
     except yaml.YAMLError as e:
@@ -222,15 +264,63 @@ def apply_overrides(data: Any, overrides: list[str], source: str) -> dict:
     return data
 
 
+def finite_json(data: Any) -> Any:
+    """`data` with every NaN or infinite float replaced by None (JSON null): Python's json writes them as bare
+    `NaN`/`Infinity`, which no JSON parser but Python's reads."""
+    if isinstance(data, float):
+        return data if math.isfinite(data) else None
+    if isinstance(data, dict):
+        return {k: finite_json(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [finite_json(v) for v in data]
+    return data
+
+
+def json_text(data: Any, **kw) -> str:
+    """Strict JSON (non-finite numbers as null, never bare NaN) of plain data."""
+    return json.dumps(finite_json(data), allow_nan=False, **kw)
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
 
-def atomic_write(path: str | Path, content: str | bytes) -> Path:
-    """Write via a temp file in the same folder and rename, so readers never see half a file."""
+@dataclass(frozen=True)
+class Replace:
+    """Whether a command may replace a file that already exists with other content (a file the user may have
+    written or edited): `force` (--force), or a yes typed on a terminal (`ask`, called with the question)."""
+
+    force: bool = False
+    ask: Callable[[str], bool] | None = None
+    hint: str = "pass --force to replace it, or write somewhere else"
+
+
+def check_replace(path: str | Path, content: str | bytes, replace: Replace) -> None:
+    """UserError when `path` exists with content other than `content` and neither --force nor a yes allows
+    replacing it (the same content again is no loss)."""
     p = Path(path)
+    if replace.force or not p.exists():
+        return
+    new = content.encode("utf-8") if isinstance(content, str) else content
+    try:
+        if p.is_file() and p.read_bytes() == new:
+            return
+    except OSError:
+        pass
+    if replace.ask is not None and replace.ask(f"{p} exists and would change. Replace it?"):
+        return
+    raise UserError(f"{p} already exists with other content (comments or values the new file would lose); "
+                    f"it was left as it is: {replace.hint}")
+
+
+def atomic_write(path: str | Path, content: str | bytes, replace: Replace | None = None) -> Path:
+    """Write via a temp file in the same folder and rename, so readers never see half a file. With `replace`,
+    an existing file with other content is only replaced as that policy allows (check_replace)."""
+    p = Path(path)
+    if replace is not None:
+        check_replace(p, content, replace)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
     try:
@@ -271,11 +361,11 @@ def comment_yaml(text: str, comments: dict[str, str]) -> str:
 
 
 def write_model(path: str | Path, model: BaseModel, header: str | None = None,
-                comments: dict[str, str] | None = None) -> Path:
-    """Write a pydantic model as YAML (or JSON for *.json), atomically."""
+                comments: dict[str, str] | None = None, replace: Replace | None = None) -> Path:
+    """Write a pydantic model as YAML (or JSON for *.json), atomically (`replace`: see atomic_write)."""
     data = model.to_file_dict() if hasattr(model, "to_file_dict") else model.model_dump(mode="json", exclude_none=True)
     if str(path).endswith(".json"):
-        return atomic_write(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+        return atomic_write(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n", replace)
     body = dump_yaml(data)
     text = (f"# {header}\n" if header else "") + (comment_yaml(body, comments) if comments else body)
-    return atomic_write(path, text)
+    return atomic_write(path, text, replace)

@@ -11,6 +11,8 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
+from advisor.files import json_text
+
 
 def is_main_process() -> bool:
     return int(os.environ.get("RANK", "0")) == 0
@@ -32,7 +34,7 @@ class MetricsLogger(TrainerCallback):
         row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
                "time_s": round(time.time() - self.t0, 3), **logs}
         with self.path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(row) + "\n")
+            f.write(json_text(row) + "\n")
 
 
 class RichProgress(TrainerCallback):
@@ -137,3 +139,29 @@ class FirstStep(TrainerCallback):
     def on_step_end(self, args, state, control, **kw):
         if self.at is None:
             self.at = time.time()
+
+
+class Diverged(Exception):
+    """Training produced a non-finite loss, gradient norm or eval loss: raised before the optimizer applies the
+    step (and before a checkpoint of it is saved), so no NaN weights are ever written."""
+
+    def __init__(self, step: int, what: str, value: float) -> None:
+        super().__init__(f"{what} {value} at step {step}")
+        self.step, self.what, self.value = step, what, value
+
+
+def check_finite(value, step: int, what: str) -> None:
+    """Raise Diverged when `value` (a float or a 0-d tensor) is NaN or infinite."""
+    import math
+
+    v = float(value.detach().float().item() if hasattr(value, "detach") else value)
+    if not math.isfinite(v):
+        raise Diverged(step, what, v)
+
+
+class DivergenceGuard(TrainerCallback):
+    """A non-finite evaluation loss stops the run before the checkpoint of that step is saved."""
+
+    def on_evaluate(self, args, state, control, metrics=None, **kw):
+        if metrics and "eval_loss" in metrics:
+            check_finite(metrics["eval_loss"], state.global_step, "the validation loss")

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from trainer.metrics import METRICS
 
@@ -18,6 +18,11 @@ from trainer.metrics import METRICS
 # what the published measurements used); adamw_8bit keeps its first meaning (bitsandbytes paged 8-bit)
 HF_OPTIMIZERS = {"adamw": "adamw_torch", "adamw_8bit": "paged_adamw_8bit", "paged_adamw": "paged_adamw_32bit",
                  "paged_adamw_8bit": "paged_adamw_8bit", "adafactor": "adafactor", "sgd": "sgd"}
+
+
+# the largest peak learning rate a config may ask for: P-tuning's soft prompts train at up to 0.3 (Lester et al.
+# 2021 used 0.3 with Adafactor); 1.0 leaves room for that and refuses the typos (2e4 for 2e-4) that diverge at once
+MAX_LEARNING_RATE = 1.0
 
 
 def deepspeed_settings(strategy: str) -> dict:
@@ -41,7 +46,7 @@ def _against(base: Path, value: str) -> str:
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, allow_inf_nan=False)
 
 
 class ModelSection(_Section):
@@ -49,7 +54,9 @@ class ModelSection(_Section):
                       "file's folder); never downloaded")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = Field(
         "auto", description="weights dtype; auto = bfloat16 on a GPU that supports it, else float32")
-    trust_remote_code: bool = Field(False, description="run Python shipped with the model (off: never execute inputs)")
+    trust_remote_code: bool = Field(False, description="the model needs the Python it ships (auto_map); it runs only "
+                                    "with --trust-remote-code on the command line or a yes on a terminal, never "
+                                    "because a file says so")
 
 
 class DataSection(_Section):
@@ -155,6 +162,15 @@ class TrainingSection(_Section):
                                "per record: no compute on padding, attention kept within each record (transformers' "
                                "packed-sequence mask); for GPUs with flash attention: on a CPU the mask costs more than "
                                "the padding saved (0.57-0.68x, bench/train_throughput.py)")
+
+    @field_validator("learning_rate")
+    @classmethod
+    def _sane_learning_rate(cls, v: float) -> float:
+        if v > MAX_LEARNING_RATE:
+            typo = f"; did you mean {v:.0e}".replace("e+", "e-").replace("e-0", "e-") + "?" if v >= 10 else ""
+            raise ValueError(f"{v:g} is far above any fine-tuning learning rate (LoRA 1e-4 to 3e-4, full 1e-5 to "
+                             f"2e-5, P-tuning up to 3e-1): such a run diverges at once{typo}")
+        return v
 
     @model_validator(mode="after")
     def _steps_align(self) -> TrainingSection:

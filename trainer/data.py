@@ -37,6 +37,9 @@ class Prepared:
     total: int = 0  # records in the file
     reasoning: ReasoningUse | None = None  # records whose replies reason first, and what was done with it
     cache: CacheUse | None = None  # where the encoded records came from (trainer/data_cache.py)
+    copies: int = 0  # usable records that repeat another exactly (kept on the same side of the split)
+    distinct: int = 0  # usable records without counting those copies
+    empty_answers: list[int] = field(default_factory=list)  # records whose every trained answer is empty
 
 
 @dataclass
@@ -343,7 +346,8 @@ def prepare(path: str | Path, tokenizer, *, fmt: str = "auto", max_seq_len: int 
     used = ReasoningUse(reasoning, meta["reasoning_records"], meta["reasoning_restored"]) if spans_used else None
     return Prepared(train=train, val=val, fmt=fmt, skipped=skipped, truncated=meta["truncated"],
                     system_merged=meta["system_merged"], template_mode=meta["template_mode"], total=meta["total"],
-                    reasoning=used if used and used.records else None, cache=use)
+                    reasoning=used if used and used.records else None, cache=use, copies=meta["copies"],
+                    distinct=meta["distinct"], empty_answers=list(meta["empty_answers"]))
 
 
 def prepare_for(cfg, tokenizer, *, drop_untrainable: bool | None = None, progress: bool = False,

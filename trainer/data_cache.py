@@ -28,7 +28,8 @@ from pathlib import Path
 
 from advisor.errors import UserError
 
-PREP_VERSION = 1  # bump when what an entry holds, or how records are encoded, changes
+PREP_VERSION = 2  # bump when what an entry holds, or how records are encoded, changes (2: copies kept on one side
+# of the split, empty answers counted, each table file's checksum in meta.json)
 RAW_BATCH = 10_000  # records per Arrow batch while streaming the file
 MAP_BATCH = 256
 PROC_FROM_ROWS = 20_000  # records from which encoding uses several processes
@@ -222,13 +223,31 @@ class EncodeRows:
         if not any(x != -100 for x in e.labels):
             return {"record": index, "skip": "no_trainable_tokens"}
         return {"record": index, "input_ids": e.input_ids, "labels": e.labels, "length": len(e.input_ids),
+                "digest": digest(e.input_ids, e.labels), "empty_answer": empty_answer(msgs),
                 "truncated": cut, "system_merged": after[0] > before[0], "reasoning": after[1] > before[1],
                 "reasoning_restored": after[2] > before[2]}
 
 
+def digest(input_ids: list[int], labels: list[int]) -> str:
+    """The same tokens trained the same way: records with equal digests are copies as the model sees them."""
+    import numpy as np
+
+    h = hashlib.blake2b(np.asarray(input_ids, dtype=np.int64).tobytes(), digest_size=16)
+    h.update(np.asarray(labels, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
+def empty_answer(msgs: list[dict]) -> bool:
+    """Every trained assistant turn is empty (no text, reasoning or tool call): only its end token would be
+    learned (the audit's `empty_output`)."""
+    answers = [m for m in msgs if m.get("role") == "assistant" and m.get("train", True)]
+    return bool(answers) and all(not str(m.get("content") or "").strip() and not m.get("tool_calls")
+                                 and m.get("reasoning") is None for m in answers)
+
+
 ENCODED_COLUMNS: dict[str, object] = {"record": 0, "input_ids": [], "labels": [], "length": 0, "skip": "",
                                       "error": "", "truncated": False, "system_merged": False, "reasoning": False,
-                                      "reasoning_restored": False}
+                                      "reasoning_restored": False, "digest": "", "empty_answer": False}
 
 
 def _features():
@@ -237,7 +256,7 @@ def _features():
     return Features({"record": Value("int64"), "input_ids": Sequence(Value("int32")), "labels": Sequence(Value("int32")),
                      "length": Value("int32"), "skip": Value("string"), "error": Value("string"),
                      "truncated": Value("bool"), "system_merged": Value("bool"), "reasoning": Value("bool"),
-                     "reasoning_restored": Value("bool")})
+                     "reasoning_restored": Value("bool"), "digest": Value("string"), "empty_answer": Value("bool")})
 
 
 def processes_for(rows: int, asked: int | None) -> int:
@@ -291,13 +310,42 @@ def split_rows(encoded, settings: PrepSettings) -> tuple[list[int], list[int], d
         if idx:
             skipped[reason] = idx
     usable = np.flatnonzero(pc.equal(skip, "").to_numpy(zero_copy_only=False))
-    order = list(range(len(usable)))
-    random.Random(settings.seed).shuffle(order)
-    n_val = _val_count(settings.val_size, len(usable))
-    rows = usable[order]
+    groups = copy_groups(table.column("digest").take(usable).to_pylist())
+    random.Random(settings.seed).shuffle(groups)
+    val_groups = fill_validation(groups, _val_count(settings.val_size, len(usable)))
+    val = [int(usable[i]) for g in val_groups for i in g]
+    chosen = {id(g) for g in val_groups}
+    train = [int(usable[i]) for g in groups if id(g) not in chosen for i in g]
+    empty = pc.filter(records, table.column("empty_answer")).to_pylist()
     meta = {"skipped": skipped, "truncated": _count(table, "truncated"), "system_merged": _count(table, "system_merged"),
-            "reasoning_records": _count(table, "reasoning"), "reasoning_restored": _count(table, "reasoning_restored")}
-    return rows[n_val:].tolist(), rows[:n_val].tolist(), meta
+            "reasoning_records": _count(table, "reasoning"), "reasoning_restored": _count(table, "reasoning_restored"),
+            "copies": len(usable) - len(groups), "distinct": len(groups), "empty_answers": empty}
+    return train, val, meta
+
+
+def copy_groups(digests: list[str]) -> list[list[int]]:
+    """Positions grouped by equal digest (exact copies together), in order of first appearance."""
+    by: dict[str, list[int]] = {}
+    for i, d in enumerate(digests):
+        by.setdefault(d, []).append(i)
+    return list(by.values())
+
+
+def fill_validation(groups: list[list[int]], n_val: int) -> list[list[int]]:
+    """Whole copy groups, in the shuffled order, for the validation split: copies never straddle the split (a
+    validation record whose copy is trained measures memory, not learning). Groups that would overshoot `n_val`
+    are passed over; when every group is bigger, the first one is taken if some other group is left to train on.
+    Without copies this is the first `n_val` records of the shuffled order, the split as it always was."""
+    val, count = [], 0
+    for g in groups:
+        if count >= n_val:
+            break
+        if count + len(g) <= n_val:
+            val.append(g)
+            count += len(g)
+    if not val and n_val and len(groups) > 1:
+        val.append(groups[0])
+    return val
 
 
 def _count(table, column: str) -> int:
@@ -338,9 +386,25 @@ def build(path: str | Path, tok, settings: PrepSettings, model_path: str | None,
     shutil.rmtree(work, ignore_errors=True)
     finder = fn.encoder().finder if settings.assistant_only and settings.fmt != "text" else None
     meta.update(version=PREP_VERSION, key=key, fmt=settings.fmt, total=total, settings=asdict(settings),
-                template_mode=finder.plan.mode if finder else "whole text")
+                template_mode=finder.plan.mode if finder else "whole text", checksums=checksums(dest))
     (dest / "meta.json").write_text(json.dumps(meta) + "\n", encoding="utf-8")
     return meta, processes
+
+
+def checksums(folder: Path) -> dict[str, int]:
+    """CRC-32 of every file of both tables (relative path → checksum). The tables are memory-mapped: a damaged
+    byte read in place can crash the process (a segmentation fault, not an exception), so an entry is verified
+    against these before it is opened (about 1 s per GB)."""
+    import zlib
+
+    out = {}
+    for f in sorted(p for part in ("train", "val") for p in (folder / part).rglob("*") if p.is_file()):
+        crc = 0
+        with f.open("rb") as fh:
+            while chunk := fh.read(1 << 22):
+                crc = zlib.crc32(chunk, crc)
+        out[str(f.relative_to(folder))] = crc
+    return out
 
 
 def load_entry(folder: Path) -> tuple[dict, EncodedTable, EncodedTable] | None:
@@ -351,10 +415,12 @@ def load_entry(folder: Path) -> tuple[dict, EncodedTable, EncodedTable] | None:
     disable_progress_bar()
     try:
         meta = json.loads((folder / "meta.json").read_text(encoding="utf-8"))
-        if meta.get("version") != PREP_VERSION:
+        if not isinstance(meta, dict) or meta.get("version") != PREP_VERSION:
+            return None
+        if meta.get("checksums") != checksums(folder):  # a changed, missing or extra file: damaged
             return None
         return meta, EncodedTable(load_from_disk(str(folder / "train"))), EncodedTable(load_from_disk(str(folder / "val")))
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):
         return None
 
 

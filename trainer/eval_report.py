@@ -42,4 +42,6 @@ class EvalReport(_Model):
     regressions: list[Example] = Field(description="records where the tuned answer scores lowest against the base's")
     wins: list[Example] = Field(description="records where the tuned answer gains most")
     plot: str | None = None
+    report: str | None = Field(None, description="where this report was written: eval.json for the run's held-out "
+                               "split, eval-NAME.json beside it for --data NAME.jsonl (never over another's)")
     wall_time_s: float

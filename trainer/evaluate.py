@@ -4,6 +4,7 @@ greedy answers generated with the model's own template, and the forgetting check
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,6 +73,9 @@ def open_run(run_dir: str | Path) -> tuple[TrainConfig, str]:
     if not (out / RESOLVED).is_file():
         raise UserError(f"`{out}` is not a tunewise run (no {RESOLVED}): give the output.dir of a run")
     cfg = load_config(str(out / RESOLVED))
+    from trainer.model import check_run_base
+
+    check_run_base(out, cfg)
     if (out / "adapter_config.json").is_file():
         return cfg, "adapter"
     if (out / "config.json").is_file() and any(out.glob("*.safetensors")):
@@ -226,9 +230,9 @@ def evaluate_run(run_dir: str, *, data: str | None = None, general: str | None =
     cfg, kind = open_run(run_dir)
     schema = load_schema(schema_path)
     quiet_libraries()
-    from transformers import AutoTokenizer
+    from trainer.model import open_tokenizer
 
-    tok = AutoTokenizer.from_pretrained(run_dir, local_files_only=True)
+    tok = open_tokenizer(run_dir)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     ts = test_set(cfg, tok, data, limit)
@@ -242,10 +246,21 @@ def evaluate_run(run_dir: str, *, data: str | None = None, general: str | None =
     if write:
         from trainer.plots import plot_eval
 
-        png = plot_eval(report, Path(run_dir) / "eval.png")
+        name = report_name(data)
+        png = plot_eval(report, Path(run_dir) / f"{name}.png")
         report.plot = str(png) if png else None
-        atomic_write(Path(run_dir) / "eval.json", report.model_dump_json(indent=2) + "\n")
+        report.report = str(Path(run_dir) / f"{name}.json")
+        atomic_write(report.report, report.model_dump_json(indent=2) + "\n")
     return report
+
+
+def report_name(data: str | None) -> str:
+    """`eval` for the run's own held-out split (what training's evaluation writes too); `eval-STEM` for other
+    test data, so an evaluation on other records lands beside the first instead of over it."""
+    if data is None:
+        return "eval"
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(data).name.split(".")[0]).strip("._") or "data"
+    return f"eval-{stem}"
 
 
 def default_new_tokens(tok, expected: list[str]) -> int:
@@ -258,7 +273,7 @@ def score_both(cfg: TrainConfig, kind: str, run_dir: str, tok, ts: TestSet, text
                progress=None) -> tuple[ModelRun, ModelRun]:
     """The base model first, then the run's output (the adapter loaded onto that same base, or the full model)."""
     from advisor.methods import method
-    from trainer.model import device_kind, load_base, resolve_precision
+    from trainer.model import device_kind, load_base, resolve_precision, trust_remote_code_for
     from trainer.preflight import eos_ids
 
     stop_ids = sorted(eos_ids(tok, cfg.model.path))
@@ -282,7 +297,8 @@ def score_both(cfg: TrainConfig, kind: str, run_dir: str, tok, ts: TestSet, text
         del base
         tuned = AutoModelForCausalLM.from_pretrained(run_dir, local_files_only=True, use_safetensors=True,
                                                      dtype=plan.load_dtype,
-                                                     trust_remote_code=cfg.model.trust_remote_code).to(device)
+                                                     trust_remote_code=trust_remote_code_for(
+                                                         run_dir, cfg.model.trust_remote_code)).to(device)
     return base_run, run_model(tuned, tok, ts, texts, stop_ids, budget, tick)
 
 

@@ -25,7 +25,10 @@ def command(config_path: str, cfg: TrainConfig, resume: bool, force: bool) -> li
     if d.nodes > 1:  # every node reads the same config; its rank comes from here (overrides before the flags)
         args += [f"distributed.node_rank={d.node_rank}", f"distributed.master_addr={d.master_addr}",
                  f"distributed.master_port={port}"]
-    args += ["--no-progress", *(["--resume"] if resume else []), *(["--force"] if force else [])]
+    from trainer.model import remote_code_granted
+
+    args += ["--no-progress", *(["--resume"] if resume else []), *(["--force"] if force else []),
+             *(["--trust-remote-code"] if remote_code_granted() else [])]  # the person allowed it for this run
     if d.launcher == "accelerate":
         return [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
                 str(d.world_size), "--num_machines", str(d.nodes), "--machine_rank", str(d.node_rank),

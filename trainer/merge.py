@@ -27,7 +27,7 @@ def merge(out_dir: str, dest: str | None = None) -> dict:
     quiet_libraries()
     import torch
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoModelForCausalLM
 
     out = Path(out_dir)
     if not (out / RESOLVED).is_file() or not (out / "adapter_config.json").is_file():
@@ -38,9 +38,14 @@ def merge(out_dir: str, dest: str | None = None) -> dict:
     from trainer.model import resolve_dtype
 
     dtype = torch.bfloat16 if method(cfg.method.name).quantized_base else resolve_dtype(cfg.model.dtype)
-    tok = AutoTokenizer.from_pretrained(out, local_files_only=True)
+    from trainer.model import check_run_base, open_tokenizer, trust_remote_code_for
+
+    check_run_base(out, cfg)
+    tok = open_tokenizer(out)
     base = AutoModelForCausalLM.from_pretrained(cfg.model.path, dtype=dtype, local_files_only=True,
-                                                use_safetensors=True, trust_remote_code=cfg.model.trust_remote_code)
+                                                use_safetensors=True,
+                                                trust_remote_code=trust_remote_code_for(cfg.model.path,
+                                                                                        cfg.model.trust_remote_code))
     model = PeftModel.from_pretrained(base, out, local_files_only=True)
     model.eval()
     batch = sample_batch(cfg, tok)

@@ -89,6 +89,7 @@ def check_schema(schema: object, where: str = "schema") -> None:
     if unknown:
         raise UserError(f"{where}: unsupported JSON Schema keyword(s) {', '.join(unknown)}; supported: "
                         f"{', '.join(sorted(SCHEMA_KEYWORDS - {'$schema', '$id', 'title', 'description'}))}")
+    check_schema_values(schema, where)
     for key, sub in (schema.get("properties") or {}).items():
         check_schema(sub, f"{where}.properties.{key}")
     for key in ("items", "additionalProperties"):
@@ -97,6 +98,40 @@ def check_schema(schema: object, where: str = "schema") -> None:
     for key in ("anyOf", "oneOf", "allOf"):
         for i, sub in enumerate(schema.get(key) or []):
             check_schema(sub, f"{where}.{key}[{i}]")
+
+
+_SCHEMA_VALUE_KINDS = {"properties": (dict, "an object of property schemas"),
+                       "required": (list, "a list of property names"), "enum": (list, "a list of values"),
+                       "items": ((dict, bool), "a schema"), "additionalProperties": ((dict, bool), "a schema or a boolean"),
+                       "anyOf": (list, "a list of schemas"), "oneOf": (list, "a list of schemas"),
+                       "allOf": (list, "a list of schemas"), "pattern": (str, "a regular expression")}
+_SCHEMA_TYPES = {"object", "array", "string", "integer", "number", "boolean", "null"}
+
+
+def check_schema_values(schema: dict, where: str) -> None:
+    """Each keyword's value of the kind JSON Schema defines (a typo would otherwise fail while scoring)."""
+    for key, (kind, what) in _SCHEMA_VALUE_KINDS.items():
+        if key in schema and not isinstance(schema[key], kind):
+            raise UserError(f"{where}: `{key}` must be {what}, got {json.dumps(schema[key])[:60]}")
+    for key in ("minItems", "maxItems", "minLength", "maxLength", "minimum", "maximum"):
+        v = schema.get(key)
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int | float)):
+            raise UserError(f"{where}: `{key}` must be a number, got {json.dumps(v)[:60]}")
+    t = schema.get("type")
+    types = [t] if isinstance(t, str) else t if isinstance(t, list) else None
+    if "type" in schema and (types is None or not all(isinstance(x, str) and x in _SCHEMA_TYPES for x in types)):
+        raise UserError(f"{where}: `type` must be one of {', '.join(sorted(_SCHEMA_TYPES))} (or a list of them), "
+                        f"got {json.dumps(t)[:60]}")
+    if any(not isinstance(x, str) for x in schema.get("required", [])):
+        raise UserError(f"{where}: `required` must list property names (strings)")
+    for key in ("anyOf", "oneOf", "allOf"):
+        if any(not isinstance(x, dict) for x in schema.get(key, [])):
+            raise UserError(f"{where}: every entry of `{key}` must be a schema (an object)")
+    if "pattern" in schema:
+        try:
+            re.compile(schema["pattern"])
+        except re.error as e:
+            raise UserError(f"{where}: `pattern` is not a valid regular expression ({e})") from None
 
 
 def _type_ok(value: object, t: str) -> bool:

@@ -64,27 +64,153 @@ def resolve_precision(cfg: TrainConfig, device: str) -> PrecisionPlan:
     return PrecisionPlan(name, half[name], half[name], name == "bf16" and device == "cuda", False)
 
 
+@dataclass(frozen=True)
+class RemoteCodePolicy:
+    """Who may allow Python shipped with a model folder (an `auto_map` in its config.json) to run: only the person
+    at the keyboard, by `--trust-remote-code` on the command line (`flag`) or a yes on a terminal (`ask`, called
+    with the question). Never a file: a run folder or config someone sent says what it likes."""
+
+    flag: bool = False
+    ask: Any = None  # Callable[[str], bool] | None: a terminal prompt; None where nobody can answer
+
+
+_policy = RemoteCodePolicy()
+_answers: dict[str, bool] = {}
+
+
+def set_remote_code_policy(policy: RemoteCodePolicy) -> None:
+    """Set by the command line before any model is loaded (the default refuses all shipped code)."""
+    global _policy
+    _policy = policy
+    _answers.clear()
+
+
+def remote_code_granted() -> bool:
+    """Whether the command line said --trust-remote-code (handed on to launched training processes)."""
+    return _policy.flag or any(_answers.values())
+
+
+def read_model_config(path: str | Path) -> dict:
+    """A model folder's config.json, parsed; a missing, truncated or non-object file is a UserError naming it."""
+    f = Path(path) / "config.json"
+    if not f.is_file():
+        raise UserError(f"`{path}` is not a local model folder (no config.json there); tunewise never downloads "
+                        "models: point model.path at a folder with config.json and .safetensors weights")
+    try:
+        cfg = json.loads(f.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        where = f" line {e.lineno} column {e.colno}" if isinstance(e, json.JSONDecodeError) else ""
+        raise UserError(f"{f}:{where} not valid JSON ({getattr(e, 'msg', None) or e.reason}): the file is "
+                        "truncated or damaged; copy the model folder again") from None
+    if not isinstance(cfg, dict):
+        raise UserError(f"{f}: a JSON {type(cfg).__name__}, not a model config object; copy the model folder again")
+    return cfg
+
+
+def shipped_code(path: str | Path) -> list[str]:
+    """The Python files a model folder asks to run (`auto_map` in config.json or tokenizer_config.json)."""
+    found: list[str] = []
+    for name in ("config.json", "tokenizer_config.json"):
+        f = Path(path) / name
+        try:
+            auto = json.loads(f.read_text(encoding="utf-8")).get("auto_map") if f.is_file() else None
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+            auto = None
+        refs = list(auto.values()) if isinstance(auto, dict) else []
+        for ref in refs:
+            for r in ref if isinstance(ref, list) else [ref]:
+                if isinstance(r, str) and "." in r:
+                    module = r.split("--")[-1].rsplit(".", 1)[0] + ".py"
+                    if module not in found:
+                        found.append(module)
+    return found
+
+
+def native_causal_lm(model_type) -> bool:
+    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+    return model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
+
+
+def trust_remote_code_for(path: str | Path, requested: bool = False) -> bool:
+    """Whether loading `path` may run the Python it ships. False where it ships none or transformers has the
+    architecture built in (its own code is used, the shipped files are ignored) unless --trust-remote-code was
+    given; True only by the command line's flag or a yes on a terminal; otherwise a UserError saying how to allow
+    it. `requested`: the config's model.trust_remote_code (it only changes the message: a file cannot allow it)."""
+    files = shipped_code(path)
+    if not files:
+        return False
+    if _policy.flag:
+        return True
+    native = native_causal_lm(read_model_config(path).get("model_type"))
+    if native:
+        return False
+    key = str(Path(path).resolve())
+    if key not in _answers and _policy.ask is not None:
+        _answers[key] = bool(_policy.ask(f"The model in `{path}` ships Python code ({', '.join(files)}) that runs "
+                                         "on this machine when it loads. Run it?"))
+    if _answers.get(key):
+        return True
+    why = (" (model.trust_remote_code: true in a config is not enough: the config may have come with the files)"
+           if requested else "")
+    raise UserError(f"the model in `{path}` needs the Python code it ships ({', '.join(files)}) and tunewise runs "
+                    f"such code only when you pass --trust-remote-code on the command line{why}; read those files "
+                    "first, or use a model transformers supports natively")
+
+
 def check_model_folder(path: str, trust_remote_code: bool = False) -> dict:
     p = Path(path)
     if not (p / "config.json").is_file():
         raise UserError(f"model.path `{path}` is not a local model folder (no config.json there); "
                         "tunewise never downloads models")
-    cfg = json.loads((p / "config.json").read_text(encoding="utf-8"))
-    from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
-
-    if cfg.get("model_type") not in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and not (trust_remote_code and cfg.get("auto_map")):
+    cfg = read_model_config(p)
+    if not native_causal_lm(cfg.get("model_type")) and not (cfg.get("auto_map") and
+                                                            trust_remote_code_for(path, trust_remote_code)):
         raise UserError(f"model.path `{path}` is a `{cfg.get('model_type')}` model, not a causal language model")
-    if not list(p.glob("*.safetensors")):
+    weights = sorted(p.glob("*.safetensors"))
+    if not weights:
         raise UserError(f"model.path `{path}` has no .safetensors weights (tunewise loads safetensors only, "
                         "never pickled .bin files)")
+    for w in weights:
+        check_safetensors(w)
     return cfg
 
 
-def load_tokenizer(cfg: TrainConfig):
-    from transformers import AutoTokenizer
+def check_safetensors(path: Path) -> None:
+    """A weights file that can be read and is whole: its header parses and the file is as long as the header says
+    (a copy cut short or a file without read permission is named, not reported as missing or crashing the load)."""
+    import struct
 
-    tok = AutoTokenizer.from_pretrained(cfg.model.path, local_files_only=True,
-                                        trust_remote_code=cfg.model.trust_remote_code)
+    try:
+        with path.open("rb") as f:
+            size = path.stat().st_size
+            head = f.read(8)
+            n = struct.unpack("<Q", head)[0] if len(head) == 8 else -1
+            header = json.loads(f.read(n)) if 2 <= n <= min(size - 8, 100_000_000) else None
+    except PermissionError:
+        raise UserError(f"{path}: the weights cannot be read (permission denied); fix the file's permissions "
+                        "(chmod +r)") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        header = None
+    ends = [t["data_offsets"][1] for k, t in header.items() if k != "__metadata__" and isinstance(t, dict)
+            and isinstance(t.get("data_offsets"), list) and len(t["data_offsets"]) == 2] if isinstance(header, dict) \
+        else None
+    if not ends or size < 8 + n + max(ends):
+        raise UserError(f"{path}: not a complete safetensors file (damaged or cut short while copying); copy the "
+                        "model folder again")
+
+
+def check_run_base(run_dir: str | Path, cfg: TrainConfig) -> None:
+    """The base model a finished run was trained on is still where its config says (eval and merge load it)."""
+    if not (Path(cfg.model.path) / "config.json").is_file():
+        raise UserError(f"the base model of `{run_dir}` is no longer at `{cfg.model.path}` (model.path in "
+                        f"{Path(run_dir) / 'tunewise_config.yaml'}): move it back, or edit model.path there to "
+                        "where it is now")
+    check_model_folder(cfg.model.path, cfg.model.trust_remote_code)
+
+
+def load_tokenizer(cfg: TrainConfig):
+    tok = open_tokenizer(cfg.model.path, trust_remote_code_for(cfg.model.path, cfg.model.trust_remote_code))
     if cfg.data.chat_template:
         tok.chat_template = read_chat_template(cfg.data.chat_template)
     if tok.eos_token is None:
@@ -92,6 +218,32 @@ def load_tokenizer(cfg: TrainConfig):
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token  # safe: the collator masks padding by position, not by token id
     return tok
+
+
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "spiece.model", "vocab.txt")
+
+
+def open_tokenizer(path: str | Path, trust_remote_code: bool = False):
+    """AutoTokenizer from a local folder; missing or damaged tokenizer files are a UserError naming the folder."""
+    from transformers import AutoTokenizer
+
+    p = Path(path)
+    if not any((p / f).is_file() for f in TOKENIZER_FILES):
+        raise UserError(f"`{path}` has no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...); copy them from "
+                        "the model's original folder")
+    try:
+        return AutoTokenizer.from_pretrained(path, local_files_only=True, trust_remote_code=trust_remote_code)
+    except UserError:
+        raise
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
+        first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+        raise UserError(f"the tokenizer in `{path}` cannot be loaded ({first}): its files are missing or damaged; "
+                        "copy them again from the model's original folder") from None
+    except Exception as e:  # noqa: BLE001 - the tokenizers library raises its own Exception type for a bad file
+        if type(e).__name__ != "Exception":
+            raise
+        raise UserError(f"the tokenizer in `{path}` cannot be loaded ({str(e)[:200]}): tokenizer.json is damaged; "
+                        "copy it again from the model's original folder") from None
 
 
 def read_chat_template(value: str) -> str:
@@ -141,8 +293,8 @@ def load_base(cfg: TrainConfig, tokenizer, plan: PrecisionPlan | None = None):
     m = cfg.method
     spec = method(m.name)
     plan = plan or resolve_precision(cfg, device_kind())
-    kw = dict(local_files_only=True, use_safetensors=True, trust_remote_code=cfg.model.trust_remote_code,
-              dtype=plan.load_dtype)
+    kw = dict(local_files_only=True, use_safetensors=True, dtype=plan.load_dtype,
+              trust_remote_code=trust_remote_code_for(cfg.model.path, cfg.model.trust_remote_code))
     if spec.quantized_base:
         require_bitsandbytes()
         from transformers import BitsAndBytesConfig

@@ -54,6 +54,29 @@ def check_skipped(prepared: Prepared, path: str, max_share: float) -> None:
                         "the detected one is wrong, or raise data.max_skipped")
 
 
+MIN_DISTINCT = 10  # the audit's too_few_examples/below_minimum: fewer distinct usable examples, nothing is tuned
+
+
+def check_worth_training(prepared: Prepared, path: str, max_share: float, force: bool) -> None:
+    """What the audit calls errors that make training pointless stops the run as skipped records do (--force
+    trains anyway): more than `data.max_skipped` of the records with only empty answers (nothing but the end token
+    would be learned), or fewer than MIN_DISTINCT distinct records once exact copies are counted once."""
+    if force:
+        return
+    usable = len(prepared.train) + len(prepared.val)
+    empty = prepared.empty_answers
+    if usable and len(empty) / usable > max_share:
+        raise UserError(f"{path}: {len(empty)} of {usable} records ({len(empty) / usable:.0%}) have an empty answer "
+                        f"(first: record {empty[0]}): only the end-of-turn token would be trained, teaching the model "
+                        "to answer nothing; fill or remove them (`tunewise audit` lists them as empty_output), or "
+                        "pass --force to train anyway")
+    if prepared.distinct and prepared.distinct < MIN_DISTINCT and prepared.copies:
+        raise UserError(f"{path}: {usable} records but only {prepared.distinct} distinct ({prepared.copies} exact "
+                        f"copies): fewer than {MIN_DISTINCT} different examples, nothing can be tuned; add distinct "
+                        "examples (`tunewise audit` lists the copies as exact_duplicate), or pass --force to train "
+                        "anyway")
+
+
 def check_eos(prepared: Prepared, tokenizer, model_path: str, max_seq_len: int) -> None:
     """Every answer must end with an end-of-sequence token, or the model never learns to stop."""
     ends = eos_ids(tokenizer, model_path)

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 from advisor.errors import RuntimeFailure, UserError
-from advisor.files import atomic_write, load_model_file, write_model
+from advisor.files import atomic_write, json_text, load_model_file, write_model
 from advisor.methods import method
 from trainer.config import HF_OPTIMIZERS, TrainConfig, deepspeed_settings
 
@@ -203,7 +203,7 @@ def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run:
         lock = lock_output(Path(cfg.output.dir)) if cfg.distributed.main_node else None
         try:
             if cfg.data.cache:  # encode once here: the ranks then read the cached tables instead of each encoding
-                prepare_data(cfg, progress)
+                prepare_data(cfg, progress, force)
             summary = launch(config_path, cfg, resume=resume, force=force)
             if lock is not None:
                 attach_eval(cfg, Path(cfg.output.dir), summary, console, progress)
@@ -212,7 +212,7 @@ def fit(config_path: str, *, resume: bool = False, force: bool = False, dry_run:
             if lock is not None:
                 lock.close()
     quiet_libraries()
-    tok, prepared = prepare_data(cfg, progress and int(os.environ.get("RANK", "0")) == 0)
+    tok, prepared = prepare_data(cfg, progress and int(os.environ.get("RANK", "0")) == 0, force)
     device, plan, est, info = check_resources(cfg, prepared, force)
     out, ckpt = prepare_output(cfg, resume)
     if dry_run:
@@ -259,7 +259,7 @@ def attach_eval(cfg: TrainConfig, out: Path, summary: dict, console=None, progre
         return
     summary["eval"] = entry
     saved = read_summary(out) or {}
-    atomic_write(out / "summary.json", json.dumps({**saved, "eval": entry}, indent=2) + "\n")
+    atomic_write(out / "summary.json", json_text({**saved, "eval": entry}, indent=2) + "\n")
 
 
 def free_training_memory(trainer) -> None:
@@ -289,12 +289,18 @@ def check_launcher(cfg: TrainConfig) -> None:
                             "(or use strategy fsdp, which ships with torch)")
 
 
-def prepare_data(cfg: TrainConfig, progress: bool = False):
+def prepare_data(cfg: TrainConfig, progress: bool = False, force: bool = False):
     """The model folder, tokenizer and template checked, the data read, rendered and labelled, and the checks on
     the result (skipped share, end-of-sequence tokens, padding)."""
     from trainer.data import detect_format, prepare_for
     from trainer.model import check_model_folder, load_tokenizer
-    from trainer.preflight import check_chat_template, check_eos, check_pad_masking, check_skipped
+    from trainer.preflight import (
+        check_chat_template,
+        check_eos,
+        check_pad_masking,
+        check_skipped,
+        check_worth_training,
+    )
 
     check_model_folder(cfg.model.path, cfg.model.trust_remote_code)
     if method(cfg.method.name).quantized_base:
@@ -309,6 +315,7 @@ def prepare_data(cfg: TrainConfig, progress: bool = False):
     prepared = prepare_for(cfg, tok, progress=progress, fmt=fmt)
     d = cfg.data
     check_skipped(prepared, d.path, d.max_skipped)
+    check_worth_training(prepared, d.path, d.max_skipped, force)
     check_eos(prepared, tok, cfg.model.path, d.max_seq_len)
     check_pad_masking(prepared, tok)
     return tok, prepared
@@ -342,6 +349,7 @@ def check_resources(cfg: TrainConfig, prepared, force: bool):
             "format": prepared.fmt, "skipped": {k: len(v) for k, v in prepared.skipped.items()},
             "skipped_says": skipped_counts(prepared) if prepared.skipped else None,
             "truncated": prepared.truncated, "estimate_gb": est.total_gb,
+            "copies": prepared.copies, "empty_answers": len(prepared.empty_answers),
             "available_gb": round(avail, 2) if math.isfinite(avail) else None, "device": dev,
             "output_dir": cfg.output.dir,
             "template": {"assistant_turns": prepared.template_mode, "system_merged_into_user": prepared.system_merged},
@@ -368,7 +376,15 @@ def _train(cfg, out, ckpt, device, tok, plan, prepared, info, progress, console,
     trainable, total = count_trainable(model)
     from transformers import EarlyStoppingCallback, Trainer
 
-    from trainer.callbacks import FirstStep, GracefulStop, MetricsLogger, RankRecord, RichProgress
+    from trainer.callbacks import (
+        Diverged,
+        DivergenceGuard,
+        FirstStep,
+        GracefulStop,
+        MetricsLogger,
+        RankRecord,
+        RichProgress,
+    )
     from trainer.cpu import apply_thread_policy
 
     threads = apply_thread_policy(device)
@@ -379,7 +395,7 @@ def _train(cfg, out, ckpt, device, tok, plan, prepared, info, progress, console,
     metrics = MetricsLogger(out / "metrics.jsonl", fresh=ckpt is None)
     stop = GracefulStop()
     callbacks = [metrics, RichProgress(console, enabled=progress and main), stop,
-                 RankRecord(out / "ranks", collator), first]
+                 RankRecord(out / "ranks", collator), first, DivergenceGuard()]
     if cfg.training.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.training.early_stopping_patience))
     args = build_args(cfg, out, device, plan, len(prepared.train), len(prepared.val))
@@ -396,6 +412,8 @@ def _train(cfg, out, ckpt, device, tok, plan, prepared, info, progress, console,
         result = trainer.train(resume_from_checkpoint=ckpt)
     except torch.OutOfMemoryError as e:
         raise RuntimeFailure(f"out of memory: {e}; see `tunewise estimate` for what would fit") from None
+    except Diverged as e:
+        raise RuntimeFailure(diverged_says(e, cfg, plan, out)) from None
     finally:
         stop.uninstall()
     wall = time.time() - t0
@@ -412,6 +430,24 @@ def _train(cfg, out, ckpt, device, tok, plan, prepared, info, progress, console,
     return {"summary": summary, "trainer": trainer, "tokenizer": tok, "prepared": prepared}
 
 
+def diverged_says(e, cfg: TrainConfig, plan, out: Path) -> str:
+    """One sentence on a diverged run: the step, what went non-finite, the likely cause, what was kept."""
+    lr = cfg.training.learning_rate
+    typical = 2e-5 if method(cfg.method.name).trains_all_weights else 3e-1 if cfg.method.name == "p_tuning" else 1e-3
+    if plan.name.startswith("fp16"):
+        cause = "fp16 overflowed (use bf16 or fp32, or a lower learning rate)"
+    elif lr > typical:
+        cause = f"the learning rate {lr:g} is too high for {cfg.method.name} (try {lr / 10:g} or lower)"
+    else:
+        cause = (f"too high a learning rate for this model and data ({lr:g}: try {lr / 10:g}) or records with "
+                 "extreme token counts")
+    ckpt = last_checkpoint(out)
+    kept = (f"the last checkpoint, {ckpt}, holds the finite weights before it" if ckpt else
+            "no checkpoint had been saved yet")
+    return (f"training diverged at step {e.step}: {e.what} became {e.value} (likely cause: {cause}); nothing from "
+            f"that step on was written (no adapter or model), {kept}; fix the config and train into a new output.dir")
+
+
 def cpu_fast_paths(model) -> dict:
     """CPU runs: peft's LoRA linears get the fused forward (trainer/lora_cpu.py), then the remaining plain
     dropouts draw their masks as 16-bit lanes (trainer/dropout.py); how many layers got each."""
@@ -423,9 +459,12 @@ def cpu_fast_paths(model) -> dict:
 
 def length_aware(trainer_class):
     """HF's Trainer, handed the token count of every record for length-grouped batches (it would otherwise build
-    every row of the memory-mapped table to measure it), in an order seeded per epoch (EpochSeeded)."""
+    every row of the memory-mapped table to measure it), in an order seeded per epoch (EpochSeeded); a non-finite
+    loss or gradient norm stops it before the step is applied (trainer/callbacks.py's Diverged)."""
     import torch
     from transformers.trainer_pt_utils import LengthGroupedSampler
+
+    from trainer.callbacks import check_finite
 
     class EpochSeeded(LengthGroupedSampler):
         """Length-grouped order drawn from (seed + epoch), like accelerate's seedable random sampler. HF's own
@@ -445,6 +484,18 @@ def length_aware(trainer_class):
             return super().__iter__()
 
     class LengthAwareTrainer(trainer_class):
+        def training_step(self, model, inputs, num_items_in_batch=None):
+            loss = super().training_step(model, inputs, num_items_in_batch)
+            if self.args.world_size == 1:  # several processes: the gradient norm (all-reduced) is checked instead,
+                check_finite(loss, self.state.global_step + 1, "the training loss")  # so that all ranks stop
+            return loss
+
+        def _get_grad_norm(self, model, grad_norm=None):
+            norm = super()._get_grad_norm(model, grad_norm)
+            if norm is not None:  # before optimizer.step(): a non-finite gradient never reaches the weights
+                check_finite(norm, self.state.global_step + 1, "the gradient norm")
+            return norm
+
         def _get_train_sampler(self, train_dataset=None):
             ds = train_dataset if train_dataset is not None else self.train_dataset
             if self.args.train_sampling_strategy == "group_by_length" and getattr(ds, "lengths", None) is not None:
@@ -492,7 +543,7 @@ def write_summary(cfg, out, history, trainer, result, wall, trainable, total, de
         "cpu_kernels": info.get("cpu_kernels"),  # CPU runs: layers given the fused LoRA / lane-drawn dropout
         "data_cache": info.get("data_cache"),  # key, hit, path, seconds to prepare the records, processes
     }
-    atomic_write(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write(out / "summary.json", json_text(summary, indent=2) + "\n")
     png = plot_loss(history, out / "loss.png", f"{cfg.method.name}: loss")
     summary["loss_plot"] = str(png) if png else None
     return summary

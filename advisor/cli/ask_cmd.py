@@ -28,6 +28,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--defaults", action="store_true", help="accept every default instead of asking")
     p.add_argument("--out", default=".", metavar="DIR", help="where to write answers.yaml and the rest (default .)")
     p.add_argument("--plain", action="store_true", help="plain prompts even on a terminal")
+    p.add_argument("--force", action="store_true", help="replace answers.yaml, train.yaml, prompt.md or rag_plan.md "
+                   "in --out when they exist with other content (default: ask on a terminal, refuse elsewhere)")
     p.add_argument("--train", choices=["ask", "yes", "no"], default="ask",
                    help="start training at the end: ask (default), yes, or no")
     add_json_flag(p)
@@ -53,7 +55,11 @@ def run(args: argparse.Namespace) -> int:
     terminal = sys.stdin.isatty() and sys.stdout.isatty() and not args.plain and not args.json
     prompter = (TerminalPrompter if terminal else PlainPrompter)(out_console)
     result = run_ask(prompter, prefill, defaults=args.defaults, source=args.answers or "answers", lines=lines)
-    files = write_outputs(result, Path(args.out))
+    from advisor.files import Replace
+
+    files = write_outputs(result, Path(args.out), Replace(
+        force=args.force, ask=(lambda q: prompter.confirm(q, False)) if terminal else None,
+        hint="pass --force to replace it, or --out another folder"))
     rec = result.recommendation
     data = {"answers": result.answers.model_dump(mode="json", exclude_none=True), "recommendation": rec.model_dump(mode="json"),
             "files": files}
@@ -99,24 +105,29 @@ def decide_start(args, prompter, result) -> bool:
     return prompter.confirm("Start training now?", False)
 
 
-def write_outputs(result, out: Path) -> dict[str, str]:
+def write_outputs(result, out: Path, replace=None) -> dict[str, str]:
+    """answers.yaml and the method's file in `out`; an existing file with other content (the answers file the run
+    was pre-filled from, a hand-written train.yaml) is replaced only as `replace` allows (advisor.files.Replace)."""
     from advisor.files import atomic_write, write_model
 
     out.mkdir(parents=True, exist_ok=True)
-    files = {"answers": str(write_model(out / "answers.yaml", result.answers, header="tunewise answers"))}
     rec, answers = result.recommendation, result.answers
     from advisor.methods import is_fine_tune
 
+    files = {}
     if is_fine_tune(rec.method):
         from advisor.cli.recommend_cmd import write_config
 
-        files["train_config"] = write_config(rec, answers, answers.dataset, str(out / "train.yaml"), str(out / "run"))
+        files["train_config"] = write_config(rec, answers, answers.dataset, str(out / "train.yaml"), str(out / "run"),
+                                             replace)
     elif rec.method == "prompting":
         from advisor.ask.starter import starter_prompt
 
-        files["starter_prompt"] = str(atomic_write(out / "prompt.md", starter_prompt(answers, answers.dataset)))
+        files["starter_prompt"] = str(atomic_write(out / "prompt.md", starter_prompt(answers, answers.dataset),
+                                                   replace))
     else:
         from advisor.ask.starter import rag_plan
 
-        files["rag_plan"] = str(atomic_write(out / "rag_plan.md", rag_plan(answers, answers.dataset)))
-    return files
+        files["rag_plan"] = str(atomic_write(out / "rag_plan.md", rag_plan(answers, answers.dataset), replace))
+    return {"answers": str(write_model(out / "answers.yaml", answers, header="tunewise answers", replace=replace)),
+            **files}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from collections.abc import Callable
@@ -43,7 +42,10 @@ def add_json_flag(p: argparse.ArgumentParser) -> None:
 def emit(data: Any, as_json: bool, render: Callable[[], None]) -> None:
     """Print `data` as JSON for scripts, or call `render` for people."""
     if as_json:
-        sys.stdout.write(json.dumps(data, indent=2, ensure_ascii=False, default=str) + "\n")
+        from advisor.files import json_text
+
+        utf = (sys.stdout.encoding or "").lower().replace("-", "").startswith("utf")
+        sys.stdout.write(json_text(data, indent=2, ensure_ascii=not utf, default=str) + "\n")
         sys.stdout.flush()
     else:
         render()
@@ -78,3 +80,28 @@ def positive(kind: type, name: str, allow_zero: bool = False) -> Callable[[str],
         return v
 
     return parse
+
+
+def add_remote_code_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="allow a model that needs the Python code it ships (auto_map) to run it; without this flag "
+                        "tunewise asks on a terminal and refuses elsewhere, whatever a config file says")
+
+
+def allow_remote_code(args: argparse.Namespace) -> None:
+    """Only the command line (or a yes typed on a terminal) may let a model's shipped Python run."""
+    from trainer.model import RemoteCodePolicy, set_remote_code_policy
+
+    interactive = sys.stdin.isatty() and sys.stderr.isatty() and not getattr(args, "json", False)
+    set_remote_code_policy(RemoteCodePolicy(flag=bool(getattr(args, "trust_remote_code", False)),
+                                            ask=terminal_yes if interactive else None))
+
+
+def terminal_yes(question: str) -> bool:
+    from rich.markup import escape
+
+    try:
+        answer = err_console.input(f"[bold yellow]{escape(question)}[/] \\[y/N]: ")
+    except EOFError:
+        return False
+    return answer.strip().lower() in ("y", "yes")

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from advisor.cli.common import add_json_flag, console, emit, subparser
+from advisor.cli.common import (
+    add_json_flag,
+    add_remote_code_flag,
+    allow_remote_code,
+    console,
+    emit,
+    subparser,
+)
 from trainer.metrics import METRICS
 
 
@@ -30,6 +37,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--limit", type=int, default=100, metavar="N", help="evaluate at most N records (default 100)")
     p.add_argument("--max-new-tokens", type=int, metavar="N", help="answer length limit (default: 1.5 x the "
                    "longest expected answer)")
+    add_remote_code_flag(p)
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -41,6 +49,8 @@ def run(args: argparse.Namespace) -> int:
         if value is not None and value < 1:
             raise UserError(f"{flag} must be at least 1, got {value}")
     from trainer.evaluate import AnswerProgress, evaluate_run
+
+    allow_remote_code(args)
 
     progress = AnswerProgress(console.real(), enabled=not args.json)
     try:

@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("config", metavar="CONFIG", help="tunewise training config")
     p.add_argument("--to", required=True, choices=TOOLS, help="the tool to write a config for")
     p.add_argument("--out", metavar="PATH", help="where to write it (default: TOOL.yaml beside CONFIG)")
+    p.add_argument("--force", action="store_true", help="replace a file at --out that exists with other content "
+                   "(never the config being exported)")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -30,14 +32,19 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
+    from advisor.errors import UserError
     from advisor.export import export, write_export
-    from advisor.files import load_model_file
+    from advisor.files import Replace, load_model_file
     from trainer.config import TrainConfig
 
     cfg = load_model_file(TrainConfig, args.config, "training config").resolve_paths(args.config)
     path = Path(args.out) if args.out else Path(args.config).with_name(f"{args.to}.yaml")
+    if path.resolve() == Path(args.config).resolve():
+        raise UserError(f"--out {args.out} is the config being exported: it would be replaced by the {args.to} "
+                        "config; give another path")
     out = export(cfg, args.to, path)
-    written = write_export(out, path)
+    written = write_export(out, path, Replace(force=args.force,
+                                              hint="pass --force to replace it, or --out another path"))
     result = export_result(out, path, written)
     emit(result, args.json, lambda: render(result))
     return 0

@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from advisor.cli.common import add_json_flag, console, emit, subparser
+from advisor.cli.common import (
+    add_json_flag,
+    add_remote_code_flag,
+    allow_remote_code,
+    console,
+    emit,
+    subparser,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -16,12 +23,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("out_dir", metavar="OUT_DIR", help="output folder of a finished LoRA/QLoRA run")
     p.add_argument("--out", metavar="DIR", help="where to write the merged model (default OUT_DIR/merged)")
+    add_remote_code_flag(p)
     add_json_flag(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from trainer.merge import merge
+
+    allow_remote_code(args)
 
     r = merge(args.out_dir, args.out)
     emit(r, args.json, lambda: console.print(

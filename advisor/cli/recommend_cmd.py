@@ -25,6 +25,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset", metavar="DATA", help="audit this dataset and use its measured signals")
     p.add_argument("--model", metavar="PATH", help="local base model folder (exact parameter count; written to the config)")
     p.add_argument("--config-out", metavar="FILE", help="for a fine-tune, write the training config here")
+    p.add_argument("--force", action="store_true", help="with --config-out: replace a file there that exists with "
+                   "other content (default: refuse, exit 2)")
     from advisor.export import TOOLS
 
     p.add_argument("--export", choices=TOOLS, metavar="TOOL",
@@ -65,13 +67,21 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("--export writes a config: add --config-out PATH")
     rec = recommend(answers, signals)
     out = rec.model_dump(mode="json")
+    from advisor.files import Replace
+
+    replace = Replace(force=args.force, hint="pass --force to replace it, or --config-out another path")
+    if args.config_out and Path(args.config_out).resolve() == Path(args.answers).resolve():
+        from advisor.errors import UserError
+
+        raise UserError(f"--config-out {args.config_out} is the answers file itself: give another path")
     if args.config_out and args.export and rec.method not in ("prompting", "rag"):
-        out["export"] = write_export_config(rec, answers, dataset, args.config_out, args.output_dir, args.export)
+        out["export"] = write_export_config(rec, answers, dataset, args.config_out, args.output_dir, args.export,
+                                            replace)
         out["config_written"] = out["export"]["config"]
     elif args.config_out:
-        out["config_written"] = write_config(rec, answers, dataset, args.config_out, args.output_dir)
+        out["config_written"] = write_config(rec, answers, dataset, args.config_out, args.output_dir, replace)
         if out["config_written"] is None:  # no fine-tune: hand over what to do instead, next to where it was asked
-            out["plan_written"], out["config_note"] = write_plan(rec, answers, dataset, args.config_out)
+            out["plan_written"], out["config_note"] = write_plan(rec, answers, dataset, args.config_out, replace)
     if args.explain:
         from advisor.recommendation import explain
 
@@ -84,21 +94,22 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def write_plan(rec, answers, dataset: str | None, config_out: str) -> tuple[str, str]:
+def write_plan(rec, answers, dataset: str | None, config_out: str, replace=None) -> tuple[str, str]:
     """For prompting or RAG: a starter prompt or a RAG plan beside the requested config path, and why."""
     from advisor.ask.starter import rag_plan, starter_prompt
     from advisor.files import atomic_write
 
     if rec.method == "prompting":
-        path = atomic_write(Path(config_out).with_name("prompt.md"), starter_prompt(answers, dataset))
+        path = atomic_write(Path(config_out).with_name("prompt.md"), starter_prompt(answers, dataset), replace)
         return str(path), (f"no training config: the decision is prompting ({rec.decided_by.rule}); a starter "
                            f"prompt was written to {path} instead")
-    path = atomic_write(Path(config_out).with_name("rag_plan.md"), rag_plan(answers, dataset))
+    path = atomic_write(Path(config_out).with_name("rag_plan.md"), rag_plan(answers, dataset), replace)
     return str(path), (f"no training config: the decision is retrieval ({rec.decided_by.rule}); a RAG plan was "
                        f"written to {path} instead")
 
 
-def write_export_config(rec, answers, dataset: str | None, path: str, output_dir: str, tool: str) -> dict:
+def write_export_config(rec, answers, dataset: str | None, path: str, output_dir: str, tool: str,
+                        replace=None) -> dict:
     """The recommended job as a config for another trainer (`tunewise export`'s mapping)."""
     from advisor.cli.export_cmd import export_result
     from advisor.configgen import build_config
@@ -106,10 +117,10 @@ def write_export_config(rec, answers, dataset: str | None, path: str, output_dir
 
     cfg = build_config(rec, answers, dataset, answers.model_path, output_dir)  # paths as given (working directory)
     out = export(cfg, tool, path)
-    return export_result(out, Path(path), write_export(out, path))
+    return export_result(out, Path(path), write_export(out, path, replace))
 
 
-def write_config(rec, answers, dataset: str | None, path: str, output_dir: str) -> str | None:
+def write_config(rec, answers, dataset: str | None, path: str, output_dir: str, replace=None) -> str | None:
     from advisor.configgen import MODEL_PLACEHOLDER, build_config, config_comments, paths_for_file
     from advisor.files import write_model
 
@@ -119,7 +130,7 @@ def write_config(rec, answers, dataset: str | None, path: str, output_dir: str) 
     header = f"tunewise training config for {rec.method}; run: tunewise train {path}"
     if cfg.model.path == MODEL_PLACEHOLDER:
         header += "\n# set model.path to your local base model folder before training"
-    write_model(path, cfg, header=header, comments=config_comments(rec, cfg))
+    write_model(path, cfg, header=header, comments=config_comments(rec, cfg), replace=replace)
     return str(Path(path))
 
 

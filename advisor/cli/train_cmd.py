@@ -9,7 +9,15 @@ import os
 import sys
 from pathlib import Path
 
-from advisor.cli.common import EXIT_INTERRUPTED, add_json_flag, console, emit, subparser
+from advisor.cli.common import (
+    EXIT_INTERRUPTED,
+    add_json_flag,
+    add_remote_code_flag,
+    allow_remote_code,
+    console,
+    emit,
+    subparser,
+)
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -34,11 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dry-run", action="store_true",
                    help="validate, show one formatted sample with the trained span marked and the memory estimate")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output.dir")
-    p.add_argument("--force", action="store_true", help="train even if the memory estimate exceeds the device")
+    p.add_argument("--force", action="store_true", help="train even if the memory estimate exceeds the device, or "
+                   "the data is not worth training on (mostly empty answers, fewer than 10 distinct records)")
     p.add_argument("--print-schema", action="store_true", help="print the config's JSON Schema and exit")
     p.add_argument("--emit", choices=["slurm"], help="print a Slurm batch script that runs this config on "
                    "distributed.nodes nodes x distributed.processes GPUs, instead of training")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
+    add_remote_code_flag(p)
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -55,6 +65,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("give the training config: tunewise train CONFIG (or --print-schema)")
     from trainer.run import load_config, train
 
+    allow_remote_code(args)
     cfg = load_config(args.config, args.overrides)
     if args.emit:
         from trainer.launch import slurm_script
@@ -107,6 +118,12 @@ def render_dry_run(cfg, r, con=None) -> None:
               + (f", {r['truncated']} truncated to {cfg.data.max_seq_len} tokens" if r["truncated"] else ""))
     if r["skipped"]:
         out.print(f"[bold yellow]skipped {escape(r['skipped_says'])}[/]", highlight=False)
+    if r.get("copies"):
+        out.print(f"[yellow]{r['copies']} record(s) are exact copies of others[/]: each stays on the same side of "
+                  "the train/validation split as its original", highlight=False)
+    if r.get("empty_answers"):
+        out.print(f"[yellow]{r['empty_answers']} record(s) have an empty answer[/] (only the end token is trained)",
+                  highlight=False)
     if r.get("reasoning"):
         out.print(f"[bold]reasoning[/]: {escape(r['reasoning']['says'])}", highlight=False)
     if r.get("data_cache"):

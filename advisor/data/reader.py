@@ -129,9 +129,26 @@ def sniff(path: str | Path) -> Container:
     return _sniff_text(head, suffix)
 
 
-def _sniff_object_or_lines(p: Path, head: str) -> Container:
+def _first_lines(p: Path, head: str) -> list[str]:
+    """Up to SNIFF_LINES complete non-empty lines from the start of the file: those inside the sniffed head, and
+    at least the first whole line however long it is (a long-context record can be megabytes on one line)."""
     lines = [ln for ln in head.splitlines() if ln.strip()][:SNIFF_LINES]
-    complete = lines if len(head) < SNIFF_BYTES else lines[:-1]
+    if len(head) < SNIFF_BYTES:
+        return lines
+    complete = lines[:-1] if not head.endswith("\n") else lines
+    if complete:
+        return complete
+    with p.open("rb") as f:
+        while raw := f.readline():
+            if raw.strip():
+                with contextlib.suppress(UnicodeDecodeError):
+                    return [raw.decode("utf-8-sig").rstrip("\r\n")]
+                return []
+    return []
+
+
+def _sniff_object_or_lines(p: Path, head: str) -> Container:
+    complete = _first_lines(p, head)
     parsed = 0
     for ln in complete:
         with contextlib.suppress(json.JSONDecodeError, RecursionError):

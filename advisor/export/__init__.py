@@ -96,8 +96,9 @@ def preprocessing(cfg: TrainConfig, out: Exported, workers_key: str, cache_how: 
             out.mapped.append((key, cache_how))
 
 
-def write_export(out: Exported, path: str | Path) -> list[str]:
-    """The tool's config at `path` and its other files beside it; returns the paths written."""
+def write_export(out: Exported, path: str | Path, replace=None) -> list[str]:
+    """The tool's config at `path` and its other files beside it; returns the paths written. `replace`
+    (advisor.files.Replace): whether an existing config at `path` with other content may be replaced."""
     from advisor.files import atomic_write, dump_yaml
 
     p = Path(path)
@@ -105,7 +106,7 @@ def write_export(out: Exported, path: str | Path) -> list[str]:
               f"# run: {out.command.format(config=p)}\n")
     if out.not_expressed:
         header += "# not expressed in this tool:\n" + "".join(f"#   {k}: {why}\n" for k, why in out.not_expressed)
-    written = [str(atomic_write(p, header + dump_yaml(out.config)))]
+    written = [str(atomic_write(p, header + dump_yaml(out.config), replace))]
     for name, content in out.files.items():
         written.append(str(atomic_write(p.parent / name, content)))
     return written

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from advisor.files import atomic_write, write_model
+from advisor.files import atomic_write, json_text, write_model
 
 BASE = dict(hidden=128, layers=4, heads=4, kv_heads=2, intermediate=344, vocab_size=1024, pretrain_steps=400)
 DEMO_TRAINING = {"lora": dict(learning_rate=3e-3, epochs=12), "qlora": dict(learning_rate=3e-3, epochs=12),
@@ -122,7 +122,7 @@ def run_demo(out: Path, view: DemoView, console=None, progress: bool = True, qui
              "summary": out / "demo_summary.json"}
     result = {"method": rec.method, "base": before, "tuned": after, "training": summary,
               "wall_time_s": round(time.time() - t0, 1), "files": {k: str(v) for k, v in files.items()}}
-    atomic_write(out / "demo_summary.json", json.dumps(result, indent=2) + "\n")
+    atomic_write(out / "demo_summary.json", json_text(result, indent=2) + "\n")
     return result
 
 
