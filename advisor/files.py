@@ -321,8 +321,11 @@ def atomic_write(path: str | Path, content: str | bytes, replace: Replace | None
     p = Path(path)
     if replace is not None:
         check_replace(p, content, replace)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    except OSError as e:
+        raise write_error(p, e) from None
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(content.encode("utf-8") if isinstance(content, str) else content)
@@ -330,11 +333,28 @@ def atomic_write(path: str | Path, content: str | bytes, replace: Replace | None
             os.fsync(f.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; results keep the user's umask like other files
         os.replace(tmp, p)
-    except BaseException:
+    except BaseException as e:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(e, OSError):
+            raise write_error(p, e) from None
         raise
     return p
+
+
+def write_error(p: Path, e: OSError) -> Exception:
+    """The error to raise when `p` cannot be written: a full disk is a runtime failure (exit 1; the old file, if
+    any, is untouched), a path that cannot hold a file is bad input (exit 2); both name the file and the fix."""
+    import errno
+
+    from advisor.errors import RuntimeFailure
+
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return RuntimeFailure(f"cannot write {p}: {e.strerror or 'no space left on the device'}; free some space "
+                              "(or write elsewhere) and run the command again (the old file, if any, is unchanged)")
+    blocker = next((a for a in [p.parent, *p.parent.parents] if a.exists() and not a.is_dir()), None)
+    why = f"`{blocker}` is a file, not a folder" if blocker else (e.strerror or str(e)).lower()
+    return UserError(f"cannot write {p}: {why}; choose a path in a folder you can write to")
 
 
 def dump_yaml(data: Any) -> str:
@@ -363,9 +383,14 @@ def comment_yaml(text: str, comments: dict[str, str]) -> str:
 def write_model(path: str | Path, model: BaseModel, header: str | None = None,
                 comments: dict[str, str] | None = None, replace: Replace | None = None) -> Path:
     """Write a pydantic model as YAML (or JSON for *.json), atomically (`replace`: see atomic_write)."""
+    return atomic_write(path, model_text(path, model, header, comments), replace)
+
+
+def model_text(path: str | Path, model: BaseModel, header: str | None = None,
+               comments: dict[str, str] | None = None) -> str:
+    """The text `write_model` writes."""
     data = model.to_file_dict() if hasattr(model, "to_file_dict") else model.model_dump(mode="json", exclude_none=True)
     if str(path).endswith(".json"):
-        return atomic_write(path, json.dumps(data, indent=2, ensure_ascii=False) + "\n", replace)
+        return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     body = dump_yaml(data)
-    text = (f"# {header}\n" if header else "") + (comment_yaml(body, comments) if comments else body)
-    return atomic_write(path, text, replace)
+    return (f"# {header}\n" if header else "") + (comment_yaml(body, comments) if comments else body)

@@ -125,11 +125,16 @@ def test_eval_compares_base_and_tuned_on_the_held_out_split(lora_run, cli_json):
 def test_eval_on_a_test_file_with_a_schema(lora_run, cli_json, cli):
     test = lora_run / "test.jsonl"
     test.write_text("".join(json.dumps(r) + "\n" for r in make_records(6, seed=5)))
+    first = (lora_run / "run" / "eval.json").read_text()
     schema = lora_run / "schema.json"
     schema.write_text(json.dumps({**TICKET, "properties": {**TICKET["properties"],
                                                            "city": {"type": "string"}}}))
     d = cli_json("eval", lora_run / "run", "--data", test, "--schema", schema, "--limit", "4")
     assert d["records"] == 4 and d["data"] == str(test) and "schema_match" in d["tuned"]["metrics"]
+    # issue 28: another test file's results go beside the run's own evaluation, never over it
+    assert (lora_run / "run" / "eval.json").read_text() == first
+    assert d["report"] == str(lora_run / "run" / "eval-test.json") and d["plot"].endswith("eval-test.png")
+    assert json.loads((lora_run / "run" / "eval-test.json").read_text()) == d
     code, out, _ = cli("eval", lora_run / "run", "--data", test, "--limit", "2")
     assert code == 0 and "base vs tuned" in out and "loss on general text" in out
 

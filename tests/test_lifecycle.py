@@ -252,6 +252,7 @@ def _broken_inputs(tmp_path, tiny_model) -> dict[str, list]:
         return str(write_yaml(t / f"{name}.yaml", c))
 
     (t / "dupcfg.yaml").write_text(f"model: {{path: {tiny_model}}}\ndata: {{path: {good}}}\nmodel: {{path: x}}\n")
+    extra = _issue_28_inputs(t, tiny_model, good, train_yaml)
     return {
         "audit missing": ["audit", t / "missing.jsonl"],
         "audit utf16": ["audit", t / "utf16.jsonl"],
@@ -288,7 +289,75 @@ def _broken_inputs(tmp_path, tiny_model) -> dict[str, list]:
         "merge missing": ["merge", t / "no-run"],
         "merge not a run": ["merge", t],
         "demo out under a file": ["demo", "--out", t / "a_file" / "demo"],
+        **extra,
     }
+
+
+def _model_copy(t, tiny_model, name, damage) -> str:
+    folder = t / name
+    shutil.copytree(tiny_model, folder)
+    damage(folder)
+    return str(folder)
+
+
+def _fake_run(t, name, model, tiny_model) -> str:
+    """A run folder (config + adapter config + tokenizer) whose base model is `model`."""
+    run = t / name
+    run.mkdir()
+    write_yaml(run / "tunewise_config.yaml", {**_cfg(t, tiny_model, t / "good.jsonl"), "model": {"path": str(model)}})
+    (run / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8, "target_modules": ["q_proj"]}))
+    for f in ("tokenizer.json", "tokenizer_config.json"):
+        shutil.copy(tiny_model / f, run / f)
+    return str(run)
+
+
+def _issue_28_inputs(t, tiny_model, good, train_yaml) -> dict[str, list]:
+    """Issue 28's raw exit-1 errors and unsafe inputs: each is exit 2 and one sentence now."""
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{c}: &{c} [{', '.join([f'*{p}'] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True))
+    (t / "bomb.yaml").write_text(bomb)
+    (t / "bad_schema.json").write_text(json.dumps({"type": "object", "properties": {"name": {"type": "strin"}}}))
+    (t / "empty_answers.jsonl").write_text("".join(json.dumps({"instruction": f"Name {i}", "output": ""}) + "\n"
+                                                   for i in range(30)))
+    (t / "copies.jsonl").write_text((json.dumps({"instruction": "Say hi", "output": "Hi!"}) + "\n") * 30)
+    truncated = _model_copy(t, tiny_model, "m_trunc", lambda f: (f / "config.json").write_text(
+        (f / "config.json").read_text()[:40]))
+    cut = _model_copy(t, tiny_model, "m_cut", lambda f: (f / "model.safetensors").write_bytes(
+        (f / "model.safetensors").read_bytes()[:5000]))
+    no_tok = _model_copy(t, tiny_model, "m_notok", lambda f: [(f / n).unlink() for n in ("tokenizer.json",
+                                                                                           "tokenizer_config.json")])
+    bad_tok = _model_copy(t, tiny_model, "m_badtok", lambda f: (f / "tokenizer.json").write_text('{"version": "1.0", '))
+    moved = _fake_run(t, "run_moved", t / "model_moved_away", tiny_model)
+    present = _fake_run(t, "run_present", tiny_model, tiny_model)
+    (t / "answers.yaml").write_text("# mine\n" + (t / "dup.yaml").read_text().replace("goal: task\n", ""))
+    src = train_yaml("src")
+    return {
+        "train learning rate typo 2e4": ["train", train_yaml("lr", training__learning_rate=2e4), "--dry-run"],
+        "train learning rate inf": ["train", train_yaml("lrinf", training__learning_rate=float("inf")), "--dry-run"],
+        "recommend yaml alias bomb": ["recommend", "--answers", t / "bomb.yaml"],
+        "train yaml alias bomb": ["train", t / "bomb.yaml", "--dry-run"],
+        "train truncated config.json": ["train", train_yaml("trunc", model__path=truncated), "--dry-run"],
+        "train cut safetensors": ["train", train_yaml("cut", model__path=cut), "--dry-run"],
+        "train no tokenizer files": ["train", train_yaml("notok", model__path=no_tok), "--dry-run"],
+        "train damaged tokenizer.json": ["train", train_yaml("badtok", model__path=bad_tok), "--dry-run"],
+        "train all answers empty": ["train", train_yaml("emp", data__path=str(t / "empty_answers.jsonl")), "--dry-run"],
+        "train all copies": ["train", train_yaml("cop", data__path=str(t / "copies.jsonl")), "--dry-run"],
+        "eval base moved": ["eval", moved],
+        "merge base moved": ["merge", moved],
+        "eval cut adapter weights": ["eval", _damaged_adapter(t, present)],
+        "eval invalid schema": ["eval", present, "--schema", t / "bad_schema.json"],
+        "export onto its source": ["export", src, "--to", "trl", "--out", src],
+        "export out under a file": ["export", src, "--to", "trl", "--out", t / "a_file" / "trl.yaml"],
+        "ask over its own answers file": ["ask", "--answers", t / "answers.yaml", "--defaults", "--train", "no",
+                                          "--out", t],
+    }
+
+
+def _damaged_adapter(t, present: str) -> str:
+    run = t / "run_cut_adapter"
+    shutil.copytree(present, run)
+    (run / "adapter_model.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":")
+    return str(run)
 
 
 def test_every_command_answers_broken_input_with_exit_2_and_one_sentence(tmp_path, tiny_model):

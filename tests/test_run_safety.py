@@ -186,3 +186,193 @@ def test_a_first_line_over_64_kb_is_read_by_audit_and_train(tmp_path, tiny_model
     d = cli_json("train", write_yaml(tmp_path / "t.yaml", cfg), "--dry-run")
     assert d["format"] == "openai" and d["records_total"] == 40
     assert d["records_train"] + d["records_val"] == 39 and d["skipped"] == {"no_trainable_tokens": 1}
+
+
+# ---- 4. training uses what the audit knows: copies on one side of the split, pointless data stops the run
+
+def _chat(user: str, answer: str) -> dict:
+    return {"messages": [{"role": "user", "content": user}, {"role": "assistant", "content": answer}]}
+
+
+def test_exact_copies_never_straddle_the_train_validation_split(tmp_path, tiny_model):
+    from trainer.data import prepare
+    from trainer.model import open_tokenizer
+
+    distinct = make_records(30, seed=3)
+    recs = [r for r in distinct for _ in range(3)]  # every record three times
+    data = tmp_path / "copies.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in recs))
+    p = prepare(data, open_tokenizer(tiny_model), max_seq_len=96, val_size=0.2, cache=False)
+    seen_train = {tuple(e.input_ids) for e in p.train}
+    seen_val = {tuple(e.input_ids) for e in p.val}
+    assert seen_val and not seen_train & seen_val
+    assert len(p.train) + len(p.val) == 90 and len(p.val) == 18  # whole groups of 3 fill the 20% exactly
+    assert p.copies == 90 - len(seen_train | seen_val) and p.distinct == len(seen_train | seen_val)
+
+
+def test_the_split_without_copies_is_the_split_as_it_was():
+    import random
+
+    from trainer.data_cache import copy_groups, fill_validation
+
+    groups = copy_groups([f"d{i}" for i in range(50)])
+    random.Random(42).shuffle(groups)
+    order = list(range(50))
+    random.Random(42).shuffle(order)
+    assert [g[0] for g in fill_validation(groups, 10)] == order[:10]
+    # one record and its 49 copies: nothing to hold out without a leak, so nothing is held out
+    assert fill_validation(copy_groups(["same"] * 50), 10) == []
+
+
+@pytest.mark.parametrize(("records", "says"), [
+    ([_chat(f"Question {i}?", "") for i in range(40)], "40 of 40 records (100%) have an empty answer"),
+    ([_chat("Say hello.", "Hello!")] * 40, "only 1 distinct (39 exact copies)"),
+])
+def test_data_not_worth_training_stops_train_unless_forced(tmp_path, tiny_model, cli, records, says):
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in records))
+    path = write_yaml(tmp_path / "t.yaml", train_config(tiny_model, data, tmp_path / "run", LORA))
+    code, _, err = cli("train", path, "--dry-run")
+    assert code == 2 and says in " ".join(err.split()) and "--force" in err
+    code, _, err = cli("train", path, "--dry-run", "--force")
+    assert code == 0, err
+
+
+# ---- 5. no silent overwrites
+
+def test_ask_never_overwrites_the_answers_file_it_read_or_a_hand_written_config(tmp_path, cli):
+    from tests.conftest import BASE_ANSWERS
+
+    mine = "# my answers, with a comment\n" + "".join(
+        f"{k}: {json.dumps(v)}\n" for k, v in {**BASE_ANSWERS, "goal": "format", "prompting": "unstable",
+                                                "examples": 500}.items())
+    answers = tmp_path / "answers.yaml"
+    answers.write_text(mine)
+    code, _, err = cli("ask", "--answers", answers, "--defaults", "--train", "no", "--out", tmp_path)
+    assert code == 2 and "answers.yaml already exists" in err and "--force" in err
+    assert answers.read_text() == mine and not (tmp_path / "train.yaml").exists()  # nothing written
+    hand = tmp_path / "plan" / "train.yaml"
+    hand.parent.mkdir()
+    hand.write_text("# hand-written\nmodel: {path: m}\ndata: {path: d.jsonl}\n")
+    code, _, err = cli("ask", "--answers", answers, "--defaults", "--train", "no", "--out", tmp_path / "plan")
+    assert code == 2 and "train.yaml already exists" in err and hand.read_text().startswith("# hand-written")
+    assert not (tmp_path / "plan" / "answers.yaml").exists()  # nothing written when the first file is refused
+    code, _, err = cli("ask", "--answers", answers, "--defaults", "--train", "no", "--out", tmp_path / "plan",
+                       "--force")
+    assert code == 0, err
+    assert "tunewise training config" in hand.read_text()
+    # the same answers again: the same files, nothing lost, no --force needed
+    code, _, err = cli("ask", "--answers", tmp_path / "plan" / "answers.yaml", "--defaults", "--train", "no", "--out",
+                       tmp_path / "plan")
+    assert code == 0, err
+
+
+def test_export_never_replaces_its_source_or_an_edited_file(tmp_path, tiny_model, cli):
+    src = write_yaml(tmp_path / "train.yaml", train_config(tiny_model, tmp_path / "d.jsonl", tmp_path / "run", LORA))
+    before = src.read_text()
+    code, _, err = cli("export", src, "--to", "trl", "--out", src, "--force")
+    assert code == 2 and "is the config being exported" in err and src.read_text() == before
+    out = tmp_path / "trl.yaml"
+    assert cli("export", src, "--to", "trl", "--out", out)[0] == 0
+    assert cli("export", src, "--to", "trl", "--out", out)[0] == 0  # the same file again: fine
+    out.write_text(out.read_text() + "# my edit\n")
+    code, _, err = cli("export", src, "--to", "trl", "--out", out)
+    assert code == 2 and "already exists" in err and out.read_text().endswith("# my edit\n")
+    assert cli("export", src, "--to", "trl", "--out", out, "--force")[0] == 0
+
+
+def test_an_evaluation_on_other_data_is_named_after_it():
+    from trainer.evaluate import report_name
+
+    assert report_name(None) == "eval"
+    assert report_name("/data/test.jsonl") == "eval-test" and report_name("my held out.v2.jsonl") == "eval-my_held_out"
+
+
+# ---- 6. runtime failures named, damaged inputs refused or rebuilt
+
+def test_a_full_disk_is_exit_1_naming_the_file(tmp_path, cli, monkeypatch):
+    import errno
+    import os
+
+    real = os.fsync
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    src = write_yaml(tmp_path / "train.yaml", train_config(tmp_path / "m", tmp_path / "d.jsonl", tmp_path / "r", LORA))
+    code, _, err = cli("export", src, "--to", "trl", "--out", tmp_path / "trl.yaml")
+    monkeypatch.setattr(os, "fsync", real)
+    said = " ".join(err.split())
+    assert code == 1 and f"cannot write {tmp_path / 'trl.yaml'}: No space left on device" in said
+    assert "free some space" in said and "Traceback" not in err
+    assert not (tmp_path / "trl.yaml").exists() and not list(tmp_path.glob(".trl.yaml.*"))  # no half file left
+
+
+def test_a_damaged_prepared_data_cache_is_checked_and_rebuilt(tmp_path, tiny_model):
+    path = write_yaml(tmp_path / "t.yaml", train_config(tiny_model, write_dataset(tmp_path / "d.jsonl"),
+                                                        tmp_path / "run", LORA))
+    first = run_tunewise("train", path, "--dry-run", "--json")
+    assert first.returncode == 0, first.stderr
+    cache = json.loads(first.stdout)["data_cache"]
+    from pathlib import Path
+
+    table = next(Path(cache["path"]).glob("train/*.arrow"))
+    raw = bytearray(table.read_bytes())
+    for i in range(len(raw) // 3, len(raw) // 3 + 64):  # flip bits in the middle of the token table
+        raw[i] ^= 0xFF
+    table.write_bytes(bytes(raw))
+    again = run_tunewise("train", path, "--dry-run", "--json")
+    assert again.returncode == 0, again.stderr
+    d = json.loads(again.stdout)["data_cache"]
+    assert d["hit"] is False and d["key"] == cache["key"]
+    third = json.loads(run_tunewise("train", path, "--dry-run", "--json").stdout)["data_cache"]
+    assert third["hit"] is True  # the rebuilt entry is whole
+
+
+def test_a_stdout_that_is_not_utf8_does_not_kill_commands(tmp_path, monkeypatch):
+    data = tmp_path / "u.jsonl"
+    data.write_text("".join(json.dumps(_chat(f"héllo {i} ✓", f"wörld {i} ✓"), ensure_ascii=False) + "\n"
+                            for i in range(12)), encoding="utf-8")
+    monkeypatch.setenv("PYTHONIOENCODING", "ascii")
+    monkeypatch.setenv("LC_ALL", "C")
+    p = run_tunewise("audit", data)
+    assert p.returncode == 0, p.stderr[-300:]
+    p = run_tunewise("audit", data, "--json")
+    assert p.returncode == 0 and json.loads(p.stdout)["records"] == 12
+
+
+def test_debug_after_the_command_is_accepted(tmp_path):
+    p = run_tunewise("recommend", "--answers", tmp_path / "missing.yaml", "--debug")
+    assert p.returncode == 2 and "Traceback" in p.stderr and "unrecognized arguments" not in p.stderr
+
+
+# ---- 7. interactive ask: the default is shown, not typed into the edit box
+
+def test_typing_over_a_default_replaces_it(tmp_path):
+    import pexpect
+
+    from tests.test_ask import ENTER, spawn
+
+    data = write_dataset(tmp_path / "d.jsonl", n=60)
+    child = spawn("--out", tmp_path, "--dataset", data, "--train", "no")
+    child.expect("What must the model gain")
+    child.send(ENTER)                                  # default goal
+    child.expect("How does prompting perform")
+    child.send(ENTER)
+    child.expect(r"labelled examples.*\[\d+, Enter keeps it")
+    child.send("500" + ENTER)                          # typed as a person would: no clearing first
+    while True:
+        i = child.expect([r"Enter keeps it", r"\(\? for why\)", r"\? why this matters", pexpect.EOF], timeout=120)
+        if i == 3:
+            break
+        child.send(ENTER)
+    child.close()
+    saved = yaml_load(tmp_path / "answers.yaml")
+    assert saved["examples"] == 500
+
+
+def yaml_load(path):
+    import yaml
+
+    return yaml.safe_load(path.read_text())

@@ -207,6 +207,8 @@ def check_run_base(run_dir: str | Path, cfg: TrainConfig) -> None:
                         f"{Path(run_dir) / 'tunewise_config.yaml'}): move it back, or edit model.path there to "
                         "where it is now")
     check_model_folder(cfg.model.path, cfg.model.trust_remote_code)
+    for w in sorted(Path(run_dir).glob("*.safetensors")):  # the run's own adapter or model
+        check_safetensors(w)
 
 
 def load_tokenizer(cfg: TrainConfig):

@@ -86,8 +86,11 @@ class TerminalPrompter(PlainPrompter):
                     continue
                 return value
 
-            def check(text: str) -> bool | str:
-                if text.strip() == "?" or (not text.strip() and q.kind in (*OPTIONAL_NUMBERS, "path", "text")):
+            shown = show_default(Question(q.key, q.text, q.kind, q.why, default=default))
+
+            def check(text: str, shown: str = shown) -> bool | str:
+                if text.strip() == "?" or (not text.strip() and (shown or q.kind in (*OPTIONAL_NUMBERS, "path",
+                                                                                       "text"))):
                     return True
                 try:
                     parse(q, text)
@@ -95,12 +98,16 @@ class TerminalPrompter(PlainPrompter):
                 except ValueError as e:
                     return str(e)
 
-            shown = show_default(Question(q.key, q.text, q.kind, q.why, default=default))
-            text = self._done(questionary.text(f"{q.text} (? for why)", default=shown, validate=check).ask())
+            # the default is shown beside the question, not typed into the edit box: what the person types
+            # replaces it (a pre-filled "242" plus a typed "500" was saved as 242500); Enter alone keeps it
+            hint = f" [{shown}, Enter keeps it; ? for why]" if shown else " (? for why)"
+            text = self._done(questionary.text(f"{q.text}{hint}", validate=check).ask())
             if text.strip() == "?":
                 self.say(f"[cyan]why:[/] {escape(q.why)}")
                 continue
             if not text.strip():
+                if shown:
+                    return parse(q, shown)
                 return None if q.kind in OPTIONAL_NUMBERS else ""
             return parse(q, text)
 

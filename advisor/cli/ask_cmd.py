@@ -108,10 +108,12 @@ def decide_start(args, prompter, result) -> bool:
 def write_outputs(result, out: Path, replace=None) -> dict[str, str]:
     """answers.yaml and the method's file in `out`; an existing file with other content (the answers file the run
     was pre-filled from, a hand-written train.yaml) is replaced only as `replace` allows (advisor.files.Replace)."""
-    from advisor.files import atomic_write, write_model
+    from advisor.files import atomic_write, check_replace, model_text, write_model
 
     out.mkdir(parents=True, exist_ok=True)
     rec, answers = result.recommendation, result.answers
+    if replace is not None:  # the answers file first: nothing is written when it may not be replaced
+        check_replace(out / "answers.yaml", model_text(out / "answers.yaml", answers, "tunewise answers"), replace)
     from advisor.methods import is_fine_tune
 
     files = {}
