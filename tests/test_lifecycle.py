@@ -331,6 +331,8 @@ def _issue_28_inputs(t, tiny_model, good, train_yaml) -> dict[str, list]:
     present = _fake_run(t, "run_present", tiny_model, tiny_model)
     (t / "answers.yaml").write_text("# mine\n" + (t / "dup.yaml").read_text().replace("goal: task\n", ""))
     src = train_yaml("src")
+    (t / "my_model").mkdir()
+    (t / "my_model" / "notes.txt").write_text("mine")
     return {
         "train learning rate typo 2e4": ["train", train_yaml("lr", training__learning_rate=2e4), "--dry-run"],
         "train learning rate inf": ["train", train_yaml("lrinf", training__learning_rate=float("inf")), "--dry-run"],
@@ -346,6 +348,8 @@ def _issue_28_inputs(t, tiny_model, good, train_yaml) -> dict[str, list]:
         "merge base moved": ["merge", moved],
         "eval cut adapter weights": ["eval", _damaged_adapter(t, present)],
         "eval invalid schema": ["eval", present, "--schema", t / "bad_schema.json"],
+        "merge over a folder with files": ["merge", present, "--out", t / "my_model"],
+        "merge onto the base model": ["merge", present, "--out", tiny_model],
         "export onto its source": ["export", src, "--to", "trl", "--out", src],
         "export out under a file": ["export", src, "--to", "trl", "--out", t / "a_file" / "trl.yaml"],
         "ask over its own answers file": ["ask", "--answers", t / "answers.yaml", "--defaults", "--train", "no",

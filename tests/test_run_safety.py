@@ -268,7 +268,8 @@ def test_ask_never_overwrites_the_answers_file_it_read_or_a_hand_written_config(
 
 
 def test_export_never_replaces_its_source_or_an_edited_file(tmp_path, tiny_model, cli):
-    src = write_yaml(tmp_path / "train.yaml", train_config(tiny_model, tmp_path / "d.jsonl", tmp_path / "run", LORA))
+    src = write_yaml(tmp_path / "train.yaml", train_config(tiny_model, write_dataset(tmp_path / "d.jsonl"),
+                                                           tmp_path / "run", LORA))
     before = src.read_text()
     code, _, err = cli("export", src, "--to", "trl", "--out", src, "--force")
     assert code == 2 and "is the config being exported" in err and src.read_text() == before
@@ -300,7 +301,8 @@ def test_a_full_disk_is_exit_1_naming_the_file(tmp_path, cli, monkeypatch):
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "fsync", full)
-    src = write_yaml(tmp_path / "train.yaml", train_config(tmp_path / "m", tmp_path / "d.jsonl", tmp_path / "r", LORA))
+    src = write_yaml(tmp_path / "train.yaml", train_config(tmp_path / "m", write_dataset(tmp_path / "d.jsonl"),
+                                                           tmp_path / "r", LORA))
     code, _, err = cli("export", src, "--to", "trl", "--out", tmp_path / "trl.yaml")
     monkeypatch.setattr(os, "fsync", real)
     said = " ".join(err.split())

@@ -23,7 +23,17 @@ def masked_max_diff(a, b, mask) -> float:
     return float(((a.float() - b.float()).abs() * mask[..., None]).max())
 
 
-def merge(out_dir: str, dest: str | None = None) -> dict:
+def check_target(target: Path, force: bool) -> None:
+    """The merged model goes into an empty or new folder; one that holds files (an earlier merge, a model of the
+    user's) is replaced only with --force, and never a folder that is a run or the base itself."""
+    if target.exists() and not target.is_dir():
+        raise UserError(f"--out {target} is a file, not a folder: give a folder for the merged model")
+    if target.is_dir() and any(target.iterdir()) and not force:
+        raise UserError(f"{target} already holds files (an earlier merge, or a model of yours); they were left as "
+                        "they are: pass --force to write the merged model over them, or --out another folder")
+
+
+def merge(out_dir: str, dest: str | None = None, force: bool = False) -> dict:
     quiet_libraries()
     import torch
     from peft import PeftModel
@@ -33,6 +43,11 @@ def merge(out_dir: str, dest: str | None = None) -> dict:
     if not (out / RESOLVED).is_file() or not (out / "adapter_config.json").is_file():
         raise UserError(f"`{out}` is not a finished tunewise LoRA/QLoRA run (needs {RESOLVED} and adapter_config.json)")
     cfg = load_config(str(out / RESOLVED))
+    target = Path(dest) if dest else out / "merged"
+    if target.resolve() in (out.resolve(), Path(cfg.model.path).resolve()):
+        raise UserError(f"--out {target} is the {'run folder' if target.resolve() == out.resolve() else 'base model'}"
+                        " itself: give another folder for the merged model")
+    check_target(target, force)
     if not method(cfg.method.name).adapters:
         raise UserError(f"only LoRA and QLoRA adapters can be merged; this run is `{cfg.method.name}`")
     from trainer.model import resolve_dtype
@@ -61,7 +76,6 @@ def merge(out_dir: str, dest: str | None = None) -> dict:
     if diff > tol:
         raise UserError(f"merged logits differ from the adapter model's by {diff:.4g} (tolerance {tol:.3g}); "
                         "nothing was written")
-    target = Path(dest) if dest else out / "merged"
     merged.save_pretrained(target)
     tok.save_pretrained(target)
     reloaded = AutoModelForCausalLM.from_pretrained(target, local_files_only=True, dtype=dtype, use_safetensors=True)

@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("out_dir", metavar="OUT_DIR", help="output folder of a finished LoRA/QLoRA run")
     p.add_argument("--out", metavar="DIR", help="where to write the merged model (default OUT_DIR/merged)")
+    p.add_argument("--force", action="store_true", help="write over a folder that already holds files (an "
+                   "earlier merge); default: refuse, exit 2")
     add_remote_code_flag(p)
     add_json_flag(p)
     p.set_defaults(func=run)
@@ -33,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
 
     allow_remote_code(args)
 
-    r = merge(args.out_dir, args.out)
+    r = merge(args.out_dir, args.out, force=args.force)
     emit(r, args.json, lambda: console.print(
         f"[green]merged[/] into {r['merged_dir']} ({r['dtype']}): logits match the adapter model "
         f"(max |Δ| {r['max_abs_logit_diff']:.2e}, tolerance {r['tolerance']:.1e}; after reload {r['reload_max_abs_logit_diff']:.1e})"))
