@@ -24,7 +24,8 @@ SCRIPT_LETTERS = 12  # a Cyrillic or Arabic text this long is read when fastText
 SURE = 0.9
 NAME_WORDS = 6  # a capitalised phrase up to this many words is a name or a title: `und`
 LIST_ITEMS = 3  # a word list has at least this many items,
-LIST_SHORT = 0.8  # and this share of them are one or two words long
+LIST_SHORT = 0.8  # and this share of them are one or two words long,
+LIST_LONGEST = 3  # none longer (an item of more words is a sentence that enumerates: "The states are A, B, C")
 ENGLISH_FAST_PATH = 4  # ASCII text with this many English stop words (and < 2 of any other language) is English
 
 _CODE_BLOCK = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)", re.DOTALL)
@@ -248,10 +249,10 @@ def detect(text: str) -> str:
     words = _LATIN_WORD.findall(t.lower())
     other = 0 if ascii_only else char_count(_CYRILLIC, t) + char_count(_ARABIC, t)
     letters = sum(map(len, words)) + other
-    if letters < MIN_LETTERS or is_word_list(t) or _is_name(words, t):
-        if other >= SCRIPT_LETTERS and other >= letters - other:  # Cyrillic or Arabic: the script narrows it down
-            lang, score = _fasttext(" ".join(t.split())[:DETECT_CHARS])
-            if score >= SURE and not is_word_list(t):
+    if letters < MIN_LETTERS:
+        if other >= SCRIPT_LETTERS and other >= letters - other and not is_word_list(t):
+            lang, score = _fasttext(" ".join(t.split())[:DETECT_CHARS])  # Cyrillic or Arabic: the script narrows
+            if score >= SURE:  # it down, and a sure model reads a shorter text
                 return lang
         return UND
     hits, foreign = _stopword_hits(words)
@@ -261,6 +262,8 @@ def detect(text: str) -> str:
             (en_hits >= ENGLISH_FAST_PATH and foreign < 2) or  # plain English prose: no model call
             (en_hits >= 2 and en_hits * 4 >= len(words) and foreign == 0)):  # a short English instruction
         return "en"
+    if is_word_list(t) or _is_name(t):
+        return UND  # no sentence: nothing to compare (English with its articles was read above)
     lang, score = _fasttext(" ".join(t.split())[:DETECT_CHARS])
     if score >= MIN_CONFIDENCE:
         return lang  # the model decides when it is sure: stop words share too much between languages to overrule it
@@ -273,7 +276,7 @@ def detect(text: str) -> str:
 _CAPITALISED = re.compile(r"[A-Z\u00c0-\u00de][a-z\u00df-\u00ff]*")
 
 
-def _is_name(words: list[str], text: str) -> bool:
+def _is_name(text: str) -> bool:
     """A name or a title (every word but the function words capitalised, at most NAME_WORDS words): "Gabriel García
     Márquez" reads as Spanish to a model, but an English answer may well be one."""
     raw = _LATIN_WORD.findall(text)
@@ -290,7 +293,7 @@ _SENTENCE_END = re.compile(r"[.!?。！？]\s+\S")
 
 def is_word_list(text: str) -> bool:
     """A list of words or short phrases (items separated by commas, semicolons, slashes or lines, bullets ignored):
-    at least LIST_ITEMS items, LIST_SHORT of them of one or two words, and no sentence among them. Such a text has
+    at least LIST_ITEMS items, LIST_SHORT of them of one or two words, none over LIST_LONGEST, no sentence end. Such a text has
     no language to compare (names of things read alike in many languages), so it is `und`."""
     if _SENTENCE_END.search(text):
         return False
@@ -298,5 +301,5 @@ def is_word_list(text: str) -> bool:
     items = [i for i in items if i]
     if len(items) < LIST_ITEMS:
         return False
-    short = sum(1 for i in items if len(i.split()) <= 2)
-    return short >= LIST_SHORT * len(items)
+    sizes = [len(i.split()) for i in items]
+    return max(sizes) <= LIST_LONGEST and sum(1 for n in sizes if n <= 2) >= LIST_SHORT * len(items)
