@@ -66,6 +66,8 @@ def test_the_model_decides_over_stop_words_when_it_is_sure():
     text = "Para cambiar la contraseña, abre la aplicación, entra en la sección de seguridad y pulsa en el botón de restablecer."
     assert lid._fasttext(text)[1] >= lid.MIN_CONFIDENCE and lid.detect(text) == "es"
     assert lid.detect("Oui, en fin de mois, sur votre compte.") == "fr"
+    # English prose that quotes another language stays English (its function words lead two to one)
+    assert lid.detect('The translation of your sentence in Spanish is: "Estoy muy feliz de conocerte".') == "en"
 
 
 @pytest.mark.parametrize("text,expected", [

@@ -161,8 +161,9 @@ class DuplicateIndex:
     but are about other numbers, with answers that differ beyond repeating the prompt's numbers ("Convert 1011 to
     decimal" → 11 / "Convert 1101 to decimal" → 13), are different examples, never near-duplicates; with the same
     answer (an order number mistyped in a copied complaint) or one that only echoes the number ("item 3: a blue
-    mug" / "item 4: a blue mug") they are. `wording`, `numbers`, `result`: keys of the prompt with its digits
-    masked, of its digits, and of the answer with the prompt's numbers masked (0 when the prompt has no digits)."""
+    mug" / "item 4: a blue mug") they are. `wording`, `numbers`, `result`: keys of the question (the message the
+    answer answers, up to 600 characters) with its digits masked, of its digits, and of the answer with the
+    question's numbers masked (0 when the question has no digits)."""
 
     def __init__(self, threshold: float = 0.8) -> None:
         self.threshold = threshold

@@ -264,10 +264,12 @@ def detect(text: str) -> str:
         return "en"
     if is_word_list(t) or _is_name(t):
         return UND  # no sentence: nothing to compare (English with its articles was read above)
+    runner_up = max((v for k, v in hits.items() if k != best), default=0)
+    if best == "en" and en_hits >= ENGLISH_FAST_PATH and en_hits >= 2 * runner_up:
+        return "en"  # English prose that quotes another language ("the Spanish for it is: ¿Cómo estás?")
     lang, score = _fasttext(" ".join(t.split())[:DETECT_CHARS])
     if score >= MIN_CONFIDENCE:
         return lang  # the model decides when it is sure: stop words share too much between languages to overrule it
-    runner_up = max((v for k, v in hits.items() if k != best), default=0)
     if best_hits >= 3 and best_hits >= 2 * max(1, runner_up):
         return best  # short texts: the stop words decide when fastText is unsure, if one language clearly leads
     return UND

@@ -35,6 +35,7 @@ from advisor.data.formats import normalise as to_sample
 from advisor.data.reader import RawRecord, parse_line
 
 _DIGITS = re.compile(r"\d+")
+NUMBERS_PROMPT_CHARS = 600  # a (normalised) question this long or shorter can be "about" its numbers
 TEMPLATE_TOKENS_PER_MESSAGE = 4  # role markers and separators a chat template adds per message
 BIGRAM_RECORDS = 5_000  # distinct-2 of answers is measured on the first records (a fixed sample, comparable)
 BIGRAM_CHARS = 1000
@@ -214,11 +215,13 @@ class RecordAuditor:
         f.language = answer_language(s) if self.fmt != "text" else detect(s.answer)
         f.label = s.label
         answer = s.answer
-        f.knowledge = carries_facts(s.instruction, answer)
+
         system = next((m.content for m in s.messages if m.role == "system"), "")
         f.system_key = key(system[:500].strip())
         f.instruction_key = key(s.instruction[:300].strip().lower())
-        f.intent = "tool_use" if s.has_tools else intent(s.instruction)
+        task = None if s.has_tools else intent(s.instruction)
+        f.intent = task or "tool_use"
+        f.knowledge = carries_facts(s.instruction, answer, task)
         head = " ".join(s.instruction[:HEAD_CHARS * 3].split())
         f.head = head[:100]
         f.answer_shape = " ".join(answer[:200].split())[:HEAD_CHARS]
@@ -249,17 +252,23 @@ class RecordAuditor:
         answer = norms[last] if last is not None else ""
         if self.fmt != "text" and s.rejected is None and s.label is None and context:
             f.prompt, f.answer = key(context), key(answer)
-            if _DIGITS.search(context):  # a prompt about numbers: the same wording with other numbers (and an answer
-                # that does more than repeat them) is another example, not a near-duplicate
-                numbers = _DIGITS.findall(context)
-                asked = set(numbers)
-                f.wording, f.numbers = key(_DIGITS.sub("#", context)), key("|".join(numbers))
-                f.result = key(_DIGITS.sub(lambda m: "#" if m.group() in asked else m.group(), answer))
+            _number_keys(f, norms[prompt_side - 1], answer)
         if s.rejected is not None:  # the same prompt and the same two answers, preferred the other way round
             a, b = key(answer), key(normalise(s.rejected[-1].content) if s.rejected else "")
             f.preference = (key(f"{key(context)}|{min(a, b)}|{max(a, b)}"), a)
         elif s.label is not None:  # the same prompt and completion, labelled the other way
             f.preference = (key(f"{key(context)}|{key(answer)}"), int(s.label))
+
+
+def _number_keys(f: RecordFacts, question: str, answer: str) -> None:
+    """A short question about numbers: the same wording with other numbers (and an answer that does more than repeat
+    them) is another example, not a near-duplicate. `question`: the normalised message the answer answers."""
+    numbers = _DIGITS.findall(question) if len(question) <= NUMBERS_PROMPT_CHARS else None
+    if numbers:
+        asked = set(numbers)
+        f.wording, f.numbers = key(_DIGITS.sub("#", question)), key("|".join(numbers))
+        f.result = key(_DIGITS.sub(lambda m: "#" if m.group() in asked else m.group(), answer)) \
+            if _DIGITS.search(answer) else f.answer
 
 
 def _describe_keys(obj: object) -> str:

@@ -181,20 +181,28 @@ def fact_density(answer: str) -> float:
 TRANSFORMATIONS = ("translation", "rewriting", "classification")  # tasks whose answer is made from the prompt
 
 
-def carries_facts(instruction: str, answer: str) -> bool:
+def carries_facts(instruction: str, answer: str, task: str | None = None) -> bool:
     """The answer states facts: a factual question answered with specifics, a question about a named thing, or
-    any question answered densely with numbers and names. Structured answers (JSON, code) are a form."""
-    if is_structured(answer) or intent(instruction) in TRANSFORMATIONS:
-        return False
+    any question answered densely with numbers and names. Structured answers (JSON, code) are a form, and so are
+    the answers of a translation, rewriting or classification task (`task`: the instruction's intent, when known)."""
+    return _states_facts(instruction, answer) and not is_structured(answer) and \
+        (task if task is not None else intent(instruction)) not in TRANSFORMATIONS
+
+
+def _states_facts(instruction: str, answer: str) -> bool:
+    """The cheap tests on the instruction (its first 200 characters) first; the answer is measured only for a
+    question."""
     if asks_about_entity(instruction):
         return True
+    factual = is_factual_question(instruction)
+    # any other question counts when it neither asks for a task nor supplies numbers of its own (a word problem's
+    # answer is computed from them, not known) and is answered by a statement dense in specifics
+    other = not factual and is_question(instruction) and not _REQUEST.search(instruction[:200].lower()) and \
+        not _NUMBER.search(instruction)
+    if not (factual or other):
+        return False
     density = fact_density(answer)
-    if density >= 3 and is_factual_question(instruction):
-        return True
-    # any other question: a statement dense in specifics, to a question that neither asks for a task nor supplies
-    # numbers of its own (a word problem's answer is computed from them, not known)
-    return density >= SPECIFIC_ANSWER and is_question(instruction) and _statement(answer) and \
-        not _REQUEST.search(instruction[:200].lower()) and not _NUMBER.search(instruction)
+    return density >= 3 if factual else density >= SPECIFIC_ANSWER and _statement(answer)
 
 
 def _statement(answer: str) -> bool:
