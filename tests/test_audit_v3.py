@@ -56,7 +56,7 @@ KNOWN_UND = {"A entrega demora cerca de cinco dias úteis.", "Bagaimana cara men
 def test_language_id_labelled_set_per_language():
     cases = list(_language_cases())
     langs = {lang for lang, _ in cases}
-    assert len(langs - {"und"}) == 17 and len(cases) == 176
+    assert len(langs - {"und"}) == 17 and len(cases) == 177
     wrong = {t: (lang, lid.detect(t)) for lang, t in cases if lid.detect(t) != lang}
     assert set(wrong) == KNOWN_UND and all(got == "und" for _, got in wrong.values()), wrong
 
@@ -81,6 +81,11 @@ def test_the_model_decides_over_stop_words_when_it_is_sure():
 def test_word_lists(text, expected):
     assert (lid.LIST_ITEMS, lid.LIST_SHORT) == (3, 0.8)
     assert lid.is_word_list(text) is expected
+
+
+def test_words_without_a_function_word_or_a_full_stop_are_und():
+    assert lid.detect("idiot moron jerk loser dumbass scumbag") == lid.UND  # fastText: en 0.72
+    assert lid.detect("Pengiriman biasanya memakan waktu tiga hari kerja.") == "id"  # a sentence without one
 
 
 def test_names_and_short_texts_are_und():

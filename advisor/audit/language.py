@@ -268,6 +268,8 @@ def detect(text: str) -> str:
     if best == "en" and en_hits >= ENGLISH_FAST_PATH and en_hits >= 2 * runner_up:
         return "en"  # English prose that quotes another language ("the Spanish for it is: ¿Cómo estás?")
     lang, score = _fasttext(" ".join(t.split())[:DETECT_CHARS])
+    if lang in _STOPWORDS and best_hits == 0 and score < SURE and not _ENDS_SENTENCE.search(t):
+        return UND  # words without a function word or a full stop: a list ("idiot moron jerk"), not a sentence
     if score >= MIN_CONFIDENCE:
         return lang  # the model decides when it is sure: stop words share too much between languages to overrule it
     if best_hits >= 3 and best_hits >= 2 * max(1, runner_up):
@@ -290,6 +292,7 @@ def _is_name(text: str) -> bool:
 
 _ITEM_SEP = re.compile(r"[,;|/·•、，；]|\n|\s[-–]\s")
 _BULLET = re.compile(r"^[\s\-*•·\d.)(]+")
+_ENDS_SENTENCE = re.compile(r"[.!?。！？]\s*$|[.!?]\s")
 _SENTENCE_END = re.compile(r"[.!?。！？]\s+\S")
 
 
