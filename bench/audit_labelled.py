@@ -1,5 +1,6 @@
 """Precision and recall of the pattern- and model-based audit findings on the labelled sets in tests/labelled/
-(positives and look-alikes written by hand for each finding and language). Prints one row per finding."""
+(positives and look-alikes written by hand for each finding and language). Prints one row per finding, and one per
+language for the refusal and knowledge measures (bench/language_id.py has the language-identification table)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,15 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from advisor.audit.checks import find_placeholder, language_mismatch, refusal_in  # noqa: E402
+from advisor.audit.checks import (  # noqa: E402
+    TEMPLATE_LEAK,
+    _template_hint,
+    find_placeholder,
+    language_mismatch,
+    refusal_in,
+)
 from advisor.audit.pii import find_pii  # noqa: E402
+from advisor.audit.text import carries_facts  # noqa: E402
 from advisor.data.formats import Message, Sample  # noqa: E402
 
 LABELLED = ROOT / "tests" / "labelled"
@@ -41,6 +49,16 @@ def main() -> int:
     ref = load("refusal.yaml")
     row("refusal_boilerplate", [(True, bool(refusal_in(bad))) for v in ref.values() for bad, _ in v]
         + [(False, bool(refusal_in(good))) for v in ref.values() for _, good in v])
+    for lang, v in ref.items():
+        row(f"  refusal {lang}", [(True, bool(refusal_in(bad))) for bad, _ in v]
+            + [(False, bool(refusal_in(good))) for _, good in v])
+    leak = load("template_leak.yaml")
+    found = lambda t: bool(_template_hint(t) and TEMPLATE_LEAK.search(t))  # noqa: E731
+    row("template_leak", [(True, found(t)) for t in leak["positive"]] + [(False, found(t)) for t in leak["negative"]])
+    knowledge = load("knowledge.yaml")
+    row("knowledge", [(want, carries_facts(q, a)) for v in knowledge.values() for q, a, want in v])
+    for lang, v in knowledge.items():
+        row(f"  knowledge {lang}", [(want, carries_facts(q, a)) for q, a, want in v])
     lang = load("language.yaml")
     row("language_mismatch", [(want, language_mismatch(Sample([Message("user", u), Message("assistant", a)])) is not None)
                               for u, a, want in lang])

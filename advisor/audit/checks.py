@@ -25,17 +25,20 @@ READER_CODES = ("invalid_json", "schema", "unknown_role")  # found while reading
 
 # Special tokens of chat templates in general, not a list of known ones: every `<|name|>` token (ChatML, Llama 3,
 # Phi, Qwen, GPT-OSS, Cohere, Granite, ...), the half-bar `<|name>` / `<name|>` pairs (Gemma 4), DeepSeek's
-# full-width `<｜name｜>`, Gemma's turn markers, Llama 2 and Mistral markup, and Alpaca / Vicuna role headers at a
-# line start. Checked against every template in trl.
+# full-width `<｜name｜>`, Gemma's turn markers, Llama 2 and Mistral markup, Alpaca / Vicuna role headers at a
+# line start, and Anthropic's `Human:` / `Assistant:` inside a line (after a sentence or a run of spaces: "…the
+# question.  Human: why…"). Checked against every template in trl.
 TEMPLATE_LEAK = re.compile(
     r"<\|[A-Za-z_][\w.-]{0,40}\|?>|<[A-Za-z_][\w.-]{0,40}\|>|<｜[^｜\n]{1,40}｜>|<(?:start|end)_of_turn>|"
-    r"\[/?INST\]|<</?SYS>>|</s>|<s>\s*\[|^\s*#{2,3}\s*(?:Instruction|Response|Input)\s*:|^\s*(?:Human|Assistant|USER|ASSISTANT):\s",
+    r"\[/?INST\]|<</?SYS>>|</s>|<s>\s*\[|^\s*#{2,3}\s*(?:Instruction|Response|Input)\s*:|^\s*(?:Human|Assistant|USER|ASSISTANT):\s|"
+    r"(?:(?<=[.!?。！？\"”'])[ \t]{1,4}|[ \t]{2,})(?:Human|Assistant):[ \t]",  # Anthropic's turn markers inside a line
     re.MULTILINE)
 # What a TEMPLATE_LEAK match contains, by the character it needs: one scan for the character, then its hints
 TEMPLATE_HINTS = {"<": ("<|", "|>", "<｜", "_of_turn>", "<<SYS", "<</SYS", "</s>", "<s>"), "[": ("[INST", "[/INST"),
                   "#": ("##",), ":": ("Human:", "Assistant:", "USER:", "ASSISTANT:")}
 PLACEHOLDER_HINTS = ("{{", "<", "[", "【", "〔", "［", "lorem", "某某", "xx")
 CODE_SPANS = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)|`[^`\n]{1,300}`|\{%.*?%\}", re.DOTALL)
+UNFILLED_IN_CODE = re.compile(r"`\s*(<no ?(?:input|output)>)\s*`", re.IGNORECASE)  # an inline span holding only it
 CHAR_RUN = re.compile(r"([^\s\-=_*#.~`|+<>\d])\1{29,}")
 _RUN_GATE = re.compile(r"([^\s\-=_*#.~`|+<>\d])\1{4}")
 TRANSLATE = re.compile(r"translat|翻译|翻譯|译成|译为|traduc|übersetz|翻訳|번역|перев|"
@@ -307,6 +310,9 @@ def find_placeholder(text: str, low: str | None = None) -> str | None:
     if not any(h in low for h in PLACEHOLDER_HINTS):
         return None
     if "`" in text or "~~~" in text or "{%" in text:
+        unfilled = UNFILLED_IN_CODE.search(text) if "`<" in text or "` <" in text else None
+        if unfilled:
+            return unfilled.group(1)  # "`<noinput>`": Alpaca's unfilled input in backticks is not code
         text = CODE_SPANS.sub(" ", text)
     for m in patterns("placeholder").finditer(text):
         value = m.group()

@@ -157,7 +157,13 @@ class DuplicateIndex:
     near: MinHash-LSH candidates (records sharing a band; in a crowded band the BUCKET_CAP latest before it),
       verified against every checked member of a group (NearGroups), in record order: as if streamed;
     conflicts: the same normalised prompt with an answer other than the first record's with that prompt.
-    Exact copies take part in neither near-duplicates nor conflicts."""
+    Exact copies take part in neither near-duplicates nor conflicts. Two records whose prompts are worded the same
+    but are about other numbers, with answers that differ beyond repeating the prompt's numbers ("Convert 1011 to
+    decimal" → 11 / "Convert 1101 to decimal" → 13), are different examples, never near-duplicates; with the same
+    answer (an order number mistyped in a copied complaint) or one that only echoes the number ("item 3: a blue
+    mug" / "item 4: a blue mug") they are. `wording`, `numbers`, `result`: keys of the question (the message the
+    answer answers, up to 600 characters) with its digits masked, of its digits, and of the answer with the
+    question's numbers masked (0 when the question has no digits)."""
 
     def __init__(self, threshold: float = 0.8) -> None:
         self.threshold = threshold
@@ -166,6 +172,10 @@ class DuplicateIndex:
         self._prompt = _Column(np.uint64)
         self._answer = _Column(np.uint64)
         self._sigs = _Column(np.uint32, NUM_PERM)
+        self._wording = _Column(np.uint64)
+        self._numbers = _Column(np.uint64)
+        self._result = _Column(np.uint64)
+        self.wording = self.numbers = self.results = np.zeros(0, dtype=np.uint64)
         self.exact = UnionFind()
         self.conflicts = UnionFind()
         self.near_rows = NearGroups()
@@ -177,8 +187,13 @@ class DuplicateIndex:
         """`prompt` 0: the record takes no part in the conflict check."""
         self.add_batch([index], [exact], [prompt], [answer], np.frombuffer(sig, dtype=np.uint32).reshape(1, -1))
 
-    def add_batch(self, index, exact, prompt, answer, sigs: np.ndarray) -> None:
+    def add_batch(self, index, exact, prompt, answer, sigs: np.ndarray, wording=None, numbers=None,
+                  result=None) -> None:
         """Columns of consecutive records (signatures: one row each)."""
+        zeros = np.zeros(len(index), dtype=np.uint64)
+        self._wording.extend(zeros if wording is None else wording)
+        self._numbers.extend(zeros if numbers is None else numbers)
+        self._result.extend(zeros if result is None else result)
         self._index.extend(index)
         self._exact.extend(exact)
         self._prompt.extend(prompt)
@@ -196,7 +211,9 @@ class DuplicateIndex:
         self._find_conflicts(index[keep], self._prompt.take(keep), self._answer.take(keep))
         self.sigs = self._sigs.take(keep)
         self.row_index = index[keep]
-        self._index = self._exact = self._prompt = self._answer = self._sigs = None
+        self.wording, self.numbers = self._wording.take(keep), self._numbers.take(keep)
+        self.results = self._result.take(keep)
+        self._index = self._exact = self._prompt = self._answer = self._sigs = self._wording = self._numbers = self._result = None
         self._find_near(map_blocks)
 
     def _find_conflicts(self, index: np.ndarray, prompt: np.ndarray, answer: np.ndarray) -> None:
@@ -232,7 +249,10 @@ class DuplicateIndex:
         for i in range(0, len(pairs), chunk):
             p = pairs[i:i + chunk]
             same = np.count_nonzero(self.sigs[p[:, 0]] == self.sigs[p[:, 1]], axis=1)
-            keep[i:i + chunk] = same >= self.threshold * NUM_PERM
+            w, d, a = self.wording, self.numbers, self.results
+            other_numbers = (w[p[:, 0]] == w[p[:, 1]]) & (w[p[:, 0]] != 0) & (d[p[:, 0]] != d[p[:, 1]]) & \
+                (a[p[:, 0]] != a[p[:, 1]])
+            keep[i:i + chunk] = (same >= self.threshold * NUM_PERM) & ~other_numbers
         return pairs[keep]
 
     def _band_order(self, b: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

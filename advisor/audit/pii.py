@@ -28,11 +28,19 @@ class PiiHit:
 
 # ---- e-mail ----------------------------------------------------------------------------------------------------
 EMAIL = re.compile(r"(?<![\w.+-])([A-Za-z0-9._%+-]+)@([A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,})\b")
-# RFC 2606 / 6761 reserved names and the stock placeholders of tutorials (whole domains, not first labels)
+# Documentation domains: the RFC 2606 / 6761 reserved top-level names (.example, .test, .invalid, .localhost) and
+# second-level `example` under any registry's suffix (example.com, example.co.uk, example.com.au, example.jp and
+# the registries' own reserved example names), the word "example" in the languages the audit reads (beispiel.de,
+# exemple.fr, ejemplo.es, esempio.it, voorbeeld.nl, exemplo.com.br, przyklad.pl, ornek.com.tr, contoh.co.id,
+# primer.ru), and the stock placeholders of tutorials. Whole domains, not first labels: mail.example.co.uk is one,
+# example-bank.com.evil.io is not.
+_EXAMPLE_WORDS = r"example|examples|beispiel|exemple|ejemplo|esempio|voorbeeld|exemplo|przyklad|ornek|contoh|primer|eksempel|exempel|esimerkki"
+_SUFFIX = r"(?:\.(?:co|com|net|org|ac|gov|edu|ne|or|go|gob|gouv|nom|biz|info))?\.[a-z]{2,}"
 PLACEHOLDER_DOMAINS = re.compile(
-    r"^(?:[\w-]+\.)*(?:example|test|invalid|localhost|local)$|^(?:[\w-]+\.)*example(?:-?[a-z]+)?\.[a-z]{2,}$|"
-    r"^(?:your-?domain|your-?company|your-?email|domain|company|email|sample|somewhere|website|foo|bar|acme)\."
-    r"(?:com|org|net|io)$", re.IGNORECASE)
+    r"^(?:[\w-]+\.)*(?:example|test|invalid|localhost|local)$|"
+    rf"^(?:[\w-]+\.)*(?:{_EXAMPLE_WORDS})(?:-?[a-z]+)?{_SUFFIX}$|"
+    r"^(?:your-?domain|your-?company|your-?site|your-?email|my-?domain|my-?company|domain|company|email|"
+    rf"sample|somewhere|website|foo|bar|acme){_SUFFIX}$", re.IGNORECASE)
 PLACEHOLDER_LOCAL = re.compile(r"^(?:your[._-]?(?:name|email|user(?:name)?)?|user(?:name)?|name|someone|somebody|"
                                r"email|me|firstname\.lastname|first\.last|xxx+|abc)$", re.IGNORECASE)
 SSH_REMOTES = re.compile(r"^(?:git|hg|svn|ubuntu|ec2-user|root|admin|pi)$", re.IGNORECASE)  # git@github.com:...
@@ -200,23 +208,45 @@ def _in_number_table(text: str, start: int, end: int) -> bool:
     return len(tokens) >= 3 and numeric >= 0.6 * len(tokens)
 
 
+# A calculation: two numbers joined by an operator (a sign or a word in the languages the audit reads)
+CALCULATION = re.compile(r"(?<![\w.])(\d{1,30})\s*(?:[-+*/×÷x]|\b(?:plus|minus|times|multiplied by|divided by|"
+                         r"más|menos|moins|fois|vezes|più|meno)\b|加上?|减去?|乘以?|除以)\s*"
+                         r"(\d{1,30})(?![\w.])", re.IGNORECASE)
+
+
+def _calculation_numbers(text: str) -> set[str]:
+    """Every number that takes part in a calculation written in the text (the operands of `A + B`, `A x B`, `A plus
+    B`, ...), and the sum, difference, product and quotient of each: a record whose answer is 472547338 + 960397912423686
+    = 960398384971024 holds no card number, whatever the Luhn check says of the result."""
+    out: set[str] = set()
+    for m in CALCULATION.finditer(text):
+        a, b = int(m.group(1)), int(m.group(2))
+        out.update((m.group(1), m.group(2), str(a + b), str(abs(a - b)), str(a * b)))
+        if b and a % b == 0:
+            out.add(str(a // b))
+    return out
+
+
 def _numbers(text: str) -> list[PiiHit]:
     out = _ibans(text)
     taken = [h.span for h in out]
+    calculated = _calculation_numbers(text) if CALCULATION.search(text) else set()
     for m in CARD.finditer(text):
         if any(a < m.end() and m.start() < b for a, b in taken):
             continue
         digits = re.sub(r"\D", "", m.group())
+        if digits in calculated:
+            continue
         if (13 <= len(digits) <= 19 and digits[0] in "23456" and luhn(digits) and len(set(digits)) > 2
                 and digits not in TEST_CARDS and not _in_number_table(text, m.start(), m.end())):
             out.append(PiiHit("card", m.group(), 0.95))
     for m in CNID.finditer(text):
-        if cn_id_valid(m.group(1)):
+        if cn_id_valid(m.group(1)) and m.group(1) not in calculated:
             out.append(PiiHit("cnid", m.group(1), 0.9))
     for m in SSN.finditer(text):
         context = text[max(0, m.start() - 40):m.start()]
         out.append(PiiHit("ssn", m.group(), 0.9 if SSN_CONTEXT.search(context) else 0.5))
-    out += _phones(text)
+    out += [h for h in _phones(text) if re.sub(r"\D", "", h.value) not in calculated]
     return out
 
 

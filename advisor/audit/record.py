@@ -4,6 +4,7 @@ worker processes (advisor/audit/parallel.py) and the parent only adds the facts 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from zlib import crc32
 
@@ -21,11 +22,8 @@ from advisor.audit.dedup import NUM_PERM, signatures
 from advisor.audit.language import UND, detect
 from advisor.audit.tasks import HEAD_CHARS
 from advisor.audit.text import (
-    asks_about_entity,
-    fact_density,
+    carries_facts,
     intent,
-    is_factual_question,
-    is_structured,
     key,
     normalise,
     normalise_many,
@@ -36,6 +34,8 @@ from advisor.data.formats import Sample, detect_format
 from advisor.data.formats import normalise as to_sample
 from advisor.data.reader import RawRecord, parse_line
 
+_DIGITS = re.compile(r"\d+")
+NUMBERS_PROMPT_CHARS = 600  # a (normalised) question this long or shorter can be "about" its numbers
 TEMPLATE_TOKENS_PER_MESSAGE = 4  # role markers and separators a chat template adds per message
 BIGRAM_RECORDS = 5_000  # distinct-2 of answers is measured on the first records (a fixed sample, comparable)
 BIGRAM_CHARS = 1000
@@ -65,6 +65,9 @@ class RecordFacts:
     prompt: int = 0  # key of the normalised prompt (0: no conflict check for this record)
     answer: int = 0
     near_text: str = ""  # the normalised near-duplicate text (its MinHash is computed a batch at a time)
+    wording: int = 0  # key of the normalised prompt with its numbers masked (0: no digits in the prompt)
+    numbers: int = 0  # key of the prompt's numbers
+    result: int = 0  # key of the answer with the prompt's numbers masked
     preference: tuple[int, int] | None = None  # (what is judged, the verdict): contradicting preferences
     bigrams: np.ndarray | None = None
 
@@ -92,6 +95,9 @@ class FactsBatch:
     prompt: np.ndarray
     answer: np.ndarray
     signatures: np.ndarray  # (n, NUM_PERM) uint32
+    wording: np.ndarray
+    numbers: np.ndarray
+    result: np.ndarray
     preference: list[tuple[int, int, int]]  # (index, judged, verdict)
     bigrams: list[np.ndarray]
 
@@ -111,6 +117,8 @@ class FactsBatch:
             intent=[f.intent for f in ok], head=[f.head for f in ok], answer_shape=[f.answer_shape for f in ok],
             exact=u64([f.exact for f in ok]), prompt=u64([f.prompt for f in ok]), answer=u64([f.answer for f in ok]),
             signatures=signatures([f.near_text for f in ok]).reshape(len(ok), NUM_PERM),
+            wording=u64([f.wording for f in ok]), numbers=u64([f.numbers for f in ok]),
+            result=u64([f.result for f in ok]),
             preference=[(f.index, *f.preference) for f in ok if f.preference is not None],
             bigrams=[f.bigrams for f in ok if f.bigrams is not None],
         )
@@ -207,12 +215,13 @@ class RecordAuditor:
         f.language = answer_language(s) if self.fmt != "text" else detect(s.answer)
         f.label = s.label
         answer = s.answer
-        f.knowledge = not is_structured(answer) and (
-            (is_factual_question(s.instruction) and fact_density(answer) >= 3) or asks_about_entity(s.instruction))
+
         system = next((m.content for m in s.messages if m.role == "system"), "")
         f.system_key = key(system[:500].strip())
         f.instruction_key = key(s.instruction[:300].strip().lower())
-        f.intent = "tool_use" if s.has_tools else intent(s.instruction)
+        task = None if s.has_tools else intent(s.instruction)
+        f.intent = task or "tool_use"
+        f.knowledge = carries_facts(s.instruction, answer, task)
         head = " ".join(s.instruction[:HEAD_CHARS * 3].split())
         f.head = head[:100]
         f.answer_shape = " ".join(answer[:200].split())[:HEAD_CHARS]
@@ -243,11 +252,23 @@ class RecordAuditor:
         answer = norms[last] if last is not None else ""
         if self.fmt != "text" and s.rejected is None and s.label is None and context:
             f.prompt, f.answer = key(context), key(answer)
+            _number_keys(f, norms[prompt_side - 1], answer)
         if s.rejected is not None:  # the same prompt and the same two answers, preferred the other way round
             a, b = key(answer), key(normalise(s.rejected[-1].content) if s.rejected else "")
             f.preference = (key(f"{key(context)}|{min(a, b)}|{max(a, b)}"), a)
         elif s.label is not None:  # the same prompt and completion, labelled the other way
             f.preference = (key(f"{key(context)}|{key(answer)}"), int(s.label))
+
+
+def _number_keys(f: RecordFacts, question: str, answer: str) -> None:
+    """A short question about numbers: the same wording with other numbers (and an answer that does more than repeat
+    them) is another example, not a near-duplicate. `question`: the normalised message the answer answers."""
+    numbers = _DIGITS.findall(question) if len(question) <= NUMBERS_PROMPT_CHARS else None
+    if numbers:
+        asked = set(numbers)
+        f.wording, f.numbers = key(_DIGITS.sub("#", question)), key("|".join(numbers))
+        f.result = key(_DIGITS.sub(lambda m: "#" if m.group() in asked else m.group(), answer)) \
+            if _DIGITS.search(answer) else f.answer
 
 
 def _describe_keys(obj: object) -> str:

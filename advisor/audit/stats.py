@@ -28,11 +28,17 @@ class RecordFindings:
         self.by_key: dict[tuple[str, str | None], _Acc] = {}
 
     def add(self, batch: FactsBatch) -> None:
+        """A record counts once per (code, variant): a preference pair whose chosen and rejected sides both have a
+        finding is one record, its details joined."""
         for index, line, found, shown in batch.found:
+            details: dict[tuple[str, str | None], str] = {}
             for code, variant, detail in found:
-                a = self.by_key.get((code, variant))
+                k = (code, variant)
+                details[k] = f"{details[k]}; {detail}" if k in details else detail
+            for k, detail in details.items():
+                a = self.by_key.get(k)
                 if a is None:
-                    a = self.by_key[(code, variant)] = _Acc()
+                    a = self.by_key[k] = _Acc()
                 a.records.append(index)
                 a.lines.append(line)
                 if len(a.details) < MAX_LISTED_DETAILS:
@@ -50,13 +56,17 @@ class RecordFindings:
             into.extend(a, self.samples)
         out = []
         for (code, sev), a in merged.items():
-            order = sorted(range(len(a.records)), key=a.records.__getitem__)
+            first: dict[int, int] = {}  # a record in two variants of one severity counts once
+            for i, r in enumerate(a.records):
+                first.setdefault(r, i)
+            order = sorted(first.values(), key=a.records.__getitem__)
             records = [a.records[i] for i in order]
             out.append(Finding(code=code, severity=sev, count=len(records), records=records,
                                line=[a.lines[i] for i in order],
                                message=f"{cat[code].title}: {len(records)} record(s)",
                                details=dict(sorted(a.details.items())[:MAX_LISTED_DETAILS]),
-                               samples=sorted(a.samples, key=lambda s: s["record"])[:self.samples]))
+                               samples=list({s["record"]: s for s in sorted(
+                                   a.samples, key=lambda s: s["record"])}.values())[:self.samples]))
         return out
 
 
@@ -127,7 +137,7 @@ class DatasetStats:
         self.labels.update(x for x in b.label if x is not None)
         self.knowledge += b.knowledge
         self.tasks.add_batch(b.system_key, b.instruction_key, b.intent, b.head, b.answer_shape)
-        self.dup.add_batch(b.valid_index, b.exact, b.prompt, b.answer, b.signatures)
+        self.dup.add_batch(b.valid_index, b.exact, b.prompt, b.answer, b.signatures, b.wording, b.numbers, b.result)
         for index, judged, verdict in b.preference:
             self.prefs.add(index, judged, verdict)
         for bigrams in b.bigrams:

@@ -116,34 +116,103 @@ def intent(instruction: str) -> str:
 
 
 
-_FACT_Q = re.compile(r"^(?:what|who|when|where|which|how (?:many|much|old|long|far)|name the|list the|tell me about|"
-                     r"what's|whats)\b|什么是|是什么|谁|何时|哪|多少|几|什么时候|介绍一下")
 _NUMBER = re.compile(r"\d+")
-_PROPER = re.compile(r"(?<=[a-z,;:] )[A-Z][a-z]{2,}")
+_LOWER = "a-zà-öø-ÿа-яёα-ω"
+_UPPER = "A-ZÀ-ÖØ-ÞА-ЯЁΑ-Ω"
+_PROPER = re.compile(f"(?<=[{_LOWER},;:] )[{_UPPER}][{_LOWER}]{{2,}}")
 _STRUCTURED = re.compile(r"^\s*[\[{<]|```")
-
-
-_QUESTION = re.compile(r"^(?:how|what|who|where|when|which|why|can|could|do|does|is|are|should)\b|\?\s*$", re.IGNORECASE)
-_ENTITY = re.compile(r"\b[A-Z][A-Z0-9]{1,}[a-z]*\b|(?<=[a-z,] )[A-Z][a-z]{2,}")
+_CODE_FIRST = re.compile(r"(?:def|class|function|import|#include|public|private|static|const|let|var|select|create|"
+                         r"insert|update)\b[^\n]*[(){}=;:]|from [\w.]+ import |[A-Za-z_]\w* ?= ?[\[{(\d'\"]",
+                         re.IGNORECASE)
+_OPENING = "¿¡\"'“«「 \t\n"
+_QUESTION = re.compile(r"^(?:how|what|who|where|when|which|why|can|could|do|does|is|are|should)\b|[?？؟]\s*$",
+                       re.IGNORECASE)
+_ENTITY = re.compile(f"\\b[{_UPPER}][{_UPPER}0-9]{{1,}}[{_LOWER}]*\\b|(?<=[{_LOWER},] )[{_UPPER}][{_LOWER}]{{2,}}")
+_CJK_TEXT = re.compile(r"[\u4e00-\u9fff\u3040-\u30ff]+")
+# A question that asks the assistant to do something ("Can you generate a password?") is a request, not a
+# question about the world: its answer's numbers are output, not facts. Request forms per language.
+_REQUEST = re.compile(
+    r"\b(?:can|could|would|will) you\b|\bplease\b|"  # en
+    r"\b(?:puedes|podrías|podría usted|puede usted)\b|"  # es
+    r"\b(?:peux-tu|pouvez-vous|pourriez-vous|pourrais-tu)\b|"  # fr
+    r"\b(?:kannst du|können sie|könntest du|könnten sie|bitte)\b|"  # de
+    r"\b(?:você pode|pode me|poderia)\b|\b(?:puoi|potresti|può)\b|"  # pt, it
+    r"\b(?:kun je|kunt u|zou je)\b|\b(?:можете|можешь|не могли бы)\b|\b(?:czy możesz|czy mógłbyś|proszę)\b|"  # nl ru pl
+    r"\b(?:bisakah|tolong)\b|bạn có thể|\b(?:misin|mısın|misiniz|mısınız)\b|"  # id vi tr
+    r"请|能不能|能否|可以帮|帮我|把|できますか|ください|주세요|줄 수 있|해줘")
+STATEMENT_WORDS = 8
+SPECIFIC_ANSWER = 6.0  # numbers and names per 100 words that make the answer to any question a fact
 
 
 def is_factual_question(instruction: str) -> bool:
-    return bool(_FACT_Q.search(instruction[:200].strip().lower()))
+    """A question that asks for a fact, by the question words of the catalogue's `knowledge_heavy` patterns (17
+    languages)."""
+    from advisor.audit.catalog import patterns
+
+    return bool(patterns("knowledge_heavy").search(instruction[:200].strip().lstrip(_OPENING).lower()))
+
+
+def is_question(instruction: str) -> bool:
+    """Any question: an English question word first, or a question mark (Latin, full-width or Arabic) at the end
+    (of the first 200 characters), or Spanish ¿ first."""
+    t = instruction[:200].strip()
+    return t[:1] == "¿" or bool(_QUESTION.search(t))
 
 
 def asks_about_entity(instruction: str) -> bool:
     """A question about a named thing (an acronym such as SMBX, or a capitalised name mid-sentence):
     its answer is a fact about that thing, e.g. a company FAQ."""
     t = instruction[:200].strip()
-    return bool(_QUESTION.search(t)) and bool(_ENTITY.search(t))
+    return is_question(t) and bool(_ENTITY.search(t))
 
 
 def fact_density(answer: str) -> float:
-    """Numbers and mid-sentence capitalised names per 100 words (or per 100 CJK characters)."""
-    units = max(1, len(answer.split()) if answer.isascii() else len(answer) // 2)
+    """Numbers and mid-sentence capitalised names per 100 words (or per 100 CJK characters; words in any script
+    with spaces, not characters: an accent does not make a Spanish answer CJK)."""
+    if answer.isascii():
+        units = len(answer.split())
+    else:
+        cjk = char_count(_CJK_TEXT, answer)
+        units = len(answer) // 2 if 3 * cjk >= len(answer) else len(answer.split()) + cjk // 2
     facts = char_count(_NUMBER, answer) / 2 + len(_PROPER.findall(answer))
-    return 100.0 * facts / units
+    return 100.0 * facts / max(1, units)
+
+
+TRANSFORMATIONS = ("translation", "rewriting", "classification")  # tasks whose answer is made from the prompt
+
+
+def carries_facts(instruction: str, answer: str, task: str | None = None) -> bool:
+    """The answer states facts: a factual question answered with specifics, a question about a named thing, or
+    any question answered densely with numbers and names. Structured answers (JSON, code) are a form, and so are
+    the answers of a translation, rewriting or classification task (`task`: the instruction's intent, when known)."""
+    return _states_facts(instruction, answer) and not is_structured(answer) and \
+        (task if task is not None else intent(instruction)) not in TRANSFORMATIONS
+
+
+def _states_facts(instruction: str, answer: str) -> bool:
+    """The cheap tests on the instruction (its first 200 characters) first; the answer is measured only for a
+    question."""
+    if asks_about_entity(instruction):
+        return True
+    factual = is_factual_question(instruction)
+    # any other question counts when it neither asks for a task nor supplies numbers of its own (a word problem's
+    # answer is computed from them, not known) and is answered by a statement dense in specifics
+    other = not factual and is_question(instruction) and not _REQUEST.search(instruction[:200].lower()) and \
+        not _NUMBER.search(instruction)
+    if not (factual or other):
+        return False
+    density = fact_density(answer)
+    return density >= 3 if factual else density >= SPECIFIC_ANSWER and _statement(answer)
+
+
+def _statement(answer: str) -> bool:
+    """An answer that states something: a sentence of at least STATEMENT_WORDS words (or 16 CJK characters), not a
+    bare contact line or a number."""
+    return len(answer.split()) >= STATEMENT_WORDS or char_count(_CJK_TEXT, answer) >= 2 * STATEMENT_WORDS
 
 
 def is_structured(answer: str) -> bool:
-    return bool(_STRUCTURED.search(answer[:200]))
+    """JSON, markup, a code block, or code from the first line (`def f(x):`, `SELECT …;`): a form, not facts."""
+    if _STRUCTURED.search(answer[:200]):
+        return True
+    return bool(_CODE_FIRST.match(answer.lstrip()[:200]))
