@@ -161,7 +161,7 @@ def _goal_facts(answers: Answers) -> dict[str, Any]:
     limit = min(PROMPT_KNOWLEDGE_LIMIT, context) if context else PROMPT_KNOWLEDGE_LIMIT
     kt = answers.knowledge_tokens
     names = {"format": "a fixed format", "task": "an input→output mapping", "style": "a voice or tone",
-             "domain_language": "a field's phrasing or a language", "identity": "a whole character (persona)"}
+             "domain_language": "a field's phrasing or a language", "identity": "a whole character"}
     if answers.goal != "reasoning":
         note = ""
     elif not answers.reasoning_traces:
@@ -171,10 +171,12 @@ def _goal_facts(answers: Answers) -> dict[str, Any]:
                 f"the published cases used for a base of this size)")
     else:
         note = ""
+    state = {"works": "prompting already works", "untried": "prompting has not been tried yet",
+             "unstable": "prompting is unstable", "plateaued": "prompting has plateaued"}[answers.prompting]
     return {"persona": persona, "reasoning_distillation": bool(distil), "reasoning_trace_note": note,
+            "prompting_state": state, "prompting_state_cap": state[0].upper() + state[1:],
             "behaviour_name": names.get(answers.goal, answers.goal),
-            "tune_target": ("a soft prompt in front of the frozen base" if answers.frozen_base
-                            else "the model (an adapter, a soft prompt or its weights)"),
+            "tune_target": None,  # set once the constraints have run (advisor.recommend.tune_target)
             "variant_unit": "soft prompt" if answers.frozen_base else "adapter",
             "lora_ruled_out_by": None, "qlora_ruled_out_by": None,
             "behaviour_goal": answers.goal in ("format", "task", "style", "domain_language") or persona,

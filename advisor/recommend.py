@@ -144,6 +144,20 @@ def sentences(rec: Recommendation, trail: engine.Trail, method_steps: list[str],
     return out
 
 
+def tune_target(feasible: dict[str, bool]) -> str:
+    """Where a tune can put the behaviour, in words, naming only the fine-tunes the constraints left."""
+    parts = []
+    if feasible["lora"] or feasible["qlora"]:
+        parts.append("an adapter on the model")
+    if feasible["p_tuning"]:
+        parts.append("a soft prompt in front of the unchanged base")
+    if feasible["full"]:
+        parts.append("the model's own weights")
+    if not parts:
+        return "the model (no fine-tune is possible here, see the ranking)"
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
+
+
 def recommend(answers: Answers, signals: Signals | None = None, rules: tuple[Rule, ...] | None = None) -> Recommendation:
     rules = load_rules() if rules is None else rules
     decided, conflicts, data = reconcile(answers, signals)
@@ -152,6 +166,7 @@ def recommend(answers: Answers, signals: Signals | None = None, rules: tuple[Rul
     feasible = engine.run_constraints(rules, trail)
     for m in ("lora", "qlora"):
         trail.facts[f"{m}_ruled_out_by"] = ", ".join(x.rule for x in trail.reasons[m] if x.effect == "ruled out") or None
+    trail.facts["tune_target"] = tune_target(feasible)
     narrowing = engine.run_decisive(rules, trail, feasible)
     scores = engine.run_preferences(rules, trail)
     engine.fire_matching(rules, trail, after_choice=False)
