@@ -8,9 +8,9 @@ from typing import Any
 
 from advisor.answers import Answers
 from advisor.audit.report import Signals
-from advisor.rules.hardware import Fit, fit_methods, model_shape
 from advisor.estimate.memory import NF4_BYTES_PER_PARAM
 from advisor.methods import REGISTRY
+from advisor.rules.hardware import Fit, fit_methods, model_shape
 from advisor.rules.schema import FINE_TUNES, METHODS, finding_facts
 
 DEFAULT_SEQ_LEN = 512

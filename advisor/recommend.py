@@ -135,7 +135,7 @@ def sentences(rec: Recommendation, trail: engine.Trail, method_steps: list[str],
     for w in rec.warnings:
         out.append(Sentence(where=f"warning:{w.code}", text=w.message, rule=w.rule, facts=w.facts,
                             advises=w.advises))
-    for text, template in zip(method_steps, step_templates):
+    for text, template in zip(method_steps, step_templates, strict=True):
         out.append(Sentence(where="next_step", text=text, facts=trail.cited(template), advises=[rec.method]))
     out += trail.step_sentences
     for r in rec.ranking:
