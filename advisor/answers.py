@@ -68,7 +68,8 @@ class Answers(BaseModel):
         "base), in tokens (unset: unknown)")
     identity_kind: IdentityKind | None = Field(
         None, description="with goal `identity`: `name` (a name or a few facts about the model) or `persona` (a "
-        "whole character: voice, manner, history); unset: a persona when task_type is `conversation`")
+        "whole character: voice, manner, history); unset: a persona when task_type is `conversation`, or when "
+        "prompting has plateaued with at least 500 examples per task")
     reasoning_traces: bool = Field(
         False, description="with goal `reasoning`: the examples are worked step-by-step solutions (reasoning "
         "traces, e.g. from a stronger reasoning model), not bare question→answer pairs")

@@ -24,7 +24,7 @@ PROMPT_KNOWLEDGE_LIMIT = 200_000
 # the fewest examples per task a fine-tune is worth running on (the few-examples rule's threshold, OpenAI guide:
 # clear gains from 50-100); a budget that trains fewer is too small even for a curated subset
 MIN_EXAMPLES_PER_TASK = 50
-CURATED_SUBSET = 1_000  # LIMA (Zhou et al. 2023, arXiv:2305.11206): ~1,000 curated examples align a strong base
+PERSONA_MIN_EXAMPLES = 500  # per task: a character's dialogues, not a handful of "who are you" pairs
 # s1 (arXiv:2501.19393) and LIMO (arXiv:2502.03387): ~1,000 reasoning traces on a 32B base move reasoning;
 # DeepSeek-R1 (arXiv:2501.12948): ~800k distilled traces move it on bases from 1.5B
 DISTILL_LARGE_BASE_B = 30.0
@@ -152,8 +152,11 @@ def _context_tokens(answers: Answers) -> int | None:
 def _goal_facts(answers: Answers) -> dict[str, Any]:
     """What the goal is, in the terms the rules decide on: a persona or a name, a distillation case, the size of
     the knowledge against what a prompt holds."""
-    persona = answers.goal == "identity" and (
-        answers.identity_kind == "persona" or (answers.identity_kind is None and answers.task_type == "conversation"))
+    # unset kind: in-character dialogues (task_type conversation), or a character whose prompting plateaued with
+    # hundreds of examples per task (a name either holds in the system prompt or not; it does not plateau)
+    persona = answers.goal == "identity" and (answers.identity_kind == "persona" or (
+        answers.identity_kind is None and (answers.task_type == "conversation" or (
+            answers.prompting == "plateaued" and answers.examples / max(answers.tasks, 1) >= PERSONA_MIN_EXAMPLES))))
     distil = (answers.goal == "reasoning" and answers.reasoning_traces
               and ((answers.model_params_b >= DISTILL_LARGE_BASE_B and answers.examples >= DISTILL_SMALL_SET)
                    or answers.examples >= DISTILL_LARGE_SET))
@@ -173,7 +176,10 @@ def _goal_facts(answers: Answers) -> dict[str, Any]:
         note = ""
     state = {"works": "prompting already works", "untried": "prompting has not been tried yet",
              "unstable": "prompting is unstable", "plateaued": "prompting has plateaued"}[answers.prompting]
+    fresh = answers.knowledge_freshness
     return {"persona": persona, "reasoning_distillation": bool(distil), "reasoning_trace_note": note,
+            "freshness_said": ("they do not change" if fresh == "static" else f"they change {fresh}" if fresh
+                               else "how often they change is not known"),
             "prompting_state": state, "prompting_state_cap": state[0].upper() + state[1:],
             "behaviour_name": names.get(answers.goal, answers.goal),
             "tune_target": None,  # set once the constraints have run (advisor.recommend.tune_target)
@@ -190,7 +196,8 @@ def _audit_facts(signals: Signals | None) -> dict[str, Any]:
     if signals is None:
         return {**facts, "has_dataset": False, "audit_content": "none", "audit_knowledge_share": None,
                 "audit_low_diversity": False, "audit_error_share": None, "audit_records": 0,
-                "audit_error_records": 0, "audit_exact_copies": 0, "audit_near_duplicate_share": None}
+                "audit_error_records": 0, "audit_exact_copies": 0, "audit_near_duplicate_share": None,
+                "audit_mean_similarity": None, "audit_unique_prompt_ratio": None}
     for code, f in signals.findings.items():
         if f"finding_{code}" in facts:
             facts[f"finding_{code}"], facts[f"finding_{code}_share"] = f.count, f.share
@@ -198,7 +205,9 @@ def _audit_facts(signals: Signals | None) -> dict[str, Any]:
             "audit_knowledge_share": signals.knowledge_share, "audit_low_diversity": signals.low_diversity,
             "audit_error_share": signals.error_share, "audit_records": signals.records,
             "audit_error_records": signals.error_records, "audit_exact_copies": signals.exact_copies,
-            "audit_near_duplicate_share": signals.diversity.near_duplicate_share}
+            "audit_near_duplicate_share": signals.diversity.near_duplicate_share,
+            "audit_mean_similarity": signals.diversity.mean_similarity,
+            "audit_unique_prompt_ratio": signals.diversity.unique_prompt_ratio}
 
 
 def compute_facts(answers: Answers, answered: Answers, signals: Signals | None) -> FactSheet:

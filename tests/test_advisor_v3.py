@@ -365,3 +365,65 @@ def test_method_next_steps_name_the_written_configuration():
     rec = _case(dict(goal="format", prompting="plateaued", examples=3000, gpu_memory_gb=16))
     req = rec.estimate["qlora"]["request"]
     assert any(f"r={req['lora_r']} on" in s for s in rec.next_steps)
+
+
+# ---- the thresholds, pinned at their boundaries --------------------------------------------------------------------
+
+def test_thresholds_are_pinned():
+    from advisor import facts as f
+
+    assert (f.PROMPT_KNOWLEDGE_LIMIT, f.MIN_EXAMPLES_PER_TASK, f.PERSONA_MIN_EXAMPLES) == (200_000, 50, 500)
+    assert (f.DISTILL_LARGE_BASE_B, f.DISTILL_SMALL_SET, f.DISTILL_LARGE_SET) == (30.0, 800, 100_000)
+    kb = dict(goal="knowledge", knowledge_freshness="static", prompting="works", examples=0)
+    assert _case({**kb, "knowledge_tokens": 200_000}).method == "prompting"
+    assert _case({**kb, "knowledge_tokens": 200_001}).method == "rag"
+    saving = dict(goal="format", prompting="works", examples=3000, requests_per_day=100_000, prompt_tokens=1000)
+    assert _case({**saving, "tuned_prompt_tokens": 500}).decided_by.rule == "volume-long-prompt"  # 50%, 50M
+    assert _case({**saving, "tuned_prompt_tokens": 501}).method == "prompting"
+    trace = dict(goal="reasoning", prompting="plateaued", reasoning_traces=True, gpu_memory_gb=80, gpu_count=2)
+    assert _case({**trace, "examples": 800, "model_params_b": 30}).decided_by.rule == "reasoning-distillation"
+    assert _case({**trace, "examples": 799, "model_params_b": 30}).method == "prompting"
+    assert _case({**trace, "examples": 800, "model_params_b": 29}).method == "prompting"
+    persona = dict(goal="identity", prompting="plateaued")
+    assert _case({**persona, "examples": 500}).method == "lora"
+    assert _case({**persona, "examples": 499}).method == "prompting"
+    assert _case({**persona, "examples": 499, "task_type": "conversation"}).method == "lora"
+    assert _case({**persona, "examples": 5000, "identity_kind": "name"}).method == "prompting"
+
+
+def test_a_budget_subset_needs_fifty_examples_per_task():
+    from advisor.facts import budget_examples
+
+    assert budget_examples(3000, 0.81, None) is None and budget_examples(3000, 0.81, 1.0) == 3000
+    n = budget_examples(3000, 0.81, 0.5)
+    assert n == int(0.5 / (0.81 / 9000) / 3)  # three epochs below 10,000 examples
+    assert budget_examples(200_000, 18.1, 2.0) == int(2.0 / (18.1 / 200_000))  # one epoch at 10,000 and more
+    few = _case(dict(goal="format", prompting="unstable", examples=5000, tasks=2, budget_gpu_hours=0.002))
+    lora = [x for x in few.ranked("lora").reasons if x.rule == "over-budget-lora"]
+    assert few.method == "prompting" and lora and lora[0].facts["subset_min_examples"] == 100
+
+
+def test_cli_json_carries_sentences_with_their_facts(cli_json, tmp_path):
+    from tests.conftest import BASE_ANSWERS, write_yaml
+
+    f = write_yaml(tmp_path / "a.yaml", {**BASE_ANSWERS, "goal": "format", "prompting": "unstable", "examples": 3000,
+                                        "example_tokens": 4000})
+    d = cli_json("recommend", "--answers", f)
+    mem = next(s for s in d["sentences"] if s["where"] == "memory")
+    assert mem["facts"]["seq_len"] == 4096 and "at 4,096 tokens per example (answered example_tokens)" in mem["text"]
+    assert d["decided_by"]["facts"]["examples_per_task"] == 3000
+    assert all({"where", "text", "rule", "facts", "advises"} == set(s) for s in d["sentences"])
+    ex = cli_json("recommend", "--answers", f, "--explain", "full")["explain"]
+    assert all("facts" in r for r in ex["trace"])
+
+
+def test_the_panel_shows_the_memory_sentence(cli, tmp_path):
+    from tests.conftest import BASE_ANSWERS, write_yaml
+
+    f = write_yaml(tmp_path / "a.yaml", {**BASE_ANSWERS, "goal": "format", "prompting": "plateaued", "examples": 3000,
+                                        "gpu_memory_gb": 16})
+    code, out, _ = cli("recommend", "--answers", f)
+    flat = " ".join(out.replace("│", " ").split())
+    assert code == 0
+    assert "tokens per example (assumed: no example length answered or measured)" in flat
+    assert "less than 10%" not in flat

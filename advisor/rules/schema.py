@@ -53,6 +53,9 @@ DERIVED_FACTS: dict[str, str] = {
     "audit_low_diversity": "the audit found clustered, near-identical data",
     "audit_error_share": "share of records with error-level findings",
     "audit_near_duplicate_share": "share of records that are exact or near copies of another",
+    "audit_mean_similarity": "mean similarity between records (the audit's diversity signal)",
+    "audit_unique_prompt_ratio": "share of distinct prompts among the records",
+    "freshness_said": "how often the facts change, in words",
     "lora_adapter_mb": "size of one LoRA adapter of the configuration that fits, in MB (= variant_mb_lora)",
     "lora_adapter_over_storage": "storage_per_task_mb is set and one LoRA adapter is larger (= over_storage_lora)",
     "p_tuning_prompt_mb": "size of one stored P-tuning soft prompt (virtual tokens × hidden × 2 bytes), in MB",
@@ -67,7 +70,8 @@ DERIVED_FACTS: dict[str, str] = {
     "subset_min_examples": "the fewest examples a budget must train for a curated subset to be worth it (50 per task)",
     "prompting_state": "how prompting performs, in words (prompting already works, has plateaued ...)",
     "prompting_state_cap": "the same, capitalised",
-    "persona": "goal identity with a whole character (identity_kind persona, or unset with task_type conversation)",
+    "persona": "goal identity with a whole character (identity_kind persona; unset: task_type conversation, or "
+               "prompting plateaued with ≥ 500 examples per task)",
     "behaviour_goal": "goal format, task, style or domain_language, or a persona",
     "behaviour_name": "the behaviour the goal names, in words",
     "tune_target": "where a tune can put the behaviour, in words, naming only the fine-tunes the constraints left "
