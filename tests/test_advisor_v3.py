@@ -225,6 +225,20 @@ def test_the_checker_catches_false_sentences(monkeypatch):
     frozen = next(c for c in V3 if c["id"] == "v3-frozen-tenants-13b")
     monkeypatch.setattr("advisor.recommend.tune_target", lambda feasible: "an adapter on the model")
     assert any("adapter" in p for p in problems_of(frozen))  # class 9: an adapter named under a frozen base
+    monkeypatch.undo()
+    small_card = next(c for c in V3 if c["id"] == "v3-7b-on-16gb")
+    monkeypatch.setattr("advisor.rules.hardware.advisor_fits", lambda est: est.fits)  # the estimator's tight fit
+    assert any("above the device while another method fits" in p for p in problems_of(small_card))  # class 2
+    monkeypatch.undo()
+    tenants = next(c for c in V3 if c["id"] == "v3-tenants-100mb-13b")
+    from advisor.methods import REGISTRY
+
+    # class 3: the soft prompt sized as the training-time prompt encoder instead of what is stored
+    import dataclasses
+
+    encoder_sized = dataclasses.replace(REGISTRY["p_tuning"], stored=lambda shape, req, trainable: trainable)
+    monkeypatch.setitem(REGISTRY, "p_tuning", encoder_sized)
+    assert any("p_tuning_prompt_mb" in p for p in problems_of(tenants))
 
 
 def test_v3_case_set_accuracy_and_constant_baseline():
