@@ -8,6 +8,7 @@ against the method's own feasibility and the user's answers (frozen base, storag
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 
@@ -16,6 +17,7 @@ import yaml
 
 from advisor.estimate import estimate, shape_from_params_b
 from advisor.estimate.memory import EstimateRequest, trainable_params
+from advisor.methods import REGISTRY
 from advisor.recommend import recommend
 from advisor.recommendation import explain
 from advisor.rules.loader import load_next_steps, load_rules
@@ -231,11 +233,7 @@ def test_the_checker_catches_false_sentences(monkeypatch):
     assert any("above the device while another method fits" in p for p in problems_of(small_card))  # class 2
     monkeypatch.undo()
     tenants = next(c for c in V3 if c["id"] == "v3-tenants-100mb-13b")
-    from advisor.methods import REGISTRY
-
     # class 3: the soft prompt sized as the training-time prompt encoder instead of what is stored
-    import dataclasses
-
     encoder_sized = dataclasses.replace(REGISTRY["p_tuning"], stored=lambda shape, req, trainable: trainable)
     monkeypatch.setitem(REGISTRY, "p_tuning", encoder_sized)
     assert any("p_tuning_prompt_mb" in p for p in problems_of(tenants))
