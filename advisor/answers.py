@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 Goal = Literal["knowledge", "format", "task", "reasoning", "style", "identity", "domain_language"]
 Freshness = Literal["static", "yearly", "monthly", "weekly", "daily"]
 Prompting = Literal["untried", "works", "unstable", "plateaued"]
+IdentityKind = Literal["name", "persona"]
 TaskType = Literal[
     "translation", "rewriting", "extraction", "summarisation", "qa",
     "classification", "generation", "structured_output", "conversation", "other",
@@ -58,6 +59,20 @@ class Answers(BaseModel):
                               "weights and no adapter layers, only per-task inputs")
     storage_per_task_mb: float | None = Field(
         None, gt=0, description="storage allowed per task or tenant variant, in MB (unset: no limit)")
+    example_tokens: int | None = Field(
+        None, gt=0, description="tokens in one training example (input + answer), a long one (about the 90th "
+        "percentile); default: the audited data's 90th percentile, else tuned_prompt_tokens when answered (the "
+        "input alone), else 512 assumed")
+    knowledge_tokens: int | None = Field(
+        None, ge=0, description="size of the knowledge the answers draw on (the documents, manual or knowledge "
+        "base), in tokens (unset: unknown)")
+    identity_kind: IdentityKind | None = Field(
+        None, description="with goal `identity`: `name` (a name or a few facts about the model) or `persona` (a "
+        "whole character: voice, manner, history); unset: a persona when task_type is `conversation`, or when "
+        "prompting has plateaued with at least 500 examples per task")
+    reasoning_traces: bool = Field(
+        False, description="with goal `reasoning`: the examples are worked step-by-step solutions (reasoning "
+        "traces, e.g. from a stronger reasoning model), not bare question→answer pairs")
 
     @model_validator(mode="after")
     def _freshness(self) -> Answers:

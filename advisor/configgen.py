@@ -34,11 +34,13 @@ def build_config(rec: Recommendation, answers: Answers, data_path: str | None, m
     shape = model_shape(answers)
     batch, checkpointing = 1, True
     for b, gc in ((b, gc) for b in (16, 8, 4, 2, 1) for gc in (False, True)):
-        if estimate(shape, base.model_copy(update={"batch_size": b, "gradient_checkpointing": gc}), suggest=False).fits:
+        est = estimate(shape, base.model_copy(update={"batch_size": b, "gradient_checkpointing": gc}), suggest=False)
+        if est.total_gb <= est.gpu_memory_gb:  # the advisor's fit: no reliance on the allocator's reserve
             batch, checkpointing = b, gc
             break
     gpus = max(answers.gpu_count, 1)
-    strategy = "fsdp" if (spec.trains_all_weights and gpus > 1) else "ddp"
+    # sharded: a full fine-tune on several GPUs, or the configuration that fitted only sharded (FSDP + QLoRA)
+    strategy = "fsdp" if gpus > 1 and (spec.trains_all_weights or base.sharding != "none") else "ddp"
     return TrainConfig(
         model=ModelSection(path=model_path or answers.model_path or MODEL_PLACEHOLDER),
         data=DataSection(path=data_path or answers.dataset or "data.jsonl", max_seq_len=base.seq_len, val_size=0.1),
@@ -78,9 +80,9 @@ def config_comments(rec: Recommendation, cfg: TrainConfig) -> dict[str, str]:
         "training.epochs": f"{t.epochs:g}: 3 passes below 10,000 examples, 1 above (more overfits)",
         "training.optimizer": (f"{t.optimizer}: " + ("8-bit states, needed to fit the memory" if "8bit" in t.optimizer
                                                      else "full-precision AdamW states; the memory allows them")),
-        "data.max_seq_len": f"{cfg.data.max_seq_len} tokens: " + (
-            "the audited data's 90th percentile, rounded up to 128" if rec.assumptions.get("token_source") ==
-            "dataset audit" else "assumed (no audited data); run `tunewise audit` to size it"),
+        "data.max_seq_len": f"{cfg.data.max_seq_len} tokens: {rec.assumptions.get('token_source', 'assumed')}, "
+                            "rounded up to 128" + ("" if rec.assumptions.get("token_source", "").startswith(
+                                ("answered", "the audited")) else "; run `tunewise audit` to size it"),
     }
     if method(m).adapters:
         rung = est.get("config_rung", 0)

@@ -8,13 +8,28 @@ from typing import Any
 
 from advisor.answers import Answers
 from advisor.audit.report import Signals
-from advisor.rules.hardware import Fit, fit_methods
+from advisor.estimate.memory import NF4_BYTES_PER_PARAM
+from advisor.methods import REGISTRY
+from advisor.rules.hardware import Fit, fit_methods, model_shape
 from advisor.rules.schema import FINE_TUNES, METHODS, finding_facts
 
 DEFAULT_SEQ_LEN = 512
 DEFAULT_AVG_TOKENS = 512
 DEFAULT_INPUT_TOKENS = 100  # without data or an answer: the input a tuned model is still sent (a ticket, a question)
-ADAPTER_BYTES_PER_PARAM = 2  # adapters and soft prompts are stored in 16 bits
+ADAPTER_BYTES_PER_PARAM = 2  # adapters, soft prompts and full copies are stored in 16 bits
+MAX_SEQ_LEN = 1_048_576  # the estimate follows the case's length; only absurd answers are capped
+# Anthropic, Introducing Contextual Retrieval (2024): a knowledge base under ~200k tokens can go whole into the
+# prompt (with prompt caching) instead of building retrieval
+PROMPT_KNOWLEDGE_LIMIT = 200_000
+# the fewest examples per task a fine-tune is worth running on (the few-examples rule's threshold, OpenAI guide:
+# clear gains from 50-100); a budget that trains fewer is too small even for a curated subset
+MIN_EXAMPLES_PER_TASK = 50
+PERSONA_MIN_EXAMPLES = 500  # per task: a character's dialogues, not a handful of "who are you" pairs
+# s1 (arXiv:2501.19393) and LIMO (arXiv:2502.03387): ~1,000 reasoning traces on a 32B base move reasoning;
+# DeepSeek-R1 (arXiv:2501.12948): ~800k distilled traces move it on bases from 1.5B
+DISTILL_LARGE_BASE_B = 30.0
+DISTILL_SMALL_SET = 800
+DISTILL_LARGE_SET = 100_000
 
 
 @dataclass
@@ -36,15 +51,26 @@ def human_duration(hours: float | None) -> str | None:
     return f"{hours / 24:,.1f} days"
 
 
+def epochs_for(examples: int) -> float:
+    return 3.0 if examples < 10_000 else 1.0
+
+
 def training_shape(answers: Answers, signals: Signals | None) -> tuple[int, float, float, str]:
-    """(sequence length, mean tokens per example, epochs, where the token counts come from)."""
+    """(sequence length, mean tokens per example, epochs, where the token counts come from): the answered
+    example length, else the audit's 90th percentile, else the answered tuned input length, else 512 assumed."""
     tokens = signals.tokens if signals is not None and signals.tokens.p90_total else None
-    seq_len = tokens.p90_total if tokens else DEFAULT_SEQ_LEN
-    seq_len = max(128, min(8192, -(-seq_len // 128) * 128))  # round up to a multiple of 128
-    avg_tokens = float(tokens.mean_total) if tokens else float(DEFAULT_AVG_TOKENS)
-    epochs = 3.0 if answers.examples < 10_000 else 1.0
-    source = "dataset audit" if tokens else f"assumed {DEFAULT_SEQ_LEN} tokens per example"
-    return seq_len, avg_tokens, epochs, source
+    if answers.example_tokens is not None:
+        raw, avg, source = answers.example_tokens, float(answers.example_tokens), "answered example_tokens"
+    elif tokens:
+        raw, avg = tokens.p90_total, float(tokens.mean_total)
+        source = "the audited data's 90th percentile"
+    elif answers.tuned_prompt_tokens is not None:
+        raw, avg = answers.tuned_prompt_tokens, float(answers.tuned_prompt_tokens)
+        source = "answered tuned_prompt_tokens (the input alone; the answer's tokens not counted)"
+    else:
+        raw, avg, source = DEFAULT_SEQ_LEN, float(DEFAULT_AVG_TOKENS), "assumed: no example length answered or measured"
+    seq_len = max(128, min(MAX_SEQ_LEN, -(-raw // 128) * 128))  # round up to a multiple of 128
+    return seq_len, avg, epochs_for(answers.examples), source
 
 
 def tuned_prompt_tokens(answers: Answers, signals: Signals | None) -> tuple[int, str]:
@@ -56,24 +82,113 @@ def tuned_prompt_tokens(answers: Answers, signals: Signals | None) -> tuple[int,
             f"assumed: the input alone, {DEFAULT_INPUT_TOKENS} tokens (set tuned_prompt_tokens)")
 
 
-def _fit_facts(fits: dict[str, Fit], budget: float | None, storage_mb: float | None) -> dict[str, Any]:
+def variant_mb(fit: Fit, shape) -> float:
+    """MB one tuned variant of this method stores and serves (the registry says what is stored)."""
+    spec = REGISTRY[fit.method]
+    return round(spec.variant_bytes(shape, fit.request, fit.estimate.trainable_params, ADAPTER_BYTES_PER_PARAM) / 1e6, 3)
+
+
+def budget_examples(examples: int, gpu_hours: float | None, budget: float | None) -> int | None:
+    """How many examples the budget trains (at the epochs the subset would get), None without a budget."""
+    if budget is None or gpu_hours is None:
+        return None
+    if gpu_hours <= budget:
+        return examples
+    per_example_epoch = gpu_hours / (max(examples, 1) * epochs_for(examples))
+    n = int(budget / per_example_epoch)  # one epoch each at 10,000 and more
+    if n < 10_000:
+        n = min(n, int(budget / (per_example_epoch * epochs_for(0))))  # smaller sets get 3 epochs
+    return max(0, min(examples, n))
+
+
+def _fit_facts(fits: dict[str, Fit], answers: Answers, shape) -> dict[str, Any]:
+    budget, storage_mb = answers.budget_gpu_hours, answers.storage_per_task_mb
     facts: dict[str, Any] = {}
+    least = MIN_EXAMPLES_PER_TASK * max(answers.tasks, 1)
     for m, f in fits.items():
         est = f.estimate
         facts[f"fits_{m}"] = f.fits
+        facts[f"tight_{m}"] = f.tight
         facts[f"gpu_hours_{m}"] = est.gpu_hours
         facts[f"train_hours_{m}"] = est.wall_hours
         facts[f"train_time_{m}"] = human_duration(est.wall_hours)
         facts[f"on_cpu_{m}"] = f.request.device == "cpu"
         facts[f"memory_gb_{m}"] = est.total_gb
         facts[f"memory_limit_gb_{m}"] = f.request.gpu_memory_gb
+        facts[f"sharded_{m}"] = f.request.sharding != "none" and f.request.gpus > 1
         # a CPU run is held to the budget too (its hours are longer), so more GPU memory never breaks the budget
         facts[f"over_budget_{m}"] = bool(budget is not None and est.gpu_hours is not None and est.gpu_hours > budget)
-    lora, prompt = fits["lora"].estimate, fits["p_tuning"].estimate
-    facts["lora_adapter_mb"] = round(lora.trainable_params * ADAPTER_BYTES_PER_PARAM / 1e6, 3)
-    facts["p_tuning_prompt_mb"] = round(prompt.trainable_params * ADAPTER_BYTES_PER_PARAM / 1e6, 3)
-    facts["lora_adapter_over_storage"] = storage_mb is not None and facts["lora_adapter_mb"] > storage_mb
+        n = budget_examples(answers.examples, est.gpu_hours, budget)
+        facts[f"budget_examples_{m}"] = n
+        facts[f"budget_too_small_{m}"] = bool(facts[f"over_budget_{m}"] and (n or 0) < least)
+        facts[f"variant_mb_{m}"] = variant_mb(f, shape)
+        facts[f"over_storage_{m}"] = storage_mb is not None and facts[f"variant_mb_{m}"] > storage_mb
+    facts["clean_fit_methods"] = ", ".join(
+        m for m, f in fits.items() if f.fits and not f.tight and not facts[f"budget_too_small_{m}"]
+        and not facts[f"over_storage_{m}"]) or None
+    facts["lora_adapter_mb"] = facts["variant_mb_lora"]
+    facts["p_tuning_prompt_mb"] = facts["variant_mb_p_tuning"]
+    facts["lora_adapter_over_storage"] = facts["over_storage_lora"]
+    facts["subset_min_examples"] = least
     return facts
+
+
+def _context_tokens(answers: Answers) -> int | None:
+    """The base model's context window, read from its config when a local model is given."""
+    if not answers.model_path:
+        return None
+    import json
+    from pathlib import Path
+
+    try:
+        cfg = json.loads((Path(answers.model_path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    cfg = cfg.get("text_config", cfg) if isinstance(cfg, dict) else {}
+    n = cfg.get("max_position_embeddings") if isinstance(cfg, dict) else None
+    return int(n) if isinstance(n, int) and n > 0 else None
+
+
+def _goal_facts(answers: Answers) -> dict[str, Any]:
+    """What the goal is, in the terms the rules decide on: a persona or a name, a distillation case, the size of
+    the knowledge against what a prompt holds."""
+    # unset kind: in-character dialogues (task_type conversation), or a character whose prompting plateaued with
+    # hundreds of examples per task (a name either holds in the system prompt or not; it does not plateau)
+    persona = answers.goal == "identity" and (answers.identity_kind == "persona" or (
+        answers.identity_kind is None and (answers.task_type == "conversation" or (
+            answers.prompting == "plateaued" and answers.examples / max(answers.tasks, 1) >= PERSONA_MIN_EXAMPLES))))
+    distil = (answers.goal == "reasoning" and answers.reasoning_traces
+              and ((answers.model_params_b >= DISTILL_LARGE_BASE_B and answers.examples >= DISTILL_SMALL_SET)
+                   or answers.examples >= DISTILL_LARGE_SET))
+    context = _context_tokens(answers)
+    limit = min(PROMPT_KNOWLEDGE_LIMIT, context) if context else PROMPT_KNOWLEDGE_LIMIT
+    kt = answers.knowledge_tokens
+    names = {"format": "a fixed format", "task": "an input→output mapping", "style": "a voice or tone",
+             "domain_language": "a field's phrasing or a language", "identity": "a whole character"}
+    if answers.goal != "reasoning":
+        note = ""
+    elif not answers.reasoning_traces:
+        note = " (bare question→answer pairs, not worked reasoning traces)"
+    elif not distil:
+        note = (f" (worked traces, but {answers.examples:,} of them on a {answers.model_params_b:g}B base: fewer than "
+                f"the published cases used for a base of this size)")
+    else:
+        note = ""
+    state = {"works": "prompting already works", "untried": "prompting has not been tried yet",
+             "unstable": "prompting is unstable", "plateaued": "prompting has plateaued"}[answers.prompting]
+    fresh = answers.knowledge_freshness
+    return {"persona": persona, "reasoning_distillation": bool(distil), "reasoning_trace_note": note,
+            "freshness_said": ("they do not change" if fresh == "static" else f"they change {fresh}" if fresh
+                               else "how often they change is not known"),
+            "prompting_state": state, "prompting_state_cap": state[0].upper() + state[1:],
+            "behaviour_name": names.get(answers.goal, answers.goal),
+            "tune_target": None,  # set once the constraints have run (advisor.recommend.tune_target)
+            "variant_unit": "soft prompt" if answers.frozen_base else "adapter",
+            "lora_ruled_out_by": None, "qlora_ruled_out_by": None,
+            "behaviour_goal": answers.goal in ("format", "task", "style", "domain_language") or persona,
+            "context_tokens": context, "prompt_knowledge_limit": limit,
+            "knowledge_fits_prompt": kt is not None and kt <= limit,
+            "knowledge_over_prompt": kt is not None and kt > limit}
 
 
 def _audit_facts(signals: Signals | None) -> dict[str, Any]:
@@ -81,7 +196,8 @@ def _audit_facts(signals: Signals | None) -> dict[str, Any]:
     if signals is None:
         return {**facts, "has_dataset": False, "audit_content": "none", "audit_knowledge_share": None,
                 "audit_low_diversity": False, "audit_error_share": None, "audit_records": 0,
-                "audit_error_records": 0, "audit_exact_copies": 0, "audit_near_duplicate_share": None}
+                "audit_error_records": 0, "audit_exact_copies": 0, "audit_near_duplicate_share": None,
+                "audit_mean_similarity": None, "audit_unique_prompt_ratio": None}
     for code, f in signals.findings.items():
         if f"finding_{code}" in facts:
             facts[f"finding_{code}"], facts[f"finding_{code}_share"] = f.count, f.share
@@ -89,7 +205,9 @@ def _audit_facts(signals: Signals | None) -> dict[str, Any]:
             "audit_knowledge_share": signals.knowledge_share, "audit_low_diversity": signals.low_diversity,
             "audit_error_share": signals.error_share, "audit_records": signals.records,
             "audit_error_records": signals.error_records, "audit_exact_copies": signals.exact_copies,
-            "audit_near_duplicate_share": signals.diversity.near_duplicate_share}
+            "audit_near_duplicate_share": signals.diversity.near_duplicate_share,
+            "audit_mean_similarity": signals.diversity.mean_similarity,
+            "audit_unique_prompt_ratio": signals.diversity.unique_prompt_ratio}
 
 
 def compute_facts(answers: Answers, answered: Answers, signals: Signals | None) -> FactSheet:
@@ -97,17 +215,25 @@ def compute_facts(answers: Answers, answered: Answers, signals: Signals | None) 
     seq_len, avg_tokens, epochs, token_source = training_shape(answers, signals)
     fits = fit_methods(answers, seq_len, max(answers.examples, 1), avg_tokens, epochs)
     tuned, tuned_source = tuned_prompt_tokens(answers, signals)
+    saved = max(0, answers.prompt_tokens - tuned)
     facts: dict[str, Any] = answers.model_dump()
     facts.update(
         answered_goal=answered.goal, answered_examples=answered.examples, cpu_only=answers.gpu_count == 0,
         usable_examples=answers.examples, examples_per_task=answers.examples / max(answers.tasks, 1),
         daily_prompt_tokens=answers.requests_per_day * answers.prompt_tokens,
-        effective_tuned_prompt_tokens=tuned,
-        daily_prompt_tokens_saved=answers.requests_per_day * max(0, answers.prompt_tokens - tuned),
-        method=None, chosen_headroom_share=None, chosen_train_hours=None, chosen_train_time=None, chosen_memory_gb=None,
-        chosen_on_cpu=False,
+        effective_tuned_prompt_tokens=tuned, prompt_tokens_saved=saved,
+        daily_prompt_tokens_saved=answers.requests_per_day * saved,
+        prompt_saving_share=round(saved / answers.prompt_tokens, 4) if answers.prompt_tokens else 0.0,
+        seq_len=seq_len, seq_len_source=token_source, epochs=epochs,
+        merged_model_gb=round(model_shape(answers).params * ADAPTER_BYTES_PER_PARAM / 1e9, 1),
+        method=None, chosen_headroom_share=None, chosen_headroom_gb=None, chosen_train_hours=None,
+        chosen_train_time=None, chosen_memory_gb=None, chosen_memory_limit_gb=None, chosen_on_cpu=False,
+        chosen_over_budget=False, chosen_budget_examples=None, chosen_variant_mb=None, chosen_sharded=False,
+        chosen_gpus=None, chosen_offload=False, chosen_tight=False, chosen_allocated_gb=None, chosen_gpu_hours=None, chosen_lora_r=None, chosen_lora_targets=None,
         **{f"feasible_{m}": None for m in METHODS},
-        **_fit_facts(fits, answers.budget_gpu_hours, answers.storage_per_task_mb), **_audit_facts(signals))
+        **_fit_facts(fits, answers, model_shape(answers)), **_goal_facts(answers), **_audit_facts(signals))
+    facts["merge_ram_gb"] = round(2 * facts["merged_model_gb"], 1)
+    facts["offload_ram_gb"] = round(model_shape(answers).params * NF4_BYTES_PER_PARAM / 1e9, 1)
     assumptions = {"seq_len": seq_len, "avg_tokens_per_example": avg_tokens, "epochs": epochs,
                    "token_source": token_source, "tuned_prompt_tokens": tuned,
                    "tuned_prompt_source": tuned_source}
@@ -116,11 +242,28 @@ def compute_facts(answers: Answers, answered: Answers, signals: Signals | None) 
 
 def chosen_facts(sheet: FactSheet, method: str) -> None:
     """Facts about the chosen method, for after-choice rules."""
-    sheet.facts["method"] = method
+    f = sheet.facts
+    f["method"] = method
     if method in FINE_TUNES:
-        est = sheet.fits[method].estimate
-        sheet.facts["chosen_headroom_share"] = est.headroom_gb / est.gpu_memory_gb if est.gpu_memory_gb else 0.0
-        sheet.facts["chosen_train_hours"] = est.wall_hours
-        sheet.facts["chosen_train_time"] = human_duration(est.wall_hours)
-        sheet.facts["chosen_memory_gb"] = est.total_gb
-        sheet.facts["chosen_on_cpu"] = sheet.fits[method].request.device == "cpu"
+        fit = sheet.fits[method]
+        est = fit.estimate
+        f["chosen_headroom_gb"] = round(est.gpu_memory_gb - est.total_gb, 2)
+        f["chosen_headroom_share"] = f["chosen_headroom_gb"] / est.gpu_memory_gb if est.gpu_memory_gb else 0.0
+        f["chosen_tight"] = fit.tight
+        f["chosen_allocated_gb"] = est.allocated_gb
+        f["chosen_train_hours"] = est.wall_hours
+        f["chosen_train_time"] = human_duration(est.wall_hours)
+        f["chosen_memory_gb"] = est.total_gb
+        f["chosen_memory_limit_gb"] = est.gpu_memory_gb
+        f["chosen_on_cpu"] = fit.request.device == "cpu"
+        f["chosen_over_budget"] = f[f"over_budget_{method}"]
+        f["chosen_budget_examples"] = f[f"budget_examples_{method}"]
+        f["chosen_variant_mb"] = f[f"variant_mb_{method}"]
+        f["chosen_sharded"] = f[f"sharded_{method}"]
+        f["chosen_offload"] = fit.request.offload_params and f["chosen_sharded"]
+        f["chosen_gpus"] = fit.request.gpus
+        f["chosen_gpu_hours"] = est.gpu_hours
+        f["chosen_lora_r"] = fit.request.lora_r
+        targets = list(fit.request.lora_targets)
+        f["chosen_lora_targets"] = "all linear layers" if len(targets) >= 7 else ", ".join(targets)
+        f["variant_unit"] = {"full": "tuned copy", "p_tuning": "soft prompt"}.get(method, "adapter")

@@ -26,6 +26,13 @@ class FineTuneMethod:
     slowdown: float = 1.0  # on the FLOPs estimate (dequantising 4-bit weights costs time)
     ladder: Callable[[int], list[dict]] = field(default=lambda gpus: [{}], repr=False)
     section: Callable[[Any], dict] = field(default=lambda req: {}, repr=False)
+    # what one tuned variant stores and serves, in parameters, from (model shape, estimate request, trainable
+    # parameters): a full copy of the model, the adapter, or the soft prompt's virtual-token embeddings
+    stored: Callable[[Any, Any, int], int] = field(default=lambda shape, req, trainable: trainable, repr=False)
+
+    def variant_bytes(self, shape, req, trainable: int, bytes_per_param: int = 2) -> int:
+        """Bytes one tuned variant takes on disk and in serving (16-bit weights)."""
+        return int(self.stored(shape, req, trainable)) * bytes_per_param
 
     def config_section(self, req) -> dict:
         """The train config's `method` mapping for an estimate request (the configuration that was estimated)."""
@@ -65,6 +72,9 @@ def _adapter_ladder(quantized: bool) -> Callable[[int], list[dict]]:
             lean,
             *([{**lean, **_shard(gpus)}] if gpus > 1 else []),
             *([{**lean, "upcast_embeddings": False}] if quantized else []),
+            # FSDP + QLoRA with the 4-bit shards offloaded to host RAM (Answer.AI / Hugging Face 2024: 70B on 2×24 GB)
+            *([{"optimizer": "adamw_8bit", "lora_r": 16, **_shard(gpus), "offload_params": True}]
+              if quantized and gpus > 1 else []),
         ]
     return ladder
 
@@ -79,13 +89,16 @@ def _adapter_section(quantized: bool) -> Callable[[Any], dict]:
 
 
 FULL = FineTuneMethod("full", "Full fine-tune", 2e-5, trains_all_weights=True, flops_per_token=6.0,
-                      ladder=_full_ladder)
+                      ladder=_full_ladder, stored=lambda shape, req, trainable: shape.params)
 LORA = FineTuneMethod("lora", "LoRA", 2e-4, adapters=True, ladder=_adapter_ladder(False),
                       section=_adapter_section(False))
 QLORA = FineTuneMethod("qlora", "QLoRA", 2e-4, adapters=True, quantized_base=True, slowdown=1.3,
                        ladder=_adapter_ladder(True), section=_adapter_section(True))
+# P-tuning trains a prompt encoder, but what is stored and served is its output: virtual tokens × hidden size
+# (peft saves the encoder's output embeddings for inference; Lester et al. 2021: a prompt per task)
 P_TUNING = FineTuneMethod("p_tuning", "P-tuning", 1e-3, soft_prompt=True,
-                          ladder=lambda gpus: [{"optimizer": "adamw"}, *([_shard(gpus)] if gpus > 1 else [])])
+                          ladder=lambda gpus: [{"optimizer": "adamw"}, *([_shard(gpus)] if gpus > 1 else [])],
+                          stored=lambda shape, req, trainable: req.num_virtual_tokens * shape.hidden)
 
 REGISTRY: dict[str, FineTuneMethod] = {m.name: m for m in (FULL, LORA, QLORA, P_TUNING)}
 TITLES = {"prompting": "Prompting", "rag": "RAG (retrieval-augmented generation)",

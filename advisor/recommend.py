@@ -14,6 +14,7 @@ from advisor.recommendation import (
     Reason,
     Recommendation,
     RunnerUp,
+    Sentence,
     Tie,
     Warning_,
 )
@@ -84,10 +85,77 @@ def _estimates(sheet: FactSheet) -> dict[str, dict]:
     out = {}
     for m, f in sheet.fits.items():
         d = f.estimate.model_dump(mode="json")
+        d["fits"] = f.fits  # the advisor's fit: the expected reading within the memory (no `tight` allowance)
         d["config_rung"] = f.rung
         d["request"] = f.request.model_dump(mode="json")
         out[m] = d
     return out
+
+
+MEMORY_SENTENCE = ("{chosen_memory_gb:,.1f} GB of {chosen_memory_limit_gb:g} GB{memory_device}, at {seq_len:,} tokens "
+                   "per example ({seq_len_source}); ≈ {chosen_train_time} of training for {examples:,} examples × "
+                   "{epochs:g} epoch(s)")
+MEMORY_SUBSET = "; the budget trains about {chosen_budget_examples:,} of them (see budget_subset)"
+MEMORY_TIGHT = "; above the GPU's memory: it runs only if the allocator gives back its reserve (see memory_tight)"
+
+
+def memory_sentence(facts: dict, method: str, sheet: FactSheet) -> Sentence | None:
+    """The panel's memory line, from the chosen method's facts."""
+    if method not in sheet.fits:
+        return None
+    req = sheet.fits[method].request
+    facts["memory_device"] = (f" of host RAM (CPU, {sheet.fits[method].estimate.trainable_params:,} trainable "
+                              "parameters)" if req.device == "cpu" else
+                              f" per GPU × {req.gpus} ({sheet.fits[method].estimate.trainable_params:,} trainable "
+                              "parameters" + (", sharded" if req.sharding != "none" and req.gpus > 1 else "") + ")")
+    template = (MEMORY_SENTENCE + (MEMORY_SUBSET if facts.get("chosen_over_budget") else "")
+                + (MEMORY_TIGHT if facts.get("chosen_tight") else ""))
+    cited = {k: facts.get(k) for k in engine.placeholders(template)}
+    return Sentence(where="memory", text=engine.render_text(template, facts), facts=cited)
+
+
+def sentences(rec: Recommendation, trail: engine.Trail, method_steps: list[str], step_templates: list[str],
+              memory: Sentence | None) -> list[Sentence]:
+    """Every sentence the output shows, with the facts it cites (for the panel, --json and the truth test)."""
+    out: list[Sentence] = []
+    d = rec.decided_by
+    if d is not None:
+        out.append(Sentence(where="decided_by", text=d.text, rule=d.rule if d.stage == "decisive" else None,
+                            facts=d.facts, advises=list(d.candidates)))
+    if rec.runner_up:
+        out.append(Sentence(where="runner_up", text=rec.runner_up.why, rule=rec.runner_up.rule,
+                            facts=rec.runner_up.facts))
+    if memory is not None:
+        out.append(memory)
+    for c in rec.conflicts:
+        out.append(Sentence(where=f"conflict:{c.key}", text=c.message,
+                            facts={"answered": c.answered, "measured": c.measured}))
+    for f in rec.audit_findings:
+        out.append(Sentence(where=f"finding:{f.code}", text=f.effect, facts={"count": f.count, "share": f.share}))
+    for w in rec.warnings:
+        out.append(Sentence(where=f"warning:{w.code}", text=w.message, rule=w.rule, facts=w.facts,
+                            advises=w.advises))
+    for text, template in zip(method_steps, step_templates, strict=True):
+        out.append(Sentence(where="next_step", text=text, facts=trail.cited(template), advises=[rec.method]))
+    out += trail.step_sentences
+    for r in rec.ranking:
+        for x in r.reasons:
+            out.append(Sentence(where=f"ranking:{r.method}:{x.effect}", text=x.text, rule=x.rule, facts=x.facts))
+    return out
+
+
+def tune_target(feasible: dict[str, bool]) -> str:
+    """Where a tune can put the behaviour, in words, naming only the fine-tunes the constraints left."""
+    parts = []
+    if feasible["lora"] or feasible["qlora"]:
+        parts.append("an adapter on the model")
+    if feasible["p_tuning"]:
+        parts.append("a soft prompt in front of the unchanged base")
+    if feasible["full"]:
+        parts.append("the model's own weights")
+    if not parts:
+        return "the model (no fine-tune is possible here, see the ranking)"
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
 
 
 def recommend(answers: Answers, signals: Signals | None = None, rules: tuple[Rule, ...] | None = None) -> Recommendation:
@@ -96,6 +164,9 @@ def recommend(answers: Answers, signals: Signals | None = None, rules: tuple[Rul
     sheet = compute_facts(decided, answers, signals)
     trail = engine.Trail(sheet.facts)
     feasible = engine.run_constraints(rules, trail)
+    for m in ("lora", "qlora"):
+        trail.facts[f"{m}_ruled_out_by"] = ", ".join(x.rule for x in trail.reasons[m] if x.effect == "ruled out") or None
+    trail.facts["tune_target"] = tune_target(feasible)
     narrowing = engine.run_decisive(rules, trail, feasible)
     scores = engine.run_preferences(rules, trail)
     engine.fire_matching(rules, trail, after_choice=False)
@@ -104,11 +175,14 @@ def recommend(answers: Answers, signals: Signals | None = None, rules: tuple[Rul
     chosen_facts(sheet, chosen)
     engine.fire_matching(rules, trail, after_choice=True)
     tie = engine.ties(narrowing, scores)
-    return Recommendation(
+    step_templates = load_next_steps().get(chosen, [])
+    method_steps = [trail.text(t) for t in step_templates]
+    memory = memory_sentence(trail.facts, chosen, sheet)
+    rec = Recommendation(
         method=chosen,
         ranking=engine.ranked_list(order, narrowing, feasible, scores, trail),
         warnings=trail.warnings,
-        next_steps=load_next_steps().get(chosen, []) + trail.steps,
+        next_steps=method_steps + trail.steps,
         estimate=_estimates(sheet),
         overrides=[Override(key=c.key, answered=c.answered, measured=c.measured)
                    for c in conflicts if c.used == "measured"],
@@ -121,3 +195,5 @@ def recommend(answers: Answers, signals: Signals | None = None, rules: tuple[Rul
         data=data,
         audit_findings=audit_notes(signals, trail.fired, conflicts),
     )
+    rec.sentences = sentences(rec, trail, method_steps, step_templates, memory)
+    return rec

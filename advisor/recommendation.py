@@ -17,6 +17,8 @@ class Reason(BaseModel):
                         "`agrees` / `outranked by RULE` / `overruled` (decisive)")
     stage: str = Field("preference", description="constraint, decisive or preference")
     precedence: int | None = Field(None, description="decisive rules: their place in the order")
+    facts: dict[str, Any] = Field(default_factory=dict, description="the named facts the text cites, with the "
+                                  "values it was written from")
 
 
 class Ranked(BaseModel):
@@ -34,6 +36,20 @@ class Warning_(BaseModel):
     message: str
     rule: str
     source: str
+    facts: dict[str, Any] = Field(default_factory=dict, description="the named facts the text cites, with the "
+                                  "values it was written from")
+    advises: list[str] = Field(default_factory=list, description="methods the warning tells the user to use")
+
+
+class Sentence(BaseModel):
+    """One sentence the panel, `--json` or `--explain` shows, with the facts it rests on."""
+
+    where: str = Field(description="where it is shown: decided_by, runner_up, warning:CODE, next_step:N, "
+                       "ranking:METHOD:RULE, memory, data, conflict:KEY, finding:CODE")
+    text: str
+    rule: str | None = Field(None, description="the rule it comes from, when one does")
+    facts: dict[str, Any] = Field(default_factory=dict, description="the named facts it cites, with their values")
+    advises: list[str] = Field(default_factory=list, description="methods it tells the user to use")
 
 
 class Override(BaseModel):
@@ -51,12 +67,16 @@ class Decision(BaseModel):
     text: str
     source: str
     candidates: list[str] = Field(description="methods left after the decisive rules")
+    facts: dict[str, Any] = Field(default_factory=dict, description="the named facts the text cites, with the "
+                                  "values it was written from")
 
 
 class RunnerUp(BaseModel):
     method: str
     why: str = Field(description="exactly why it lost")
     rule: str | None = Field(None, description="the rule that made it lose, when one did")
+    facts: dict[str, Any] = Field(default_factory=dict, description="the named facts the text cites, with the "
+                                  "values it was written from")
 
 
 class Tie(BaseModel):
@@ -91,6 +111,8 @@ class Recommendation(BaseModel):
     conflicts: list[Conflict] = []
     data: DataFacts | None = None
     audit_findings: list[FindingNote] = []
+    sentences: list[Sentence] = Field(default_factory=list, description="every sentence shown, each with the "
+                                      "named facts it cites and the methods it advises")
 
     def ranked(self, method: str) -> Ranked:
         return next(r for r in self.ranking if r.method == method)

@@ -42,6 +42,8 @@ def test_knowledge_goal_leads_to_rag_with_arrow_keys(tmp_path):
     child.send(UP + UP + ENTER)                      # from the default `task` up to `knowledge`
     child.expect("How often do those facts change")
     child.send(DOWN + DOWN + ENTER)                  # monthly → daily
+    child.expect("tokens is all of that knowledge")
+    child.send("\x15" + ENTER)                       # empty: unknown
     child.expect("How does prompting perform")
     child.send(DOWN + ENTER)                         # untried → works
     for q, text in [("labelled examples", "500"), ("distinct tasks", "1")]:
@@ -140,7 +142,7 @@ def test_invalid_answer_is_reprompted_with_the_reason(tmp_path):
     answer(child, "labelled examples", "lots")
     child.expect("whole number")
     answer(child, "labelled examples", "2000")
-    for q in ("distinct tasks", "Which kind of task", "cite", "never leave", "requests per day"):
+    for q in ("long training example", "distinct tasks", "Which kind of task", "cite", "never leave", "requests per day"):
         answer(child, q, "")
     answer(child, "How many GPUs", "1")
     answer(child, "Memory per GPU", "0")
@@ -218,8 +220,9 @@ def test_detected_gpu_is_confirmed_instead_of_asked(tmp_path, monkeypatch):
     fake.write_text("#!/bin/sh\necho 'NVIDIA A100-SXM4-80GB, 81920'\necho 'NVIDIA A100-SXM4-80GB, 81920'\n")
     fake.chmod(0o755)
     monkeypatch.setenv("PATH", f"{fake.parent}:{os.environ['PATH']}")
-    # dataset, GPU confirm, goal, prompting, examples, tasks, task type, citations, private, requests, model, size, budget
-    answers_in = "\n".join(["", "y", "format", "unstable", "3000", "", "", "", "", "", "", "7", ""]) + "\n"
+    # dataset, GPU confirm, goal, prompting, examples, example length, tasks, task type, citations, private, requests,
+    # model, size, budget
+    answers_in = "\n".join(["", "y", "format", "unstable", "3000", "", "", "", "", "", "", "", "7", ""]) + "\n"
     out = io.StringIO()
     r = run_ask(PlainPrompter(Console(file=out, width=200), stream=io.StringIO(answers_in)))
     text = out.getvalue()
@@ -246,8 +249,8 @@ def test_p_tuning_and_prompt_cost_questions_branch_in(tmp_path):
     a = r.answers
     assert (a.tuned_prompt_tokens, a.tenants, a.frozen_base, a.storage_per_task_mb) == (120, 3, True, 0.5)
     one = dict(prefill, tasks=1, prompting="unstable", model_params_b=7.0)
-    r = run_ask(PlainPrompter(Console(file=io.StringIO(), width=200), stream=io.StringIO("")), one)
-    assert r.asked == []  # one task, a 7B model, prompting not working: none of them matter
+    r = run_ask(PlainPrompter(Console(file=io.StringIO(), width=200), stream=io.StringIO("\n")), one)
+    assert r.asked == ["example_tokens"]  # one task, a 7B model, prompting not working: only the example length
 
 
 def test_host_memory_is_detected_for_the_cpu_question(tmp_path):
@@ -265,5 +268,5 @@ def test_host_memory_is_detected_for_the_cpu_question(tmp_path):
     prefill = dict(dataset="", goal="format", prompting="unstable", examples=300, tasks=1, task_type="other",
                    needs_citations=False, private_data=False, requests_per_day=100, gpu_count=0, model_path="",
                    model_params_b=0.5, budget_gpu_hours=None)
-    r = run_ask(PlainPrompter(Console(file=io.StringIO(), width=200), stream=io.StringIO("\n")), prefill)
-    assert r.asked == ["cpu_memory_gb"] and r.answers.cpu_memory_gb == detect_host_memory_gb()
+    r = run_ask(PlainPrompter(Console(file=io.StringIO(), width=200), stream=io.StringIO("\n\n")), prefill)
+    assert r.asked == ["example_tokens", "cpu_memory_gb"] and r.answers.cpu_memory_gb == detect_host_memory_gb()

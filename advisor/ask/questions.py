@@ -33,6 +33,17 @@ QUESTIONS: list[Question] = [
              f"Changing facts need an index you can update, not a re-train ({S3}, when not to fine-tune #1).",
              default="monthly", choices=[(k, k) for k in ("static", "yearly", "monthly", "weekly", "daily")],
              when=lambda a: a.get("goal") == "knowledge"),
+    Question("knowledge_tokens", "About how many tokens is all of that knowledge (the documents or manual; empty = "
+             "unknown)?", "optional_int",
+             "A knowledge base under ~200k tokens can sit whole in the prompt with caching instead of an index "
+             "(Anthropic, Introducing Contextual Retrieval, 2024).", default=None, minimum=0,
+             when=lambda a: a.get("goal") == "knowledge"),
+    Question("identity_kind", "Is it a name (or a few facts about the model) or a whole character?", "choice",
+             "A name is set by instructions (seeds/004_7d8e581ff451b650.txt); a whole character whose prompting "
+             "plateaued is learned from in-character dialogues (Character-LLM, RoleLLM 2023).", default="name",
+             choices=[("name", "name — a name or a few facts about the model"),
+                      ("persona", "persona — a whole character: voice, manner, history")],
+             when=lambda a: a.get("goal") == "identity"),
     Question("prompting", "How does prompting perform today?", "choice",
              "Fine-tuning is a last resort once instructions and examples are tried "
              "(seeds/004_7d8e581ff451b650.txt).", default="untried",
@@ -42,6 +53,17 @@ QUESTIONS: list[Question] = [
     Question("examples", "How many labelled examples do you have?", "int",
              "Below ~50 examples a few-shot prompt beats a tune; OpenAI's guide needs 10 at least and sees "
              "gains from 50–100.", default=0, minimum=0),
+    Question("reasoning_traces", "Are the examples worked step-by-step solutions (reasoning traces), not just "
+             "question→answer pairs?", "bool",
+             "Distilling ~1,000 reasoning traces moved a 32B model's reasoning (s1, arXiv:2501.19393; LIMO, "
+             "arXiv:2502.03387); bare answers rarely do.", default=False,
+             when=lambda a: a.get("goal") == "reasoning" and a.get("examples", 0) > 0),
+    Question("example_tokens", "About how many tokens is one long training example, input + answer (empty = "
+             "assume 512, or audit your data)?", "optional_int",
+             "Memory and training time grow with the example length; the estimate is made at this length.",
+             default=None, minimum=1,
+             when=lambda a: not a.get("dataset") and a.get("examples", 0) >= 50
+             and a.get("prompting") in ("unstable", "plateaued") and a.get("goal") != "knowledge"),
     Question("tasks", "How many distinct tasks does the data cover?", "int",
              f"One fine-tune, one task: mixed tasks interfere ({S3}, best practice #6).", default=1, minimum=1),
     Question("task_type", "Which kind of task is it mostly?", "choice",

@@ -43,15 +43,10 @@ def _data_lines(rec, escape) -> list[str]:
     return lines
 
 
-def _memory_line(rec) -> list[str]:
-    from advisor.facts import human_duration
-
-    if rec.method not in rec.estimate:
-        return []
-    e = rec.estimate[rec.method]
-    return ["", f"[bold]memory[/] {e['total_gb']:.1f} GB of {e['gpu_memory_gb']:g} GB ({e['assumptions']['device']}, "
-                f"{e['trainable_params']:,} trainable parameters)"
-                + (f", ≈ {human_duration(e['wall_hours'])} of training" if e.get("wall_hours") is not None else "")]
+def _memory_line(rec, escape) -> list[str]:
+    """The chosen fine-tune's memory and time, as the recommendation wrote it (facts cited: see `sentences`)."""
+    line = next((x.text for x in rec.sentences if x.where == "memory"), None)
+    return ["", f"[bold]memory[/] {escape(line)}"] if line else []
 
 
 def _status(r) -> str:
@@ -70,7 +65,7 @@ def render(rec, config_written: str | None = None, con=None) -> None:
     from advisor.cli.common import console
 
     out = con or console
-    lines = _decision_lines(rec, escape) + _data_lines(rec, escape) + _memory_line(rec)
+    lines = _decision_lines(rec, escape) + _data_lines(rec, escape) + _memory_line(rec, escape)
     out.print(Panel("\n".join(lines), title="tunewise recommends", border_style="green"))
     t = Table(title="the other options (tunewise recommend --explain METHOD for the full trace)", title_justify="left")
     for col, just in (("method", "left"), ("status", "left"), ("preference", "right"), ("deciding rule", "left")):

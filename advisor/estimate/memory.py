@@ -81,6 +81,9 @@ class EstimateRequest(BaseModel):
     num_virtual_tokens: int = Field(20, gt=0)
     encoder_hidden_size: int | None = None
     sharding: Sharding = "none"
+    offload_params: bool = Field(False, description="with zero3/fsdp on several GPUs: the weight shards live in "
+                                 "host RAM and each layer is gathered onto the GPU when it runs (FSDP "
+                                 "fsdp_offload_params / ZeRO-3 offload_param; how FSDP + QLoRA trains 70B on 2×24 GB)")
     device: Device = "cuda"
     examples: int | None = Field(None, ge=0)
     avg_tokens: float | None = Field(None, gt=0)
@@ -282,6 +285,8 @@ def terms(shape: ModelShape, req: EstimateRequest) -> tuple[Terms, int]:
     gathered = 0.0
     if shard_weights:
         weights, adapter = weights / n, adapter / n
+        if req.offload_params:
+            weights = 0.0  # the shards sit in host RAM; only the gathered layers below reach the GPU
         stored = NF4_BYTES_PER_PARAM if spec.quantized_base else COMPUTE_BYTES[req.precision]
         gathered = GATHERED_LAYERS * layer_params * stored
         if spec.trains_all_weights:
@@ -405,6 +410,7 @@ def estimate(shape: ModelShape, req: EstimateRequest, suggest: bool = True) -> M
         "batch_size_per_gpu": req.batch_size,
         "gpus": req.gpus,
         "sharding": req.sharding,
+        "offload_params": req.offload_params,
         "device": req.device,
         "peak_phase": bd.peak_phase,
         "device_overhead": (f"CUDA context {CUDA_CONTEXT_GB:g} GB + allocator reserve {ALLOCATOR_RESERVE_SHARE:.0%} "

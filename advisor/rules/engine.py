@@ -14,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from advisor.recommendation import Decision, Ranked, Reason, RunnerUp, Tie, Warning_
-from advisor.rules.schema import METHODS, Rule, matches, render_text
+from advisor.recommendation import Decision, Ranked, Reason, RunnerUp, Sentence, Tie, Warning_
+from advisor.rules.schema import METHODS, Rule, matches, placeholders, render_text
 
 COST_ORDER = "cost order (cheapest first: " + ", ".join(METHODS) + ")"
 
@@ -28,14 +28,20 @@ class Trail:
     reasons: dict[str, list[Reason]] = field(default_factory=lambda: {m: [] for m in METHODS})
     warnings: list[Warning_] = field(default_factory=list)
     steps: list[str] = field(default_factory=list)
+    step_sentences: list[Sentence] = field(default_factory=list)
     fired: list[Rule] = field(default_factory=list)
 
     def text(self, s: str) -> str:
         return render_text(s, self.facts)
 
+    def cited(self, s: str) -> dict[str, Any]:
+        """The facts a text names, with the values it is rendered from."""
+        return {name: self.facts.get(name) for name in placeholders(s)}
+
     def reason(self, method: str, rule: Rule, effect: str) -> None:
         self.reasons[method].append(Reason(rule=rule.id, text=self.text(rule.rationale), source=rule.source,
-                                           effect=effect, stage=rule.stage, precedence=rule.precedence))
+                                           effect=effect, stage=rule.stage, precedence=rule.precedence,
+                                           facts=self.cited(rule.rationale)))
 
     def fire(self, rule: Rule) -> None:
         """Record a rule as fired, with its warning and next step."""
@@ -43,11 +49,15 @@ class Trail:
         warn = rule.effect.warn
         if warn and all(w.code != warn.code for w in self.warnings):
             self.warnings.append(Warning_(code=warn.code, message=self.text(warn.message), rule=rule.id,
-                                          source=rule.source))
+                                          source=rule.source, facts=self.cited(warn.message),
+                                          advises=list(rule.effect.advises)))
         if rule.effect.next_step:
             step = self.text(rule.effect.next_step)
             if step not in self.steps:
                 self.steps.append(step)
+                self.step_sentences.append(Sentence(where="next_step", text=step, rule=rule.id,
+                                                    facts=self.cited(rule.effect.next_step),
+                                                    advises=list(rule.effect.advises)))
 
 
 @dataclass
@@ -142,7 +152,7 @@ def decision(n: Narrowing, trail: Trail, chosen: str) -> Decision:
     if n.deciders:
         rule = n.deciders[-1]
         return Decision(rule=rule.id, precedence=rule.precedence, stage="decisive", text=trail.text(rule.rationale),
-                        source=rule.source, candidates=candidates)
+                        source=rule.source, candidates=candidates, facts=trail.cited(rule.rationale))
     return Decision(rule="preferences", precedence=None, stage="preference",
                     text="No decisive rule applied: the preference scores chose among the possible methods.",
                     source="rules/ (preference rules)", candidates=candidates)
@@ -161,12 +171,12 @@ def runner_up(order: list[str], n: Narrowing, feasible: dict[str, bool], scores:
     if not feasible[second]:
         vetoes = [r for r in trail.reasons[second] if r.effect == "ruled out"]
         return RunnerUp(method=second, rule=vetoes[0].rule,
-                        why=f"ruled out by {vetoes[0].rule}: {vetoes[0].text}")
+                        why=f"ruled out by {vetoes[0].rule}: {vetoes[0].text}", facts=vetoes[0].facts)
     if second in n.set_aside:
         rule = n.set_aside[second]
         return RunnerUp(method=second, rule=rule.id,
                         why=f"set aside by {rule.id} (decisive, precedence {rule.precedence}): "
-                            f"{trail.text(rule.rationale)}")
+                            f"{trail.text(rule.rationale)}", facts=trail.cited(rule.rationale))
     if any(chosen in t.methods and second in t.methods for t in tie):
         return RunnerUp(method=second, rule=None,
                         why=f"tied with {chosen} at {scores[chosen]:+g} on preferences; the tie goes to {chosen} "

@@ -20,6 +20,13 @@ class Fit:
     estimate: MemoryEstimate
     fits: bool
     rung: int  # 0 = the standard configuration; higher = leaner settings were needed
+    tight: bool = False  # above the expected reading; runs only if the allocator gives back its reserve (one GPU)
+
+
+def advisor_fits(est: MemoryEstimate) -> bool:
+    """The advisor's fit: the expected device reading at the peak within the memory. The estimator's `tight`
+    allowance (a run that fits only if the allocator gives back its reserve) is not a fit to recommend."""
+    return est.total_gb <= est.gpu_memory_gb
 
 
 def assumed_gpu_tflops(gpu_memory_gb: float) -> float:
@@ -54,8 +61,8 @@ def fit_methods(answers: Answers, seq_len: int, examples: int, avg_tokens: float
             for rung, upd in enumerate(REGISTRY[method].ladder(answers.gpu_count)):
                 req = base.model_copy(update=upd)
                 est = estimate(shape, req)
-                tried.append(Fit(method, req, est, est.fits, rung))
-                if est.fits:
+                tried.append(Fit(method, req, est, advisor_fits(est), rung))
+                if tried[-1].fits:
                     break
         if not (tried and tried[-1].fits):
             # CPU path: the model trains on the host in fp32 (bf16 kernels are slow or missing on CPUs); whether
@@ -64,6 +71,11 @@ def fit_methods(answers: Answers, seq_len: int, examples: int, avg_tokens: float
                                   device="cpu", gpu_tflops=CPU_TFLOPS, utilization=0.3,
                                   optimizer="adamw", **common)
             est = estimate(shape, req)
-            tried.append(Fit(method, req, est, est.fits, 0))
-        out[method] = next((f for f in tried if f.fits), tried[0])
+            tried.append(Fit(method, req, est, advisor_fits(est), 0))
+        clean = next((f for f in tried if f.fits), None)
+        # no configuration fits the expected reading: the first that runs only with the allocator's reserve given
+        # back is kept as a last resort (marked tight; a rule rules it out when another method fits cleanly)
+        tight = next((Fit(f.method, f.request, f.estimate, True, f.rung, tight=True)
+                      for f in tried if f.estimate.tight), None)
+        out[method] = clean or tight or tried[0]
     return out

@@ -53,9 +53,55 @@ DERIVED_FACTS: dict[str, str] = {
     "audit_low_diversity": "the audit found clustered, near-identical data",
     "audit_error_share": "share of records with error-level findings",
     "audit_near_duplicate_share": "share of records that are exact or near copies of another",
-    "lora_adapter_mb": "size of one LoRA adapter of the standard configuration, in MB",
-    "lora_adapter_over_storage": "storage_per_task_mb is set and one LoRA adapter is larger",
-    "p_tuning_prompt_mb": "size of one P-tuning soft prompt (20 virtual tokens), in MB",
+    "audit_mean_similarity": "mean similarity between records (the audit's diversity signal)",
+    "audit_unique_prompt_ratio": "share of distinct prompts among the records",
+    "freshness_said": "how often the facts change, in words",
+    "lora_adapter_mb": "size of one LoRA adapter of the configuration that fits, in MB (= variant_mb_lora)",
+    "lora_adapter_over_storage": "storage_per_task_mb is set and one LoRA adapter is larger (= over_storage_lora)",
+    "p_tuning_prompt_mb": "size of one stored P-tuning soft prompt (virtual tokens × hidden × 2 bytes), in MB",
+    "prompt_tokens_saved": "prompt_tokens − tuned prompt tokens: what tuning saves on one request",
+    "prompt_saving_share": "prompt_tokens_saved / prompt_tokens: the share of each request's prompt tuning saves",
+    "seq_len": "tokens per training example the estimates use (answered example_tokens, else the audit's 90th "
+               "percentile, else answered tuned_prompt_tokens, else 512), rounded up to 128",
+    "seq_len_source": "where seq_len comes from, in words",
+    "epochs": "passes over the data the estimates assume (3 below 10,000 examples, else 1)",
+    "merged_model_gb": "size of the base model in 16 bits, GB (what a merged model takes)",
+    "merge_ram_gb": "host RAM `tunewise merge` needs (the 16-bit model merged, then reloaded to check it), GB",
+    "subset_min_examples": "the fewest examples a budget must train for a curated subset to be worth it (50 per task)",
+    "prompting_state": "how prompting performs, in words (prompting already works, has plateaued ...)",
+    "prompting_state_cap": "the same, capitalised",
+    "persona": "goal identity with a whole character (identity_kind persona; unset: task_type conversation, or "
+               "prompting plateaued with ≥ 500 examples per task)",
+    "behaviour_goal": "goal format, task, style or domain_language, or a persona",
+    "behaviour_name": "the behaviour the goal names, in words",
+    "tune_target": "where a tune can put the behaviour, in words, naming only the fine-tunes the constraints left "
+                   "(decisive and later rules only)",
+    "variant_unit": "what one tuned variant is, in words (adapter, soft prompt, tuned copy)",
+    "reasoning_distillation": "goal reasoning with worked traces: ≥ 800 on a base of ≥ 30B, or ≥ 100,000 on any",
+    "reasoning_trace_note": "what the reasoning data is, in words (empty when it is a distillation case)",
+    "context_tokens": "the base model's context window from its config (model_path), else unknown",
+    "prompt_knowledge_limit": "tokens of knowledge a prompt holds whole: 200,000 (Anthropic), or the context window",
+    "knowledge_fits_prompt": "knowledge_tokens is set and within prompt_knowledge_limit",
+    "knowledge_over_prompt": "knowledge_tokens is set and above prompt_knowledge_limit",
+    "lora_ruled_out_by": "the constraint rules that ruled LoRA out, in words (decisive and later rules only)",
+    "qlora_ruled_out_by": "the constraint rules that ruled QLoRA out, in words (decisive and later rules only)",
+    "chosen_headroom_gb": "GB left free by the chosen fine-tune (after_choice rules only)",
+    "chosen_memory_limit_gb": "memory the chosen fine-tune was checked against, GB (after_choice rules only)",
+    "chosen_gpu_hours": "estimated GPU-hours of the chosen fine-tune on the whole set (after_choice rules only)",
+    "chosen_over_budget": "the chosen fine-tune's whole set is over the budget (after_choice rules only)",
+    "chosen_budget_examples": "examples the budget trains with the chosen method (after_choice rules only)",
+    "chosen_variant_mb": "MB one variant of the chosen method stores (after_choice rules only)",
+    "chosen_sharded": "the chosen fine-tune fits only sharded over the GPUs (after_choice rules only)",
+    "clean_fit_methods": "fine-tunes whose configuration fits the memory cleanly (not tight), within budget and "
+                         "storage, in words; unknown when none does",
+    "chosen_tight": "the chosen fine-tune is a tight last resort (after_choice rules only)",
+    "chosen_allocated_gb": "allocated peak of the chosen fine-tune, GB (after_choice rules only)",
+    "chosen_offload": "the chosen fine-tune fits only with its weight shards offloaded to host RAM (after_choice rules only)",
+    "offload_ram_gb": "GB of 4-bit weights a sharded QLoRA run offloads to host RAM",
+    "chosen_gpus": "GPUs the chosen fine-tune's estimate uses (after_choice rules only)",
+    "memory_device": "where the chosen fine-tune's memory is counted, in words (the panel's memory line)",
+    "chosen_lora_r": "LoRA rank of the chosen adapter configuration (after_choice rules only)",
+    "chosen_lora_targets": "the chosen adapter's target layers, in words (after_choice rules only)",
     "method": "the chosen method (only in rules with `after_choice: true`)",
     "chosen_headroom_share": "free share of memory for the chosen method (after_choice rules only)",
     "chosen_train_hours": "estimated wall-clock hours of the chosen fine-tune (after_choice rules only)",
@@ -72,6 +118,16 @@ DERIVED_FACTS: dict[str, str] = {
     **{f"memory_limit_gb_{m}": f"memory of the device the {m} estimate was checked against, in GB"
        for m in FINE_TUNES},
     **{f"over_budget_{m}": f"the {m} run needs more hours (GPU-hours, or CPU hours) than budget_gpu_hours" for m in FINE_TUNES},
+    **{f"tight_{m}": f"no {m} configuration fits the expected reading; one runs only if the allocator gives "
+       "back its reserve (one GPU): a last resort" for m in FINE_TUNES},
+    **{f"budget_examples_{m}": f"examples the budget trains with {m} (all when within budget; unknown without one)"
+       for m in FINE_TUNES},
+    **{f"budget_too_small_{m}": f"over budget, and the budget trains fewer than subset_min_examples with {m}"
+       for m in FINE_TUNES},
+    **{f"variant_mb_{m}": f"MB one {m} variant stores and serves (the method registry: full copy, adapter or "
+       "virtual tokens × hidden)" for m in FINE_TUNES},
+    **{f"over_storage_{m}": f"storage_per_task_mb is set and one {m} variant is larger" for m in FINE_TUNES},
+    **{f"sharded_{m}": f"the {m} configuration that fits is sharded over several GPUs" for m in FINE_TUNES},
     **{f"feasible_{m}": f"{m} survived the constraints (decisive, preference and after-choice rules only)"
        for m in METHODS},
 }
@@ -99,6 +155,8 @@ class Effect(BaseModel):
     score: dict[MethodName, float] = {}
     warn: WarningSpec | None = None
     next_step: str | None = None
+    advises: list[MethodName] = Field(default_factory=list, description="methods the warning or next step tells "
+                                      "the user to use (checked: each must be possible for the case)")
 
 
 class Rule(BaseModel):
