@@ -102,6 +102,9 @@ def test_long_record_escaped_once_clipped_around_the_leak(tmp_path):
     assert "&amp;quot;" not in page and "&amp;amp;" not in page and '\\"' not in page  # escaped once, no JSON escapes
     assert not re.search(r"&(?!(?:amp|lt|gt|quot|#x27);)", page)  # every & starts a whole entity
     assert "He said &quot;stop&quot; &amp; left &lt;early&gt;." in sec
+    words = {"He", "said", "&quot;stop&quot;", "&amp;", "left", "&lt;early&gt;."}  # cuts fall between words
+    assert set(re.findall(r'characters …\]</span>([^<\s]+)', sec)) <= words
+    assert set(re.findall(r'([^>\s]+)<span class="cut">', sec)) <= words
 
 
 def test_preference_pair_shows_both_sides(tmp_path):

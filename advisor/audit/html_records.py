@@ -164,13 +164,27 @@ def merged(spans: list[Span]) -> list[Span]:
 
 def shown_windows(text: str, marks: list[Span]) -> list[Span]:
     """The parts of a message that are shown: all of a short one; of a long one, the text around its marks (or its
-    head and tail)."""
-    if len(text) <= MESSAGE_CHARS:
-        return [(0, len(text))]
+    head and tail), cut between words."""
+    n = len(text)
+    if n <= MESSAGE_CHARS:
+        return [(0, n)]
     if not marks:
-        return [(0, HEAD_CHARS), (len(text) - TAIL_CHARS, len(text))]
-    windows = merged([(max(0, s - CONTEXT_CHARS), min(len(text), e + CONTEXT_CHARS)) for s, e in marks[:12]])
-    return windows
+        return [(0, _snap(text, HEAD_CHARS, -1)), (_snap(text, n - TAIL_CHARS, 1), n)]
+    return merged([(_snap(text, max(0, s - CONTEXT_CHARS), 1), _snap(text, min(n, e + CONTEXT_CHARS), -1))
+                   for s, e in marks[:12]])
+
+
+def _snap(text: str, at: int, direction: int, reach: int = 40) -> int:
+    """`at` moved to the nearest space within `reach` characters in `direction` (so no word is cut in half)."""
+    if at <= 0 or at >= len(text) or text[at - 1].isspace() or text[at].isspace():
+        return at
+    for k in range(1, reach):
+        j = at + k * direction
+        if not 0 < j < len(text):
+            break
+        if text[j].isspace():
+            return j + 1 if direction > 0 else j
+    return at
 
 
 def text_html(text: str, marks: list[Span]) -> str:

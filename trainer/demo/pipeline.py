@@ -40,19 +40,84 @@ def build_base(out: Path, texts: list[str], say, size: dict | None = None) -> Pa
     return out
 
 
-def clean_split(report, src: Path, out: Path, test_share: float = 0.1, seed: int = 0) -> tuple[Path, Path, int]:
-    """Drop records with error-level findings and duplicate copies; hold out a test set."""
-    bad = {i for f in report.findings if f.severity == "error" or f.code in ("exact_duplicate", "conflicting_answers")
-           for i in f.records}
+KEPT_FINDINGS = ("near_duplicate",)  # near-copies word the same ticket differently: still examples, kept
+WHOLE_GROUPS = ("conflicting_answers", "pair_contradiction")  # which answer is right is unknown: every side dropped
+
+
+@dataclass
+class Cleaning:
+    """What `clean_split` dropped and why: records per finding code (a record can carry several codes)."""
+    records: int
+    dropped: dict[str, int]
+    kept: dict[str, int]
+    bad: set[int]
+
+    def describe(self) -> str:
+        from advisor.audit.catalog import catalog
+
+        notes = {"exact_duplicate": " (the first of each group kept)",
+                 "conflicting_answers": " (every side: which is right is unknown)",
+                 "near_duplicate": " (reworded examples)"}
+
+        def listed(counts: dict[str, int]) -> str:
+            return " · ".join(f"{catalog()[c].title}: {n}{notes.get(c, '')}" for c, n in counts.items())
+
+        kept = f"; kept {listed(self.kept)}" if self.kept else ""
+        return f"dropped {len(self.bad)} of {self.records} records — {listed(self.dropped) or 'none flagged'}{kept}"
+
+
+def flagged(report) -> Cleaning:
+    """The records a training set must not hold: every record an error- or warning-level finding lists (the later
+    copies of exact duplicates, every side of a conflict), near-copies excepted."""
+    bad: set[int] = set()
+    dropped: dict[str, int] = {}
+    kept: dict[str, int] = {}
+    for f in report.worst_first():
+        if f.code in KEPT_FINDINGS or f.severity == "info":
+            if f.records:
+                kept[f.code] = len(f.records)
+            continue
+        records = {i for g in f.groups for i in g} if f.code in WHOLE_GROUPS and f.groups else set(f.records)
+        if records:
+            dropped[f.code] = len(records)
+            bad |= records
+    return Cleaning(report.records, dropped, kept, bad)
+
+
+def clean_split(report, src: Path, out: Path, test_share: float = 0.1, seed: int = 0) -> tuple[Path, Path, Cleaning]:
+    """Drop the flagged records (`flagged`); hold out a test set. Near-copies stay on one side of the split, so that
+    no held-out record is a reworded training record."""
+    cleaning = flagged(report)
     rows = [json.loads(line) for line in src.read_text(encoding="utf-8").splitlines() if line.strip()]
-    keep = [r for i, r in enumerate(rows) if i not in bad]
-    random.Random(seed).shuffle(keep)
-    n_test = max(10, int(len(keep) * test_share))
+    units = kept_units(report, len(rows), cleaning.bad)
+    random.Random(seed).shuffle(units)
+    n_test = max(10, int(sum(map(len, units)) * test_share))
+    test_ids: list[int] = []
+    for unit in units:
+        if len(test_ids) + len(unit) <= n_test:
+            test_ids += unit
+    held = set(test_ids)
+    train_ids = [i for unit in units for i in unit if i not in held]
     out.mkdir(parents=True, exist_ok=True)
     train, test = out / "train.jsonl", out / "test.jsonl"
-    atomic_write(train, "".join(json.dumps(r) + "\n" for r in keep[n_test:]))
-    atomic_write(test, "".join(json.dumps(r) + "\n" for r in keep[:n_test]))
-    return train, test, len(rows) - len(keep)
+    atomic_write(train, "".join(json.dumps(rows[i]) + "\n" for i in train_ids))
+    atomic_write(test, "".join(json.dumps(rows[i]) + "\n" for i in test_ids))
+    return train, test, cleaning
+
+
+def kept_units(report, n: int, bad: set[int]) -> list[list[int]]:
+    """The kept records in units that go to one side of the split together: each near-copy group, else one record."""
+    unit_of = {i: i for i in range(n)}
+    for f in report.findings:
+        if f.code == "near_duplicate":
+            for g in f.groups or []:
+                for i in g[1:]:
+                    unit_of[i] = unit_of[g[0]]
+    units: dict[int, list[int]] = {}
+    for i in range(n):
+        if i not in bad:
+            units.setdefault(unit_of[i], []).append(i)
+    return list(units.values())
 
 
 @dataclass
@@ -145,9 +210,8 @@ def step_audit(data_src: Path, out: Path, view: DemoView) -> tuple[Path, Path]:
 
     report = audit_file(data_src)
     view.audit(report, str(write_report(report, out / "audit")))
-    train_path, test_path, dropped = clean_split(report, data_src, out / "data")
-    view.say(f"dropped {dropped} records with errors, duplicate copies or conflicting labels; "
-             f"held out {sum(1 for _ in test_path.open())} records for evaluation")
+    train_path, test_path, cleaning = clean_split(report, data_src, out / "data")
+    view.say(f"{cleaning.describe()}; held out {sum(1 for _ in test_path.open())} records for evaluation")
     return train_path, test_path
 
 
