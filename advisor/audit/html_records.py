@@ -56,19 +56,20 @@ def load_records(path: str, fmt: str, wanted: Iterable[int]) -> dict[int, ShownR
             if rec.index > last:
                 break
             if rec.index in want:
-                out[rec.index] = _shown(parse_line(rec) if rec.raw is not None else rec, fmt)
+                raw = rec.raw
+                out[rec.index] = _shown(parse_line(rec) if raw is not None else rec, fmt, raw)
     except (OSError, ValueError, UnicodeDecodeError):
         pass  # the file changed or went away since the audit: the page says the record could not be read again
     return out
 
 
-def _shown(rec, fmt: str) -> ShownRecord:
-    if rec.error is not None:
-        return ShownRecord(rec.index, rec.line, [], raw=(rec.raw or b"").decode("utf-8", "replace") or rec.error)
+def _shown(rec, fmt: str, raw: bytes | None) -> ShownRecord:
+    if rec.error is not None:  # shown as the file has it (clipped like any long message)
+        return ShownRecord(rec.index, rec.line, [], raw=(raw or b"").decode("utf-8", "replace") or rec.error)
     s: Sample = to_sample(rec.obj, fmt)
     if not s.messages:
-        return ShownRecord(rec.index, rec.line, [], raw=json.dumps(rec.obj, ensure_ascii=False, indent=1)[:20_000])
-    msgs = [Shown(m.role, m.content) for m in s.messages]
+        return ShownRecord(rec.index, rec.line, [], raw=json.dumps(rec.obj, ensure_ascii=False, indent=1))
+    msgs = [Shown("text" if fmt == "text" else m.role, m.content) for m in s.messages]
     if s.rejected:
         msgs += [Shown(f"rejected {m.role}", m.content) for m in s.rejected]
     return ShownRecord(rec.index, rec.line, msgs)
