@@ -214,7 +214,8 @@ def page_html(report: AuditReport, findings: list[Finding], records: dict[int, S
     errors = report.error_records()
     sections = "".join(finding_html(f, records, clusters) for f in findings)
     tasks = ("" if any(f.code == "mixed_tasks" for f in findings) or not clusters else
-             f"<h2>Tasks</h2><p>about {sig.estimated_tasks} task(s), grouped by how the records begin</p>"
+             f"<h2>Tasks</h2><p>about {sig.estimated_tasks} task(s), by "
+             f"{html.escape(report.stats.get('task_method', ''))}; each with two of its instructions</p>"
              f"{_tasks_html(clusters)}")
     return f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1"><title>tunewise audit: {html.escape(report.path)}</title>
