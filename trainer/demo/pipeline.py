@@ -65,6 +65,16 @@ class Cleaning:
         kept = f"; kept {listed(self.kept)}" if self.kept else ""
         return f"dropped {len(self.bad)} of {self.records} records — {listed(self.dropped) or 'none flagged'}{kept}"
 
+    def summary(self, train: Path, test: Path) -> dict:
+        """The demo's `cleaning` section: records in, dropped (by finding), kept although flagged, train and test."""
+        return {"records": self.records, "dropped": len(self.bad), "dropped_by_finding": self.dropped,
+                "kept_flagged": self.kept, "train_records": _lines(train), "test_records": _lines(test)}
+
+
+def _lines(path: Path) -> int:
+    with path.open(encoding="utf-8") as f:
+        return sum(1 for line in f if line.strip())
+
 
 def flagged(report) -> Cleaning:
     """The records a training set must not hold: every record an error- or warning-level finding lists (the later
@@ -152,7 +162,7 @@ def run_demo(out: Path, view: DemoView, console=None, progress: bool = True, qui
     say = view.say
     data_src = asset("tickets.jsonl")
     say("\n[bold]1. audit[/] the built-in dataset (support messages → JSON tickets)")
-    train_path, test_path = step_audit(data_src, out, view)
+    train_path, test_path, cleaning = step_audit(data_src, out, view)
     say("\n[bold]2. base model[/] (local, no download)")
     ticket_texts = [m["content"] for line in data_src.read_text().splitlines() if line.strip()
                     for m in json.loads(line)["messages"]]
@@ -185,7 +195,8 @@ def run_demo(out: Path, view: DemoView, console=None, progress: bool = True, qui
              "base_model": base, "tuned_output": out / "run", "loss_plot": out / "run" / "loss.png",
              "eval_report": out / "run" / "eval.json", "eval_plot": out / "run" / "eval.png",
              "summary": out / "demo_summary.json"}
-    result = {"method": rec.method, "base": before, "tuned": after, "training": summary,
+    result = {"method": rec.method, "cleaning": cleaning.summary(train_path, test_path),
+              "base": before, "tuned": after, "training": summary,
               "wall_time_s": round(time.time() - t0, 1), "files": {k: str(v) for k, v in files.items()}}
     atomic_write(out / "demo_summary.json", json.dumps(result, indent=2) + "\n")
     return result
@@ -204,7 +215,7 @@ def writable_out(out: Path) -> Path:
     return out
 
 
-def step_audit(data_src: Path, out: Path, view: DemoView) -> tuple[Path, Path]:
+def step_audit(data_src: Path, out: Path, view: DemoView) -> tuple[Path, Path, Cleaning]:
     from advisor.audit import audit_file
     from advisor.audit.html import write_report
 
@@ -212,7 +223,7 @@ def step_audit(data_src: Path, out: Path, view: DemoView) -> tuple[Path, Path]:
     view.audit(report, str(write_report(report, out / "audit")))
     train_path, test_path, cleaning = clean_split(report, data_src, out / "data")
     view.say(f"{cleaning.describe()}; held out {sum(1 for _ in test_path.open())} records for evaluation")
-    return train_path, test_path
+    return train_path, test_path, cleaning
 
 
 def step_recommend(base: Path, train_path: Path, out: Path, view: DemoView):
