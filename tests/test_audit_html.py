@@ -185,3 +185,13 @@ def test_report_in_a_real_browser(tmp_path):
     assert m["marks"] >= 10 and m["marks_visible"] == m["marks"]
     assert m["bars"] == [20, 4]  # a bar per prompt length 37-56; the answers' 17 tokens (297), 4, 5 and 22 tokens
     assert m["overflow"] <= 0  # nothing wider than the window
+
+
+def test_a_record_under_two_findings_gets_each_findings_marks_only(tmp_path):
+    rows = [chat(f"question {i} about tea", f"Answer {i}: steep it for {i + 2} minutes.") for i in range(20)]
+    rows.append(chat("Mail me at ana.lopez@kmail.org please", "Sure.<|im_end|>"))
+    p = write_jsonl(tmp_path / "d.jsonl", rows)
+    write_report(audit_file(p), tmp_path / "rep")
+    page = (tmp_path / "rep" / "index.html").read_text(encoding="utf-8")
+    assert re.findall(r"<mark>(.*?)</mark>", section(page, "pii")) == ["ana.lopez@kmail.org"]
+    assert re.findall(r"<mark>(.*?)</mark>", section(page, "template_leak")) == ["&lt;|im_end|&gt;"]

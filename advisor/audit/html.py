@@ -130,14 +130,13 @@ def _group_html(f: Finding, records: dict[int, ShownRecord]) -> str:
     for n, g in enumerate(f.groups):
         if n >= (EXACT_GROUPS_SHOWN if f.code == "exact_duplicate" else GROUPS_SHOWN):
             break
-        shown = [records.get(i) for i in g[:MEMBERS_SHOWN]]
-        present = [r for r in shown if r is not None]
+        shown = {i: records[i].fresh() for i in g[:MEMBERS_SHOWN] if i in records}
         if f.code != "exact_duplicate":
-            mark_differences(present)
+            mark_differences(list(shown.values()))
         sim = f" · lowest similarity {f.similarity[n]:.2f}" if f.similarity and n < len(f.similarity) else ""
         more = f" · {len(g) - MEMBERS_SHOWN} more not shown: {', '.join(map(str, g[MEMBERS_SHOWN:][:30]))}" \
             if len(g) > MEMBERS_SHOWN else ""
-        cards = "".join(record_html(records.get(i), i, "first" if k == 0 else "") for k, i in enumerate(g[:MEMBERS_SHOWN]))
+        cards = "".join(record_html(shown.get(i), i, "first" if k == 0 else "") for k, i in enumerate(g[:MEMBERS_SHOWN]))
         out.append(f'<div class="group"><div class="gh">group {n + 1}: records {", ".join(map(str, g[:12]))}'
                    f'{" …" if len(g) > 12 else ""}{sim}{more}</div><div class="side">{cards}</div></div>')
     if len(f.groups or []) > len(out):
@@ -152,6 +151,7 @@ def _records_html(f: Finding, records: dict[int, ShownRecord]) -> str:
     for k, i in enumerate(f.records[:RECORDS_SHOWN]):
         rec, detail = records.get(i), (f.details or {}).get(i)
         if rec is not None:
+            rec = rec.fresh()
             mark_finding(rec, f.code, detail)
         cards.append(record_html(rec, i, detail or "", lines[k] if k < len(lines) else None))
     more = (f'<p class="more">{f.count - RECORDS_SHOWN:,} more records not shown.</p>'

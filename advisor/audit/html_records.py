@@ -43,6 +43,10 @@ class ShownRecord:
     messages: list[Shown]
     raw: str | None = None  # the record as JSON, when it does not read as the file's format
 
+    def fresh(self) -> ShownRecord:
+        """A copy without marks (a record shown under two findings gets each finding's marks only)."""
+        return ShownRecord(self.index, self.line, [Shown(m.role, m.text) for m in self.messages], self.raw)
+
 
 def load_records(path: str, fmt: str, wanted: Iterable[int]) -> dict[int, ShownRecord]:
     """The wanted records of the file, normalised to messages (one pass, stops after the last wanted record)."""
