@@ -116,17 +116,25 @@ def clean_split(report, src: Path, out: Path, test_share: float = 0.1, seed: int
 
 
 def kept_units(report, n: int, bad: set[int]) -> list[list[int]]:
-    """The kept records in units that go to one side of the split together: each near-copy group, else one record."""
-    unit_of = {i: i for i in range(n)}
+    """The kept records in units that go to one side of the split together: near-copy groups (joined where they
+    share a record), else one record."""
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
     for f in report.findings:
         if f.code == "near_duplicate":
             for g in f.groups or []:
                 for i in g[1:]:
-                    unit_of[i] = unit_of[g[0]]
+                    parent[root(i)] = root(g[0])
     units: dict[int, list[int]] = {}
     for i in range(n):
         if i not in bad:
-            units.setdefault(unit_of[i], []).append(i)
+            units.setdefault(root(i), []).append(i)
     return list(units.values())
 
 
