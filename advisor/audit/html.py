@@ -140,7 +140,7 @@ def _group_html(f: Finding, records: dict[int, ShownRecord]) -> str:
         out.append(f'<div class="group"><div class="gh">group {n + 1}: records {", ".join(map(str, g[:12]))}'
                    f'{" …" if len(g) > 12 else ""}{sim}{more}</div><div class="side">{cards}</div></div>')
     if len(f.groups or []) > len(out):
-        out.append(f'<p class="more">{len(f.groups) - len(out)} more groups not shown (every later copy is '
+        out.append(f'<p class="more">{len(f.groups) - len(out)} more groups not shown (their records after the first are '
                    f'in the list above).</p>')
     return "".join(out)
 
