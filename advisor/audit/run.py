@@ -187,12 +187,23 @@ def _pct(values) -> dict:
             "mean": round(float(a.mean()), 1)}
 
 
+LOG_BINS_SPAN = 20  # lengths spanning more than this factor get log-spaced bins ...
+LOG_BULK_SPAN = 2  # ... when their middle 80% spans more than this factor too (else a few outliers set the scale)
+
+
 def _histogram(values, bins: int = 24) -> dict:
-    """Counts over log-spaced token-length bins (lengths span orders of magnitude)."""
+    """Counts over token-length bins that cover the lengths there are: log-spaced when the lengths span more than
+    LOG_BINS_SPAN times (orders of magnitude) and their middle 80% more than LOG_BULK_SPAN times, else of equal
+    width from the shortest to the longest (a narrow range on a log axis from 1 is one bar). `scale` says which."""
     if not len(values):
-        return {"edges": [], "counts": []}
-    a = np.asarray(values)
-    hi = max(2, int(a.max()) + 1)
-    edges = np.unique(np.geomspace(1, hi, bins + 1).astype(int))
-    counts, edges = np.histogram(np.clip(a, 1, None), bins=edges)
-    return {"edges": edges.tolist(), "counts": counts.tolist()}
+        return {"edges": [], "counts": [], "scale": "linear"}
+    a = np.clip(np.asarray(values), 1, None)
+    lo, hi = int(a.min()), int(a.max()) + 1
+    p10, p90 = np.percentile(a, [10, 90])
+    if hi / lo > LOG_BINS_SPAN and p90 / p10 > LOG_BULK_SPAN:
+        scale, edges = "log", np.unique(np.geomspace(lo, hi, bins + 1).astype(int))
+    else:
+        width = max(1, -(-(hi - lo) // bins))
+        scale, edges = "linear", np.arange(lo, hi + width, width)
+    counts, edges = np.histogram(a, bins=edges)
+    return {"edges": edges.tolist(), "counts": counts.tolist(), "scale": scale}

@@ -61,6 +61,7 @@ class TaskSampler:
         self.heads: list[str] = []
         self.full: list[str] = []
         self.answers: list[str] = []
+        self.tags: list[tuple] = []  # each sampled row's (system key, instruction key, intent): clusters' examples
         self.seen = 0
         self.rng = random.Random(seed)
         self.system_keys = _Column(np.uint64)
@@ -75,19 +76,27 @@ class TaskSampler:
         self.system_keys.extend(system_keys)
         self.instruction_keys.extend(instruction_keys)
         self.intents.update(intents)
-        for head, shape in zip(heads, shapes, strict=True):
-            self._sample(head, shape)
+        for row in zip(heads, shapes, system_keys, instruction_keys, intents, strict=True):
+            self._sample(*row)
 
-    def _sample(self, head: str, answer_shape: str) -> None:
+    def _sample(self, head: str, answer_shape: str, system_key, instruction_key, intent: str) -> None:
         self.seen += 1
+        tag = (system_key, instruction_key, intent)
         if len(self.heads) < SAMPLE:
             self.heads.append(head[:HEAD_CHARS])
             self.full.append(head)
             self.answers.append(answer_shape)
+            self.tags.append(tag)
         else:
             j = self.rng.randrange(self.seen)
             if j < SAMPLE:
                 self.heads[j], self.full[j], self.answers[j] = head[:HEAD_CHARS], head, answer_shape
+                self.tags[j] = tag
+
+    def examples(self, which: int, value) -> list[str]:
+        """Two distinct sampled instructions whose tag `which` (0 system key, 1 instruction key, 2 intent) is
+        `value`."""
+        return list(dict.fromkeys(h for h, t in zip(self.full, self.tags, strict=True) if t[which] == value))[:2]
 
     def counts(self, which: str) -> dict[int, int]:
         keys = (self.system_keys if which == "system" else self.instruction_keys).array()
@@ -118,8 +127,9 @@ def _shared_statements(sampler: TaskSampler, valid: int) -> TaskEstimate | None:
     for which, kind in (("system", "system prompt"), ("instruction", "instruction")):
         shared = {k: c for k, c in sampler.counts(which).items() if c >= floor and k != EMPTY}
         if sum(shared.values()) >= 0.5 * valid:
-            clusters = [TaskCluster(f"{kind} #{i + 1}", c, round(c / valid, 4), []) for i, (_k, c) in
-                        enumerate(sorted(shared.items(), key=lambda kv: -kv[1]))]
+            which_tag = 0 if which == "system" else 1
+            clusters = [TaskCluster(f"{kind} #{i + 1}", c, round(c / valid, 4), sampler.examples(which_tag, k))
+                        for i, (k, c) in enumerate(sorted(shared.items(), key=lambda kv: -kv[1]))]
             return TaskEstimate(len(shared), f"shared {kind}s (each on ≥ {MIN_SHARE:.0%} of records)", clusters)
     return None
 
@@ -199,6 +209,6 @@ def _clusters(sampler: TaskSampler, groups: list[list[int]], n: int) -> list[Tas
 
 def _intents(sampler: TaskSampler, valid: int, method: str) -> TaskEstimate:
     floor = max(3, MIN_SHARE * valid)
-    clusters = [TaskCluster(k, c, round(c / valid, 4), []) for k, c in sampler.intents.most_common()]
+    clusters = [TaskCluster(k, c, round(c / valid, 4), sampler.examples(2, k)) for k, c in sampler.intents.most_common()]
     tasks = sum(1 for c in clusters if c.size >= floor and c.label != "other")
     return TaskEstimate(max(1, tasks), method, clusters)

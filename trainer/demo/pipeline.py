@@ -40,19 +40,102 @@ def build_base(out: Path, texts: list[str], say, size: dict | None = None) -> Pa
     return out
 
 
-def clean_split(report, src: Path, out: Path, test_share: float = 0.1, seed: int = 0) -> tuple[Path, Path, int]:
-    """Drop records with error-level findings and duplicate copies; hold out a test set."""
-    bad = {i for f in report.findings if f.severity == "error" or f.code in ("exact_duplicate", "conflicting_answers")
-           for i in f.records}
+KEPT_FINDINGS = ("near_duplicate",)  # near-copies word the same ticket differently: still examples, kept
+WHOLE_GROUPS = ("conflicting_answers", "pair_contradiction")  # which answer is right is unknown: every side dropped
+
+
+@dataclass
+class Cleaning:
+    """What `clean_split` dropped and why: records per finding code (a record can carry several codes)."""
+    records: int
+    dropped: dict[str, int]
+    kept: dict[str, int]
+    bad: set[int]
+
+    def describe(self) -> str:
+        from advisor.audit.catalog import catalog
+
+        notes = {"exact_duplicate": " (the first of each group kept)",
+                 "conflicting_answers": " (every side: which is right is unknown)",
+                 "near_duplicate": " (reworded examples)"}
+
+        def listed(counts: dict[str, int]) -> str:
+            return " · ".join(f"{catalog()[c].title}: {n}{notes.get(c, '')}" for c, n in counts.items())
+
+        kept = f"; kept {listed(self.kept)}" if self.kept else ""
+        return f"dropped {len(self.bad)} of {self.records} records — {listed(self.dropped) or 'none flagged'}{kept}"
+
+    def summary(self, train: Path, test: Path) -> dict:
+        """The demo's `cleaning` section: records in, dropped (by finding), kept although flagged, train and test."""
+        return {"records": self.records, "dropped": len(self.bad), "dropped_by_finding": self.dropped,
+                "kept_flagged": self.kept, "train_records": _lines(train), "test_records": _lines(test)}
+
+
+def _lines(path: Path) -> int:
+    with path.open(encoding="utf-8") as f:
+        return sum(1 for line in f if line.strip())
+
+
+def flagged(report) -> Cleaning:
+    """The records a training set must not hold: every record an error- or warning-level finding lists (the later
+    copies of exact duplicates, every side of a conflict), near-copies excepted."""
+    bad: set[int] = set()
+    dropped: dict[str, int] = {}
+    kept: dict[str, int] = {}
+    for f in report.worst_first():
+        if f.code in KEPT_FINDINGS or f.severity == "info":
+            if f.records:
+                kept[f.code] = len(f.records)
+            continue
+        records = {i for g in f.groups for i in g} if f.code in WHOLE_GROUPS and f.groups else set(f.records)
+        if records:
+            dropped[f.code] = len(records)
+            bad |= records
+    return Cleaning(report.records, dropped, kept, bad)
+
+
+def clean_split(report, src: Path, out: Path, test_share: float = 0.1, seed: int = 0) -> tuple[Path, Path, Cleaning]:
+    """Drop the flagged records (`flagged`); hold out a test set. Near-copies stay on one side of the split, so that
+    no held-out record is a reworded training record."""
+    cleaning = flagged(report)
     rows = [json.loads(line) for line in src.read_text(encoding="utf-8").splitlines() if line.strip()]
-    keep = [r for i, r in enumerate(rows) if i not in bad]
-    random.Random(seed).shuffle(keep)
-    n_test = max(10, int(len(keep) * test_share))
+    units = kept_units(report, len(rows), cleaning.bad)
+    random.Random(seed).shuffle(units)
+    n_test = max(10, int(sum(map(len, units)) * test_share))
+    test_ids: list[int] = []
+    for unit in units:
+        if len(test_ids) + len(unit) <= n_test:
+            test_ids += unit
+    held = set(test_ids)
+    train_ids = [i for unit in units for i in unit if i not in held]
     out.mkdir(parents=True, exist_ok=True)
     train, test = out / "train.jsonl", out / "test.jsonl"
-    atomic_write(train, "".join(json.dumps(r) + "\n" for r in keep[n_test:]))
-    atomic_write(test, "".join(json.dumps(r) + "\n" for r in keep[:n_test]))
-    return train, test, len(rows) - len(keep)
+    atomic_write(train, "".join(json.dumps(rows[i]) + "\n" for i in train_ids))
+    atomic_write(test, "".join(json.dumps(rows[i]) + "\n" for i in test_ids))
+    return train, test, cleaning
+
+
+def kept_units(report, n: int, bad: set[int]) -> list[list[int]]:
+    """The kept records in units that go to one side of the split together: near-copy groups (joined where they
+    share a record), else one record."""
+    parent = list(range(n))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for f in report.findings:
+        if f.code == "near_duplicate":
+            for g in f.groups or []:
+                for i in g[1:]:
+                    parent[root(i)] = root(g[0])
+    units: dict[int, list[int]] = {}
+    for i in range(n):
+        if i not in bad:
+            units.setdefault(root(i), []).append(i)
+    return list(units.values())
 
 
 @dataclass
@@ -87,7 +170,7 @@ def run_demo(out: Path, view: DemoView, console=None, progress: bool = True, qui
     say = view.say
     data_src = asset("tickets.jsonl")
     say("\n[bold]1. audit[/] the built-in dataset (support messages → JSON tickets)")
-    train_path, test_path = step_audit(data_src, out, view)
+    train_path, test_path, cleaning = step_audit(data_src, out, view)
     say("\n[bold]2. base model[/] (local, no download)")
     ticket_texts = [m["content"] for line in data_src.read_text().splitlines() if line.strip()
                     for m in json.loads(line)["messages"]]
@@ -120,7 +203,8 @@ def run_demo(out: Path, view: DemoView, console=None, progress: bool = True, qui
              "base_model": base, "tuned_output": out / "run", "loss_plot": out / "run" / "loss.png",
              "eval_report": out / "run" / "eval.json", "eval_plot": out / "run" / "eval.png",
              "summary": out / "demo_summary.json"}
-    result = {"method": rec.method, "base": before, "tuned": after, "training": summary,
+    result = {"method": rec.method, "cleaning": cleaning.summary(train_path, test_path),
+              "base": before, "tuned": after, "training": summary,
               "wall_time_s": round(time.time() - t0, 1), "files": {k: str(v) for k, v in files.items()}}
     atomic_write(out / "demo_summary.json", json_text(result, indent=2) + "\n")
     return result
@@ -139,16 +223,15 @@ def writable_out(out: Path) -> Path:
     return out
 
 
-def step_audit(data_src: Path, out: Path, view: DemoView) -> tuple[Path, Path]:
+def step_audit(data_src: Path, out: Path, view: DemoView) -> tuple[Path, Path, Cleaning]:
     from advisor.audit import audit_file
     from advisor.audit.html import write_report
 
     report = audit_file(data_src)
     view.audit(report, str(write_report(report, out / "audit")))
-    train_path, test_path, dropped = clean_split(report, data_src, out / "data")
-    view.say(f"dropped {dropped} records with errors, duplicate copies or conflicting labels; "
-             f"held out {sum(1 for _ in test_path.open())} records for evaluation")
-    return train_path, test_path
+    train_path, test_path, cleaning = clean_split(report, data_src, out / "data")
+    view.say(f"{cleaning.describe()}; held out {sum(1 for _ in test_path.open())} records for evaluation")
+    return train_path, test_path, cleaning
 
 
 def step_recommend(base: Path, train_path: Path, out: Path, view: DemoView):
