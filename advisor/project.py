@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from advisor.data.layout import DataLayout
 from advisor.files import load_model_file
 
 PROJECT_FILE = "tunewise.yaml"
@@ -33,6 +34,9 @@ class ProjectFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    data: DataLayout = Field(default_factory=DataLayout, description="how the data files are read: `columns` (which "
+                             "column holds what), `tags` (turn keys and roles), `text_unit`, `format`; used by audit, "
+                             "recommend and train (where the training config does not say)")
 
 
 def find_project(start: Path | None = None) -> Path | None:
