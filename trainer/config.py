@@ -10,8 +10,9 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
+from advisor.data.layout import ColumnMap, DataLayout, TagMap
 from trainer.metrics import METRICS
 
 # transformers' optimizer names. adamw stays torch's foreach AdamW (what the estimate's step temporaries model and
@@ -53,7 +54,8 @@ class ModelSection(_Section):
 
 
 class DataSection(_Section):
-    path: str = Field(description="training data: JSONL, JSON array or CSV (relative to this file's folder)")
+    path: str = Field(description="training data: JSONL, JSON array, one JSON object, CSV/TSV, Parquet or text, "
+                      "also gzip/bzip2/xz/zstd-compressed (relative to this file's folder)")
     format: Literal["auto", "alpaca", "sharegpt", "openai", "prompt_completion", "text"] = Field(
         "auto", description="record format; auto = detected from the first 200 records (as `tunewise audit` does)")
     chat_template: str | None = Field(
@@ -76,6 +78,22 @@ class DataSection(_Section):
                                   "folder); default $TUNEWISE_CACHE, else ~/.cache/tunewise")
     num_proc: int | None = Field(None, ge=1, description="processes that tokenise the records; default one per "
                                  "available core from 20,000 records (at least 10,000 each), else one")
+    columns: ColumnMap | None = Field(None, description="which column holds what (prompt, query, response, system, "
+                                      "history, messages, tools, text; LLaMA-Factory's names), as `tunewise audit "
+                                      "--columns` reads them; default: the project file's data.columns, else detected")
+    tags: TagMap | None = Field(None, description="the keys and role names inside each turn of the `messages` column")
+    text_unit: Literal["auto", "line", "paragraph", "document"] = Field(
+        "auto", description="plain-text files: one record per line, paragraph or document (auto: as the audit decides)")
+
+    _columns_origin: str = PrivateAttr("data.columns")  # the file and field the columns came from (for errors)
+
+    @property
+    def columns_origin(self) -> str:
+        return self._columns_origin
+
+    def layout(self) -> DataLayout:
+        """The reading settings the audit takes (advisor/data/layout.py)."""
+        return DataLayout(format=self.format, columns=self.columns, tags=self.tags, text_unit=self.text_unit)
 
 
 class _LoraFields(_Section):

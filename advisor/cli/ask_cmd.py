@@ -47,6 +47,10 @@ def run(args: argparse.Namespace) -> int:
 
             raise UserError(f"{args.answers}: expected a mapping of answers keys")
         prefill = data
+        if isinstance(prefill.get("dataset"), str):  # relative to the answers file's folder
+            from advisor.answers import dataset_from_file
+
+            prefill["dataset"] = dataset_from_file(prefill["dataset"], args.answers)
     if args.dataset:
         prefill["dataset"] = args.dataset
     out_console = err_console if args.json else console
@@ -100,11 +104,13 @@ def decide_start(args, prompter, result) -> bool:
 
 
 def write_outputs(result, out: Path) -> dict[str, str]:
+    from advisor.answers import dataset_for_file
     from advisor.files import atomic_write, write_model
 
     out.mkdir(parents=True, exist_ok=True)
-    files = {"answers": str(write_model(out / "answers.yaml", result.answers, header="tunewise answers"))}
     rec, answers = result.recommendation, result.answers
+    saved = answers.model_copy(update={"dataset": dataset_for_file(answers.dataset, out / "answers.yaml")})
+    files = {"answers": str(write_model(out / "answers.yaml", saved, header="tunewise answers"))}
     from advisor.methods import is_fine_tune
 
     if is_fine_tune(rec.method):

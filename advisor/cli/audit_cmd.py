@@ -119,9 +119,8 @@ def run(args: argparse.Namespace) -> int:
         import json
 
         from advisor.audit.report import AuditReport
-        from advisor.project import ProjectFile
-
         from advisor.data.layout import DataLayout
+        from advisor.project import ProjectFile
 
         model = {"project": ProjectFile, "report": AuditReport, "columns": DataLayout}[args.print_schema]
         print(json.dumps(model.model_json_schema(), indent=2))

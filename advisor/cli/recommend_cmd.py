@@ -41,10 +41,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def load_answers(path: str):
-    from advisor.answers import Answers
+    """The answers file, its `dataset` read against the file's folder."""
+    from advisor.answers import Answers, dataset_from_file
     from advisor.files import load_model_file
 
-    return load_model_file(Answers, path, "answers file")
+    answers = load_model_file(Answers, path, "answers file")
+    return answers.model_copy(update={"dataset": dataset_from_file(answers.dataset, path)})
 
 
 def run(args: argparse.Namespace) -> int:

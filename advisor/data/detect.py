@@ -79,6 +79,10 @@ def open_dataset(path: str | Path, fmt: str = "auto", layout: DataLayout | None 
                             f"records, but the format is `{fmt}`; drop the format or map the columns it needs")
         return Detection(container, mapped.fmt, f"columns mapped by {origin}: {mapped.describe()}", mapped)
     if fmt != "auto":
+        found = majority_layout(objs)
+        if found is not None and found[0] == fmt:  # the format given, in a published layout
+            return Detection(container, fmt, f"the format given ({fmt}): {inferred_reason(*found[:3])}",
+                             Layout(found[0], found[1], "the records' keys", found[2]))
         return Detection(container, fmt, f"the format given with --format ({fmt})")
     return _detect(path, container, objs)
 
