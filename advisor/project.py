@@ -61,3 +61,10 @@ def load_project(path: str | Path | None = None, search: bool = True) -> tuple[P
     if tok and not Path(tok).is_absolute():
         project.audit.tokenizer = str(found.parent / tok)
     return project, found
+
+
+def project_layout() -> tuple[DataLayout, str]:
+    """How the nearest project file says data files are read (its `data:` section), and where that is (for
+    errors): what `recommend` and `ask` audit with, as `audit` does."""
+    project, path = load_project()
+    return project.data, f"{path}: data.columns" if path else "data.columns"

@@ -80,10 +80,10 @@ def detect_format(path: str | Path, fmt: str = "auto", layout: DataLayout | None
 
 
 def load_conversations(path: str | Path, fmt: str = "auto", system_prompt: str | None = None,
-                       layout: DataLayout | None = None):
+                       layout: DataLayout | None = None, origin: str = "data.columns"):
     """(the usable records as (record index, messages as role/content dicts), the format, the skipped record
     indices by reason, how many records the file holds)."""
-    det = detect(path, fmt, layout)
+    det = detect(path, fmt, layout, origin)
     out, skipped, total = [], {}, 0
     for r in det.records(path):
         total += 1

@@ -59,8 +59,10 @@ def run(args: argparse.Namespace) -> int:
     signals = None
     if dataset:
         from advisor.audit import audit_file
+        from advisor.project import project_layout
 
-        signals = audit_file(dataset, model_path=answers.model_path).signals
+        layout, origin = project_layout()
+        signals = audit_file(dataset, model_path=answers.model_path, layout=layout, layout_origin=origin).signals
     if args.export and not args.config_out:
         from advisor.errors import UserError
 
