@@ -326,3 +326,15 @@ def test_dataset_paths_for_and_from_the_answers_file(tmp_path, monkeypatch):
     assert dataset_from_file("data.jsonl", "project/answers.yaml") == "project/data.jsonl"
     assert dataset_from_file("/abs/data.jsonl", "project/answers.yaml") == "/abs/data.jsonl"
     assert dataset_for_file("data/train.jsonl", tmp_path / "out" / "answers.yaml") == "../data/train.jsonl"
+
+
+def test_audit_from_a_llamafactory_config_uses_its_dataset_info_columns(tmp_path, cli_json):
+    (tmp_path / "ChatbotData.csv").write_text(KOREAN_CSV, encoding="utf-8")
+    (tmp_path / "dataset_info.json").write_text(json.dumps({"chatbot": {
+        "file_name": "ChatbotData.csv", "columns": {"prompt": "A", "response": "Q"}}}))
+    cfg = write_yaml(tmp_path / "lf.yaml", {"model_name_or_path": str(tmp_path), "stage": "sft", "dataset": "chatbot",
+                                            "dataset_dir": str(tmp_path), "template": "qwen", "cutoff_len": 512,
+                                            "finetuning_type": "lora"})
+    r = cli_json("audit", "--from", cfg)
+    assert r["detection"]["columns"] == {"prompt": "A", "completion": "Q"}
+    assert "columns mapped by" in r["detection"]["reason"] and "dataset_info columns" in r["detection"]["reason"]

@@ -100,6 +100,8 @@ def data_layout(args: argparse.Namespace, project_data, project_path):
     from advisor.data.layout import parse_columns_flag
 
     layout, origin = project_data, f"{project_path}: data.columns" if project_path else "--columns"
+    if getattr(args, "tool_layout", None):
+        layout, origin = args.tool_layout
     if getattr(args, "columns", None):
         given = parse_columns_flag(args.columns)
         layout = layout.model_copy(update={"columns": given.columns, "tags": given.tags or layout.tags,
@@ -163,6 +165,8 @@ def from_tool_config(args: argparse.Namespace) -> None:
             err_console.print(f"[yellow]{args.from_config} trains on {len(job.data)} files: auditing the first, "
                               f"{job.data[0]} (give DATA for another)[/]")
         args.data = job.data[0]
+    if args.columns is None and args.data in job.layouts:  # dataset_info.json's columns / tags for this file
+        args.tool_layout = (job.layouts[args.data], f"{args.from_config}: dataset_info columns")
     if args.model is None and args.tokenizer is None and job.local_model:
         args.model = job.local_model
     if args.max_seq_len is None:

@@ -246,8 +246,11 @@ def _turn_map(tags: TagMap | None, objs: list[Any], key: str | None) -> tuple | 
                   if getattr(t, f"{name}_tag") is not None)
     if role_key is None or content_key is None:
         return None
-    if (role_key, content_key) in (("from", "value"), ("role", "content")) and not roles:
-        return None
+    from advisor.data.formats import SHAREGPT_ROLES
+
+    same = all(SHAREGPT_ROLES.get(value.lower()) == SHAREGPT_ROLES[canon] for value, canon in roles)
+    if (role_key, content_key) in (("from", "value"), ("role", "content")) and same:
+        return None  # the turns read as they are (tool calls and all)
     return role_key, content_key, roles
 
 
