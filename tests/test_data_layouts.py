@@ -338,3 +338,18 @@ def test_audit_from_a_llamafactory_config_uses_its_dataset_info_columns(tmp_path
     r = cli_json("audit", "--from", cfg)
     assert r["detection"]["columns"] == {"prompt": "A", "completion": "Q"}
     assert "columns mapped by" in r["detection"]["reason"] and "dataset_info columns" in r["detection"]["reason"]
+
+
+def test_export_carries_the_columns_to_llamafactory_and_names_them_for_the_others(tmp_path):
+    from advisor.export import export
+    from tests.trainer_fixtures import train_config
+    from trainer.config import TrainConfig
+
+    data = write_jsonl(tmp_path / "dolly.jsonl", DOLLY * 4)
+    cfg = TrainConfig.model_validate(train_config(tmp_path / "model", data, tmp_path / "run", {"name": "lora"}))
+    lf = export(cfg, "llamafactory", tmp_path / "lf" / "lf.yaml")
+    entry = json.loads(lf.files["dataset_info.json"])["tunewise_train"]
+    assert entry["columns"] == {"prompt": "instruction", "query": "context", "response": "response"}
+    assert ("data.columns", "dataset_info.json columns") in lf.mapped
+    ax = export(cfg, "axolotl", tmp_path / "ax" / "ax.yaml")
+    assert any(k == "data.columns" and "context → input" in why for k, why in ax.not_expressed)
