@@ -352,4 +352,8 @@ def test_export_carries_the_columns_to_llamafactory_and_names_them_for_the_other
     assert entry["columns"] == {"prompt": "instruction", "query": "context", "response": "response"}
     assert ("data.columns", "dataset_info.json columns") in lf.mapped
     ax = export(cfg, "axolotl", tmp_path / "ax" / "ax.yaml")
-    assert any(k == "data.columns" and "context → input" in why for k, why in ax.not_expressed)
+    assert ax.config["datasets"][0]["type"] == {
+        "field_instruction": "instruction", "field_output": "response", "format": "{instruction}\n\n{input}",
+        "no_input_format": "{instruction}", "field_input": "context"}
+    trl = export(cfg, "trl", tmp_path / "trl" / "trl.yaml")
+    assert any(k == "data.columns" and "context → input" in why for k, why in trl.not_expressed)

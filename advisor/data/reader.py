@@ -199,7 +199,11 @@ def sniff(path: str | Path, text_unit: str = "auto") -> Container:
 
 def _sniff_container(p: Path, compression: str | None, text_unit: str) -> Container:
     suffix = inner_suffix(p)
-    magic = _head_bytes(p, compression)[:4] if compression else p.open("rb").read(4)
+    if compression:
+        magic = _head_bytes(p, compression)[:4]
+    else:
+        with p.open("rb") as f:
+            magic = f.read(4)
     if magic == b"PAR1" or suffix == ".parquet":
         if magic != b"PAR1":
             raise UserError(f"{p}: named .parquet but not a Parquet file (no PAR1 magic bytes)")

@@ -93,7 +93,10 @@ def layout_notes(cfg: TrainConfig, out: Exported) -> None:
     """data.columns / data.tags: LLaMA-Factory's dataset_info.json takes them (dataset_entry); the others read
     the format's own keys. data.text_unit: the tools read a text file one line per record."""
     layout = data_layout(cfg)
+    said = {k for k, _ in out.mapped + out.not_expressed}
     for key in ("data.columns", "data.tags"):
+        if key in said:  # the target mapped them itself (Axolotl's field names)
+            continue
         if layout is None:
             out.mapped.append((key, "(none: the records use the format's own keys)"))
         elif "dataset_info.json" in out.files:  # LLaMA-Factory: the entry maps them
