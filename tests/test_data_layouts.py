@@ -80,6 +80,8 @@ def test_audit_reads_gpteacher_without_schema_errors(tmp_path, cli_json):
       "answer": "Virgin Blue"}, "Who commenced services in 2000?\n\nVirgin Blue commenced services in 2000.",
      "Virgin Blue"),  # the context is no longer dropped
     ({"system_prompt": "You are terse.", "question": "2+2?", "response": "4"}, "2+2?", "4"),  # OpenOrca
+    ({"Context": "I feel anxious before exams.", "Response": "That is common; try a short breathing routine."},
+     "I feel anxious before exams.", "That is common; try a short breathing routine."),  # counseling conversations
 ])
 def test_common_instruction_layouts(tmp_path, record, prompt, answer):
     det, s = _sample(write_jsonl(tmp_path / "d.jsonl", [record, record]))

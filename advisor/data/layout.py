@@ -315,6 +315,9 @@ def _conversation_layout(obj: dict, lowered: dict[str, str]) -> tuple | None:
         system = _first(obj, lowered, SYSTEM_LIKE, {key})
         if system:
             pairs.append(("system", system))
+        tools = lowered.get("tools") or lowered.get("functions")
+        if tools and obj.get(tools):
+            pairs.append(("tools", tools))
         fmt = "openai" if target == "messages" else "sharegpt"
         return fmt, tuple(pairs), None if canonical else (keys[0], keys[1], ())
     return None
@@ -322,7 +325,8 @@ def _conversation_layout(obj: dict, lowered: dict[str, str]) -> tuple | None:
 
 def _instruction_layout(obj: dict, lowered: dict[str, str]) -> tuple | None:
     instruction = _first(obj, lowered, INSTRUCTION_KEYS, set())
-    prompt = instruction or _first(obj, lowered, PROMPT_LIKE, set())
+    # the context alone is the prompt where nothing else is (mental_health_counseling_conversations: Context/Response)
+    prompt = instruction or _first(obj, lowered, PROMPT_LIKE, set()) or _first(obj, lowered, CONTEXT_LIKE, set())
     if prompt is None:
         return None
     response = _first(obj, lowered, RESPONSE_LIKE, {prompt})
