@@ -359,3 +359,15 @@ def test_export_carries_the_columns_to_llamafactory_and_names_them_for_the_other
         "no_input_format": "{instruction}", "field_input": "context"}
     trl = export(cfg, "trl", tmp_path / "trl" / "trl.yaml")
     assert any(k == "data.columns" and "context → input" in why for k, why in trl.not_expressed)
+
+
+def test_ultrachat_strings_alternate_user_and_assistant(tmp_path):
+    from trainer.data import load_conversations
+
+    path = write_jsonl(tmp_path / "ultrachat.jsonl", [{"id": "0", "data": ["How do bees fly?", "By flapping fast.",
+                                                                          "How fast?", "About 200 beats a second."]}] * 2)
+    det, s = _sample(path)
+    assert (det.format, [m.role for m in s.messages]) == ("sharegpt", ["user", "assistant", "user", "assistant"])
+    assert "a conversation in `data` as alternating strings, the user's first" in det.reason
+    assert load_conversations(path)[0][0][1][3] == {"role": "assistant", "content": "About 200 beats a second.",
+                                                    "train": True}

@@ -94,6 +94,7 @@ class DataLayout(BaseModel):
 
 # ---- the runtime layout ----------------------------------------------------------------------------------------
 
+ALTERNATING = "(alternating strings)"  # turn keys of a conversation that is a list of strings, user first
 ROLE_NAMES = {"user": "human", "assistant": "gpt", "system": "system", "observation": "observation",
               "function": "function_call"}
 
@@ -115,8 +116,13 @@ class Layout:
         if self.turns is not None:
             for key in ("conversations", "messages"):
                 if isinstance(out.get(key), list):
-                    out[key] = [self._turn(t) for t in out[key]]
+                    out[key] = self._turns(out[key])
         return out
+
+    def _turns(self, turns: list) -> list:
+        if self.turns[0] == ALTERNATING:  # UltraChat's `data`: plain strings, the user's first
+            return [{"from": "human" if i % 2 == 0 else "gpt", "value": t} for i, t in enumerate(turns)]
+        return [self._turn(t) for t in turns]
 
     def _turn(self, turn: Any) -> Any:
         if not isinstance(turn, dict):
@@ -133,9 +139,16 @@ class Layout:
             return message
         return re.sub(r"`(\w+)", lambda m: "`" + names.get(m.group(1), m.group(1)), message)
 
+    @property
+    def portable(self) -> bool:
+        """Whether other tools' column mappings can say it (not a conversation of bare alternating strings)."""
+        return self.turns is None or self.turns[0] != ALTERNATING
+
     def describe(self) -> str:
         shown = ", ".join(f"{src} → {dst}" for dst, src in self.pairs)
-        if self.turns:
+        if self.turns and self.turns[0] == ALTERNATING:
+            shown += "; turns alternate user / assistant"
+        elif self.turns:
             shown += f"; turns {{{self.turns[0]}, {self.turns[1]}}}"
         return shown
 
@@ -302,6 +315,8 @@ def _conversation_layout(obj: dict, lowered: dict[str, str]) -> tuple | None:
     for name in CONVERSATION_LIKE:
         key = lowered.get(name)
         turns = obj.get(key) if key else None
+        if isinstance(turns, list) and len(turns) >= 2 and name != "text" and all(isinstance(t, str) for t in turns):
+            return "sharegpt", ((("conversations", key),)), (ALTERNATING, "", ())
         if not (isinstance(turns, list) and turns and all(isinstance(t, dict) for t in turns[:4])):
             continue
         keys = _turn_keys(turns[0])
@@ -374,4 +389,6 @@ def inferred_reason(fmt: str, pairs: tuple, turns: tuple | None) -> str:
         return ", ".join(parts) + " (an alpaca-style layout)"
     key = src.get("conversations") or src.get("messages")
     how = f" with {{{turns[0]}, {turns[1]}}} turns" if turns else ""
+    if turns and turns[0] == ALTERNATING:
+        how = " as alternating strings, the user's first"
     return f"a conversation in `{key}`{how} ({'OpenAI chat' if fmt == 'openai' else 'sharegpt'} style)"

@@ -99,6 +99,8 @@ def layout_notes(cfg: TrainConfig, out: Exported) -> None:
             continue
         if layout is None:
             out.mapped.append((key, "(none: the records use the format's own keys)"))
+        elif not layout.portable:
+            out.skip(key, "the conversations are lists of bare strings: write them as {role, content} messages first")
         elif "dataset_info.json" in out.files:  # LLaMA-Factory: the entry maps them
             out.mapped.append((key, f"dataset_info.json {key.split('.')[1]}"))
         else:

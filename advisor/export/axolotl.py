@@ -65,6 +65,8 @@ def mapped_dataset(layout, train_roles: list[str]) -> dict | None:
     where Axolotl has no such fields (preference pairs, text)."""
     src = dict(layout.pairs)
     conv = src.get("conversations") or src.get("messages")
+    if not layout.portable:
+        return None
     if conv:
         role_key, content_key = ("role", "content") if layout.fmt == "openai" else ("from", "value")
         roles: dict[str, list[str]] = {"user": ["human", "user"], "assistant": ["gpt", "assistant"],

@@ -32,7 +32,7 @@ def dataset_entry(cfg: TrainConfig, fmt: str) -> dict:
     from advisor.export import data_layout
 
     layout = data_layout(cfg)
-    if layout is not None:  # the columns train maps (data.columns, or a published layout such as Dolly's)
+    if layout is not None and layout.portable:  # the columns train maps (data.columns, or a published layout such as Dolly's)
         return {**entry, **mapped_entry(layout)}
     keys = data_keys(cfg.data.path)
 
