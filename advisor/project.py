@@ -67,4 +67,16 @@ def project_layout() -> tuple[DataLayout, str]:
     """How the nearest project file says data files are read (its `data:` section), and where that is (for
     errors): what `recommend` and `ask` audit with, as `audit` does."""
     project, path = load_project()
-    return project.data, f"{path}: data.columns" if path else "data.columns"
+    return project.data, columns_origin(path) if path else "data.columns"
+
+
+def columns_origin(path: str | Path) -> str:
+    """`FILE:LINE: data.columns`, where a file's column mapping sits (named in errors about a mapped column)."""
+    from advisor.errors import UserError
+    from advisor.files import read_structured
+
+    try:
+        line = read_structured(path)[1].get(("data", "columns"))
+    except UserError:
+        line = None
+    return f"{path}:{line}: data.columns" if line else f"{path}: data.columns"

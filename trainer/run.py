@@ -39,14 +39,16 @@ def load_config(path: str, overrides: list[str] | None = None) -> TrainConfig:
     columns of the project file (tunewise.yaml) beside it, so that the mapping the audit read is the one that
     trains."""
     cfg = load_model_file(TrainConfig, path, "training config", overrides).resolve_paths(path)
-    cfg.data._columns_origin = f"{path}: data.columns"
+    from advisor.project import columns_origin
+
+    cfg.data._columns_origin = columns_origin(path)
     return with_project_columns(cfg, Path(path).resolve().parent)
 
 
 def with_project_columns(cfg: TrainConfig, folder: Path) -> TrainConfig:
     if cfg.data.columns is not None:
         return cfg
-    from advisor.project import find_project, load_project
+    from advisor.project import columns_origin, find_project, load_project
 
     found = find_project(folder)
     if found is None:
@@ -57,7 +59,7 @@ def with_project_columns(cfg: TrainConfig, folder: Path) -> TrainConfig:
     update = {"columns": data.columns, "tags": data.tags or cfg.data.tags,
               **({"text_unit": data.text_unit} if cfg.data.text_unit == "auto" else {})}
     section = cfg.data.model_copy(update=update)
-    section._columns_origin = f"{found}: data.columns"
+    section._columns_origin = columns_origin(found)
     return cfg.model_copy(update={"data": section})
 
 

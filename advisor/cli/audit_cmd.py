@@ -98,8 +98,9 @@ def data_layout(args: argparse.Namespace, project_data, project_path):
     """The columns, tags and text unit: --columns / --text-unit over the project file's `data:` section; and where
     the columns came from (named in errors)."""
     from advisor.data.layout import parse_columns_flag
+    from advisor.project import columns_origin
 
-    layout, origin = project_data, f"{project_path}: data.columns" if project_path else "--columns"
+    layout, origin = project_data, columns_origin(project_path) if project_path else "--columns"
     if getattr(args, "tool_layout", None):
         layout, origin = args.tool_layout
     if getattr(args, "columns", None):
