@@ -211,7 +211,7 @@ def test_train_reads_the_mapping_the_audit_reads(tmp_path):
     write_yaml(tmp_path / "train.yaml", {**cfg, "data": {"path": "ChatbotData.csv",
                                                           "columns": {"prompt": "Q", "response": "X"}}})
     c = load_config(str(tmp_path / "train.yaml"))  # the config's own columns win, errors name the file
-    with pytest.raises(UserError, match=r"train\.yaml:4: data\.columns: column `X` \(mapped to response\)"):
+    with pytest.raises(UserError, match=r"train\.yaml:5: data\.columns: column `X` \(mapped to response\)"):
         load_conversations(c.data.path, c.data.format, None, c.data.layout(), c.data.columns_origin)
 
 
