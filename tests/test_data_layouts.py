@@ -371,3 +371,14 @@ def test_ultrachat_strings_alternate_user_and_assistant(tmp_path):
     assert "a conversation in `data` as alternating strings, the user's first" in det.reason
     assert load_conversations(path)[0][0][1][3] == {"role": "assistant", "content": "About 200 beats a second.",
                                                     "train": True}
+
+
+def test_columns_change_the_run_fingerprint_and_unset_ones_leave_it_as_it_was():
+    from trainer.config import TrainConfig
+
+    base = {"model": {"path": "m"}, "data": {"path": "d.jsonl"}, "method": {"name": "lora"}, "output": {"dir": "o"}}
+    plain = TrainConfig.model_validate(base)
+    mapped = TrainConfig.model_validate({**base, "data": {"path": "d.jsonl", "columns": {"prompt": "Q", "response": "A"}}})
+    assert plain.fingerprint() != mapped.fingerprint()
+    d = plain.model_dump(mode="json")
+    assert {"columns", "tags", "text_unit"} <= set(d["data"])  # present in the config, left out of the hash when unset

@@ -311,6 +311,9 @@ class TrainConfig(_Section):
         d.pop("eval", None)  # checking the result does not change it
         for key in ("cache", "cache_dir", "num_proc"):  # where and how the records are tokenised, not what they are
             d["data"].pop(key, None)
+        for key, default in (("columns", None), ("tags", None), ("text_unit", "auto")):  # unset: as before they were
+            if d["data"].get(key) == default:
+                d["data"].pop(key)
         for key in ("node_rank", "master_addr", "master_port"):  # where this copy runs, not what it trains
             d["distributed"].pop(key, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]
