@@ -130,12 +130,19 @@ def open_bytes(p: Path, compression: str | None, meter: ReadMeter | None = None)
     raw: IO[bytes] = p.open("rb")
     if meter is not None:
         raw = io.BufferedReader(_Counting(raw, meter), CHUNK)
-    if compression == "gzip":
-        return gzip.GzipFile(fileobj=raw, mode="rb")
-    if compression == "bzip2":
-        return bz2.BZ2File(raw, "rb")
-    if compression == "xz":
-        return lzma.LZMAFile(raw, "rb")
+    if compression in ("gzip", "bzip2", "xz"):
+        stream = (gzip.GzipFile(fileobj=raw, mode="rb") if compression == "gzip" else
+                  bz2.BZ2File(raw, "rb") if compression == "bzip2" else lzma.LZMAFile(raw, "rb"))  # noqa: SIM115 - returned open
+        close = stream.close
+
+        def close_both() -> None:  # the decompressor leaves a file object it was given open
+            try:
+                close()
+            finally:
+                raw.close()
+
+        stream.close = close_both
+        return stream
     import pyarrow as pa  # zstd: pyarrow's codec (a dependency already; the standard library has none before 3.14)
 
     return io.BufferedReader(pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), "zstd"), CHUNK)
