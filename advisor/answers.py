@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -48,7 +50,8 @@ class Answers(BaseModel):
     task_type: TaskType = Field("other", description="kind of task, when one dominates")
     prompt_tokens: int = Field(500, ge=0, description="tokens sent per request today (instructions + few-shot)")
     cpu_memory_gb: float = Field(16.0, gt=0, description="host memory for CPU-only training")
-    dataset: str | None = Field(None, description="path of the training data, if any")
+    dataset: str | None = Field(None, description="path of the training data, if any (relative to this file's "
+                                "folder)")
     model_path: str | None = Field(None, description="local folder of the base model, if any")
     tuned_prompt_tokens: int | None = Field(
         None, ge=0, description="tokens per request after tuning (the input alone, without instructions and "
@@ -82,3 +85,19 @@ class Answers(BaseModel):
         if (self.gpu_memory_gb == 0) != (self.gpu_count == 0):
             raise ValueError("`gpu_memory_gb` and `gpu_count` must both be 0 (no GPU) or both be above 0")
         return self
+
+
+def dataset_from_file(dataset: str | None, answers_file: str | Path) -> str | None:
+    """An answers file's `dataset` as a path from the working directory: a relative one is read against the
+    file's folder (where the person who wrote it was), like every other path a tunewise file holds."""
+    if not dataset or Path(dataset).is_absolute() or Path(dataset).expanduser() != Path(dataset):
+        return str(Path(dataset).expanduser()) if dataset else dataset
+    return os.path.normpath(Path(answers_file).parent / dataset)
+
+
+def dataset_for_file(dataset: str | None, answers_file: str | Path) -> str | None:
+    """The inverse, for writing an answers file: a relative path from the working directory → relative to the
+    file's folder (so that reading it back finds the same file)."""
+    if not dataset or Path(dataset).is_absolute():
+        return dataset
+    return os.path.relpath(Path(dataset).resolve(), Path(answers_file).resolve().parent)

@@ -110,9 +110,11 @@ def findings_reference() -> str:
 
 
 def project_reference() -> str:
+    from advisor.data.layout import DataLayout
     from advisor.project import AuditSettings
 
-    return "\n".join(["| key | type | default | meaning |", "|---|---|---|---|", *model_table(AuditSettings, "audit.")])
+    return "\n".join(["| key | type | default | meaning |", "|---|---|---|---|", *model_table(AuditSettings, "audit."),
+                      *model_table(DataLayout, "data.")])
 
 
 def formats_reference() -> str:
@@ -127,11 +129,29 @@ def formats_reference() -> str:
               "under `data`, `train`, `examples`, `records`, `rows`, ... (the largest list otherwise) |",
               "| CSV / TSV | `.csv` / `.tsv` suffix; the header names the fields |",
               "| Parquet | the `PAR1` magic bytes (Hugging Face `datasets` exports); read in batches with pyarrow |",
+              "| compressed | any of the above gzip-, bzip2-, xz- or zstd-compressed (`data.jsonl.gz`, `corpus.txt.zst`): "
+              "recognised by the magic bytes, read as a stream; the inner suffix decides CSV/TSV |",
               "| plain text | not JSON: one record per line, per paragraph when blank lines separate multi-line "
-              "paragraphs, or the whole file when lines break mid-sentence |",
+              "paragraphs, or the whole file when lines break mid-sentence; `--text-unit` (line, paragraph or document) "
+              "(`data.text_unit`) chooses, and the report says which was used |",
               "| refused (exit 2, once) | UTF-16, Latin-1 and other non-UTF-8 text, binary files, `.json`/`.jsonl` that "
-              "is not JSON, a JSON Lines file whose first records mostly do not parse |"]
+              "is not JSON, a JSON Lines file whose first records mostly do not parse, a truncated compressed file |"]
+    lines += ["", "| published layout (read without a mapping) | read as |", "|---|---|",
+              *(f"| {keys} | {read} |" for keys, read in LAYOUT_EXAMPLES)]
     return "\n".join(lines)
+
+
+LAYOUT_EXAMPLES = (
+    ("`instruction` / `context` / `response` (Dolly)", "alpaca: the context after the instruction, `response` trained"),
+    ("`instruction` / `input` / `response` (GPTeacher)", "alpaca"),
+    ("`input` / `output`, `inputs` / `targets` (xP3, FLAN), `problem` / `solution` (NuminaMath), `Q` / `A`, "
+     "`Question` / `Answer`", "alpaca: the first the prompt, the second the answer"),
+    ("`question` / `answer` / `context`, `system_prompt` / `question` / `response` (OpenOrca)",
+     "alpaca: the context or system prompt kept"),
+    ("`conversation` / `dialog` / `chat` / `turns` / `text` holding turns; turns as `{speaker, text}`, "
+     "`{author, message}`, ...", "sharegpt or OpenAI chat"),
+    ("`system` / `question` / `chosen` / `rejected` (orca_dpo_pairs)", "dpo, the question as the prompt"),
+)
 
 
 TABLES = {"answers": answers_reference, "config": config_reference, "rules": rules_reference,

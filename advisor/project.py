@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from advisor.data.layout import DataLayout
 from advisor.files import load_model_file
 
 PROJECT_FILE = "tunewise.yaml"
@@ -33,6 +34,9 @@ class ProjectFile(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    data: DataLayout = Field(default_factory=DataLayout, description="how the data files are read: `columns` (which "
+                             "column holds what), `tags` (turn keys and roles), `text_unit`, `format`; used by audit, "
+                             "recommend and train (where the training config does not say)")
 
 
 def find_project(start: Path | None = None) -> Path | None:
@@ -57,3 +61,22 @@ def load_project(path: str | Path | None = None, search: bool = True) -> tuple[P
     if tok and not Path(tok).is_absolute():
         project.audit.tokenizer = str(found.parent / tok)
     return project, found
+
+
+def project_layout() -> tuple[DataLayout, str]:
+    """How the nearest project file says data files are read (its `data:` section), and where that is (for
+    errors): what `recommend` and `ask` audit with, as `audit` does."""
+    project, path = load_project()
+    return project.data, columns_origin(path) if path else "data.columns"
+
+
+def columns_origin(path: str | Path) -> str:
+    """`FILE:LINE: data.columns`, where a file's column mapping sits (named in errors about a mapped column)."""
+    from advisor.errors import UserError
+    from advisor.files import read_structured
+
+    try:
+        line = read_structured(path)[1].get(("data", "columns"))
+    except UserError:
+        line = None
+    return f"{path}:{line}: data.columns" if line else f"{path}: data.columns"

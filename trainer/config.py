@@ -10,8 +10,9 @@ import os
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
+from advisor.data.layout import ColumnMap, DataLayout, TagMap
 from trainer.metrics import METRICS
 
 # transformers' optimizer names. adamw stays torch's foreach AdamW (what the estimate's step temporaries model and
@@ -60,7 +61,8 @@ class ModelSection(_Section):
 
 
 class DataSection(_Section):
-    path: str = Field(description="training data: JSONL, JSON array or CSV (relative to this file's folder)")
+    path: str = Field(description="training data: JSONL, JSON array, one JSON object, CSV/TSV, Parquet or text, "
+                      "also gzip/bzip2/xz/zstd-compressed (relative to this file's folder)")
     format: Literal["auto", "alpaca", "sharegpt", "openai", "prompt_completion", "text"] = Field(
         "auto", description="record format; auto = detected from the first 200 records (as `tunewise audit` does)")
     chat_template: str | None = Field(
@@ -83,6 +85,22 @@ class DataSection(_Section):
                                   "folder); default $TUNEWISE_CACHE, else ~/.cache/tunewise")
     num_proc: int | None = Field(None, ge=1, description="processes that tokenise the records; default one per "
                                  "available core from 20,000 records (at least 10,000 each), else one")
+    columns: ColumnMap | None = Field(None, description="which column holds what (prompt, query, response, system, "
+                                      "history, messages, tools, text; LLaMA-Factory's names), as `tunewise audit "
+                                      "--columns` reads them; default: the project file's data.columns, else detected")
+    tags: TagMap | None = Field(None, description="the keys and role names inside each turn of the `messages` column")
+    text_unit: Literal["auto", "line", "paragraph", "document"] = Field(
+        "auto", description="plain-text files: one record per line, paragraph or document (auto: as the audit decides)")
+
+    _columns_origin: str = PrivateAttr("data.columns")  # the file and field the columns came from (for errors)
+
+    @property
+    def columns_origin(self) -> str:
+        return self._columns_origin
+
+    def layout(self) -> DataLayout:
+        """The reading settings the audit takes (advisor/data/layout.py)."""
+        return DataLayout(format=self.format, columns=self.columns, tags=self.tags, text_unit=self.text_unit)
 
 
 class _LoraFields(_Section):
@@ -309,6 +327,9 @@ class TrainConfig(_Section):
         d.pop("eval", None)  # checking the result does not change it
         for key in ("cache", "cache_dir", "num_proc"):  # where and how the records are tokenised, not what they are
             d["data"].pop(key, None)
+        for key, default in (("columns", None), ("tags", None), ("text_unit", "auto")):  # unset: as before they were
+            if d["data"].get(key) == default:
+                d["data"].pop(key)
         for key in ("node_rank", "master_addr", "master_port"):  # where this copy runs, not what it trains
             d["distributed"].pop(key, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

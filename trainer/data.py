@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from advisor.data import iter_raw, normalise
-from advisor.data.formats import kind_of, majority_format
+from advisor.data import normalise
+from advisor.data.detect import Detection, open_dataset
+from advisor.data.formats import kind_of
+from advisor.data.layout import DataLayout, Layout
 from advisor.errors import UserError
 
 if TYPE_CHECKING:
@@ -40,6 +42,8 @@ class Prepared:
     copies: int = 0  # usable records that repeat another exactly (kept on the same side of the split)
     distinct: int = 0  # usable records without counting those copies
     empty_answers: list[int] = field(default_factory=list)  # records whose every trained answer is empty
+    read_as: str = ""  # how the file was read: container, format, columns and why (the audit's detection reason)
+    columns: dict[str, str] | None = None  # the format's key → the file's column, when columns were mapped or found
 
 
 @dataclass
@@ -59,46 +63,48 @@ class ReasoningUse:
                 f"{how} (data.reasoning: drop trains the answers only)")
 
 
-def detect_format(path: str | Path, fmt: str = "auto") -> str:
-    if fmt != "auto":
-        return fmt
-    head = []
-    for r in iter_raw(path):
-        if r.error is None:
-            head.append(r.obj)
-        if len(head) >= 200:
-            break
-    found = majority_format(head)
-    if not found:
-        raise UserError(f"{path}: cannot tell the data format; set data.format")
-    if kind_of(found) == "preference":
-        raise UserError(f"{path}: preference data ({found}: chosen/rejected pairs or labelled completions); "
+def detect(path: str | Path, fmt: str = "auto", layout: DataLayout | None = None,
+           origin: str = "data.columns") -> Detection:
+    """The audit's reader stage (container, format, the columns mapped or found), refusing what `train` cannot
+    train: an unknown format, preference data."""
+    det = open_dataset(path, fmt, layout, origin)
+    if det.format == "unknown":
+        raise UserError(f"{path}: cannot tell the data format (no readable record); set data.format")
+    if kind_of(det.format) == "preference":
+        raise UserError(f"{path}: preference data ({det.format}: chosen/rejected pairs or labelled completions); "
                         "`tunewise train` runs supervised fine-tuning: train on the chosen answers as a "
                         "conversation file, or use TRL's DPOTrainer / KTOTrainer for preference tuning")
-    return found
+    return det
 
 
-def load_conversations(path: str | Path, fmt: str = "auto", system_prompt: str | None = None):
+def detect_format(path: str | Path, fmt: str = "auto", layout: DataLayout | None = None,
+                  origin: str = "data.columns") -> str:
+    return detect(path, fmt, layout, origin).format
+
+
+def load_conversations(path: str | Path, fmt: str = "auto", system_prompt: str | None = None,
+                       layout: DataLayout | None = None, origin: str = "data.columns"):
     """(the usable records as (record index, messages as role/content dicts), the format, the skipped record
     indices by reason, how many records the file holds)."""
-    fmt = detect_format(path, fmt)
+    det = detect(path, fmt, layout, origin)
     out, skipped, total = [], {}, 0
-    for r in iter_raw(path):
+    for r in det.records(path):
         total += 1
-        msgs, reason = conversation(r, fmt, system_prompt)
+        msgs, reason = conversation(r, det.format, system_prompt, det.layout)
         if reason:
             skipped.setdefault(reason, []).append(r.index)
         else:
             out.append((r.index, msgs))
-    return out, fmt, skipped, total
+    return out, det.format, skipped, total
 
 
-def conversation(r, fmt: str, system_prompt: str | None = None) -> tuple[list[dict] | None, str | None]:
+def conversation(r, fmt: str, system_prompt: str | None = None,
+                 layout: Layout | None = None) -> tuple[list[dict] | None, str | None]:
     """One read record → (its messages as chat templates read them, None), or (None, why it is skipped:
-    invalid_json, schema or no_assistant)."""
+    invalid_json, schema or no_assistant). `layout`: the record's columns → the format's keys."""
     if r.error is not None:
         return None, "invalid_json"
-    s = normalise(r.obj, fmt)
+    s = normalise(r.obj if layout is None else layout.apply(r.obj), fmt)
     if s.problems:
         return None, "schema"
     msgs = [template_message(m) for m in s.messages]
@@ -322,13 +328,15 @@ def prepare(path: str | Path, tokenizer, *, fmt: str = "auto", max_seq_len: int 
             assistant_only: bool = True, system_prompt: str | None = None, seed: int = 42,
             drop_untrainable: bool = False, model_path: str | None = None, reasoning: str = "train",
             cache: bool = True, cache_dir: str | Path | None = None, num_proc: int | None = None,
-            progress: bool = False) -> Prepared:
+            progress: bool = False, layout: DataLayout | None = None, layout_origin: str = "data.columns") -> Prepared:
     """The records of `path` rendered, tokenised, labelled and split (train / validation by `seed`), through the
     on-disk cache (trainer/data_cache.py): built once per data file, tokenizer and settings."""
     from trainer.data_cache import PrepSettings, cached_prepare
 
-    fmt = detect_format(path, fmt)
-    settings = PrepSettings(fmt, max_seq_len, val_size, assistant_only, system_prompt, seed, reasoning)
+    det = detect(path, fmt, layout, layout_origin)
+    fmt = det.format
+    settings = PrepSettings(fmt, max_seq_len, val_size, assistant_only, system_prompt, seed, reasoning, det.layout,
+                            layout.text_unit if layout else "auto")
     meta, train, val, use = cached_prepare(path, tokenizer, settings, model_path, enabled=cache, cache_dir=cache_dir,
                                            num_proc=num_proc, progress=progress)
     skipped = {k: list(v) for k, v in meta["skipped"].items()}
@@ -347,7 +355,8 @@ def prepare(path: str | Path, tokenizer, *, fmt: str = "auto", max_seq_len: int 
     return Prepared(train=train, val=val, fmt=fmt, skipped=skipped, truncated=meta["truncated"],
                     system_merged=meta["system_merged"], template_mode=meta["template_mode"], total=meta["total"],
                     reasoning=used if used and used.records else None, cache=use, copies=meta["copies"],
-                    distinct=meta["distinct"], empty_answers=list(meta["empty_answers"]))
+                    distinct=meta["distinct"], empty_answers=list(meta["empty_answers"]),
+                    read_as=det.as_dict()["reason"], columns={d: c for d, c in det.layout.pairs} if det.layout else None)
 
 
 def prepare_for(cfg, tokenizer, *, drop_untrainable: bool | None = None, progress: bool = False,
@@ -355,11 +364,12 @@ def prepare_for(cfg, tokenizer, *, drop_untrainable: bool | None = None, progres
     """`prepare` with a training config's data settings (training, evaluation and merge read the same cached
     records: the same key). `fmt`: the format already detected (else data.format, detected when auto)."""
     d = cfg.data
-    return prepare(d.path, tokenizer, fmt=fmt or d.format, max_seq_len=d.max_seq_len, val_size=d.val_size,
+    del fmt  # the format is detected again with the columns (200 records: cheap), so the reason stays the audit's
+    return prepare(d.path, tokenizer, fmt=d.format, max_seq_len=d.max_seq_len, val_size=d.val_size,
                    assistant_only=d.assistant_only_loss, system_prompt=d.system_prompt, seed=cfg.training.seed,
                    drop_untrainable=d.drop_untrainable if drop_untrainable is None else drop_untrainable,
                    model_path=cfg.model.path, reasoning=d.reasoning, cache=d.cache, cache_dir=d.cache_dir,
-                   num_proc=d.num_proc, progress=progress)
+                   num_proc=d.num_proc, progress=progress, layout=d.layout(), layout_origin=d.columns_origin)
 
 
 class Collator:

@@ -26,6 +26,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from advisor.data.layout import Layout
 from advisor.errors import UserError
 
 PREP_VERSION = 2  # bump when what an entry holds, or how records are encoded, changes (2: copies kept on one side
@@ -49,6 +50,8 @@ class PrepSettings:
     system_prompt: str | None
     seed: int
     reasoning: str
+    layout: Layout | None = None  # the columns mapped (data.columns) or found (advisor/data/layout.py)
+    text_unit: str = "auto"  # plain-text files: line, paragraph or document records
 
 
 @dataclass
@@ -142,18 +145,18 @@ class EncodedTable(Sequence):
 RAW_SCHEMA_FIELDS = (("record", "int64"), ("raw", "binary"), ("error", "string"))
 
 
-def write_raw(path: str | Path, dest: Path) -> int:
+def write_raw(path: str | Path, dest: Path, text_unit: str = "auto") -> int:
     """Stream every record of the file into an Arrow file: (record index, the record's JSON bytes or None, why it
     could not be read). JSONL lines go in unparsed (the encoding processes parse them). Returns the record count."""
     import pyarrow as pa
 
-    from advisor.data.reader import iter_raw
+    from advisor.data.reader import iter_raw, sniff
 
     schema = pa.schema([(name, getattr(pa, kind)()) for name, kind in RAW_SCHEMA_FIELDS])
     total = 0
     with pa.OSFile(str(dest), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
         cols: dict[str, list] = {"record": [], "raw": [], "error": []}
-        for r in iter_raw(path, parse=False):
+        for r in iter_raw(path, sniff(path, text_unit), parse=False):
             total += 1
             cols["record"].append(r.index)
             if r.raw is not None:
@@ -210,7 +213,7 @@ class EncodeRows:
 
         s = self.settings
         rec = RawRecord(index, 0, error=error) if raw is None else parse_line(RawRecord(index, 0, raw=raw))
-        msgs, reason = conversation(rec, s.fmt, s.system_prompt)
+        msgs, reason = conversation(rec, s.fmt, s.system_prompt, s.layout)
         if reason:
             return {"record": index, "skip": reason}
         enc = self.encoder()
@@ -375,7 +378,7 @@ def build(path: str | Path, tok, settings: PrepSettings, model_path: str | None,
     fn = EncodeRows(tok, settings, model_path)
     work = dest / "work"
     work.mkdir(parents=True)
-    total = write_raw(path, work / "raw.arrow")
+    total = write_raw(path, work / "raw.arrow", settings.text_unit)
     processes = processes_for(total, num_proc)
     encoded = encode(work / "raw.arrow", fn, work, processes, key, progress and total >= BAR_FROM_ROWS)
     train_rows, val_rows, meta = split_rows(encoded, settings)

@@ -92,7 +92,10 @@ def test_set(cfg: TrainConfig, tok, data: str | None, limit: int) -> TestSet:
     if data is not None:
         if not Path(data).is_file():
             raise UserError(f"--data `{data}` does not exist")
-        convs, fmt, _skipped, _total = load_conversations(data, "auto", cfg.data.system_prompt)
+        from advisor.data.layout import DataLayout
+
+        same_columns = DataLayout(columns=cfg.data.columns, tags=cfg.data.tags)  # a test file laid out as training's
+        convs, fmt, _skipped, _total = load_conversations(data, "auto", cfg.data.system_prompt, same_columns)
         source = data
     else:
         d = cfg.data
@@ -100,7 +103,8 @@ def test_set(cfg: TrainConfig, tok, data: str | None, limit: int) -> TestSet:
         held_out = {e.record: e for e in prepared.val}  # already encoded as training encoded them
         if not held_out:
             raise UserError("the run kept no held-out records (data.val_size 0): pass --data TEST")
-        convs, fmt, _skipped, _total = load_conversations(d.path, d.format, d.system_prompt)
+        convs, fmt, _skipped, _total = load_conversations(d.path, d.format, d.system_prompt, d.layout(),
+                                                          d.columns_origin)
         convs = [c for c in convs if c[0] in held_out]
         source = f"{d.path} (the run's held-out split)"
     if fmt == "text":

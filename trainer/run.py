@@ -35,8 +35,32 @@ def quiet_libraries() -> None:
 
 
 def load_config(path: str, overrides: list[str] | None = None) -> TrainConfig:
-    """The config, validated, with its relative paths read against the file's folder."""
-    return load_model_file(TrainConfig, path, "training config", overrides).resolve_paths(path)
+    """The config, validated, with its relative paths read against the file's folder; without `data.columns`, the
+    columns of the project file (tunewise.yaml) beside it, so that the mapping the audit read is the one that
+    trains."""
+    cfg = load_model_file(TrainConfig, path, "training config", overrides).resolve_paths(path)
+    from advisor.project import columns_origin
+
+    cfg.data._columns_origin = columns_origin(path)
+    return with_project_columns(cfg, Path(path).resolve().parent)
+
+
+def with_project_columns(cfg: TrainConfig, folder: Path) -> TrainConfig:
+    if cfg.data.columns is not None:
+        return cfg
+    from advisor.project import columns_origin, find_project, load_project
+
+    found = find_project(folder)
+    if found is None:
+        return cfg
+    data = load_project(found)[0].data
+    if data.columns is None and data.text_unit == "auto":
+        return cfg
+    update = {"columns": data.columns, "tags": data.tags or cfg.data.tags,
+              **({"text_unit": data.text_unit} if cfg.data.text_unit == "auto" else {})}
+    section = cfg.data.model_copy(update=update)
+    section._columns_origin = columns_origin(found)
+    return cfg.model_copy(update={"data": section})
 
 
 def last_checkpoint(out: Path) -> str | None:
@@ -310,7 +334,7 @@ def prepare_data(cfg: TrainConfig, progress: bool = False, force: bool = False):
     if not Path(cfg.data.path).is_file():
         raise UserError(f"data.path `{cfg.data.path}` does not exist")
     tok = load_tokenizer(cfg)
-    fmt = detect_format(cfg.data.path, cfg.data.format)
+    fmt = detect_format(cfg.data.path, cfg.data.format, cfg.data.layout(), cfg.data.columns_origin)
     check_chat_template(tok, fmt)
     prepared = prepare_for(cfg, tok, progress=progress, fmt=fmt)
     d = cfg.data
@@ -346,7 +370,8 @@ def check_resources(cfg: TrainConfig, prepared, force: bool):
         if cfg.eval.general_text:
             general_texts(cfg.eval.general_text)
     info = {"records_total": prepared.total, "records_train": len(prepared.train), "records_val": len(prepared.val),
-            "format": prepared.fmt, "skipped": {k: len(v) for k, v in prepared.skipped.items()},
+            "format": prepared.fmt, "read_as": prepared.read_as, "columns": prepared.columns,
+            "skipped": {k: len(v) for k, v in prepared.skipped.items()},
             "skipped_says": skipped_counts(prepared) if prepared.skipped else None,
             "truncated": prepared.truncated, "estimate_gb": est.total_gb,
             "copies": prepared.copies, "empty_answers": len(prepared.empty_answers),

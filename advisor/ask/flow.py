@@ -65,7 +65,10 @@ def run_ask(prompter, prefill: dict | None = None, *, defaults: bool = False, so
         from advisor.audit import audit_file
 
         prompter.say(f"auditing `{dataset}` …")
-        report = audit_file(dataset, model_path=answers.get("model_path") or None)
+        from advisor.project import project_layout
+
+        layout, origin = project_layout()
+        report = audit_file(dataset, model_path=answers.get("model_path") or None, layout=layout, layout_origin=origin)
         signals = report.signals
         from advisor.reconcile import usable_examples
 

@@ -12,18 +12,25 @@ MAX_CHARS = 600
 
 
 def _samples(path: str, limit: int = 2000):
-    from advisor.data import iter_raw, normalise
-    from advisor.data.formats import majority_format
+    """Records read the audit's way (the published layouts, the project file's columns)."""
+    from advisor.data.detect import open_dataset
+    from advisor.errors import UserError
+    from advisor.project import project_layout
 
-    raws = [r for r in islice(iter_raw(path), limit) if r.error is None]
-    fmt = majority_format([r.obj for r in raws[:200]])
-    if not fmt:
+    layout, origin = project_layout()
+    try:
+        det = open_dataset(path, "auto", layout, origin)
+    except UserError:
+        return [], None
+    fmt = det.format
+    if fmt in ("unknown", "text"):
         return [], None
     out = []
-    for r in raws:
-        s = normalise(r.obj, fmt)
-        if not s.problems and s.answer.strip() and fmt != "text":
-            out.append((r.index, s))
+    for r in islice(det.records(path), limit):
+        if r.error is None:
+            s = det.sample(r.obj)
+            if not s.problems and s.answer.strip():
+                out.append((r.index, s))
     return out, fmt
 
 

@@ -32,6 +32,7 @@ from advisor.audit.text import (
 from advisor.audit.tokens import TokenCounter
 from advisor.data.formats import Sample, detect_format
 from advisor.data.formats import normalise as to_sample
+from advisor.data.layout import Layout
 from advisor.data.reader import RawRecord, parse_line
 
 _DIGITS = re.compile(r"\d+")
@@ -131,15 +132,16 @@ class RecordAuditor:
     """Audits one record at a time. Built once per process from plain settings (it pickles as its settings)."""
 
     def __init__(self, fmt: str, max_seq_len: int, enabled, model_path: str | None = None,
-                 tokenizer_path: str | None = None) -> None:
-        self.fmt, self.max_seq_len, self.enabled = fmt, max_seq_len, enabled
+                 tokenizer_path: str | None = None, layout: Layout | None = None) -> None:
+        self.fmt, self.max_seq_len, self.enabled, self.layout = fmt, max_seq_len, enabled, layout
         self.model_path, self.tokenizer_path = model_path, tokenizer_path
         self.count_tokens = TokenCounter(model_path, tokenizer_path)
         self.chosen_checks = enabled_checks(enabled)
         self.rejected_checks = enabled_checks(enabled, rejected_side=True)
 
     def __reduce__(self):
-        return RecordAuditor, (self.fmt, self.max_seq_len, self.enabled, self.model_path, self.tokenizer_path)
+        return RecordAuditor, (self.fmt, self.max_seq_len, self.enabled, self.model_path, self.tokenizer_path,
+                               self.layout)
 
     def batch(self, recs: list[RawRecord]) -> FactsBatch:
         return FactsBatch.of([self(rec) for rec in recs])
@@ -169,10 +171,14 @@ class RecordAuditor:
         """The normalised sample, or None when the record is not JSON or not of the detected format."""
         if rec.error is not None:
             return None
-        own = detect_format(rec.obj)
+        obj = rec.obj if self.layout is None else self.layout.apply(rec.obj)  # the columns mapped or found
+        own = detect_format(obj)
         if own is None or (own != self.fmt and self.fmt != "text" and not _compatible(own, self.fmt)):
             return None
-        return to_sample(rec.obj, self.fmt)
+        s = to_sample(obj, self.fmt)
+        if self.layout is not None and s.problems:
+            s.problems = [(code, self.layout.explain(msg)) for code, msg in s.problems]
+        return s
 
     def _checks(self, s: Sample, tokens: TokenCounts) -> list[tuple[str, str | None, str]]:
         found = run_record_checks(RecordView(s, self.fmt, tokens=tokens, max_seq_len=self.max_seq_len),

@@ -1,6 +1,7 @@
 """The audit of one file in one streaming pass, in named stages:
 
-1. `open_dataset`      – reader stage: how the file holds records (container), which format, and why (here);
+1. `open_dataset`      – reader stage: how the file holds records (container), which format and columns, and why
+                         (advisor/data/detect.py, shared with `train`);
 2. `RecordAuditor`     – per record: parse, normalise, record and pair checks, measurements (record.py; in worker
                          processes for big files, parallel.py);
 3. `DatasetStats`      – the parent adds up each record's facts in record order (stats.py);
@@ -10,9 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from functools import partial
-from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -24,66 +23,25 @@ from advisor.audit.record import RecordAuditor
 from advisor.audit.report import SEVERITY_ORDER, AuditReport, Diversity, FindingSignal, Signals, TokenSignal
 from advisor.audit.stats import DatasetStats, RecordFindings
 from advisor.audit.tasks import TaskEstimate, estimate_tasks
-from advisor.data.formats import FORMATS, detect_format, format_reason, kind_of, majority_format
-from advisor.data.reader import Container, iter_raw, sniff
-from advisor.errors import UserError
+from advisor.data.detect import Detection, open_dataset  # noqa: F401 - open_dataset: the reader stage, re-exported
+from advisor.data.formats import kind_of
+from advisor.data.layout import DataLayout
 
-DETECT_HEAD = 200  # records read to decide the format
-UNREADABLE_SHARE = 0.5  # more invalid lines than this in the head: the file is not JSON Lines at all
-
-
-# ---- 1. reader stage -------------------------------------------------------------------------------------------
-
-@dataclass
-class Detection:
-    container: Container
-    format: str
-    reason: str
-
-    def as_dict(self) -> dict:
-        return {"container": self.container.kind, "format": self.format, "kind": kind_of(self.format),
-                "reason": f"{self.container.reason}; records have {self.reason}",
-                **({"text_unit": self.container.text_unit} if self.container.text_unit else {})}
-
-
-def open_dataset(path: Path, fmt: str = "auto") -> Detection:
-    """Decide container and format from the first records; refuse (exit 2) what cannot be read, with the reason."""
-    if fmt != "auto" and fmt not in FORMATS:
-        raise UserError(f"--format must be one of auto, {', '.join(FORMATS)}; got {fmt!r}")
-    container = sniff(path)
-    head = list(islice(iter_raw(path, container), DETECT_HEAD))
-    bad = [r for r in head if r.error is not None]
-    if head and len(bad) > UNREADABLE_SHARE * len(head):
-        first = bad[0]
-        raise UserError(f"{path}:{first.line}: {len(bad)} of the first {len(head)} records do not parse "
-                        f"({first.error}); this is not a {container.kind} file the audit can read")
-    if fmt != "auto":
-        return Detection(container, fmt, f"the format given with --format ({fmt})")
-    objs = [r.obj for r in head if r.error is None]
-    found = majority_format(objs)
-    if found:
-        share = sum(1 for o in objs if detect_format(o) == found)
-        return Detection(container, found, f"{format_reason(found)} ({share} of the first {len(objs)} records)")
-    if not objs:
-        return Detection(container, "unknown", "no readable record")
-    keys = sorted({k for o in objs[:20] if isinstance(o, dict) for k in o})[:12]
-    raise UserError(f"{path}: cannot tell the format from the keys {keys}; expected alpaca (instruction/output), "
-                    "sharegpt (conversations), openai (messages), prompt/completion, text, or preference data "
-                    "(chosen/rejected, preferred_output, label); pass --format")
-
+# ---- 1. reader stage: advisor/data/detect.py (shared with `train`) ---------------------------------------------
 
 # ---- the pass --------------------------------------------------------------------------------------------------
 
 def audit_file(path: str | Path, fmt: str = "auto", max_seq_len: int = 2048, model_path: str | None = None,
                near_dup_threshold: float = 0.8, samples: int = 3, progress: Callable[[Progress], None] | None = None,
                tokenizer_path: str | None = None, selection: Selection | None = None,
-               workers: int | None = None) -> AuditReport:
+               workers: int | None = None, layout: DataLayout | None = None,
+               layout_origin: str = "--columns") -> AuditReport:
     """Audit one file. `workers`: processes for the per-record stage (None: one per core for files over a few MB;
     1: in this process); the findings are the same either way. `selection`: the finding codes to report."""
     path = Path(path)
     selection = selection or Selection()
-    detection = open_dataset(path, fmt)
-    auditor = RecordAuditor(detection.format, max_seq_len, selection, model_path, tokenizer_path)  # a bad tokenizer
+    detection = open_dataset(path, fmt, layout, layout_origin)
+    auditor = RecordAuditor(detection.format, max_seq_len, selection, model_path, tokenizer_path, detection.layout)  # a bad tokenizer
     stats = DatasetStats(detection.format, max_seq_len, near_dup_threshold, auditor.count_tokens.how)  # exits 2 here
     found = RecordFindings(samples)
     n = default_workers(path) if workers is None else max(1, workers)

@@ -49,6 +49,10 @@ def run(args: argparse.Namespace) -> int:
 
             raise UserError(f"{args.answers}: expected a mapping of answers keys")
         prefill = data
+        if isinstance(prefill.get("dataset"), str):  # relative to the answers file's folder
+            from advisor.answers import dataset_from_file
+
+            prefill["dataset"] = dataset_from_file(prefill["dataset"], args.answers)
     if args.dataset:
         prefill["dataset"] = args.dataset
     out_console = err_console if args.json else console
@@ -107,13 +111,16 @@ def decide_start(args, prompter, result) -> bool:
 
 def write_outputs(result, out: Path, replace=None) -> dict[str, str]:
     """answers.yaml and the method's file in `out`; an existing file with other content (the answers file the run
-    was pre-filled from, a hand-written train.yaml) is replaced only as `replace` allows (advisor.files.Replace)."""
+    was pre-filled from, a hand-written train.yaml) is replaced only as `replace` allows (advisor.files.Replace).
+    The saved answers name the dataset relative to the answers file's folder."""
+    from advisor.answers import dataset_for_file
     from advisor.files import atomic_write, check_replace, model_text, write_model
 
     out.mkdir(parents=True, exist_ok=True)
     rec, answers = result.recommendation, result.answers
+    saved = answers.model_copy(update={"dataset": dataset_for_file(answers.dataset, out / "answers.yaml")})
     if replace is not None:  # the answers file first: nothing is written when it may not be replaced
-        check_replace(out / "answers.yaml", model_text(out / "answers.yaml", answers, "tunewise answers"), replace)
+        check_replace(out / "answers.yaml", model_text(out / "answers.yaml", saved, "tunewise answers"), replace)
     from advisor.methods import is_fine_tune
 
     files = {}
@@ -131,5 +138,5 @@ def write_outputs(result, out: Path, replace=None) -> dict[str, str]:
         from advisor.ask.starter import rag_plan
 
         files["rag_plan"] = str(atomic_write(out / "rag_plan.md", rag_plan(answers, answers.dataset), replace))
-    return {"answers": str(write_model(out / "answers.yaml", answers, header="tunewise answers", replace=replace)),
+    return {"answers": str(write_model(out / "answers.yaml", saved, header="tunewise answers", replace=replace)),
             **files}

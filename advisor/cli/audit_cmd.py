@@ -22,6 +22,8 @@ def register(sub: argparse._SubParsersAction) -> None:
             "tunewise audit data.json --max-seq-len 1024 --model ./my-model --report audit-report/",
             "tunewise audit data.jsonl --ignore pii,near_duplicate --fail-on error",
             "tunewise audit data.jsonl --select 'pair_*' --json | jq '.findings[] | {code, count}'",
+            "tunewise audit faq.csv --columns prompt=Q,response=A",
+            "tunewise audit corpus.txt.gz --text-unit paragraph",
             "tunewise audit --list-checks",
         ],
     )
@@ -31,6 +33,14 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "tokenizer and sequence length (DATA, --model and --max-seq-len override it)")
     p.add_argument("--format", default="auto", choices=["auto", *FORMATS],
                    help="record format (default: detected from the first records, and the reason is reported)")
+    p.add_argument("--columns", metavar="MAP",
+                   help="which column holds what, as ROLE=COLUMN pairs (prompt=Q,response=A; roles: prompt, query, "
+                        "response, system, history, messages, tools, chosen, rejected, kto_tag, text) or a YAML/JSON "
+                        "file with `columns` and `tags` (LLaMA-Factory's names); also the `data:` section of "
+                        "tunewise.yaml, which `train` reads too")
+    p.add_argument("--text-unit", choices=["auto", "line", "paragraph", "document"], default=None,
+                   help="plain-text files: one record per line, paragraph or whole document (default auto: decided "
+                        "from the text; the report says which was used)")
     p.add_argument("--max-seq-len", type=positive(int, "--max-seq-len"), default=None,
                    help=f"training window in tokens (records beyond it are truncated; default {DEFAULTS['max_seq_len']})")
     p.add_argument("--model", metavar="PATH", help="count tokens with this local model's tokenizer.json")
@@ -52,8 +62,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="exit 1 when findings of this severity (or worse) exist, for CI pipelines (default never)")
     p.add_argument("--list-checks", action="store_true",
                    help="print the catalogue of findings (severity, why, source, examples, known problems) and exit")
-    p.add_argument("--print-schema", choices=["project", "report"],
-                   help="print the JSON Schema of the project file or of the --json report, and exit")
+    p.add_argument("--print-schema", choices=["project", "report", "columns"],
+                   help="print the JSON Schema of the project file, of the --json report or of a --columns file, "
+                        "and exit")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -79,7 +90,28 @@ def settings(args: argparse.Namespace):
     select = _codes(args.select) or s.select
     selection = Selection(select, list(s.ignore) + _codes(args.ignore),
                           where=("--select/--ignore" if args.select or args.ignore else f"{where}select/ignore"))
+    merged["layout"], merged["layout_origin"] = data_layout(args, project.data, path)
     return merged, selection, path
+
+
+def data_layout(args: argparse.Namespace, project_data, project_path):
+    """The columns, tags and text unit: --columns / --text-unit over the project file's `data:` section; and where
+    the columns came from (named in errors)."""
+    from advisor.data.layout import parse_columns_flag
+    from advisor.project import columns_origin
+
+    layout, origin = project_data, columns_origin(project_path) if project_path else "--columns"
+    if getattr(args, "tool_layout", None):
+        layout, origin = args.tool_layout
+    if getattr(args, "columns", None):
+        given = parse_columns_flag(args.columns)
+        layout = layout.model_copy(update={"columns": given.columns, "tags": given.tags or layout.tags,
+                                           **({"format": given.format} if given.format != "auto" else {}),
+                                           **({"text_unit": given.text_unit} if given.text_unit != "auto" else {})})
+        origin = "--columns"
+    if getattr(args, "text_unit", None):
+        layout = layout.model_copy(update={"text_unit": args.text_unit})
+    return layout, origin
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,9 +122,10 @@ def run(args: argparse.Namespace) -> int:
         import json
 
         from advisor.audit.report import AuditReport
+        from advisor.data.layout import DataLayout
         from advisor.project import ProjectFile
 
-        model = ProjectFile if args.print_schema == "project" else AuditReport
+        model = {"project": ProjectFile, "report": AuditReport, "columns": DataLayout}[args.print_schema]
         print(json.dumps(model.model_json_schema(), indent=2))
         return 0
     if args.list_checks:
@@ -108,7 +141,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--near-dup-threshold must be between 0 and 1, got {opts['near_dup_threshold']}")
     report = run_audit(args.data, args.format, opts["max_seq_len"], args.model, opts["near_dup_threshold"],
                        opts["samples"], show_progress=not args.json, tokenizer=opts["tokenizer"], selection=selection,
-                       workers=opts["workers"])
+                       workers=opts["workers"], layout=opts["layout"], layout_origin=opts["layout_origin"])
     data = report.model_dump(mode="json", exclude_none=True)
     if args.report:
         from advisor.audit.html import write_report
@@ -133,6 +166,8 @@ def from_tool_config(args: argparse.Namespace) -> None:
             err_console.print(f"[yellow]{args.from_config} trains on {len(job.data)} files: auditing the first, "
                               f"{job.data[0]} (give DATA for another)[/]")
         args.data = job.data[0]
+    if args.columns is None and args.data in job.layouts:  # dataset_info.json's columns / tags for this file
+        args.tool_layout = (job.layouts[args.data], f"{args.from_config}: dataset_info columns")
     if args.model is None and args.tokenizer is None and job.local_model:
         args.model = job.local_model
     if args.max_seq_len is None:
@@ -140,10 +175,11 @@ def from_tool_config(args: argparse.Namespace) -> None:
 
 
 def run_audit(path, fmt="auto", max_seq_len=2048, model=None, threshold=0.8, samples=3, show_progress=True,
-              tokenizer=None, selection=None, workers=None):
+              tokenizer=None, selection=None, workers=None, layout=None, layout_origin="--columns"):
     from advisor.audit import audit_file
 
-    kwargs = dict(tokenizer_path=tokenizer, selection=selection, workers=workers)
+    kwargs = dict(tokenizer_path=tokenizer, selection=selection, workers=workers, layout=layout,
+                  layout_origin=layout_origin)
     if not (show_progress and sys.stderr.isatty()):
         return audit_file(path, fmt, max_seq_len, model, threshold, samples, **kwargs)
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn

@@ -43,10 +43,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def load_answers(path: str):
-    from advisor.answers import Answers
+    """The answers file, its `dataset` read against the file's folder."""
+    from advisor.answers import Answers, dataset_from_file
     from advisor.files import load_model_file
 
-    return load_model_file(Answers, path, "answers file")
+    answers = load_model_file(Answers, path, "answers file")
+    return answers.model_copy(update={"dataset": dataset_from_file(answers.dataset, path)})
 
 
 def run(args: argparse.Namespace) -> int:
@@ -59,8 +61,10 @@ def run(args: argparse.Namespace) -> int:
     signals = None
     if dataset:
         from advisor.audit import audit_file
+        from advisor.project import project_layout
 
-        signals = audit_file(dataset, model_path=answers.model_path).signals
+        layout, origin = project_layout()
+        signals = audit_file(dataset, model_path=answers.model_path, layout=layout, layout_origin=origin).signals
     if args.export and not args.config_out:
         from advisor.errors import UserError
 

@@ -116,6 +116,8 @@ def render_dry_run(cfg, r, con=None) -> None:
     out.print(f"[green]config OK[/]: {cfg.method.name} on `{escape(cfg.model.path)}`, data `{escape(cfg.data.path)}` "
               f"({r['format']}): {r['records_train']} train / {r['records_val']} validation records"
               + (f", {r['truncated']} truncated to {cfg.data.max_seq_len} tokens" if r["truncated"] else ""))
+    if r.get("read_as"):
+        out.print(f"[dim]read as: {escape(r['read_as'])}[/]", highlight=False)
     if r["skipped"]:
         out.print(f"[bold yellow]skipped {escape(r['skipped_says'])}[/]", highlight=False)
     if r.get("copies"):

@@ -20,7 +20,8 @@ PREFERENCE_FORMATS = ("dpo", "openai_preference", "kto")
 FORMATS = SFT_FORMATS + PREFERENCE_FORMATS
 SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant", "system": "system",
                   "function_call": "assistant", "observation": "tool", "tool": "tool", "function": "tool",
-                  "bot": "assistant", "model": "assistant", "chatgpt": "assistant"}
+                  "bot": "assistant", "model": "assistant", "chatgpt": "assistant", "prompter": "user", "ai": "assistant",
+                  "char": "assistant", "ipython": "tool"}
 OPENAI_ROLES = {"system", "developer", "user", "assistant", "tool", "function"}
 PROMPT_KEYS = ("prompt", "question", "query")
 COMPLETION_KEYS = ("completion", "response", "answer")
@@ -347,6 +348,8 @@ def _sharegpt(obj: dict, problems: list) -> Sample:
 
 def _openai_message(m: dict, key: str, problems: list) -> Message | None:
     role = m.get("role")
+    if role not in OPENAI_ROLES and isinstance(role, str) and role.lower() in SHAREGPT_ROLES:
+        role = SHAREGPT_ROLES[role.lower()]  # `prompter` (OpenAssistant), `human`, `gpt`, `bot` in a role field
     if role not in OPENAI_ROLES:
         problems.append(("unknown_role", f"`{key}.role` is {role!r}; expected one of {sorted(OPENAI_ROLES)}"))
         return None
@@ -449,6 +452,8 @@ def _dpo(obj: dict, problems: list) -> Sample:
         prompt, _ = _alpaca_prompt(obj, problems)
     elif "prompt" in obj:
         prompt = _prompt_side(obj["prompt"], problems)
+    elif (key := next((k for k in PROMPT_KEYS[1:] + ("input",) if isinstance(obj.get(k), str)), None)) is not None:
+        prompt = [Message("user", obj[key])]  # question / chosen / rejected (Intel orca_dpo_pairs), query, input
     else:
         prompt = []
     system = obj.get("system")

@@ -1,5 +1,6 @@
 """Stream records from JSONL, JSON arrays, a single JSON object, CSV/TSV, Parquet and plain text without loading
-the whole file.
+the whole file; any of them gzip-, bzip2-, xz- or zstd-compressed (decided by the magic bytes, read as a stream:
+gzip, bz2 and lzma from the standard library, zstd through pyarrow's codec).
 
 The container is decided from the content, not only the suffix (`sniff`), and the decision is stated with its
 reason. Record index = position in the file (JSONL: n-th non-empty line; JSON: n-th element; CSV/Parquet: n-th
@@ -9,14 +10,19 @@ not parse) raises UserError with file, line and column."""
 
 from __future__ import annotations
 
+import bz2
 import contextlib
 import csv
+import gzip
+import io
 import json
+import lzma
 import re
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from advisor.errors import UserError
 
@@ -26,6 +32,10 @@ SNIFF_BYTES = 1 << 16
 SNIFF_LINES = 20
 TEXT_SUFFIXES = (".txt", ".text", ".md")
 WRAPPER_KEYS = ("data", "train", "examples", "records", "rows", "instances", "items", "samples", "conversations")
+TEXT_UNITS = ("line", "paragraph", "document")
+# magic bytes → compression; the suffixes people give such files (stripped to find the inner format: data.jsonl.gz)
+COMPRESSIONS = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"))
+COMPRESSED_SUFFIXES = (".gz", ".gzip", ".bz2", ".xz", ".lzma", ".zst", ".zstd")
 _SENTENCE_END = re.compile(r"[.!?。！？:：;；\"'”’)\]}>`*|]\s*$")
 
 
@@ -55,6 +65,7 @@ class Container:
     text_unit: str = ""  # text files: `line`, `paragraph` or `document`
     wrapper_key: str | None = None  # json_object: the key whose list holds the records (None: one record)
     parsed: Any = None  # json_object: the object, parsed once while sniffing (not parsed again to read it)
+    compression: str | None = None  # gzip, bzip2, xz or zstd: the file is read through the decompressor
 
 
 def _too_deep(obj: Any, limit: int = MAX_DEPTH) -> bool:
@@ -77,17 +88,95 @@ def _decode(text: str) -> Any:
         raise json.JSONDecodeError("nesting too deep", text, 0) from None
 
 
-def _head_text(p: Path) -> str:
-    """The first bytes as text; a file that is not UTF-8 text is refused once, here, with the reason."""
+def compression_of(p: Path) -> str | None:
+    """gzip, bzip2, xz or zstd from the file's magic bytes; None for a file stored as it is."""
     with p.open("rb") as f:
-        head = f.read(SNIFF_BYTES)
+        magic = f.read(6)
+    return next((name for m, name in COMPRESSIONS if magic.startswith(m)), None)
+
+
+def inner_suffix(p: Path) -> str:
+    """The suffix that names the format: `data.jsonl.gz` → `.jsonl`."""
+    suffixes = [s.lower() for s in p.suffixes]
+    while suffixes and suffixes[-1] in COMPRESSED_SUFFIXES:
+        suffixes.pop()
+    return suffixes[-1] if suffixes else ""
+
+
+class _Counting(io.RawIOBase):
+    """The compressed file under a decompressor, counting the bytes read (what the progress bar's total is)."""
+
+    def __init__(self, f: IO[bytes], meter: ReadMeter) -> None:
+        self.f, self.meter = f, meter
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        n = self.f.readinto(b)
+        self.meter.bytes += n or 0
+        return n
+
+    def close(self) -> None:
+        self.f.close()
+        super().close()
+
+
+def open_bytes(p: Path, compression: str | None, meter: ReadMeter | None = None) -> IO[bytes]:
+    """The file's bytes, decompressed when it is compressed. With a meter, a compressed file's meter counts the
+    compressed bytes read (the uncompressed readers count their own)."""
+    if compression is None:
+        return p.open("rb")
+    raw: IO[bytes] = p.open("rb")
+    if meter is not None:
+        raw = io.BufferedReader(_Counting(raw, meter), CHUNK)
+    if compression in ("gzip", "bzip2", "xz"):
+        stream = (gzip.GzipFile(fileobj=raw, mode="rb") if compression == "gzip" else
+                  bz2.BZ2File(raw, "rb") if compression == "bzip2" else lzma.LZMAFile(raw, "rb"))  # noqa: SIM115 - returned open
+        close = stream.close
+
+        def close_both() -> None:  # the decompressor leaves a file object it was given open
+            try:
+                close()
+            finally:
+                raw.close()
+
+        stream.close = close_both
+        return stream
+    import pyarrow as pa  # zstd: pyarrow's codec (a dependency already; the standard library has none before 3.14)
+
+    return io.BufferedReader(pa.CompressedInputStream(pa.PythonFile(raw, mode="r"), "zstd"), CHUNK)
+
+
+# what a damaged or truncated compressed stream raises while it is read
+DECOMPRESSION_ERRORS = (EOFError, OSError, lzma.LZMAError, zlib.error)
+
+
+def _head_bytes(p: Path, compression: str | None) -> bytes:
+    try:
+        with open_bytes(p, compression) as f:
+            return f.read(SNIFF_BYTES)
+    except DECOMPRESSION_ERRORS as e:
+        raise UserError(f"{p}: cannot decompress the {compression} file ({e}); is it truncated or damaged? "
+                        f"(test it with `{_TEST_COMMAND[compression]} {p}`)") from None
+
+
+_TEST_COMMAND = {"gzip": "gzip -t", "bzip2": "bzip2 -t", "xz": "xz -t", "zstd": "zstd -t", None: "file"}
+
+
+def _head_text(p: Path, compression: str | None = None) -> str:
+    """The first bytes as text; a file that is not UTF-8 text is refused once, here, with the reason."""
+    head = _head_bytes(p, compression)
     odd, even = head[1:400:2].count(b"\x00"), head[0:400:2].count(b"\x00")
     pairs = max(1, len(head[:400]) // 2)
     if head.startswith((b"\xff\xfe", b"\xfe\xff")) or (max(odd, even) >= 0.3 * pairs and min(odd, even) <= 0.02 * pairs):
         raise UserError(f"{p}: the file is UTF-16 (or another two-byte encoding), not UTF-8 text; "
                         "re-save it as UTF-8 (e.g. `iconv -f UTF-16 -t UTF-8`)")
     if b"\x00" in head:
-        raise UserError(f"{p}: a binary file (it contains NUL bytes), not JSON, CSV, Parquet or text")
+        raise UserError(f"{p}: a binary file (it contains NUL bytes), not JSON, CSV, Parquet or text"
+                        + (f" inside the {compression} compression" if compression else "")
+                        + "; compressed files are read when they are gzip, bzip2, xz or zstd (zip: unpack it first)"
+                        * (compression is None and head.startswith(b"PK\x03\x04")))
     try:
         return head.decode("utf-8")
     except UnicodeDecodeError as e:
@@ -99,19 +188,34 @@ def _head_text(p: Path) -> str:
                         "(e.g. `iconv -f LATIN1 -t UTF-8`)") from None
 
 
-def sniff(path: str | Path) -> Container:
-    """Decide how the file holds its records, from its content (the suffix only breaks ties)."""
+def sniff(path: str | Path, text_unit: str = "auto") -> Container:
+    """Decide how the file holds its records, from its content (the suffix only breaks ties). `text_unit`: for a
+    plain-text file, one record per `line`, `paragraph` or `document` (`auto`: decided from the text)."""
     p = Path(path)
     if not p.is_file():
         raise UserError(f"dataset `{p}` does not exist (or is not a file)")
-    suffix = p.suffix.lower()
-    with p.open("rb") as f:
-        magic = f.read(4)
+    if text_unit != "auto" and text_unit not in TEXT_UNITS:
+        raise UserError(f"the text unit must be auto, {', '.join(TEXT_UNITS)}; got {text_unit!r}")
+    compression = compression_of(p)
+    c = _sniff_container(p, compression, text_unit)
+    if compression:
+        c.compression = compression
+        c.reason = f"{compression}-compressed (magic bytes), read as a stream; {c.reason}"
+    return c
+
+
+def _sniff_container(p: Path, compression: str | None, text_unit: str) -> Container:
+    suffix = inner_suffix(p)
+    if compression:
+        magic = _head_bytes(p, compression)[:4]
+    else:
+        with p.open("rb") as f:
+            magic = f.read(4)
     if magic == b"PAR1" or suffix == ".parquet":
         if magic != b"PAR1":
             raise UserError(f"{p}: named .parquet but not a Parquet file (no PAR1 magic bytes)")
         return Container("parquet", "Parquet magic bytes `PAR1`")
-    head = _head_text(p).lstrip("\ufeff")
+    head = _head_text(p, compression).lstrip("\ufeff")
     if suffix in (".csv", ".tsv"):
         return Container("csv", f"`{suffix}` suffix")
     start = head.lstrip()[:1]
@@ -121,42 +225,55 @@ def sniff(path: str | Path) -> Container:
             return Container("jsonl", f"`{suffix}` suffix and the first line is a complete JSON value")
         return Container("json", "the file starts with `[`: a JSON array of records")
     if start == "{":
-        return _sniff_object_or_lines(p, head)
+        return _sniff_object_or_lines(p, head, compression)
     if suffix in (".json", ".jsonl", ".ndjson"):
         shown = head.lstrip()[:40].replace("\n", " ")
         raise UserError(f"{p}: named {suffix} but not JSON: it starts with {shown!r} (a JSON array starts with "
                         "`[`, a JSON Lines file with `{` on every line)")
-    return _sniff_text(head, suffix)
+    return _sniff_text(head, suffix, text_unit)
 
 
-def _first_lines(p: Path, head: str) -> list[str]:
+def read_text(p: Path, compression: str | None = None) -> str:
+    """The whole file as text (one JSON object, a text document)."""
+    with open_bytes(p, compression) as f:
+        data = f.read()
+    return data.decode("utf-8-sig")
+
+
+def _first_lines(p: Path, head: str, compression: str | None = None) -> tuple[list[str], bool]:
     """Up to SNIFF_LINES complete non-empty lines from the start of the file: those inside the sniffed head, and
-    at least the first whole line however long it is (a long-context record can be megabytes on one line)."""
+    at least the first whole line however long it is (a long-context record can be megabytes on one line); and
+    whether the file is that one line alone (a record, or a wrapper such as {"data": [...]})."""
     lines = [ln for ln in head.splitlines() if ln.strip()][:SNIFF_LINES]
     if len(head) < SNIFF_BYTES:
-        return lines
+        return lines, len(lines) == 1
     complete = lines[:-1] if not head.endswith("\n") else lines
     if complete:
-        return complete
-    with p.open("rb") as f:
+        return complete, False
+    first: list[str] = []
+    with open_bytes(p, compression) as f:
         while raw := f.readline():
-            if raw.strip():
-                with contextlib.suppress(UnicodeDecodeError):
-                    return [raw.decode("utf-8-sig").rstrip("\r\n")]
-                return []
-    return []
+            if not raw.strip():
+                continue
+            if first:  # a second non-empty line: JSON Lines candidates, not one value
+                return first, False
+            try:
+                first = [raw.decode("utf-8-sig").rstrip("\r\n")]
+            except UnicodeDecodeError:
+                return [], False
+    return first, bool(first)
 
 
-def _sniff_object_or_lines(p: Path, head: str) -> Container:
-    complete = _first_lines(p, head)
+def _sniff_object_or_lines(p: Path, head: str, compression: str | None = None) -> Container:
+    complete, whole = _first_lines(p, head, compression)
     parsed = 0
     for ln in complete:
         with contextlib.suppress(json.JSONDecodeError, RecursionError):
             parsed += isinstance(json.loads(ln), dict)
-    if complete and parsed >= max(1, (len(complete) + 1) // 2):
+    if complete and parsed >= max(1, (len(complete) + 1) // 2) and not whole:
         return Container("jsonl", f"{parsed} of the first {len(complete)} lines are JSON objects: JSON Lines")
     try:
-        obj = _decode(p.read_text(encoding="utf-8-sig"))
+        obj = _decode(read_text(p, compression))
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         if complete and parsed:
             return Container("jsonl", f"{parsed} of the first {len(complete)} lines are JSON objects: JSON Lines")
@@ -170,9 +287,9 @@ def _sniff_object_or_lines(p: Path, head: str) -> Container:
     if detect_format(obj):
         return Container("json_object", "the whole file is one JSON object that is itself a record", parsed=obj)
     key = _wrapper_key(obj)
-    if key is None:
-        raise UserError(f"{p}: one JSON object with keys {sorted(obj)[:10]} that is neither a record nor holds a list "
-                        "of records; expected a JSON array, JSON Lines, or an object such as {\"data\": [...]}")
+    if key is None:  # a record of a layout the format detection (or a column mapping) may still read
+        return Container("json_object", "the whole file is one JSON object (no list of records in it): one record",
+                         parsed=obj)
     return Container("json_object", f"one JSON object; its `{key}` list holds the records", wrapper_key=key,
                      parsed=obj)
 
@@ -186,22 +303,31 @@ def _wrapper_key(obj: dict) -> str | None:
     return named[0] if named else max(lists, key=lambda k: len(lists[k]))
 
 
-def _sniff_text(head: str, suffix: str) -> Container:
+_UNIT_CHOSEN = {"line": "one record per line", "paragraph": "one record per blank-line-separated paragraph",
+                "document": "the whole file is one document"}
+
+
+def _sniff_text(head: str, suffix: str, text_unit: str = "auto") -> Container:
     """Plain text: one record per line (the Hugging Face `text` loader's default), per blank-line-separated
-    paragraph when paragraphs span several lines, or the whole file when it is one hard-wrapped document."""
+    paragraph when paragraphs span several lines, or the whole file when it is one hard-wrapped document; or the
+    unit the user chose."""
+    why = f"`{suffix}` suffix" if suffix in TEXT_SUFFIXES else "not JSON (no `[` or `{` at the start)"
+    if text_unit != "auto":
+        return Container("text", f"{why}; {_UNIT_CHOSEN[text_unit]} (chosen: text unit `{text_unit}`)",
+                         text_unit=text_unit)
     lines = head.splitlines()
     blocks = [b for b in re.split(r"\n\s*\n", head) if b.strip()]
     nonempty = [ln for ln in lines if ln.strip()]
-    why = f"`{suffix}` suffix" if suffix in TEXT_SUFFIXES else "not JSON (no `[` or `{` at the start)"
     if len(blocks) > 1 and len(nonempty) >= 1.5 * len(blocks):
-        return Container("text", f"{why}; blank lines separate multi-line paragraphs: one record per paragraph",
-                         text_unit="paragraph")
+        return Container("text", f"{why}; blank lines separate multi-line paragraphs: one record per paragraph "
+                                 "(choose line or document with the text unit)", text_unit="paragraph")
     wrapped = sum(1 for a, b in zip(nonempty, nonempty[1:], strict=False)
                   if not _SENTENCE_END.search(a) and b.lstrip()[:1].islower())
     if len(nonempty) > 1 and wrapped >= 0.5 * (len(nonempty) - 1):
         return Container("text", f"{why}; lines break mid-sentence (hard-wrapped prose): the whole file is one "
-                                 "document", text_unit="document")
-    return Container("text", f"{why}; one record per line", text_unit="line")
+                                 "document (choose another with the text unit)", text_unit="document")
+    return Container("text", f"{why}; one record per line (choose paragraph or document with the text unit)",
+                     text_unit="line")
 
 
 def iter_raw(path: str | Path, container: Container | None = None, parse: bool = True,
@@ -210,26 +336,39 @@ def iter_raw(path: str | Path, container: Container | None = None, parse: bool =
     parsing can happen elsewhere (the audit's worker processes); `parse_line` turns them into records."""
     p = Path(path)
     c = container or sniff(p)
+    records = _records(p, c, parse, meter or ReadMeter())
+    if c.compression is None:
+        yield from records
+        return
+    try:
+        yield from records
+    except DECOMPRESSION_ERRORS as e:
+        raise UserError(f"{p}: the {c.compression} stream breaks off while reading ({e}); the file is truncated or "
+                        f"damaged (test it with `{_TEST_COMMAND[c.compression]} {p}`)") from None
+
+
+def _records(p: Path, c: Container, parse: bool, meter: ReadMeter) -> Iterator[RawRecord]:
+    z = c.compression
     if c.kind == "jsonl":
-        lines = _iter_jsonl_lines(p, meter or ReadMeter())
+        lines = _iter_jsonl_lines(p, meter, z)
         yield from map(parse_line, lines) if parse else lines
     elif c.kind == "csv":
-        yield from _iter_csv(p)
+        yield from _iter_csv(p, z)
     elif c.kind == "parquet":
-        yield from _iter_parquet(p)
+        yield from _iter_parquet(p, z)
     elif c.kind == "json_object":
-        obj = c.parsed if c.parsed is not None else _decode(p.read_text(encoding="utf-8-sig"))
+        obj = c.parsed if c.parsed is not None else _decode(read_text(p, z))
         items = [obj] if c.wrapper_key is None else obj[c.wrapper_key]
         for i, item in enumerate(items):
             yield RawRecord(i, 1 if c.wrapper_key is None else 0, obj=item)
     elif c.kind == "text":
-        yield from _iter_text(p, c.text_unit)
+        yield from _iter_text(p, c.text_unit, z)
     else:
-        yield from _iter_json_array(p, meter or ReadMeter())
+        yield from _iter_json_array(p, meter, z)
 
 
-def _iter_text(p: Path, unit: str) -> Iterator[RawRecord]:
-    text = p.read_text(encoding="utf-8-sig", errors="strict") if unit != "line" else None
+def _iter_text(p: Path, unit: str, compression: str | None = None) -> Iterator[RawRecord]:
+    text = read_text(p, compression) if unit != "line" else None
     if unit == "document":
         yield RawRecord(0, 1, obj={"text": text.strip()})
         return
@@ -243,20 +382,25 @@ def _iter_text(p: Path, unit: str) -> Iterator[RawRecord]:
             line += block.count("\n")
         return
     index = 0
-    with p.open(encoding="utf-8-sig") as f:
+    with io.TextIOWrapper(open_bytes(p, compression), encoding="utf-8-sig") as f:
         for lineno, raw in enumerate(f, 1):
             if raw.strip():
                 yield RawRecord(index, lineno, obj={"text": raw.rstrip("\r\n")})
                 index += 1
 
 
-def _iter_parquet(p: Path) -> Iterator[RawRecord]:
+def _iter_parquet(p: Path, compression: str | None = None) -> Iterator[RawRecord]:
     try:
+        import pyarrow as pa
         import pyarrow.parquet as pq
     except ImportError:  # pragma: no cover - pyarrow is a dependency
         raise UserError("reading Parquet needs pyarrow: pip install pyarrow") from None
     try:
-        pf = pq.ParquetFile(p)
+        if compression:  # Parquet reads its footer first: the decompressed bytes in memory
+            with open_bytes(p, compression) as f:
+                pf = pq.ParquetFile(pa.BufferReader(f.read()))
+        else:
+            pf = pq.ParquetFile(p)
         index = 0
         for batch in pf.iter_batches(batch_size=2048):
             for row in batch.to_pylist():
@@ -266,11 +410,13 @@ def _iter_parquet(p: Path) -> Iterator[RawRecord]:
         raise UserError(f"{p}: cannot read the Parquet file: {e}") from None
 
 
-def _iter_jsonl_lines(p: Path, meter: ReadMeter) -> Iterator[RawRecord]:
+def _iter_jsonl_lines(p: Path, meter: ReadMeter, compression: str | None = None) -> Iterator[RawRecord]:
     index = 0
-    with p.open("rb") as f:
+    count = compression is None  # a compressed file's meter counts the compressed bytes (open_bytes)
+    with open_bytes(p, compression, meter) as f:
         for lineno, raw in enumerate(f, 1):
-            meter.bytes += len(raw)
+            if count:
+                meter.bytes += len(raw)
             if lineno == 1:
                 raw = raw.removeprefix(b"\xef\xbb\xbf")
             if not raw.strip():
@@ -301,10 +447,10 @@ def parse_line(rec: RawRecord) -> RawRecord:
     return rec
 
 
-def _iter_csv(p: Path) -> Iterator[RawRecord]:
-    delim = "\t" if p.suffix.lower() == ".tsv" else ","
+def _iter_csv(p: Path, compression: str | None = None) -> Iterator[RawRecord]:
+    delim = "\t" if inner_suffix(p) == ".tsv" else ","
     try:
-        with p.open(newline="", encoding="utf-8-sig") as f:
+        with io.TextIOWrapper(open_bytes(p, compression), encoding="utf-8-sig", newline="") as f:
             reader = csv.DictReader(f, delimiter=delim)
             for i, row in enumerate(reader):
                 if None in row:
@@ -339,10 +485,11 @@ class _LineCounter:
         self.pos = 0
 
 
-def _iter_json_array(p: Path, meter: ReadMeter) -> Iterator[RawRecord]:
+def _iter_json_array(p: Path, meter: ReadMeter, compression: str | None = None) -> Iterator[RawRecord]:
     """Incremental parse of `[obj, obj, ...]` with json.raw_decode over a sliding buffer."""
     dec = json.JSONDecoder()
-    f = p.open("rb")
+    f = open_bytes(p, compression, meter)
+    count = compression is None
     buf = ""
     pos = 0
     lines = _LineCounter()
@@ -354,7 +501,8 @@ def _iter_json_array(p: Path, meter: ReadMeter) -> Iterator[RawRecord]:
         if eof:
             return False
         chunk = f.read(CHUNK)
-        meter.bytes += len(chunk)
+        if count:
+            meter.bytes += len(chunk)
         if not chunk:
             eof = True
             if pending:

@@ -54,11 +54,18 @@ TOOLS = ("axolotl", "llamafactory", "trl")  # the registry's names (tests/test_e
 
 def data_format(cfg: TrainConfig) -> str:
     """The data's record format (data.format, else detected from the file as `train` does)."""
-    if cfg.data.format != "auto":
+    if cfg.data.format != "auto" and cfg.data.columns is None:
         return cfg.data.format
     from trainer.data import detect_format
 
-    return detect_format(cfg.data.path)
+    return detect_format(cfg.data.path, cfg.data.format, cfg.data.layout(), cfg.data.columns_origin)
+
+
+def data_layout(cfg: TrainConfig):
+    """The columns `train` maps (data.columns, or a published layout it recognises), or None."""
+    from trainer.data import detect
+
+    return detect(cfg.data.path, cfg.data.format, cfg.data.layout(), cfg.data.columns_origin).layout
 
 
 def export(cfg: TrainConfig, tool: str, dest: str | Path) -> Exported:
@@ -79,6 +86,30 @@ def shared_notes(cfg: TrainConfig, out: Exported) -> None:
         out.skip("eval", "the base-vs-tuned check after training is tunewise's (`tunewise eval` on a tunewise run)")
     if cfg.data.reasoning == "drop":
         out.skip("data.reasoning", "the tool trains replies as written: strip <think> blocks from the data first")
+    layout_notes(cfg, out)
+
+
+def layout_notes(cfg: TrainConfig, out: Exported) -> None:
+    """data.columns / data.tags: LLaMA-Factory's dataset_info.json takes them (dataset_entry); the others read
+    the format's own keys. data.text_unit: the tools read a text file one line per record."""
+    layout = data_layout(cfg)
+    said = {k for k, _ in out.mapped + out.not_expressed}
+    for key in ("data.columns", "data.tags"):
+        if key in said:  # the target mapped them itself (Axolotl's field names)
+            continue
+        if layout is None:
+            out.mapped.append((key, "(none: the records use the format's own keys)"))
+        elif not layout.portable:
+            out.skip(key, "the conversations are lists of bare strings: write them as {role, content} messages first")
+        elif "dataset_info.json" in out.files:  # LLaMA-Factory: the entry maps them
+            out.mapped.append((key, f"dataset_info.json {key.split('.')[1]}"))
+        else:
+            out.skip(key, f"the tool reads the format's own keys: rename the columns first ({layout.describe()})")
+    if cfg.data.text_unit in ("auto", "line"):
+        out.mapped.append(("data.text_unit", "(a text file is read one record per line)"))
+    else:
+        out.skip("data.text_unit", f"the tool reads a text file one record per line, not per {cfg.data.text_unit}: "
+                                   "write the records as JSON Lines first")
 
 
 def preprocessing(cfg: TrainConfig, out: Exported, workers_key: str, cache_how: str | None) -> None:

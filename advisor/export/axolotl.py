@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from advisor.data.reader import inner_suffix
 from advisor.export import (
     Exported,
     Target,
@@ -25,7 +26,12 @@ def dataset(cfg: TrainConfig, fmt: str) -> dict:
     the assistant turns and their end token), alpaca, a user-defined prompt/completion format, or raw text."""
     d: dict = {"path": abs_path(cfg.data.path), "ds_type": "json"}
     train_roles = ["assistant"] if cfg.data.assistant_only_loss else ["system", "user", "assistant"]
-    if fmt == "openai":
+    from advisor.export import data_layout
+
+    layout = data_layout(cfg)
+    if layout is not None and (mapped := mapped_dataset(layout, train_roles)) is not None:
+        d.update(mapped)
+    elif fmt == "openai":
         d.update(type="chat_template", field_messages="messages",
                  message_property_mappings={"role": "role", "content": "content"}, field_tools="tools",
                  roles_to_train=train_roles, train_on_eos="turn")
@@ -42,11 +48,47 @@ def dataset(cfg: TrainConfig, fmt: str) -> dict:
                      "no_input_format": "{instruction}"}
     else:
         d.update(type="completion", field="text")
-    if Path(cfg.data.path).suffix.lower() == ".csv":
+    suffix = inner_suffix(Path(cfg.data.path))  # data.csv.gz is CSV (the loader decompresses it)
+    if suffix == ".csv":
         d["ds_type"] = "csv"
-    elif Path(cfg.data.path).suffix.lower() == ".parquet":
+    elif suffix == ".parquet":
         d["ds_type"] = "parquet"
     return d
+
+
+SHAREGPT_AS_AXOLOTL = {"human": "user", "gpt": "assistant", "system": "system", "observation": "tool"}
+
+
+def mapped_dataset(layout, train_roles: list[str]) -> dict | None:
+    """The columns train maps, in Axolotl's field names: a chat_template dataset on the conversation column (its
+    turn keys and role names), or a user-defined instruction format on the prompt / input / answer columns; None
+    where Axolotl has no such fields (preference pairs, text)."""
+    src = dict(layout.pairs)
+    conv = src.get("conversations") or src.get("messages")
+    if not layout.portable:
+        return None
+    if conv:
+        role_key, content_key = ("role", "content") if layout.fmt == "openai" else ("from", "value")
+        roles: dict[str, list[str]] = {"user": ["human", "user"], "assistant": ["gpt", "assistant"],
+                                       "system": ["system"], "tool": ["observation", "tool"]}
+        if layout.turns is not None:
+            role_key, content_key, named = layout.turns
+            for value, canon in named:
+                roles.setdefault(SHAREGPT_AS_AXOLOTL.get(canon, canon), []).insert(0, value)
+        return {"type": "chat_template", "field_messages": conv,
+                "message_property_mappings": {"role": role_key, "content": content_key}, "roles": roles,
+                "roles_to_train": train_roles, "train_on_eos": "turn",
+                **({"field_system": src["system"]} if "system" in src else {})}
+    prompt, answer = src.get("instruction") or src.get("prompt"), src.get("output") or src.get("completion")
+    if not (prompt and answer) or layout.fmt not in ("alpaca", "prompt_completion"):
+        return None
+    t = {"field_instruction": prompt, "field_output": answer, "format": "{instruction}",
+         "no_input_format": "{instruction}"}
+    if "input" in src:
+        t.update(field_input=src["input"], format="{instruction}\n\n{input}")
+    if "system" in src:
+        t["field_system"] = src["system"]
+    return {"type": t}
 
 
 def build(cfg: TrainConfig, fmt: str, dest: Path) -> Exported:
@@ -90,6 +132,12 @@ def method_settings(cfg: TrainConfig, out: Exported) -> None:
 def data_settings(cfg: TrainConfig, fmt: str, out: Exported) -> None:
     d = cfg.data
     out.map("data.path", "datasets", [dataset(cfg, fmt)])
+    from advisor.export import data_layout
+
+    layout = data_layout(cfg)
+    if layout is not None and mapped_dataset(layout, []) is not None:
+        out.mapped += [("data.columns", "datasets[0] field_* names"),
+                       ("data.tags", "datasets[0] message_property_mappings / roles")]
     template = chat_template_text(cfg)
     if template is None:
         out.config["chat_template"] = "tokenizer_default"

@@ -29,6 +29,11 @@ def dataset_entry(cfg: TrainConfig, fmt: str) -> dict:
     """The data file as LLaMA-Factory reads it: sharegpt formatting for conversations (OpenAI role/content tags or
     sharegpt's from/value), alpaca columns for instruction and prompt/completion data, a text column to pre-train."""
     entry: dict = {"file_name": abs_path(cfg.data.path)}
+    from advisor.export import data_layout
+
+    layout = data_layout(cfg)
+    if layout is not None and layout.portable:  # the columns train maps (data.columns, or a published layout such as Dolly's)
+        return {**entry, **mapped_entry(layout)}
     keys = data_keys(cfg.data.path)
 
     def present(columns: dict[str, str]) -> dict[str, str]:  # optional columns only where the data has them
@@ -47,6 +52,29 @@ def dataset_entry(cfg: TrainConfig, fmt: str) -> dict:
         entry["columns"] = {"prompt": "prompt", "response": "completion"}
     else:  # text
         entry["columns"] = {"prompt": "text"}
+    return entry
+
+
+# tunewise's canonical keys → LLaMA-Factory's column names
+LF_COLUMNS = {"instruction": "prompt", "prompt": "prompt", "input": "query", "output": "response",
+              "completion": "response", "system": "system", "history": "history", "conversations": "messages",
+              "messages": "messages", "tools": "tools", "text": "prompt"}
+LF_ROLES = {"human": "user_tag", "gpt": "assistant_tag", "system": "system_tag", "observation": "observation_tag",
+            "function_call": "function_tag"}
+
+
+def mapped_entry(layout) -> dict:
+    """A Layout as dataset_info.json's formatting, columns and tags."""
+    columns = {LF_COLUMNS[dst]: src for dst, src in layout.pairs if dst in LF_COLUMNS}
+    entry: dict = {"columns": columns}
+    if "messages" in columns:
+        entry["formatting"] = "sharegpt"
+        if layout.turns is not None:
+            role_key, content_key, roles = layout.turns
+            entry["tags"] = {"role_tag": role_key, "content_tag": content_key,
+                             **{LF_ROLES[canon]: value for value, canon in roles if canon in LF_ROLES}}
+        elif layout.fmt == "openai":
+            entry["tags"] = ROLES
     return entry
 
 

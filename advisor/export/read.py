@@ -9,6 +9,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from advisor.data.layout import DataLayout
 from advisor.errors import UserError
 from trainer.config import HF_OPTIMIZERS
 
@@ -26,6 +27,8 @@ class ToolJob(BaseModel):
     source: str = Field(description="the tool config read")
     model: str = Field(description="model folder or hub name, as the config gives it")
     data: list[str] = Field(default_factory=list, description="local data files")
+    layouts: dict[str, DataLayout] = Field(default_factory=dict, description="data file → how the tool reads its "
+                                           "columns (LLaMA-Factory dataset_info.json `columns` / `tags`)")
     method: Literal["full", "lora", "qlora"]
     seq_len: int
     batch_size: int
@@ -118,7 +121,8 @@ def _llamafactory(d: dict, path: Path) -> dict:
     method = "full" if kind != "lora" else "qlora" if bits == 4 else "lora"
     target = str(d.get("lora_target", "all"))
     targets = ("all-linear",) if target == "all" else tuple(t.strip() for t in target.split(",") if t.strip())
-    return dict(model=str(d["model_name_or_path"]), data=_llamafactory_files(d, path, notes), method=method,
+    files, layouts = _llamafactory_files(d, path, notes)
+    return dict(model=str(d["model_name_or_path"]), data=files, layouts=layouts, method=method,
                 seq_len=int(d.get("cutoff_len", 2048)), batch_size=int(d.get("per_device_train_batch_size", 8)),
                 grad_accum=int(d.get("gradient_accumulation_steps", 1)),
                 gradient_checkpointing=not d.get("disable_gradient_checkpointing", False),
@@ -128,20 +132,20 @@ def _llamafactory(d: dict, path: Path) -> dict:
                 sharding=_deepspeed_stage(d.get("deepspeed"), path), notes=notes)
 
 
-def _llamafactory_files(d: dict, path: Path, notes: list[str]) -> list[str]:
+def _llamafactory_files(d: dict, path: Path, notes: list[str]) -> tuple[list[str], dict[str, DataLayout]]:
     """The files behind LLaMA-Factory's dataset names (dataset_dir/dataset_info.json, read against the config's
-    folder, then the working directory)."""
+    folder, then the working directory), and their `columns` / `tags` as tunewise reads them."""
     names = [n.strip() for n in str(d.get("dataset", "")).split(",") if n.strip()]
     folder = _local(path.parent, str(d.get("dataset_dir", "data")))
     info_path = folder / "dataset_info.json"
     if not names:
-        return []
+        return [], {}
     if not info_path.is_file():
         raise UserError(f"{path}: dataset {', '.join(names)} is described in {info_path}, which does not exist")
     from advisor.files import read_json
 
     info = read_json(info_path, "LLaMA-Factory dataset_info")
-    files = []
+    files, layouts = [], {}
     for n in names:
         entry = info.get(n)
         if not isinstance(entry, dict) or "file_name" not in entry:
@@ -149,7 +153,34 @@ def _llamafactory_files(d: dict, path: Path, notes: list[str]) -> list[str]:
             continue
         p = _local(folder, entry["file_name"])
         (files.append(str(p)) if p.is_file() else notes.append(f"dataset {n}: {p} does not exist"))
-    return files
+        layout = _llamafactory_layout(entry, f"{info_path}: {n}", notes)
+        if layout is not None and p.is_file():
+            layouts[str(p)] = layout
+    return files, layouts
+
+
+LLAMAFACTORY_MEDIA = ("images", "videos", "audios")
+
+
+def _llamafactory_layout(entry: dict, where: str, notes: list[str]) -> DataLayout | None:
+    """A dataset_info entry's `columns` / `tags` as a DataLayout (media columns are not audited: noted)."""
+    columns, tags = entry.get("columns"), entry.get("tags")
+    if not isinstance(columns, dict) and not isinstance(tags, dict):
+        return None
+    columns = dict(columns or {})
+    media = [k for k in LLAMAFACTORY_MEDIA if columns.pop(k, None) is not None]
+    if media:
+        notes.append(f"{where}: the {', '.join(media)} columns are not audited (text only)")
+    if set(columns) == {"prompt"} and entry.get("formatting", "alpaca") == "alpaca":
+        columns = {"text": columns["prompt"]}  # pre-training data (stage pt): the prompt column is the text
+    if not columns:  # tags alone: LLaMA-Factory's default sharegpt column
+        columns = {"messages": "conversations"}
+    if entry.get("formatting", "alpaca") == "sharegpt" and "messages" not in columns:
+        columns["messages"] = "conversations"
+    from advisor.files import validate
+
+    return validate(DataLayout, {"columns": columns, **({"tags": tags} if isinstance(tags, dict) else {})},
+                    f"{where}.columns")
 
 
 def _trl(d: dict, path: Path) -> dict:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from advisor.data.reader import inner_suffix
 from advisor.export import (
     Exported,
     Target,
@@ -59,7 +60,7 @@ def method_settings(cfg: TrainConfig, out: Exported) -> None:
 
 def data_settings(cfg: TrainConfig, fmt: str, out: Exported) -> None:
     d = cfg.data
-    loader = LOADERS.get(Path(d.path).suffix.lower(), "json")
+    loader = LOADERS.get(inner_suffix(Path(d.path)), "json")  # data.csv.gz: the csv loader (it decompresses)
     out.map("data.path", "datasets", [{"path": loader, "data_files": abs_path(d.path)}])
     out.config["dataset_train_split"] = "train"
     if d.val_size:
