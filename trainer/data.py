@@ -121,7 +121,16 @@ def template_message(m) -> dict:
         d["tool_calls"] = m.tool_calls
     if m.name:
         d["name"] = m.name
+    if m.tool_call_id:
+        d["tool_call_id"] = m.tool_call_id
     return d
+
+
+def template_refusal(index: int, e) -> str:
+    """Why a record cannot be rendered by the chat template, and what to do."""
+    return (f"record {index}: the chat template refuses this conversation ({e}); fix the record (roles must "
+            "follow the order the template expects, tool calls and results the shape it reads) or set "
+            "data.chat_template to a template that renders it")
 
 
 def merge_system(msgs: list[dict]) -> list[dict]:
@@ -171,7 +180,7 @@ class Encoder:
 
     def spans(self, msgs: list[dict], fmt: str, index: int = 0) -> tuple[str, list[tuple[int, int]]]:
         """The rendered text and the character spans to train on."""
-        from jinja2 import TemplateError
+        from trainer.spans import TemplateFailure
 
         if fmt == "text":
             text = msgs[0]["content"] + self.eos
@@ -179,21 +188,36 @@ class Encoder:
         if not self.assistant_only:
             from trainer.spans import answer_only
 
-            text = self.render([answer_only(m, hand_over=False) for m in msgs] if self.reasoning == "drop" else msgs)
+            try:
+                text = self.render([answer_only(m, hand_over=False) for m in msgs] if self.reasoning == "drop"
+                                   else msgs)
+            except Exception as e:  # the template's own code failed
+                raise UserError(template_refusal(index, TemplateFailure(e))) from None
             return text, [(0, len(text))]
+        system = [m["content"].strip() for m in msgs if m["role"] == "system" and isinstance(m.get("content"), str)
+                  and m["content"].strip()]
         try:
-            return self.finder.spans(msgs)
-        except TemplateError as e:
-            if any(m["role"] == "system" for m in msgs):
-                try:
-                    out = self.finder.spans(merge_system(msgs))
-                except TemplateError:
-                    pass
-                else:
-                    self.system_merged += 1
-                    return out
-            raise UserError(f"record {index}: the chat template refuses this conversation ({e}); fix the record "
-                            "(roles must follow the order the template expects) or set data.chat_template") from None
+            text, spans = self.finder.spans(msgs)
+        except TemplateFailure as e:
+            if not system:
+                raise UserError(template_refusal(index, e)) from None
+            try:
+                out = self.finder.spans(merge_system(msgs))
+            except TemplateFailure:
+                raise UserError(template_refusal(index, e)) from None
+            self.system_merged += 1
+            return out
+        if system and not all(s in text for s in system):
+            # the template drops the system prompt here (Mistral-Nemo writes it only into a final user turn):
+            # put it into the first user turn, where it is rendered, and count it
+            try:
+                merged = self.finder.spans(merge_system(msgs))
+            except (TemplateFailure, UserError):
+                merged = None
+            if merged is not None and all(s in merged[0] for s in system):
+                self.system_merged += 1
+                return merged
+        return text, spans
 
     def encode(self, index: int, msgs: list[dict], fmt: str) -> tuple[Encoded, bool]:
         text, spans = self.spans(msgs, fmt, index)
