@@ -198,6 +198,8 @@ class Encoder:
                   and m["content"].strip()]
         try:
             text, spans = self.finder.spans(msgs)
+        except UserError as e:
+            raise UserError(f"record {index}: {e}") from None
         except TemplateFailure as e:
             if not system:
                 raise UserError(template_refusal(index, e)) from None

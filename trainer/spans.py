@@ -323,11 +323,36 @@ class SpanFinder:
                     c["function"]["name"] not in call for c in m["tool_calls"]):
                 continue
             at = text.find(call, cursor)
+            while at < 0 and (tok := self._special_at_end(call)):  # the end token written otherwise in the whole
+                call = call[: -len(tok)].rstrip()
+                at = text.find(call, cursor) if call else -1
             if at < 0:
-                continue
+                region = self._call_by_ends(text, call, cursor, m, msgs[i + 1:])
+                if region is None:
+                    continue
+                at, call = region[0], text[region[0]:region[1]]
             regions[i] = (at, at + len(call))
             cursor = at + len(call)
         return regions
+
+    @staticmethod
+    def _call_by_ends(text: str, call: str, cursor: int, m: dict, later: list[dict]) -> tuple[int, int] | None:
+        """A call the whole rendering writes a little differently (Apriel adds the call's id once its result
+        follows): from the call's opening up to its first function name, to the longest tail of it found before
+        the next message's text."""
+        name = m["tool_calls"][0]["function"]["name"]
+        head = call[: call.find(name) + len(name)]
+        at = text.find(head, cursor)
+        if at < 0:
+            return None
+        nxt = next((c.strip() for c in (x.get("content") for x in later) if isinstance(c, str) and c.strip()), None)
+        limit = text.find(nxt, at) if nxt else len(text)
+        limit = len(text) if limit < 0 else limit
+        for k in range(len(call) - len(head), 2, -1):
+            end = text.rfind(call[-k:], at + len(head), limit)
+            if end >= 0:
+                return at, end + k
+        return None
 
     # ---- the reply and its end token --------------------------------------------------------------------------
 
@@ -336,6 +361,9 @@ class SpanFinder:
             if text.startswith(s, pos):
                 return s
         return None
+
+    def _special_at_end(self, text: str) -> str | None:
+        return next((s for s in self.specials if text.endswith(s)), None)
 
     def _end(self, text: str, pos: int, limit: int) -> int | None:
         """Where the turn that has its reply end at `pos` ends: after the first end-of-turn token in the turn
@@ -368,6 +396,11 @@ class SpanFinder:
         if content and start < 0 and content.strip():
             content = content.strip()
             start = text.find(content, a, max(b, a + len(content)))
+        if tail is not None:  # a call turn: its first end token (a call's markup never holds one before its end)
+            lo = start if start >= 0 else a
+            found = [at + len(s) for s in self.stops if s and (at := text.find(s, lo, tail)) >= 0]
+            if found:
+                return text, (lo, min(found))
         if start < 0:  # a tool call (no text), or a reply the template rewrote: the turn up to its end token
             start = a + len(text[a:b]) - len(text[a:b].lstrip())
             end = self._end(text, max(start, tail or start), max(b, tail or b))
@@ -430,7 +463,15 @@ class SpanFinder:
 
     def _render_verbatim(self, msgs: list[dict]):
         plain, tools = split_tools(msgs)
-        text, turns, calls, plain, tools = self._first_rendering(plain, tools)
+        try:
+            text, turns, calls, plain, tools = self._first_rendering(plain, tools)
+        except NotVerbatim:
+            if not any(m.get("tool_calls") and m.get("content") == "" for m in msgs):
+                raise
+            # templates that render calls only where `content` is null (DeepSeek-R1 distills)
+            msgs = [{**m, "content": None} if m.get("tool_calls") and m.get("content") == "" else m for m in msgs]
+            plain, tools = split_tools(msgs)
+            text, turns, calls, plain, tools = self._first_rendering(plain, tools)
         turn_of = dict(zip((i for i, m in enumerate(plain) if m["role"] == "assistant"), turns, strict=False))
         dropped = [i for i, m in enumerate(plain) if m.get("tool_calls") and i in turn_of and i not in calls and not all(
             c["function"]["name"] in text[turn_of[i][0]:turn_of[i][1]] for c in m["tool_calls"])]
