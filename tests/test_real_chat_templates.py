@@ -21,6 +21,11 @@ SPECIAL = re.compile(r"<[A-Z][A-Z_0-9]{2,20}>|\[e~\[|\]~b\]|\]~!b\[|<seed:[a-z_]
 # the model's EOS: the first of these the template writes
 EOS = ["<|im_end|>", "<|eot_id|>", "<｜end▁of▁sentence｜>", "<|END_OF_TURN_TOKEN|>", "<end_of_turn>", "<turn|>",
        "<|end|>", "<|return|>", "</s>", "<|endoftext|>", "<|end_of_text|>", "<|eot|>", "<eos>"]
+# models whose EOS is their own turn-closing marker (from their tokenizer configs)
+OWN_EOS = {"<|assistant_end|>": "<|assistant_end|>", "</assistant>": "</assistant>", "<seed:eos>": "<seed:eos>",
+           "<end_of_sentence>": "<end_of_sentence>", "[e~[": "[e~[", "<SPECIAL_12>": "<SPECIAL_12>",
+           "hy_eos:opensource": "<｜hy_eos:opensource｜>", "<|role_end|>": "<|role_end|>",
+           "<|end_of_msg|>": "<|end_of_msg|>"}
 TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather in a city", "parameters": {
     "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}}]
 SHAPES = {
@@ -55,6 +60,7 @@ def base_tokenizer():
 def template_tokenizer(base, src: str):
     tok = copy.deepcopy(base)
     eos = next((e for e in EOS if e in src), "</s>")
+    eos = next((v for k, v in OWN_EOS.items() if k in src), eos)
     tok.add_special_tokens({"additional_special_tokens": sorted({t for t in SPECIAL.findall(src) if len(t) > 3}
                                                                 | {eos})})
     tok.eos_token = eos

@@ -318,7 +318,8 @@ class SpanFinder:
                 continue
             p = _common_prefix(upto, alt)
             s = _common_suffix(upto, alt, min(len(upto), len(alt)) - p)
-            call = upto[p:len(upto) - s].strip()
+            p, q = self._snap(upto, p, len(upto) - s)
+            call = upto[p:q].strip()
             if SENTINEL not in alt[p:len(alt) - s] or not call or any(
                     c["function"]["name"] not in call for c in m["tool_calls"]):
                 continue
@@ -334,6 +335,28 @@ class SpanFinder:
             regions[i] = (at, at + len(call))
             cursor = at + len(call)
         return regions
+
+    def _snap(self, text: str, p: int, q: int) -> tuple[int, int]:
+        """The differing stretch widened to whole special tokens (`<|START_ACTION|>` against `<|START_RESPONSE|>`
+        share `<|START_`), and back to the end of the generation prompt where only plain text on the same line
+        lies between (gpt-oss-style headers the model writes itself: `<|start|>assistant to=...`)."""
+        for s in self.specials:
+            lo = max(0, p - len(s) + 1)
+            at = text.find(s, lo, p + len(s) - 1)
+            if 0 <= at < p < at + len(s):
+                p = at
+            lo = max(0, q - len(s) + 1)
+            at = text.find(s, lo, q + len(s) - 1)
+            if 0 <= at < q < at + len(s):
+                q = at + len(s)
+        gen = self._probe()[0]
+        g = text.rfind(gen, 0, p) if gen else -1
+        if g >= 0 and g + len(gen) < p:
+            between = text[g + len(gen):p]
+            if "\n" not in between and self._special_at_end(between) is None and not any(
+                    s in between for s in self.specials):
+                p = g + len(gen)
+        return p, q
 
     @staticmethod
     def _call_by_ends(text: str, call: str, cursor: int, m: dict, later: list[dict]) -> tuple[int, int] | None:
