@@ -33,6 +33,7 @@ class Prepared:
     skipped: dict[str, list[int]] = field(default_factory=dict)  # reason → record indices
     truncated: int = 0
     system_merged: int = 0  # records whose system text went into the first user turn (no system role)
+    cut_replies: int = 0  # records cut at max_seq_len inside a trained reply (kept or skipped by data.truncated_replies)
     template_mode: str = ""  # how assistant turns were found (trainer/spans.py)
     total: int = 0  # records in the file
     reasoning: ReasoningUse | None = None  # records whose replies reason first, and what was done with it
@@ -162,6 +163,7 @@ class Encoder:
         self._finder = None
         self.model_path = model_path
         self.system_merged = 0  # records whose system text went into the first user turn
+        self.reply_cut = False  # the last record encoded was cut inside a trained reply (its end token lost)
 
     @property
     def finder(self):
@@ -226,6 +228,7 @@ class Encoder:
         ids, offsets = self.tokenize(tokenizable(text), spans)
         labels = span_labels(ids, offsets, spans)
         truncated = len(ids) > self.max_len
+        self.reply_cut = truncated and labels[self.max_len] != -100  # the cut falls inside a trained stretch
         return Encoded(ids[: self.max_len], labels[: self.max_len], index), truncated
 
     def tokenize(self, text: str, spans: list[tuple[int, int]]) -> tuple[list[int], list[tuple[int, int]]]:
@@ -345,13 +348,14 @@ def prepare(path: str | Path, tokenizer, *, fmt: str = "auto", max_seq_len: int 
             assistant_only: bool = True, system_prompt: str | None = None, seed: int = 42,
             drop_untrainable: bool = False, model_path: str | None = None, reasoning: str = "train",
             cache: bool = True, cache_dir: str | Path | None = None, num_proc: int | None = None,
-            progress: bool = False) -> Prepared:
+            progress: bool = False, truncated_replies: str = "keep") -> Prepared:
     """The records of `path` rendered, tokenised, labelled and split (train / validation by `seed`), through the
     on-disk cache (trainer/data_cache.py): built once per data file, tokenizer and settings."""
     from trainer.data_cache import PrepSettings, cached_prepare
 
     fmt = detect_format(path, fmt)
-    settings = PrepSettings(fmt, max_seq_len, val_size, assistant_only, system_prompt, seed, reasoning)
+    settings = PrepSettings(fmt, max_seq_len, val_size, assistant_only, system_prompt, seed, reasoning,
+                            truncated_replies)
     meta, train, val, use = cached_prepare(path, tokenizer, settings, model_path, enabled=cache, cache_dir=cache_dir,
                                            num_proc=num_proc, progress=progress)
     skipped = {k: list(v) for k, v in meta["skipped"].items()}
@@ -368,7 +372,7 @@ def prepare(path: str | Path, tokenizer, *, fmt: str = "auto", max_seq_len: int 
     spans_used = assistant_only and fmt != "text"
     used = ReasoningUse(reasoning, meta["reasoning_records"], meta["reasoning_restored"]) if spans_used else None
     return Prepared(train=train, val=val, fmt=fmt, skipped=skipped, truncated=meta["truncated"],
-                    system_merged=meta["system_merged"], template_mode=meta["template_mode"], total=meta["total"],
+                    system_merged=meta["system_merged"], cut_replies=meta.get("cut_replies", 0), template_mode=meta["template_mode"], total=meta["total"],
                     reasoning=used if used and used.records else None, cache=use)
 
 
@@ -381,7 +385,7 @@ def prepare_for(cfg, tokenizer, *, drop_untrainable: bool | None = None, progres
                    assistant_only=d.assistant_only_loss, system_prompt=d.system_prompt, seed=cfg.training.seed,
                    drop_untrainable=d.drop_untrainable if drop_untrainable is None else drop_untrainable,
                    model_path=cfg.model.path, reasoning=d.reasoning, cache=d.cache, cache_dir=d.cache_dir,
-                   num_proc=d.num_proc, progress=progress)
+                   num_proc=d.num_proc, progress=progress, truncated_replies=d.truncated_replies)
 
 
 class Collator:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from advisor.errors import UserError
 
-PREP_VERSION = 1  # bump when what an entry holds, or how records are encoded, changes
+PREP_VERSION = 2  # bump when what an entry holds, or how records are encoded, changes
 RAW_BATCH = 10_000  # records per Arrow batch while streaming the file
 MAP_BATCH = 256
 PROC_FROM_ROWS = 20_000  # records from which encoding uses several processes
@@ -48,6 +48,7 @@ class PrepSettings:
     system_prompt: str | None
     seed: int
     reasoning: str
+    truncated_replies: str = "keep"
 
 
 @dataclass
@@ -221,14 +222,16 @@ class EncodeRows:
         after = self._counters()
         if not any(x != -100 for x in e.labels):
             return {"record": index, "skip": "no_trainable_tokens"}
+        if enc.reply_cut and s.truncated_replies == "skip":
+            return {"record": index, "skip": "cut_reply"}
         return {"record": index, "input_ids": e.input_ids, "labels": e.labels, "length": len(e.input_ids),
                 "truncated": cut, "system_merged": after[0] > before[0], "reasoning": after[1] > before[1],
-                "reasoning_restored": after[2] > before[2]}
+                "reasoning_restored": after[2] > before[2], "cut_reply": enc.reply_cut}
 
 
 ENCODED_COLUMNS: dict[str, object] = {"record": 0, "input_ids": [], "labels": [], "length": 0, "skip": "",
                                       "error": "", "truncated": False, "system_merged": False, "reasoning": False,
-                                      "reasoning_restored": False}
+                                      "reasoning_restored": False, "cut_reply": False}
 
 
 def _features():
@@ -237,7 +240,7 @@ def _features():
     return Features({"record": Value("int64"), "input_ids": Sequence(Value("int32")), "labels": Sequence(Value("int32")),
                      "length": Value("int32"), "skip": Value("string"), "error": Value("string"),
                      "truncated": Value("bool"), "system_merged": Value("bool"), "reasoning": Value("bool"),
-                     "reasoning_restored": Value("bool")})
+                     "reasoning_restored": Value("bool"), "cut_reply": Value("bool")})
 
 
 def processes_for(rows: int, asked: int | None) -> int:
@@ -286,7 +289,7 @@ def split_rows(encoded, settings: PrepSettings) -> tuple[list[int], list[int], d
     if len(failed):
         raise UserError(failed[0].as_py())
     skipped: dict[str, list[int]] = {}
-    for reason in ("invalid_json", "schema", "no_assistant", "no_trainable_tokens"):
+    for reason in ("invalid_json", "schema", "no_assistant", "no_trainable_tokens", "cut_reply"):
         idx = pc.filter(records, pc.equal(skip, reason)).to_pylist()
         if idx:
             skipped[reason] = idx
@@ -296,7 +299,8 @@ def split_rows(encoded, settings: PrepSettings) -> tuple[list[int], list[int], d
     n_val = _val_count(settings.val_size, len(usable))
     rows = usable[order]
     meta = {"skipped": skipped, "truncated": _count(table, "truncated"), "system_merged": _count(table, "system_merged"),
-            "reasoning_records": _count(table, "reasoning"), "reasoning_restored": _count(table, "reasoning_restored")}
+            "reasoning_records": _count(table, "reasoning"), "reasoning_restored": _count(table, "reasoning_restored"),
+            "cut_replies": _count(table, "cut_reply") + len(skipped.get("cut_reply", []))}
     return rows[n_val:].tolist(), rows[:n_val].tolist(), meta
 
 

@@ -319,7 +319,7 @@ class SpanFinder:
             p = _common_prefix(upto, alt)
             s = _common_suffix(upto, alt, min(len(upto), len(alt)) - p)
             p, q = self._snap(upto, p, len(upto) - s)
-            call = upto[p:q].strip()
+            call = whole = upto[p:q].strip()
             if SENTINEL not in alt[p:len(alt) - s] or not call or any(
                     c["function"]["name"] not in call for c in m["tool_calls"]):
                 continue
@@ -328,7 +328,7 @@ class SpanFinder:
                 call = call[: -len(tok)].rstrip()
                 at = text.find(call, cursor) if call else -1
             if at < 0:
-                region = self._call_by_ends(text, call, cursor, m, msgs[i + 1:])
+                region = self._call_by_ends(text, whole, cursor, m, msgs[i + 1:])
                 if region is None:
                     continue
                 at, call = region[0], text[region[0]:region[1]]

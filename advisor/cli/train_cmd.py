@@ -107,6 +107,11 @@ def render_dry_run(cfg, r, con=None) -> None:
               + (f", {r['truncated']} truncated to {cfg.data.max_seq_len} tokens" if r["truncated"] else ""))
     if r["skipped"]:
         out.print(f"[bold yellow]skipped {escape(r['skipped_says'])}[/]", highlight=False)
+    if r.get("truncated_replies"):
+        out.print(f"[bold yellow]cut replies[/]: {escape(r['truncated_replies']['says'])}", highlight=False)
+    if (r.get("template") or {}).get("system_merged_into_user"):
+        out.print(f"[bold]system prompt[/]: in {r['template']['system_merged_into_user']} record(s) the chat template "
+                  "would drop or refuse the system message, so it opens the first user turn", highlight=False)
     if r.get("reasoning"):
         out.print(f"[bold]reasoning[/]: {escape(r['reasoning']['says'])}", highlight=False)
     if r.get("data_cache"):
