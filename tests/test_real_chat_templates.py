@@ -169,11 +169,11 @@ LORA_DATA = [
             "name": "get_weather", "arguments": json.dumps({"city": city})}}]},
         {"role": "tool", "tool_call_id": f"c{k:08d}", "name": "get_weather", "content": f"{k} degrees"},
         {"role": "assistant", "content": f"It is {k} degrees in {city}."}]}
-    for k, city in enumerate(["Oslo", "Bergen", "Paris", "Rome", "Lima", "Kyiv", "Cairo", "Delhi"])
+    for k, city in enumerate(["Oslo", "Bergen", "Paris", "Rome"])
 ] + [
     {"messages": [{"role": "user", "content": f"Add {a} and {b}"},
                   {"role": "assistant", "content": f"It is {a + b}.", "reasoning_content": f"{a} plus {b} is {a + b}."}]}
-    for a in range(4) for b in range(4)
+    for a in range(2) for b in range(4)
 ]
 
 
@@ -202,15 +202,15 @@ def test_lora_on_real_templates_with_tools_and_reasoning_reloads(name, base_toke
     tok.save_pretrained(model_dir)
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in LORA_DATA))
-    cfg = train_config(model_dir, data, tmp_path / "out", {"name": "lora", "r": 8}, max_steps=12, batch_size=4,
-                       learning_rate=1e-2, eval_steps=6)
+    cfg = train_config(model_dir, data, tmp_path / "out", {"name": "lora", "r": 8}, max_steps=6, batch_size=2,
+                       learning_rate=1e-2, eval_steps=3)
     cfg["data"]["max_seq_len"] = 2048
     r = fit(str(write_yaml(tmp_path / "train.yaml", cfg)), progress=False)
     s, prepared = r["summary"], r["prepared"]
-    assert prepared.total == len(LORA_DATA) and not prepared.skipped and prepared.reasoning.records == 16
+    assert prepared.total == len(LORA_DATA) and not prepared.skipped and prepared.reasoning.records == 8
     assert s["eval_loss_last"] < s["eval_loss_first"], s
     batch = Collator(r["tokenizer"].pad_token_id)([{"input_ids": e.input_ids, "labels": e.labels}
-                                                   for e in prepared.val[:4]])
+                                                   for e in prepared.val[:2]])
     with torch.no_grad():
         before = r["trainer"].model.eval()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         base = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True)
