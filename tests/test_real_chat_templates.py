@@ -217,3 +217,35 @@ def test_lora_on_real_templates_with_tools_and_reasoning_reloads(name, base_toke
         reloaded = PeftModel.from_pretrained(base, tmp_path / "out", local_files_only=True).eval()
         after = reloaded(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     assert (before - after).abs().max().item() < 1e-4
+
+
+def test_a_generation_block_with_the_role_header_trains_the_call_not_the_header(base_tokenizer):
+    from trainer.data import Encoder, trained_runs
+
+    tok = copy.deepcopy(base_tokenizer)
+    tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>"]})
+    tok.eos_token = "<|im_end|>"
+    tok.chat_template = (
+        "{% for m in messages %}{% if m.role == 'assistant' %}{% generation %}{{ '<|im_start|>assistant\\n' }}"
+        "{% if m.tool_calls %}{% for c in m.tool_calls %}{{ '<tool_call>' + c.function.name + '</tool_call>' }}"
+        "{% endfor %}{% else %}{{ m.content }}{% endif %}{{ '<|im_end|>\\n' }}{% endgeneration %}"
+        "{% else %}{{ '<|im_start|>' + m.role + '\\n' + m.content + '<|im_end|>\\n' }}{% endif %}{% endfor %}"
+        "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+    msgs = [{"role": "user", "content": "Weather in Oslo?"},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"type": "function", "function": {"name": "get_weather", "arguments": {"city": "Oslo"}}}]},
+            {"role": "tool", "content": "4 degrees"}, {"role": "assistant", "content": "It is 4 degrees."}]
+    e, _ = Encoder(tok, 4096).encode(0, msgs, "openai")
+    assert trained_runs(e, tok) == ["<tool_call>get_weather</tool_call><|im_end|>", "It is 4 degrees.<|im_end|>"]
+
+
+def test_a_type_error_inside_the_template_is_a_refusal_naming_the_record(base_tokenizer):
+    from advisor.errors import UserError
+    from trainer.data import Encoder
+
+    tok = copy.deepcopy(base_tokenizer)
+    tok.chat_template = "{% for m in messages %}{{ m.content + 1 }}{% endfor %}"
+    with pytest.raises(UserError, match=r"^record 5: the chat template refuses this conversation \(TypeError: .*"
+                                        r"set data.chat_template"):
+        Encoder(tok, 4096).encode(5, [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}],
+                                  "openai")
