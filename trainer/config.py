@@ -76,6 +76,9 @@ class DataSection(_Section):
                                    "(default: stop and say which)")
     max_skipped: float = Field(0.05, ge=0, le=1, description="largest share of records that may be skipped as "
                                "unreadable, off-format or without an answer before train and --dry-run stop (exit 2)")
+    truncated_replies: Literal["keep", "skip"] = Field(
+        "keep", description="records whose reply is cut at max_seq_len before its end token (the model would learn "
+        "not to stop): keep them (counted and reported by --dry-run) or skip them")
     reasoning: Literal["train", "drop"] = Field(
         "train", description="replies that reason first (<think>…</think> or a reasoning_content field): train the "
         "reasoning with the answer (rendered back where the chat template strips it), or drop it and train answers only")

@@ -35,6 +35,7 @@ class Prepared:
     skipped: dict[str, list[int]] = field(default_factory=dict)  # reason → record indices
     truncated: int = 0
     system_merged: int = 0  # records whose system text went into the first user turn (no system role)
+    cut_replies: int = 0  # records cut at max_seq_len inside a trained reply (kept or skipped by data.truncated_replies)
     template_mode: str = ""  # how assistant turns were found (trainer/spans.py)
     total: int = 0  # records in the file
     reasoning: ReasoningUse | None = None  # records whose replies reason first, and what was done with it
@@ -130,7 +131,16 @@ def template_message(m) -> dict:
         d["tool_calls"] = m.tool_calls
     if m.name:
         d["name"] = m.name
+    if m.tool_call_id:
+        d["tool_call_id"] = m.tool_call_id
     return d
+
+
+def template_refusal(index: int, e) -> str:
+    """Why a record cannot be rendered by the chat template, and what to do."""
+    return (f"record {index}: the chat template refuses this conversation ({e}); fix the record (roles must "
+            "follow the order the template expects, tool calls and results the shape it reads) or set "
+            "data.chat_template to a template that renders it")
 
 
 def merge_system(msgs: list[dict]) -> list[dict]:
@@ -162,6 +172,7 @@ class Encoder:
         self._finder = None
         self.model_path = model_path
         self.system_merged = 0  # records whose system text went into the first user turn
+        self.reply_cut = False  # the last record encoded was cut inside a trained reply (its end token lost)
 
     @property
     def finder(self):
@@ -180,7 +191,7 @@ class Encoder:
 
     def spans(self, msgs: list[dict], fmt: str, index: int = 0) -> tuple[str, list[tuple[int, int]]]:
         """The rendered text and the character spans to train on."""
-        from jinja2 import TemplateError
+        from trainer.spans import TemplateFailure
 
         if fmt == "text":
             text = msgs[0]["content"] + self.eos
@@ -188,27 +199,45 @@ class Encoder:
         if not self.assistant_only:
             from trainer.spans import answer_only
 
-            text = self.render([answer_only(m, hand_over=False) for m in msgs] if self.reasoning == "drop" else msgs)
+            try:
+                text = self.render([answer_only(m, hand_over=False) for m in msgs] if self.reasoning == "drop"
+                                   else msgs)
+            except Exception as e:  # the template's own code failed
+                raise UserError(template_refusal(index, TemplateFailure(e))) from None
             return text, [(0, len(text))]
+        system = [m["content"].strip() for m in msgs if m["role"] == "system" and isinstance(m.get("content"), str)
+                  and m["content"].strip()]
         try:
-            return self.finder.spans(msgs)
-        except TemplateError as e:
-            if any(m["role"] == "system" for m in msgs):
-                try:
-                    out = self.finder.spans(merge_system(msgs))
-                except TemplateError:
-                    pass
-                else:
-                    self.system_merged += 1
-                    return out
-            raise UserError(f"record {index}: the chat template refuses this conversation ({e}); fix the record "
-                            "(roles must follow the order the template expects) or set data.chat_template") from None
+            text, spans = self.finder.spans(msgs)
+        except UserError as e:
+            raise UserError(f"record {index}: {e}") from None
+        except TemplateFailure as e:
+            if not system:
+                raise UserError(template_refusal(index, e)) from None
+            try:
+                out = self.finder.spans(merge_system(msgs))
+            except TemplateFailure:
+                raise UserError(template_refusal(index, e)) from None
+            self.system_merged += 1
+            return out
+        if system and not all(s in text for s in system):
+            # the template drops the system prompt here (Mistral-Nemo writes it only into a final user turn):
+            # put it into the first user turn, where it is rendered, and count it
+            try:
+                merged = self.finder.spans(merge_system(msgs))
+            except (TemplateFailure, UserError):
+                merged = None
+            if merged is not None and all(s in merged[0] for s in system):
+                self.system_merged += 1
+                return merged
+        return text, spans
 
     def encode(self, index: int, msgs: list[dict], fmt: str) -> tuple[Encoded, bool]:
         text, spans = self.spans(msgs, fmt, index)
         ids, offsets = self.tokenize(tokenizable(text), spans)
         labels = span_labels(ids, offsets, spans)
         truncated = len(ids) > self.max_len
+        self.reply_cut = truncated and labels[self.max_len] != -100  # the cut falls inside a trained stretch
         return Encoded(ids[: self.max_len], labels[: self.max_len], index), truncated
 
     def tokenize(self, text: str, spans: list[tuple[int, int]]) -> tuple[list[int], list[tuple[int, int]]]:
@@ -328,7 +357,8 @@ def prepare(path: str | Path, tokenizer, *, fmt: str = "auto", max_seq_len: int 
             assistant_only: bool = True, system_prompt: str | None = None, seed: int = 42,
             drop_untrainable: bool = False, model_path: str | None = None, reasoning: str = "train",
             cache: bool = True, cache_dir: str | Path | None = None, num_proc: int | None = None,
-            progress: bool = False, layout: DataLayout | None = None, layout_origin: str = "data.columns") -> Prepared:
+            progress: bool = False, layout: DataLayout | None = None, layout_origin: str = "data.columns",
+            truncated_replies: str = "keep") -> Prepared:
     """The records of `path` rendered, tokenised, labelled and split (train / validation by `seed`), through the
     on-disk cache (trainer/data_cache.py): built once per data file, tokenizer and settings."""
     from trainer.data_cache import PrepSettings, cached_prepare
@@ -336,7 +366,7 @@ def prepare(path: str | Path, tokenizer, *, fmt: str = "auto", max_seq_len: int 
     det = detect(path, fmt, layout, layout_origin)
     fmt = det.format
     settings = PrepSettings(fmt, max_seq_len, val_size, assistant_only, system_prompt, seed, reasoning, det.layout,
-                            layout.text_unit if layout else "auto")
+                            layout.text_unit if layout else "auto", truncated_replies)
     meta, train, val, use = cached_prepare(path, tokenizer, settings, model_path, enabled=cache, cache_dir=cache_dir,
                                            num_proc=num_proc, progress=progress)
     skipped = {k: list(v) for k, v in meta["skipped"].items()}
@@ -353,7 +383,8 @@ def prepare(path: str | Path, tokenizer, *, fmt: str = "auto", max_seq_len: int 
     spans_used = assistant_only and fmt != "text"
     used = ReasoningUse(reasoning, meta["reasoning_records"], meta["reasoning_restored"]) if spans_used else None
     return Prepared(train=train, val=val, fmt=fmt, skipped=skipped, truncated=meta["truncated"],
-                    system_merged=meta["system_merged"], template_mode=meta["template_mode"], total=meta["total"],
+                    system_merged=meta["system_merged"], cut_replies=meta.get("cut_replies", 0),
+                    template_mode=meta["template_mode"], total=meta["total"],
                     reasoning=used if used and used.records else None, cache=use, copies=meta["copies"],
                     distinct=meta["distinct"], empty_answers=list(meta["empty_answers"]),
                     read_as=det.as_dict()["reason"], columns={d: c for d, c in det.layout.pairs} if det.layout else None)
@@ -369,7 +400,8 @@ def prepare_for(cfg, tokenizer, *, drop_untrainable: bool | None = None, progres
                    assistant_only=d.assistant_only_loss, system_prompt=d.system_prompt, seed=cfg.training.seed,
                    drop_untrainable=d.drop_untrainable if drop_untrainable is None else drop_untrainable,
                    model_path=cfg.model.path, reasoning=d.reasoning, cache=d.cache, cache_dir=d.cache_dir,
-                   num_proc=d.num_proc, progress=progress, layout=d.layout(), layout_origin=d.columns_origin)
+                   num_proc=d.num_proc, progress=progress, layout=d.layout(), layout_origin=d.columns_origin,
+                   truncated_replies=d.truncated_replies)
 
 
 class Collator:

@@ -29,8 +29,8 @@ from pathlib import Path
 from advisor.data.layout import Layout
 from advisor.errors import UserError
 
-PREP_VERSION = 2  # bump when what an entry holds, or how records are encoded, changes (2: copies kept on one side
-# of the split, empty answers counted, each table file's checksum in meta.json)
+PREP_VERSION = 3  # bump when what an entry holds, or how records are encoded, changes (2: copies kept on one side
+# of the split, empty answers counted, each table file's checksum in meta.json; 3: replies cut without their end)
 RAW_BATCH = 10_000  # records per Arrow batch while streaming the file
 MAP_BATCH = 256
 PROC_FROM_ROWS = 20_000  # records from which encoding uses several processes
@@ -52,6 +52,7 @@ class PrepSettings:
     reasoning: str
     layout: Layout | None = None  # the columns mapped (data.columns) or found (advisor/data/layout.py)
     text_unit: str = "auto"  # plain-text files: line, paragraph or document records
+    truncated_replies: str = "keep"
 
 
 @dataclass
@@ -225,10 +226,12 @@ class EncodeRows:
         after = self._counters()
         if not any(x != -100 for x in e.labels):
             return {"record": index, "skip": "no_trainable_tokens"}
+        if enc.reply_cut and s.truncated_replies == "skip":
+            return {"record": index, "skip": "cut_reply"}
         return {"record": index, "input_ids": e.input_ids, "labels": e.labels, "length": len(e.input_ids),
                 "digest": digest(e.input_ids, e.labels), "empty_answer": empty_answer(msgs),
                 "truncated": cut, "system_merged": after[0] > before[0], "reasoning": after[1] > before[1],
-                "reasoning_restored": after[2] > before[2]}
+                "reasoning_restored": after[2] > before[2], "cut_reply": enc.reply_cut}
 
 
 def digest(input_ids: list[int], labels: list[int]) -> str:
@@ -250,7 +253,8 @@ def empty_answer(msgs: list[dict]) -> bool:
 
 ENCODED_COLUMNS: dict[str, object] = {"record": 0, "input_ids": [], "labels": [], "length": 0, "skip": "",
                                       "error": "", "truncated": False, "system_merged": False, "reasoning": False,
-                                      "reasoning_restored": False, "digest": "", "empty_answer": False}
+                                      "reasoning_restored": False, "digest": "", "empty_answer": False,
+                                      "cut_reply": False}
 
 
 def _features():
@@ -259,7 +263,8 @@ def _features():
     return Features({"record": Value("int64"), "input_ids": Sequence(Value("int32")), "labels": Sequence(Value("int32")),
                      "length": Value("int32"), "skip": Value("string"), "error": Value("string"),
                      "truncated": Value("bool"), "system_merged": Value("bool"), "reasoning": Value("bool"),
-                     "reasoning_restored": Value("bool"), "digest": Value("string"), "empty_answer": Value("bool")})
+                     "reasoning_restored": Value("bool"), "digest": Value("string"), "empty_answer": Value("bool"),
+                     "cut_reply": Value("bool")})
 
 
 def processes_for(rows: int, asked: int | None) -> int:
@@ -308,7 +313,7 @@ def split_rows(encoded, settings: PrepSettings) -> tuple[list[int], list[int], d
     if len(failed):
         raise UserError(failed[0].as_py())
     skipped: dict[str, list[int]] = {}
-    for reason in ("invalid_json", "schema", "no_assistant", "no_trainable_tokens"):
+    for reason in ("invalid_json", "schema", "no_assistant", "no_trainable_tokens", "cut_reply"):
         idx = pc.filter(records, pc.equal(skip, reason)).to_pylist()
         if idx:
             skipped[reason] = idx
@@ -322,7 +327,8 @@ def split_rows(encoded, settings: PrepSettings) -> tuple[list[int], list[int], d
     empty = pc.filter(records, table.column("empty_answer")).to_pylist()
     meta = {"skipped": skipped, "truncated": _count(table, "truncated"), "system_merged": _count(table, "system_merged"),
             "reasoning_records": _count(table, "reasoning"), "reasoning_restored": _count(table, "reasoning_restored"),
-            "copies": len(usable) - len(groups), "distinct": len(groups), "empty_answers": empty}
+            "copies": len(usable) - len(groups), "distinct": len(groups), "empty_answers": empty,
+            "cut_replies": _count(table, "cut_reply") + len(skipped.get("cut_reply", []))}
     return train, val, meta
 
 

@@ -29,7 +29,8 @@ def eos_ids(tokenizer, model_path: str) -> set[int]:
 
 
 SKIP_REASONS = {"invalid_json": "not valid JSON", "schema": "not the detected format",
-                "no_assistant": "no assistant reply", "no_trainable_tokens": "no answer left after truncation"}
+                "no_assistant": "no assistant reply", "no_trainable_tokens": "no answer left after truncation",
+                "cut_reply": "reply cut at data.max_seq_len (data.truncated_replies: skip)"}
 
 
 def skipped_counts(prepared: Prepared) -> str:
@@ -47,7 +48,7 @@ def check_skipped(prepared: Prepared, path: str, max_share: float) -> None:
     """Training on a fraction of the file must not pass silently: above `data.max_skipped` of the records skipped
     for being unreadable, off-format or answerless, stop (records dropped by data.drop_untrainable, the user's own
     choice, are reported but not counted)."""
-    counted = sum(len(v) for k, v in prepared.skipped.items() if k != "no_trainable_tokens")
+    counted = sum(len(v) for k, v in prepared.skipped.items() if k not in ("no_trainable_tokens", "cut_reply"))
     if prepared.total and counted / prepared.total > max_share:
         raise UserError(f"{path}: {skipped_counts(prepared)} would be skipped, more than data.max_skipped "
                         f"({max_share:.0%}): fix the records (`tunewise audit {path}` lists each), set data.format if "

@@ -373,8 +373,8 @@ def check_resources(cfg: TrainConfig, prepared, force: bool):
             "format": prepared.fmt, "read_as": prepared.read_as, "columns": prepared.columns,
             "skipped": {k: len(v) for k, v in prepared.skipped.items()},
             "skipped_says": skipped_counts(prepared) if prepared.skipped else None,
-            "truncated": prepared.truncated, "estimate_gb": est.total_gb,
-            "copies": prepared.copies, "empty_answers": len(prepared.empty_answers),
+            "truncated": prepared.truncated, "truncated_replies": cut_replies(prepared, cfg.data),
+            "estimate_gb": est.total_gb, "copies": prepared.copies, "empty_answers": len(prepared.empty_answers),
             "available_gb": round(avail, 2) if math.isfinite(avail) else None, "device": dev,
             "output_dir": cfg.output.dir,
             "template": {"assistant_turns": prepared.template_mode, "system_merged_into_user": prepared.system_merged},
@@ -591,12 +591,35 @@ def _first_records(items, n: int) -> list:
     return [items[i] for i in sorted(range(len(records)), key=records.__getitem__)[:n]]
 
 
-def render_sample(prepared, tok, limit: int = 1500) -> dict:
-    """One formatted training sample; the trained (unmasked) span is returned separately and marked."""
+def cut_replies(prepared, d) -> dict | None:
+    """Records cut at max_seq_len inside a trained reply: the reply trains without its end token, so the model
+    learns not to stop; what data.truncated_replies did with them."""
+    n = prepared.cut_replies
+    if not n:
+        return None
+    done = ("skipped" if d.truncated_replies == "skip" else
+            "kept: their replies train without an end token (data.truncated_replies: skip drops them)")
+    return {"records": n, "action": d.truncated_replies,
+            "says": f"{n} record(s) are cut at data.max_seq_len {d.max_seq_len} inside a reply; {done}; or raise "
+                    "data.max_seq_len"}
+
+
+def render_sample(prepared, tok, context: int = 600) -> dict:
+    """One formatted training sample; the trained (unmasked) span is returned separately and marked. Every trained
+    piece is shown whole; only an untrained stretch longer than `context` characters (a long default system
+    prompt) is shortened, its middle replaced by a count of the characters left out."""
     from trainer.data import label_runs
 
     e = prepared.train[0]
     pieces = [(trained, tok.decode(ids)) for trained, ids in label_runs(e)]
-    marked = "".join(f"«{t}»" if tr else t for tr, t in pieces)
+    marked = "".join(f"«{t}»" if tr else elide(t, context) for tr, t in pieces)
     return {"record": e.record, "tokens": len(e.input_ids), "trained_tokens": sum(lab != -100 for lab in e.labels),
-            "marked": marked[:limit], "pieces": [(tr, t) for tr, t in pieces]}
+            "marked": marked, "pieces": [(tr, t) for tr, t in pieces]}
+
+
+def elide(text: str, keep: int) -> str:
+    """`text`, or its first third and last two thirds of `keep` characters around `[… N characters …]`."""
+    if len(text) <= keep:
+        return text
+    head, tail = keep // 3, keep - keep // 3
+    return f"{text[:head]}[… {len(text) - head - tail} characters …]{text[-tail:]}"

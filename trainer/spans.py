@@ -29,6 +29,16 @@ END_OF_TURN = ("<|eot_id|>", "<|im_end|>", "<end_of_turn>", "<|end|>", "<|return
                "<｜end▁of▁sentence｜>", "<|END_OF_TURN_TOKEN|>", "<|user|>", "<|observation|>", "</s>",
                "<|endoftext|>", "<turn|>", "<end_of_utterance>")
 GENERATION_MARKER = re.compile(r"\{%-?\s*generation\s*-?%\}")
+# a special token that closes something (`<|assistant_end|>`, `</assistant>`, `<|close|>`, `<|message_sep|>`): where
+# the tokenizer's EOS does not follow a reply, the template's own closing markers right after it end the turn
+END_LIKE = re.compile(r"end|eos|eot|close|sep\b|sep\||^</|^\[/", re.I)
+# the fields templates read an assistant's reasoning from (Qwen3, GLM, DeepSeek: reasoning_content; gpt-oss:
+# thinking; Nemotron, Apriel, Kimi K3, MiniMax: reasoning)
+REASONING_FIELDS = {"reasoning_content": re.compile(r"reasoning_content"),
+                    "thinking": re.compile(r"[.\[]\s*['\"]?thinking\b"),
+                    "reasoning": re.compile(r"[.\[]\s*['\"]?reasoning\b(?!_)")}
+# stands in for a reply when finding where a template renders a tool call (control characters no template writes)
+SENTINEL = "\x02tunewise\x03"
 
 
 THINK_BLOCK = re.compile(r"\s*<think>(.*?)</think>\s*", re.S)
@@ -64,6 +74,15 @@ REWRITES_REPLIES = ("the chat template does not render the assistant replies as 
 
 class NotVerbatim(Exception):
     """A rendering in which an assistant reply cannot be found as written."""
+
+
+class TemplateFailure(Exception):
+    """The chat template raised while rendering a conversation (a jinja error, or a TypeError and the like from
+    the template's own code): the record cannot be rendered as it is."""
+
+    def __init__(self, error: BaseException) -> None:
+        self.error = error
+        super().__init__(f"{type(error).__name__}: {error}")
 
 
 @dataclass
@@ -131,17 +150,51 @@ def split_tools(msgs: list[dict]) -> tuple[list[dict], list | None]:
     return [{k: v for k, v in m.items() if k not in INTERNAL_KEYS} for m in msgs], tools
 
 
-def answer_only(m: dict, hand_over: bool) -> dict:
-    """A reasoning reply reduced to its answer; `hand_over` passes the reasoning in `reasoning_content` (the field
-    Qwen3, GLM and DeepSeek templates render themselves)."""
+def answer_only(m: dict, hand_over: bool, fields: tuple[str, ...] = ("reasoning_content",)) -> dict:
+    """A reasoning reply reduced to its answer; `hand_over` passes the reasoning in the `fields` the template reads
+    (`reasoning_content` for Qwen3, GLM and DeepSeek; `thinking` for gpt-oss; `reasoning` for others)."""
     r = m.get("reasoning")
     if not isinstance(r, Reasoning):
         return m
     out = {**{k: v for k, v in m.items() if k != "reasoning"}, "content": r.answer}
     if hand_over:
-        out["reasoning_content"] = r.text
+        out.update({f: r.text for f in fields or ("reasoning_content",)})
         out["restore_reasoning"] = r
     return out
+
+
+def _string_arguments(m: dict) -> dict:
+    """A message whose tool-call arguments are JSON text (templates that concatenate them as strings)."""
+    calls = m.get("tool_calls")
+    if not calls:
+        return m
+    return {**m, "tool_calls": [{**c, "function": {**c["function"], "arguments": c["function"]["arguments"] if isinstance(
+        c["function"].get("arguments"), str) else json.dumps(c["function"].get("arguments"), ensure_ascii=False)}}
+        if isinstance(c.get("function"), dict) else c for c in calls]}
+
+
+def _common_prefix(a: str, b: str) -> int:
+    n = min(len(a), len(b))
+    lo, hi = 0, n
+    while lo < hi:  # binary search on equal prefixes (renderings are long, differences few)
+        mid = (lo + hi + 1) // 2
+        if a[:mid] == b[:mid]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
+
+
+def _common_suffix(a: str, b: str, limit: int) -> int:
+    n = min(len(a), len(b), limit)
+    lo, hi = 0, n
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if a[len(a) - mid:] == b[len(b) - mid:]:
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _calls_as_text(m: dict) -> dict:
@@ -172,6 +225,9 @@ class SpanFinder:
         specials |= set(getattr(tokenizer, "added_tokens_encoder", {}) or {})
         self.specials = sorted((s for s in specials if s), key=len, reverse=True)
         self.stops = set(END_OF_TURN) | {self.eos} | _generation_stop_tokens(model_path, tokenizer)
+        # the reasoning fields the template reads: reasoning is handed to it there, and trained as it renders it
+        self.reads = tuple(f for f, rx in REASONING_FIELDS.items() if rx.search(self.plan.template))
+        self._probed: tuple[str, str] | None = None
 
     # ---- rendering -----------------------------------------------------------------------------------------
 
@@ -179,14 +235,21 @@ class SpanFinder:
         return {k: v for k, v in (self.tok.special_tokens_map or {}).items() if isinstance(v, str)}
 
     def render(self, msgs: list[dict], add_generation_prompt: bool = False, tools=None) -> str:
-        return self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=add_generation_prompt,
-                                            chat_template=self.plan.template, tools=tools)
+        try:
+            return self.tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=add_generation_prompt,
+                                                chat_template=self.plan.template, tools=tools)
+        except Exception as e:  # the template's own code failed (jinja, or a TypeError in its expressions)
+            raise TemplateFailure(e) from e
 
     def _marked(self, msgs: list[dict], tools) -> tuple[str, list[tuple[int, int]]]:
         from transformers.utils.chat_template_utils import render_jinja_template
 
-        rendered, indices = render_jinja_template(conversations=[msgs], tools=tools, chat_template=self.plan.template,
-                                                  return_assistant_tokens_mask=True, **self._kwargs())
+        try:
+            rendered, indices = render_jinja_template(conversations=[msgs], tools=tools,
+                                                      chat_template=self.plan.template,
+                                                      return_assistant_tokens_mask=True, **self._kwargs())
+        except Exception as e:
+            raise TemplateFailure(e) from e
         text, merged = rendered[0], []
         for a, b in sorted(tuple(x) for x in indices[0]):
             # a marked block right after another (Phi-3 marks the closing EOS on its own) belongs to the same turn
@@ -196,7 +259,7 @@ class SpanFinder:
                 merged.append((a, b))
         return text, merged
 
-    def _prefix_turns(self, msgs: list[dict], tools) -> tuple[str, list[tuple[int, int]]]:
+    def _prefix_turns(self, msgs: list[dict], tools, calls: dict) -> tuple[str, list[tuple[int, int]]]:
         text = self.render(msgs, tools=tools)
         turns = []
         for i, m in enumerate(msgs):
@@ -205,28 +268,114 @@ class SpanFinder:
             before = self.render(msgs[:i], add_generation_prompt=True, tools=tools) if i else ""
             upto = self.render(msgs[: i + 1], tools=tools)
             if not (text.startswith(upto) and upto.startswith(before)):
-                return self._anchored_turns(text, msgs)
+                return self._anchored_turns(text, msgs, calls)
             turns.append((len(before), len(upto)))
         return text, turns
 
-    def _anchored_turns(self, text: str, msgs: list[dict]) -> tuple[str, list[tuple[int, int]]]:
-        """Templates that re-render earlier turns (Mistral moves the system text into the last user turn): find
-        each reply verbatim in the whole rendering, in order, each after the previous one and after the user
-        message before it."""
+    def _anchored_turns(self, text: str, msgs: list[dict], calls: dict) -> tuple[str, list[tuple[int, int]]]:
+        """Templates that re-render earlier turns (Mistral moves the system text into the last user turn, Qwen3
+        drops earlier reasoning): find each reply verbatim in the whole rendering, in order, each after the previous
+        one and after the user message before it; a tool-call turn is where the template renders the call."""
         turns, cursor = [], 0
-        for m in msgs:
-            content = (m.get("content") or "").strip()
+        for i, m in enumerate(msgs):
+            content = (m.get("content") or "").strip() if isinstance(m.get("content"), str) else ""
             if m["role"] != "assistant":
                 # a user turn precedes the next reply; the system text may have moved anywhere, so it sets nothing
                 if m["role"] == "user" and content and (at := text.find(content, cursor)) >= 0:
                     cursor = at + len(content)
                 continue
             at = text.find(content, cursor) if content else -1
-            if at < 0:
+            region = calls.get(i)
+            if region is not None and region[0] >= cursor and (at < 0 or at >= region[0]):
+                turns.append((region[0] if at < 0 else at, region[1]))
+            elif at >= 0:
+                turns.append((at, at + len(content)))
+            else:
                 raise NotVerbatim(NOT_PREFIX_STABLE)
-            turns.append((at, at + len(content)))
-            cursor = at + len(content)
+            cursor = turns[-1][1]
         return text, turns
+
+    def _call_regions(self, msgs: list[dict], tools) -> dict[int, tuple[int, int]]:
+        """Where the template renders each tool-call turn. The conversation up to that turn is rendered twice,
+        once as it is and once with the turn replaced by a plain reply (a marker no template writes): where the two
+        differ is the call as the model writes it (after any header or empty `<think></think>` the template adds
+        either way, before its end token). That text is then found, in order, in the whole rendering."""
+        idx = [i for i, m in enumerate(msgs) if m["role"] == "assistant" and m.get("tool_calls")]
+        if not idx:
+            return {}
+        text = self.render(msgs, tools=tools)
+        regions, cursor = {}, 0
+        for i, m in enumerate(msgs):
+            content = m.get("content") if isinstance(m.get("content"), str) else ""
+            if i not in idx:
+                if content.strip() and (at := text.find(content.strip(), cursor)) >= 0:
+                    cursor = at + len(content.strip())
+                continue
+            try:
+                upto = self.render(msgs[: i + 1], tools=tools)
+                alt = self.render([*msgs[:i], {"role": "assistant", "content": SENTINEL}], tools=tools)
+            except TemplateFailure:
+                continue
+            p = _common_prefix(upto, alt)
+            s = _common_suffix(upto, alt, min(len(upto), len(alt)) - p)
+            p, q = self._snap(upto, p, len(upto) - s)
+            call = whole = upto[p:q].strip()
+            if SENTINEL not in alt[p:len(alt) - s] or not call or any(
+                    c["function"]["name"] not in call for c in m["tool_calls"]):
+                continue
+            at = text.find(call, cursor)
+            while at < 0 and (tok := self._special_at_end(call)):  # the end token written otherwise in the whole
+                call = call[: -len(tok)].rstrip()
+                at = text.find(call, cursor) if call else -1
+            if at < 0:
+                region = self._call_by_ends(text, whole, cursor, m, msgs[i + 1:])
+                if region is None:
+                    continue
+                at, call = region[0], text[region[0]:region[1]]
+            regions[i] = (at, at + len(call))
+            cursor = at + len(call)
+        return regions
+
+    def _snap(self, text: str, p: int, q: int) -> tuple[int, int]:
+        """The differing stretch widened to whole special tokens (`<|START_ACTION|>` against `<|START_RESPONSE|>`
+        share `<|START_`), and back to the end of the generation prompt where only plain text on the same line
+        lies between (gpt-oss-style headers the model writes itself: `<|start|>assistant to=...`)."""
+        for s in self.specials:
+            lo = max(0, p - len(s) + 1)
+            at = text.find(s, lo, p + len(s) - 1)
+            if 0 <= at < p < at + len(s):
+                p = at
+            lo = max(0, q - len(s) + 1)
+            at = text.find(s, lo, q + len(s) - 1)
+            if 0 <= at < q < at + len(s):
+                q = at + len(s)
+        gen = self._probe()[0]
+        g = text.rfind(gen, 0, p) if gen else -1
+        if g >= 0 and g + len(gen) < p:
+            between = text[g + len(gen):p]
+            if "\n" not in between and self._special_at_end(between) is None and not any(
+                    s in between for s in self.specials):
+                p = g + len(gen)
+        return p, q
+
+    @staticmethod
+    def _call_by_ends(text: str, call: str, cursor: int, m: dict, later: list[dict]) -> tuple[int, int] | None:
+        """A call the whole rendering writes a little differently (Apriel adds the call's id once its result
+        follows): from the call's opening up to its first function name, to the longest tail of it found before
+        the next message's text."""
+        name = m["tool_calls"][0]["function"]["name"]
+        head = call[: call.find(name) + len(name)]
+        at = text.find(head, cursor)
+        if at < 0:
+            return None
+        nxt = next((c.strip() for c in (x.get("content") for x in later) if isinstance(c, str) and c.strip()), None)
+        limit = text.find(nxt, at) if nxt else len(text)
+        limit = len(text) if limit < 0 else limit
+        for k in range(len(call) - len(head), 2, -1):
+            end = text.rfind(call[-k:], at + len(head), limit)
+            if end >= 0:
+                return at, end + k
+        return None
 
     # ---- the reply and its end token --------------------------------------------------------------------------
 
@@ -236,25 +385,53 @@ class SpanFinder:
                 return s
         return None
 
-    def _trim(self, text: str, turn: tuple[int, int], content: str) -> tuple[str, tuple[int, int]]:
-        """(text, span): the reply within the turn and the end-of-turn token after it (inserted when missing)."""
+    def _special_at_end(self, text: str) -> str | None:
+        return next((s for s in self.specials if text.endswith(s)), None)
+
+    def _end(self, text: str, pos: int, limit: int) -> int | None:
+        """Where the turn that has its reply end at `pos` ends: after the first end-of-turn token in the turn
+        (up to `limit`; whitespace and the template's closing text before it included, as the model writes them),
+        else after the end-of-turn token or closing markers that follow right after (whitespace between allowed);
+        None when the template writes none."""
+        found = [at + len(s) for s in self.stops if s and (at := text.find(s, pos, limit)) >= 0]
+        if found:
+            return min(found)
+        i, last = pos, None
+        while True:
+            j = len(text) - len(text[i:].lstrip())
+            tok = self._special_at(text, j)
+            if tok is None:
+                return last
+            if tok in self.stops:
+                return j + len(tok)
+            if END_LIKE.search(tok.strip("<>|｜")) or END_LIKE.search(tok):
+                last = j + len(tok)
+            elif last is not None:
+                return last  # the next turn's opening marker
+            i = j + len(tok)
+
+    def _trim(self, text: str, turn: tuple[int, int], content: str, tail: int | None = None
+              ) -> tuple[str, tuple[int, int]]:
+        """(text, span): the reply within the turn and the end-of-turn token after it (inserted when missing).
+        `tail`: where a tool-call turn's call ends (its end token is looked for from there)."""
         a, b = turn
         start = text.find(content, a, max(b, a + len(content))) if content else -1
         if content and start < 0 and content.strip():
             content = content.strip()
             start = text.find(content, a, max(b, a + len(content)))
+        if tail is not None:  # a call turn: its first end token (a call's markup never holds one before its end)
+            lo = start if start >= 0 else a
+            found = [at + len(s) for s in self.stops if s and (at := text.find(s, lo, tail)) >= 0]
+            if found:
+                return text, (lo, min(found))
         if start < 0:  # a tool call (no text), or a reply the template rewrote: the turn up to its end token
             start = a + len(text[a:b]) - len(text[a:b].lstrip())
-            ends = [(at, s) for s in self.stops if s and (at := text.find(s, start, b)) >= 0]
-            if not ends:
-                return text, (start, b)
-            at, stop = min(ends)
-            return text, (start, at + len(stop))
+            end = self._end(text, max(start, tail or start), max(b, tail or b))
+            return text, (start, end if end is not None else (tail or b))
         pos = start + len(content)
-        while (tok := self._special_at(text, pos)) is not None:
-            pos += len(tok)
-            if tok in self.stops:
-                return text, (start, pos)
+        end = self._end(text, max(pos, tail or pos), max(b, pos))
+        if end is not None or tail is not None:
+            return text, (start, end if end is not None else tail)
         if not self.eos:
             return text, (start, pos)
         # no end-of-turn token after the reply (the turn ends with the next role's token, or nothing)
@@ -265,93 +442,175 @@ class SpanFinder:
     def _replies_rendered(text: str, turns: list[tuple[int, int]], plain: list[dict]) -> bool:
         """Every assistant reply with text appears in its turn (at least once stripped of outer whitespace)."""
         replies = [m for m in plain if m["role"] == "assistant"]
-        return all(not (m.get("content") or "").strip() or (m["content"].strip() in text[a:b] or
-                                                            m["content"].strip() in text[a:])
-                   for m, (a, b) in zip(replies, turns, strict=False))
+        return all(not isinstance(m.get("content"), str) or not m["content"].strip() or (
+            m["content"].strip() in text[a:b] or m["content"].strip() in text[a:])
+            for m, (a, b) in zip(replies, turns, strict=False))
 
-    def _turns(self, plain: list[dict], tools) -> tuple[str, list[tuple[int, int]]]:
-        return self._prefix_turns(plain, tools) if self.plan.mode == "prefix" else self._marked(plain, tools)
+    def _turns(self, plain: list[dict], tools) -> tuple[str, list[tuple[int, int]], dict]:
+        calls = self._call_regions(plain, tools)
+        if self.plan.mode == "prefix":
+            text, turns = self._prefix_turns(plain, tools, calls)
+        else:
+            text, turns = self._marked(plain, tools)
+            if calls and text != self.render(plain, tools=tools):
+                calls = {}
+        return text, turns, calls
 
-    def _render(self, msgs: list[dict]) -> tuple[str, list[tuple[int, int]], list[dict], str | None]:
-        """(text, assistant turns, the messages as rendered, why the replies cannot be placed or None)."""
+    def _first_rendering(self, plain: list[dict], tools):
+        """(text, turns, call regions, the messages and tools as rendered): as they are, else in the forms some
+        templates need: `tools` as an empty list (templates that loop over it unconditionally), tool-call
+        arguments as JSON text (templates that concatenate them), content as typed parts (LLaVA-NeXT)."""
+        tries = [(plain, tools)]
+        if tools is None:
+            tries.append((plain, []))
+        if any(m.get("tool_calls") for m in plain):
+            tries.append(([_string_arguments(m) for m in plain], tools))
+        if tools:  # templates that read the function itself (`tool.name`, `tool.description`)
+            tries.append((plain, [t.get("function", t) if isinstance(t, dict) else t for t in tools]))
+        if any(isinstance(m.get("content"), str) for m in plain):
+            tries.append(([_as_parts(m) for m in plain], tools))
+        failure = None
+        for p, t in tries:
+            try:
+                return (*self._turns(p, t), p, t)
+            except TemplateFailure as e:
+                failure = failure or e
+        raise failure
+
+    def _render(self, msgs: list[dict]):
+        """(text, assistant turns, call regions, the messages as rendered, why the replies cannot be placed)."""
         try:
             return self._render_verbatim(msgs)
         except NotVerbatim as e:
-            return "", [], msgs, str(e)
+            return "", [], {}, msgs, str(e)
 
-    def _render_verbatim(self, msgs: list[dict]) -> tuple[str, list[tuple[int, int]], list[dict], str | None]:
-        from jinja2 import TemplateError
-
+    def _render_verbatim(self, msgs: list[dict]):
         plain, tools = split_tools(msgs)
         try:
-            text, turns = self._turns(plain, tools)
-        except TemplateError:  # LLaVA-NeXT-style templates accept content only as typed parts
-            if not any(isinstance(m.get("content"), str) for m in plain):
+            text, turns, calls, plain, tools = self._first_rendering(plain, tools)
+        except NotVerbatim:
+            if not any(m.get("tool_calls") and m.get("content") == "" for m in msgs):
                 raise
-            text, turns = self._turns([_as_parts(m) for m in plain], tools)
+            # templates that render calls only where `content` is null (DeepSeek-R1 distills)
+            msgs = [{**m, "content": None} if m.get("tool_calls") and m.get("content") == "" else m for m in msgs]
+            plain, tools = split_tools(msgs)
+            text, turns, calls, plain, tools = self._first_rendering(plain, tools)
         turn_of = dict(zip((i for i, m in enumerate(plain) if m["role"] == "assistant"), turns, strict=False))
-        dropped = [i for i, m in enumerate(plain) if m.get("tool_calls") and i in turn_of and not all(
+        dropped = [i for i, m in enumerate(plain) if m.get("tool_calls") and i in turn_of and i not in calls and not all(
             c["function"]["name"] in text[turn_of[i][0]:turn_of[i][1]] for c in m["tool_calls"])]
+        if dropped and any(m.get("content") == "" for i, m in enumerate(plain) if i in dropped):
+            # templates that render calls only where `content` is null (DeepSeek-R1 distills)
+            none = [{**m, "content": None} if i in dropped and m.get("content") == "" else m
+                    for i, m in enumerate(plain)]
+            try:
+                t2, tu2, c2, p2, tools2 = self._first_rendering(none, tools)
+            except TemplateFailure:
+                t2 = None
+            if t2 is not None and all(i in c2 for i in dropped):
+                text, turns, calls, plain, tools = t2, tu2, c2, p2, tools2
+                msgs = [{**m, "content": None} if i in dropped and m.get("content") == "" else m
+                        for i, m in enumerate(msgs)]
+                dropped = []
         if dropped:  # the template does not render tool calls (Llama 3.0, Phi-3): train them as JSON text instead
             msgs = [_calls_as_text(m) if i in dropped else m for i, m in enumerate(msgs)]
             plain, tools = split_tools(msgs)
-            text, turns = self._turns(plain, tools)
+            text, turns, calls, plain, tools = self._first_rendering(plain, tools)
         if self._replies_rendered(text, turns, plain):
-            return text, turns, msgs, None
+            return text, turns, calls, msgs, None
         # multimodal templates (SmolVLM, Idefics3) read `content` as a list of typed parts
         try:
-            text, turns = self._turns([_as_parts(m) for m in plain], tools)
-        except (TemplateError, TypeError):  # a template that concatenates content as a string
-            return text, turns, msgs, REWRITES_REPLIES
-        return text, turns, msgs, None if self._replies_rendered(text, turns, plain) else REWRITES_REPLIES
+            text, turns, calls = self._turns([_as_parts(m) for m in plain], tools)
+        except TemplateFailure:  # a template that concatenates content as a string
+            return text, turns, calls, msgs, REWRITES_REPLIES
+        return text, turns, calls, msgs, None if self._replies_rendered(text, turns, plain) else REWRITES_REPLIES
 
     def spans(self, msgs: list[dict]) -> tuple[str, list[tuple[int, int]]]:
         has_reasoning = any(isinstance(m.get("reasoning"), Reasoning) for m in msgs)
         self.reasoning_records += has_reasoning
         if has_reasoning and self.reasoning == "drop":
             msgs = [answer_only(m, hand_over=False) for m in msgs]
-        text, turns, msgs, why = self._render(msgs)
-        if why and has_reasoning and self.reasoning == "train":
-            # the template strips the reasoning (DeepSeek-R1, Qwen3 before the last user turn): render the answers
-            # (reasoning handed over as `reasoning_content`) and put each missing reasoning block back before its answer
-            text, turns, msgs, why = self._render([answer_only(m, hand_over=True) for m in msgs])
-            self.reasoning_restored += why is None
+        elif has_reasoning and self.reads:  # the template renders reasoning itself: hand it over, in its markup
+            msgs = [answer_only(m, hand_over=True, fields=self.reads) for m in msgs]
+        text, turns, calls, msgs, why = self._render(msgs)
+        if why and has_reasoning and self.reasoning == "train" and not self.reads:
+            # the template strips the reasoning (DeepSeek-R1): render the answers and put each reasoning block
+            # back before its answer
+            text, turns, calls, msgs, why = self._render([answer_only(m, hand_over=True) for m in msgs])
         if why:
             raise UserError(why)
-        assistants = [m for m in msgs if m["role"] == "assistant"]
+        assistants = [(i, m) for i, m in enumerate(msgs) if m["role"] == "assistant"]
         if len(turns) != len(assistants):
             raise UserError(f"the chat template marks {len(turns)} assistant turn(s) in a conversation with "
                             f"{len(assistants)}: it drops or merges assistant messages, so their loss cannot be "
                             "placed; use another data.chat_template")
-        spans = []
-        shift = 0
-        for m, (a, b) in zip(assistants, turns, strict=True):
+        spans, shift, restored = [], 0, False
+        for (i, m), (a, b) in zip(assistants, turns, strict=True):
             before = len(text)
             a, b = a + shift, b + shift
+            tail = None
+            if i in calls:
+                p, q = calls[i][0] + shift, calls[i][1] + shift
+                content = (m.get("content") or "").strip()
+                a = min(a, p) if content and text.find(content, a, b) >= 0 else p
+                b, tail = max(b, q), q
             start = None
             if isinstance(m.get("restore_reasoning"), Reasoning):
-                text, start, a, b = self._restore_reasoning(text, (a, b), m["restore_reasoning"])
-            text, span = self._trim(text, (a, b), m.get("content") or "")
+                text, start, a, b, put_back = self._restore_reasoning(text, (a, b), m["restore_reasoning"])
+                restored |= put_back
+            text, span = self._trim(text, (a, b), m.get("content") or "", tail)
             shift += len(text) - before
             if m.get("train", True):
                 spans.append((span[0] if start is None else min(start, span[0]), span[1]))
+        self.reasoning_restored += restored
         return text, spans
 
-    @staticmethod
-    def _restore_reasoning(text: str, turn: tuple[int, int], r: Reasoning) -> tuple[str, int, int, int]:
-        """(text, where the trained reasoning starts, where its answer is looked for, the turn's new end): the
-        reasoning as the template rendered it, or, where it dropped it, the block as written inserted right before
-        the answer (less any part the template already wrote there, such as a generation prompt ending in
-        `<think>`)."""
+    # ---- reasoning ------------------------------------------------------------------------------------------
+
+    def _probe(self) -> tuple[str, str]:
+        """(the generation prompt the template ends a prompt with, how it writes a reply's reasoning: the text
+        between that prompt and the answer with `{R}` where the reasoning goes). From renderings of a one-turn
+        conversation with marker texts; `<think>` markup where the template shows none."""
+        if self._probed is None:
+            default = "<think>\n{R}\n</think>\n\n"
+            user = {"role": "user", "content": "\x02u\x03"}
+            reply = {"role": "assistant", "content": "\x02a\x03", **{f: "\x02r\x03" for f in self.reads}}
+            try:
+                prompt = self.render([user])
+                gen = self.render([user], add_generation_prompt=True)
+                full = self.render([user, reply])
+            except TemplateFailure:
+                self._probed = ("", default)
+                return self._probed
+            g = gen[_common_prefix(prompt, gen):]
+            u = full.find("\x02u\x03")
+            start = full.find(g, u) + len(g) if g and full.find(g, u) >= 0 else -1
+            r, ans = full.find("\x02r\x03"), full.find("\x02a\x03")
+            wrapper = full[start:ans].replace("\x02r\x03", "{R}") if 0 <= start <= r < ans else default
+            self._probed = (g, wrapper if "{R}" in wrapper else default)
+        return self._probed
+
+    def _restore_reasoning(self, text: str, turn: tuple[int, int], r: Reasoning) -> tuple[str, int, int, int, bool]:
+        """(text, where the trained reasoning starts, where its answer is looked for, the turn's new end, whether
+        it was put back): the reasoning as the template rendered it (trained from where the model starts writing:
+        after the generation prompt), or, where it dropped it, the block in the template's own markup inserted
+        right before the answer (less any part the template already wrote there, such as a generation prompt
+        ending in `<think>`)."""
         a, b = turn
+        gen, wrapper = self._probe()
         answer = r.answer.strip()
         at = text.rfind(answer, a, b) if answer else -1
         at = at if at >= 0 else b
         inside = text.find(r.text, a, at)
-        if inside >= 0:  # rendered by the template itself (reasoning_content): train from its opening tag
-            tag = text.rfind("<think>", a, inside)
-            return text, tag if tag >= 0 else inside, inside + len(r.text), b
-        block = r.block if answer else r.block.rstrip()
+        if inside >= 0:  # rendered by the template itself
+            lo = max(0, a - len(gen))
+            g = text.rfind(gen, lo, inside) if gen else -1
+            if g >= 0:
+                return text, g + len(gen), inside + len(r.text), b, False
+            opening = wrapper.split("{R}")[0].strip()
+            tag = text.rfind(opening, a, inside) if opening else -1
+            return text, tag if tag >= 0 else inside, inside + len(r.text), b, False
+        block = wrapper.replace("{R}", r.text)
+        block = block if answer else block.rstrip()
         k = next((k for k in range(len(block), 0, -1) if text[a:at].endswith(block[:k])), 0)
         insert = block[k:]
-        return text[:at] + insert + text[at:], at, at + len(insert), b + len(insert)
+        return text[:at] + insert + text[at:], at, at + len(insert), b + len(insert), True

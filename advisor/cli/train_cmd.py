@@ -126,6 +126,11 @@ def render_dry_run(cfg, r, con=None) -> None:
     if r.get("empty_answers"):
         out.print(f"[yellow]{r['empty_answers']} record(s) have an empty answer[/] (only the end token is trained)",
                   highlight=False)
+    if r.get("truncated_replies"):
+        out.print(f"[bold yellow]cut replies[/]: {escape(r['truncated_replies']['says'])}", highlight=False)
+    if (r.get("template") or {}).get("system_merged_into_user"):
+        out.print(f"[bold]system prompt[/]: in {r['template']['system_merged_into_user']} record(s) the chat template "
+                  "would drop or refuse the system message, so it opens the first user turn", highlight=False)
     if r.get("reasoning"):
         out.print(f"[bold]reasoning[/]: {escape(r['reasoning']['says'])}", highlight=False)
     if r.get("data_cache"):

@@ -39,6 +39,7 @@ class Message:
     text: str | None = None  # the message's own text when `content` stands in for tool calls
     name: str | None = None  # the tool a `tool` message answers
     reasoning: str | None = None  # an assistant's separate reasoning field (`reasoning_content`, `reasoning`, `thinking`)
+    tool_call_id: str | None = None  # the call a `tool` message answers (templates such as Mistral's render it)
 
 
 @dataclass(slots=True)
@@ -368,7 +369,9 @@ def _openai_message(m: dict, key: str, problems: list) -> Message | None:
                    content, trainable=weight != 0, tool_call=bool(calls),
                    tool_calls=structured_calls(calls) if calls else None, text=text,
                    name=m.get("name") if role in ("tool", "function") else None,
-                   reasoning=reasoning if role == "assistant" else None)
+                   reasoning=reasoning if role == "assistant" else None,
+                   tool_call_id=m["tool_call_id"] if role == "tool" and isinstance(m.get("tool_call_id"), str)
+                   else None)
 
 
 def _openai_messages(raw: Any, key: str, problems: list) -> list[Message]:
