@@ -69,10 +69,11 @@ def test_adafactor_keeps_factored_states_only():
 
 
 def test_full_fine_tune_peaks_at_the_optimizer_step_whatever_the_batch():
-    """fms-acceleration a100_80gb.csv: Mistral-7B full fp16 peaks at 72.97 GB at batch 4 and at batch 8."""
+    """fms-acceleration a100_80gb.csv: Mistral-7B full fp16 peaks at 72.97 GB at batch 4 and at batch 8 (HF's plain
+    loss over the full logits)."""
     shape = shape_from_params_b(7)
     a, b = (estimate(shape, EstimateRequest(method="full", precision="fp16", seq_len=4096, batch_size=bs,
-                                            gpu_memory_gb=80)) for bs in (4, 8))
+                                            gpu_memory_gb=80, loss="plain")) for bs in (4, 8))
     assert a.peak_phase == b.peak_phase == "optimizer_step" and a.allocated_gb == b.allocated_gb
     assert a.phases["forward_backward"] < b.phases["forward_backward"] < b.phases["optimizer_step"]
     assert sum(a.per_gpu_gb.values()) == pytest.approx(a.total_gb, abs=0.01)
@@ -102,9 +103,9 @@ def test_lora_trainable_share_and_qlora_weights(tmp_path):
     shape = _shape(tmp_path, LLAMA2_7B)
     lora = estimate(shape, EstimateRequest(method="lora", lora_r=8, lora_targets=("q_proj", "v_proj")))
     assert lora.trainable_params == 32 * 8 * (4096 * 2) * 2   # 4,194,304: peft's count for Llama-2-7B, q/v, r=8
-    q = estimate(shape, EstimateRequest(method="qlora"))
+    q, _ = terms(shape, EstimateRequest(method="qlora"))
     # ~0.52 B/param for linear layers + embeddings and lm_head upcast to fp32 by prepare_model_for_kbit_training
-    assert 4.2 < q.per_gpu_gb["weights"] < 4.6
+    assert 4.2 < q.weights / 1e9 < 4.6
 
 
 # Published figures: (what, method, size in B, request overrides, low GB, high GB, source)
@@ -138,7 +139,8 @@ PUBLISHED = [
 @pytest.mark.parametrize("what,method,size,over,low,high,source", PUBLISHED, ids=[p[0] for p in PUBLISHED])
 def test_published_figures(what, method, size, over, low, high, source):
     req = EstimateRequest(method=method, gpu_memory_gb=1e6, **{"seq_len": 512, **over})
-    total = estimate(shape_from_params_b(size), req).total_gb
+    # the tables size the training step (what the load phase leaves cached is released under pressure)
+    total = estimate(shape_from_params_b(size), req).step_gb
     assert low <= total <= high, f"{what}: estimate {total:.1f} GB outside [{low:.1f}, {high:.1f}] ({source})"
 
 

@@ -5,7 +5,7 @@ numbers so a user can see (and argue with) each one. GB = 1e9 bytes throughout."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -141,6 +141,12 @@ class MemoryEstimate(BaseModel):
                             "(before the first step: QLoRA quantising a 16-bit checkpoint, or FSDP / ZeRO-3 "
                             "materialising the whole model on every GPU)")
     phases: dict[str, float] = Field(default_factory=dict, description="allocated GB of each phase")
+    step_gb: float | None = Field(None, description="device reading at the training step's peak (forward/backward or "
+                                  "optimizer step), load left out")
+    load_gb: float | None = Field(None, description="device reading while the model loads, when loading is modelled "
+                                  "(QLoRA from a 16-bit checkpoint: mostly the allocator's cache of converted shards, "
+                                  "released under pressure; FSDP / ZeRO-3 without low-memory loading: the whole "
+                                  "model)")
     gpu_memory_gb: float
     fits: bool
     tight: bool = Field(False, description="fits only if the allocator gives back its reserve (one GPU): expect "
@@ -238,7 +244,8 @@ class Terms:
     logits: float
     layer_recompute: float
     load: float = 0.0  # allocated at the load peak (weights as loaded + what loading holds on the way)
-    load_transient: float = 0.0  # of which: the checkpoint shard being converted, or the whole unsharded model
+    load_transient: float = 0.0  # of which: the tensor being quantised, or the rest of the unsharded model
+    load_cache: float = 0.0  # reserved, not allocated: converted checkpoint shards the allocator caches
 
 
 def _sharding(req: EstimateRequest) -> tuple[int, bool, bool]:
@@ -339,12 +346,13 @@ def _activation_terms(shape: ModelShape, req: EstimateRequest) -> tuple[float, f
     return tokens * shape.layers * (per_layer + lora_kept) + shape.layers * scores_kept, logits, scores_backward
 
 
-def _load_terms(shape: ModelShape, req: EstimateRequest) -> tuple[float, float]:
-    """(allocated at the load peak, of which transient) per GPU. QLoRA: the 4-bit weights, the rest in 16 bits, and
-    the 16-bit checkpoint shard being quantised. FSDP / ZeRO-3 without low-memory loading: the whole model on every
-    GPU before it is sharded. Otherwise loading stays below the training phases (0)."""
+def _load_terms(shape: ModelShape, req: EstimateRequest) -> tuple[float, float, float]:
+    """(allocated at the load peak, of which transient, cached by the allocator on top) per GPU. QLoRA: the 4-bit
+    weights, the rest in 16 bits and the 16-bit matrix being quantised, with the converted checkpoint shard cached.
+    FSDP / ZeRO-3 without low-memory loading: the whole model on every GPU before it is sharded. Otherwise loading
+    stays below the training phases (0)."""
     if req.device != "cuda":
-        return 0.0, 0.0
+        return 0.0, 0.0, 0.0
     spec = method(req.method)
     n, _states, shard_weights = _sharding(req)
     c = shape.counts()
@@ -352,15 +360,15 @@ def _load_terms(shape: ModelShape, req: EstimateRequest) -> tuple[float, float]:
     if spec.quantized_base:
         quantised = c["linear_in_blocks"] * scale
         settled = quantised * NF4_BYTES_PER_PARAM + (shape.params - quantised) * COMPUTE_BYTES[req.precision]
-        transient = min(CHECKPOINT_SHARD_BYTES, quantised * 2)
+        largest = max(i * o for i, o in shape.linear_shapes().values()) * 2.0
+        cache = min(CHECKPOINT_SHARD_BYTES, quantised * 2)
         if shard_weights and req.low_memory_loading:
-            layer = quantised / max(1, shape.layers)
-            return settled / n + layer * 2, layer * 2
-        return settled + transient, transient
+            return settled / n + largest, largest, 0.0
+        return settled + largest, largest, cache
     if shard_weights and not req.low_memory_loading:
         whole = shape.params * WEIGHT_BYTES[req.precision]
-        return whole, whole * (1 - 1 / n)
-    return 0.0, 0.0
+        return whole, whole * (1 - 1 / n), 0.0
+    return 0.0, 0.0, 0.0
 
 
 def terms(shape: ModelShape, req: EstimateRequest) -> tuple[Terms, int]:
@@ -395,9 +403,9 @@ def terms(shape: ModelShape, req: EstimateRequest) -> tuple[Terms, int]:
     if shard_weights:
         copies = min(copies, gathered)
     acts, logits, layer = _activation_terms(shape, req)
-    load, load_transient = _load_terms(shape, req)
+    load, load_transient, load_cache = _load_terms(shape, req)
     return Terms(weights, adapter, states, gathered, grads, temp, copies, acts, logits, layer, load,
-                 load_transient), T
+                 load_transient, load_cache), T
 
 
 def phases(t: Terms, req: EstimateRequest) -> dict[str, dict[str, float]]:
@@ -431,10 +439,23 @@ class Breakdown:
     allocated: float  # bytes: the allocator's peak (the larger phase)
     phases: dict[str, float]  # bytes allocated in each phase
     peak_phase: str
+    readings: dict[str, float] = field(default_factory=dict)  # CUDA: the device reading of each phase
 
     @property
     def total(self) -> float:
         return sum(self.parts.values())
+
+
+def _readings(t: Terms, totals: dict[str, float], req: EstimateRequest) -> dict[str, float]:
+    """The device reading of each phase on CUDA: allocated + the allocator's reserve + context (+ NCCL). At load the
+    reserve is the converted checkpoint shards the allocator caches (released under pressure or by empty_cache)."""
+    multi = req.gpus > 1
+    share = ALLOCATOR_RESERVE_SHARE_MULTI if multi else ALLOCATOR_RESERVE_SHARE
+    ctx = (CUDA_CONTEXT_GB + (NCCL_BUFFERS_GB if multi else 0.0)) * GB
+    out = {name: total * (1 + share) + ctx for name, total in totals.items()}
+    if "load" in totals:
+        out["load"] = totals["load"] + max(t.load_cache, totals["load"] * share) + ctx
+    return out
 
 
 def breakdown(shape: ModelShape, req: EstimateRequest) -> Breakdown:
@@ -442,27 +463,30 @@ def breakdown(shape: ModelShape, req: EstimateRequest) -> Breakdown:
     t, T = terms(shape, req)
     ph = phases(t, req)
     totals = {name: sum(alive.values()) for name, alive in ph.items()}
-    peak = max(totals, key=totals.get)
     parts = {k: 0.0 for k in ("weights", "trainable_params", "gradients", "optimizer_states", "optimizer_temporaries",
                               "gathered_params", "autocast_copies", "activations", "logits", "layer_recompute",
                               "load_transient")}
-    parts.update(ph[peak])
-    allocated = totals[peak]
+    allocated = max(totals.values())  # the allocator's peak over the run
     if req.device == "cuda":
-        multi = req.gpus > 1
-        parts["allocator_reserve"] = allocated * (ALLOCATOR_RESERVE_SHARE_MULTI if multi else ALLOCATOR_RESERVE_SHARE)
-        parts["overhead"] = (CUDA_CONTEXT_GB + (NCCL_BUFFERS_GB if multi else 0.0)) * GB
-    else:
-        # the process's resident memory keeps what each phase freed (glibc rarely returns it to the system), so
-        # the reading is every term together (measured: bench/estimate_vs_measured.py)
-        parts.update({k: v for k, v in vars(t).items() if k in parts and k != "load_transient"})
-        parts["allocator_reserve"] = 0.0
-        parts["overhead"] = CPU_PROCESS_GB * GB
-        if method(req.method).quantized_base:
-            # on CPU the weights are first materialised in full precision and quantised after; the allocator
-            # keeps that memory (on CUDA, layers are quantised one by one as they are moved to the GPU)
-            parts["overhead"] += shape.params * WEIGHT_BYTES[req.precision]
-    return Breakdown(parts, T, allocated, totals, peak)
+        readings = _readings(t, totals, req)
+        peak = max(readings, key=readings.get)
+        parts.update(ph[peak])
+        ctx = (CUDA_CONTEXT_GB + (NCCL_BUFFERS_GB if req.gpus > 1 else 0.0)) * GB
+        parts["allocator_reserve"] = readings[peak] - totals[peak] - ctx
+        parts["overhead"] = ctx
+        return Breakdown(parts, T, allocated, totals, peak, readings)
+    peak = max(totals, key=totals.get)
+    parts.update(ph[peak])
+    # the process's resident memory keeps what each phase freed (glibc rarely returns it to the system), so
+    # the reading is every term together (measured: bench/estimate_vs_measured.py)
+    parts.update({k: v for k, v in vars(t).items() if k in parts and k != "load_transient"})
+    parts["allocator_reserve"] = 0.0
+    parts["overhead"] = CPU_PROCESS_GB * GB
+    if method(req.method).quantized_base:
+        # on CPU the weights are first materialised in full precision and quantised after; the allocator
+        # keeps that memory (on CUDA, layers are quantised one by one as they are moved to the GPU)
+        parts["overhead"] += shape.params * WEIGHT_BYTES[req.precision]
+    return Breakdown(parts, T, allocated, totals, peak, {})
 
 
 def _total_gb(shape: ModelShape, req: EstimateRequest) -> float:
@@ -577,6 +601,8 @@ def estimate(shape: ModelShape, req: EstimateRequest, suggest: bool = True) -> M
         allocated_gb=round(bd.allocated / GB, 3),
         peak_phase=bd.peak_phase,
         phases={name: round(v / GB, 3) for name, v in bd.phases.items()},
+        step_gb=round(max(v for k, v in bd.readings.items() if k != "load") / GB, 3) if bd.readings else None,
+        load_gb=round(bd.readings["load"] / GB, 3) if "load" in bd.readings else None,
         gpu_memory_gb=req.gpu_memory_gb,
         fits=fits,
         tight=tight,
