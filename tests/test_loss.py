@@ -187,3 +187,30 @@ def test_the_estimator_models_the_loss():
     assert by["chunked"] < 0.1 * by["chunked_logits"]
     saved = estimate(shape, req.model_copy(update={"loss": "plain"})).total_gb - estimate(shape, req).total_gb
     assert saved > 10
+
+
+def test_train_uses_the_chunked_loss_by_default_and_says_so(tmp_path, tiny_model):
+    """The same run with training.loss chunked (the default) and plain: the same losses step by step (the chunked
+    loss changes how the loss is computed, not what is trained), and summary.json says which loss and attention
+    ran and why."""
+    import json
+
+    from tests.conftest import write_yaml
+    from tests.trainer_fixtures import train_config, write_dataset
+    from trainer.run import train
+
+    data = write_dataset(tmp_path / "d.jsonl", n=40)
+    lora = {"name": "lora", "lora_r": 4, "lora_dropout": 0.0, "target_modules": ["q_proj", "v_proj"]}
+    runs = {}
+    for loss in ("auto", "plain"):
+        cfg = write_yaml(tmp_path / f"{loss}.yaml", train_config(tiny_model, data, tmp_path / loss, lora, max_steps=6,
+                                                                 logging_steps=1, eval_steps=6, loss=loss))
+        runs[loss] = train(str(cfg), progress=False)
+    assert runs["auto"]["loss"]["name"] == "chunked" and "never built" in runs["auto"]["loss"]["why"]
+    assert runs["plain"]["loss"] == {"name": "plain", "why": "training.loss: plain"}
+    assert runs["auto"]["attention"]["name"] == "sdpa"
+    rows = {k: [json.loads(x) for x in (tmp_path / k / "metrics.jsonl").read_text().splitlines()] for k in runs}
+    losses = {k: [r["loss"] for r in v if "loss" in r] for k, v in rows.items()}
+    assert len(losses["auto"]) >= 6
+    assert losses["auto"] == pytest.approx(losses["plain"], rel=1e-4)
+    assert runs["auto"]["eval_loss_last"] == pytest.approx(runs["plain"]["eval_loss_last"], rel=1e-4)
