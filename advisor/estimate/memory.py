@@ -635,7 +635,7 @@ def _candidates(req: EstimateRequest, shape: ModelShape | None = None) -> list[t
                     {"attention": "sdpa"}))
     if req.gpus > 1 and req.sharding in ("zero3", "fsdp") and not req.low_memory_loading:
         out.append(("load only each GPU's shard (FSDP cpu_ram_efficient_loading / ZeRO-3 zero.Init)",
-                    "--low-memory-loading", {"low_memory_loading": True}))
+                    "drop --no-low-memory-loading", {"low_memory_loading": True}))
     if not req.gradient_checkpointing:
         out.append(("turn on gradient checkpointing (~30% slower, no quality cost)", "drop --no-gradient-checkpointing",
                     {"gradient_checkpointing": True}))
