@@ -11,8 +11,8 @@ torch = pytest.importorskip("torch")
 
 from trainer.loss import (  # noqa: E402
     IGNORE,
-    chunk_rows,
     choose_loss,
+    chunk_rows,
     chunked_lm_loss,
     compute_lm_loss,
     head_ok_from_config,

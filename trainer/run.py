@@ -320,7 +320,8 @@ def prepare_data(cfg: TrainConfig, progress: bool = False):
 def check_resources(cfg: TrainConfig, prepared, force: bool):
     """(device, precision plan, memory estimate, run info): refuses a run that would not fit (unless --force) or
     could not write its output folder."""
-    from trainer.model import device_kind, resolve_precision
+    from trainer.loss import choose_loss, head_ok_from_config
+    from trainer.model import choose_attention, device_kind, model_config, resolve_precision
     from trainer.preflight import (
         available_memory_gb,
         check_memory,
@@ -328,9 +329,6 @@ def check_resources(cfg: TrainConfig, prepared, force: bool):
         memory_estimate,
         skipped_counts,
     )
-
-    from trainer.loss import choose_loss, head_ok_from_config
-    from trainer.model import choose_attention, model_config
 
     device = device_kind()
     plan = resolve_precision(cfg, device)

@@ -58,9 +58,10 @@ def run(args: argparse.Namespace) -> int:
         if (Path(args.model).expanduser() / "config.json").is_file():
             answers = answers.model_copy(update={"model_path": args.model})
         else:  # a known model's name: validated (and its size taken) like the answers file's model_name
+            from pydantic import ValidationError
+
             from advisor.answers import Answers
             from advisor.errors import UserError
-            from pydantic import ValidationError
 
             try:
                 answers = Answers.model_validate({**answers.model_dump(exclude={"model_params_b"}),

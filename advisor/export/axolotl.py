@@ -16,7 +16,7 @@ from advisor.export import (
     refuse_p_tuning,
     template_mapping,
 )
-from advisor.export.common import HF_NAMES, chat_template_text, map_schedule, val_share, loss_and_attention
+from advisor.export.common import HF_NAMES, chat_template_text, loss_and_attention, map_schedule, val_share
 from trainer.config import TrainConfig, deepspeed_settings
 
 

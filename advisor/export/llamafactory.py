@@ -17,7 +17,14 @@ from advisor.export import (
     refuse_p_tuning,
     template_mapping,
 )
-from advisor.export.common import chat_template_text, data_keys, has_tool_calls, hf_precision, hf_schedule, loss_and_attention
+from advisor.export.common import (
+    chat_template_text,
+    data_keys,
+    has_tool_calls,
+    hf_precision,
+    hf_schedule,
+    loss_and_attention,
+)
 from trainer.config import TrainConfig, deepspeed_settings
 
 DATASET = "tunewise_train"
