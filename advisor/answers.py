@@ -53,6 +53,9 @@ class Answers(BaseModel):
     dataset: str | None = Field(None, description="path of the training data, if any (relative to this file's "
                                 "folder)")
     model_path: str | None = Field(None, description="local folder of the base model, if any")
+    model_name: str | None = Field(None, description="a common open model by name (qwen2.5-7b, "
+                                   "Qwen/Qwen2.5-7B-Instruct, llama-3.1-8b, gemma-2-9b, ...): its published shape "
+                                   "(vocabulary, layers) is used offline; model_params_b defaults to its size")
     tuned_prompt_tokens: int | None = Field(
         None, ge=0, description="tokens per request after tuning (the input alone, without instructions and "
         "examples); default: the audited data's mean prompt length, else 100 tokens (at most prompt_tokens)")
@@ -76,6 +79,25 @@ class Answers(BaseModel):
     reasoning_traces: bool = Field(
         False, description="with goal `reasoning`: the examples are worked step-by-step solutions (reasoning "
         "traces, e.g. from a stronger reasoning model), not bare question→answer pairs")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _size_from_name(cls, data):
+        """model_name: a known model's size fills model_params_b when it is not given; an unknown name is refused."""
+        if isinstance(data, dict) and isinstance(data.get("model_name"), str):
+            from advisor.estimate.shapes import shape_from_name
+
+            shape = shape_from_name(data["model_name"])
+            if shape is None:
+                from advisor.estimate.shapes import _close_names
+
+                close = _close_names(data["model_name"])
+                raise ValueError(f"`model_name` {data['model_name']!r} is not a model tunewise knows the shape of"
+                                 + (f" (did you mean {', '.join(close)}?)" if close else "")
+                                 + "; give model_params_b instead, or model_path for a local folder")
+            if data.get("model_params_b") is None:
+                data = {**data, "model_params_b": round(shape.params / 1e9, 6)}
+        return data
 
     @model_validator(mode="after")
     def _freshness(self) -> Answers:

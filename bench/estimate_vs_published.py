@@ -4,7 +4,11 @@ Prints every row (estimated vs measured allocated peak and device reading, and t
 summary the estimator is held to: mean |error| of the device reading, share within ±25 %, verdicts right —
 on all rows and on the rows not used for calibration.
 
-    python bench/estimate_vs_published.py [--json]
+    python bench/estimate_vs_published.py [--json] [--code DIR]
+
+--code DIR scores another checkout's estimator (e.g. a worktree of the commit before a change: the before/after of
+issue 33). Settings an older estimator does not know are left out, and a row that names a model it has no shape
+for is estimated from its size (--params-b), as a user of that version had to.
 """
 
 from __future__ import annotations
@@ -37,15 +41,34 @@ def shapes():
     }
 
 
+def shape_of(row: dict):
+    """The row's model: the bench's explicit shapes, else the named model's published shape, else (an estimator
+    without named shapes) the stand-in for its size."""
+    if "shape" in row:
+        return shapes()[row["shape"]]
+    try:
+        from advisor.estimate.shapes import shape_for_model
+    except ImportError:
+        from advisor.estimate import shape_from_params_b
+
+        return shape_from_params_b(row["params_b"])
+    return shape_for_model(row["model"])
+
+
 def request(row: dict):
     from advisor.estimate import EstimateRequest
 
-    source_a = row["source"] == "A"
-    return EstimateRequest(
+    attention_only = row["source"] in ("A", "C")
+    fields = dict(
         method=row["method"], seq_len=row["seq_len"], batch_size=row["batch_size"], gpus=row["gpus"],
         sharding=row.get("sharding", "none"), precision=row["precision"], gpu_memory_gb=row.get("gpu_memory_gb", 80),
-        lora_r=row.get("lora_r", 16), lora_dropout=0.0, lora_targets=ATTENTION if source_a else ALL_LINEAR,
-        gradient_checkpointing=True)
+        lora_r=row.get("lora_r", 16), lora_dropout=0.0, lora_targets=ATTENTION if attention_only else ALL_LINEAR,
+        gradient_checkpointing=True,
+        # every published run here computed the plain loss (none used Liger / Cut Cross-Entropy)
+        loss=row.get("loss", "plain"), attention=row.get("attention", "auto"),
+        low_memory_loading=row.get("low_memory_loading", True))
+    known = EstimateRequest.model_fields
+    return EstimateRequest(**{k: v for k, v in fields.items() if k in known})
 
 
 def score(rows: list[dict]) -> dict:
@@ -53,7 +76,7 @@ def score(rows: list[dict]) -> dict:
 
     table = []
     for row in rows:
-        est = estimate(shapes()[row["shape"]], request(row), suggest=False)
+        est = estimate(shape_of(row), request(row), suggest=False)
         measured = row.get("device")
         err = None if measured is None else (est.total_gb - measured) / measured
         alloc_err = None if row.get("allocated") is None else (est.allocated_gb - row["allocated"]) / row["allocated"]
@@ -77,7 +100,12 @@ def summary(rows: list[dict]) -> dict:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--json", action="store_true")
+    p.add_argument("--code", metavar="DIR", help="score the estimator of another checkout")
     args = p.parse_args()
+    if args.code:
+        sys.path.insert(0, str(Path(args.code).resolve()))
+        for name in [m for m in sys.modules if m == "advisor" or m.startswith(("advisor.", "trainer."))]:
+            del sys.modules[name]
     rows = yaml.safe_load((ROOT / "tests" / "data" / "published_memory.yaml").read_text(encoding="utf-8"))
     result = score(rows)
     if args.json:

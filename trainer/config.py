@@ -172,6 +172,15 @@ class TrainingSection(_Section):
         "with 16-bit autocast (AMP); fp32; auto: model.dtype if set, else bf16 on a GPU that supports it, else fp32")
     gradient_checkpointing: bool = Field(False, description="recompute activations in backward: much less memory, "
                                          "~30% slower")
+    loss: Literal["auto", "chunked", "plain", "liger", "cut_cross_entropy"] = Field(
+        "auto", description="how the loss meets the vocabulary. chunked: the logits are never built whole (one chunk "
+        "at a time, plain torch, same value and gradients); liger / cut_cross_entropy: those packages' fused CUDA "
+        "kernels; plain: the model's own loss over the full logits; auto: liger or cut_cross_entropy when installed "
+        "on CUDA, else chunked, else plain where the model or the sharding does not allow it (the run says which)")
+    attention: Literal["auto", "sdpa", "flash_attention_2", "eager"] = Field(
+        "auto", description="attention kernel. auto: flash_attention_2 when flash-attn is installed on CUDA with a "
+        "16-bit run, else sdpa, else eager (models whose attention scores are soft-capped, Gemma 2, get eager "
+        "without flash-attn: SDPA cannot cap them); eager keeps batch × heads × sequence² scores per layer")
     seed: int = Field(42, description="seed of the data shuffle, the split and the initialisation")
     logging_steps: int = Field(5, gt=0, description="a metrics row (loss, learning rate, tokens/s) every N steps")
     eval_steps: int | None = Field(None, gt=0, description="evaluate every N steps (default: once per epoch)")
@@ -333,6 +342,8 @@ class TrainConfig(_Section):
         for key, default in (("columns", None), ("tags", None), ("text_unit", "auto")):  # unset: as before they were
             if d["data"].get(key) == default:
                 d["data"].pop(key)
+        for key in ("loss", "attention"):  # how the same loss and attention are computed (equal results)
+            d["training"].pop(key, None)
         for key in ("node_rank", "master_addr", "master_port"):  # where this copy runs, not what it trains
             d["distributed"].pop(key, None)
         return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()[:16]

@@ -176,6 +176,15 @@ def check_model_folder(path: str, trust_remote_code: bool = False) -> dict:
     return cfg
 
 
+def model_config(path: str) -> dict:
+    """The model folder's config.json (checked by check_model_folder first)."""
+    try:
+        cfg = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
+        return {}
+    return cfg if isinstance(cfg, dict) else {}
+
+
 def check_safetensors(path: Path) -> None:
     """A weights file that can be read and is whole: its header parses and the file is as long as the header says
     (a copy cut short or a file without read permission is named, not reported as missing or crashing the load)."""
@@ -286,8 +295,51 @@ def disable_avx512_repack(model) -> int:
     return n
 
 
-def load_base(cfg: TrainConfig, tokenizer, plan: PrecisionPlan | None = None):
-    """The base model as the run trains on it: the run's dtype, 4-bit for QLoRA."""
+@dataclass(frozen=True)
+class AttentionPlan:
+    """The attention kernel a run loads the model with, and why (summary.json `attention`)."""
+
+    name: str  # flash_attention_2 | sdpa | eager
+    why: str
+
+    @property
+    def estimate_attention(self) -> str:
+        return {"flash_attention_2": "flash"}.get(self.name, self.name)
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "why": self.why}
+
+
+def choose_attention(setting: str, device: str, plan: PrecisionPlan, model_cfg: dict) -> AttentionPlan:
+    """training.attention resolved: flash-attn when installed on CUDA with a 16-bit run, else SDPA (transformers'
+    memory-efficient default), eager only when asked or when the model soft-caps its attention scores (Gemma 2:
+    SDPA would silently drop the cap). `model_cfg` is the model's config.json."""
+    import importlib.util
+
+    import torch
+
+    sixteen = plan.compute_dtype in (torch.bfloat16, torch.float16)
+    flash_ok = device == "cuda" and sixteen and importlib.util.find_spec("flash_attn") is not None
+    if setting == "flash_attention_2" and not flash_ok:
+        raise UserError("training.attention: flash_attention_2 needs a CUDA GPU, a 16-bit run (bf16/fp16) and "
+                        "pip install flash-attn; auto picks it when it can")
+    if setting != "auto":
+        return AttentionPlan(setting, f"training.attention: {setting}")
+    text = {**model_cfg, **(model_cfg.get("text_config") or {})}
+    softcap = bool(text.get("attn_logit_softcapping"))
+    if flash_ok:
+        return AttentionPlan("flash_attention_2", "flash-attn is installed and the run is 16-bit on CUDA: no "
+                             "attention scores kept (memory linear in the sequence)")
+    if softcap:
+        return AttentionPlan("eager", "the model soft-caps its attention scores, which SDPA cannot do (install "
+                             "flash-attn on CUDA for a kernel that can): eager attention keeps batch × heads × "
+                             "sequence² scores per layer")
+    return AttentionPlan("sdpa", "PyTorch scaled-dot-product attention: no attention scores kept (memory linear "
+                         "in the sequence)")
+
+
+def load_base(cfg: TrainConfig, tokenizer, plan: PrecisionPlan | None = None, attention: AttentionPlan | None = None):
+    """The base model as the run trains on it: the run's dtype, 4-bit for QLoRA, the chosen attention kernel."""
     from transformers import AutoModelForCausalLM
 
     from advisor.methods import method
@@ -297,6 +349,8 @@ def load_base(cfg: TrainConfig, tokenizer, plan: PrecisionPlan | None = None):
     plan = plan or resolve_precision(cfg, device_kind())
     kw = dict(local_files_only=True, use_safetensors=True, dtype=plan.load_dtype,
               trust_remote_code=trust_remote_code_for(cfg.model.path, cfg.model.trust_remote_code))
+    if attention is not None:
+        kw["attn_implementation"] = attention.name
     if spec.quantized_base:
         require_bitsandbytes()
         from transformers import BitsAndBytesConfig
@@ -310,19 +364,26 @@ def load_base(cfg: TrainConfig, tokenizer, plan: PrecisionPlan | None = None):
 
             kw["device_map"] = {"": int(os.environ.get("LOCAL_RANK", 0))}
     model = AutoModelForCausalLM.from_pretrained(cfg.model.path, **kw)
+    if spec.quantized_base and device_kind() == "cuda":
+        import torch
+
+        # quantising the 16-bit checkpoint while loading leaves the converted shards in the allocator's cache:
+        # hand them back before training so the device holds what the steps need, not the load's high-water mark
+        torch.cuda.empty_cache()
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return model
 
 
-def load_model(cfg: TrainConfig, tokenizer, plan: PrecisionPlan | None = None):
+def load_model(cfg: TrainConfig, tokenizer, plan: PrecisionPlan | None = None,
+               attention: AttentionPlan | None = None):
     """The model to train: the base, wrapped in the method's fresh adapter (none for full fine-tuning)."""
     from advisor.methods import method
 
     m = cfg.method
     spec = method(m.name)
     plan = plan or resolve_precision(cfg, device_kind())
-    model = load_base(cfg, tokenizer, plan)
+    model = load_base(cfg, tokenizer, plan, attention)
     gc = cfg.training.gradient_checkpointing
     if spec.trains_all_weights:
         return model

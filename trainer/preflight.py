@@ -117,7 +117,9 @@ def available_memory_gb() -> tuple[float, str]:
     return float("inf"), "cpu"
 
 
-def memory_estimate(cfg: TrainConfig, prepared: Prepared, device: str, precision: str, available_gb: float):
+def memory_estimate(cfg: TrainConfig, prepared: Prepared, device: str, precision: str, available_gb: float,
+                    loss: str = "chunked", attention: str = "auto"):
+    """The estimate of the run as it will train (`loss` / `attention`: the kernels the run chose)."""
     from advisor.estimate import EstimateRequest, estimate, shape_from_config
     from trainer.data import lengths_of
 
@@ -135,6 +137,7 @@ def memory_estimate(cfg: TrainConfig, prepared: Prepared, device: str, precision
         gpus=cfg.distributed.world_size if device == "cuda" else 1,
         gpu_memory_gb=available_gb if math.isfinite(available_gb) else 0.0,
         sharding={"ddp": "none", "fsdp": "fsdp", "deepspeed_zero2": "zero2", "deepspeed_zero3": "zero3"}[cfg.distributed.strategy],
+        loss=loss, attention=attention,
     )
     shape = shape_from_config(cfg.model.path)
     return estimate(shape, req, suggest=False), req, shape

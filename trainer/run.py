@@ -142,7 +142,10 @@ def build_args(cfg: TrainConfig, out: Path, device: str, plan, n_train: int, n_e
     multi = cfg.distributed.world_size > 1
     if cfg.distributed.strategy == "fsdp" and multi:
         kw["fsdp"] = "full_shard auto_wrap"
-        kw["fsdp_config"] = {"auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "use_orig_params": True}
+        # cpu_ram_efficient_loading: only the first process reads the checkpoint, the others start empty and receive
+        # their shards by broadcast (no GPU holds the whole model at load; the arguments are built before loading)
+        kw["fsdp_config"] = {"auto_wrap_policy": "TRANSFORMER_BASED_WRAP", "use_orig_params": True,
+                             "cpu_ram_efficient_loading": True, "sync_module_states": True}
     elif cfg.distributed.strategy.startswith("deepspeed") and multi:
         kw["deepspeed"] = str(write_deepspeed_config(cfg, out))
     return TrainingArguments(
@@ -348,7 +351,8 @@ def prepare_data(cfg: TrainConfig, progress: bool = False, force: bool = False):
 def check_resources(cfg: TrainConfig, prepared, force: bool):
     """(device, precision plan, memory estimate, run info): refuses a run that would not fit (unless --force) or
     could not write its output folder."""
-    from trainer.model import device_kind, resolve_precision
+    from trainer.loss import choose_loss, head_ok_from_config
+    from trainer.model import choose_attention, device_kind, model_config, resolve_precision
     from trainer.preflight import (
         available_memory_gb,
         check_memory,
@@ -359,8 +363,12 @@ def check_resources(cfg: TrainConfig, prepared, force: bool):
 
     device = device_kind()
     plan = resolve_precision(cfg, device)
+    model_cfg = model_config(cfg.model.path)
+    attention = choose_attention(cfg.training.attention, device, plan, model_cfg)
+    loss = choose_loss(cfg.training.loss, device, sharded_weights(cfg), head_ok_from_config(model_cfg))
     avail, dev = available_memory_gb()
-    est, req, shape = memory_estimate(cfg, prepared, device, plan.name, avail)
+    est, req, shape = memory_estimate(cfg, prepared, device, plan.name, avail, loss=loss.estimate_loss,
+                                      attention=attention.estimate_attention)
     check_memory(est, req, shape, avail, dev, force)
     check_output_dir(Path(cfg.output.dir))
     if cfg.eval.enabled:  # the files the evaluation after training reads, checked before training
@@ -376,12 +384,17 @@ def check_resources(cfg: TrainConfig, prepared, force: bool):
             "truncated": prepared.truncated, "truncated_replies": cut_replies(prepared, cfg.data),
             "estimate_gb": est.total_gb, "copies": prepared.copies, "empty_answers": len(prepared.empty_answers),
             "available_gb": round(avail, 2) if math.isfinite(avail) else None, "device": dev,
-            "output_dir": cfg.output.dir,
+            "output_dir": cfg.output.dir, "loss": loss.as_dict(), "attention": attention.as_dict(),
             "template": {"assistant_turns": prepared.template_mode, "system_merged_into_user": prepared.system_merged},
             "reasoning": None if prepared.reasoning is None else {
                 **dataclasses.asdict(prepared.reasoning), "says": prepared.reasoning.describe()},
             "data_cache": dataclasses.asdict(prepared.cache) if prepared.cache else None}
     return device, plan, est, info
+
+
+def sharded_weights(cfg: TrainConfig) -> bool:
+    """FSDP / ZeRO-3 on several processes: the weights live in shards outside the model's forward pass."""
+    return cfg.distributed.world_size > 1 and cfg.distributed.strategy in ("fsdp", "deepspeed_zero3")
 
 
 def _train(cfg, out, ckpt, device, tok, plan, prepared, info, progress, console, previous: dict) -> dict:
@@ -395,8 +408,20 @@ def _train(cfg, out, ckpt, device, tok, plan, prepared, info, progress, console,
     if main:
         atomic_write(out / FINGERPRINT, cfg.fingerprint() + "\n")
         write_model(out / RESOLVED, cfg, header="resolved tunewise training config of this run")
+    from trainer.loss import LossPlan, choose_loss, output_head, with_loss
+    from trainer.model import AttentionPlan
+
     torch.manual_seed(cfg.training.seed)
-    model = load_model(cfg, tok, plan)
+    # the arguments first: with FSDP / ZeRO-3 they set up the low-memory loading that from_pretrained then follows
+    args = build_args(cfg, out, device, plan, len(prepared.train), len(prepared.val))
+    attention = AttentionPlan(**info["attention"])
+    model = load_model(cfg, tok, plan, attention)
+    loss = LossPlan(**info["loss"])
+    if loss.name != "plain":  # the config predicted it; the loaded model has the last word
+        why_not = output_head(model)[-1]
+        if why_not:
+            loss = choose_loss("auto", device, False, why_not)
+    info = {**info, "loss": loss.as_dict()}
     cpu_kernels = cpu_fast_paths(model) if device == "cpu" else None
     trainable, total = count_trainable(model)
     from transformers import EarlyStoppingCallback, Trainer
@@ -423,8 +448,7 @@ def _train(cfg, out, ckpt, device, tok, plan, prepared, info, progress, console,
                  RankRecord(out / "ranks", collator), first, DivergenceGuard()]
     if cfg.training.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.training.early_stopping_patience))
-    args = build_args(cfg, out, device, plan, len(prepared.train), len(prepared.val))
-    trainer = length_aware(Trainer)(model=model, args=args, train_dataset=TokenDataset(prepared.train),
+    trainer = with_loss(length_aware(Trainer), loss)(model=model, args=args, train_dataset=TokenDataset(prepared.train),
                       eval_dataset=TokenDataset(prepared.val, track=False) if prepared.val else None,
                       data_collator=collator, processing_class=tok, callbacks=callbacks)
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
@@ -566,6 +590,8 @@ def write_summary(cfg, out, history, trainer, result, wall, trainable, total, de
         "cpu_threads_why": info.get("cpu_threads_why"),
         "padding_free": cfg.training.padding_free,
         "cpu_kernels": info.get("cpu_kernels"),  # CPU runs: layers given the fused LoRA / lane-drawn dropout
+        "loss": info.get("loss"),  # which loss ran (chunked, a fused kernel or plain) and why
+        "attention": info.get("attention"),  # which attention kernel the model was loaded with and why
         "data_cache": info.get("data_cache"),  # key, hit, path, seconds to prepare the records, processes
     }
     atomic_write(out / "summary.json", json_text(summary, indent=2) + "\n")

@@ -97,6 +97,9 @@ def run_ask(prompter, prefill: dict | None = None, *, defaults: bool = False, so
         asked.append(q.key)
     if answers.get("gpu_count", 0) == 0:
         answers["gpu_memory_gb"] = 0.0
+    named = answers.get("model_path")
+    if named and not (Path(named).expanduser() / "config.json").is_file():
+        answers["model_name"] = answers.pop("model_path")  # a known model's name (questions.parse checked it)
     if not answers.get("model_path"):
         answers.pop("model_path", None)
     elif "model_params_b" not in answers:

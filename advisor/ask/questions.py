@@ -96,8 +96,10 @@ QUESTIONS: list[Question] = [
     Question("cpu_memory_gb", "Host memory (RAM) in GB for training on the CPU?", "float",
              "Without a GPU the run must fit in RAM, and the estimate says how many hours it takes.",
              default=16.0, minimum=0, exclusive_min=True, when=lambda a: a.get("gpu_count", 0) == 0),
-    Question("model_path", "Local folder of the base model (empty if you have none yet)", "path",
-             "With a local model tunewise counts its parameters exactly and writes it into train.yaml.",
+    Question("model_path", "Local folder of the base model, or its name (qwen2.5-7b, llama-3.1-8b, gemma-2-9b; empty "
+             "if you have none yet)", "path",
+             "With a local model tunewise counts its parameters exactly and writes it into train.yaml; a known "
+             "model's name gives its published shape (vocabulary, layers), offline.",
              default=""),
     Question("model_params_b", "Base model size in billions of parameters?", "float",
              "Memory grows with model size: 2 bytes per parameter for a 16-bit base, 16 for full training.",
@@ -141,7 +143,12 @@ def parse(q: Question, text: str) -> Any:
         from pathlib import Path
 
         if t and not (Path(t).expanduser() / "config.json").is_file():
-            raise ValueError(f"no config.json in `{t}`; give a local model folder or leave it empty")
+            from advisor.estimate.shapes import shape_from_name
+
+            if shape_from_name(t) is not None:
+                return t  # a known model's name (moved to model_name once the questions are answered)
+            raise ValueError(f"no config.json in `{t}`, and not a model name tunewise knows; give a local model "
+                             "folder, a name such as qwen2.5-7b, or leave it empty")
         return str(Path(t).expanduser()) if t else ""
     if q.kind in OPTIONAL_NUMBERS and not t:
         return None

@@ -16,6 +16,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         [
             "tunewise estimate --params-b 7 --method qlora --gpu-memory-gb 24",
             "tunewise estimate --model ./my-model --method lora --seq-len 2048 --batch-size 4",
+            "tunewise estimate --model qwen2.5-7b --method qlora --seq-len 8192   # a known model's published shape",
             "tunewise estimate --params-b 70 --method full --gpus 8 --gpu-memory-gb 80 --sharding zero3 \\\n"
             "      --examples 200000 --avg-tokens 600 --epochs 2 --gpu-tflops 989 --json",
             "tunewise estimate --from axolotl.yaml --gpu-memory-gb 24      # an Axolotl/LLaMA-Factory/TRL config",
@@ -25,15 +26,20 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="read the model, method, sequence length, batch, checkpointing, optimizer, precision and "
                         "sharding from an Axolotl, LLaMA-Factory or TRL config (flags given here override it)")
     src = p.add_mutually_exclusive_group()
-    src.add_argument("--model", metavar="PATH", help="local model folder (reads config.json, counts parameters exactly)")
+    src.add_argument("--model", metavar="PATH|NAME",
+                     help="local model folder (reads config.json, counts parameters exactly), or the name of a common "
+                          "open model (qwen2.5-7b, Qwen/Qwen2.5-7B-Instruct, llama-3.1-8b, gemma-2-9b, phi-4, "
+                          "mistral-7b, olmo-2-7b, smollm2-1.7b, granite-3-8b, ...: their published shapes, offline)")
     src.add_argument("--params-b", type=positive(float, "--params-b"), metavar="B", help="model size in billions")
+    p.add_argument("--family", metavar="NAME", help="with --params-b: scale the nearest model of this family "
+                   "(qwen2.5, llama-3.1, gemma-2, phi-3, ...) instead of a Llama shape")
     from advisor.methods import REGISTRY
 
     p.add_argument("--method", choices=list(REGISTRY))
     p.add_argument("--seq-len", type=positive(int, "--seq-len"), help="default 1024")
     p.add_argument("--batch-size", type=positive(int, "--batch-size"), help="per GPU (default 1)")
     p.add_argument("--grad-accum", type=positive(int, "--grad-accum"), help="default 1")
-    p.add_argument("--gpus", type=positive(int, "--gpus"), default=1)
+    p.add_argument("--gpus", type=positive(int, "--gpus"), help="default 1, or the processes --from's config names")
     p.add_argument("--gpu-memory-gb", type=positive(float, "--gpu-memory-gb"), default=24.0)
     p.add_argument("--no-gradient-checkpointing", action="store_true")
     p.add_argument("--optimizer", choices=["adamw", "adamw_8bit", "paged_adamw", "paged_adamw_8bit", "adafactor", "sgd"],
@@ -51,6 +57,16 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--adapter-dtype", choices=["fp32", "bf16", "fp16"], default="fp32",
                    help="dtype of the LoRA / prompt-encoder weights (peft keeps them fp32)")
     p.add_argument("--sharding", choices=["none", "zero2", "zero3", "fsdp"], help="default none")
+    p.add_argument("--loss", choices=["chunked", "chunked_logits", "plain"],
+                   help="chunked: the logits never built whole (tunewise train's default; Liger / Cut Cross-Entropy "
+                        "elsewhere); chunked_logits: torchtune / Axolotl chunked cross-entropy over built logits; "
+                        "plain: the full logits (HF Trainer, TRL). Default chunked, or what --from's config sets")
+    p.add_argument("--attention", choices=["auto", "sdpa", "flash", "eager"],
+                   help="sdpa / flash keep no attention scores; eager keeps batch × heads × sequence² per layer; "
+                        "auto (default): the model config's choice, eager for soft-capped attention (Gemma 2)")
+    p.add_argument("--no-low-memory-loading", dest="low_memory_loading", action="store_false", default=None,
+                   help="FSDP / ZeRO-3: every GPU loads the whole model before it is sharded (tunewise train and "
+                        "DeepSpeed load each rank's shard only)")
     p.add_argument("--device", choices=["cuda", "cpu"], default="cuda", help="where it trains (sets the fixed overhead)")
     p.add_argument("--examples", type=positive(int, "--examples", allow_zero=True))
     p.add_argument("--avg-tokens", type=positive(float, "--avg-tokens"))
@@ -79,9 +95,10 @@ def run(args: argparse.Namespace) -> int:
     shape = model_shape(args, job)
     req = EstimateRequest(
         method=job["method"], seq_len=job["seq_len"], batch_size=job["batch_size"], grad_accum=job["grad_accum"],
-        gpus=args.gpus, gpu_memory_gb=args.gpu_memory_gb, gradient_checkpointing=job["gradient_checkpointing"],
+        gpus=job["gpus"], gpu_memory_gb=args.gpu_memory_gb, gradient_checkpointing=job["gradient_checkpointing"],
         optimizer=job["optimizer"], precision=job["precision"], lora_r=job["lora_r"], sharding=job["sharding"],
         lora_targets=targets, lora_dropout=args.lora_dropout, adapter_dtype=args.adapter_dtype,
+        loss=job["loss"], attention=job["attention"], low_memory_loading=job["low_memory_loading"],
         upcast_embeddings=not args.no_upcast_embeddings,
         device=args.device, examples=args.examples, avg_tokens=args.avg_tokens, epochs=args.epochs,
         gpu_tflops=args.gpu_tflops, utilization=args.utilization, price_per_gpu_hour=args.price_per_gpu_hour,
@@ -92,7 +109,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 DEFAULTS = {"method": None, "seq_len": 1024, "batch_size": 1, "grad_accum": 1, "optimizer": "adamw",
-            "precision": "bf16", "lora_r": 16, "lora_targets": "all-linear", "sharding": "none"}
+            "precision": "bf16", "lora_r": 16, "lora_targets": "all-linear", "sharding": "none", "loss": "chunked",
+            "attention": "auto", "low_memory_loading": True, "gpus": 1}
 
 
 def settings(args: argparse.Namespace) -> dict:
@@ -105,7 +123,8 @@ def settings(args: argparse.Namespace) -> dict:
         job.update(method=t.method, seq_len=t.seq_len, batch_size=t.batch_size, grad_accum=t.grad_accum,
                    optimizer=t.optimizer, precision=t.precision, lora_r=t.lora_r, sharding=t.sharding,
                    lora_targets=",".join(t.lora_targets), gradient_checkpointing=t.gradient_checkpointing,
-                   model=t.model, local_model=t.local_model)
+                   model=t.model, local_model=t.local_model, loss=t.loss, attention=t.attention,
+                   low_memory_loading=t.low_memory_loading, gpus=t.gpus or 1)
     for key in DEFAULTS:
         if getattr(args, key) is not None:
             job[key] = getattr(args, key)
@@ -119,16 +138,22 @@ def settings(args: argparse.Namespace) -> dict:
 def model_shape(args: argparse.Namespace, job: dict):
 
     from advisor.estimate import shape_from_config, shape_from_params_b
+    from advisor.estimate.shapes import shape_for_model, shape_from_name
 
+    if args.family and not args.params_b:
+        raise UserError("--family goes with --params-b (a size scaled from that family's shapes)")
     if args.model:
-        return shape_from_config(args.model)
+        return shape_for_model(args.model)
     if args.params_b:
-        return shape_from_params_b(args.params_b)
+        return shape_from_params_b(args.params_b, args.family)
     if job.get("local_model"):
         return shape_from_config(job["local_model"])
     if job.get("model"):
-        raise UserError(f"the config's model `{job['model']}` is not a local model folder: add --model PATH or "
-                        "--params-b B")
+        known = shape_from_name(job["model"])
+        if known is not None:
+            return known
+        raise UserError(f"the config's model `{job['model']}` is not a local model folder nor a model tunewise "
+                        "knows the shape of: add --model PATH|NAME or --params-b B")
     raise UserError("give --model PATH or --params-b B (or --from a tool config with a local model)")
 
 
@@ -144,9 +169,13 @@ def render(est) -> None:
     verdict = "[green]fits[/]" if est.fits else "[red]does not fit[/]"
     t.add_row("[bold]total (device reading)[/]", f"[bold]{est.total_gb:,.2f}[/]")
     console.print(t)
+    console.print(f"shape: {est.assumptions['model_shape']}")
     phases = ", ".join(f"{k.replace('_', ' ')} {v:,.2f} GB" for k, v in est.phases.items())
     console.print(f"peak at the [bold]{est.peak_phase.replace('_', ' ')}[/]: {est.allocated_gb:,.2f} GB allocated "
                   f"({phases}); the device reading adds the allocator's reserve and the CUDA context")
+    if est.load_gb is not None:
+        console.print(f"while loading: {est.load_gb:,.2f} GB on the device ({est.assumptions.get('load', '')}); "
+                      f"the training step: {est.step_gb:,.2f} GB")
     console.print(f"{verdict} in {est.gpu_memory_gb:g} GB (headroom {est.headroom_gb:+,.2f} GB)"
                   + (": only if the allocator releases its reserve — tight, expect slower steps" if est.tight else ""))
     if est.suggestions:

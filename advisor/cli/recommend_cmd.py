@@ -23,7 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--answers", required=True, metavar="FILE", help="answers file (YAML or JSON; see `tunewise ask`)")
     p.add_argument("--dataset", metavar="DATA", help="audit this dataset and use its measured signals")
-    p.add_argument("--model", metavar="PATH", help="local base model folder (exact parameter count; written to the config)")
+    p.add_argument("--model", metavar="PATH|NAME", help="local base model folder (exact parameter count; written to the "
+                   "config), or a known model's name (qwen2.5-7b: its published shape, offline)")
     p.add_argument("--config-out", metavar="FILE", help="for a fine-tune, write the training config here")
     p.add_argument("--force", action="store_true", help="with --config-out: replace a file there that exists with "
                    "other content (default: refuse, exit 2)")
@@ -56,7 +57,21 @@ def run(args: argparse.Namespace) -> int:
 
     answers = load_answers(args.answers)
     if args.model:
-        answers = answers.model_copy(update={"model_path": args.model})
+        from pathlib import Path
+
+        if (Path(args.model).expanduser() / "config.json").is_file():
+            answers = answers.model_copy(update={"model_path": args.model})
+        else:  # a known model's name: validated (and its size taken) like the answers file's model_name
+            from pydantic import ValidationError
+
+            from advisor.answers import Answers
+            from advisor.errors import UserError
+
+            try:
+                answers = Answers.model_validate({**answers.model_dump(exclude={"model_params_b"}),
+                                                  "model_name": args.model})
+            except ValidationError as e:
+                raise UserError(f"--model {args.model}: {e.errors()[0]['msg']}") from None
     dataset = args.dataset or answers.dataset
     signals = None
     if dataset:

@@ -5,7 +5,7 @@ numbers so a user can see (and argue with) each one. GB = 1e9 bytes throughout."
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,6 +21,14 @@ Precision = Literal["bf16", "fp16", "fp32", "bf16-mixed", "fp16-mixed"]
 Sharding = Literal["none", "zero2", "zero3", "fsdp"]
 Device = Literal["cuda", "cpu"]
 AdapterDtype = Literal["fp32", "bf16", "fp16"]
+# plain: the model's logits (batch × sequence × vocabulary) and their fp32 upcast; chunked_logits: 16-bit logits
+# built, the fp32 cross-entropy run chunk by chunk (torchtune CEWithChunkedOutputLoss, Axolotl
+# chunked_cross_entropy); chunked: the logits never built whole (tunewise's chunked loss, liger-kernel's fused linear
+# cross-entropy, Apple's Cut Cross-Entropy)
+Loss = Literal["plain", "chunked_logits", "chunked"]
+# eager: the attention scores (batch × heads × sequence²) are materialised; sdpa / flash: they are not. auto: what
+# the model's config asks for (attn_implementation), eager for soft-capped attention (Gemma 2), else sdpa
+Attention = Literal["auto", "sdpa", "flash", "eager"]
 
 GB = 1e9
 COMPUTE_BYTES = {"bf16": 2, "fp16": 2, "fp32": 4, "bf16-mixed": 2, "fp16-mixed": 2}  # matmul outputs, activations
@@ -55,6 +63,20 @@ LOGITS_BYTES = {2: 12.0, 4: 16.0}
 # AdamW (torch, foreach on CUDA) allocates one temporary per state tensor group at the step: fms-acceleration
 # full fine-tune Mistral-7B fp16, 72.97 GB peak at batch 4 and 8 = weights + grads + 2 states + 1.04 × params × 2 B
 OPTIMIZER_STEP_TEMPORARIES = 1.0
+# chunked_logits: the 16-bit logits (2 B) and the fp32 log-probabilities cross-entropy keeps for backward (4 B)
+CHUNKED_LOGITS_BYTES = 6.0
+# chunked (never whole): per token and hidden unit, the labelled rows' copy and their gradient (kept from the forward
+# pass to the backward pass, 2 × compute bytes), and one chunk's fp32 logits, softmax and 16-bit gradient, a chunk
+# being sized so its logits match the hidden states (liger-kernel's rule, trainer/loss.py): ~10 bytes
+CHUNKED_LOSS_TRANSIENT = 10.0
+# eager attention, per score element (batch × heads × sequence²): kept for backward, the fp32 softmax output and its
+# cast to the compute dtype (fp32 compute: one 4-byte tensor); while a layer's backward runs, the gradient of the
+# probabilities, its fp32 upcast and the softmax's input gradient (transformers' eager_attention_forward)
+EAGER_KEPT_BYTES = {2: 6.0, 4: 4.0}
+EAGER_BACKWARD_BYTES = {2: 10.0, 4: 12.0}
+# loading: a 16-bit checkpoint quantised to 4 bits on the GPU is read shard by shard; the shard being converted
+# and the allocator's cache of it stay reserved until the first step (transformers' default shard size 5 GB)
+CHECKPOINT_SHARD_BYTES = 5e9
 GATHERED_LAYERS = 2  # FSDP / ZeRO-3 hold the layer being computed and the prefetched next one, unsharded
 DEFAULT_LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -84,6 +106,15 @@ class EstimateRequest(BaseModel):
     offload_params: bool = Field(False, description="with zero3/fsdp on several GPUs: the weight shards live in "
                                  "host RAM and each layer is gathered onto the GPU when it runs (FSDP "
                                  "fsdp_offload_params / ZeRO-3 offload_param; how FSDP + QLoRA trains 70B on 2×24 GB)")
+    loss: Loss = Field("chunked", description="how the loss meets the vocabulary: chunked (tunewise train's "
+                       "default, liger-kernel, Cut Cross-Entropy), chunked_logits (torchtune / Axolotl chunked "
+                       "cross-entropy), plain (full logits: HF Trainer, TRL and most trainers)")
+    attention: Attention = Field("auto", description="attention kernel: sdpa / flash keep no scores, eager keeps "
+                                 "batch × heads × sequence² of them; auto = what the model's config asks for, eager "
+                                 "for soft-capped attention (Gemma 2), else sdpa")
+    low_memory_loading: bool = Field(True, description="FSDP / ZeRO-3 on several GPUs: each rank loads only its "
+                                     "shard (cpu_ram_efficient_loading / zero.Init, what tunewise train does); false: "
+                                     "every rank materialises the whole model on its GPU before it is sharded")
     device: Device = "cuda"
     examples: int | None = Field(None, ge=0)
     avg_tokens: float | None = Field(None, gt=0)
@@ -109,8 +140,16 @@ class MemoryEstimate(BaseModel):
     total_gb: float = Field(description="expected device reading at the peak (what nvidia-smi shows; the fit check "
                             "uses it): allocated peak + allocator reserve + CUDA context")
     allocated_gb: float = Field(0.0, description="peak of allocated tensors (torch.cuda.max_memory_allocated)")
-    peak_phase: str = Field("forward_backward", description="forward_backward or optimizer_step")
+    peak_phase: str = Field("forward_backward", description="forward_backward, optimizer_step or load "
+                            "(before the first step: QLoRA quantising a 16-bit checkpoint, or FSDP / ZeRO-3 "
+                            "materialising the whole model on every GPU)")
     phases: dict[str, float] = Field(default_factory=dict, description="allocated GB of each phase")
+    step_gb: float | None = Field(None, description="device reading at the training step's peak (forward/backward or "
+                                  "optimizer step), load left out")
+    load_gb: float | None = Field(None, description="device reading while the model loads, when loading is modelled "
+                                  "(QLoRA from a 16-bit checkpoint: mostly the allocator's cache of converted shards, "
+                                  "released under pressure; FSDP / ZeRO-3 without low-memory loading: the whole "
+                                  "model)")
     gpu_memory_gb: float
     fits: bool
     tight: bool = Field(False, description="fits only if the allocator gives back its reserve (one GPU): expect "
@@ -207,6 +246,9 @@ class Terms:
     activations: float
     logits: float
     layer_recompute: float
+    load: float = 0.0  # allocated at the load peak (weights as loaded + what loading holds on the way)
+    load_transient: float = 0.0  # of which: the tensor being quantised, or the rest of the unsharded model
+    load_cache: float = 0.0  # reserved, not allocated: converted checkpoint shards the allocator caches
 
 
 def _sharding(req: EstimateRequest) -> tuple[int, bool, bool]:
@@ -248,8 +290,49 @@ def _adafactor_bytes(shape: ModelShape, req: EstimateRequest, T: int) -> float:
     return 4.0 * T
 
 
+def attention_kind(shape: ModelShape, req: EstimateRequest) -> str:
+    """The attention kernel the estimate assumes: the request's, else the model config's, else eager for soft-capped
+    attention scores (Gemma 2: SDPA cannot cap them), else SDPA (transformers' default)."""
+    if req.attention != "auto":
+        return req.attention
+    impl = (shape.attn_implementation or "").lower()
+    if impl.startswith("flash"):
+        return "flash"
+    if impl in ("eager", "sdpa"):
+        return impl
+    return "eager" if shape.attn_softcapping else "sdpa"
+
+
+def _eager_scores(shape: ModelShape, req: EstimateRequest, seq: int) -> tuple[float, float]:
+    """(bytes kept per layer, bytes alive while one layer's backward runs) of eager attention's scores; 0 for
+    SDPA / flash attention, which never materialise them."""
+    if attention_kind(shape, req) != "eager":
+        return 0.0, 0.0
+    ab = COMPUTE_BYTES[req.precision]
+    elems = req.batch_size * shape.heads * seq * seq
+    return elems * EAGER_KEPT_BYTES[ab], elems * EAGER_BACKWARD_BYTES[ab]
+
+
+def _loss_bytes(shape: ModelShape, req: EstimateRequest, tokens: int, upcast: bool) -> float:
+    """What the loss holds at its peak: the logits and their fp32 copies (plain), 16-bit logits and fp32 log-probs
+    (chunked_logits), or the labelled hidden states, their gradient and one chunk of logits (chunked)."""
+    ab = COMPUTE_BYTES[req.precision]
+    if req.loss == "plain":
+        return tokens * shape.vocab * LOGITS_BYTES[4 if upcast else ab]
+    if req.loss == "chunked_logits":
+        return tokens * shape.vocab * (CHUNKED_LOGITS_BYTES if ab == 2 and not upcast else 8.0)
+    from trainer.loss import chunk_rows
+
+    hb = 4 if upcast else ab
+    rows = chunk_rows(tokens, shape.vocab, shape.hidden)
+    kept = tokens * shape.hidden * 2 * hb
+    chunk = rows * shape.vocab * CHUNKED_LOSS_TRANSIENT
+    grad_w = shape.vocab * shape.hidden * 4 if method(req.method).trains_all_weights else 0.0
+    return kept + chunk + grad_w
+
+
 def _activation_terms(shape: ModelShape, req: EstimateRequest) -> tuple[float, float, float]:
-    """(stored activations, logits at the loss, one layer recomputed in backward) in bytes."""
+    """(stored activations, the loss's logits, one layer recomputed in backward) in bytes."""
     ab = COMPUTE_BYTES[req.precision]
     upcast = method(req.method).quantized_base and req.upcast_embeddings
     # the residual stream is fp32 under AMP (fp32 embeddings) and when QLoRA's preparation upcasts the embeddings
@@ -258,10 +341,37 @@ def _activation_terms(shape: ModelShape, req: EstimateRequest) -> tuple[float, f
     tokens = req.batch_size * seq
     per_layer = (_activation_elems_per_token_layer(shape) + _lora_dropout_elems_per_token_layer(shape, req)) * ab
     lora_kept = _lora_module_elems_per_token_layer(shape, req) * ab
-    logits = tokens * shape.vocab * LOGITS_BYTES[4 if upcast else ab]
+    logits = _loss_bytes(shape, req, tokens, upcast)
+    scores_kept, scores_backward = _eager_scores(shape, req, seq)
     if req.gradient_checkpointing:
-        return tokens * shape.layers * shape.hidden * resid, logits, tokens * (per_layer + lora_kept)
-    return tokens * shape.layers * (per_layer + lora_kept), logits, 0.0
+        return (tokens * shape.layers * shape.hidden * resid, logits,
+                tokens * (per_layer + lora_kept) + scores_kept + scores_backward)
+    return tokens * shape.layers * (per_layer + lora_kept) + shape.layers * scores_kept, logits, scores_backward
+
+
+def _load_terms(shape: ModelShape, req: EstimateRequest) -> tuple[float, float, float]:
+    """(allocated at the load peak, of which transient, cached by the allocator on top) per GPU. QLoRA: the 4-bit
+    weights, the rest in 16 bits and the 16-bit matrix being quantised, with the converted checkpoint shard cached.
+    FSDP / ZeRO-3 without low-memory loading: the whole model on every GPU before it is sharded. Otherwise loading
+    stays below the training phases (0)."""
+    if req.device != "cuda":
+        return 0.0, 0.0, 0.0
+    spec = method(req.method)
+    n, _states, shard_weights = _sharding(req)
+    c = shape.counts()
+    scale = shape.params / c["total"]
+    if spec.quantized_base:
+        quantised = c["linear_in_blocks"] * scale
+        settled = quantised * NF4_BYTES_PER_PARAM + (shape.params - quantised) * COMPUTE_BYTES[req.precision]
+        largest = max(i * o for i, o in shape.linear_shapes().values()) * 2.0
+        cache = min(CHECKPOINT_SHARD_BYTES, quantised * 2)
+        if shard_weights and req.low_memory_loading:
+            return settled / n + largest, largest, 0.0
+        return settled + largest, largest, cache
+    if shard_weights and not req.low_memory_loading:
+        whole = shape.params * WEIGHT_BYTES[req.precision]
+        return whole, whole * (1 - 1 / n), 0.0
+    return 0.0, 0.0, 0.0
 
 
 def terms(shape: ModelShape, req: EstimateRequest) -> tuple[Terms, int]:
@@ -298,7 +408,9 @@ def terms(shape: ModelShape, req: EstimateRequest) -> tuple[Terms, int]:
     if shard_weights:
         copies = min(copies, gathered)
     acts, logits, layer = _activation_terms(shape, req)
-    return Terms(weights, adapter, states, gathered, grads, temp, copies, acts, logits, layer), T
+    load, load_transient, load_cache = _load_terms(shape, req)
+    return Terms(weights, adapter, states, gathered, grads, temp, copies, acts, logits, layer, load,
+                 load_transient, load_cache), T
 
 
 def phases(t: Terms, req: EstimateRequest) -> dict[str, dict[str, float]]:
@@ -319,7 +431,10 @@ def phases(t: Terms, req: EstimateRequest) -> dict[str, dict[str, float]]:
         fb = {"gradients": t.gradients, "layer_recompute": t.layer_recompute}
     fb["autocast_copies"] = t.autocast_copies
     step = {"gradients": t.gradients, "optimizer_temporaries": t.optimizer_temporaries}
-    return {"forward_backward": {**persistent, **fb}, "optimizer_step": {**persistent, **step}}
+    out = {"forward_backward": {**persistent, **fb}, "optimizer_step": {**persistent, **step}}
+    if t.load:  # before training: the weights as loaded, the shard or whole model in flight; no adapters or states
+        out["load"] = {"weights": t.load - t.load_transient, "load_transient": t.load_transient}
+    return out
 
 
 @dataclass
@@ -329,10 +444,23 @@ class Breakdown:
     allocated: float  # bytes: the allocator's peak (the larger phase)
     phases: dict[str, float]  # bytes allocated in each phase
     peak_phase: str
+    readings: dict[str, float] = field(default_factory=dict)  # CUDA: the device reading of each phase
 
     @property
     def total(self) -> float:
         return sum(self.parts.values())
+
+
+def _readings(t: Terms, totals: dict[str, float], req: EstimateRequest) -> dict[str, float]:
+    """The device reading of each phase on CUDA: allocated + the allocator's reserve + context (+ NCCL). At load the
+    reserve is the converted checkpoint shards the allocator caches (released under pressure or by empty_cache)."""
+    multi = req.gpus > 1
+    share = ALLOCATOR_RESERVE_SHARE_MULTI if multi else ALLOCATOR_RESERVE_SHARE
+    ctx = (CUDA_CONTEXT_GB + (NCCL_BUFFERS_GB if multi else 0.0)) * GB
+    out = {name: total * (1 + share) + ctx for name, total in totals.items()}
+    if "load" in totals:
+        out["load"] = totals["load"] + max(t.load_cache, totals["load"] * share) + ctx
+    return out
 
 
 def breakdown(shape: ModelShape, req: EstimateRequest) -> Breakdown:
@@ -340,26 +468,30 @@ def breakdown(shape: ModelShape, req: EstimateRequest) -> Breakdown:
     t, T = terms(shape, req)
     ph = phases(t, req)
     totals = {name: sum(alive.values()) for name, alive in ph.items()}
-    peak = max(totals, key=totals.get)
     parts = {k: 0.0 for k in ("weights", "trainable_params", "gradients", "optimizer_states", "optimizer_temporaries",
-                              "gathered_params", "autocast_copies", "activations", "logits", "layer_recompute")}
-    parts.update(ph[peak])
-    allocated = totals[peak]
+                              "gathered_params", "autocast_copies", "activations", "logits", "layer_recompute",
+                              "load_transient")}
+    allocated = max(totals.values())  # the allocator's peak over the run
     if req.device == "cuda":
-        multi = req.gpus > 1
-        parts["allocator_reserve"] = allocated * (ALLOCATOR_RESERVE_SHARE_MULTI if multi else ALLOCATOR_RESERVE_SHARE)
-        parts["overhead"] = (CUDA_CONTEXT_GB + (NCCL_BUFFERS_GB if multi else 0.0)) * GB
-    else:
-        # the process's resident memory keeps what each phase freed (glibc rarely returns it to the system), so
-        # the reading is every term together (measured: bench/estimate_vs_measured.py)
-        parts.update({k: v for k, v in vars(t).items() if k in parts})
-        parts["allocator_reserve"] = 0.0
-        parts["overhead"] = CPU_PROCESS_GB * GB
-        if method(req.method).quantized_base:
-            # on CPU the weights are first materialised in full precision and quantised after; the allocator
-            # keeps that memory (on CUDA, layers are quantised one by one as they are moved to the GPU)
-            parts["overhead"] += shape.params * WEIGHT_BYTES[req.precision]
-    return Breakdown(parts, T, allocated, totals, peak)
+        readings = _readings(t, totals, req)
+        peak = max(readings, key=readings.get)
+        parts.update(ph[peak])
+        ctx = (CUDA_CONTEXT_GB + (NCCL_BUFFERS_GB if req.gpus > 1 else 0.0)) * GB
+        parts["allocator_reserve"] = readings[peak] - totals[peak] - ctx
+        parts["overhead"] = ctx
+        return Breakdown(parts, T, allocated, totals, peak, readings)
+    peak = max(totals, key=totals.get)
+    parts.update(ph[peak])
+    # the process's resident memory keeps what each phase freed (glibc rarely returns it to the system), so
+    # the reading is every term together (measured: bench/estimate_vs_measured.py)
+    parts.update({k: v for k, v in vars(t).items() if k in parts and k != "load_transient"})
+    parts["allocator_reserve"] = 0.0
+    parts["overhead"] = CPU_PROCESS_GB * GB
+    if method(req.method).quantized_base:
+        # on CPU the weights are first materialised in full precision and quantised after; the allocator
+        # keeps that memory (on CUDA, layers are quantised one by one as they are moved to the GPU)
+        parts["overhead"] += shape.params * WEIGHT_BYTES[req.precision]
+    return Breakdown(parts, T, allocated, totals, peak, {})
 
 
 def _total_gb(shape: ModelShape, req: EstimateRequest) -> float:
@@ -386,6 +518,27 @@ def _precision_note(req: EstimateRequest) -> str:
            f"{req.precision} model)"
 
 
+def _attention_note(shape: ModelShape, req: EstimateRequest) -> str:
+    kind = attention_kind(shape, req)
+    why = "" if req.attention != "auto" else (
+        " (the model config's attn_implementation)" if shape.attn_implementation else
+        " (soft-capped attention scores: SDPA cannot cap them; flash-attn can)" if shape.attn_softcapping else
+        " (transformers' default)")
+    if kind == "eager":
+        return "eager: batch × heads × sequence² scores kept per layer " \
+               f"({EAGER_KEPT_BYTES[COMPUTE_BYTES[req.precision]]:g} B each, quadratic in the sequence)" + why
+    return f"{kind}: memory-efficient, no stored attention scores" + why
+
+
+def _loss_note(req: EstimateRequest) -> str:
+    if req.loss == "plain":
+        return (f"plain cross-entropy over the full vocabulary ({LOGITS_BYTES[2]:g} B per logit in 16-bit, "
+                f"{LOGITS_BYTES[4]:g} in fp32)")
+    if req.loss == "chunked_logits":
+        return f"chunked cross-entropy over materialised 16-bit logits ({CHUNKED_LOGITS_BYTES:g} B per logit)"
+    return "chunked linear cross-entropy: the full logits are never built (one chunk at a time)"
+
+
 def estimate(shape: ModelShape, req: EstimateRequest, suggest: bool = True) -> MemoryEstimate:
     bd = breakdown(shape, req)
     T = bd.trainable
@@ -402,9 +555,8 @@ def estimate(shape: ModelShape, req: EstimateRequest, suggest: bool = True) -> M
         "optimizer": f"{req.optimizer}: {elems} state(s) of "
                      f"{(per if per is not None else _trainable_bytes(req)):g} bytes per trainable parameter"
                      + ("; paged: evicted to CPU under memory pressure" if req.optimizer.startswith("paged") else ""),
-        "attention": "memory-efficient SDPA/flash (no stored attention scores)",
-        "loss": f"plain cross-entropy over the full vocabulary ({LOGITS_BYTES[2]:g} B per logit in 16-bit, "
-                f"{LOGITS_BYTES[4]:g} in fp32)",
+        "attention": _attention_note(shape, req),
+        "loss": _loss_note(req),
         "gradient_checkpointing": req.gradient_checkpointing,
         "seq_len": req.seq_len,
         "batch_size_per_gpu": req.batch_size,
@@ -427,6 +579,8 @@ def estimate(shape: ModelShape, req: EstimateRequest, suggest: bool = True) -> M
                                           else "kept in the compute dtype"))
     if spec.soft_prompt:
         assumptions["p_tuning"] = f"{req.num_virtual_tokens} virtual tokens, MLP prompt encoder"
+    if bd.phases.get("load"):
+        assumptions["load"] = _load_note(req)
     if req.gpus > 1 and req.sharding == "none":
         assumptions["data_parallel"] = "plain data parallel: every GPU holds a full copy of all states"
     gpu_hours = wall = cost = None
@@ -453,6 +607,8 @@ def estimate(shape: ModelShape, req: EstimateRequest, suggest: bool = True) -> M
         allocated_gb=round(bd.allocated / GB, 3),
         peak_phase=bd.peak_phase,
         phases={name: round(v / GB, 3) for name, v in bd.phases.items()},
+        step_gb=round(max(v for k, v in bd.readings.items() if k != "load") / GB, 3) if bd.readings else None,
+        load_gb=round(bd.readings["load"] / GB, 3) if "load" in bd.readings else None,
         gpu_memory_gb=req.gpu_memory_gb,
         fits=fits,
         tight=tight,
@@ -467,9 +623,25 @@ def estimate(shape: ModelShape, req: EstimateRequest, suggest: bool = True) -> M
     return est
 
 
-def _candidates(req: EstimateRequest) -> list[tuple[str, str, dict]]:
+def _load_note(req: EstimateRequest) -> str:
+    if method(req.method).quantized_base:
+        return (f"the 16-bit checkpoint is quantised while it loads: one {CHECKPOINT_SHARD_BYTES / GB:g} GB shard in "
+                "flight on top of the 4-bit weights (tunewise train empties the allocator's cache after loading)")
+    return "every GPU materialises the whole model before it is sharded (no low-memory loading)"
+
+
+def _candidates(req: EstimateRequest, shape: ModelShape | None = None) -> list[tuple[str, str, dict]]:
     """Changes that lower memory, in order of how little they cost in quality or speed."""
     out: list[tuple[str, str, dict]] = []
+    if req.loss != "chunked":
+        out.append(("a chunked loss that never builds the full logits (tunewise train's default; liger-kernel or "
+                    "Cut Cross-Entropy elsewhere), same result", "--loss chunked", {"loss": "chunked"}))
+    if req.attention == "eager" or (shape is not None and attention_kind(shape, req) == "eager"):
+        out.append(("memory-efficient attention (SDPA or flash-attn) instead of eager", "--attention sdpa",
+                    {"attention": "sdpa"}))
+    if req.gpus > 1 and req.sharding in ("zero3", "fsdp") and not req.low_memory_loading:
+        out.append(("load only each GPU's shard (FSDP cpu_ram_efficient_loading / ZeRO-3 zero.Init)",
+                    "drop --no-low-memory-loading", {"low_memory_loading": True}))
     if not req.gradient_checkpointing:
         out.append(("turn on gradient checkpointing (~30% slower, no quality cost)", "drop --no-gradient-checkpointing",
                     {"gradient_checkpointing": True}))
@@ -498,7 +670,7 @@ def _candidates(req: EstimateRequest) -> list[tuple[str, str, dict]]:
 def suggestions(shape: ModelShape, req: EstimateRequest) -> list[Suggestion]:
     """Each change alone, then (if none fits alone) all of them together. Fitting ones first, in preference order."""
     singles: list[Suggestion] = []
-    cands = _candidates(req)
+    cands = _candidates(req, shape)
     for change, flags, upd in cands:
         total = _total_gb(shape, req.model_copy(update=upd))
         singles.append(Suggestion(change=change, flags=flags, total_gb=round(total, 3), fits=total <= req.gpu_memory_gb))

@@ -29,6 +29,11 @@ class ModelShape:
     experts_per_token: int = 0
     shared_intermediate: int = 0  # an always-on shared expert (Qwen MoE, DeepSeek)
     source: str = "config.json"
+    # attention the model's config asks for: `attn_implementation` when it names one; soft-capped attention scores
+    # (Gemma 2) run only in eager or flash attention (SDPA cannot cap them)
+    attn_implementation: str | None = field(default=None, compare=False)
+    attn_softcapping: bool = field(default=False, compare=False)
+    final_logit_softcapping: float | None = field(default=None, compare=False)
     exact_params: int | None = field(default=None, compare=False)  # override when given as --params-b
 
     @property
@@ -151,6 +156,11 @@ def shape_from_config(model_path: str | Path) -> ModelShape:
     Gemma, Phi, GPT-2/NeoX/J, Falcon, BLOOM, OPT, DeepSeek-style MoE keys. Encoder-decoder models (T5, BART)
     are refused with the reason: tunewise trains causal language models."""
     cfg, src = _read_config(model_path)
+    return shape_from_config_dict(cfg, src)
+
+
+def shape_from_config_dict(cfg: dict, src: str) -> ModelShape:
+    """The shape a config.json's keys describe (`src` names where they came from, in errors and the estimate)."""
     model_type = str(cfg.get("model_type", "")).lower()
     if model_type in ENCODER_DECODER or cfg.get("is_encoder_decoder"):
         raise UserError(f"{src}: `{model_type}` is an encoder-decoder model; tunewise estimates and trains "
@@ -168,20 +178,65 @@ def shape_from_config(model_path: str | Path) -> ModelShape:
         raise UserError(f"{src}: missing key `intermediate_size`; cannot count MLP parameters without it")
     if hidden % heads and not cfg.get("head_dim"):
         raise UserError(f"{src}: `hidden_size` ({hidden}) is not divisible by `num_attention_heads` ({heads})")
-    moe = dict(experts=n_exp, experts_per_token=k_exp, shared_intermediate=shared)
+    attn = cfg.get("attn_implementation") or cfg.get("_attn_implementation")
+    extra = dict(experts=n_exp, experts_per_token=k_exp, shared_intermediate=shared,
+                 attn_implementation=attn if isinstance(attn, str) else None,
+                 attn_softcapping=bool(cfg.get("attn_logit_softcapping")),
+                 final_logit_softcapping=cfg.get("final_logit_softcapping") or None)
     if gpt2_like:
         bias = bool(cfg.get("bias", model_type not in ("falcon",)))
         tied = bool(cfg.get("tie_word_embeddings", model_type in ("gpt2", "gpt_neo", "bloom", "opt", "falcon")))
         return ModelShape(vocab, hidden, layers, heads, int(kv), int(inter), tied_embeddings=tied, gated_mlp=False,
                           attn_bias=bias, o_bias=bias, mlp_bias=bias,
                           learned_positions=int(cfg.get("n_positions", 1024)) if model_type in ("gpt2", "gpt_neo") or "n_embd" in cfg else 0,
-                          norm_has_bias=True, head_dim=cfg.get("head_dim"), source=src, **moe)
+                          norm_has_bias=True, head_dim=cfg.get("head_dim"), source=src, **extra)
     return ModelShape(
         vocab, hidden, layers, heads, int(kv), int(inter),
         tied_embeddings=bool(cfg.get("tie_word_embeddings", model_type.startswith("gemma"))),
         attn_bias=bool(cfg.get("attention_bias", cfg.get("qkv_bias", model_type in ("qwen2", "qwen2_moe")))),
-        mlp_bias=bool(cfg.get("mlp_bias", False)), head_dim=cfg.get("head_dim"), source=src, **moe,
+        mlp_bias=bool(cfg.get("mlp_bias", False)), head_dim=cfg.get("head_dim"), source=src, **extra,
     )
+
+
+def shape_from_name(name: str) -> ModelShape | None:
+    """The shape of a known open model named as on the hub or in short (`Qwen/Qwen2.5-7B-Instruct`, `qwen2.5-7b`,
+    `gemma-2-9b-it`), from its published config.json (advisor/estimate/families.py); None when unknown."""
+    from advisor.estimate.families import lookup
+
+    found = lookup(name)
+    if found is None:
+        return None
+    key, _size, cfg = found
+    return shape_from_config_dict(cfg, f"{key} (published config.json shape)")
+
+
+def known_model_names() -> list[str]:
+    from advisor.estimate.families import KNOWN_MODELS
+
+    return sorted(KNOWN_MODELS)
+
+
+def shape_for_model(model: str) -> ModelShape:
+    """--model: a local folder (or config.json) when one exists there, else a known model's published shape."""
+    p = Path(model).expanduser()
+    if p.exists():
+        return shape_from_config(p)
+    shape = shape_from_name(model)
+    if shape is not None:
+        return shape
+    close = _close_names(model)
+    raise UserError(f"--model `{model}`: no local model folder there, and not a model tunewise knows the shape of"
+                    + (f" (did you mean {', '.join(close)}?)" if close else "")
+                    + "; give a local folder with config.json, --params-b B, or one of: "
+                    + ", ".join(known_model_names()))
+
+
+def _close_names(model: str) -> list[str]:
+    import difflib
+
+    from advisor.estimate.families import normalise
+
+    return difflib.get_close_matches(normalise(model), known_model_names(), n=3, cutoff=0.6)
 
 
 # Published decoder shapes (config.json of the released models) used for --params-b.
@@ -197,13 +252,27 @@ REFERENCE_SHAPES: list[tuple[str, ModelShape]] = [
 ]
 
 
-def shape_from_params_b(params_b: float) -> ModelShape:
-    """A standard decoder shape for a size: the nearest published Llama shape, layers scaled to the size.
-    Weights use exactly params_b × 1e9; the shape drives activations and adapter sizes."""
+def _family_references(family: str) -> list[tuple[str, ModelShape]]:
+    from advisor.estimate.families import KNOWN_MODELS, normalise
+
+    prefix = normalise(family).rstrip("-")
+    refs = [(k, shape_from_config_dict(cfg, k)) for k, (_size, cfg) in KNOWN_MODELS.items()
+            if k == prefix or k.startswith(prefix + "-")]
+    if not refs:
+        families = sorted({k.rsplit("-", 1)[0] for k in KNOWN_MODELS})
+        raise UserError(f"--family `{family}`: no known models of that family; known: {', '.join(families)}")
+    return refs
+
+
+def shape_from_params_b(params_b: float, family: str | None = None) -> ModelShape:
+    """A standard decoder shape for a size: the nearest published shape (Llama by default; of `family` when given,
+    e.g. qwen2.5, gemma-2, phi-3), layers scaled to the size. Weights use exactly params_b × 1e9; the shape drives
+    activations, logits and adapter sizes, and its source says which shape was assumed (vocabulary included)."""
     if params_b <= 0:
         raise UserError(f"--params-b must be > 0, got {params_b}")
     target = params_b * 1e9
-    name, ref = min(REFERENCE_SHAPES, key=lambda r: abs(r[1].params - target) / target)
+    refs = _family_references(family) if family else REFERENCE_SHAPES
+    name, ref = min(refs, key=lambda r: abs(r[1].params - target) / target)
     c = ref.counts()
     per_layer = (c["total"] - c["embeddings"] - c["lm_head"] - ref.hidden) / ref.layers
     rest = c["embeddings"] + c["lm_head"] + ref.hidden
@@ -213,4 +282,7 @@ def shape_from_params_b(params_b: float) -> ModelShape:
         shape = ModelShape(ref.vocab, hidden, 4, max(1, hidden // 64), max(1, hidden // 64), 4 * hidden)
     else:
         shape = replace(ref, layers=layers)
-    return replace(shape, source=f"standard decoder shape for {params_b:g}B (based on {name})", exact_params=int(target))
+    how = f"{ref.vocab:,}-token vocabulary, hidden {shape.hidden}, {shape.layers} layers"
+    hint = "" if family else "; name the model (--model qwen2.5-7b) or its family (--family qwen2.5) for its own shape"
+    return replace(shape, source=f"standard decoder shape for {params_b:g}B (based on {name}: {how}){hint}",
+                   exact_params=int(target))

@@ -17,7 +17,7 @@ from advisor.export import (
     refuse_p_tuning,
     template_mapping,
 )
-from advisor.export.common import HF_NAMES, chat_template_text, map_schedule, val_share
+from advisor.export.common import HF_NAMES, chat_template_text, loss_and_attention, map_schedule, val_share
 from trainer.config import TrainConfig, deepspeed_settings
 
 
@@ -100,6 +100,7 @@ def build(cfg: TrainConfig, fmt: str, dest: Path) -> Exported:
     data_settings(cfg, fmt, out)
     schedule(cfg, out)
     padding_free_note(cfg, out, "sample_packing packs records into sequence_len rows instead")
+    loss_and_attention(cfg, out, "axolotl")
     precision(cfg, out)
     out.map("output.dir", "output_dir", abs_path(cfg.output.dir))
     out.command = distributed(cfg, out)

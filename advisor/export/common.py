@@ -113,3 +113,49 @@ def chat_template_text(cfg: TrainConfig) -> str | None:
     if value is None:
         return None
     return Path(value).read_text(encoding="utf-8") if template_is_path(value) else value
+
+
+# the tools' switches for a loss that never builds the full logits (each needs its package installed)
+LOSS_SWITCHES = {
+    "axolotl": {"cut_cross_entropy": ({"plugins": ["axolotl.integrations.cut_cross_entropy.CutCrossEntropyPlugin"],
+                                       "cut_cross_entropy": True}, "cut-cross-entropy"),
+                "liger": ({"plugins": ["axolotl.integrations.liger.LigerPlugin"],
+                           "liger_fused_linear_cross_entropy": True}, "liger-kernel")},
+    "llamafactory": {"liger": ({"enable_liger_kernel": True}, "liger-kernel")},
+    "trl": {"liger": ({"use_liger_kernel": True}, "liger-kernel")},
+}
+ATTENTION_SWITCHES = {
+    "axolotl": {"sdpa": ("sdp_attention", True), "flash_attention_2": ("flash_attention", True),
+                "eager": ("eager_attention", True)},
+    "llamafactory": {"sdpa": ("flash_attn", "sdpa"), "flash_attention_2": ("flash_attn", "fa2"),
+                     "eager": ("flash_attn", "disabled"), "auto": ("flash_attn", "auto")},
+    "trl": {"sdpa": ("attn_implementation", "sdpa"), "flash_attention_2": ("attn_implementation", "flash_attention_2"),
+            "eager": ("attn_implementation", "eager")},
+}
+
+
+def loss_and_attention(cfg: TrainConfig, out, tool: str) -> None:
+    """training.loss and training.attention in the tool's terms. tunewise's chunked loss (auto, chunked) is plain
+    torch; the tools chunk only through a kernel package, so those are listed with the switch to use, and an
+    explicit kernel choice is mapped to the tool's switch for it."""
+    t = cfg.training
+    switches = LOSS_SWITCHES[tool]
+    wanted = "liger" if t.loss == "chunked" and "cut_cross_entropy" not in switches else t.loss
+    if t.loss == "plain":
+        out.mapped.append(("training.loss", "(plain: the tool's default loss)"))
+    elif wanted in switches and t.loss != "auto":
+        settings, package = switches[wanted]
+        for key, value in settings.items():
+            out.config[key] = value
+        out.mapped.append(("training.loss", ", ".join(settings)))
+        out.skip(f"training.loss: {t.loss}", f"needs pip install {package} where the tool runs")
+    else:
+        hint = " or ".join(f"{', '.join(s)} (pip install {p})" for s, p in switches.values())
+        out.skip(f"training.loss: {t.loss}", "tunewise's chunked loss (the full logits never built) has no "
+                 f"plain-torch counterpart there: the tool builds the full logits unless you set {hint}")
+    names = ATTENTION_SWITCHES[tool]
+    if t.attention in names:
+        key, value = names[t.attention]
+        out.map("training.attention", key, value)
+    else:
+        out.mapped.append(("training.attention", "(auto: the tool's default, SDPA)"))

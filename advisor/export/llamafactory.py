@@ -17,7 +17,14 @@ from advisor.export import (
     refuse_p_tuning,
     template_mapping,
 )
-from advisor.export.common import chat_template_text, data_keys, has_tool_calls, hf_precision, hf_schedule
+from advisor.export.common import (
+    chat_template_text,
+    data_keys,
+    has_tool_calls,
+    hf_precision,
+    hf_schedule,
+    loss_and_attention,
+)
 from trainer.config import TrainConfig, deepspeed_settings
 
 DATASET = "tunewise_train"
@@ -115,6 +122,7 @@ def build(cfg: TrainConfig, fmt: str, dest: Path) -> Exported:
         out.map("method.bnb_4bit_use_double_quant", "double_quantization", m.bnb_4bit_use_double_quant)
         quantization_notes(m, out, None)
     data_settings(cfg, fmt, out, dest)
+    loss_and_attention(cfg, out, "llamafactory")
     hf_schedule(cfg, out)
     padding_free_note(cfg, out, "neat_packing packs records into fixed-length rows instead")
     preprocessing(cfg, out, "preprocessing_num_workers", None)  # its tokenized_path is reused whatever the data

@@ -23,13 +23,13 @@ class ToolJob(BaseModel):
     """What a tool's config trains, in tunewise's terms."""
     model_config = ConfigDict(extra="forbid")
 
-    tool: Literal["axolotl", "llamafactory", "trl"]
+    tool: Literal["axolotl", "llamafactory", "trl", "tunewise"]
     source: str = Field(description="the tool config read")
     model: str = Field(description="model folder or hub name, as the config gives it")
     data: list[str] = Field(default_factory=list, description="local data files")
     layouts: dict[str, DataLayout] = Field(default_factory=dict, description="data file → how the tool reads its "
                                            "columns (LLaMA-Factory dataset_info.json `columns` / `tags`)")
-    method: Literal["full", "lora", "qlora"]
+    method: Literal["full", "lora", "qlora", "p_tuning"]
     seq_len: int
     batch_size: int
     grad_accum: int = 1
@@ -39,6 +39,12 @@ class ToolJob(BaseModel):
     lora_r: int = 16
     lora_targets: tuple[str, ...] = ("all-linear",)
     sharding: Literal["none", "zero2", "zero3", "fsdp"] = "none"
+    loss: Literal["plain", "chunked_logits", "chunked"] = Field(
+        "plain", description="chunked: Cut Cross-Entropy / Liger fused linear cross-entropy / tunewise's chunked loss; "
+        "chunked_logits: a chunked cross-entropy over built logits; plain: the full logits")
+    attention: Literal["auto", "sdpa", "flash", "eager"] = "auto"
+    low_memory_loading: bool = Field(True, description="FSDP / ZeRO-3: each rank loads only its shard")
+    gpus: int | None = Field(None, description="processes the config itself names (tunewise distributed)")
     notes: list[str] = Field(default_factory=list, description="what was read with an assumption")
 
     @property
@@ -54,11 +60,13 @@ def read_tool_config(path: str | Path) -> ToolJob:
     if not isinstance(data, dict):
         raise UserError(f"{path}: expected a mapping of settings (an Axolotl, LLaMA-Factory or TRL config)")
     tool = which_tool(data, path)
-    job = {"axolotl": _axolotl, "llamafactory": _llamafactory, "trl": _trl}[tool](data, Path(path))
+    job = {"axolotl": _axolotl, "llamafactory": _llamafactory, "trl": _trl, "tunewise": _tunewise}[tool](data, Path(path))
     return ToolJob(tool=tool, source=str(path), **job)
 
 
 def which_tool(data: dict, path) -> str:
+    if isinstance(data.get("model"), dict) and isinstance(data.get("data"), dict):
+        return "tunewise"
     if "base_model" in data:
         return "axolotl"
     if "model_name_or_path" in data and ({"stage", "finetuning_type", "cutoff_len", "template"} & set(data)
@@ -66,7 +74,8 @@ def which_tool(data: dict, path) -> str:
         return "llamafactory"
     if "model_name_or_path" in data:
         return "trl"
-    raise UserError(f"{path}: not an Axolotl (base_model), LLaMA-Factory or TRL (model_name_or_path) config")
+    raise UserError(f"{path}: not a tunewise (model.path + data.path), Axolotl (base_model), LLaMA-Factory or TRL "
+                    "(model_name_or_path) config")
 
 
 def _optimizer(name: str | None, notes: list[str]) -> str:
@@ -103,11 +112,29 @@ def _axolotl(d: dict, path: Path) -> dict:
         p = _local(path.parent, str(ds.get("path", "")))
         (files.append(str(p)) if p.is_file() else notes.append(f"dataset {ds.get('path')} is not a local file"))
     sharding = "fsdp" if d.get("fsdp_config") or d.get("fsdp") else _deepspeed_stage(d.get("deepspeed"), path)
-    return dict(model=str(d["base_model"]), data=files, method=method, seq_len=int(d.get("sequence_len", 2048)),
+    return dict(**_axolotl_memory(d, sharding), model=str(d["base_model"]), data=files, method=method, seq_len=int(d.get("sequence_len", 2048)),
                 batch_size=int(d.get("micro_batch_size", 1)), grad_accum=int(d.get("gradient_accumulation_steps", 1)),
                 gradient_checkpointing=bool(d.get("gradient_checkpointing", False)),
                 optimizer=_optimizer(d.get("optimizer"), notes), precision=_precision(d.get("bf16"), d.get("fp16")),
                 lora_r=int(d.get("lora_r", 8)), lora_targets=targets, sharding=sharding, notes=notes)
+
+
+def _plugins(d: dict) -> str:
+    return " ".join(str(p) for p in d.get("plugins") or []).lower()
+
+
+def _axolotl_memory(d: dict, sharding: str) -> dict:
+    """Axolotl's loss (Cut Cross-Entropy / Liger plugins, chunked_cross_entropy), attention flags and FSDP loading."""
+    plugins = _plugins(d)
+    fused = (d.get("cut_cross_entropy") and "cut_cross_entropy" in plugins) or (
+        d.get("liger_fused_linear_cross_entropy") and "liger" in plugins)
+    loss = "chunked" if fused else "chunked_logits" if d.get("chunked_cross_entropy") else "plain"
+    attention = ("flash" if d.get("flash_attention") else "sdpa" if d.get("sdp_attention") or d.get(
+        "xformers_attention") or d.get("flex_attention") else "eager" if d.get("eager_attention") else "auto")
+    fsdp = d.get("fsdp_config") if isinstance(d.get("fsdp_config"), dict) else {}
+    low = bool(fsdp.get("fsdp_cpu_ram_efficient_loading", fsdp.get("cpu_ram_efficient_loading", False))) \
+        if sharding == "fsdp" else True
+    return dict(loss=loss, attention=attention, low_memory_loading=low)
 
 
 def _llamafactory(d: dict, path: Path) -> dict:
@@ -129,7 +156,10 @@ def _llamafactory(d: dict, path: Path) -> dict:
                 optimizer=_optimizer(d.get("optim"), notes),
                 precision=_precision(d.get("bf16"), d.get("fp16"), bool(d.get("pure_bf16"))),
                 lora_r=int(d.get("lora_rank", 8)), lora_targets=targets,
-                sharding=_deepspeed_stage(d.get("deepspeed"), path), notes=notes)
+                sharding=_deepspeed_stage(d.get("deepspeed"), path), notes=notes,
+                loss="chunked" if d.get("enable_liger_kernel") or d.get("use_unsloth") else "plain",
+                attention={"disabled": "eager", "fa2": "flash", "sdpa": "sdpa"}.get(str(d.get("flash_attn", "auto")),
+                                                                                   "auto"))
 
 
 def _llamafactory_files(d: dict, path: Path, notes: list[str]) -> tuple[list[str], dict[str, DataLayout]]:
@@ -201,7 +231,40 @@ def _trl(d: dict, path: Path) -> dict:
                 optimizer=_optimizer(d.get("optim"), notes),
                 precision=_precision(d.get("bf16"), d.get("fp16"), d.get("dtype") == "bfloat16"),
                 lora_r=int(d.get("lora_r", 16)), lora_targets=tuple(targets),
-                sharding="fsdp" if d.get("fsdp") else _deepspeed_stage(d.get("deepspeed"), path), notes=notes)
+                sharding="fsdp" if d.get("fsdp") else _deepspeed_stage(d.get("deepspeed"), path), notes=notes,
+                loss="chunked" if d.get("use_liger_kernel") else "plain",
+                attention=_hf_attention(d.get("attn_implementation")),
+                low_memory_loading=bool((d.get("fsdp_config") or {}).get("cpu_ram_efficient_loading", False))
+                if d.get("fsdp") else True)
+
+
+def _hf_attention(name) -> str:
+    name = str(name or "").lower()
+    return "flash" if name.startswith(("flash", "kernels-community")) else name if name in ("eager", "sdpa") \
+        else "sdpa" if name in ("flex_attention", "paged_attention") else "auto"
+
+
+def _tunewise(d: dict, path: Path) -> dict:
+    """tunewise's own train config: what `tunewise train` would run (its loss and attention choices included)."""
+    from advisor.files import validate
+    from trainer.config import TrainConfig
+
+    cfg = validate(TrainConfig, d, str(path), {}).resolve_paths(path)
+    m, t = cfg.method, cfg.training
+    precision = "bf16" if t.precision == "auto" and cfg.model.dtype == "auto" else t.precision if \
+        t.precision != "auto" else {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}[cfg.model.dtype]
+    notes = ["precision auto estimated as bf16 (a GPU with bf16)"] if t.precision == "auto" == cfg.model.dtype else []
+    targets = getattr(m, "target_modules", "all-linear")
+    return dict(model=cfg.model.path, data=[cfg.data.path] if Path(cfg.data.path).is_file() else [],
+                method=m.name, seq_len=cfg.data.max_seq_len, batch_size=t.batch_size, grad_accum=t.grad_accum,
+                gradient_checkpointing=t.gradient_checkpointing, optimizer=t.optimizer, precision=precision,
+                lora_r=getattr(m, "lora_r", 16),
+                lora_targets=("all-linear",) if targets == "all-linear" else tuple(targets),
+                sharding={"ddp": "none", "fsdp": "fsdp", "deepspeed_zero2": "zero2",
+                          "deepspeed_zero3": "zero3"}[cfg.distributed.strategy],
+                loss="plain" if t.loss == "plain" else "chunked",
+                attention={"flash_attention_2": "flash"}.get(t.attention, t.attention),
+                gpus=cfg.distributed.world_size, notes=notes)
 
 
 def _deepspeed_stage(value, path: Path) -> str:

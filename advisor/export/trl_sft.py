@@ -16,7 +16,7 @@ from advisor.export import (
     refuse_p_tuning,
     template_mapping,
 )
-from advisor.export.common import chat_template_text, hf_precision, hf_schedule
+from advisor.export.common import chat_template_text, hf_precision, hf_schedule, loss_and_attention
 from trainer.config import TrainConfig, deepspeed_settings
 
 LOADERS = {".csv": "csv", ".parquet": "parquet", ".txt": "text"}
@@ -33,6 +33,7 @@ def build(cfg: TrainConfig, fmt: str, dest: Path) -> Exported:
     method_settings(cfg, out)
     data_settings(cfg, fmt, out)
     hf_schedule(cfg, out)
+    loss_and_attention(cfg, out, "trl")
     hf_precision(cfg, out, None)
     if cfg.training.precision in ("bf16", "fp16"):
         out.config["dtype"] = "bfloat16" if cfg.training.precision == "bf16" else "float32"

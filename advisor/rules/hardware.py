@@ -43,6 +43,12 @@ def assumed_gpu_tflops(gpu_memory_gb: float) -> float:
 def model_shape(answers: Answers) -> ModelShape:
     if answers.model_path:
         return shape_from_config(answers.model_path)
+    if answers.model_name:
+        from advisor.estimate.shapes import shape_from_name
+
+        named = shape_from_name(answers.model_name)
+        if named is not None:  # the answers validator refused unknown names
+            return named
     return shape_from_params_b(answers.model_params_b)
 
 
