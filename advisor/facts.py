@@ -8,6 +8,7 @@ from typing import Any
 
 from advisor.answers import Answers
 from advisor.audit.report import Signals
+from advisor.probe import ProbeReport
 from advisor.rules.hardware import Fit, fit_methods
 from advisor.rules.schema import FINE_TUNES, METHODS, finding_facts
 
@@ -92,8 +93,16 @@ def _audit_facts(signals: Signals | None) -> dict[str, Any]:
             "audit_near_duplicate_share": signals.diversity.near_duplicate_share}
 
 
-def compute_facts(answers: Answers, answered: Answers, signals: Signals | None) -> FactSheet:
-    """`answers` are the ones decided on (after the audit), `answered` the user's own."""
+def _probe_facts(probe: ProbeReport | None) -> dict[str, Any]:
+    if probe is None:
+        return {"prompting_measured": None, "probe_best_score": None, "probe_spread": None, "probe_best": None}
+    return {"prompting_measured": probe.prompting, "probe_best_score": probe.variant(probe.best).score,
+            "probe_spread": probe.spread, "probe_best": probe.best}
+
+
+def compute_facts(answers: Answers, answered: Answers, signals: Signals | None,
+                  probe: ProbeReport | None = None) -> FactSheet:
+    """`answers` are the ones decided on (after the audit and the probe), `answered` the user's own."""
     seq_len, avg_tokens, epochs, token_source = training_shape(answers, signals)
     fits = fit_methods(answers, seq_len, max(answers.examples, 1), avg_tokens, epochs)
     tuned, tuned_source = tuned_prompt_tokens(answers, signals)
@@ -107,7 +116,8 @@ def compute_facts(answers: Answers, answered: Answers, signals: Signals | None) 
         method=None, chosen_headroom_share=None, chosen_train_hours=None, chosen_train_time=None, chosen_memory_gb=None,
         chosen_on_cpu=False,
         **{f"feasible_{m}": None for m in METHODS},
-        **_fit_facts(fits, answers.budget_gpu_hours, answers.storage_per_task_mb), **_audit_facts(signals))
+        **_fit_facts(fits, answers.budget_gpu_hours, answers.storage_per_task_mb), **_audit_facts(signals),
+        **_probe_facts(probe))
     assumptions = {"seq_len": seq_len, "avg_tokens_per_example": avg_tokens, "epochs": epochs,
                    "token_source": token_source, "tuned_prompt_tokens": tuned,
                    "tuned_prompt_source": tuned_source}

@@ -6,6 +6,7 @@ from __future__ import annotations
 from advisor.answers import Answers
 from advisor.audit.report import Signals
 from advisor.facts import DEFAULT_AVG_TOKENS, DEFAULT_SEQ_LEN, FactSheet, chosen_facts, compute_facts
+from advisor.probe import ProbeReport
 from advisor.recommendation import (
     Decision,
     FindingNote,
@@ -90,10 +91,12 @@ def _estimates(sheet: FactSheet) -> dict[str, dict]:
     return out
 
 
-def recommend(answers: Answers, signals: Signals | None = None, rules: tuple[Rule, ...] | None = None) -> Recommendation:
+def recommend(answers: Answers, signals: Signals | None = None, rules: tuple[Rule, ...] | None = None,
+              probe: ProbeReport | None = None) -> Recommendation:
+    """`probe`: what `tunewise probe` measured on the data (the measured `prompting`, with its numbers)."""
     rules = load_rules() if rules is None else rules
-    decided, conflicts, data = reconcile(answers, signals)
-    sheet = compute_facts(decided, answers, signals)
+    decided, conflicts, data = reconcile(answers, signals, probe)
+    sheet = compute_facts(decided, answers, signals, probe)
     trail = engine.Trail(sheet.facts)
     feasible = engine.run_constraints(rules, trail)
     narrowing = engine.run_decisive(rules, trail, feasible)
@@ -120,4 +123,5 @@ def recommend(answers: Answers, signals: Signals | None = None, rules: tuple[Rul
         conflicts=conflicts,
         data=data,
         audit_findings=audit_notes(signals, trail.fired, conflicts),
+        probe=probe,
     )

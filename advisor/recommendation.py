@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from advisor.probe import ProbeReport
 from advisor.reconcile import Conflict, DataFacts
 
 
@@ -91,6 +92,7 @@ class Recommendation(BaseModel):
     conflicts: list[Conflict] = []
     data: DataFacts | None = None
     audit_findings: list[FindingNote] = []
+    probe: ProbeReport | None = Field(None, description="what `tunewise probe` measured, when it ran")
 
     def ranked(self, method: str) -> Ranked:
         return next(r for r in self.ranking if r.method == method)
