@@ -259,3 +259,10 @@ def test_few_shot_k_fits_the_context(tiny_model, tmp_path):
     r = run_probe(str(data), str(tiny_model), ProbeOptions(limit=2, max_new_tokens=990, shots=5, rewordings=0),
                   say=lambda s: None)
     assert r.shots < 5 and "context holds no more" in r.shots_why
+
+
+def test_print_schema_and_missing_arguments(cli):
+    code, out, _ = cli("probe", "--print-schema")
+    assert code == 0 and json.loads(out) == ProbeReport.model_json_schema()
+    code, _out, err = cli("probe", "data.jsonl")
+    assert code == 2 and "--model PATH" in err

@@ -20,12 +20,13 @@ def register(sub: argparse._SubParsersAction) -> None:
          "tunewise probe train.jsonl --test test.jsonl --model ./base-model --schema ticket.schema.json",
          "tunewise probe data.jsonl --model ./base-model --limit 30 --max-new-tokens 64 --out probe.json --json"],
     )
-    p.add_argument("data", metavar="DATA", help="your records (any format `tunewise train` reads)")
-    p.add_argument("--model", required=True, metavar="PATH", help="local base model folder")
+    p.add_argument("data", metavar="DATA", nargs="?", help="your records (any format `tunewise train` reads)")
+    p.add_argument("--model", metavar="PATH", help="local base model folder (required)")
     add_probe_options(p)
     p.add_argument("--out", metavar="FILE", help="also write the result here (JSON; refuses to overwrite a file "
                    "without --force)")
     p.add_argument("--force", action="store_true", help="overwrite --out")
+    p.add_argument("--print-schema", action="store_true", help="print the result's JSON Schema and exit")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -76,6 +77,16 @@ def run(args: argparse.Namespace) -> int:
 
     from advisor.errors import UserError
 
+    if args.print_schema:
+        import json
+        import sys
+
+        from advisor.probe import ProbeReport
+
+        sys.stdout.write(json.dumps(ProbeReport.model_json_schema(), indent=2) + "\n")
+        return 0
+    if not args.data or not args.model:
+        raise UserError("give the data and the model: tunewise probe DATA --model PATH")
     if args.out and Path(args.out).exists() and not args.force:
         raise UserError(f"--out `{args.out}` exists: add --force to overwrite it")
     report = measure(args.data, args.model, args, quiet=args.json)

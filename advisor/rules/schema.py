@@ -53,7 +53,7 @@ DERIVED_FACTS: dict[str, str] = {
     "audit_low_diversity": "the audit found clustered, near-identical data",
     "audit_error_share": "share of records with error-level findings",
     "audit_near_duplicate_share": "share of records that are exact or near copies of another",
-    "prompting_measured": "works | unstable | plateaued as `tunewise probe` measured it (unknown without a probe)",
+    "prompting_measured": "works, unstable or plateaued, as `tunewise probe` measured it (unknown without a probe)",
     "probe_best_score": "the probe's best prompt's headline score, 0-1 (unknown without a probe)",
     "probe_spread": "the probe's spread of scores across instruction wordings, 0-1 (unknown without a probe)",
     "probe_best": "the name of the probe's best prompt (zero-shot, few-shot or a rewording)",
