@@ -266,3 +266,24 @@ def test_print_schema_and_missing_arguments(cli):
     assert code == 0 and json.loads(out) == ProbeReport.model_json_schema()
     code, _out, err = cli("probe", "data.jsonl")
     assert code == 2 and "--model PATH" in err
+
+
+def test_the_held_out_records_are_those_train_holds_out(tiny_model, tmp_path):
+    """The probe scores the records `tunewise train` will hold out (same seed and share) first, then more of the
+    same shuffled order up to --limit, and takes examples only from the rest."""
+    from transformers import AutoTokenizer
+
+    from tests.trainer_fixtures import write_dataset
+    from trainer.data import prepare
+    from trainer.probe import ProbeOptions, load_cases
+
+    data = write_dataset(tmp_path / "d.jsonl", n=60, seed=7)
+    tok = AutoTokenizer.from_pretrained(tiny_model, local_files_only=True)
+    val = [e.record for e in prepare(data, tok, max_seq_len=128, val_size=0.1).val]
+    assert len(val) == 6
+    cases, pool, source = load_cases(str(data), ProbeOptions(limit=6))
+    assert [c.record for c in cases] == val and "the 6 records `tunewise train` holds out" in source
+    cases, pool, source = load_cases(str(data), ProbeOptions(limit=100, shots=5))
+    assert [c.record for c in cases][:6] == val and len(cases) == 40 and len(pool) == 20
+    assert not {c.record for c in cases} & {c.record for c in pool}
+    assert "the 6 that `tunewise train` holds out, then 34 more" in source

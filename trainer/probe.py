@@ -29,6 +29,7 @@ from advisor.probe import (
 DEFAULT_LIMIT = 100
 DEFAULT_SHOTS = 5  # "3-5 diverse examples" (the prompting next step); fewer when the context cannot hold them
 SAMPLES_SHOWN = 3
+POOL_MIN = 20  # records always left on the training side to take examples from
 NO_INSTRUCTION = "Answer the request below the way the examples answer theirs."
 
 
@@ -91,14 +92,21 @@ class ProbeOptions:
 
 # ---- 1. the records: held-out cases and the training side --------------------------------------------------------
 
-def _split(convs: list, seed: int, val_size: float) -> tuple[list, list]:
-    """(training side, held-out) exactly as `tunewise train` splits the usable records (trainer/data_cache.py)."""
+def _split(convs: list, opts: ProbeOptions) -> tuple[list, list, str]:
+    """(training side, held-out, in words): the usable records shuffled as `tunewise train` shuffles them
+    (trainer/data_cache.py), its held-out records first; when they are fewer than --limit, more of the shuffled
+    records are scored too (the probe trains nothing), always leaving POOL_MIN records for the examples."""
     from trainer.data_cache import _val_count
 
     order = list(range(len(convs)))
-    random.Random(seed).shuffle(order)
-    n_val = _val_count(val_size, len(convs))
-    return [convs[i] for i in order[n_val:]], [convs[i] for i in order[:n_val]]
+    random.Random(opts.seed).shuffle(order)
+    n_val = _val_count(opts.val_size, len(convs))
+    pool_min = max(POOL_MIN, 4 * opts.shots)
+    n_test = min(opts.limit, max(n_val, len(convs) - pool_min))
+    how = (f"the {n_test} records `tunewise train` holds out (seed {opts.seed})" if n_test <= n_val else
+           f"{n_test} records shuffled with seed {opts.seed}: the {n_val} that `tunewise train` holds out, then "
+           f"{n_test - n_val} more")
+    return [convs[i] for i in order[n_test:]], [convs[i] for i in order[:n_test]], how
 
 
 def _case(index: int, msgs: list[dict]) -> Case | None:
@@ -123,8 +131,8 @@ def load_cases(data: str, opts: ProbeOptions) -> tuple[list[Case], list[Case], s
         test_convs, _f, _s, _t = load_conversations(opts.test, "auto")
         train_side, held, source = convs, test_convs, opts.test
     else:
-        train_side, held = _split(convs, opts.seed, opts.val_size)
-        source = f"{data} (the split `tunewise train` holds out: seed {opts.seed}, val_size {opts.val_size:g})"
+        train_side, held, how = _split(convs, opts)
+        source = f"{data} ({how})"
     cases = [c for c in (_case(i, m) for i, m in held) if c is not None][:opts.limit]
     pool = [c for c in (_case(i, m) for i, m in train_side) if c is not None]
     if not cases:
@@ -211,17 +219,20 @@ def choose_shots(tok, pool: list[Case], cases: list[Case], metric: str, opts: Pr
     longest = max(len(tok(render(tok, messages(Plan("x", "zero_shot"), c)), add_special_tokens=False)
                       ["input_ids"]) for c in cases)
     room = context - budget - longest
-    chosen, used = [], 0
+    chosen, used, too_long = [], 0, 0
     for c in pick_examples(pool, metric, opts.seed):
         if len(chosen) == opts.shots:
             break
         cost = len(tok(c.prompt[-1]["content"] + c.expected, add_special_tokens=False)["input_ids"]) + 16
         if used + cost > room:
+            too_long += 1
             continue  # a shorter example may still fit
         chosen.append(c)
         used += cost
     if len(chosen) == opts.shots:
         why = f"{len(chosen)}, as asked (--shots); they take about {used:,} of the {context:,}-token context"
+    elif not too_long:
+        why = f"{len(chosen)}: all the training-side records there are"
     else:
         why = (f"{len(chosen)}: the {context:,}-token context holds no more beside the longest request "
                f"({longest:,} tokens) and {budget} answer tokens")

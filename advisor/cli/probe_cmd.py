@@ -35,8 +35,8 @@ def add_probe_options(p: argparse.ArgumentParser) -> None:
     from trainer.metrics import METRICS
     from trainer.probe import DEFAULT_LIMIT, DEFAULT_SHOTS, REWORDINGS
 
-    p.add_argument("--test", metavar="TEST", help="held-out records to score (default: the split `tunewise train` "
-                   "holds out of DATA, seed 42, 10%%)")
+    p.add_argument("--test", metavar="TEST", help="held-out records to score (default: the records `tunewise train` "
+                   "holds out of DATA, seed 42, 10%%, then more of the same shuffled order up to --limit)")
     p.add_argument("--limit", type=positive(int, "--limit"), default=DEFAULT_LIMIT, metavar="N",
                    help=f"score at most N held-out records (default {DEFAULT_LIMIT})")
     p.add_argument("--max-new-tokens", type=positive(int, "--max-new-tokens"), metavar="N",
