@@ -10,6 +10,7 @@ from advisor.answers import Answers
 from advisor.audit.report import Signals
 from advisor.estimate.memory import NF4_BYTES_PER_PARAM
 from advisor.methods import REGISTRY
+from advisor.probe import ProbeReport
 from advisor.rules.hardware import Fit, fit_methods, model_shape
 from advisor.rules.schema import FINE_TUNES, METHODS, finding_facts
 
@@ -210,8 +211,16 @@ def _audit_facts(signals: Signals | None) -> dict[str, Any]:
             "audit_unique_prompt_ratio": signals.diversity.unique_prompt_ratio}
 
 
-def compute_facts(answers: Answers, answered: Answers, signals: Signals | None) -> FactSheet:
-    """`answers` are the ones decided on (after the audit), `answered` the user's own."""
+def _probe_facts(probe: ProbeReport | None) -> dict[str, Any]:
+    if probe is None:
+        return {"prompting_measured": None, "probe_best_score": None, "probe_spread": None, "probe_best": None}
+    return {"prompting_measured": probe.prompting, "probe_best_score": probe.variant(probe.best).score,
+            "probe_spread": probe.spread, "probe_best": probe.best}
+
+
+def compute_facts(answers: Answers, answered: Answers, signals: Signals | None,
+                  probe: ProbeReport | None = None) -> FactSheet:
+    """`answers` are the ones decided on (after the audit and the probe), `answered` the user's own."""
     seq_len, avg_tokens, epochs, token_source = training_shape(answers, signals)
     fits = fit_methods(answers, seq_len, max(answers.examples, 1), avg_tokens, epochs)
     tuned, tuned_source = tuned_prompt_tokens(answers, signals)
@@ -231,7 +240,8 @@ def compute_facts(answers: Answers, answered: Answers, signals: Signals | None) 
         chosen_over_budget=False, chosen_budget_examples=None, chosen_variant_mb=None, chosen_sharded=False,
         chosen_gpus=None, chosen_offload=False, chosen_tight=False, chosen_allocated_gb=None, chosen_gpu_hours=None, chosen_lora_r=None, chosen_lora_targets=None,
         **{f"feasible_{m}": None for m in METHODS},
-        **_fit_facts(fits, answers, model_shape(answers)), **_goal_facts(answers), **_audit_facts(signals))
+        **_fit_facts(fits, answers, model_shape(answers)), **_goal_facts(answers), **_audit_facts(signals),
+        **_probe_facts(probe))
     facts["merge_ram_gb"] = round(2 * facts["merged_model_gb"], 1)
     facts["offload_ram_gb"] = round(model_shape(answers).params * NF4_BYTES_PER_PARAM / 1e9, 1)
     assumptions = {"seq_len": seq_len, "avg_tokens_per_example": avg_tokens, "epochs": epochs,

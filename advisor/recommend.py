@@ -6,6 +6,7 @@ from __future__ import annotations
 from advisor.answers import Answers
 from advisor.audit.report import Signals
 from advisor.facts import DEFAULT_AVG_TOKENS, DEFAULT_SEQ_LEN, FactSheet, chosen_facts, compute_facts
+from advisor.probe import ProbeReport
 from advisor.recommendation import (
     Decision,
     FindingNote,
@@ -158,10 +159,12 @@ def tune_target(feasible: dict[str, bool]) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " or " + parts[-1]
 
 
-def recommend(answers: Answers, signals: Signals | None = None, rules: tuple[Rule, ...] | None = None) -> Recommendation:
+def recommend(answers: Answers, signals: Signals | None = None, rules: tuple[Rule, ...] | None = None,
+              probe: ProbeReport | None = None) -> Recommendation:
+    """`probe`: what `tunewise probe` measured on the data (the measured `prompting`, with its numbers)."""
     rules = load_rules() if rules is None else rules
-    decided, conflicts, data = reconcile(answers, signals)
-    sheet = compute_facts(decided, answers, signals)
+    decided, conflicts, data = reconcile(answers, signals, probe)
+    sheet = compute_facts(decided, answers, signals, probe)
     trail = engine.Trail(sheet.facts)
     feasible = engine.run_constraints(rules, trail)
     for m in ("lora", "qlora"):
@@ -194,6 +197,7 @@ def recommend(answers: Answers, signals: Signals | None = None, rules: tuple[Rul
         conflicts=conflicts,
         data=data,
         audit_findings=audit_notes(signals, trail.fired, conflicts),
+        probe=probe,
     )
     rec.sentences = sentences(rec, trail, method_steps, step_templates, memory)
     return rec

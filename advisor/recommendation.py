@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from advisor.probe import ProbeReport
 from advisor.reconcile import Conflict, DataFacts
 
 
@@ -113,6 +114,7 @@ class Recommendation(BaseModel):
     audit_findings: list[FindingNote] = []
     sentences: list[Sentence] = Field(default_factory=list, description="every sentence shown, each with the "
                                       "named facts it cites and the methods it advises")
+    probe: ProbeReport | None = Field(None, description="what `tunewise probe` measured, when it ran")
 
     def ranked(self, method: str) -> Ranked:
         return next(r for r in self.ranking if r.method == method)

@@ -7,13 +7,16 @@ the number of tasks, whether the answers carry facts or a pattern, and personal 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from advisor.answers import Answers
 from advisor.audit.report import Signals
 from advisor.rules.schema import BEHAVIOUR_GOALS
+
+if TYPE_CHECKING:
+    from advisor.probe import ProbeReport
 
 # goals whose data should be a behaviour mapping; a knowledge-heavy dataset contradicts them (identity data is
 # about the model itself and often reads as facts, so it is reported but not overridden)
@@ -103,10 +106,39 @@ def _private(answers: Answers, signals: Signals) -> Conflict | None:
                             "or remove the personal data first.")
 
 
-def reconcile(answers: Answers, signals: Signals | None) -> tuple[Answers, list[Conflict], DataFacts | None]:
+def _prompting(answers: Answers, probe: ProbeReport | None) -> Conflict | None:
+    """The probe measured what the `prompting` answer guesses: an untried answer takes the measurement; any other
+    answer is the user's own knowledge of their prompt and wins, with the disagreement shown."""
+    if probe is None or answers.prompting == probe.prompting:
+        return None
+    measured = f"the probe measured `{probe.prompting}`: {probe.summary} ({probe.rule})"
+    if answers.prompting == "untried":
+        return Conflict(key="prompting", answered="untried", measured=probe.prompting, used="measured",
+                        message=f"You had not tried prompting; {measured}. Decided on the measured "
+                                f"`{probe.prompting}`.")
+    return Conflict(key="prompting", answered=answers.prompting, measured=probe.prompting, used="answered",
+                    message=f"You said prompting is `{answers.prompting}`, but {measured}. Kept your answer (you "
+                            "know your own prompt); the probe tried the data's instruction, "
+                            f"{probe.shots} examples and reworded instructions on {probe.records} records.")
+
+
+def reconcile(answers: Answers, signals: Signals | None,
+              probe: ProbeReport | None = None) -> tuple[Answers, list[Conflict], DataFacts | None]:
     """The answers the decision uses, the conflicts found on the way, and the data's usable counts."""
+    measured_prompting = _prompting(answers, probe)
+    if measured_prompting is not None and measured_prompting.used == "measured":
+        answers_used = answers.model_copy(update={"prompting": measured_prompting.measured})
+    else:
+        answers_used = answers
     if signals is None:
-        return answers, [], None
+        return answers_used, [c for c in (measured_prompting,) if c is not None], None
+    decided, conflicts, data = _reconcile_audit(answers_used, signals)
+    if measured_prompting is not None:
+        conflicts.append(measured_prompting)
+    return decided, conflicts, data
+
+
+def _reconcile_audit(answers: Answers, signals: Signals) -> tuple[Answers, list[Conflict], DataFacts]:
     data = data_facts(signals)
     conflicts = [c for c in (_examples(answers, data), _tasks(answers, data), _goal(answers, signals),
                              _private(answers, signals)) if c is not None]

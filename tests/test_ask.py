@@ -91,6 +91,8 @@ def test_format_with_dataset_leads_to_lora_and_a_launched_run(tmp_path, tiny_mod
     answer(child, "Host memory", "")
     answer(child, "Local folder of the base model", str(tiny_model))
     answer(child, "Training budget", "")
+    answer(child, "Measure prompting on your data", "y")  # the probe step: a dataset and a local model
+    child.expect("prompting measured: ", timeout=300)
     answer(child, "Start training now", "y")
     child.expect("training summary", timeout=300)
     child.expect(pexpect.EOF, timeout=60)

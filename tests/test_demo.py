@@ -8,8 +8,16 @@ import pytest
 
 
 @pytest.mark.slow
-def test_demo_quick(tmp_path, cli_json):
-    d = cli_json("demo", "--out", tmp_path / "demo", "--quick")
+def test_demo_quick(tmp_path, cli, cli_json):
+    code, out, err = cli("demo", "--out", tmp_path / "demo", "--quick", "--json")
+    assert code == 0, err
+    d = json.loads(out)
+    # the probe measured the tiny base model's few-shot tickets before the advice, and the advice cites it
+    probe = d["probe"]
+    assert probe["metric"] == "json_match" and probe["few_shot"] <= 0.1 and probe["prompting"] == "plateaued"
+    shown = " ".join(err.replace("│", " ").split())  # the recommendation panel, unwrapped
+    assert f"prompting measured {probe['summary']}" in shown
+    assert "prompting answered unstable · measured plateaued → used answered" in shown
     assert d["method"] in ("lora", "qlora", "full", "p_tuning")
     assert d["cleaning"] == {"records": 300, "dropped": 35, "dropped_by_finding": {
         "empty_output": 2, "placeholder": 1, "exact_duplicate": 28, "conflicting_answers": 2, "pii": 1,

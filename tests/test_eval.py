@@ -169,3 +169,22 @@ def test_eval_bad_input_is_exit_2_with_the_reason(lora_run, tmp_path, cli):
     for args, needle in cases:
         code, _out, err = cli("eval", *args)
         assert code == 2 and needle in err, (args, err)
+
+
+def test_eval_compares_against_the_best_prompting_baseline(lora_run, cli_json, tmp_path):
+    """'Was fine-tuning worth it?': the tuned model against the base model prompted with worked examples from the
+    training side (never the evaluated records), and against a probe's best prompt when one is given."""
+    d = cli_json("eval", lora_run / "run", "--limit", "4", "--max-new-tokens", "12")
+    p = d["prompting"]
+    assert d["prompting_prompt"] == "few-shot (k=5), few-shot with the data's own instruction"
+    assert p["answer_loss"] is None and set(p["metrics"]) == set(d["tuned"]["metrics"])
+    assert d["diff_prompting"] == {k: round(d["tuned"]["metrics"][k] - v, 4) for k, v in p["metrics"].items()}
+    from tests.test_probe import make_probe
+
+    probe = make_probe({"zero-shot": (0.0, 0.0, 0.04), "few-shot": (0.02, 0.0, 0.07),
+                        "answer only": (0.05, 0.01, 0.1)})
+    (tmp_path / "probe.json").write_text(probe.model_dump_json())
+    d = cli_json("eval", lora_run / "run", "--limit", "2", "--max-new-tokens", "8", "--probe", tmp_path / "probe.json")
+    assert d["prompting_prompt"] == "answer only (k=5), the probe's best prompt"
+    d = cli_json("eval", lora_run / "run", "--limit", "2", "--max-new-tokens", "8", "--no-prompting")
+    assert d["prompting"] is None and d["diff_prompting"] == {}

@@ -41,6 +41,12 @@ class EvalReport(_Model):
     forgetting: bool = Field(description="general-text loss rose by more than 5% relative")
     regressions: list[Example] = Field(description="records where the tuned answer scores lowest against the base's")
     wins: list[Example] = Field(description="records where the tuned answer gains most")
+    prompting: Scores | None = Field(None, description="the base model prompted with the best prompting baseline "
+                                     "(k worked examples from the training side; the probe's best instruction when "
+                                     "--probe is given): the question 'was fine-tuning worth it?' (losses: none)")
+    prompting_prompt: str | None = Field(None, description="the prompt of the prompting baseline")
+    diff_prompting: dict[str, float] = Field(default_factory=dict,
+                                             description="tuned minus the prompting baseline, per metric")
     plot: str | None = None
     report: str | None = Field(None, description="where this report was written: eval.json for the run's held-out "
                                "split, eval-NAME.json beside it for --data NAME.jsonl (never over another's)")

@@ -118,16 +118,12 @@ def test_set(cfg: TrainConfig, tok, data: str | None, limit: int) -> TestSet:
 
 def _split_answers(convs, enc, fmt: str, source: str, encoded: dict) -> TestSet:
     """Prompts, expected answers and encodings (`encoded`: the records the run already encoded)."""
-    from trainer.spans import Reasoning
-
     ts = TestSet(source, [], [], [], [])
     for index, msgs in convs:
-        last = max(i for i, m in enumerate(msgs) if m["role"] == "assistant")
-        reply = msgs[last]
-        r = reply.get("reasoning")
+        prompt, expected = split_reply(msgs)
         ts.records.append(index)
-        ts.prompts.append(msgs[:last])
-        ts.expected.append((r.answer if isinstance(r, Reasoning) else reply["content"]).strip())
+        ts.prompts.append(prompt)
+        ts.expected.append(expected)
         ts.encoded.append(encoded[index] if index in encoded else enc.encode(index, msgs, fmt)[0])
     return ts
 
@@ -188,7 +184,7 @@ def generate(model, tok, ts: TestSet, stop_ids: list[int], max_new_tokens: int, 
     """Greedy answers, each prompt rendered with the model's template and its generation prompt."""
     import torch
 
-    from trainer.spans import THINK_BLOCK, split_tools
+    from trainer.spans import split_tools
 
     outputs = []
     with torch.no_grad():
@@ -198,11 +194,26 @@ def generate(model, tok, ts: TestSet, stop_ids: list[int], max_new_tokens: int, 
             ids = torch.tensor([tok(prompt, add_special_tokens=False)["input_ids"]], device=model.device)
             out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=max_new_tokens,
                                  do_sample=False, eos_token_id=stop_ids, pad_token_id=tok.pad_token_id)
-            text = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
-            outputs.append(THINK_BLOCK.sub("", text, count=1).strip() if "</think>" in text else text.strip())
+            outputs.append(answer_text(tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)))
             if tick:
                 tick()
     return outputs
+
+
+def answer_text(text: str) -> str:
+    """A generated reply as it is scored: its answer, without a leading `<think>…</think>` block."""
+    from trainer.spans import THINK_BLOCK
+
+    return THINK_BLOCK.sub("", text, count=1).strip() if "</think>" in text else text.strip()
+
+
+def split_reply(msgs: list[dict]) -> tuple[list[dict], str]:
+    """(the conversation before the last assistant reply, that reply's answer without leading reasoning)."""
+    from trainer.spans import Reasoning
+
+    last = max(i for i, m in enumerate(msgs) if m["role"] == "assistant")
+    r = msgs[last].get("reasoning")
+    return msgs[:last], (r.answer if isinstance(r, Reasoning) else msgs[last]["content"]).strip()
 
 
 def run_model(model, tok, ts: TestSet, general: list[str], stop_ids: list[int], max_new_tokens: int,
@@ -225,8 +236,10 @@ def load_schema(path: str | None) -> dict | None:
 
 def evaluate_run(run_dir: str, *, data: str | None = None, general: str | None = None, metric: str | None = None,
                  schema_path: str | None = None, limit: int = 100, max_new_tokens: int | None = None,
-                 progress=None, write: bool = True) -> EvalReport:
-    """Base vs tuned on the same records; writes eval.json and eval.png into the run folder."""
+                 progress=None, write: bool = True, prompting: bool = True,
+                 probe_path: str | None = None) -> EvalReport:
+    """Base vs tuned on the same records; writes eval.json and eval.png into the run folder. `prompting`: also the
+    base model with the best prompting baseline (the probe's best prompt from `probe_path`, else few-shot)."""
     from trainer.metrics import choose_metric
     from trainer.run import quiet_libraries
 
@@ -245,8 +258,16 @@ def evaluate_run(run_dir: str, *, data: str | None = None, general: str | None =
         raise UserError(f"--schema applies to JSON answers, but the metric is {choice.name} ({choice.why})")
     texts, general_name = general_texts(general)
     budget = max_new_tokens or default_new_tokens(tok, ts.expected)
-    base_run, tuned_run = score_both(cfg, kind, run_dir, tok, ts, texts, budget, progress)
+    baseline = None
+    if prompting:
+        from advisor.probe import load_probe
+
+        baseline = Baseline(choice.name, set(ts.records) if data is None else set(),
+                            load_probe(probe_path) if probe_path else None)
+    base_run, tuned_run = score_both(cfg, kind, run_dir, tok, ts, texts, budget, progress, baseline)
     report = build_report(cfg, run_dir, ts, choice, schema, general_name, base_run, tuned_run, time.time() - t0)
+    if baseline is not None and baseline.outputs is not None:
+        add_prompting(report, baseline, ts, choice.name, schema)
     if write:
         from trainer.plots import plot_eval
 
@@ -273,9 +294,31 @@ def default_new_tokens(tok, expected: list[str]) -> int:
     return min(512, int(longest * 1.5) + 8)
 
 
+@dataclass
+class Baseline:
+    """The prompting baseline eval also scores: the metric, the records evaluated that came from the training file
+    (never used as examples), a probe result whose best prompt to use, and what it produced."""
+    metric: str
+    held_out: set[int]
+    probe: object | None = None
+    outputs: list[str] | None = None
+    prompt: str | None = None
+
+
+def add_prompting(report: EvalReport, baseline: Baseline, ts: TestSet, metric: str, schema) -> None:
+    from trainer.metrics import aggregate
+
+    scores = Scores(answer_loss=None, metrics=aggregate(metric, baseline.outputs, ts.expected, schema),
+                    general_loss=None)
+    report.prompting = scores
+    report.prompting_prompt = baseline.prompt
+    report.diff_prompting = {k: round(report.tuned.metrics[k] - v, 4) for k, v in scores.metrics.items()}
+
+
 def score_both(cfg: TrainConfig, kind: str, run_dir: str, tok, ts: TestSet, texts: list[str], budget: int,
-               progress=None) -> tuple[ModelRun, ModelRun]:
-    """The base model first, then the run's output (the adapter loaded onto that same base, or the full model)."""
+               progress=None, baseline: Baseline | None = None) -> tuple[ModelRun, ModelRun]:
+    """The base model first (and, with `baseline`, the base model prompted with worked examples), then the run's
+    output (the adapter loaded onto that same base, or the full model)."""
     from advisor.methods import method
     from trainer.model import device_kind, load_base, resolve_precision, trust_remote_code_for
     from trainer.preflight import eos_ids
@@ -283,7 +326,7 @@ def score_both(cfg: TrainConfig, kind: str, run_dir: str, tok, ts: TestSet, text
     stop_ids = sorted(eos_ids(tok, cfg.model.path))
     tick = progress.tick if progress else None
     if progress:
-        progress.start(2 * len(ts.prompts))
+        progress.start((3 if baseline is not None else 2) * len(ts.prompts))
     device = device_kind()
     plan = resolve_precision(cfg, device)  # the run's dtype (a 4-bit base is placed on the GPU by its loader)
     movable = not method(cfg.method.name).quantized_base
@@ -291,6 +334,13 @@ def score_both(cfg: TrainConfig, kind: str, run_dir: str, tok, ts: TestSet, text
     if movable:
         base.to(device)
     base_run = run_model(base, tok, ts, texts, stop_ids, budget, tick)
+    if baseline is not None:
+        from trainer.probe import prompting_baseline
+
+        d = cfg.data
+        baseline.outputs, baseline.prompt = prompting_baseline(
+            base, tok, ts.prompts, ts.records, ts.expected, baseline.metric, (d.path, d.format, d.system_prompt),
+            baseline.held_out, stop_ids, budget, baseline.probe, tick)
     if kind == "adapter":
         from peft import PeftModel
 
@@ -351,4 +401,5 @@ def after_training(cfg: TrainConfig, out: Path, console=None, progress: bool = T
     finally:
         bar.stop()
     return {"metric": r.metric, "records": r.records, "base": r.base.model_dump(), "tuned": r.tuned.model_dump(),
-            "diff": r.diff, "forgetting": r.forgetting, "report": str(out / "eval.json")}
+            "diff": r.diff, "forgetting": r.forgetting, "report": str(out / "eval.json"),
+            "prompting": r.prompting.model_dump() if r.prompting else None}

@@ -254,23 +254,75 @@ def record_score(metric: str, output: str, expected: str, schema: dict | None = 
     return float(squash(output) == squash(expected))
 
 
+def record_values(metric: str, outputs: list[str], expected: list[str],
+                  schema: dict | None = None) -> dict[str, list[float]]:
+    """Each record's value of every per-record number of the metric (0 or 1 for the shares, 0-1 for chrF and
+    ROUGE-L): what `aggregate` averages and `confidence_interval` resamples. macro-F1 is not per record."""
+    pairs = list(zip(outputs, expected, strict=True))
+    values = {"exact_match": [float(squash(o) == squash(e)) for o, e in pairs]}
+    if metric == "json":
+        parsed = [parse_json(o) for o in outputs]
+        values["json_valid"] = [float(ok) for ok, _ in parsed]
+        values["json_match"] = [float(ok and v == parse_json(e)[1]) for (ok, v), e in zip(parsed, expected, strict=True)]
+        if schema is not None:
+            values["schema_match"] = [float(ok and matches(v, schema)) for ok, v in parsed]
+    elif metric == "classification":
+        values["accuracy"] = [float(as_label(o) == as_label(e)) for o, e in pairs]
+    elif metric == "chrf":
+        values["chrf"] = [chrf(o, e) / 100 for o, e in pairs]
+        values["rouge_l"] = [rouge_l(o, e) for o, e in pairs]
+    return values
+
+
 def aggregate(metric: str, outputs: list[str], expected: list[str], schema: dict | None = None) -> dict[str, float]:
     """The metric's numbers over all records (each in 0-1)."""
     n = max(1, len(outputs))
-    scores = {"exact_match": sum(squash(o) == squash(e) for o, e in zip(outputs, expected, strict=True)) / n}
-    if metric == "json":
-        parsed = [parse_json(o) for o in outputs]
-        scores["json_valid"] = sum(ok for ok, _ in parsed) / n
-        scores["json_match"] = sum(ok and v == parse_json(e)[1] for (ok, v), e in zip(parsed, expected, strict=True)) / n
-        if schema is not None:
-            scores["schema_match"] = sum(ok and matches(v, schema) for ok, v in parsed) / n
-    elif metric == "classification":
+    scores = {k: sum(v) / n for k, v in record_values(metric, outputs, expected, schema).items()}
+    if metric == "classification":
         from sklearn.metrics import f1_score
 
         refs, preds = [as_label(e) for e in expected], [as_label(o) for o in outputs]
-        scores["accuracy"] = sum(p == r for p, r in zip(preds, refs, strict=True)) / n
         scores["macro_f1"] = float(f1_score(refs, preds, labels=sorted(set(refs)), average="macro", zero_division=0))
-    elif metric == "chrf":
-        scores["chrf"] = sum(chrf(o, e) for o, e in zip(outputs, expected, strict=True)) / n / 100
-        scores["rouge_l"] = sum(rouge_l(o, e) for o, e in zip(outputs, expected, strict=True)) / n
     return {k: round(v, 4) for k, v in scores.items()}
+
+
+# ---- the headline number and its uncertainty ----------------------------------------------------------------
+
+# the one number per metric that says whether the answers are right (the probe's verdict and the eval comparison
+# read it): the expected JSON value, the right label, the character overlap, the whole answer
+HEADLINE = {"json": "json_match", "classification": "accuracy", "chrf": "chrf", "exact_match": "exact_match"}
+PROPORTIONS = {"exact_match", "json_valid", "json_match", "schema_match", "accuracy"}  # a share of records right
+CONFIDENCE = 0.95
+BOOTSTRAP_RESAMPLES = 2000
+
+
+def confidence_interval(key: str, values: list[float], confidence: float = CONFIDENCE,
+                        seed: int = 0) -> tuple[float, float, str]:
+    """(low, high, method) for the mean of one per-record number over a sample of records. A share of records
+    right (PROPORTIONS) gets the Wilson score interval (Wilson 1927; Newcombe 1998 recommends it over the normal
+    approximation, which breaks down near 0 and 1 and for small samples); a mean of graded scores (chrF, ROUGE-L)
+    a bias-corrected and accelerated bootstrap over the records (Efron 1987), seeded. Both from scipy."""
+    import numpy as np
+    from scipy import stats
+
+    n = len(values)
+    if n == 0:
+        return 0.0, 1.0, "none"
+    if key in PROPORTIONS:
+        ci = stats.binomtest(int(round(sum(values))), n).proportion_ci(confidence_level=confidence, method="wilson")
+        return round(float(ci.low), 4), round(float(ci.high), 4), "wilson"
+    x = np.asarray(values, dtype=float)
+    if n < 2 or np.all(x == x[0]):  # every record scored the same: no spread to resample
+        return round(float(x[0]), 4), round(float(x[0]), 4), "bootstrap"
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # BCa warns (and gives NaN) on degenerate resamples; percentile then
+        res = stats.bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=BOOTSTRAP_RESAMPLES,
+                              method="BCa", rng=np.random.default_rng(seed))
+        low, high = res.confidence_interval
+        if not (np.isfinite(low) and np.isfinite(high)):
+            res = stats.bootstrap((x,), np.mean, confidence_level=confidence, n_resamples=BOOTSTRAP_RESAMPLES,
+                                  method="percentile", rng=np.random.default_rng(seed))
+            low, high = res.confidence_interval
+    return round(float(low), 4), round(float(high), 4), "bootstrap"

@@ -23,6 +23,7 @@ class AskResult:
     recommendation: Any
     signals: dict | None
     asked: list[str] = field(default_factory=list)
+    probe: Any = None  # advisor.probe.ProbeReport when the probe step ran
 
 
 DATASET_Q = Question("dataset", "Training data file, JSONL/JSON/CSV (empty if you have none yet)", "text",
@@ -51,8 +52,25 @@ def _ask_dataset(prompter, answers: dict, defaults: bool) -> str | None:
         prompter.say(f"[red]invalid:[/] no file at `{path}`")
 
 
+def _probe_step(prompter, final: Answers, mode: str, defaults: bool, progress=None):
+    """With a dataset and a local model: measure prompting on the data (`tunewise probe`) before the decision.
+    mode: yes, no, or ask (a question; no with --defaults)."""
+    if mode == "no" or not final.dataset or not final.model_path:
+        return None
+    if mode == "ask" and (defaults or not prompter.confirm(
+            f"Measure prompting on your data with `{final.model_path}` now (zero-shot, few-shot and reworded "
+            "instructions on up to 100 held-out records)?", True)):
+        return None
+    from trainer.probe import ProbeOptions, run_probe
+
+    probe = run_probe(final.dataset, final.model_path, ProbeOptions(), say=prompter.say, progress=progress)
+    prompter.say(f"prompting measured: [bold]{probe.summary}[/] ({probe.rule})")
+    return probe
+
+
 def run_ask(prompter, prefill: dict | None = None, *, defaults: bool = False, source: str = "--answers",
-            lines: dict | None = None) -> AskResult:
+            lines: dict | None = None, probe: str = "no", progress=None) -> AskResult:
+    """`probe`: yes, no or ask: measure prompting with the local model before the decision (`_probe_step`)."""
     from advisor.recommend import recommend
 
     answers = check_prefill(prefill or {}, source)
@@ -110,4 +128,5 @@ def run_ask(prompter, prefill: dict | None = None, *, defaults: bool = False, so
         final = Answers.model_validate({k: v for k, v in answers.items() if v is not None or k == "budget_gpu_hours"})
     except ValidationError as e:
         raise UserError(format_validation_error(e, Answers, source, lines or {})) from None
-    return AskResult(final, recommend(final, signals), signals, asked)
+    measured = _probe_step(prompter, final, probe, defaults, progress)
+    return AskResult(final, recommend(final, signals, probe=measured), signals, asked, measured)

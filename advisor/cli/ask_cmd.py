@@ -32,6 +32,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "in --out when they exist with other content (default: ask on a terminal, refuse elsewhere)")
     p.add_argument("--train", choices=["ask", "yes", "no"], default="ask",
                    help="start training at the end: ask (default), yes, or no")
+    p.add_argument("--probe", choices=["ask", "yes", "no"], default="ask",
+                   help="with a dataset and a local model, measure prompting on the data first (tunewise probe): "
+                        "ask (default; not asked with --defaults), yes, or no")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -58,7 +61,10 @@ def run(args: argparse.Namespace) -> int:
     out_console = err_console if args.json else console
     terminal = sys.stdin.isatty() and sys.stdout.isatty() and not args.plain and not args.json
     prompter = (TerminalPrompter if terminal else PlainPrompter)(out_console)
-    result = run_ask(prompter, prefill, defaults=args.defaults, source=args.answers or "answers", lines=lines)
+    from trainer.probe import Progress
+
+    result = run_ask(prompter, prefill, defaults=args.defaults, source=args.answers or "answers", lines=lines,
+                     probe=args.probe, progress=Progress(None if args.json else out_console.real()))
     from advisor.files import Replace
 
     files = write_outputs(result, Path(args.out), Replace(

@@ -24,6 +24,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from advisor.cli.audit_cmd import render as render_audit
+    from advisor.cli.probe_cmd import render as render_probe
     from advisor.cli.recommend_cmd import render as render_rec
     from advisor.cli.train_cmd import render_summary
     from trainer.demo.pipeline import DemoView, run_demo
@@ -32,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     view = DemoView(say=lambda s: out_console.print(s, highlight=False),
                     audit=lambda report, html: render_audit(report, html, con=out_console),
                     recommendation=lambda rec: render_rec(rec, con=out_console),
+                    probe=lambda probe: render_probe(probe, con=out_console),
                     summary=lambda summary: render_summary(summary, con=out_console))
     r = run_demo(Path(args.out), view, console=out_console.real(), progress=not args.json, quick=args.quick)
     emit(r, args.json, lambda: render(r))

@@ -38,6 +38,10 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-new-tokens", type=int, metavar="N", help="answer length limit (default: 1.5 x the "
                    "longest expected answer)")
     add_remote_code_flag(p)
+    p.add_argument("--probe", metavar="PROBE_JSON", help="compare against this probe result's best prompt "
+                   "(`tunewise probe --out`) instead of few-shot with the data's own instruction")
+    p.add_argument("--no-prompting", action="store_true", help="skip the prompting baseline (the base model with "
+                   "worked examples from the training side)")
     add_json_flag(p)
     p.set_defaults(func=run)
 
@@ -56,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         report = evaluate_run(args.run_dir, data=args.data, general=args.general, metric=args.metric,
                               schema_path=args.schema, limit=args.limit, max_new_tokens=args.max_new_tokens,
-                              progress=progress)
+                              progress=progress, prompting=not args.no_prompting, probe_path=args.probe)
     finally:
         progress.stop()
     emit(report.model_dump(mode="json"), args.json, lambda: render(report))
@@ -70,19 +74,28 @@ def render(r, con=None) -> None:
     out = con or console
     out.print(f"[bold]{r.method}[/] run `{escape(r.run_dir)}` vs its base, on {r.records} records of "
               f"{escape(r.data)}; metric [bold]{r.metric}[/] ({escape(r.metric_why)})")
-    t = Table(title="base vs tuned", title_justify="left")
-    for col, justify in (("", "left"), ("base", "right"), ("tuned", "right"), ("change", "right")):
+    p = r.prompting
+    t = Table(title="base vs tuned" + (" vs the best prompt" if p else ""), title_justify="left")
+    cols = [("", "left"), ("base", "right"), ("tuned", "right"), ("change", "right")]
+    cols += [("best prompt", "right"), ("tuned vs prompt", "right")] if p else []
+    for col, justify in cols:
         t.add_column(col, justify=justify)
+
+    def change(d: float) -> str:
+        return f"[{'green' if d > 0 else 'red' if d < 0 else 'dim'}]{d:+.3f}[/]"
+
     for k in r.base.metrics:
-        d = r.diff[k]
-        t.add_row(k, f"{r.base.metrics[k]:.3f}", f"{r.tuned.metrics[k]:.3f}",
-                  f"[{'green' if d > 0 else 'red' if d < 0 else 'dim'}]{d:+.3f}[/]")
+        row = [k, f"{r.base.metrics[k]:.3f}", f"{r.tuned.metrics[k]:.3f}", change(r.diff[k])]
+        t.add_row(*row, *([f"{p.metrics[k]:.3f}", change(r.diff_prompting[k])] if p else []))
     for k, label in (("answer_loss", "loss on answers"), ("general_loss", "loss on general text")):
         b, tu = getattr(r.base, k), getattr(r.tuned, k)
         if b is not None and tu is not None:
             d = tu - b
-            t.add_row(label, f"{b:.3f}", f"{tu:.3f}", f"[{'green' if d < 0 else 'red' if d > 0 else 'dim'}]{d:+.3f}[/]")
+            t.add_row(label, f"{b:.3f}", f"{tu:.3f}", f"[{'green' if d < 0 else 'red' if d > 0 else 'dim'}]{d:+.3f}[/]",
+                      *(["", ""] if p else []))
     out.print(t)
+    if p:
+        out.print(f"best prompt: {escape(r.prompting_prompt or '')}, the base model on the same records")
     if r.forgetting:
         out.print("[bold yellow]forgetting[/]: the loss on general text rose by more than 5%: lower the learning "
                   "rate or epochs, use LoRA with a smaller rank, or mix general data into training")

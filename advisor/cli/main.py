@@ -14,7 +14,7 @@ from advisor import __version__
 from advisor.cli.common import EXIT_FAILURE, EXIT_USAGE, err_console
 from advisor.errors import RuntimeFailure, UserError
 
-COMMANDS = ["ask", "audit", "recommend", "estimate", "train", "eval", "export", "merge", "demo"]
+COMMANDS = ["ask", "audit", "probe", "recommend", "estimate", "train", "eval", "export", "merge", "demo"]
 
 
 def build_parser() -> argparse.ArgumentParser:

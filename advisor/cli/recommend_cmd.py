@@ -39,8 +39,39 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--explain", metavar="METHOD", choices=list(TITLES),
                    help="show the full trace for one method: every constraint, decisive rule and preference that "
                         "touched it, and why it was or was not chosen")
+    p.add_argument("--probe", nargs="?", const="run", metavar="PROBE_JSON",
+                   help="measure prompting on the dataset with the local model first (`tunewise probe`): the "
+                        "measured works / unstable / plateaued replaces an `untried` answer and is shown against any "
+                        "other; or give a saved `tunewise probe --out` file")
+    p.add_argument("--probe-limit", type=int, default=None, metavar="N",
+                   help="with --probe: score at most N held-out records (default 100)")
     add_json_flag(p)
     p.set_defaults(func=run)
+
+
+def probe_for(args: argparse.Namespace, answers, dataset: str | None):
+    """The probe result --probe asks for: a saved file, or measured now on the dataset with the model."""
+    from advisor.errors import UserError
+
+    if not args.probe:
+        return None
+    if args.probe != "run":
+        from advisor.probe import load_probe
+
+        return load_probe(args.probe)
+    if not dataset or not answers.model_path:
+        raise UserError("--probe measures prompting on your data with your base model: give --dataset DATA and "
+                        "--model PATH (or dataset and model_path in the answers)")
+    from advisor.cli.common import err_console
+    from trainer.probe import DEFAULT_LIMIT, ProbeOptions, Progress, run_probe
+
+    limit = args.probe_limit or DEFAULT_LIMIT
+    if limit < 1:
+        raise UserError(f"--probe-limit must be at least 1, got {limit}")
+    quiet = args.json
+    return run_probe(dataset, answers.model_path, ProbeOptions(limit=limit),
+                     progress=Progress(None if quiet else err_console.real()),
+                     say=(lambda s: None) if quiet else (lambda s: err_console.print(s, highlight=False)))
 
 
 def load_answers(path: str):
@@ -84,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         from advisor.errors import UserError
 
         raise UserError("--export writes a config: add --config-out PATH")
-    rec = recommend(answers, signals)
+    rec = recommend(answers, signals, probe=probe_for(args, answers, dataset))
     out = rec.model_dump(mode="json")
     from advisor.files import Replace
 

@@ -16,11 +16,22 @@ def _decision_lines(rec, escape) -> list[str]:
             top = rec.ranked(rec.method)
             prefs = ", ".join(f"{x.effect} {x.rule}" for x in top.reasons if x.stage == "preference") or "none"
             lines.append(f"  candidates left: {', '.join(d.candidates)}; preferences for {rec.method}: {prefs}")
+    lines += _probe_lines(rec, escape)
     if rec.runner_up:
         lines.append(f"[bold]runner-up[/] {NAMES[rec.runner_up.method]}: {escape(rec.runner_up.why)}")
     for t in rec.ties:
         lines.append(f"[bold]tie[/] {', '.join(t.methods)} at {t.score:+g}, broken by {t.broken_by}")
     return lines
+
+
+def _probe_lines(rec, escape) -> list[str]:
+    """What `tunewise probe` measured: the best prompt's score and interval, the spread, the verdict."""
+    p = rec.probe
+    if p is None:
+        return []
+    scores = ", ".join(f"{v.name} {v.score:.0%}" for v in p.variants)
+    return [f"[bold]prompting measured[/] {escape(p.summary)} [dim]({p.rule}; {p.records} held-out records, "
+            f"{p.metric}: {escape(scores)})[/]"]
 
 
 def _data_lines(rec, escape) -> list[str]:

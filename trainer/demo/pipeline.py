@@ -144,6 +144,7 @@ class DemoView:
     say: Callable[[str], None]
     audit: Callable[[object, str], None] = lambda report, html: None
     recommendation: Callable[[object], None] = lambda rec: None
+    probe: Callable[[object], None] = lambda probe: None
     summary: Callable[[dict], None] = lambda summary: None
 
 
@@ -176,8 +177,9 @@ def run_demo(out: Path, view: DemoView, console=None, progress: bool = True, qui
                     for m in json.loads(line)["messages"]]
     base = build_base(out / "base-model", ticket_texts, say,
                       dict(pretrain_steps=120, hidden=64, layers=2, intermediate=176) if quick else {})
+    probe = step_probe(base, train_path, test_path, out, view, console if progress else None, quick)
     say("\n[bold]3. recommend[/]")
-    rec, answers = step_recommend(base, train_path, out, view)
+    rec, answers = step_recommend(base, train_path, out, view, probe)
     if rec.method not in DEMO_TRAINING:
         say(f"[red]the recommendation is {rec.method}: the demo stops here[/]")
         return {"method": rec.method}
@@ -203,7 +205,8 @@ def run_demo(out: Path, view: DemoView, console=None, progress: bool = True, qui
              "base_model": base, "tuned_output": out / "run", "loss_plot": out / "run" / "loss.png",
              "eval_report": out / "run" / "eval.json", "eval_plot": out / "run" / "eval.png",
              "summary": out / "demo_summary.json"}
-    result = {"method": rec.method, "cleaning": cleaning.summary(train_path, test_path),
+    files["probe_result"] = out / "probe.json"
+    result = {"method": rec.method, "probe": demo_probe(probe), "cleaning": cleaning.summary(train_path, test_path),
               "base": before, "tuned": after, "training": summary,
               "wall_time_s": round(time.time() - t0, 1), "files": {k: str(v) for k, v in files.items()}}
     atomic_write(out / "demo_summary.json", json_text(result, indent=2) + "\n")
@@ -234,7 +237,27 @@ def step_audit(data_src: Path, out: Path, view: DemoView) -> tuple[Path, Path, C
     return train_path, test_path, cleaning
 
 
-def step_recommend(base: Path, train_path: Path, out: Path, view: DemoView):
+def step_probe(base: Path, train_path: Path, test_path: Path, out: Path, view: DemoView, console, quick: bool):
+    """Measure prompting with the base model on the held-out tickets before the advice (`tunewise probe`)."""
+    from trainer.probe import ProbeOptions, Progress, run_probe
+
+    view.say("\n[bold]2b. probe[/] does prompting the base model already work? (zero-shot, few-shot, reworded)")
+    opts = ProbeOptions(test=str(test_path), limit=10 if quick else 30, max_new_tokens=8 if quick else 24,
+                        schema_path=str(asset("ticket.schema.json")), rewordings=1 if quick else 3)
+    probe = run_probe(str(train_path), str(base), opts, say=view.say, progress=Progress(console))
+    atomic_write(out / "probe.json", probe.model_dump_json(indent=2) + "\n")
+    view.probe(probe)
+    return probe
+
+
+def demo_probe(probe) -> dict:
+    """The demo summary's probe section: each prompt's headline score and the measured verdict."""
+    return {"prompting": probe.prompting, "rule": probe.rule, "summary": probe.summary, "metric": probe.headline,
+            "records": probe.records, "scores": {v.name: v.score for v in probe.variants},
+            "best": probe.best, "few_shot": probe.variant("few-shot").score}
+
+
+def step_recommend(base: Path, train_path: Path, out: Path, view: DemoView, probe=None):
     from advisor.answers import Answers
     from advisor.audit import audit_file
     from advisor.files import load_model_file
@@ -242,7 +265,7 @@ def step_recommend(base: Path, train_path: Path, out: Path, view: DemoView):
 
     answers = load_model_file(Answers, asset("answers.yaml"), "demo answers")
     answers = answers.model_copy(update={"model_path": str(base), "dataset": str(train_path)})
-    rec = recommend(answers, audit_file(train_path).signals)
+    rec = recommend(answers, audit_file(train_path).signals, probe=probe)
     view.recommendation(rec)
     write_model(out / "answers.yaml", answers, header="tunewise demo answers")
     return rec, answers
