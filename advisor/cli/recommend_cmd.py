@@ -88,8 +88,6 @@ def run(args: argparse.Namespace) -> int:
 
     answers = load_answers(args.answers)
     if args.model:
-        from pathlib import Path
-
         if (Path(args.model).expanduser() / "config.json").is_file():
             answers = answers.model_copy(update={"model_path": args.model})
         else:  # a known model's name: validated (and its size taken) like the answers file's model_name

@@ -110,6 +110,11 @@ def layout_notes(cfg: TrainConfig, out: Exported) -> None:
     else:
         out.skip("data.text_unit", f"the tool reads a text file one record per line, not per {cfg.data.text_unit}: "
                                    "write the records as JSON Lines first")
+    if cfg.data.truncated_replies == "keep":
+        out.mapped.append(("data.truncated_replies", "(the tool's own policy for records over the length limit)"))
+    else:
+        out.skip("data.truncated_replies", "the tool does not skip records whose reply is cut at the length limit: "
+                 "drop them from the data first (`tunewise train --dry-run` counts them)")
 
 
 def preprocessing(cfg: TrainConfig, out: Exported, workers_key: str, cache_how: str | None) -> None:
