@@ -57,7 +57,7 @@ def _received_run(tmp_path, model):
     write_yaml(run / "tunewise_config.yaml", cfg)
     (run / "adapter_config.json").write_text(json.dumps({"peft_type": "LORA", "r": 8, "lora_alpha": 16,
                                                           "target_modules": ["q_proj"], "task_type": "CAUSAL_LM"}))
-    for f in ("tokenizer.json", "tokenizer_config.json"):
+    for f in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
         shutil.copy(model / f, run / f)
     return run, cfg
 
