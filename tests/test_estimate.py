@@ -370,3 +370,31 @@ def test_load_class_fsdp_loading_and_qlora_quantising():
     for name in ("mistral-7b", "llama-3.1-8b", "qwen2.5-7b"):
         q = estimate(shape_for_model(name), EstimateRequest(method="qlora", seq_len=1024, gpu_memory_gb=24))
         assert 9 <= q.load_gb <= 13 and q.load_gb > q.step_gb, name
+
+
+def test_a_tunewise_config_and_answers_name_a_model(tmp_path):
+    """`estimate --from train.yaml` reads tunewise's own config (its loss and attention settings); the answers'
+    model_name gives the size and the shape; ask's model question takes a known name."""
+    from advisor.answers import Answers
+    from advisor.ask.questions import QUESTIONS, parse
+    from advisor.export.read import read_tool_config
+    from advisor.rules.hardware import model_shape
+    from tests.conftest import write_yaml
+
+    path = write_yaml(tmp_path / "train.yaml", {
+        "model": {"path": "m"}, "data": {"path": "d.jsonl", "max_seq_len": 4096}, "method": {"name": "qlora"},
+        "training": {"loss": "plain", "attention": "eager", "batch_size": 2},
+        "distributed": {"processes": 2, "strategy": "fsdp"}})
+    job = read_tool_config(path)
+    assert (job.tool, job.method, job.seq_len, job.loss, job.attention, job.gpus, job.sharding) == (
+        "tunewise", "qlora", 4096, "plain", "eager", 2, "fsdp")
+    a = Answers(goal="task", prompting="plateaued", examples=100, requests_per_day=10, gpu_memory_gb=24,
+                gpu_count=1, model_name="Qwen/Qwen2.5-7B-Instruct")
+    assert a.model_params_b == pytest.approx(7.6156, rel=1e-3) and model_shape(a).vocab == 152064
+    with pytest.raises(ValueError, match="did you mean"):
+        Answers(goal="task", prompting="plateaued", examples=100, requests_per_day=10, gpu_memory_gb=24,
+                gpu_count=1, model_name="qwen2.5-8b")
+    q = next(q for q in QUESTIONS if q.key == "model_path")
+    assert parse(q, "llama-3.1-8b") == "llama-3.1-8b"
+    with pytest.raises(ValueError, match="not a model name"):
+        parse(q, "no-such-model-9b")

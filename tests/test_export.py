@@ -230,7 +230,7 @@ def test_estimate_and_audit_from_a_tool_config(tmp_path, tiny_model, cli_json, c
     from_file = cli_json("estimate", "--from", tmp_path / "lf" / "lf.yaml", "--gpu-memory-gb", "16")
     by_hand = cli_json("estimate", "--model", tiny_model, "--method", "lora", "--seq-len", "96", "--batch-size", "8",
                        "--lora-r", "8", "--lora-targets", "q_proj,v_proj", "--precision", "bf16",
-                       "--gpu-memory-gb", "16")
+                       "--gpu-memory-gb", "16", "--loss", "plain")  # LLaMA-Factory builds the full logits
     assert from_file == by_hand
     overridden = cli_json("estimate", "--from", tmp_path / "lf" / "lf.yaml", "--batch-size", "2")
     assert overridden["assumptions"]["batch_size_per_gpu"] == 2
@@ -266,3 +266,33 @@ def test_llamafactory_lists_openai_tool_calls_it_cannot_read(tmp_path):
     assert "data (tool calls)" in [k for k, _ in out.not_expressed]
     assert json.loads(out.files["dataset_info.json"])["tunewise_train"]["columns"] == {"messages": "messages",
                                                                                       "tools": "tools"}
+
+
+def test_estimate_from_reads_loss_attention_and_loading(tmp_path, cli_json):
+    """The memory settings of each tool's config: its fused / chunked loss, its attention kernel, FSDP loading, and
+    a hub model name resolved to its published shape (no local folder needed)."""
+    cases = {
+        "ax.yaml": ({"base_model": "Qwen/Qwen2.5-7B-Instruct", "adapter": "lora", "sequence_len": 4096,
+                     "plugins": ["axolotl.integrations.cut_cross_entropy.CutCrossEntropyPlugin"],
+                     "cut_cross_entropy": True, "eager_attention": True, "fsdp_config": {"fsdp_version": 2}},
+                    ("chunked", "eager", False)),
+        "lf.yaml": ({"model_name_or_path": "google/gemma-2-9b-it", "stage": "sft", "finetuning_type": "lora",
+                     "cutoff_len": 2048, "enable_liger_kernel": True, "flash_attn": "fa2"}, ("chunked", "flash", True)),
+        "trl.yaml": ({"model_name_or_path": "meta-llama/Llama-3.1-8B", "use_peft": True, "max_length": 2048,
+                      "attn_implementation": "sdpa"}, ("plain", "sdpa", True)),
+        "ax2.yaml": ({"base_model": "mistralai/Mistral-7B-v0.1", "adapter": "qlora", "chunked_cross_entropy": True},
+                     ("chunked_logits", "auto", True)),
+    }
+    from advisor.export.read import read_tool_config
+
+    for name, (cfg, (loss, attention, low)) in cases.items():
+        path = write_yaml(tmp_path / name, cfg)
+        job = read_tool_config(path)
+        assert (job.loss, job.attention, job.low_memory_loading) == (loss, attention, low), name
+        est = cli_json("estimate", "--from", path, "--gpu-memory-gb", "80")
+        assert "published config.json shape" in est["assumptions"]["model_shape"], name
+    gemma = cli_json("estimate", "--from", tmp_path / "lf.yaml")
+    assert gemma["assumptions"]["attention"].startswith("flash")
+    plain = cli_json("estimate", "--from", tmp_path / "trl.yaml", "--seq-len", "8192")
+    chunked = cli_json("estimate", "--from", tmp_path / "trl.yaml", "--seq-len", "8192", "--loss", "chunked")
+    assert plain["total_gb"] - chunked["total_gb"] > 8  # 8,192 × 128,256 logits × 12 B = 12.6 GB

@@ -74,8 +74,8 @@ def which_tool(data: dict, path) -> str:
         return "llamafactory"
     if "model_name_or_path" in data:
         return "trl"
-    raise UserError(f"{path}: not a tunewise (model.path + data.path), Axolotl (base_model), LLaMA-Factory or TRL "
-                    "(model_name_or_path) config")
+    raise UserError(f"{path}: not an Axolotl (base_model), LLaMA-Factory or TRL (model_name_or_path) config, nor a "
+                    "tunewise train config (model.path + data.path)")
 
 
 def _optimizer(name: str | None, notes: list[str]) -> str:
