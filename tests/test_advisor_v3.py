@@ -264,9 +264,10 @@ def test_1_estimates_at_the_answered_length_and_say_which():
 
 
 def test_2_above_the_device_is_not_a_fit_and_no_negative_free_memory():
-    rec = _case(dict(goal="format", prompting="plateaued", examples=3000, gpu_memory_gb=16))
+    rec = _case(dict(goal="format", prompting="plateaued", examples=3000, gpu_memory_gb=15.5))
     assert rec.method == "qlora" and not rec.ranked("lora").feasible
-    assert rec.estimate["lora"]["total_gb"] > 16 and rec.estimate["qlora"]["total_gb"] <= 16
+    # 15.5 GB: LoRA on the 7B stand-in is above it (with the chunked loss it is within 16 GB)
+    assert rec.estimate["lora"]["total_gb"] > 15.5 and rec.estimate["qlora"]["total_gb"] <= 15.5
     assert "tight-lora" in [x.rule for x in rec.ranked("lora").reasons]
     assert not any("10% of the memory free" in s.text or "less than 10%" in s.text for s in rec.sentences)
     last = _case(dict(goal="style", prompting="plateaued", examples=2000, model_params_b=70, gpu_memory_gb=40))
@@ -363,7 +364,7 @@ def test_11_qlora_parity_and_where_the_merge_runs():
 
 
 def test_explain_traces_carry_their_facts():
-    rec = _case(dict(goal="format", prompting="plateaued", examples=3000, gpu_memory_gb=16))
+    rec = _case(dict(goal="format", prompting="plateaued", examples=3000, gpu_memory_gb=15.5))
     ex = explain(rec, "lora")
     veto = next(x for x in ex.trace if x.rule == "tight-lora")
     assert veto.facts["memory_gb_lora"] == rec.estimate["lora"]["total_gb"]
@@ -374,7 +375,7 @@ def test_method_next_steps_name_the_written_configuration():
     """The next step quotes the rank and layers of the configuration that fits, not the standard one."""
     steps = load_next_steps()["lora"]
     assert any("{chosen_lora_r}" in s for s in steps)
-    rec = _case(dict(goal="format", prompting="plateaued", examples=3000, gpu_memory_gb=16))
+    rec = _case(dict(goal="format", prompting="plateaued", examples=3000, gpu_memory_gb=15.5))
     req = rec.estimate["qlora"]["request"]
     assert any(f"r={req['lora_r']} on" in s for s in rec.next_steps)
 
