@@ -143,7 +143,26 @@ def test_a_run_whose_loss_turns_nan_fails_and_keeps_the_last_finite_checkpoint(t
             loss = loss * torch.tensor(float("nan"))
         return loss
 
-    monkeypatch.setattr(Trainer, "compute_loss", poisoned)
+    monkeypatch.setattr(Trainer, "compute_loss", poisoned)  # the plain loss
+    import trainer.loss
+
+    real_with = trainer.loss.with_loss
+
+    def with_poison(trainer_class, plan):  # the chunked loss (the default) overrides compute_loss: poison it too
+        chosen = real_with(trainer_class, plan)
+        if chosen is trainer_class:
+            return chosen
+
+        class Poisoned(chosen):
+            def compute_loss(self, model, inputs, *a, **k):
+                loss = chosen.compute_loss(self, model, inputs, *a, **k)
+                if self.state.global_step >= 4 and model.training:
+                    loss = loss * torch.tensor(float("nan"))
+                return loss
+
+        return Poisoned
+
+    monkeypatch.setattr(trainer.loss, "with_loss", with_poison)
     cfg = train_config(tiny_model, write_dataset(tmp_path / "d.jsonl"), tmp_path / "run", LORA, max_steps=8,
                        save_steps=2, eval_steps=2, save_total_limit=1)
     code, out, err = cli("train", write_yaml(tmp_path / "t.yaml", cfg), "--json")

@@ -218,6 +218,8 @@ def output_head(model):
     from the backbone's hidden states, else (..., the reason it cannot)."""
     import torch
 
+    while isinstance(model, torch.nn.parallel.DistributedDataParallel | torch.nn.DataParallel):
+        model = model.module  # the forward still goes through the wrapper (gradient sync); only the parts are read
     causal = model.get_base_model() if hasattr(model, "get_base_model") else model
     head = causal.get_output_embeddings() if hasattr(causal, "get_output_embeddings") else None
     backbone = getattr(causal, getattr(causal, "base_model_prefix", "model"), None)
@@ -245,7 +247,7 @@ def compute_lm_loss(plan: LossPlan, model, inputs: dict, num_items_in_batch=None
 
     handle = backbone.register_forward_hook(grab)
     try:
-        model(**inputs, logits_to_keep=1, use_cache=False)
+        model(**{**inputs, "logits_to_keep": 1, "use_cache": False})  # the collator may set use_cache itself
     finally:
         handle.remove()
     hidden = captured["h"]
