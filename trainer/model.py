@@ -176,15 +176,6 @@ def check_model_folder(path: str, trust_remote_code: bool = False) -> dict:
     return cfg
 
 
-def model_config(path: str) -> dict:
-    """The model folder's config.json (checked by check_model_folder first)."""
-    try:
-        cfg = json.loads((Path(path) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
-        return {}
-    return cfg if isinstance(cfg, dict) else {}
-
-
 def check_safetensors(path: Path) -> None:
     """A weights file that can be read and is whole: its header parses and the file is as long as the header says
     (a copy cut short or a file without read permission is named, not reported as missing or crashing the load)."""

@@ -352,7 +352,7 @@ def check_resources(cfg: TrainConfig, prepared, force: bool):
     """(device, precision plan, memory estimate, run info): refuses a run that would not fit (unless --force) or
     could not write its output folder."""
     from trainer.loss import choose_loss, head_ok_from_config
-    from trainer.model import choose_attention, device_kind, model_config, resolve_precision
+    from trainer.model import choose_attention, device_kind, read_model_config, resolve_precision
     from trainer.preflight import (
         available_memory_gb,
         check_memory,
@@ -363,7 +363,7 @@ def check_resources(cfg: TrainConfig, prepared, force: bool):
 
     device = device_kind()
     plan = resolve_precision(cfg, device)
-    model_cfg = model_config(cfg.model.path)
+    model_cfg = read_model_config(cfg.model.path)  # checked by check_model_folder before
     attention = choose_attention(cfg.training.attention, device, plan, model_cfg)
     loss = choose_loss(cfg.training.loss, device, sharded_weights(cfg), head_ok_from_config(model_cfg))
     avail, dev = available_memory_gb()
