@@ -32,7 +32,8 @@ def test_each_entry_writes_a_valid_section_and_builds_its_peft_config(name):
     cfg = TrainConfig.model_validate({"model": {"path": "m"}, "data": {"path": "d"}, "method": section})
     assert cfg.method.name == name
     peft = spec.peft_config(cfg.method)
-    expected = {"full": None, "lora": "LoraConfig", "qlora": "LoraConfig", "p_tuning": "PromptEncoderConfig"}[name]
+    expected = {"full": None, "lora": "LoraConfig", "qlora": "LoraConfig", "p_tuning": "PromptEncoderConfig",
+                "dora": "LoraConfig"}[name]
     assert (peft is None) if expected is None else type(peft).__name__ == expected
     rungs = spec.ladder(1)
     assert rungs and all(isinstance(r, dict) for r in rungs)
@@ -43,7 +44,8 @@ def test_registry_facts_the_estimator_uses():
     assert method("full").flops_per_token == 6.0 and method("lora").flops_per_token == 4.0
     assert method("qlora").slowdown == 1.3 and method("qlora").quantized_base and method("qlora").adapters
     assert method("p_tuning").soft_prompt and not method("p_tuning").adapters
-    assert [m.learning_rate for m in REGISTRY.values()] == [2e-5, 2e-4, 2e-4, 1e-3]
+    assert [m.learning_rate for m in REGISTRY.values()] == [2e-5, 2e-4, 2e-4, 1e-3, 2e-4]
+    assert method("dora").adapters and not method("dora").quantized_base and method("dora").offered_next_to == "lora"
 
 
 # ---- a method's facts come from one place --------------------------------------------------------------------------
@@ -123,6 +125,6 @@ def test_method_names_in_every_contract_come_from_the_registry():
     from trainer.demo.pipeline import DEMO_TRAINING
 
     assert typing.get_args(ToolJob.model_fields["method"].annotation) == tuple(REGISTRY)
-    assert METHOD_NAMES == "full, lora, qlora or p_tuning"
+    assert METHOD_NAMES == "full, lora, qlora, p_tuning or dora"
     assert set(DEMO_TRAINING) == {m for m, u in REGISTRY.items() if u.demo_training}
-    assert METHODS[:2] == ("prompting", "rag") and set(METHODS[2:]) == set(REGISTRY)
+    assert METHODS == ("prompting", "rag", "lora", "qlora", "p_tuning", "full", "dora")  # offered-only last
