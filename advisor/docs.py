@@ -51,13 +51,15 @@ def answers_reference() -> str:
 
 
 def config_reference() -> str:
-    from trainer.config import FullMethod, LoraMethod, PTuningMethod, QLoraMethod, TrainConfig
+    from advisor.methods import REGISTRY
+    from trainer.config import TrainConfig
 
+    names = ", ".join(f"`{m}`" for m in REGISTRY)
     lines = ["| key | type | default | meaning |", "|---|---|---|---|", *model_table(TrainConfig),
-             "| `method.name` | one of `full`, `lora`, `qlora`, `p_tuning` | `lora` | the method; the keys below "
-             "belong to the methods that use them |"]
-    for m in (FullMethod, LoraMethod, QLoraMethod, PTuningMethod):
-        lines += [row for row in model_table(m, "method.") if not row.startswith("| `method.name`")]
+             f"| `method.name` | one of {names} | `{TrainConfig.model_fields['method'].default_factory().name}` | the method; "
+             "the keys below belong to the methods that use them |"]
+    for unit in REGISTRY.values():  # every registered method's own section (advisor/methods.py)
+        lines += [row for row in model_table(unit.section_model, "method.") if not row.startswith("| `method.name`")]
     seen, out = set(), []
     for line in lines:
         if line not in seen:

@@ -8,8 +8,7 @@ from typing import Any
 
 from advisor.answers import Answers
 from advisor.audit.report import Signals
-from advisor.estimate.memory import NF4_BYTES_PER_PARAM
-from advisor.methods import REGISTRY
+from advisor.methods import NF4_BYTES_PER_PARAM, REGISTRY
 from advisor.probe import ProbeReport
 from advisor.rules.hardware import Fit, fit_methods, model_shape
 from advisor.rules.schema import FINE_TUNES, METHODS, finding_facts
@@ -124,9 +123,10 @@ def _fit_facts(fits: dict[str, Fit], answers: Answers, shape) -> dict[str, Any]:
         facts[f"budget_too_small_{m}"] = bool(facts[f"over_budget_{m}"] and (n or 0) < least)
         facts[f"variant_mb_{m}"] = variant_mb(f, shape)
         facts[f"over_storage_{m}"] = storage_mb is not None and facts[f"variant_mb_{m}"] > storage_mb
+    # the methods the advisor decides between (one offered only next to another is not named as an alternative)
     facts["clean_fit_methods"] = ", ".join(
         m for m, f in fits.items() if f.fits and not f.tight and not facts[f"budget_too_small_{m}"]
-        and not facts[f"over_storage_{m}"]) or None
+        and not facts[f"over_storage_{m}"] and REGISTRY[m].offered_next_to is None) or None
     facts["lora_adapter_mb"] = facts["variant_mb_lora"]
     facts["p_tuning_prompt_mb"] = facts["variant_mb_p_tuning"]
     facts["lora_adapter_over_storage"] = facts["over_storage_lora"]
@@ -185,7 +185,7 @@ def _goal_facts(answers: Answers) -> dict[str, Any]:
             "behaviour_name": names.get(answers.goal, answers.goal),
             "tune_target": None,  # set once the constraints have run (advisor.recommend.tune_target)
             "variant_unit": "soft prompt" if answers.frozen_base else "adapter",
-            "lora_ruled_out_by": None, "qlora_ruled_out_by": None,
+            **{f"{m}_ruled_out_by": None for m, u in REGISTRY.items() if u.adapters},
             "behaviour_goal": answers.goal in ("format", "task", "style", "domain_language") or persona,
             "context_tokens": context, "prompt_knowledge_limit": limit,
             "knowledge_fits_prompt": kt is not None and kt <= limit,
@@ -276,4 +276,4 @@ def chosen_facts(sheet: FactSheet, method: str) -> None:
         f["chosen_lora_r"] = fit.request.lora_r
         targets = list(fit.request.lora_targets)
         f["chosen_lora_targets"] = "all linear layers" if len(targets) >= 7 else ", ".join(targets)
-        f["variant_unit"] = {"full": "tuned copy", "p_tuning": "soft prompt"}.get(method, "adapter")
+        f["variant_unit"] = REGISTRY[method].variant_unit

@@ -6,6 +6,7 @@ from __future__ import annotations
 from advisor.answers import Answers
 from advisor.audit.report import Signals
 from advisor.facts import DEFAULT_AVG_TOKENS, DEFAULT_SEQ_LEN, FactSheet, chosen_facts, compute_facts
+from advisor.methods import REGISTRY, offered_next_to
 from advisor.probe import ProbeReport
 from advisor.recommendation import (
     Decision,
@@ -147,12 +148,15 @@ def sentences(rec: Recommendation, trail: engine.Trail, method_steps: list[str],
 
 def tune_target(feasible: dict[str, bool]) -> str:
     """Where a tune can put the behaviour, in words, naming only the fine-tunes the constraints left."""
+    def possible(kind) -> bool:  # a method the advisor decides between, of that kind, survived the constraints
+        return any(feasible[m] for m, u in REGISTRY.items() if kind(u) and u.offered_next_to is None)
+
     parts = []
-    if feasible["lora"] or feasible["qlora"]:
+    if possible(lambda u: u.adapters):
         parts.append("an adapter on the model")
-    if feasible["p_tuning"]:
+    if possible(lambda u: u.soft_prompt):
         parts.append("a soft prompt in front of the unchanged base")
-    if feasible["full"]:
+    if possible(lambda u: u.trains_all_weights):
         parts.append("the model's own weights")
     if not parts:
         return "the model (no fine-tune is possible here, see the ranking)"
@@ -167,7 +171,7 @@ def recommend(answers: Answers, signals: Signals | None = None, rules: tuple[Rul
     sheet = compute_facts(decided, answers, signals, probe)
     trail = engine.Trail(sheet.facts)
     feasible = engine.run_constraints(rules, trail)
-    for m in ("lora", "qlora"):
+    for m in (m for m, u in REGISTRY.items() if u.adapters):
         trail.facts[f"{m}_ruled_out_by"] = ", ".join(x.rule for x in trail.reasons[m] if x.effect == "ruled out") or None
     trail.facts["tune_target"] = tune_target(feasible)
     narrowing = engine.run_decisive(rules, trail, feasible)
@@ -178,7 +182,10 @@ def recommend(answers: Answers, signals: Signals | None = None, rules: tuple[Rul
     chosen_facts(sheet, chosen)
     engine.fire_matching(rules, trail, after_choice=True)
     tie = engine.ties(narrowing, scores)
-    step_templates = load_next_steps().get(chosen, [])
+    # the chosen method's next steps, then the methods offered next to it that survived the constraints (DoRA next
+    # to LoRA: an option, never a silent replacement; advisor/methods.py `offered_next_to`)
+    step_templates = load_next_steps().get(chosen, []) + [
+        u.offer_text for u in offered_next_to(chosen) if feasible[u.name] and u.offer_text]
     method_steps = [trail.text(t) for t in step_templates]
     memory = memory_sentence(trail.facts, chosen, sheet)
     rec = Recommendation(

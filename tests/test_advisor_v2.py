@@ -288,7 +288,7 @@ def test_p_tuning_wins_its_niche():
                           gpu_memory_gb=80))
     assert storage.method == "p_tuning" and storage.decided_by.rule == "p-tuning-storage"
     frozen = decide(dict(goal="format", prompting="unstable", examples=3000, frozen_base=True))
-    assert frozen.method == "p_tuning" and {"full", "lora", "qlora"} == {
+    assert frozen.method == "p_tuning" and {"full", "lora", "qlora", "dora"} == {  # DoRA: ruled out with LoRA
         r.method for r in frozen.ranking if not r.feasible}
     small = decide(dict(goal="task", prompting="unstable", examples=3000, tenants=50, model_params_b=1))
     assert small.method == "lora"

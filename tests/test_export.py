@@ -20,7 +20,8 @@ AXOLOTL = json.loads((INTEROP / "axolotl-0.19.0.json").read_text())
 LLAMAFACTORY = json.loads((INTEROP / "llamafactory-0.9.5.json").read_text())
 METHODS = {"full": {"name": "full"},
            "lora": {"name": "lora", "lora_r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"]},
-           "qlora": {"name": "qlora", "lora_r": 4, "bnb_4bit_quant_type": "fp4", "bnb_4bit_use_double_quant": False}}
+           "qlora": {"name": "qlora", "lora_r": 4, "bnb_4bit_quant_type": "fp4", "bnb_4bit_use_double_quant": False},
+           "dora": {"name": "dora", "lora_r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"]}}
 RECORDS = {
     "openai": {"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]},
     "sharegpt": {"conversations": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]},
@@ -71,8 +72,9 @@ def test_llamafactory_export_uses_only_keys_it_declares(tmp_path, method, fmt):
     if method == "qlora":
         assert (c["finetuning_type"], c["quantization_bit"], c["quantization_type"], c["double_quantization"],
                 c["lora_rank"], c["lora_target"]) == ("lora", 4, "fp4", False, 4, "all")
-    elif method == "lora":
+    elif method in ("lora", "dora"):
         assert (c["lora_rank"], c["lora_alpha"], c["lora_target"]) == (8, 16, "q_proj,v_proj")
+        assert c.get("use_dora", False) == (method == "dora")
     else:
         assert c["finetuning_type"] == "full" and "lora_rank" not in c
     assert (c["cutoff_len"], c["max_steps"], c["eval_steps"], c["save_steps"], c["disable_gradient_checkpointing"],
@@ -92,8 +94,9 @@ def test_axolotl_export_uses_only_keys_it_declares(tmp_path, method, fmt):
     if method == "qlora":
         assert (c["adapter"], c["load_in_4bit"], c["bnb_config_kwargs"]["bnb_4bit_quant_type"]) == ("qlora", True,
                                                                                                    "fp4")
-    elif method == "lora":
+    elif method in ("lora", "dora"):
         assert (c["adapter"], c["lora_r"], c["lora_target_modules"]) == ("lora", 8, ["q_proj", "v_proj"])
+        assert c.get("peft_use_dora", False) == (method == "dora")
     else:
         assert "adapter" not in c
     assert (c["sequence_len"], c["micro_batch_size"], c["max_steps"], c["early_stopping_patience"],
@@ -116,6 +119,7 @@ def test_trl_export_is_accepted_by_trls_own_parser(tmp_path, method, fmt):
         .parse_args_and_config(args=["--config", str(path)])
     assert sft.max_length == 96 and sft.max_steps == 7 and sft.gradient_checkpointing
     assert model.use_peft == (method != "full") and model.load_in_4bit == (method == "qlora")
+    assert model.use_dora == (method == "dora")
     assert data.datasets[0].data_files == str(tmp_path / f"{fmt}.jsonl") and data.test_split_size == 0.2
 
 
@@ -205,7 +209,7 @@ def test_recommend_exports_the_recommended_job(tmp_path, cli_json, monkeypatch):
 # ---- the reverse: estimate and audit read the job from a tool's config
 
 @pytest.mark.parametrize("tool", ["axolotl", "llamafactory", "trl"])
-@pytest.mark.parametrize("method", ["lora", "qlora", "full"])
+@pytest.mark.parametrize("method", ["lora", "qlora", "full", "dora"])
 def test_a_tool_config_reads_back_as_the_same_job(tmp_path, tool, method):
     from advisor.export import export, write_export
     from advisor.export.read import read_tool_config
@@ -218,7 +222,7 @@ def test_a_tool_config_reads_back_as_the_same_job(tmp_path, tool, method):
                                                            [str(tmp_path / "openai.jsonl")])
     assert (job.seq_len, job.batch_size, job.grad_accum, job.gradient_checkpointing) == (96, 8, 4, True)
     if method != "full":
-        expected = ("q_proj", "v_proj") if method == "lora" else ("all-linear",)
+        expected = ("q_proj", "v_proj") if method in ("lora", "dora") else ("all-linear",)
         assert (job.lora_r, job.lora_targets) == (METHODS[method]["lora_r"], expected)
 
 

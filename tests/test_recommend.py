@@ -184,7 +184,7 @@ def test_cli_json_contract_and_config_out(cli_json, tmp_path):
     assert set(d) >= {"method", "ranking", "warnings", "next_steps", "estimate"}
     assert {"method", "score", "feasible", "reasons"} <= set(d["ranking"][0])
     assert {"rule", "text", "source"} <= set(d["ranking"][0]["reasons"][0])
-    assert set(d["estimate"]) == {"full", "lora", "qlora", "p_tuning"}
+    assert set(d["estimate"]) == {"full", "lora", "qlora", "p_tuning", "dora"}  # every registered fine-tune
     from advisor.files import load_model_file
     from trainer.config import TrainConfig
 

@@ -14,6 +14,7 @@ METHODS = {
     "lora": {"name": "lora", "lora_r": 8, "lora_alpha": 16},
     "qlora": {"name": "qlora", "lora_r": 8, "lora_alpha": 16},
     "p_tuning": {"name": "p_tuning", "num_virtual_tokens": 8, "encoder_hidden_size": 64},
+    "dora": {"name": "dora", "lora_r": 8, "lora_alpha": 16},
     "lora+checkpointing": {"name": "lora", "lora_r": 8, "lora_alpha": 16},
     "qlora+checkpointing": {"name": "qlora", "lora_r": 8, "lora_alpha": 16},
 }

@@ -8,7 +8,7 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, Union
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
@@ -106,43 +106,19 @@ class DataSection(_Section):
         return DataLayout(format=self.format, columns=self.columns, tags=self.tags, text_unit=self.text_unit)
 
 
-class _LoraFields(_Section):
-    lora_r: int = Field(16, gt=0, validation_alias=AliasChoices("lora_r", "r"),
-                        description="adapter rank: trainable parameters grow linearly with it")
-    lora_alpha: int = Field(32, gt=0, description="adapter scale (the update is multiplied by alpha / r)")
-    lora_dropout: float = Field(0.05, ge=0, lt=1, description="dropout on each adapted layer's input")
-    target_modules: list[str] | Literal["all-linear"] = Field(
-        "all-linear", description="module names to adapt (q_proj, v_proj, ...) or all-linear (every linear layer "
-        "but the output head)")
+# the method sections live with their methods (advisor/methods.py); the union is every registered one
+from advisor.methods import (  # noqa: E402,F401 - named here as before (advisor/docs.py, tests)
+    REGISTRY,
+    FullMethod,
+    LoraMethod,
+    PTuningMethod,
+    QLoraMethod,
+)
 
-
-class FullMethod(_Section):
-    name: Literal["full"] = Field("full", description="update every weight")
-
-
-class LoraMethod(_LoraFields):
-    name: Literal["lora"] = Field("lora", description="low-rank adapters on a 16-bit base (peft)")
-
-
-class QLoraMethod(_LoraFields):
-    name: Literal["qlora"] = Field("qlora", description="low-rank adapters on a 4-bit base (bitsandbytes)")
-    bnb_4bit_quant_type: Literal["nf4", "fp4"] = Field("nf4", description="4-bit data type (NF4: the QLoRA paper's)")
-    bnb_4bit_use_double_quant: bool = Field(True, description="quantise the quantisation constants too (saves "
-                                            "~0.4 bits per parameter)")
-    bnb_4bit_compute_dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
-        "auto", description="dtype the 4-bit weights are dequantised to for each matmul; auto = the run's precision")
-    upcast_embeddings: bool = Field(True, description="keep peft's fp32 upcast of the embeddings and lm_head "
-                                    "(stable; false saves 4 bytes x vocabulary x hidden twice and fp32 logits)")
-
-
-class PTuningMethod(_Section):
-    name: Literal["p_tuning"] = Field("p_tuning", description="a trained soft prompt; no model weight changes")
-    num_virtual_tokens: int = Field(20, gt=0, description="length of the soft prompt in tokens")
-    encoder_hidden_size: int = Field(128, gt=0, description="hidden size of the prompt encoder")
-    encoder_reparameterization_type: Literal["MLP", "LSTM"] = Field("MLP", description="prompt encoder kind")
-
-
-Method = Annotated[FullMethod | LoraMethod | QLoraMethod | PTuningMethod, Field(discriminator="name")]
+_NAMES = list(REGISTRY)
+METHOD_NAMES = ", ".join(_NAMES[:-1]) + " or " + _NAMES[-1]  # full, lora, qlora or p_tuning
+Method = Annotated[Union[tuple(u.section_model for u in REGISTRY.values())],  # noqa: UP007 - built from a tuple
+                   Field(discriminator="name")]
 
 
 class TrainingSection(_Section):
@@ -274,7 +250,7 @@ class TrainConfig(_Section):
 
     model: ModelSection = Field(description="the base model")
     data: DataSection = Field(description="the training data and how it is rendered")
-    method: Method = Field(default_factory=LoraMethod, description="full, lora, qlora or p_tuning, with its settings")
+    method: Method = Field(default_factory=LoraMethod, description=f"{METHOD_NAMES}, with its settings")
     training: TrainingSection = Field(default_factory=TrainingSection, description="optimisation and checkpoints")
     output: OutputSection = Field(default_factory=OutputSection, description="where results go")
     distributed: DistributedSection = Field(default_factory=DistributedSection, description="several GPUs")
@@ -289,7 +265,7 @@ class TrainConfig(_Section):
 
     @model_validator(mode="after")
     def _padding_free_needs_positions(self) -> TrainConfig:
-        if self.training.padding_free and self.method.name == "p_tuning":
+        if self.training.padding_free and REGISTRY[self.method.name].soft_prompt:
             raise ValueError("`training.padding_free` restarts position ids per record, which P-tuning's virtual "
                              "tokens do not follow: turn it off for p_tuning")
         return self

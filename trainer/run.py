@@ -482,7 +482,7 @@ def _train(cfg, out, ckpt, device, tok, plan, prepared, info, progress, console,
 def diverged_says(e, cfg: TrainConfig, plan, out: Path) -> str:
     """One sentence on a diverged run: the step, what went non-finite, the likely cause, what was kept."""
     lr = cfg.training.learning_rate
-    typical = 2e-5 if method(cfg.method.name).trains_all_weights else 3e-1 if cfg.method.name == "p_tuning" else 1e-3
+    typical = method(cfg.method.name).diverging_lr  # the usual ceiling for the method (its registry unit)
     if plan.name.startswith("fp16"):
         cause = "fp16 overflowed (use bf16 or fp32, or a lower learning rate)"
     elif lr > typical:

@@ -11,9 +11,18 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from advisor.estimate.shapes import ModelShape
-from advisor.methods import method
+from advisor.methods import (  # noqa: F401 - LoRA's shape arithmetic and QLoRA's constants, named here as before
+    LORA_SAVED_PER_MODULE,
+    MLP_NAMES,
+    NF4_BYTES_PER_PARAM,
+    REGISTRY,
+    TARGET_ALIASES,
+    adapted_per_layer,
+    canonical_targets,
+    method,
+)
 
-Method = Literal["full", "lora", "qlora", "p_tuning"]
+Method = Literal[tuple(REGISTRY)]  # every registered fine-tune (advisor/methods.py)
 Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw", "paged_adamw_8bit", "adafactor", "sgd"]
 # bf16 / fp16: pure 16-bit (weights, gradients and optimizer states in 16 bits, what HF Trainer does with a model
 # loaded in bf16); *-mixed: fp32 weights with 16-bit autocast (classic AMP); fp32: no autocast
@@ -40,7 +49,6 @@ OPTIMIZER_STATES: dict[str, tuple[int, float | None]] = {
     "adamw_8bit": (2, 1.0), "paged_adamw_8bit": (2, 1.0),  # bitsandbytes blockwise 8-bit states
     "adafactor": (0, None), "sgd": (0, None),  # adafactor: factored rows + columns only (see _adafactor_bytes)
 }
-NF4_BYTES_PER_PARAM = 0.5 + 1 / 64 + 4 / (64 * 256)  # 4-bit + 8-bit absmax per 64 + fp32 per 256 blocks
 CPU_PROCESS_GB = 0.6  # Python, torch and transformers in a CPU process (measured: bench/estimate_vs_measured.py)
 # CUDA context + cuBLAS/cuDNN workspaces, which the allocator does not see. Calibrated on
 # fms-acceleration refs/a100_80gb.csv (nvidia_mem_reserved − peak_torch_mem_alloc ≈ 0.8 GB + 6% at 15–73 GB).
@@ -163,42 +171,8 @@ class MemoryEstimate(BaseModel):
 
 
 def trainable_params(shape: ModelShape, req: EstimateRequest) -> int:
-    spec = method(req.method)
-    if spec.trains_all_weights:
-        return shape.params
-    if spec.soft_prompt:
-        h, eh = shape.hidden, req.encoder_hidden_size or shape.hidden
-        # peft PromptEncoder (MLP): virtual-token embedding + Linear(h,eh) + Linear(eh,eh) + Linear(eh,h)
-        return req.num_virtual_tokens * h + (h * eh + eh) + (eh * eh + eh) + (eh * h + h)
-    return adapted_per_layer(shape, req, lambda i, o: req.lora_r * (i + o)) * shape.layers
-
-
-MLP_NAMES = ("gate_proj", "up_proj", "down_proj")
-# other families' names for the same projections (Mixtral experts, GPT-NeoX/BLOOM/Falcon, GPT-2, Phi, OPT)
-TARGET_ALIASES: dict[str, tuple[str, ...]] = {
-    "w1": ("gate_proj",), "w3": ("up_proj",), "w2": ("down_proj",),
-    "query_key_value": ("q_proj", "k_proj", "v_proj"), "qkv_proj": ("q_proj", "k_proj", "v_proj"),
-    "c_attn": ("q_proj", "k_proj", "v_proj"), "Wqkv": ("q_proj", "k_proj", "v_proj"),
-    "dense": ("o_proj",), "out_proj": ("o_proj",), "c_proj": ("o_proj", "down_proj"),
-    "dense_h_to_4h": ("up_proj",), "dense_4h_to_h": ("down_proj",), "fc1": ("up_proj",), "fc2": ("down_proj",),
-    "c_fc": ("up_proj",), "gate_up_proj": ("gate_proj", "up_proj"), "all-linear": (
-        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"),
-}
-
-
-def canonical_targets(targets) -> set[str]:
-    """LoRA target names as the estimate's Llama names (aliases and `all-linear` expanded)."""
-    out: set[str] = set()
-    for t in targets:
-        out.update(TARGET_ALIASES.get(t, (t,)))
-    return out
-
-
-def adapted_per_layer(shape: ModelShape, req: EstimateRequest, per) -> float:
-    """Sum of per(in, out) over the adapted linear layers of one block (MLP ones once per expert)."""
-    targets = canonical_targets(req.lora_targets)
-    return sum(per(i, o) * (shape.mlp_copies if name in MLP_NAMES else 1)
-               for name, (i, o) in shape.linear_shapes().items() if name in targets)
+    """The method's trainable parameters (its registry unit's term)."""
+    return method(req.method).trainable_params(shape, req)
 
 
 def _activation_elems_per_token_layer(shape: ModelShape) -> int:
@@ -207,29 +181,6 @@ def _activation_elems_per_token_layer(shape: ModelShape) -> int:
     h, kv, q, i = shape.hidden, shape.kv_dim, shape.q_dim, shape.intermediate
     mlp = (4 * i if shape.gated_mlp else 2 * i) * shape.active_mlp_copies + 4 * shape.shared_intermediate
     return 5 * h + (q + 2 * kv) + (q + kv) + mlp
-
-
-def _lora_dropout_elems_per_token_layer(shape: ModelShape, req: EstimateRequest) -> int:
-    """peft applies dropout to each adapted layer's input separately, and keeps that copy for backward."""
-    if not method(req.method).adapters or req.lora_dropout == 0:
-        return 0
-    active = shape.active_mlp_copies
-    targets = canonical_targets(req.lora_targets)
-    return sum(i * (active if name in MLP_NAMES else 1) for name, (i, _o) in shape.linear_shapes().items()
-               if name in targets)
-
-
-LORA_SAVED_PER_MODULE = 3  # × hidden, per adapted module, per token and layer (measured: bench/estimate_vs_measured.py)
-
-
-def _lora_module_elems_per_token_layer(shape: ModelShape, req: EstimateRequest) -> int:
-    """Beyond dropout copies, each adapted module keeps about 3 × hidden values per token for backward
-    (measured with peft 0.21 on a 110M Llama: +0.14 GB for q_proj alone, +0.88 GB for all seven, batch 4 × 256)."""
-    if not method(req.method).adapters:
-        return 0
-    targets = canonical_targets(req.lora_targets)
-    n = sum(shape.active_mlp_copies if name in MLP_NAMES else 1 for name in shape.linear_shapes() if name in targets)
-    return LORA_SAVED_PER_MODULE * shape.hidden * n
 
 
 @dataclass
@@ -280,14 +231,8 @@ def _optimizer_bytes(shape: ModelShape, req: EstimateRequest, T: int) -> tuple[f
 
 
 def _adafactor_bytes(shape: ModelShape, req: EstimateRequest, T: int) -> float:
-    """Factored second moments: rows + columns per matrix (fp32), vectors in full."""
-    if method(req.method).trains_all_weights:
-        per_layer = sum((i + o) * (shape.mlp_copies if name in MLP_NAMES else 1)
-                        for name, (i, o) in shape.linear_shapes().items())
-        return 4.0 * (shape.layers * per_layer + 2 * (shape.vocab + shape.hidden))
-    if method(req.method).adapters:
-        return 4.0 * shape.layers * adapted_per_layer(shape, req, lambda i, o: 2 * req.lora_r + i + o)
-    return 4.0 * T
+    """Factored second moments (rows + columns per matrix, fp32) of what the method trains: its unit's term."""
+    return method(req.method).adafactor_bytes(shape, req, T)
 
 
 def attention_kind(shape: ModelShape, req: EstimateRequest) -> str:
@@ -337,10 +282,11 @@ def _activation_terms(shape: ModelShape, req: EstimateRequest) -> tuple[float, f
     upcast = method(req.method).quantized_base and req.upcast_embeddings
     # the residual stream is fp32 under AMP (fp32 embeddings) and when QLoRA's preparation upcasts the embeddings
     resid = 4 if (upcast or WEIGHT_BYTES[req.precision] == 4) else ab
-    seq = req.seq_len + (req.num_virtual_tokens if method(req.method).soft_prompt else 0)
+    spec = method(req.method)
+    seq = req.seq_len + spec.extra_tokens(req)
     tokens = req.batch_size * seq
-    per_layer = (_activation_elems_per_token_layer(shape) + _lora_dropout_elems_per_token_layer(shape, req)) * ab
-    lora_kept = _lora_module_elems_per_token_layer(shape, req) * ab
+    per_layer = _activation_elems_per_token_layer(shape) * ab
+    lora_kept = spec.kept_elems_per_token_layer(shape, req) * ab  # the method's own modules (adapters' inputs ...)
     logits = _loss_bytes(shape, req, tokens, upcast)
     scores_kept, scores_backward = _eager_scores(shape, req, seq)
     if req.gradient_checkpointing:
@@ -382,12 +328,7 @@ def terms(shape: ModelShape, req: EstimateRequest) -> tuple[Terms, int]:
     scale = P / c["total"]  # when the shape stands in for a --params-b size
     n, shard_states, shard_weights = _sharding(req)
     wb = WEIGHT_BYTES[req.precision]
-    if spec.quantized_base:
-        quantised = c["linear_in_blocks"] * scale
-        rest_bytes = 4 if req.upcast_embeddings else wb  # prepare_model_for_kbit_training upcasts
-        weights = quantised * NF4_BYTES_PER_PARAM + (P - quantised) * rest_bytes
-    else:
-        weights = P * wb
+    weights = spec.weight_bytes(shape, req, c["linear_in_blocks"] * scale, wb)
     adapter = 0.0 if spec.trains_all_weights else T * ADAPTER_BYTES[req.adapter_dtype]
     grads = T * _trainable_bytes(req)
     states, temp = _optimizer_bytes(shape, req, T)
@@ -569,16 +510,7 @@ def estimate(shape: ModelShape, req: EstimateRequest, suggest: bool = True) -> M
                             "of the allocated peak") if req.device == "cuda" else f"process {CPU_PROCESS_GB:g} GB",
     }
     spec = method(req.method)
-    if spec.adapters:
-        assumptions["lora"] = (f"r={req.lora_r} on {', '.join(req.lora_targets)}, dropout {req.lora_dropout:g}; "
-                               f"adapters in {req.adapter_dtype}")
-    if spec.quantized_base:
-        assumptions["quantisation"] = (f"NF4 with double quantisation: {NF4_BYTES_PER_PARAM:.4f} bytes per linear-layer "
-                                       "parameter; embeddings and lm_head "
-                                       + ("upcast to fp32 (peft's k-bit preparation)" if req.upcast_embeddings
-                                          else "kept in the compute dtype"))
-    if spec.soft_prompt:
-        assumptions["p_tuning"] = f"{req.num_virtual_tokens} virtual tokens, MLP prompt encoder"
+    assumptions.update(spec.assumptions(req))
     if bd.phases.get("load"):
         assumptions["load"] = _load_note(req)
     if req.gpus > 1 and req.sharding == "none":
@@ -656,11 +588,8 @@ def _candidates(req: EstimateRequest, shape: ModelShape | None = None) -> list[t
         out.append((f"batch size 1 with gradient accumulation {req.batch_size * req.grad_accum} (same effective batch)",
                     f"--batch-size 1 --grad-accum {req.batch_size * req.grad_accum}",
                     {"batch_size": 1, "grad_accum": req.batch_size * req.grad_accum}))
-    spec = method(req.method)
-    if spec.trains_all_weights:
-        out.append(("LoRA instead of a full fine-tune", "--method lora", {"method": "lora"}))
-    if not spec.quantized_base and not spec.soft_prompt:
-        out.append(("QLoRA: LoRA on a 4-bit base", "--method qlora", {"method": "qlora"}))
+    for change, leaner in method(req.method).leaner:  # the unit's leaner methods, in order
+        out.append((change, f"--method {leaner}", {"method": leaner}))
     if req.seq_len > 256:
         out.append((f"shorter sequences ({req.seq_len // 2} tokens; check how many records get truncated)",
                     f"--seq-len {req.seq_len // 2}", {"seq_len": req.seq_len // 2}))

@@ -190,7 +190,13 @@ def padding_free_note(cfg: TrainConfig, out: Exported, closest: str) -> None:
         out.mapped.append(("training.padding_free", "(padded batches, the default)"))
 
 
-def refuse_p_tuning(cfg: TrainConfig, tool: str) -> None:
-    if cfg.method.name == "p_tuning":
-        raise UserError(f"{tool} has no P-tuning (prompt encoder) method: train it with `tunewise train`, or choose "
-                        "lora for the export")
+def refuse_unexportable(cfg: TrainConfig, tool: str) -> None:
+    """The method's unit says the tools have no such method (P-tuning's prompt encoder)."""
+    from advisor.methods import method
+
+    what = method(cfg.method.name).export_refusal
+    if what:
+        raise UserError(f"{tool} has no {what} method: train it with `tunewise train`, or choose lora for the export")
+
+
+refuse_p_tuning = refuse_unexportable  # the name it had before the method registry wrote the refusal

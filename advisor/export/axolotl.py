@@ -13,11 +13,11 @@ from advisor.export import (
     lora_targets,
     padding_free_note,
     preprocessing,
-    quantization_notes,
-    refuse_p_tuning,
+    refuse_unexportable,
     template_mapping,
 )
 from advisor.export.common import HF_NAMES, chat_template_text, loss_and_attention, map_schedule, val_share
+from advisor.methods import method
 from trainer.config import TrainConfig, deepspeed_settings
 
 
@@ -92,7 +92,7 @@ def mapped_dataset(layout, train_roles: list[str]) -> dict | None:
 
 
 def build(cfg: TrainConfig, fmt: str, dest: Path) -> Exported:
-    refuse_p_tuning(cfg, "Axolotl")
+    refuse_unexportable(cfg, "Axolotl")
     out = Exported("Axolotl", {})
     out.map("model.path", "base_model", abs_path(cfg.model.path))
     out.map("model.trust_remote_code", "trust_remote_code", cfg.model.trust_remote_code)
@@ -109,9 +109,10 @@ def build(cfg: TrainConfig, fmt: str, dest: Path) -> Exported:
 
 def method_settings(cfg: TrainConfig, out: Exported) -> None:
     m = cfg.method
-    if m.name == "full":
+    spec = method(m.name)
+    if spec.trains_all_weights:
         return
-    out.map("method.name", "adapter", m.name)
+    out.map("method.name", "adapter", spec.axolotl_adapter())
     out.map("method.lora_r", "lora_r", m.lora_r)
     out.map("method.lora_alpha", "lora_alpha", m.lora_alpha)
     out.map("method.lora_dropout", "lora_dropout", m.lora_dropout)
@@ -120,14 +121,7 @@ def method_settings(cfg: TrainConfig, out: Exported) -> None:
         out.map("method.target_modules", "lora_target_linear", True)
     else:
         out.map("method.target_modules", "lora_target_modules", targets)
-    if m.name == "qlora":
-        out.config["load_in_4bit"] = True
-        kwargs = {"bnb_4bit_quant_type": m.bnb_4bit_quant_type, "bnb_4bit_use_double_quant": m.bnb_4bit_use_double_quant}
-        if m.bnb_4bit_compute_dtype != "auto":
-            kwargs["bnb_4bit_compute_dtype"] = m.bnb_4bit_compute_dtype
-        out.map("method.bnb_4bit_quant_type", "bnb_config_kwargs", kwargs)
-        out.mapped.append(("method.bnb_4bit_use_double_quant", "bnb_config_kwargs"))
-        quantization_notes(m, out, "bnb_config_kwargs")
+    spec.export_keys("axolotl", m, out)  # the method's own keys (QLoRA's 4-bit settings ...)
 
 
 def data_settings(cfg: TrainConfig, fmt: str, out: Exported) -> None:

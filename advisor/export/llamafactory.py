@@ -13,8 +13,7 @@ from advisor.export import (
     lora_targets,
     padding_free_note,
     preprocessing,
-    quantization_notes,
-    refuse_p_tuning,
+    refuse_unexportable,
     template_mapping,
 )
 from advisor.export.common import (
@@ -25,6 +24,7 @@ from advisor.export.common import (
     hf_schedule,
     loss_and_attention,
 )
+from advisor.methods import method
 from trainer.config import TrainConfig, deepspeed_settings
 
 DATASET = "tunewise_train"
@@ -101,26 +101,22 @@ def existing_entries(dest: Path) -> dict:
 
 
 def build(cfg: TrainConfig, fmt: str, dest: Path) -> Exported:
-    refuse_p_tuning(cfg, "LLaMA-Factory")
+    refuse_unexportable(cfg, "LLaMA-Factory")
     out = Exported("LLaMA-Factory", {})
     m = cfg.method
     out.map("model.path", "model_name_or_path", abs_path(cfg.model.path))
     out.map("model.trust_remote_code", "trust_remote_code", cfg.model.trust_remote_code)
     out.map("data.format", "stage", "pt" if fmt == "text" else "sft")
     out.config["do_train"] = True
-    out.map("method.name", "finetuning_type", "full" if m.name == "full" else "lora")
-    if m.name in ("lora", "qlora"):
+    spec = method(m.name)
+    out.map("method.name", "finetuning_type", "full" if spec.trains_all_weights else "lora")
+    if spec.adapters:
         out.map("method.lora_r", "lora_rank", m.lora_r)
         out.map("method.lora_alpha", "lora_alpha", m.lora_alpha)
         out.map("method.lora_dropout", "lora_dropout", m.lora_dropout)
         targets = lora_targets(m)
         out.map("method.target_modules", "lora_target", "all" if targets == "all-linear" else ",".join(targets))
-    if m.name == "qlora":
-        out.map("method.name: qlora", "quantization_bit", 4)
-        out.config["quantization_method"] = "bnb"
-        out.map("method.bnb_4bit_quant_type", "quantization_type", m.bnb_4bit_quant_type)
-        out.map("method.bnb_4bit_use_double_quant", "double_quantization", m.bnb_4bit_use_double_quant)
-        quantization_notes(m, out, None)
+    spec.export_keys("llamafactory", m, out)  # the method's own keys (QLoRA's 4-bit settings ...)
     data_settings(cfg, fmt, out, dest)
     loss_and_attention(cfg, out, "llamafactory")
     hf_schedule(cfg, out)

@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from advisor.data.layout import DataLayout
 from advisor.errors import UserError
+from advisor.methods import REGISTRY, read_method
 from trainer.config import HF_OPTIMIZERS
 
 # transformers' optimizer names → tunewise's: the inverse of what train and the exports write (trainer.config
@@ -29,7 +30,7 @@ class ToolJob(BaseModel):
     data: list[str] = Field(default_factory=list, description="local data files")
     layouts: dict[str, DataLayout] = Field(default_factory=dict, description="data file → how the tool reads its "
                                            "columns (LLaMA-Factory dataset_info.json `columns` / `tags`)")
-    method: Literal["full", "lora", "qlora", "p_tuning"]
+    method: Literal[tuple(REGISTRY)]  # every registered fine-tune (advisor/methods.py)
     seq_len: int
     batch_size: int
     grad_accum: int = 1
@@ -103,8 +104,7 @@ def _local(base: Path, value: str) -> Path:
 
 def _axolotl(d: dict, path: Path) -> dict:
     notes: list[str] = []
-    adapter = d.get("adapter")
-    method = "full" if not adapter else "qlora" if adapter == "qlora" or d.get("load_in_4bit") else "lora"
+    method = read_method("axolotl", d, adapter=bool(d.get("adapter")))
     targets = ("all-linear",) if d.get("lora_target_linear") or not d.get("lora_target_modules") else \
         tuple(d["lora_target_modules"])
     files = []
@@ -137,15 +137,19 @@ def _axolotl_memory(d: dict, sharding: str) -> dict:
     return dict(loss=loss, attention=attention, low_memory_loading=low)
 
 
+LLAMAFACTORY_ADAPTER_KIND = "lora"  # LLaMA-Factory's finetuning_type for every adapter method (its own vocabulary)
+LLAMAFACTORY_KINDS = (LLAMAFACTORY_ADAPTER_KIND, "full")
+
+
 def _llamafactory(d: dict, path: Path) -> dict:
     notes: list[str] = []
-    kind = d.get("finetuning_type", "lora")
-    if kind not in ("lora", "full"):
+    kind = d.get("finetuning_type", LLAMAFACTORY_ADAPTER_KIND)
+    if kind not in LLAMAFACTORY_KINDS:
         notes.append(f"finetuning_type {kind} estimated as a full fine-tune")
     bits = d.get("quantization_bit")
     if bits not in (None, 4):
         raise UserError(f"{path}: quantization_bit {bits}: tunewise estimates 4-bit QLoRA and 16-bit training only")
-    method = "full" if kind != "lora" else "qlora" if bits == 4 else "lora"
+    method = read_method("llamafactory", d, adapter=kind == LLAMAFACTORY_ADAPTER_KIND)
     target = str(d.get("lora_target", "all"))
     targets = ("all-linear",) if target == "all" else tuple(t.strip() for t in target.split(",") if t.strip())
     files, layouts = _llamafactory_files(d, path, notes)
@@ -215,7 +219,7 @@ def _llamafactory_layout(entry: dict, where: str, notes: list[str]) -> DataLayou
 
 def _trl(d: dict, path: Path) -> dict:
     notes: list[str] = []
-    method = "full" if not d.get("use_peft") else "qlora" if d.get("load_in_4bit") else "lora"
+    method = read_method("trl", d, adapter=bool(d.get("use_peft")))
     targets = d.get("lora_target_modules") or ["all-linear"]
     files = []
     for ds in d.get("datasets") or []:

@@ -12,18 +12,18 @@ from advisor.export import (
     Target,
     abs_path,
     preprocessing,
-    quantization_notes,
-    refuse_p_tuning,
+    refuse_unexportable,
     template_mapping,
 )
 from advisor.export.common import chat_template_text, hf_precision, hf_schedule, loss_and_attention
+from advisor.methods import method
 from trainer.config import TrainConfig, deepspeed_settings
 
 LOADERS = {".csv": "csv", ".parquet": "parquet", ".txt": "text"}
 
 
 def build(cfg: TrainConfig, fmt: str, dest: Path) -> Exported:
-    refuse_p_tuning(cfg, "TRL's `trl sft` command")
+    refuse_unexportable(cfg, "TRL's `trl sft` command")
     out = Exported("TRL", {})
     out.map("model.path", "model_name_or_path", abs_path(cfg.model.path))
     if cfg.model.trust_remote_code:
@@ -44,19 +44,16 @@ def build(cfg: TrainConfig, fmt: str, dest: Path) -> Exported:
 
 def method_settings(cfg: TrainConfig, out: Exported) -> None:
     m = cfg.method
-    out.map("method.name", "use_peft", m.name != "full")
-    if m.name == "full":
+    spec = method(m.name)
+    out.map("method.name", "use_peft", not spec.trains_all_weights)
+    if spec.trains_all_weights:
         return
     out.map("method.lora_r", "lora_r", m.lora_r)
     out.map("method.lora_alpha", "lora_alpha", m.lora_alpha)
     out.map("method.lora_dropout", "lora_dropout", m.lora_dropout)
     targets = m.target_modules
     out.map("method.target_modules", "lora_target_modules", ["all-linear"] if targets == "all-linear" else targets)
-    if m.name == "qlora":
-        out.config["load_in_4bit"] = True
-        out.map("method.bnb_4bit_quant_type", "bnb_4bit_quant_type", m.bnb_4bit_quant_type)
-        out.map("method.bnb_4bit_use_double_quant", "use_bnb_nested_quant", m.bnb_4bit_use_double_quant)
-        quantization_notes(m, out, None)
+    spec.export_keys("trl", m, out)  # the method's own keys (QLoRA's 4-bit settings ...)
 
 
 def data_settings(cfg: TrainConfig, fmt: str, out: Exported) -> None:

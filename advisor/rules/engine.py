@@ -14,10 +14,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from advisor.methods import REGISTRY, offered_next_to
 from advisor.recommendation import Decision, Ranked, Reason, RunnerUp, Sentence, Tie, Warning_
 from advisor.rules.schema import METHODS, Rule, matches, placeholders, render_text
 
-COST_ORDER = "cost order (cheapest first: " + ", ".join(METHODS) + ")"
+
+def offered_only(m: str) -> bool:
+    """The method is offered only next to another (ranked after every method the advisor decides between)."""
+    return m in REGISTRY and REGISTRY[m].offered_next_to is not None
+
+
+COST_ORDER = "cost order (cheapest first: " + ", ".join(m for m in METHODS if not offered_only(m)) + ")"
 
 
 @dataclass
@@ -73,8 +80,10 @@ def run_constraints(rules: tuple[Rule, ...], trail: Trail) -> dict[str, bool]:
         if rule.after_choice or not rule.effect.veto or not matches(rule.when, trail.facts):
             continue
         for m in rule.effect.veto:
-            feasible[m] = False
-            trail.reason(m, rule, "ruled out")
+            # a method offered only next to another is ruled out with it (DoRA where LoRA is not possible)
+            for x in (m, *(u.name for u in offered_next_to(m))):
+                feasible[x] = False
+                trail.reason(x, rule, "ruled out")
     trail.facts.update({f"feasible_{m}": ok for m, ok in feasible.items()})
     return feasible
 
@@ -82,7 +91,8 @@ def run_constraints(rules: tuple[Rule, ...], trail: Trail) -> dict[str, bool]:
 def run_decisive(rules: tuple[Rule, ...], trail: Trail, feasible: dict[str, bool]) -> Narrowing:
     decisive = sorted((r for r in rules if r.stage == "decisive" and matches(r.when, trail.facts)),
                       key=lambda r: r.precedence)
-    n = Narrowing([m for m in METHODS if feasible[m]], [], {})
+    # a method offered only next to another is never a candidate on its own (advisor/methods.py `offered_next_to`)
+    n = Narrowing([m for m in METHODS if feasible[m] and not offered_only(m)], [], {})
     for rule in decisive:
         wanted = rule.effect.decide
         keep = [m for m in n.candidates if m in wanted]
@@ -128,7 +138,7 @@ def fire_matching(rules: tuple[Rule, ...], trail: Trail, after_choice: bool) -> 
 def rank(n: Narrowing, feasible: dict[str, bool], scores: dict[str, float]) -> list[str]:
     order = {m: i for i, m in enumerate(METHODS)}
     group = {m: 0 if m in n.candidates else (1 if feasible[m] else 2) for m in METHODS}
-    return sorted(METHODS, key=lambda m: (group[m], -scores[m], order[m]))
+    return sorted(METHODS, key=lambda m: (offered_only(m), group[m], -scores[m], order[m]))
 
 
 def ties(n: Narrowing, scores: dict[str, float]) -> list[Tie]:

@@ -8,9 +8,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-MethodName = Literal["prompting", "rag", "full", "lora", "qlora", "p_tuning"]
-METHODS: tuple[str, ...] = ("prompting", "rag", "lora", "qlora", "p_tuning", "full")  # tie-break: cheapest first
-FINE_TUNES: tuple[str, ...] = ("full", "lora", "qlora", "p_tuning")  # == advisor.methods.REGISTRY (tested)
+from advisor.methods import REGISTRY, decision_methods
+
+# every name comes from the method registry (advisor/methods.py): prompting, RAG and the registered fine-tunes
+METHODS: tuple[str, ...] = decision_methods()  # tie-break: cheapest first (prompting, rag, lora, qlora, p_tuning, full)
+FINE_TUNES: tuple[str, ...] = tuple(REGISTRY)  # full, lora, qlora, p_tuning (registry order)
+MethodName = Literal[METHODS]
 OPERATORS = {"eq", "ne", "lt", "le", "gt", "ge", "in", "not_in"}
 COMBINATORS = {"any", "all", "not"}
 
@@ -83,8 +86,8 @@ DERIVED_FACTS: dict[str, str] = {
     "prompt_knowledge_limit": "tokens of knowledge a prompt holds whole: 200,000 (Anthropic), or the context window",
     "knowledge_fits_prompt": "knowledge_tokens is set and within prompt_knowledge_limit",
     "knowledge_over_prompt": "knowledge_tokens is set and above prompt_knowledge_limit",
-    "lora_ruled_out_by": "the constraint rules that ruled LoRA out, in words (decisive and later rules only)",
-    "qlora_ruled_out_by": "the constraint rules that ruled QLoRA out, in words (decisive and later rules only)",
+    **{f"{m}_ruled_out_by": f"the constraint rules that ruled {u.title} out, in words (decisive and later rules "
+       "only)" for m, u in REGISTRY.items() if u.adapters},
     "chosen_headroom_gb": "GB left free by the chosen fine-tune (after_choice rules only)",
     "chosen_memory_limit_gb": "memory the chosen fine-tune was checked against, GB (after_choice rules only)",
     "chosen_gpu_hours": "estimated GPU-hours of the chosen fine-tune on the whole set (after_choice rules only)",

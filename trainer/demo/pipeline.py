@@ -11,10 +11,11 @@ from importlib import resources
 from pathlib import Path
 
 from advisor.files import atomic_write, json_text, write_model
+from advisor.methods import REGISTRY
 
 BASE = dict(hidden=128, layers=4, heads=4, kv_heads=2, intermediate=344, vocab_size=1024, pretrain_steps=400)
-DEMO_TRAINING = {"lora": dict(learning_rate=3e-3, epochs=12), "qlora": dict(learning_rate=3e-3, epochs=12),
-                 "full": dict(learning_rate=1e-3, epochs=8), "p_tuning": dict(learning_rate=1e-2, epochs=20)}
+# the tiny demo run's settings, per method (its registry unit's `demo_training`: advisor/methods.py)
+DEMO_TRAINING = {m: dict(u.demo_training) for m, u in REGISTRY.items() if u.demo_training}
 
 
 def asset(name: str) -> Path:
