@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from advisor.answers import Answers
-from advisor.estimate import EstimateRequest, estimate
+from advisor.estimate import estimate
 from advisor.methods import is_fine_tune, method
 from advisor.recommend import Recommendation
 from advisor.rules.hardware import model_shape
@@ -27,7 +27,7 @@ def build_config(rec: Recommendation, answers: Answers, data_path: str | None, m
     m = rec.method
     if not is_fine_tune(m):
         raise ValueError(f"`{m}` is not a fine-tune; there is no training config to write")
-    base = EstimateRequest.model_validate(rec.estimate[m]["request"])  # the configuration that was estimated
+    base = rec.estimate[m].request  # the configuration that was estimated
     spec = method(m)
     section = spec.config_section(base)  # validated as the config's method section below
     # largest per-device batch (≤ 16) that the estimate says fits; accumulate the rest
@@ -61,14 +61,14 @@ def config_comments(rec: Recommendation, cfg: TrainConfig) -> dict[str, str]:
     """Why each setting of the written train.yaml has its value (written as YAML comments)."""
     m = rec.method
     est = rec.estimate[m]
-    req = EstimateRequest.model_validate(est["request"])
+    req = est.request
     where = (f"{req.gpu_memory_gb:g} GB of host RAM" if req.device == "cpu"
              else f"{req.gpu_memory_gb:g} GB per GPU × {req.gpus}")
     t = cfg.training
     out = {
         "method": f"{m}: {rec.decided_by.rule if rec.decided_by else 'the recommendation'} decided it "
-                  f"(tunewise recommend --explain {m}); the estimate for this configuration: {est['total_gb']:.1f} GB "
-                  f"on {where}, peak at the {est['peak_phase'].replace('_', ' ')}",
+                  f"(tunewise recommend --explain {m}); the estimate for this configuration: {est.total_gb:.1f} GB "
+                  f"on {where}, peak at the {est.peak_phase.replace('_', ' ')}",
         "training.batch_size": f"the largest per-device batch (16 at most) the memory estimate fits in {where}",
         "training.grad_accum": f"an effective batch of {t.batch_size * t.grad_accum * cfg.distributed.world_size} "
                                "records per update = batch_size × grad_accum × processes",
@@ -85,7 +85,7 @@ def config_comments(rec: Recommendation, cfg: TrainConfig) -> dict[str, str]:
                                 ("answered", "the audited")) else "; run `tunewise audit` to size it"),
     }
     if method(m).adapters:
-        rung = est.get("config_rung", 0)
+        rung = est.config_rung
         out["method.lora_r"] = ("r=16: the standard rank" if rung == 0 else
                                 f"r={req.lora_r}: a leaner setting the memory needed (rung {rung} of the ladder)")
     return out

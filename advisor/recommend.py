@@ -11,6 +11,7 @@ from advisor.probe import ProbeReport
 from advisor.recommendation import (
     Decision,
     FindingNote,
+    MethodEstimate,
     Override,
     Ranked,
     Reason,
@@ -83,15 +84,10 @@ def audit_notes(signals: Signals | None, fired: list[Rule], conflicts: list[Conf
     return notes
 
 
-def _estimates(sheet: FactSheet) -> dict[str, dict]:
-    out = {}
-    for m, f in sheet.fits.items():
-        d = f.estimate.model_dump(mode="json")
-        d["fits"] = f.fits  # the advisor's fit: the expected reading within the memory (no `tight` allowance)
-        d["config_rung"] = f.rung
-        d["request"] = f.request.model_dump(mode="json")
-        out[m] = d
-    return out
+def _estimates(sheet: FactSheet) -> dict[str, MethodEstimate]:
+    # `fits`: the advisor's fit, the expected reading within the memory (no `tight` allowance)
+    return {m: MethodEstimate(**{**dict(f.estimate), "fits": f.fits, "config_rung": f.rung, "request": f.request})
+            for m, f in sheet.fits.items()}
 
 
 MEMORY_SENTENCE = ("{chosen_memory_gb:,.1f} GB of {chosen_memory_limit_gb:g} GB{memory_device}, at {seq_len:,} tokens "

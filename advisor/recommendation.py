@@ -6,6 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from advisor.estimate.memory import EstimateRequest, MemoryEstimate
 from advisor.probe import ProbeReport
 from advisor.reconcile import Conflict, DataFacts
 
@@ -97,12 +98,21 @@ class FindingNote(BaseModel):
     rules: list[str] = Field(default_factory=list, description="rules that reacted to it")
 
 
+class MethodEstimate(MemoryEstimate):
+    """One method's memory and time estimate, in the configuration the advisor settled on for it."""
+
+    fits: bool = Field(description="the advisor's fit: the expected reading within the memory (no `tight` allowance)")
+    config_rung: int = Field(description="the step of the method's configuration ladder that was estimated (0: the "
+                             "standard configuration, higher: leaner settings the memory needed)")
+    request: EstimateRequest = Field(description="the configuration that was estimated")
+
+
 class Recommendation(BaseModel):
     method: str
     ranking: list[Ranked]
     warnings: list[Warning_]
     next_steps: list[str]
-    estimate: dict[str, dict]
+    estimate: dict[str, MethodEstimate] = Field(description="every fine-tune method's estimate, by method")
     overrides: list[Override] = []
     assumptions: dict[str, Any] = {}
     fired_rules: list[str] = []

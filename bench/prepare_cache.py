@@ -29,7 +29,8 @@ tok = AutoTokenizer.from_pretrained(model, local_files_only=True)
 t = time.perf_counter()
 if mode == "lists":  # the pre-cache way: every conversation and every encoding a Python object
     import random
-    from trainer.data import Encoder, load_conversations
+    from trainer.data import load_conversations
+    from trainer.encoding import Encoder
     convs, fmt, skipped, total = load_conversations(data)
     enc = Encoder(tok, 1024, True, model)
     items = [enc.encode(i, m, fmt)[0] for i, m in convs]

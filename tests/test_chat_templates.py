@@ -84,7 +84,7 @@ def family_tokenizer(name: str, texts: list[str]):
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 @pytest.mark.parametrize("name", sorted(FAMILIES))
 def test_trained_text_is_each_reply_and_its_end_token(name, shape, base_texts):
-    from trainer.data import Encoder, trained_runs
+    from trainer.encoding import Encoder, trained_runs
 
     tok = family_tokenizer(name, base_texts)
     _eos, mid_end, last_end = FAMILIES[name]
@@ -98,7 +98,7 @@ def test_trained_text_is_each_reply_and_its_end_token(name, shape, base_texts):
 
 
 def test_templates_without_a_system_role_get_it_in_the_first_user_turn(base_texts):
-    from trainer.data import Encoder
+    from trainer.encoding import Encoder
 
     tok = family_tokenizer("gemma.jinja", base_texts)
     enc = Encoder(tok, 4096)
@@ -107,7 +107,7 @@ def test_templates_without_a_system_role_get_it_in_the_first_user_turn(base_text
 
 
 def test_a_template_that_closes_no_turn_gets_eos_after_each_reply(base_texts):
-    from trainer.data import Encoder, trained_runs
+    from trainer.encoding import Encoder, trained_runs
     from trainer.tiny import build_tokenizer
 
     tok = build_tokenizer(base_texts, 600)
@@ -137,7 +137,7 @@ MISTRAL_LIKE = (  # Mistral v0.3's shape: the system text goes into the last use
 
 @pytest.mark.parametrize("shape", sorted(SHAPES))
 def test_templates_that_rerender_earlier_turns_are_anchored_on_the_replies(shape, base_texts):
-    from trainer.data import Encoder, trained_runs
+    from trainer.encoding import Encoder, trained_runs
     from trainer.tiny import build_tokenizer
 
     tok = build_tokenizer(base_texts, 600)
@@ -162,7 +162,8 @@ def test_tool_calls_are_rendered_natively_and_trained(name, call_marker, base_te
     """OpenAI tool_calls stay structured, tool results are `tool` messages, and `tools` reach the template."""
     import json
 
-    from trainer.data import Encoder, load_conversations, trained_runs
+    from trainer.data import load_conversations
+    from trainer.encoding import Encoder, trained_runs
 
     rec = {"tools": TOOLS, "messages": [
         {"role": "user", "content": "Weather in Oslo?"},
@@ -221,14 +222,14 @@ def test_lora_learns_on_real_family_templates_and_reloads(tmp_path, template, ar
     out = tmp_path / "out"
     cfg = train_config(model_dir, data, out, {"name": "lora", "r": 8}, max_steps=40, learning_rate=1e-2)
     r = fit(str(write_yaml(tmp_path / "train.yaml", cfg)), progress=False)
-    s = r["summary"]
-    assert s["eval_loss_last"] < 0.9 * s["eval_loss_first"], s  # a random base: the adapter alone learns
-    val = r["prepared"].val
-    batch = Collator(r["tokenizer"].pad_token_id)([{"input_ids": e.input_ids, "labels": e.labels} for e in val[:4]])
+    s = r.summary
+    assert s.eval_loss_last < 0.9 * s.eval_loss_first, s  # a random base: the adapter alone learns
+    val = r.prepared.val
+    batch = Collator(r.tokenizer.pad_token_id)([{"input_ids": e.input_ids, "labels": e.labels} for e in val[:4]])
     import torch
 
     with torch.no_grad():
-        model = r["trainer"].model.eval()
+        model = r.trainer.model.eval()
         before = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         base = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True)
         reloaded = PeftModel.from_pretrained(base, out, local_files_only=True).eval()
@@ -243,7 +244,7 @@ NO_TOOLS = REFUSE_TOOLS | {"deepseek_r1_distill.jinja"}  # the R1 distill templa
 
 @pytest.mark.parametrize("name", sorted(set(FAMILIES) - NO_TOOLS))
 def test_tool_call_turns_in_every_family_that_renders_tools(name, base_texts):
-    from trainer.data import Encoder, trained_runs
+    from trainer.encoding import Encoder, trained_runs
 
     msgs = [{"role": "user", "content": "Weather in Oslo?", "tools": TOOLS},
             {"role": "assistant", "content": "", "tool_calls": [
@@ -260,7 +261,7 @@ def test_tool_call_turns_in_every_family_that_renders_tools(name, base_texts):
 @pytest.mark.parametrize("name", sorted(REFUSE_TOOLS))
 def test_templates_that_refuse_tool_messages_name_the_record(name, base_texts):
     from advisor.errors import UserError
-    from trainer.data import Encoder
+    from trainer.encoding import Encoder
 
     msgs = [{"role": "user", "content": "Weather in Oslo?"},
             {"role": "assistant", "content": "", "tool_calls": [
@@ -284,7 +285,7 @@ VISION = {"smolvlm.jinja": "<end_of_utterance>", "idefics3.jinja": "<end_of_utte
 @pytest.mark.parametrize("shape", ["multi_system", "weight_0"])
 @pytest.mark.parametrize("name", sorted(VISION))
 def test_templates_that_read_content_parts(name, shape, base_texts):
-    from trainer.data import Encoder, trained_runs
+    from trainer.encoding import Encoder, trained_runs
     from trainer.tiny import build_tokenizer
 
     src = (TEMPLATES / name).read_text(encoding="utf-8")
@@ -301,7 +302,7 @@ def test_templates_that_read_content_parts(name, shape, base_texts):
 
 def test_a_template_that_drops_the_reply_text_is_refused(base_texts):
     from advisor.errors import UserError
-    from trainer.data import Encoder
+    from trainer.encoding import Encoder
     from trainer.tiny import build_tokenizer
 
     tok = build_tokenizer(base_texts, 600)

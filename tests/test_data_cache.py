@@ -26,7 +26,8 @@ def rows(items) -> list[tuple[int, list[int], list[int]]]:
 
 def listed(path, tok, model, seed=42, val_size=0.2, max_seq_len=96):
     """The records as `prepare` encoded them before the cache: in Python lists, shuffled with the seed."""
-    from trainer.data import Encoder, load_conversations
+    from trainer.data import load_conversations
+    from trainer.encoding import Encoder
 
     convs, fmt, _skipped, _total = load_conversations(path)
     enc = Encoder(tok, max_seq_len, True, str(model))

@@ -194,8 +194,8 @@ def test_project_columns_and_schema(tmp_path, cli, monkeypatch):
 # ---- train reads the same way ------------------------------------------------------------------------------------
 
 def test_train_reads_the_mapping_the_audit_reads(tmp_path):
+    from trainer.config_file import load_config
     from trainer.data import load_conversations
-    from trainer.run import load_config
 
     (tmp_path / "ChatbotData.csv").write_text(KOREAN_CSV, encoding="utf-8")
     cfg = {"model": {"path": str(tmp_path)}, "data": {"path": "ChatbotData.csv"}, "method": {"name": "lora"},

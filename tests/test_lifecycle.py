@@ -11,7 +11,7 @@ import shutil
 
 import pytest
 
-from tests.conftest import run_tunewise, write_yaml
+from tests.conftest import ROOT, run_tunewise, write_yaml
 from tests.trainer_fixtures import make_records, train_config, write_dataset
 
 LORA = {"name": "lora", "lora_r": 8, "lora_alpha": 16}
@@ -65,7 +65,8 @@ def test_a_reasoning_field_is_trained_before_the_answer(tmp_path):
     """`reasoning_content` (DeepSeek/Qwen API shape) is read; a template that renders it itself (Qwen3) trains it
     from its own <think> tag, and earlier turns it strips get the block back."""
     from tests.test_chat_templates import family_tokenizer
-    from trainer.data import Encoder, load_conversations, trained_runs
+    from trainer.data import load_conversations
+    from trainer.encoding import Encoder, trained_runs
     from trainer.tiny import general_corpus
 
     rec = {"messages": [{"role": "user", "content": "Hi there"},
@@ -88,7 +89,7 @@ def test_a_reasoning_field_is_trained_before_the_answer(tmp_path):
 def test_reasoning_is_never_silently_lost_on_real_templates(name):
     """Families whose templates strip <think> (trl's own copies, and a local copy trl does not recognise)."""
     from tests.test_chat_templates import family_tokenizer
-    from trainer.data import Encoder, trained_runs
+    from trainer.encoding import Encoder, trained_runs
     from trainer.spans import split_reasoning
     from trainer.tiny import general_corpus
 
@@ -179,7 +180,7 @@ def test_dry_run_json_has_real_numbers_and_plain_output_marks_the_span(tmp_path,
 # ---- 9. a reply that starts with a newline keeps it when the tokenizer merges it with the template's newline
 
 def test_a_leading_newline_is_trained_when_it_merges_with_the_separator():
-    from trainer.data import Encoder, trained_runs
+    from trainer.encoding import Encoder, trained_runs
     from trainer.tiny import build_tokenizer, general_corpus
 
     tok = build_tokenizer(general_corpus()[:200] + ["assistant\n\nHello\n\nthere\n\n" * 5] * 50, 700)
@@ -223,7 +224,7 @@ def test_recommend_writes_paths_relative_to_the_config(tmp_path, cli_json, monke
     cli_json("recommend", "--answers", "answers.yaml", "--dataset", "d.jsonl", "--config-out", "plan/train.yaml")
     cfg = yaml.safe_load((tmp_path / "plan" / "train.yaml").read_text())
     assert cfg["data"]["path"] == "../d.jsonl" and cfg["output"]["dir"] == "../runs/tunewise"
-    from trainer.run import load_config
+    from trainer.config_file import load_config
 
     loaded = load_config(str(tmp_path / "plan" / "train.yaml"))
     assert loaded.data.path == str(tmp_path / "d.jsonl") and loaded.output.dir == str(tmp_path / "runs" / "tunewise")
@@ -389,10 +390,11 @@ def test_an_interrupted_run_started_from_ask_exits_130_with_the_resume_command(t
     answers = write_yaml(tmp_path / "a.yaml", {**BASE_ANSWERS, "goal": "format", "prompting": "unstable",
                                                "examples": 120, "dataset": str(data), "model_path": str(tiny_model),
                                                "gpu_count": 0, "gpu_memory_gb": 0})
-    stopped = {"method": "lora", "interrupted": True, "steps": 3, "max_steps": 30, "train_loss_first": 1.0,
-               "train_loss_last": 0.9, "eval_loss_first": None, "eval_loss_last": None, "tokens_per_second": 10.0,
-               "peak_memory_gb": 0.5, "device": "cpu", "trainable_params": 10, "trainable_share": 0.1,
-               "wall_time_s": 1.0, "output_dir": str(tmp_path / "plan" / "run")}
+    from trainer.run_report import RunSummary
+
+    written = json.loads((ROOT / "tests" / "data" / "run_summary" / "no_eval.summary.json").read_text())
+    stopped = RunSummary.model_validate({**written, "interrupted": True, "steps": 3, "max_steps": 30,
+                                         "output_dir": str(tmp_path / "plan" / "run")})
     monkeypatch.setattr(trainer.run, "train", lambda *a, **k: stopped)  # Ctrl-C during the run
     code, out, _ = cli("ask", "--answers", answers, "--defaults", "--train", "yes", "--out", tmp_path / "plan")
     assert code == 130

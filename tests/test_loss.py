@@ -206,11 +206,11 @@ def test_train_uses_the_chunked_loss_by_default_and_says_so(tmp_path, tiny_model
         cfg = write_yaml(tmp_path / f"{loss}.yaml", train_config(tiny_model, data, tmp_path / loss, lora, max_steps=6,
                                                                  logging_steps=1, eval_steps=6, loss=loss))
         runs[loss] = train(str(cfg), progress=False)
-    assert runs["auto"]["loss"]["name"] == "chunked" and "never built" in runs["auto"]["loss"]["why"]
-    assert runs["plain"]["loss"] == {"name": "plain", "why": "training.loss: plain"}
-    assert runs["auto"]["attention"]["name"] == "sdpa"
+    assert runs["auto"].loss.name == "chunked" and "never built" in runs["auto"].loss.why
+    assert runs["plain"].loss.model_dump() == {"name": "plain", "why": "training.loss: plain"}
+    assert runs["auto"].attention.name == "sdpa"
     rows = {k: [json.loads(x) for x in (tmp_path / k / "metrics.jsonl").read_text().splitlines()] for k in runs}
     losses = {k: [r["loss"] for r in v if "loss" in r] for k, v in rows.items()}
     assert len(losses["auto"]) >= 6
     assert losses["auto"] == pytest.approx(losses["plain"], rel=1e-4)
-    assert runs["auto"]["eval_loss_last"] == pytest.approx(runs["plain"]["eval_loss_last"], rel=1e-4)
+    assert runs["auto"].eval_loss_last == pytest.approx(runs["plain"].eval_loss_last, rel=1e-4)

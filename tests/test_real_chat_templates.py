@@ -72,7 +72,8 @@ def template_tokenizer(base, src: str):
 
 def outcome(tok, shape: str, tmp_path) -> dict:
     from advisor.errors import UserError
-    from trainer.data import Encoder, load_conversations, trained_runs
+    from trainer.data import load_conversations
+    from trainer.encoding import Encoder, trained_runs
 
     path = tmp_path / f"{shape}.jsonl"
     path.write_text(json.dumps(SHAPES[shape]) + "\n", encoding="utf-8")
@@ -118,7 +119,8 @@ def test_counts():
 def test_a_template_that_drops_the_system_prompt_gets_it_in_the_first_user_turn(base_tokenizer, tmp_path):
     """Mistral-Nemo writes the system text only into a final user turn: a conversation that ends with a reply
     would lose it; it opens the first user turn instead, and is counted."""
-    from trainer.data import Encoder, load_conversations
+    from trainer.data import load_conversations
+    from trainer.encoding import Encoder
 
     tok = template_tokenizer(base_tokenizer, (DIR / "mistralai-Mistral-Nemo-Instruct-2407.jinja").read_text())
     path = tmp_path / "s.jsonl"
@@ -148,8 +150,8 @@ def test_a_reply_cut_at_max_seq_len_is_counted_and_skipped_when_asked(base_token
 def test_the_dry_run_sample_shows_every_trained_piece_after_a_long_system_prompt():
     from types import SimpleNamespace
 
-    from trainer.data import Encoded
-    from trainer.run import render_sample
+    from trainer.encoding import Encoded
+    from trainer.samples import render_sample
 
     class Tok:
         def decode(self, ids):
@@ -159,7 +161,7 @@ def test_the_dry_run_sample_shows_every_trained_piece_after_a_long_system_prompt
     ids = [ord(c) for c in text]
     labels = [-100] * 5000 + ids[5000:]
     sample = render_sample(SimpleNamespace(train=[Encoded(ids, labels, 3)]), Tok())
-    assert sample["marked"].endswith("«answer»") and "[… 4400 characters …]" in sample["marked"]
+    assert sample.marked.endswith("«answer»") and "[… 4400 characters …]" in sample.marked
 
 
 LORA_DATA = [
@@ -206,13 +208,13 @@ def test_lora_on_real_templates_with_tools_and_reasoning_reloads(name, base_toke
                        learning_rate=1e-2, eval_steps=3)
     cfg["data"]["max_seq_len"] = 2048
     r = fit(str(write_yaml(tmp_path / "train.yaml", cfg)), progress=False)
-    s, prepared = r["summary"], r["prepared"]
+    s, prepared = r.summary, r.prepared
     assert prepared.total == len(LORA_DATA) and not prepared.skipped and prepared.reasoning.records == 8
-    assert s["eval_loss_last"] < s["eval_loss_first"], s
-    batch = Collator(r["tokenizer"].pad_token_id)([{"input_ids": e.input_ids, "labels": e.labels}
+    assert s.eval_loss_last < s.eval_loss_first, s
+    batch = Collator(r.tokenizer.pad_token_id)([{"input_ids": e.input_ids, "labels": e.labels}
                                                    for e in prepared.val[:2]])
     with torch.no_grad():
-        before = r["trainer"].model.eval()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        before = r.trainer.model.eval()(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         base = AutoModelForCausalLM.from_pretrained(model_dir, local_files_only=True)
         reloaded = PeftModel.from_pretrained(base, tmp_path / "out", local_files_only=True).eval()
         after = reloaded(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
@@ -220,7 +222,7 @@ def test_lora_on_real_templates_with_tools_and_reasoning_reloads(name, base_toke
 
 
 def test_a_generation_block_with_the_role_header_trains_the_call_not_the_header(base_tokenizer):
-    from trainer.data import Encoder, trained_runs
+    from trainer.encoding import Encoder, trained_runs
 
     tok = copy.deepcopy(base_tokenizer)
     tok.add_special_tokens({"additional_special_tokens": ["<|im_start|>", "<|im_end|>", "<tool_call>", "</tool_call>"]})
@@ -241,7 +243,7 @@ def test_a_generation_block_with_the_role_header_trains_the_call_not_the_header(
 
 def test_a_type_error_inside_the_template_is_a_refusal_naming_the_record(base_tokenizer):
     from advisor.errors import UserError
-    from trainer.data import Encoder
+    from trainer.encoding import Encoder
 
     tok = copy.deepcopy(base_tokenizer)
     tok.chat_template = "{% for m in messages %}{{ m.content + 1 }}{% endfor %}"

@@ -221,3 +221,27 @@ def test_human_view_shows_answer_reasons_and_next_steps(cli, tmp_path):
     code, out, _ = cli("recommend", "--answers", f)
     assert code == 0
     assert "RAG" in out and "knowledge-goal-rag" in out and "next steps" in out
+
+
+def _without_sources(d):
+    """The JSON without the rules' `source` citations (they name the articles since the seeds/ paths went)."""
+    if isinstance(d, dict):
+        return {k: _without_sources(v) for k, v in d.items() if k != "source"}
+    if isinstance(d, list):
+        return [_without_sources(v) for v in d]
+    return d
+
+
+@pytest.mark.parametrize("case", ["format_lora", "cpu_training"])
+def test_recommend_json_is_what_it_was_before_the_estimate_was_typed(case, cli):
+    """tests/data/recommend_json/CASE.json was written by `recommend --json` while `estimate` was a dict of dicts:
+    the typed MethodEstimate writes the same keys, in the same order, with the same values."""
+    from pathlib import Path
+
+    folder = Path(__file__).parent / "data" / "recommend_json"
+    code, out, _err = cli("recommend", "--answers", folder / f"{case}.answers.yaml", "--json")
+    before = json.loads((folder / f"{case}.json").read_text())
+    after = json.loads(out)
+    assert code == 0 and list(after) == list(before)
+    assert json.dumps(after["estimate"]) == json.dumps(before["estimate"])  # key order included
+    assert _without_sources(after) == _without_sources(before)

@@ -61,8 +61,8 @@ def test_method_learns_and_output_reloads(tmp_path, tiny_model, method):
     extra = {"gradient_checkpointing": True} if method.endswith("+checkpointing") else {}
     cfg = write_yaml(tmp_path / "train.yaml", train_config(tiny_model, data, out, METHODS[method], **extra))
     r = fit(str(cfg), progress=False)
-    s = r["summary"]
-    assert s["eval_loss_last"] < 0.9 * s["eval_loss_first"], s
+    s = r.summary
+    assert s.eval_loss_last < 0.9 * s.eval_loss_first, s
     history = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     evals = [h for h in history if "eval_loss" in h]
     assert len(evals) >= 3  # at start, mid-training, end
@@ -73,15 +73,15 @@ def test_method_learns_and_output_reloads(tmp_path, tiny_model, method):
         assert (out / f).is_file(), f
     method = method.split("+")[0]
     # CPU: every LoRA linear (q, k, v, o, gate, up, down of 2 layers) trains through the fused forward
-    assert s["cpu_kernels"]["fused_lora_layers"] == (14 if method == "lora" else 0)
+    assert s.cpu_kernels.fused_lora_layers == (14 if method == "lora" else 0)
     assert (out / ("model.safetensors" if method == "full" else "adapter_model.safetensors")).is_file()
     assert "chat_template" in (out / "tokenizer_config.json").read_text() or (out / "chat_template.jinja").is_file()
-    val = r["prepared"].val
-    batch = Collator(r["tokenizer"].pad_token_id)([{"input_ids": e.input_ids, "labels": e.labels} for e in val[:4]])
-    before = logits_of(r["trainer"].model, batch)
+    val = r.prepared.val
+    batch = Collator(r.tokenizer.pad_token_id)([{"input_ids": e.input_ids, "labels": e.labels} for e in val[:4]])
+    before = logits_of(r.trainer.model, batch)
     after = logits_of(reload_output(method, out, tiny_model), batch)
     assert (before - after).abs().max().item() < 1e-4
-    assert s["trainable_params"] > 0 and s["tokens_per_second"] > 0 and s["peak_memory_gb"] > 0
+    assert s.trainable_params > 0 and s.tokens_per_second > 0 and s.peak_memory_gb > 0
 
 
 @pytest.mark.parametrize("size,method,limit", [

@@ -49,10 +49,10 @@ def test_kill_mid_run_then_resume_matches_uninterrupted(tmp_path, tiny_model):
     _out, err = p.communicate(timeout=240)
     assert p.returncode == 2 and "--resume" in err  # refuses to silently start over
     resumed = train(str(cfg), resume=True, progress=False)
-    assert resumed["steps"] == ref["steps"] == 300
+    assert resumed.steps == ref.steps == 300
     # the same batches in the same order with the same dropout masks: the uninterrupted run's losses, to 1e-5
-    assert resumed["eval_loss_last"] == pytest.approx(ref["eval_loss_last"], rel=1e-5, abs=1e-6)
-    assert resumed["train_loss_last"] == pytest.approx(ref["train_loss_last"], rel=1e-5, abs=1e-6)
+    assert resumed.eval_loss_last == pytest.approx(ref.eval_loss_last, rel=1e-5, abs=1e-6)
+    assert resumed.train_loss_last == pytest.approx(ref.train_loss_last, rel=1e-5, abs=1e-6)
 
 
 @pytest.mark.slow
@@ -205,9 +205,9 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_finishes(tmp_path, tiny_model):
     assert summary["interrupted"] and 0 < summary["steps"] < 400
     assert (tmp_path / "run" / f"checkpoint-{summary['steps']}" / "trainer_state.json").is_file()
     done = train(str(cfg), resume=True, progress=False)
-    assert done["steps"] == 400 and not done["interrupted"]
+    assert done.steps == 400 and not done.interrupted
     # the summary describes the whole run, not the resumed part
-    assert done["train_loss_first"] == summary["train_loss_first"] and done["wall_time_s"] > summary["wall_time_s"]
+    assert done.train_loss_first == summary["train_loss_first"] and done.wall_time_s > summary["wall_time_s"]
 
 
 @pytest.mark.slow
@@ -360,7 +360,7 @@ def test_resume_of_a_finished_run_changes_nothing(tmp_path, tiny_model, cli_json
 
 
 def test_a_second_run_on_the_same_output_dir_is_refused(tmp_path, tiny_model, cli):
-    from trainer.run import lock_output
+    from trainer.lock import lock_output
 
     path = write_yaml(tmp_path / "t.yaml", _cfg(tmp_path, tiny_model))
     held = lock_output(tmp_path / "run")  # another run holds it (flock is per open file)

@@ -116,7 +116,7 @@ class EncodedTable(Sequence):
         return len(self.ds)
 
     def __getitem__(self, i):
-        from trainer.data import Encoded
+        from trainer.encoding import Encoded
 
         if isinstance(i, slice):
             cols = self.ds[i]
@@ -185,7 +185,7 @@ class EncodeRows:
         self._enc = None
 
     def encoder(self):
-        from trainer.data import Encoder
+        from trainer.encoding import Encoder
 
         if self._enc is None:
             s = self.settings
@@ -210,7 +210,7 @@ class EncodeRows:
 
     def one(self, index: int, raw: bytes | None, error: str | None) -> dict:
         from advisor.data.reader import RawRecord, parse_line
-        from trainer.data import conversation
+        from trainer.encoding import conversation
 
         s = self.settings
         rec = RawRecord(index, 0, error=error) if raw is None else parse_line(RawRecord(index, 0, raw=raw))

@@ -11,8 +11,11 @@ from pathlib import Path
 
 from advisor.errors import UserError
 from advisor.files import atomic_write
+from trainer.checkpoints import RESOLVED
 from trainer.config import TrainConfig
+from trainer.config_file import load_config
 from trainer.eval_report import EvalReport, Example, Scores
+from trainer.quiet import quiet_libraries
 
 FORGETTING_SHARE = 0.05  # general-text loss up by more than this share: the tuned model forgot general text
 EXAMPLES_SHOWN = 5
@@ -65,8 +68,6 @@ class ModelRun:
 
 def open_run(run_dir: str | Path) -> tuple[TrainConfig, str]:
     """(the run's resolved config, "adapter" or "full"); exit 2 when the folder holds neither."""
-    from trainer.run import RESOLVED, load_config
-
     out = Path(run_dir)
     if not out.is_dir():
         raise UserError(f"`{out}` is not a folder: give the output.dir of a tunewise run")
@@ -86,7 +87,8 @@ def open_run(run_dir: str | Path) -> tuple[TrainConfig, str]:
 
 def test_set(cfg: TrainConfig, tok, data: str | None, limit: int) -> TestSet:
     """The records to evaluate: `data`, or the run's own held-out split (the same seed and share as training)."""
-    from trainer.data import Encoder, load_conversations, prepare_for
+    from trainer.data import load_conversations, prepare_for
+    from trainer.encoding import Encoder
 
     held_out: dict = {}
     if data is not None:
@@ -241,7 +243,6 @@ def evaluate_run(run_dir: str, *, data: str | None = None, general: str | None =
     """Base vs tuned on the same records; writes eval.json and eval.png into the run folder. `prompting`: also the
     base model with the best prompting baseline (the probe's best prompt from `probe_path`, else few-shot)."""
     from trainer.metrics import choose_metric
-    from trainer.run import quiet_libraries
 
     t0 = time.time()
     cfg, kind = open_run(run_dir)
@@ -388,18 +389,15 @@ def _last_user(msgs: list[dict]) -> str:
     return next((m["content"] for m in reversed(msgs) if m["role"] == "user"), "")
 
 
-def after_training(cfg: TrainConfig, out: Path, console=None, progress: bool = True) -> dict | None:
-    """`eval.enabled`: the run's result against its base on the held-out split, as `tunewise eval` would; returns
-    the summary's `eval` entry (None when the run kept no held-out records)."""
+def after_training(cfg: TrainConfig, out: Path, console=None, progress: bool = True) -> EvalReport | None:
+    """`eval.enabled`: the run's result against its base on the held-out split, as `tunewise eval` would (the
+    report is written to eval.json); None when the run kept no held-out records."""
     e = cfg.eval
     if not e.enabled or cfg.data.val_size == 0:
         return None
     bar = AnswerProgress(console, enabled=progress)
     try:
-        r = evaluate_run(str(out), metric=e.metric, schema_path=e.json_schema, general=e.general_text,
-                         limit=e.max_records, max_new_tokens=e.max_new_tokens, progress=bar)
+        return evaluate_run(str(out), metric=e.metric, schema_path=e.json_schema, general=e.general_text,
+                            limit=e.max_records, max_new_tokens=e.max_new_tokens, progress=bar)
     finally:
         bar.stop()
-    return {"metric": r.metric, "records": r.records, "base": r.base.model_dump(), "tuned": r.tuned.model_dump(),
-            "diff": r.diff, "forgetting": r.forgetting, "report": str(out / "eval.json"),
-            "prompting": r.prompting.model_dump() if r.prompting else None}

@@ -10,6 +10,7 @@ import sys
 
 from advisor.errors import RuntimeFailure
 from trainer.config import TrainConfig
+from trainer.run_report import RunSummary
 
 
 def free_port() -> int:
@@ -38,9 +39,11 @@ def command(config_path: str, cfg: TrainConfig, resume: bool, force: bool) -> li
             "--module", "advisor.cli.main", *args]
 
 
-def launch(config_path: str, cfg: TrainConfig, resume: bool = False, force: bool = False) -> dict:
-    import json
+def launch(config_path: str, cfg: TrainConfig, resume: bool = False, force: bool = False) -> RunSummary | None:
+    """Run the processes; the summary the first one wrote (None when none did)."""
     from pathlib import Path
+
+    from trainer.summary import read_summary
 
     cmd = command(config_path, cfg, resume, force)
     from trainer.cpu import thread_count
@@ -54,8 +57,7 @@ def launch(config_path: str, cfg: TrainConfig, resume: bool = False, force: bool
         raise UserError("a training process rejected the config (see its message above)")
     if proc.returncode != 0:
         raise RuntimeFailure(f"distributed training failed (exit {proc.returncode}): {' '.join(cmd)}")
-    summary = Path(cfg.output.dir) / "summary.json"
-    return json.loads(summary.read_text()) if summary.is_file() else {}
+    return read_summary(Path(cfg.output.dir))
 
 
 def slurm_script(config_path: str, cfg: TrainConfig, overrides: list[str] | None = None) -> str:

@@ -16,7 +16,7 @@ computes the same function in fewer passes:
 The weights, their names and the adapter files are unchanged. A layer falls back to peft's own forward whenever
 the fused one would not compute the same thing: merged or disabled adapters, several active adapters, DoRA and
 other variants, a LoRA bias, mixed dtypes, autocast, a quantised or non-`nn.Linear` base, extra arguments.
-Only CPU runs fuse (trainer/run.py): on CUDA the matmuls dominate and the dropout is already cheap.
+Only CPU runs fuse (trainer/cpu_kernels.py): on CUDA the matmuls dominate and the dropout is already cheap.
 """
 
 from __future__ import annotations

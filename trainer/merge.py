@@ -7,7 +7,9 @@ from pathlib import Path
 
 from advisor.errors import UserError
 from advisor.methods import method
-from trainer.run import RESOLVED, load_config, quiet_libraries
+from trainer.checkpoints import RESOLVED
+from trainer.config_file import load_config
+from trainer.quiet import quiet_libraries
 
 
 def sample_batch(cfg, tok, n: int = 4, max_tokens: int = 256):

@@ -174,7 +174,7 @@ def render(tok, msgs: list[dict]) -> str:
     except TemplateError:
         if not any(m["role"] == "system" for m in plain):
             raise
-        from trainer.data import merge_system
+        from trainer.encoding import merge_system
 
         plain, tools = split_tools(merge_system(msgs))
         return tok.apply_chat_template(plain, tokenize=False, add_generation_prompt=True, tools=tools)
@@ -364,7 +364,7 @@ def run_probe(data: str, model_path: str, opts: ProbeOptions | None = None, *, s
     from trainer.evaluate import default_new_tokens, load_schema
     from trainer.metrics import HEADLINE, choose_metric
     from trainer.preflight import eos_ids
-    from trainer.run import quiet_libraries
+    from trainer.quiet import quiet_libraries
 
     opts = opts or ProbeOptions()
     t0 = time.time()

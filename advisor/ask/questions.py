@@ -8,7 +8,7 @@ from typing import Any
 
 from advisor.answers import GOAL_HELP
 
-S3 = "seeds/003_0b8f3353eaeb4f7c.txt"
+S3 = "“Fine-tuning in practice: make the model a style master, not a knowledge base”, unsigned blog post"
 OPTIONAL_NUMBERS = ("optional_float", "optional_int")  # an empty answer means "not set"
 
 
@@ -39,14 +39,14 @@ QUESTIONS: list[Question] = [
              "(Anthropic, Introducing Contextual Retrieval, 2024).", default=None, minimum=0,
              when=lambda a: a.get("goal") == "knowledge"),
     Question("identity_kind", "Is it a name (or a few facts about the model) or a whole character?", "choice",
-             "A name is set by instructions (seeds/004_7d8e581ff451b650.txt); a whole character whose prompting "
+             "A name is set by instructions (“Generative AI’s breakthroughs and future, explained”, forum post on Hung-yi Lee’s course, 2025); a whole character whose prompting "
              "plateaued is learned from in-character dialogues (Character-LLM, RoleLLM 2023).", default="name",
              choices=[("name", "name — a name or a few facts about the model"),
                       ("persona", "persona — a whole character: voice, manner, history")],
              when=lambda a: a.get("goal") == "identity"),
     Question("prompting", "How does prompting perform today?", "choice",
              "Fine-tuning is a last resort once instructions and examples are tried "
-             "(seeds/004_7d8e581ff451b650.txt).", default="untried",
+             "(“Generative AI’s breakthroughs and future, explained”, forum post on Hung-yi Lee’s course, 2025).", default="untried",
              choices=[("untried", "untried — no serious prompt yet"), ("works", "works — output is good"),
                       ("unstable", "unstable — good sometimes, not reliably"),
                       ("plateaued", "plateaued — more prompt work stopped helping")]),
@@ -73,19 +73,20 @@ QUESTIONS: list[Question] = [
                                        "conversation", "translation", "rewriting", "summarisation", "qa", "other")],
              when=lambda a: a.get("goal") not in ("knowledge", "reasoning")),
     Question("needs_citations", "Must answers cite their sources?", "bool",
-             "Only retrieval can point at the document a fact came from (DOMAIN.md, core split).", default=False),
+             f"Only retrieval can point at the document a fact came from ({S3}: fine-tuning teaches behaviour, "
+             "retrieval keeps knowledge citable).", default=False),
     Question("private_data", "May the data never leave your environment?", "bool",
              "Private data favours training and retrieval on your own hardware "
-             "(seeds/002_506ba70d1bd5a388.txt, privacy).", default=False),
+             "(“AI: another look at model fine-tuning”, unsigned blog post, privacy).", default=False),
     Question("requests_per_day", "How many requests per day do you expect?", "int",
              "At high volume a long prompt is paid on every call; a tune can shorten it "
-             "(seeds/002_506ba70d1bd5a388.txt, cost).", default=1000, minimum=0),
+             "(“AI: another look at model fine-tuning”, unsigned blog post, cost).", default=1000, minimum=0),
     Question("prompt_tokens", "About how many tokens is your prompt today (instructions + examples)?", "int",
              "Traffic × prompt length is the cost a fine-tune can save.", default=500, minimum=0,
              when=lambda a: a.get("requests_per_day", 0) >= 10_000),
     Question("tuned_prompt_tokens", "After tuning, about how many tokens would a request still need (the input "
              "alone; empty = estimate)?", "optional_int",
-             "The saving of a tune is requests × (today's prompt − the tuned prompt) (seeds/002_506ba70d1bd5a388.txt, "
+             "The saving of a tune is requests × (today's prompt − the tuned prompt) (“AI: another look at model fine-tuning”, unsigned blog post, "
              "cost).", default=None, minimum=0,
              when=lambda a: a.get("prompting") == "works" and a.get("requests_per_day", 0) >= 10_000),
     Question("gpu_count", "How many GPUs can you train on? (0 = none)", "int",
@@ -105,14 +106,14 @@ QUESTIONS: list[Question] = [
              "Memory grows with model size: 2 bytes per parameter for a 16-bit base, 16 for full training.",
              default=7.0, minimum=0, exclusive_min=True, when=lambda a: not a.get("model_path")),
     Question("budget_gpu_hours", "Training budget in GPU-hours (empty = not fixed)", "optional_float",
-             "A full fine-tune is only worth it with a big budget (seeds/002_506ba70d1bd5a388.txt).",
+             "A full fine-tune is only worth it with a big budget (“AI: another look at model fine-tuning”, unsigned blog post).",
              default=None, minimum=0),
     Question("tenants", "How many customers or products each need their own tuned variant of this model?", "int",
              "Many variants of one large frozen model is where soft prompts (P-tuning) shine "
              "(Lester et al. 2021, arXiv:2104.08691).", default=1, minimum=1,
              when=lambda a: a.get("tasks", 1) >= 2 or (a.get("model_params_b") or 0) >= 10),
     Question("frozen_base", "Must the served base model stay unchanged (no merged weights, no adapter layers)?",
-             "bool", "Then only a soft prompt can change its behaviour (seeds/002_506ba70d1bd5a388.txt, P-tuning).",
+             "bool", "Then only a soft prompt can change its behaviour (“AI: another look at model fine-tuning”, unsigned blog post, P-tuning).",
              default=False, when=lambda a: a.get("tasks", 1) >= 2 or a.get("tenants", 1) >= 2),
     Question("storage_per_task_mb", "Storage allowed per variant in MB (empty = no limit)", "optional_float",
              "A LoRA adapter is tens to hundreds of MB; a soft prompt well under 1 MB (Lester et al. 2021).",

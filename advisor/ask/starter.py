@@ -100,7 +100,7 @@ def rag_plan(answers: Answers, dataset: str | None) -> str:
     local = answers.private_data
     lines = ["# Retrieval plan (written by tunewise ask)", "",
              "Fine-tuning does not reliably store facts; retrieval keeps them current and citable "
-             "(seeds/003_0b8f3353eaeb4f7c.txt, seeds/001_bdfb076990cc8b3c.txt).", "", "## 1. Documents to index", ""]
+             "(“Fine-tuning in practice: make the model a style master, not a knowledge base”, unsigned blog post, “Fine-tuning: the secret of making a model smarter at one task”, unsigned blog post on chinasem.cn, 2024).", "", "## 1. Documents to index", ""]
     if samples:
         lines += [f"- The {len(samples)} answers in `{dataset}` hold the facts: index each answer as a document, "
                   "with its question as metadata.",

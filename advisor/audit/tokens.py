@@ -13,7 +13,7 @@ from advisor.errors import UserError
 # Tokens per unit of each character class, fitted by least squares (clipped at 0) on 4,120 texts drawn from the
 # files in shared/data/external (English and Chinese prose, code, JSON, number tables), averaged over two real
 # BPE vocabularies (Llama-2/Mistral SentencePiece 32k and Mistral Tekken 131k, from the `mistral-common` package).
-# Refit with `python bench/token_calibration.py`; tests/test_audit_v2.py pins the values.
+# Refit with `python bench/token_calibration.py`; tests/test_audit_tokens_and_tasks.py pins the values.
 PER_ASCII_WORD = 1.035  # an ASCII letter run ("hello") is about one token, long words more
 PER_ASCII_LETTER = 0.011  # ... plus a little per letter
 PER_DIGIT = 1.0  # SentencePiece splits every digit; Tekken/tiktoken-style vocabularies 1-3 digits a token

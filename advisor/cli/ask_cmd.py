@@ -80,13 +80,14 @@ def run(args: argparse.Namespace) -> int:
         for kind, path in files.items():
             console.print(f"wrote {kind}: [bold]{path}[/]")
     train_yaml = files.get("train_config")
+    summary = None
     if train_yaml:
         start = decide_start(args, prompter, result)
         if start:
             from trainer.run import train
 
             summary = train(train_yaml, console=out_console, progress=not args.json)
-            data["training"] = summary
+            data["training"] = summary.output_json() if summary is not None else {}
             if not args.json:
                 from advisor.cli.train_cmd import render_summary
 
@@ -95,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
         emit(data, True, lambda: None)
     from advisor.cli.common import EXIT_INTERRUPTED
 
-    return EXIT_INTERRUPTED if data.get("training", {}).get("interrupted") else 0
+    return EXIT_INTERRUPTED if summary is not None and summary.interrupted else 0
 
 
 def decide_start(args, prompter, result) -> bool:

@@ -32,6 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
             "tunewise train train.yaml --resume",
             "tunewise train train.yaml training.learning_rate=1e-4 method.lora_r=8 --dry-run",
             "tunewise train --print-schema > train.schema.json",
+            "tunewise train --print-schema summary > summary.schema.json",
             "tunewise train train.yaml distributed.nodes=4 distributed.processes=8 --emit slurm > job.sh",
         ],
     )
@@ -44,7 +45,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output.dir")
     p.add_argument("--force", action="store_true", help="train even if the memory estimate exceeds the device, or "
                    "the data is not worth training on (mostly empty answers, fewer than 10 distinct records)")
-    p.add_argument("--print-schema", action="store_true", help="print the config's JSON Schema and exit")
+    p.add_argument("--print-schema", nargs="?", const="config", choices=["config", "summary"], metavar="WHICH",
+                   help="print a JSON Schema and exit: the config's (no value, or `config`) or the run summary's "
+                        "(`summary`: summary.json and `train --json`)")
     p.add_argument("--emit", choices=["slurm"], help="print a Slurm batch script that runs this config on "
                    "distributed.nodes nodes x distributed.processes GPUs, instead of training")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (logs still go to metrics.jsonl)")
@@ -57,13 +60,12 @@ def run(args: argparse.Namespace) -> int:
     from advisor.errors import UserError
 
     if args.print_schema:
-        from trainer.config import TrainConfig
-
-        print(json.dumps(TrainConfig.model_json_schema(), indent=2))
+        print(json.dumps(schema_of(args.print_schema), indent=2))
         return 0
     if not args.config:
         raise UserError("give the training config: tunewise train CONFIG (or --print-schema)")
-    from trainer.run import load_config, train
+    from trainer.config_file import load_config
+    from trainer.run import train
 
     allow_remote_code(args)
     cfg = load_config(args.config, args.overrides)
@@ -85,16 +87,26 @@ def run(args: argparse.Namespace) -> int:
         result = train(config_path, resume=args.resume, force=args.force, dry_run=args.dry_run, console=console,
                        progress=not (args.json or args.no_progress), cfg=cfg)
     if args.dry_run:
-        emit({k: v for k, v in result.items() if k != "sample"} | {"sample": {k: v for k, v in result["sample"].items()
-                                                                               if k != "pieces"}},
-             args.json, lambda: render_dry_run(cfg, result))
+        emit(result.output_json(), args.json, lambda: render_dry_run(cfg, result))
         return 0
-    code = EXIT_INTERRUPTED if result.get("interrupted") else 0
+    code = EXIT_INTERRUPTED if result is not None and result.interrupted else 0
     if "LOCAL_RANK" not in os.environ:  # a launched rank: the launching process prints the summary, once
-        emit(result, args.json, lambda: render_summary(result, resume=f"tunewise train {args.config} --resume"))
+        emit(result.output_json() if result is not None else {}, args.json,
+             lambda: render_summary(result, resume=f"tunewise train {args.config} --resume"))
     elif cfg.distributed.world_size > 1:
         end_rank(code)
     return code
+
+
+def schema_of(which: str) -> dict:
+    """The JSON Schema `--print-schema WHICH` prints: the training config's, or the run summary's."""
+    if which == "summary":
+        from trainer.run_report import RunSummary
+
+        return RunSummary.model_json_schema()
+    from trainer.config import TrainConfig
+
+    return TrainConfig.model_json_schema()
 
 
 def end_rank(code: int) -> None:
@@ -114,101 +126,104 @@ def render_dry_run(cfg, r, con=None) -> None:
 
     out = con or console
     out.print(f"[green]config OK[/]: {cfg.method.name} on `{escape(cfg.model.path)}`, data `{escape(cfg.data.path)}` "
-              f"({r['format']}): {r['records_train']} train / {r['records_val']} validation records"
-              + (f", {r['truncated']} truncated to {cfg.data.max_seq_len} tokens" if r["truncated"] else ""))
-    if r.get("read_as"):
-        out.print(f"[dim]read as: {escape(r['read_as'])}[/]", highlight=False)
-    if r["skipped"]:
-        out.print(f"[bold yellow]skipped {escape(r['skipped_says'])}[/]", highlight=False)
-    if r.get("copies"):
-        out.print(f"[yellow]{r['copies']} record(s) are exact copies of others[/]: each stays on the same side of "
+              f"({r.format}): {r.records_train} train / {r.records_val} validation records"
+              + (f", {r.truncated} truncated to {cfg.data.max_seq_len} tokens" if r.truncated else ""))
+    if r.read_as:
+        out.print(f"[dim]read as: {escape(r.read_as)}[/]", highlight=False)
+    if r.skipped:
+        out.print(f"[bold yellow]skipped {escape(r.skipped_says)}[/]", highlight=False)
+    if r.copies:
+        out.print(f"[yellow]{r.copies} record(s) are exact copies of others[/]: each stays on the same side of "
                   "the train/validation split as its original", highlight=False)
-    if r.get("empty_answers"):
-        out.print(f"[yellow]{r['empty_answers']} record(s) have an empty answer[/] (only the end token is trained)",
+    if r.empty_answers:
+        out.print(f"[yellow]{r.empty_answers} record(s) have an empty answer[/] (only the end token is trained)",
                   highlight=False)
-    if r.get("truncated_replies"):
-        out.print(f"[bold yellow]cut replies[/]: {escape(r['truncated_replies']['says'])}", highlight=False)
-    if (r.get("template") or {}).get("system_merged_into_user"):
-        out.print(f"[bold]system prompt[/]: in {r['template']['system_merged_into_user']} record(s) the chat template "
+    if r.truncated_replies:
+        out.print(f"[bold yellow]cut replies[/]: {escape(r.truncated_replies.says)}", highlight=False)
+    if r.template.system_merged_into_user:
+        out.print(f"[bold]system prompt[/]: in {r.template.system_merged_into_user} record(s) the chat template "
                   "would drop or refuse the system message, so it opens the first user turn", highlight=False)
-    if r.get("reasoning"):
-        out.print(f"[bold]reasoning[/]: {escape(r['reasoning']['says'])}", highlight=False)
-    if r.get("data_cache"):
-        out.print(f"tokenised records: {escape(data_cache_says(r['data_cache']))}", highlight=False)
-    s = r["sample"]
+    if r.reasoning:
+        out.print(f"[bold]reasoning[/]: {escape(r.reasoning.says)}", highlight=False)
+    if r.data_cache:
+        out.print(f"tokenised records: {escape(data_cache_says(r.data_cache))}", highlight=False)
+    s = r.sample
     # colour where a terminal shows it; «…» around the trained text where it would be lost (pipes, files, NO_COLOR)
     coloured = out.is_terminal and not out.no_color
     how = "in green" if coloured else "between « and »"
-    out.print(f"[bold]record {s['record']}[/] as the model sees it ({s['tokens']} tokens, "
-              f"[green]{s['trained_tokens']} trained[/] {how}, the rest masked):")
+    out.print(f"[bold]record {s.record}[/] as the model sees it ({s.tokens} tokens, "
+              f"[green]{s.trained_tokens} trained[/] {how}, the rest masked):")
     if coloured:
-        text = "".join(f"[bold green]{escape(t)}[/]" if tr else f"[dim]{escape(t)}[/]" for tr, t in s["pieces"])
+        text = "".join(f"[bold green]{escape(t)}[/]" if tr else f"[dim]{escape(t)}[/]" for tr, t in s.pieces)
     else:
-        text = escape("".join(f"«{t}»" if tr else t for tr, t in s["pieces"]))
+        text = escape("".join(f"«{t}»" if tr else t for tr, t in s.pieces))
     out.print(text, highlight=False, soft_wrap=True)
-    e = r["estimate"]
-    avail = f"{r['available_gb']:g} GB available" if r.get("available_gb") is not None else "available memory unknown"
-    out.print(f"memory estimate: [bold]{e['total_gb']:.2f} GB[/] on {r['device']} ({avail}); "
-              f"{e['trainable_params']:,} trainable parameters")
+    e = r.estimate
+    avail = f"{r.available_gb:g} GB available" if r.available_gb is not None else "available memory unknown"
+    out.print(f"memory estimate: [bold]{e.total_gb:.2f} GB[/] on {r.device} ({avail}); "
+              f"{e.trainable_params:,} trainable parameters")
 
 
-def data_cache_says(c: dict) -> str:
-    """One line on where the encoded records came from (trainer/data_cache.py's CacheUse)."""
-    if c["hit"]:
-        return f"read from the cache in {c['seconds']:.2f} s ({c['path']})"
-    kept = f", kept in {c['path']}" if c.get("path") else " (data.cache: false, not kept)"
-    return f"encoded in {c['seconds']:.1f} s by {c['processes']} process(es){kept}"
+def data_cache_says(c) -> str:
+    """One line on where the encoded records came from (trainer/run_report.py's DataCacheUse)."""
+    if c.hit:
+        return f"read from the cache in {c.seconds:.2f} s ({c.path})"
+    kept = f", kept in {c.path}" if c.path else " (data.cache: false, not kept)"
+    return f"encoded in {c.seconds:.1f} s by {c.processes} process(es){kept}"
 
 
-def render_summary(s: dict, con=None, resume: str = "the same command with --resume") -> None:
+def render_summary(s, con=None, resume: str = "the same command with --resume") -> None:
+    """The run summary (trainer/run_report.py's RunSummary) as a table, and the evaluation after it in one line."""
     from rich.markup import escape
     from rich.table import Table
     out = con or console
-    if not s:
+    if s is None:
         return
-    if s.get("already_finished"):
-        out.print(f"[green]already finished[/] ({s['steps']} steps): nothing to resume; the results in "
-                  f"{s.get('output_dir')} are unchanged (set another output.dir to train again)")
-    if s.get("interrupted"):
-        out.print(f"[yellow]interrupted at step {s['steps']}[/]: a checkpoint was saved; continue with: "
+    if s.already_finished:
+        out.print(f"[green]already finished[/] ({s.steps} steps): nothing to resume; the results in "
+                  f"{s.output_dir} are unchanged (set another output.dir to train again)")
+    if s.interrupted:
+        out.print(f"[yellow]interrupted at step {s.steps}[/]: a checkpoint was saved; continue with: "
                   f"{resume}")
-    t = Table(title=f"{s['method']} training summary", title_justify="left")
+    t = Table(title=f"{s.method} training summary", title_justify="left")
     t.add_column("")
     t.add_column("value", justify="right")
-    rows = [("train loss first → last", f"{s['train_loss_first']:.4f} → {s['train_loss_last']:.4f}"
-             if s.get("train_loss_last") is not None else "-"),
-            ("eval loss first → last", f"{s['eval_loss_first']:.4f} → {s['eval_loss_last']:.4f}"
-             if s.get("eval_loss_last") is not None else "-"),
-            ("steps", f"{s['steps']} / {s['max_steps']}" + (" (early stop)" if s.get("stopped_early") else "")),
-            ("tokens/s", f"{s['tokens_per_second']:,.0f}"),
-            ("peak memory", f"{s['peak_memory_gb']:.2f} GB ({s['device']})"),
-            ("trainable parameters", f"{s['trainable_params']:,} ({s['trainable_share']:.3%})"),
-            ("wall time", f"{s['wall_time_s']:.1f} s" + (f" (start-up to the first step {s['startup_s']:.1f} s)"
-                                                          if s.get("startup_s") is not None else "")),
-            ("tokenised records", data_cache_says(s["data_cache"]) if s.get("data_cache") else "-"),
-            ("CPU threads", f"{s['cpu_threads']} ({s.get('cpu_threads_why')})" if s.get("cpu_threads") and
-             s.get("device") == "cpu" else "-"),
-            ("output", s["output_dir"])]
+    rows = [("train loss first → last", f"{s.train_loss_first:.4f} → {s.train_loss_last:.4f}"
+             if s.train_loss_last is not None else "-"),
+            ("eval loss first → last", f"{s.eval_loss_first:.4f} → {s.eval_loss_last:.4f}"
+             if s.eval_loss_last is not None else "-"),
+            ("steps", f"{s.steps} / {s.max_steps}" + (" (early stop)" if s.stopped_early else "")),
+            ("tokens/s", f"{s.tokens_per_second:,.0f}"),
+            ("peak memory", f"{s.peak_memory_gb:.2f} GB ({s.device})"),
+            ("trainable parameters", f"{s.trainable_params:,} ({s.trainable_share:.3%})"),
+            ("wall time", f"{s.wall_time_s:.1f} s" + (f" (start-up to the first step {s.startup_s:.1f} s)"
+                                                      if s.startup_s is not None else "")),
+            ("tokenised records", data_cache_says(s.data_cache) if s.data_cache else "-"),
+            ("CPU threads", f"{s.cpu_threads} ({s.cpu_threads_why})" if s.cpu_threads and s.device == "cpu"
+             else "-"),
+            ("output", s.output_dir)]
     for k, v in rows:
         t.add_row(k, escape(str(v)))
     out.print(t)
-    render_eval_line(s.get("eval"), out)
+    render_eval_line(s.eval, out)
 
 
-def render_eval_line(ev: dict | None, out) -> None:
+def render_eval_line(ev, out) -> None:
     """The evaluation after training in one line (the full report: eval.json, `tunewise eval RUN_DIR`)."""
     from rich.markup import escape
 
-    if not ev:
+    from trainer.run_report import EvalSkipped
+
+    if ev is None:
         return
-    if "skipped" in ev:
-        out.print(f"[yellow]eval skipped[/]: {escape(ev['skipped'])}")
+    if isinstance(ev, EvalSkipped):
+        out.print(f"[yellow]eval skipped[/]: {escape(ev.skipped)}")
         return
-    b, t = ev["base"], ev["tuned"]
-    parts = [f"{k} {b['metrics'][k]:.2f} → {t['metrics'][k]:.2f}" for k in b["metrics"]]
+    b, t = ev.base, ev.tuned
+    parts = [f"{k} {b.metrics[k]:.2f} → {t.metrics[k]:.2f}" for k in b.metrics]
     for key, label in (("answer_loss", "answer loss"), ("general_loss", "general-text loss")):
-        if b.get(key) is not None and t.get(key) is not None:
-            parts.append(f"{label} {b[key]:.3f} → {t[key]:.3f}")
-    out.print(f"[bold]base → tuned[/] on {ev['records']} held-out records ({ev['metric']}): " + ", ".join(parts)
-              + ("; [yellow]general-text loss rose >5% (forgetting)[/]" if ev["forgetting"] else "")
-              + f"; report {escape(ev['report'])}")
+        if getattr(b, key) is not None and getattr(t, key) is not None:
+            parts.append(f"{label} {getattr(b, key):.3f} → {getattr(t, key):.3f}")
+    out.print(f"[bold]base → tuned[/] on {ev.records} held-out records ({ev.metric}): " + ", ".join(parts)
+              + ("; [yellow]general-text loss rose >5% (forgetting)[/]" if ev.forgetting else "")
+              + f"; report {escape(ev.report)}")

@@ -146,7 +146,7 @@ class DemoView:
     audit: Callable[[object, str], None] = lambda report, html: None
     recommendation: Callable[[object], None] = lambda rec: None
     probe: Callable[[object], None] = lambda probe: None
-    summary: Callable[[dict], None] = lambda summary: None
+    summary: Callable[[object], None] = lambda summary: None  # trainer/run_report.py's RunSummary
 
 
 def demo_scores(report) -> tuple[dict, dict]:
@@ -164,7 +164,7 @@ def demo_scores(report) -> tuple[dict, dict]:
 
 def run_demo(out: Path, view: DemoView, console=None, progress: bool = True, quick: bool = False) -> dict:
     """The whole product on the built-in example. `quick` shrinks everything (for tests)."""
-    from trainer.run import quiet_libraries
+    from trainer.quiet import quiet_libraries
 
     quiet_libraries()
     t0 = time.time()
@@ -189,7 +189,7 @@ def run_demo(out: Path, view: DemoView, console=None, progress: bool = True, qui
     say("\n[bold]5. train[/]")
     from trainer.run import fit
 
-    summary = fit(str(out / "train.yaml"), cfg=cfg, console=console, progress=progress)["summary"]
+    summary = fit(str(out / "train.yaml"), cfg=cfg, console=console, progress=progress).summary
     view.summary(summary)
     say("\n[bold]6. evaluate[/] base vs tuned on held-out records")
     from trainer.evaluate import AnswerProgress, evaluate_run
@@ -208,7 +208,7 @@ def run_demo(out: Path, view: DemoView, console=None, progress: bool = True, qui
              "summary": out / "demo_summary.json"}
     files["probe_result"] = out / "probe.json"
     result = {"method": rec.method, "probe": demo_probe(probe), "cleaning": cleaning.summary(train_path, test_path),
-              "base": before, "tuned": after, "training": summary,
+              "base": before, "tuned": after, "training": summary.output_json(),
               "wall_time_s": round(time.time() - t0, 1), "files": {k: str(v) for k, v in files.items()}}
     atomic_write(out / "demo_summary.json", json_text(result, indent=2) + "\n")
     return result

@@ -1,5 +1,6 @@
-"""Advisor v2 (issue 14): the decisive fact first, rules that test what they say, the audit in the decision,
-answers-vs-data conflicts, P-tuning's niche, visible ties, and the full trace of any method."""
+"""How `recommend` decides: the decisive fact first (by the sources' order), rules that test what their sentences say,
+P-tuning's niche, visible ties, the full trace of any method, and the properties (a worse fact never helps)."""
+
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from advisor.answers import Answers
-from advisor.recommend import FINDING_SHOWN_SHARE, recommend
+from advisor.recommend import recommend
 from advisor.recommendation import explain
 from advisor.rules.loader import load_rules, load_rules_from, rules_dir
 from bench.recommend_cases import build_answers, build_signals, score
-from tests.conftest import BASE_ANSWERS, ROOT, answers, write_jsonl, write_yaml
+from tests.conftest import BASE_ANSWERS, ROOT, answers, write_yaml
 from tests.test_recommend import measured
 
 CASES = yaml.safe_load((ROOT / "tests" / "cases" / "recommend_cases.yaml").read_text(encoding="utf-8"))
@@ -132,13 +133,13 @@ def test_cpu_feasibility_comes_from_the_estimate_and_names_the_hours():
                         model_params_b=1.5, cpu_memory_gb=64))
     assert small.method == "lora"
     warn = next(w for w in small.warnings if w.code == "cpu_training")
-    hours = small.estimate["lora"]["wall_hours"]
+    hours = small.estimate["lora"].wall_hours
     assert 1 < hours < 72 and f"about {hours:,.1f} hours and" in warn.message
     big = decide(dict(goal="format", prompting="unstable", examples=5000, gpu_count=0, gpu_memory_gb=0,
                       model_params_b=7, cpu_memory_gb=128))
     assert big.method == "prompting" and "hardware_too_small" in {w.code for w in big.warnings}
     slow = next(r for r in big.ranked("lora").reasons if r.rule == "cpu-too-slow-lora")
-    days = big.estimate["lora"]["wall_hours"] / 24
+    days = big.estimate["lora"].wall_hours / 24
     assert days > 3 and f"about {days:,.1f} days, more than 3 days per run" in slow.text
     no_ram = decide(dict(goal="format", prompting="unstable", examples=3000, gpu_count=0, gpu_memory_gb=0,
                          model_params_b=7, cpu_memory_gb=16))
@@ -169,85 +170,6 @@ def test_every_rendered_text_has_its_placeholders_filled():
         texts = [w.message for w in rec.warnings] + rec.next_steps + [
             r.text for m in rec.ranking for r in m.reasons]
         assert not [t for t in texts if "{" in t or "unknown" in t], case["id"]
-
-
-# ---- class 3: the audit reaches the decision ------------------------------------------------------------------
-
-def test_unfilled_placeholders_everywhere_leave_nothing_to_tune_on(tmp_path, cli_json):
-    data = write_jsonl(tmp_path / "d.jsonl", [
-        {"messages": [{"role": "user", "content": f"Order {i} for {{{{customer_name}}}} is late, ticket {i * 7}"},
-                      {"role": "assistant", "content": f"Dear {{{{customer_name}}}}, order {i} ships on day {i % 9}."}]}
-        for i in range(300)])
-    f = write_yaml(tmp_path / "a.yaml", {**BASE_ANSWERS, "goal": "format", "prompting": "unstable", "examples": 300})
-    d = cli_json("recommend", "--answers", f, "--dataset", data)
-    assert d["method"] == "prompting" and d["data"]["usable_examples"] == 0 and d["data"]["error_records"] == 300
-    assert {"key": "examples", "answered": 300, "measured": 0} in d["overrides"]
-    note = next(n for n in d["audit_findings"] if n["code"] == "placeholder")
-    assert note["count"] == 300 and note["effect"] == "300 records left out of the usable examples"
-    assert d["decided_by"]["rule"] == "few-examples"
-
-
-def test_usable_examples_are_after_errors_and_copies():
-    rec = decide(dict(goal="format", prompting="unstable", examples=2000),
-                 {"records": 2000, "valid_records": 2000, "examples": 1990, "usable_examples": 30,
-                  "error_records": 1960, "exact_copies": 10, "findings": {"empty_output": ["error", 1960]}})
-    assert rec.data.usable_examples == 30 and rec.method == "prompting"
-    assert rec.conflicts[0].key == "examples" and rec.conflicts[0].measured == 30
-
-
-@pytest.mark.parametrize("code,count,warning", [
-    ("pii", 420, "personal_data"), ("refusal_boilerplate", 600, "refusal_data"),
-    ("language_mismatch", 900, "language_mismatch"), ("template_leak", 12, "template_leak"),
-    ("conflicting_answers", 200, "conflicting_answers"), ("too_long", 400, "truncation"),
-])
-def test_audit_findings_appear_with_their_counts(code, count, warning):
-    rec = decide(dict(goal="format", prompting="unstable", examples=3000),
-                 {"records": 3000, "findings": {code: ["warning", count]}})
-    w = next(w for w in rec.warnings if w.code == warning)
-    assert f"{count:,}" in w.message
-    note = next(n for n in rec.audit_findings if n.code == code)
-    assert note.count == count and note.rules
-
-
-def test_findings_below_the_share_are_not_listed_and_the_threshold_is_pinned():
-    assert FINDING_SHOWN_SHARE == 0.01
-    rec = decide(dict(goal="format", prompting="unstable", examples=3000),
-                 {"records": 3000, "findings": {"degenerate_repetition": ["warning", 20],
-                                                "near_duplicate": ["warning", 60]}})
-    assert [n.code for n in rec.audit_findings] == ["near_duplicate"]  # 20/3000 < 1% ≤ 60/3000
-    assert rec.audit_findings[0].effect.startswith("does not change the method")
-
-
-def test_personal_data_found_makes_the_data_private():
-    rec = decide(dict(goal="format", prompting="unstable", examples=3000, private_data=False),
-                 {"records": 3000, "findings": {"pii": ["warning", 420]}})
-    c = next(c for c in rec.conflicts if c.key == "private_data")
-    assert (c.answered, c.measured, c.used) == (False, True, "measured")
-    assert {"personal_data", "private_data"} <= {w.code for w in rec.warnings}
-
-
-# ---- class 4: answers and data disagree -----------------------------------------------------------------------
-
-@pytest.mark.parametrize("over,data,key,answered,measured_value,method", [
-    (dict(goal="format", prompting="unstable", examples=3000), {"content": "knowledge", "knowledge_share": 0.82},
-     "goal", "format", "knowledge", "rag"),
-    (dict(goal="knowledge", knowledge_freshness="monthly", prompting="unstable", examples=3000),
-     {"content": "behaviour", "knowledge_share": 0.03}, "goal", "knowledge", "behaviour", "lora"),
-    (dict(goal="format", prompting="unstable", examples=5000), {"records": 40, "valid_records": 40, "examples": 40},
-     "examples", 5000, 40, "prompting"),
-    (dict(goal="task", prompting="unstable", examples=3000), {"estimated_tasks": 3}, "tasks", 1, 3, "lora"),
-])
-def test_conflicts_are_shown_and_the_measured_value_wins(over, data, key, answered, measured_value, method):
-    rec = decide(over, data)
-    c = next(c for c in rec.conflicts if c.key == key)
-    assert (c.answered, c.measured, c.used) == (answered, measured_value, "measured")
-    assert rec.method == method and "Decided" in c.message
-
-
-def test_mixed_content_is_reported_but_the_answer_kept():
-    rec = decide(dict(goal="style", prompting="unstable", examples=3000), {"content": "mixed", "knowledge_share": 0.35})
-    c = next(c for c in rec.conflicts if c.key == "goal")
-    assert c.used == "answered" and rec.method == "lora" and not rec.overrides[1:]
 
 
 # ---- class 5: P-tuning's niche ---------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
-"""Advisor v3 (issue 31): every sentence true, every number from the case.
+"""Every sentence `recommend` says is true, every number comes from the case.
 
-`test_every_sentence_is_true` runs every decision case (the v3 set, the earlier set and the probes) and checks each
+`test_every_sentence_is_true` runs every decision case (the published-guidance set, the earlier set and the probes) and checks each
 sentence of the output (`Recommendation.sentences`: the panel, the `--json` reasons and the `--explain` traces)
 against facts computed HERE, independently of advisor/facts.py: the sequence length of the case, the memory of the
 request at that length, what one variant of each method stores, the prompt saving, the budget's examples; and
@@ -24,9 +24,9 @@ from advisor.rules.schema import FINE_TUNES, render_text
 from bench.recommend_cases import build_answers, build_signals, score
 from tests.conftest import ROOT
 
-CASE_FILES = ("recommend_v3_cases.yaml", "recommend_cases.yaml", "recommend_probe_cases.yaml")
+CASE_FILES = ("recommend_guidance_cases.yaml", "recommend_cases.yaml", "recommend_probe_cases.yaml")
 CASES = [c for f in CASE_FILES for c in yaml.safe_load((ROOT / "tests" / "cases" / f).read_text(encoding="utf-8"))]
-V3 = yaml.safe_load((ROOT / "tests" / "cases" / "recommend_v3_cases.yaml").read_text(encoding="utf-8"))
+GUIDANCE = yaml.safe_load((ROOT / "tests" / "cases" / "recommend_guidance_cases.yaml").read_text(encoding="utf-8"))
 RULES = {r.id: r for r in load_rules()}
 WEIGHT_TUNES = ("full", "lora", "qlora")
 
@@ -78,7 +78,7 @@ def independent_facts(case: dict, answers, rec) -> dict:
         out["prompt_saving_share"] = round(saved / answers.prompt_tokens, 4)
     shape = shape_from_params_b(answers.model_params_b)
     for m in FINE_TUNES:
-        req = EstimateRequest.model_validate(rec.estimate[m]["request"])
+        req = rec.estimate[m].request
         est = estimate(shape, req, suggest=False)
         out[f"memory_gb_{m}"] = est.total_gb
         out[f"memory_limit_gb_{m}"] = req.gpu_memory_gb
@@ -193,10 +193,10 @@ def problems_of(case: dict) -> list[str]:
         if mem.facts["seq_len"] != seq or f"{seq:,} tokens per example" not in mem.text:
             out.append(f"{case['id']}: the memory line is not at the case's {seq:,} tokens")
         e = rec.estimate[m]
-        if e["total_gb"] > e["gpu_memory_gb"] and not mem.facts.get("chosen_tight", "above the GPU" in mem.text):
+        if e.total_gb > e.gpu_memory_gb and not mem.facts.get("chosen_tight", "above the GPU" in mem.text):
             out.append(f"{case['id']}: {m} is above the device's memory and the line does not say so")
-        if e["total_gb"] > e["gpu_memory_gb"] and any(
-                rec.estimate[o]["fits"] and feasible[o] and rec.estimate[o]["total_gb"] <= rec.estimate[o]["gpu_memory_gb"]
+        if e.total_gb > e.gpu_memory_gb and any(
+                rec.estimate[o].fits and feasible[o] and rec.estimate[o].total_gb <= rec.estimate[o].gpu_memory_gb
                 for o in FINE_TUNES if o != m):
             out.append(f"{case['id']}: {m} is above the device while another method fits")
         if answers.frozen_base and m in WEIGHT_TUNES:
@@ -218,20 +218,20 @@ def test_the_checker_catches_false_sentences(monkeypatch):
     """The checks above fail on the failure classes of issue 31 (a checker that passes everything proves nothing)."""
     from advisor import facts as facts_mod
 
-    case = next(c for c in V3 if c["id"] == "v3-long-inputs-80gb")
+    case = next(c for c in GUIDANCE if c["id"] == "v3-long-inputs-80gb")
     real = facts_mod.training_shape
     monkeypatch.setattr(facts_mod, "training_shape", lambda a, s: (512, 512.0, *real(a, s)[2:]))
     assert any("tokens" in p or "seq_len" in p for p in problems_of(case))  # class 1: the estimate at 512
     monkeypatch.undo()
-    frozen = next(c for c in V3 if c["id"] == "v3-frozen-tenants-13b")
+    frozen = next(c for c in GUIDANCE if c["id"] == "v3-frozen-tenants-13b")
     monkeypatch.setattr("advisor.recommend.tune_target", lambda feasible: "an adapter on the model")
     assert any("adapter" in p for p in problems_of(frozen))  # class 9: an adapter named under a frozen base
     monkeypatch.undo()
-    small_card = next(c for c in V3 if c["id"] == "v3-7b-on-16gb")
+    small_card = next(c for c in GUIDANCE if c["id"] == "v3-7b-on-16gb")
     monkeypatch.setattr("advisor.rules.hardware.advisor_fits", lambda est: est.fits)  # the estimator's tight fit
     assert any("above the device while another method fits" in p for p in problems_of(small_card))  # class 2
     monkeypatch.undo()
-    tenants = next(c for c in V3 if c["id"] == "v3-tenants-100mb-13b")
+    tenants = next(c for c in GUIDANCE if c["id"] == "v3-tenants-100mb-13b")
     # class 3: the soft prompt sized as the training-time prompt encoder instead of what is stored
     class EncoderSized(type(REGISTRY["p_tuning"])):  # the registry unit with its stored size overridden
         def stored(self, shape, req, trainable):
@@ -241,11 +241,11 @@ def test_the_checker_catches_false_sentences(monkeypatch):
     assert any("p_tuning_prompt_mb" in p for p in problems_of(tenants))
 
 
-def test_v3_case_set_accuracy_and_constant_baseline():
-    result = score(V3)
+def test_guidance_case_set_accuracy_and_constant_baseline():
+    result = score(GUIDANCE)
     assert result["accuracy"] >= 0.95, result["misses"]
     assert result["constant_baseline"] == {"method": "qlora", "accuracy": 0.463}  # 25 of 54
-    assert len(V3) >= 40 and all(c["source"] for c in V3)
+    assert len(GUIDANCE) >= 40 and all(c["source"] for c in GUIDANCE)
 
 
 # ---- each failure class, the behaviour a user relies on ----------------------------------------------------------
@@ -256,12 +256,12 @@ def _case(over: dict, data: dict | None = None):
 
 def test_1_estimates_at_the_answered_length_and_say_which():
     rec = _case(dict(goal="format", prompting="plateaued", examples=2000, example_tokens=30500, gpu_memory_gb=80))
-    assert rec.estimate[rec.method]["request"]["seq_len"] == 30592
+    assert rec.estimate[rec.method].request.seq_len == 30592
     mem = next(s for s in rec.sentences if s.where == "memory")
     assert "at 30,592 tokens per example (answered example_tokens)" in mem.text
     audited = _case(dict(goal="task", prompting="unstable", examples=3000, gpu_memory_gb=80),
                     {"tokens": {"p90_total": 24000, "mean_total": 16000.0}})
-    assert audited.estimate["lora"]["request"]["seq_len"] == 24064
+    assert audited.estimate["lora"].request.seq_len == 24064
     assert "the audited data's 90th percentile" in next(s.text for s in audited.sentences if s.where == "memory")
 
 
@@ -269,7 +269,7 @@ def test_2_above_the_device_is_not_a_fit_and_no_negative_free_memory():
     rec = _case(dict(goal="format", prompting="plateaued", examples=3000, gpu_memory_gb=15.5))
     assert rec.method == "qlora" and not rec.ranked("lora").feasible
     # 15.5 GB: LoRA on the 7B stand-in is above it (with the chunked loss it is within 16 GB)
-    assert rec.estimate["lora"]["total_gb"] > 15.5 and rec.estimate["qlora"]["total_gb"] <= 15.5
+    assert rec.estimate["lora"].total_gb > 15.5 and rec.estimate["qlora"].total_gb <= 15.5
     assert "tight-lora" in [x.rule for x in rec.ranked("lora").reasons]
     assert not any("10% of the memory free" in s.text or "less than 10%" in s.text for s in rec.sentences)
     last = _case(dict(goal="style", prompting="plateaued", examples=2000, model_params_b=70, gpu_memory_gb=40))
@@ -321,8 +321,8 @@ def test_6_a_persona_is_not_a_name():
 def test_7_seventy_b_on_two_24gb_gpus_is_fsdp_qlora_with_offload():
     rec = _case(dict(goal="style", prompting="plateaued", examples=5000, model_params_b=70, gpu_count=2))
     assert rec.method == "qlora"
-    req = rec.estimate["qlora"]["request"]
-    assert req["sharding"] == "zero3" and req["offload_params"] and req["gpus"] == 2
+    req = rec.estimate["qlora"].request
+    assert req.sharding == "zero3" and req.offload_params and req.gpus == 2
     assert "fsdp_qlora_offload" in {w.code for w in rec.warnings}
     one = _case(dict(goal="style", prompting="plateaued", examples=5000, model_params_b=70))
     assert one.method == "prompting" and "hardware_too_small" in {w.code for w in one.warnings}
@@ -333,7 +333,7 @@ def test_8_a_small_budget_trains_a_curated_subset_of_the_size_it_allows():
     assert rec.method == "lora"
     warn = next(w for w in rec.warnings if w.code == "budget_subset")
     n = warn.facts["chosen_budget_examples"]
-    assert budget_examples_ok(n, 200000, rec.estimate["lora"]["gpu_hours"], 2)
+    assert budget_examples_ok(n, 200000, rec.estimate["lora"].gpu_hours, 2)
     assert f"about {n:,} examples" in warn.message and "LIMA" in warn.message
     tiny = _case(dict(goal="format", prompting="unstable", examples=5000, budget_gpu_hours=0.001))
     assert tiny.method == "prompting" and "budget_too_small" in {w.code for w in tiny.warnings}
@@ -369,7 +369,7 @@ def test_explain_traces_carry_their_facts():
     rec = _case(dict(goal="format", prompting="plateaued", examples=3000, gpu_memory_gb=15.5))
     ex = explain(rec, "lora")
     veto = next(x for x in ex.trace if x.rule == "tight-lora")
-    assert veto.facts["memory_gb_lora"] == rec.estimate["lora"]["total_gb"]
+    assert veto.facts["memory_gb_lora"] == rec.estimate["lora"].total_gb
     assert f"{veto.facts['memory_gb_lora']:,.1f} GB" in veto.text
 
 
@@ -378,8 +378,8 @@ def test_method_next_steps_name_the_written_configuration():
     steps = load_next_steps()["lora"]
     assert any("{chosen_lora_r}" in s for s in steps)
     rec = _case(dict(goal="format", prompting="plateaued", examples=3000, gpu_memory_gb=15.5))
-    req = rec.estimate["qlora"]["request"]
-    assert any(f"r={req['lora_r']} on" in s for s in rec.next_steps)
+    req = rec.estimate["qlora"].request
+    assert any(f"r={req.lora_r} on" in s for s in rec.next_steps)
 
 
 # ---- the thresholds, pinned at their boundaries --------------------------------------------------------------------

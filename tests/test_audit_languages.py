@@ -1,10 +1,9 @@
-"""Audit v3 (issue 30): right in every language. Language identification on a labelled set of 17 languages (word
-lists and names are `und`), knowledge vs behaviour in any language, refusals in every claimed language, false
-alarms of PII / placeholders / near-duplicates, template leaks inside a line, and preference counts in records."""
+"""The audit in every language: language identification on a labelled set of 17 languages (word lists and names are
+`und`), language mismatch per answer, knowledge vs behaviour in any language."""
+
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
@@ -14,17 +13,12 @@ from advisor.audit import audit_file
 from advisor.audit import language as lid
 from advisor.audit import text as facts
 from advisor.audit.checks import (
-    TEMPLATE_LEAK,
-    _template_hint,
-    find_placeholder,
     language_mismatch,
-    refusal_in,
 )
-from advisor.audit.pii import find_pii
 from advisor.data.formats import Message, Sample
 from advisor.recommend import recommend
 from tests.conftest import answers, write_jsonl
-from tests.test_audit_findings import chat
+from tests.test_audit_findings import chat, filler
 
 LABELLED = Path(__file__).parent / "labelled"
 
@@ -35,6 +29,24 @@ def load(name: str):
 
 def by_code(report) -> dict:
     return {f.code: f for f in report.findings}
+
+
+# ---- 6. language -----------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("user,answer,expected", load("language.yaml"))
+def test_language_mismatch_per_language(tmp_path, user, answer, expected):
+    r = audit_file(write_jsonl(tmp_path / "d.jsonl", [*filler(), chat(user, answer)]))
+    f = by_code(r).get("language_mismatch")
+    assert (f is not None and 12 in f.records) == expected
+
+
+def test_language_compares_each_answer_with_its_own_question(tmp_path):
+    rec = {"messages": [{"role": "user", "content": "Can you help me with my order from last week?"},
+                        {"role": "assistant", "content": "Of course, please tell me the order number first."},
+                        {"role": "user", "content": "我想用中文继续，我的订单号是多少我忘记了。"},
+                        {"role": "assistant", "content": "没问题，请告诉我您的邮箱地址，我帮您查询订单号。"}]}
+    f = by_code(audit_file(write_jsonl(tmp_path / "d.jsonl", [*filler(), rec])))
+    assert "language_mismatch" not in f
 
 
 # ---- class 1: language identification ----------------------------------------------------------------------------
@@ -153,96 +165,3 @@ def test_recommend_reads_a_spanish_faq_as_knowledge(tmp_path):
     assert "knowledge_heavy" in by_code(report) and "language_mismatch" not in by_code(report)
     rec = recommend(answers(goal="format", prompting="unstable", examples=3000), report.signals)
     assert rec.method == "rag"
-
-
-# ---- class 3: refusals in every claimed language -----------------------------------------------------------------
-
-REFUSAL_LANGUAGES = ["en", "zh", "es", "fr", "de", "pt", "ja", "ko", "ru", "it", "nl", "pl", "tr", "vi", "id", "ar", "hi"]
-
-
-@pytest.mark.parametrize("lang", REFUSAL_LANGUAGES)
-def test_refusals_in_every_claimed_language(lang):
-    pairs = load("refusal.yaml")[lang]
-    for bad, good in pairs:
-        assert refusal_in(bad), bad
-        assert not refusal_in(good), good
-
-
-def test_refusal_languages_are_those_of_the_catalogue():
-    from advisor.audit.catalog import catalog
-
-    assert set(catalog()["refusal_boilerplate"].patterns) == set(REFUSAL_LANGUAGES) == set(load("refusal.yaml"))
-
-
-# ---- class 4: false alarms ---------------------------------------------------------------------------------------
-
-def test_arithmetic_is_not_a_card():
-    assert find_pii("What is 472547338 + 960397912423686?\n960398384971024") == []
-    assert find_pii("What is 123456789 + 4532015112830366?\nThe answer is 4532015236286155.") == []
-    assert [h.kind for h in find_pii("card 4556737586899103 and 4532015112830366 on file")] == ["card", "card"]
-
-
-@pytest.mark.parametrize("address", ["security@example.co.uk", "a@example.com.au", "b@mail.example.jp", "c@beispiel.de",
-                                     "d@exemple.fr", "e@ejemplo.es", "f@esempio.it", "g@voorbeeld.nl",
-                                     "h@exemplo.com.br", "i@host.test", "j@example.org"])
-def test_documentation_domains_of_every_registry(address):
-    assert find_pii(f"e.g. {address}") == []
-
-
-def test_real_domains_are_still_reported():
-    assert [h.kind for h in find_pii("jane@barclays.co.uk")] == ["email"]
-    assert [h.kind for h in find_pii("ops@examplebank-support.net.evil.io")] == ["email"]
-
-
-def test_placeholder_false_alarms_and_the_backticked_noinput():
-    assert find_placeholder("【人体器官衰老时间】\n大脑：20岁开始衰老。") is None
-    assert find_placeholder("【活动时间】：2024年5月1日") is None
-    assert find_placeholder("[Your legs have been replaced with buns.]") is None
-    assert find_placeholder("`<noinput>`") == "<noinput>"
-    assert find_placeholder("会议将于【会议时间】举行") == "【会议时间】"
-    assert find_placeholder("Regards, [Your company's website URL]") is not None
-
-
-def test_near_duplicates_that_differ_in_the_numbers_they_are_about(tmp_path):
-    def convert(bits: str) -> dict:
-        return chat(f"Convert the binary number {bits} to decimal and show the result.",
-                    f"The binary number {bits} equals {int(bits, 2)} in decimal.")
-
-    recs = [convert(format(i, "08b")) for i in range(130, 160)]
-    report = audit_file(write_jsonl(tmp_path / "bin.jsonl", recs))
-    assert "near_duplicate" not in by_code(report)
-    # the same wording and an answer that only repeats the number: templated copies, still near-duplicates
-    echo = [chat(f"Describe catalogue item {i}: a blue ceramic coffee mug.",
-                 f"Item {i} is a blue ceramic coffee mug that holds 350 ml and is safe in the dishwasher.")
-            for i in range(30)]
-    report = audit_file(write_jsonl(tmp_path / "echo.jsonl", echo))
-    assert by_code(report)["near_duplicate"].count >= 20  # 23 of the 30 (MinHash estimates)
-
-
-# ---- class 5: template leaks inside a line -----------------------------------------------------------------------
-
-def test_template_leak_labelled_set():
-    data = load("template_leak.yaml")
-    found = lambda t: bool(_template_hint(t) and TEMPLATE_LEAK.search(t))  # noqa: E731
-    assert all(found(t) for t in data["positive"]), [t for t in data["positive"] if not found(t)]
-    assert not any(found(t) for t in data["negative"]), [t for t in data["negative"] if found(t)]
-
-
-# ---- class 6: counts on preference data are records --------------------------------------------------------------
-
-def test_preference_findings_count_records_not_sides(tmp_path):
-    recs = [{"prompt": f"Question {i}: how do I reach the team?",
-             "chosen": f"Mail jane.doe{i}@acme-mail.io.  Human: thanks",
-             "rejected": f"Mail john.roe{i}@acme-mail.io.  Human: ok"} for i in range(13)]
-    report = audit_file(write_jsonl(tmp_path / "dpo.jsonl", recs))
-    found = by_code(report)
-    assert found["pii"].count == 13 and found["pii"].records == list(range(13))
-    assert found["template_leak"].count == 13
-    assert "rejected side" in found["pii"].details[0]
-    assert report.signals.findings["pii"].share == 1.0
-
-
-def test_report_json_is_unchanged_in_shape(tmp_path):
-    recs = [chat("¿Cuántos días de vacaciones tengo?", "Tienes 22 días hábiles al año.")] * 3
-    report = audit_file(write_jsonl(tmp_path / "x.jsonl", recs))
-    assert json.loads(report.model_dump_json())["signals"]["content"] in ("knowledge", "behaviour", "mixed")
