@@ -232,10 +232,21 @@ def _without_sources(d):
     return d
 
 
+def _without_dora(d: dict) -> dict:
+    """The JSON without what registering DoRA added (after these files were written): its estimate, its ranking
+    entry (last, never a candidate) and the next step that offers it beside LoRA, with that step's sentence."""
+    offer = "Option: DoRA"
+    return {**d, "estimate": {k: v for k, v in d["estimate"].items() if k != "dora"},
+            "ranking": [r for r in d["ranking"] if r["method"] != "dora"],
+            "next_steps": [s for s in d["next_steps"] if not s.startswith(offer)],
+            "sentences": [s for s in d["sentences"] if not (s["where"] == "next_step" and s["text"].startswith(offer))]}
+
+
 @pytest.mark.parametrize("case", ["format_lora", "cpu_training"])
 def test_recommend_json_is_what_it_was_before_the_estimate_was_typed(case, cli):
     """tests/data/recommend_json/CASE.json was written by `recommend --json` while `estimate` was a dict of dicts:
-    the typed MethodEstimate writes the same keys, in the same order, with the same values."""
+    the typed MethodEstimate writes the same keys, in the same order, with the same values; DoRA, registered
+    since, only adds its own entries (both cases choose LoRA, so DoRA is offered beside it)."""
     from pathlib import Path
 
     folder = Path(__file__).parent / "data" / "recommend_json"
@@ -243,5 +254,8 @@ def test_recommend_json_is_what_it_was_before_the_estimate_was_typed(case, cli):
     before = json.loads((folder / f"{case}.json").read_text())
     after = json.loads(out)
     assert code == 0 and list(after) == list(before)
+    assert list(after["estimate"]) == [*before["estimate"], "dora"] and after["ranking"][-1]["method"] == "dora"
+    assert sum(s.startswith("Option: DoRA") for s in after["next_steps"]) == 1
+    after = _without_dora(after)
     assert json.dumps(after["estimate"]) == json.dumps(before["estimate"])  # key order included
     assert _without_sources(after) == _without_sources(before)
