@@ -85,11 +85,11 @@ class Answers(BaseModel):
     def _size_from_name(cls, data):
         """model_name: a known model's size fills model_params_b when it is not given; an unknown name is refused."""
         if isinstance(data, dict) and isinstance(data.get("model_name"), str):
-            from advisor.estimate.shapes import shape_from_name
+            from core.estimate.shapes import shape_from_name
 
             shape = shape_from_name(data["model_name"])
             if shape is None:
-                from advisor.estimate.shapes import _close_names
+                from core.estimate.shapes import _close_names
 
                 close = _close_names(data["model_name"])
                 raise ValueError(f"`model_name` {data['model_name']!r} is not a model tunewise knows the shape of"

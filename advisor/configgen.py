@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from advisor.answers import Answers
-from advisor.estimate import estimate
-from advisor.methods import is_fine_tune, method
 from advisor.recommend import Recommendation
 from advisor.rules.hardware import model_shape
-from trainer.config import (
+from core.estimate import estimate
+from core.methods import is_fine_tune, method
+from core.train_config import (
     DataSection,
     DistributedSection,
     ModelSection,

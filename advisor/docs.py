@@ -51,14 +51,14 @@ def answers_reference() -> str:
 
 
 def config_reference() -> str:
-    from advisor.methods import REGISTRY
-    from trainer.config import TrainConfig
+    from core.methods import REGISTRY
+    from core.train_config import TrainConfig
 
     names = ", ".join(f"`{m}`" for m in REGISTRY)
     lines = ["| key | type | default | meaning |", "|---|---|---|---|", *model_table(TrainConfig),
              f"| `method.name` | one of {names} | `{TrainConfig.model_fields['method'].default_factory().name}` | the method; "
              "the keys below belong to the methods that use them |"]
-    for unit in REGISTRY.values():  # every registered method's own section (advisor/methods.py)
+    for unit in REGISTRY.values():  # every registered method's own section (core/methods.py)
         lines += [row for row in model_table(unit.section_model, "method.") if not row.startswith("| `method.name`")]
     seen, out = set(), []
     for line in lines:
@@ -112,15 +112,15 @@ def findings_reference() -> str:
 
 
 def project_reference() -> str:
-    from advisor.data.layout import DataLayout
-    from advisor.project import AuditSettings
+    from core.data.layout import DataLayout
+    from core.project import AuditSettings
 
     return "\n".join(["| key | type | default | meaning |", "|---|---|---|---|", *model_table(AuditSettings, "audit."),
                       *model_table(DataLayout, "data.")])
 
 
 def formats_reference() -> str:
-    from advisor.data.formats import FORMATS, format_reason, kind_of
+    from core.data.formats import FORMATS, format_reason, kind_of
 
     lines = ["| format (`--format`) | kind | recognised by |", "|---|---|---|"]
     lines += [f"| `{f}` | {kind_of(f)} | {format_reason(f)} |" for f in FORMATS]
@@ -165,7 +165,7 @@ def write_readme(path: str) -> list[str]:
     """Replace every generated block (between `<!-- generated: NAME ... -->` and `<!-- end: NAME -->`)."""
     import re
 
-    from advisor.files import atomic_write
+    from core.files import atomic_write
 
     text = Path(path).read_text(encoding="utf-8")
     done = []

@@ -8,10 +8,10 @@ from typing import Any
 
 from advisor.answers import Answers
 from advisor.audit.report import Signals
-from advisor.methods import NF4_BYTES_PER_PARAM, REGISTRY
-from advisor.probe import ProbeReport
 from advisor.rules.hardware import Fit, fit_methods, model_shape
 from advisor.rules.schema import FINE_TUNES, METHODS, finding_facts
+from core.methods import NF4_BYTES_PER_PARAM, REGISTRY
+from core.probe_report import ProbeReport
 
 DEFAULT_SEQ_LEN = 512
 DEFAULT_AVG_TOKENS = 512

@@ -6,8 +6,6 @@ from __future__ import annotations
 from advisor.answers import Answers
 from advisor.audit.report import Signals
 from advisor.facts import DEFAULT_AVG_TOKENS, DEFAULT_SEQ_LEN, FactSheet, chosen_facts, compute_facts
-from advisor.methods import REGISTRY, offered_next_to
-from advisor.probe import ProbeReport
 from advisor.recommendation import (
     Decision,
     FindingNote,
@@ -25,6 +23,8 @@ from advisor.reconcile import Conflict, reconcile
 from advisor.rules import engine
 from advisor.rules.loader import load_next_steps, load_rules
 from advisor.rules.schema import Rule
+from core.methods import REGISTRY, offered_next_to
+from core.probe_report import ProbeReport
 
 __all__ = ["DEFAULT_AVG_TOKENS", "DEFAULT_SEQ_LEN", "Decision", "FindingNote", "Override", "Ranked", "Reason",
            "Recommendation", "RunnerUp", "Tie", "Warning_", "recommend"]
@@ -179,7 +179,7 @@ def recommend(answers: Answers, signals: Signals | None = None, rules: tuple[Rul
     engine.fire_matching(rules, trail, after_choice=True)
     tie = engine.ties(narrowing, scores)
     # the chosen method's next steps, then the methods offered next to it that survived the constraints (DoRA next
-    # to LoRA: an option, never a silent replacement; advisor/methods.py `offered_next_to`)
+    # to LoRA: an option, never a silent replacement; core/methods.py `offered_next_to`)
     step_templates = load_next_steps().get(chosen, []) + [
         u.offer_text for u in offered_next_to(chosen) if feasible[u.name] and u.offer_text]
     method_steps = [trail.text(t) for t in step_templates]

@@ -6,9 +6,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from advisor.estimate.memory import EstimateRequest, MemoryEstimate
-from advisor.probe import ProbeReport
 from advisor.reconcile import Conflict, DataFacts
+from core.estimate.memory import EstimateRequest, MemoryEstimate
+from core.probe_report import ProbeReport
 
 
 class Reason(BaseModel):

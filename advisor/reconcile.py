@@ -16,7 +16,7 @@ from advisor.audit.report import Signals
 from advisor.rules.schema import BEHAVIOUR_GOALS
 
 if TYPE_CHECKING:
-    from advisor.probe import ProbeReport
+    from core.probe_report import ProbeReport
 
 # goals whose data should be a behaviour mapping; a knowledge-heavy dataset contradicts them (identity data is
 # about the model itself and often reads as facts, so it is reported but not overridden)

@@ -21,7 +21,7 @@ from advisor.audit.checks import (  # noqa: E402
 )
 from advisor.audit.pii import find_pii  # noqa: E402
 from advisor.audit.text import carries_facts  # noqa: E402
-from advisor.data.formats import Message, Sample  # noqa: E402
+from core.data.formats import Message, Sample  # noqa: E402
 
 LABELLED = ROOT / "tests" / "labelled"
 

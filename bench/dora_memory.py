@@ -1,5 +1,5 @@
 """DoRA against LoRA at the same rank, measured on CPU: the magnitude vectors' parameters and the extra activations
-DoRA keeps for backward. The estimator's DoRA terms (advisor/methods.py `Dora`) come from these numbers; the test
+DoRA keeps for backward. The estimator's DoRA terms (core/methods.py `Dora`) come from these numbers; the test
 tests/test_methods.py pins the fitted constant.
 
     python bench/dora_memory.py            # a small random-weight Llama (hidden 256, 2 layers), fp32, no download

@@ -71,7 +71,7 @@ def one_row(model_dir: str, data: str, method: str, gc: bool, out: str, gpu: boo
 
 def estimate_row(model_dir: str, method: str, gc: bool, gpu: bool = False):
     """The estimate for a row: total GB on CPU; (allocated, device reading) on a GPU."""
-    from advisor.estimate import EstimateRequest, estimate, shape_from_config
+    from core.estimate import EstimateRequest, estimate, shape_from_config
 
     m = METHODS[method]
     req = EstimateRequest(method=method, seq_len=SEQ, batch_size=BATCH, gradient_checkpointing=gc,

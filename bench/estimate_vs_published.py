@@ -28,7 +28,7 @@ ALL_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "d
 
 
 def shapes():
-    from advisor.estimate.shapes import ModelShape
+    from core.estimate.shapes import ModelShape
 
     # the released models' config.json values
     return {
@@ -47,16 +47,16 @@ def shape_of(row: dict):
     if "shape" in row:
         return shapes()[row["shape"]]
     try:
-        from advisor.estimate.shapes import shape_for_model
+        from core.estimate.shapes import shape_for_model
     except ImportError:
-        from advisor.estimate import shape_from_params_b
+        from core.estimate import shape_from_params_b
 
         return shape_from_params_b(row["params_b"])
     return shape_for_model(row["model"])
 
 
 def request(row: dict):
-    from advisor.estimate import EstimateRequest
+    from core.estimate import EstimateRequest
 
     attention_only = row["source"] in ("A", "C")
     fields = dict(
@@ -72,7 +72,7 @@ def request(row: dict):
 
 
 def score(rows: list[dict]) -> dict:
-    from advisor.estimate import estimate
+    from core.estimate import estimate
 
     table = []
     for row in rows:

@@ -40,7 +40,7 @@ def _llama(vocab=128256, hidden=2048, layers=8, heads=16, kv=8, inter=8192):
 
 
 def _shape(cfg):
-    from advisor.estimate.shapes import shape_from_config_dict
+    from core.estimate.shapes import shape_from_config_dict
 
     return shape_from_config_dict(cfg.to_dict(), "bench model")
 
@@ -51,7 +51,7 @@ def part_attention(seqs=(1024, 2048, 4096)) -> list[dict]:
     import torch
     from transformers import LlamaForCausalLM
 
-    from advisor.estimate import EstimateRequest, estimate
+    from core.estimate import EstimateRequest, estimate
 
     cfg = _llama(vocab=32000, layers=8)
     rows = []
@@ -85,7 +85,7 @@ def part_load() -> dict:
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlamaForCausalLM
 
-    from advisor.estimate import EstimateRequest, estimate
+    from core.estimate import EstimateRequest, estimate
 
     cfg = _llama(layers=16)
     with tempfile.TemporaryDirectory() as tmp:

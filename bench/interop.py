@@ -88,7 +88,7 @@ def fixtures(work: Path) -> tuple[Path, dict[str, Path]]:
 
 def exported(tool: str, method: str, fmt: str, model: Path, data: Path, work: Path, steps: int) -> Path:
     from advisor.export import export, write_export
-    from trainer.config import TrainConfig
+    from core.train_config import TrainConfig
 
     m = {"name": "full"} if method == "full" else {"name": "lora", "lora_r": 8, "lora_alpha": 16}
     cfg = TrainConfig.model_validate({

@@ -22,7 +22,7 @@ DATASETS = ("llamafactory_identity.json", "stanford_alpaca_sample_1727.json")
 
 def demo_base() -> Path:
     """The demo's tiny base model, built as `tunewise demo` builds it (cached under tunewise-demo/)."""
-    from trainer.demo.pipeline import asset, build_base
+    from advisor.cli.demo.pipeline import asset, build_base
 
     src = asset("tickets.jsonl")
     texts = [m["content"] for line in src.read_text().splitlines() if line.strip()

@@ -126,7 +126,7 @@ def run_trl(model: Path, train: Path, out: Path, steps: int, padding_free: bool)
 
 def run_llamafactory(model: Path, train: Path, out: Path, steps: int) -> dict:
     from advisor.export import export, write_export
-    from trainer.config import TrainConfig
+    from core.train_config import TrainConfig
 
     cfg = TrainConfig.model_validate(tunewise_config(model, train, out, steps, False))
     path = out.with_suffix(".lf.yaml")
@@ -171,7 +171,7 @@ def run_axolotl(model: Path, train: Path, out: Path, steps: int) -> dict:
     """Axolotl with tunewise's export of the same job (length-grouped, padded like the others), run through its
     own CLI; a wrapper reads the tokens it saw and its runtime from its HF Trainer."""
     from advisor.export import export, write_export
-    from trainer.config import TrainConfig
+    from core.train_config import TrainConfig
 
     cfg = TrainConfig.model_validate(tunewise_config(model, train, out, steps, False))
     path = out.with_suffix(".axolotl.yaml")

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from advisor.audit import audit_file
-from advisor.data.formats import Message, Sample
+from core.data.formats import Message, Sample
 from tests.conftest import write_jsonl
 from tests.test_audit_findings import chat, filler
 
@@ -75,8 +75,8 @@ def test_near_duplicate_groups_do_not_chain(tmp_path):
                                   "stanford_alpaca_sample_1727.json"])
 def test_every_exact_group_in_real_files_is_identical_after_normalising(name):
     from advisor.audit.text import normalise
-    from advisor.data import iter_raw
-    from advisor.data import normalise as to_sample
+    from core.data import iter_raw
+    from core.data import normalise as to_sample
 
     path = Path(__file__).resolve().parents[2] / "shared" / "data" / "external" / name
     r = audit_file(path)

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from advisor.audit import audit_file
-from advisor.errors import UserError
+from core.errors import UserError
 from tests.conftest import write_jsonl
 from tests.test_audit_findings import chat, filler
 

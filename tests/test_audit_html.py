@@ -16,7 +16,7 @@ import pytest
 from advisor.audit import audit_file
 from advisor.audit.html import write_report
 from advisor.audit.run import LOG_BINS_SPAN, LOG_BULK_SPAN, _histogram
-from trainer.demo.pipeline import asset
+from advisor.cli.demo.pipeline import asset
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> Path:

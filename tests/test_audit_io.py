@@ -10,8 +10,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from advisor.audit import audit_file
-from advisor.data import iter_raw
-from advisor.errors import UserError
+from core.data import iter_raw
+from core.errors import UserError
 from tests.conftest import EXTERNAL, run_tunewise, write_jsonl
 
 needs_external = pytest.mark.skipif(not EXTERNAL.is_dir(), reason="shared/data/external not beside the checkout")
@@ -48,7 +48,7 @@ def test_broken_json_array_exits_2_with_line_and_column():
 
 
 def test_json_array_streams_in_chunks(tmp_path, monkeypatch):
-    import advisor.data.reader as reader
+    import core.data.reader as reader
 
     monkeypatch.setattr(reader, "CHUNK", 7)  # force records to span many chunks
     recs = [{"instruction": f"q{i} 中文", "input": "", "output": "a" * (i % 13)} for i in range(50)]

@@ -15,8 +15,8 @@ from advisor.audit import text as facts
 from advisor.audit.checks import (
     language_mismatch,
 )
-from advisor.data.formats import Message, Sample
 from advisor.recommend import recommend
+from core.data.formats import Message, Sample
 from tests.conftest import answers, write_jsonl
 from tests.test_audit_findings import chat, filler
 

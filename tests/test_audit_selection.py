@@ -9,8 +9,8 @@ import pytest
 
 from advisor.audit import audit_file
 from advisor.audit.catalog import Selection
-from advisor.errors import UserError
 from advisor.recommend import recommend
+from core.errors import UserError
 from tests.conftest import BASE_ANSWERS, ROOT, answers, run_tunewise, write_jsonl, write_yaml
 
 EXTERNAL = ROOT.parent / "shared" / "data" / "external"

@@ -312,7 +312,7 @@ def test_tokens_of_several_texts_add_the_estimates_and_round_once():
 
 
 def test_plain_turns_read_as_the_full_reader_reads_them():
-    from advisor.data.formats import _plain_turn, _turn
+    from core.data.formats import _plain_turn, _turn
 
     turns = [{"role": "user", "content": "hi"}, {"role": "assistant", "content": ""}, {"role": "system", "content": "s"},
              {"from": "human", "value": "q"}, {"from": "GPT", "value": "a"}, {"from": "system", "value": "s"},

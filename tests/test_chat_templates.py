@@ -260,7 +260,7 @@ def test_tool_call_turns_in_every_family_that_renders_tools(name, base_texts):
 
 @pytest.mark.parametrize("name", sorted(REFUSE_TOOLS))
 def test_templates_that_refuse_tool_messages_name_the_record(name, base_texts):
-    from advisor.errors import UserError
+    from core.errors import UserError
     from trainer.encoding import Encoder
 
     msgs = [{"role": "user", "content": "Weather in Oslo?"},
@@ -301,7 +301,7 @@ def test_templates_that_read_content_parts(name, shape, base_texts):
 
 
 def test_a_template_that_drops_the_reply_text_is_refused(base_texts):
-    from advisor.errors import UserError
+    from core.errors import UserError
     from trainer.encoding import Encoder
     from trainer.tiny import build_tokenizer
 

@@ -25,7 +25,7 @@ def test_every_command_has_help_with_examples(command):
 
 def test_importing_the_cli_does_not_import_heavy_libraries():
     code = ("import sys, advisor.cli.main as m; m.build_parser(); "
-            "import advisor.recommend, advisor.audit, advisor.estimate, advisor.configgen, advisor.export.read; "
+            "import advisor.recommend, advisor.audit, core.estimate, advisor.configgen, advisor.export.read; "
             "import advisor.export.axolotl, advisor.export.llamafactory, advisor.export.trl_sft, trainer.metrics; "
             "bad = [x for x in ('torch', 'transformers', 'peft', 'sklearn', 'accelerate') if x in sys.modules]; "
             "print(bad); sys.exit(1 if bad else 0)")

@@ -102,7 +102,7 @@ def test_cache_off_keeps_nothing_and_a_damaged_entry_is_rebuilt(tmp_path, tok, t
 
 def test_skips_and_untrainable_records_are_remembered_by_the_cache(tmp_path, tok, tiny_model):
     """What made records unusable is kept with the entry: a cached run stops (or drops them) like a fresh one."""
-    from advisor.errors import UserError
+    from core.errors import UserError
     from trainer.data import prepare
 
     data = write_dataset(tmp_path / "d.jsonl", n=30)
@@ -135,7 +135,7 @@ def test_train_dry_run_reports_the_cache_and_the_second_run_hits(tmp_path, tiny_
 
 
 def test_cache_settings_do_not_change_the_run_fingerprint(tiny_model, tmp_path):
-    from trainer.config import TrainConfig
+    from core.train_config import TrainConfig
 
     data = write_dataset(tmp_path / "d.jsonl", n=10)
     base = TrainConfig.model_validate(train_config(tiny_model, data, tmp_path / "o", {"name": "lora"}))

@@ -16,9 +16,9 @@ import subprocess
 
 import pytest
 
-from advisor.data.detect import open_dataset
-from advisor.data.layout import ColumnMap, DataLayout, parse_columns_flag
-from advisor.errors import UserError
+from core.data.detect import open_dataset
+from core.data.layout import ColumnMap, DataLayout, parse_columns_flag
+from core.errors import UserError
 from tests.conftest import run_tunewise, write_jsonl, write_yaml
 
 DOLLY = [
@@ -344,8 +344,8 @@ def test_audit_from_a_llamafactory_config_uses_its_dataset_info_columns(tmp_path
 
 def test_export_carries_the_columns_to_llamafactory_and_names_them_for_the_others(tmp_path):
     from advisor.export import export
+    from core.train_config import TrainConfig
     from tests.trainer_fixtures import train_config
-    from trainer.config import TrainConfig
 
     data = write_jsonl(tmp_path / "dolly.jsonl", DOLLY * 4)
     cfg = TrainConfig.model_validate(train_config(tmp_path / "model", data, tmp_path / "run", {"name": "lora"}))
@@ -374,7 +374,7 @@ def test_ultrachat_strings_alternate_user_and_assistant(tmp_path):
 
 
 def test_columns_change_the_run_fingerprint_and_unset_ones_leave_it_as_it_was():
-    from trainer.config import TrainConfig
+    from core.train_config import TrainConfig
 
     base = {"model": {"path": "m"}, "data": {"path": "d.jsonl"}, "method": {"name": "lora"}, "output": {"dir": "o"}}
     plain = TrainConfig.model_validate(base)

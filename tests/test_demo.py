@@ -36,7 +36,7 @@ def test_demo_quick(tmp_path, cli, cli_json):
 
 def test_demo_dataset_has_the_deliberate_defects():
     from advisor.audit import audit_file
-    from trainer.demo.pipeline import asset
+    from advisor.cli.demo.pipeline import asset
 
     codes = {f.code for f in audit_file(asset("tickets.jsonl")).findings}
     assert {"exact_duplicate", "empty_output", "placeholder", "pii", "template_leak", "conflicting_answers"} <= codes
@@ -46,7 +46,7 @@ def test_demo_clean_data_holds_no_flagged_record(tmp_path):
     """What step 1 says is true: the clean training and test data hold none of the planted defects, near-copies
     stay on one side of the split, and the message names every code it dropped records for."""
     from advisor.audit import audit_file
-    from trainer.demo.pipeline import asset, clean_split
+    from advisor.cli.demo.pipeline import asset, clean_split
 
     train, test, cleaning = clean_split(audit_file(asset("tickets.jsonl")), asset("tickets.jsonl"), tmp_path)
     assert cleaning.describe() == (
@@ -69,8 +69,8 @@ def test_demo_clean_data_holds_no_flagged_record(tmp_path):
 def test_readme_tour_matches_the_demo():
     """The README's tour quotes a real run: its cleaning line and held-out count are what the demo prints."""
     from advisor.audit import audit_file
+    from advisor.cli.demo.pipeline import asset, flagged
     from tests.conftest import ROOT
-    from trainer.demo.pipeline import asset, flagged
 
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     tour = " ".join(readme[readme.index("## A newcomer's tour"):readme.index("## Commands")].split())

@@ -1,4 +1,4 @@
-"""DoRA (Liu et al. 2024, arXiv:2402.09353), added through its registry unit alone (advisor/methods.py `Dora`): it
+"""DoRA (Liu et al. 2024, arXiv:2402.09353), added through its registry unit alone (core/methods.py `Dora`): it
 estimates, trains, exports, reads back and merges, and the advisor offers it next to LoRA, never in its place."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from advisor.estimate import EstimateRequest, estimate
-from advisor.estimate.shapes import shape_from_params_b
-from advisor.methods import DORA_KEPT_PER_OUTPUT, REGISTRY, method
+from core.estimate import EstimateRequest, estimate
+from core.estimate.shapes import shape_from_params_b
+from core.methods import DORA_KEPT_PER_OUTPUT, REGISTRY, method
 from tests.conftest import write_yaml
 from tests.trainer_fixtures import train_config, write_dataset
 
@@ -46,7 +46,7 @@ def test_dora_that_does_not_fit_suggests_lora_and_qlora():
 
 
 def test_dora_section_and_peft_config():
-    from trainer.config import TrainConfig
+    from core.train_config import TrainConfig
 
     cfg = TrainConfig.model_validate({"model": {"path": "m"}, "data": {"path": "d"}, "method": DORA})
     assert cfg.method.name == "dora"
@@ -74,7 +74,7 @@ LORA_KEYS = {"lora_r", "lora_rank", "lora_alpha", "lora_dropout", "lora_target",
 def test_dora_exports_exactly(tmp_path, tool):
     from advisor.export import export, write_export
     from advisor.export.read import read_tool_config
-    from trainer.config import TrainConfig
+    from core.train_config import TrainConfig
 
     data = write_dataset(tmp_path / "d.jsonl")
     cfg = TrainConfig.model_validate(train_config(tmp_path / "model", data, tmp_path / "run", DORA))
@@ -87,7 +87,7 @@ def test_dora_exports_exactly(tmp_path, tool):
 
 def test_lora_exports_carry_no_dora_key(tmp_path):
     from advisor.export import export
-    from trainer.config import TrainConfig
+    from core.train_config import TrainConfig
 
     data = write_dataset(tmp_path / "d.jsonl")
     cfg = TrainConfig.model_validate(train_config(tmp_path / "model", data, tmp_path / "run", {**DORA, "name": "lora"}))

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from advisor.errors import UserError
-from advisor.estimate import EstimateRequest, estimate, shape_from_config, shape_from_params_b
-from advisor.estimate.memory import terms
-from advisor.estimate.shapes import REFERENCE_SHAPES
+from core.errors import UserError
+from core.estimate import EstimateRequest, estimate, shape_from_config, shape_from_params_b
+from core.estimate.memory import terms
+from core.estimate.shapes import REFERENCE_SHAPES
 from tests.conftest import run_tunewise
 
 LLAMA2_7B = {"model_type": "llama", "hidden_size": 4096, "intermediate_size": 11008, "num_attention_heads": 32,
@@ -220,7 +220,7 @@ def test_published_measurements_within_targets():
 
 def test_calibrated_constants_are_pinned():
     """Each constant fitted to a published measurement; changing one must be a conscious act."""
-    from advisor.estimate import memory as m
+    from core.estimate import memory as m
 
     assert (m.CUDA_CONTEXT_GB, m.ALLOCATOR_RESERVE_SHARE, m.NCCL_BUFFERS_GB, m.ALLOCATOR_RESERVE_SHARE_MULTI) == (
         0.8, 0.06, 1.0, 0.12)
@@ -281,7 +281,7 @@ def test_logits_class_cut_cross_entropy_paper():
     """Wijmans et al. 2025, "Cut Your Losses in Large-Vocabulary Language Models" (arXiv:2411.09009, abstract;
     A100 measurements): Gemma 2 (2B), 8,192 tokens: the loss computation takes 24 GB and the classifier head 28 GB
     in all with the plain cross-entropy; ~1 GB for the head without materialised logits."""
-    from advisor.estimate.shapes import shape_for_model
+    from core.estimate.shapes import shape_for_model
 
     shape = shape_for_model("gemma-2-2b")
     req = EstimateRequest(method="full", seq_len=8192, batch_size=1, gpu_memory_gb=80)
@@ -299,7 +299,7 @@ def test_long_context_class_eager_attention_is_quadratic():
     from 4k to 8k tokens (issue 33's measured figure); SDPA / flash keep none: LongLoRA (arXiv:2309.12307, Table 12,
     plain LoRA row) measured 25.7 GB per GPU for Llama-2-7B LoRA at 8,192 tokens with FlashAttention-2 and ZeRO-2
     on 8 A100s."""
-    from advisor.estimate.shapes import shape_for_model
+    from core.estimate.shapes import shape_for_model
 
     shape = shape_for_model("llama-2-7b")
     eager = dict(method="lora", attention="eager", loss="plain", gpu_memory_gb=80)
@@ -319,8 +319,8 @@ def test_long_context_class_eager_attention_is_quadratic():
 def test_shapes_class_named_models_match_their_model_cards():
     """Every shipped shape counts the size its model card states (within 2%), and names resolve the way users
     write them."""
-    from advisor.estimate.families import KNOWN_MODELS
-    from advisor.estimate.shapes import shape_for_model, shape_from_name
+    from core.estimate.families import KNOWN_MODELS
+    from core.estimate.shapes import shape_for_model, shape_from_name
 
     for name, (size, _cfg) in KNOWN_MODELS.items():
         assert shape_from_name(name).params / 1e9 == pytest.approx(size, rel=0.02), name
@@ -343,7 +343,7 @@ def test_shapes_class_unsloth_context_limit_needs_the_real_vocabulary():
     """Unsloth's Llama 3.1 8B table (Hugging Face + FA2 column): QLoRA r=32 at 28k tokens fills an 80 GB A100.
     The 128k-vocabulary shape puts the estimate near 80 GB; the --params-b stand-in (a 32k Llama-2 shape) misses
     the logits by gigabytes, and says which shape it assumed."""
-    from advisor.estimate.shapes import shape_for_model
+    from core.estimate.shapes import shape_for_model
 
     req = EstimateRequest(method="qlora", seq_len=28000, lora_r=32, loss="plain", gpu_memory_gb=80)
     named = estimate(shape_for_model("llama-3.1-8b"), req).total_gb
@@ -358,7 +358,7 @@ def test_load_class_fsdp_loading_and_qlora_quantising():
     """ms-swift PR #9980: with FSDP2 and no rank-0 loading, every rank materialises the full bf16 model on its own
     device and a 72B model (~144 GB) runs out of memory at load. QLoRA quantising a 16-bit 7-8B checkpoint while
     loading: 9-13 GB reserved before the first step (issue 33), more than the step needs, released under pressure."""
-    from advisor.estimate.shapes import shape_for_model
+    from core.estimate.shapes import shape_for_model
 
     big = shape_for_model("qwen2.5-72b")
     req = EstimateRequest(method="lora", seq_len=2048, gpus=8, sharding="fsdp", gpu_memory_gb=80)

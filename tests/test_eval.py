@@ -41,7 +41,7 @@ def test_the_metric_is_chosen_from_the_answers():
     ("classification", ["The capital of France is Paris, a large city.", "Rome"], "not labels"),
 ])
 def test_a_metric_that_does_not_fit_the_answers_is_refused(asked, answers, needle):
-    from advisor.errors import UserError
+    from core.errors import UserError
     from trainer.metrics import choose_metric
 
     with pytest.raises(UserError, match=needle):
@@ -78,7 +78,7 @@ def test_json_scores_and_schema_match():
 
 
 def test_a_schema_with_keywords_the_validator_does_not_apply_is_refused():
-    from advisor.errors import UserError
+    from core.errors import UserError
     from trainer.metrics import check_schema
 
     with pytest.raises(UserError, match=r"properties\.city: unsupported JSON Schema keyword\(s\) \$ref"):

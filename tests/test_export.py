@@ -32,7 +32,7 @@ RECORDS = {
 
 
 def _config(tmp_path, method: str, fmt: str, **over):
-    from trainer.config import TrainConfig
+    from core.train_config import TrainConfig
 
     data = tmp_path / f"{fmt}.jsonl"
     data.write_text("".join(json.dumps(RECORDS[fmt]) + "\n" for _ in range(20)))
@@ -256,7 +256,7 @@ def test_the_cli_names_every_registered_tool():
 
 def test_llamafactory_lists_openai_tool_calls_it_cannot_read(tmp_path):
     from advisor.export import export
-    from trainer.config import TrainConfig
+    from core.train_config import TrainConfig
 
     data = tmp_path / "tools.jsonl"
     rec = {"tools": [{"type": "function", "function": {"name": "f", "parameters": {"type": "object"}}}],

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 
 from advisor.answers import Answers
-from advisor.errors import UserError
-from advisor.files import atomic_write, load_model_file, read_structured
-from trainer.config import TrainConfig
+from core.errors import UserError
+from core.files import atomic_write, load_model_file, read_structured
+from core.train_config import TrainConfig
 
 
 def test_unknown_key_names_file_line_and_suggestion(tmp_path):
@@ -64,7 +64,7 @@ def test_atomic_writes_keep_the_users_umask(tmp_path):
     import os
     import stat
 
-    from advisor.files import atomic_write
+    from core.files import atomic_write
 
     old = os.umask(0o022)
     try:

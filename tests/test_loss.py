@@ -95,7 +95,7 @@ def test_loss_choice_and_its_reasons():
     sharded = choose_loss("auto", "cuda", True, None)
     assert sharded.name == "plain" and "sharded" in sharded.why
     assert choose_loss("auto", "cpu", False, "its logits are scaled (config.logit_scale)").name == "plain"
-    from advisor.errors import UserError
+    from core.errors import UserError
 
     with pytest.raises(UserError, match="needs a CUDA GPU"):
         choose_loss("liger", "cpu", False, None)
@@ -174,9 +174,9 @@ def test_peft_models_take_the_chunked_loss(kind):
 def test_the_estimator_models_the_loss():
     """Llama-3.2-3B, 2 × 4,096 tokens (the figure in Liger's and torchtune's write-ups: a 128k vocabulary makes the
     logits the largest tensor): plain 12 bytes per logit, chunked_logits 6, chunked none of them."""
-    from advisor.estimate import EstimateRequest, estimate
-    from advisor.estimate.memory import terms
-    from advisor.estimate.shapes import shape_for_model
+    from core.estimate import EstimateRequest, estimate
+    from core.estimate.memory import terms
+    from core.estimate.shapes import shape_for_model
 
     shape = shape_for_model("llama-3.2-3b")
     req = EstimateRequest(method="lora", seq_len=4096, batch_size=2, gpu_memory_gb=80)

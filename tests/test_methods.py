@@ -1,4 +1,4 @@
-"""The method registry (advisor/methods.py): one entry per fine-tuning method, used everywhere a method matters."""
+"""The method registry (core/methods.py): one entry per fine-tuning method, used everywhere a method matters."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from pathlib import Path
 
 import pytest
 
-from advisor.estimate.memory import EstimateRequest, Method
-from advisor.methods import REGISTRY, TITLES, method
 from advisor.rules.schema import FINE_TUNES, METHODS
+from core.estimate.memory import EstimateRequest, Method
+from core.methods import REGISTRY, TITLES, method
 
 
 def test_one_registry_names_every_fine_tune_everywhere():
-    from trainer.config import TrainConfig
+    from core.train_config import TrainConfig
 
     assert set(REGISTRY) == set(FINE_TUNES) == set(typing.get_args(Method))
     assert set(TITLES) == set(METHODS)
@@ -25,7 +25,7 @@ def test_one_registry_names_every_fine_tune_everywhere():
 
 @pytest.mark.parametrize("name", list(REGISTRY))
 def test_each_entry_writes_a_valid_section_and_builds_its_peft_config(name):
-    from trainer.config import TrainConfig
+    from core.train_config import TrainConfig
 
     spec = method(name)
     section = spec.config_section(EstimateRequest(method=name))
@@ -52,7 +52,7 @@ def test_registry_facts_the_estimator_uses():
 
 NAMES = "|".join(["full", "lora", "qlora", "p_tuning", "dora"])
 # a method name compared, tested for membership or used as a dict key / index outside the registry: the fact it
-# decides belongs in the method's unit (advisor/methods.py)
+# decides belongs in the method's unit (core/methods.py)
 NAMED_METHOD = re.compile(
     rf"""(?:==|!=|\bin|\bnot in)\s*[(\[{{]?\s*["'](?:{NAMES})["']"""  # m.name == "qlora", m in ("lora", "qlora")
     rf"""|["'](?:{NAMES})["']\s*(?:==|!=)"""  # "qlora" == m.name
@@ -62,9 +62,9 @@ NAMED_METHOD = re.compile(
 
 def _sources():
     root = Path(__file__).resolve().parent.parent
-    for folder in ("advisor", "trainer"):
+    for folder in ("core", "advisor", "trainer"):
         for path in sorted((root / folder).rglob("*.py")):
-            if path.relative_to(root).as_posix() != "advisor/methods.py":
+            if path.relative_to(root).as_posix() != "core/methods.py":
                 yield path.relative_to(root).as_posix(), path.read_text(encoding="utf-8")
 
 
@@ -109,8 +109,8 @@ def test_feasibility_rules_are_generated_per_registered_method():
 
 
 def test_a_template_with_an_unknown_name_names_its_file(tmp_path):
-    from advisor.errors import UserError
     from advisor.rules.loader import load_rules_from
+    from core.errors import UserError
 
     (tmp_path / "decide_1.yaml").write_text(
         "- for_each_fine_tune:\n  - id: x-$method_id\n    when: {fits_$method: false}\n    effect: {veto: [$method]}\n"
@@ -120,9 +120,9 @@ def test_a_template_with_an_unknown_name_names_its_file(tmp_path):
 
 
 def test_method_names_in_every_contract_come_from_the_registry():
+    from advisor.cli.demo.pipeline import DEMO_TRAINING
     from advisor.export.read import ToolJob
-    from trainer.config import METHOD_NAMES
-    from trainer.demo.pipeline import DEMO_TRAINING
+    from core.train_config import METHOD_NAMES
 
     assert typing.get_args(ToolJob.model_fields["method"].annotation) == tuple(REGISTRY)
     assert METHOD_NAMES == "full, lora, qlora, p_tuning or dora"

@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from trainer.eval_report import EvalReport, Scores
+from core.eval_report import EvalReport, Scores
 from trainer.plots import LOG_LOSS_SPAN, STUB, eval_figure, loss_figure, loss_scale, plot_eval, plot_loss
 
 

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from advisor.probe import (
+from core.probe_report import (
     Interval,
     ProbeReport,
     Variant,
@@ -185,7 +185,7 @@ def test_an_agreeing_answer_is_no_conflict():
 
 
 def test_recommend_reads_a_saved_probe(cli_json, tmp_path):
-    from advisor.files import write_model
+    from core.files import write_model
 
     probe = make_probe({"zero-shot": (0.0, 0.0, 0.04), "few-shot": (0.02, 0.0, 0.07)})
     path = tmp_path / "probe.json"

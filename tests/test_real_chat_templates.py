@@ -71,7 +71,7 @@ def template_tokenizer(base, src: str):
 
 
 def outcome(tok, shape: str, tmp_path) -> dict:
-    from advisor.errors import UserError
+    from core.errors import UserError
     from trainer.data import load_conversations
     from trainer.encoding import Encoder, trained_runs
 
@@ -242,7 +242,7 @@ def test_a_generation_block_with_the_role_header_trains_the_call_not_the_header(
 
 
 def test_a_type_error_inside_the_template_is_a_refusal_naming_the_record(base_tokenizer):
-    from advisor.errors import UserError
+    from core.errors import UserError
     from trainer.encoding import Encoder
 
     tok = copy.deepcopy(base_tokenizer)

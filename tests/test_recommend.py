@@ -11,10 +11,10 @@ from hypothesis import strategies as st
 
 from advisor.answers import Answers
 from advisor.audit.report import Diversity, FindingSignal, Signals, TokenSignal
-from advisor.errors import UserError
 from advisor.recommend import recommend
 from advisor.rules.loader import load_rules, load_rules_from
 from advisor.rules.schema import DERIVED_FACTS
+from core.errors import UserError
 from tests.conftest import BASE_ANSWERS, answers, write_jsonl, write_yaml
 
 PUBLIC = [
@@ -185,8 +185,8 @@ def test_cli_json_contract_and_config_out(cli_json, tmp_path):
     assert {"method", "score", "feasible", "reasons"} <= set(d["ranking"][0])
     assert {"rule", "text", "source"} <= set(d["ranking"][0]["reasons"][0])
     assert set(d["estimate"]) == {"full", "lora", "qlora", "p_tuning", "dora"}  # every registered fine-tune
-    from advisor.files import load_model_file
-    from trainer.config import TrainConfig
+    from core.files import load_model_file
+    from core.train_config import TrainConfig
 
     tc = load_model_file(TrainConfig, cfg)
     assert tc.method.name == "lora" and tc.data.max_seq_len == 512 and tc.training.learning_rate == 2e-4

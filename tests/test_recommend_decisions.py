@@ -95,7 +95,7 @@ def test_a_user_rule_can_be_decisive_and_a_veto_still_works(tmp_path):
 
 
 def test_a_decisive_rule_needs_a_precedence(tmp_path):
-    from advisor.errors import UserError
+    from core.errors import UserError
 
     (tmp_path / "decide_x.yaml").write_text(
         "- id: r\n  when: {}\n  effect: {decide: [rag]}\n  rationale: a reason long enough\n  source: policy\n")

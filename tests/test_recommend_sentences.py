@@ -14,14 +14,14 @@ import re
 import pytest
 import yaml
 
-from advisor.estimate import estimate, shape_from_params_b
-from advisor.estimate.memory import EstimateRequest, trainable_params
-from advisor.methods import REGISTRY
 from advisor.recommend import recommend
 from advisor.recommendation import explain
 from advisor.rules.loader import load_next_steps, load_rules
 from advisor.rules.schema import FINE_TUNES, render_text
 from bench.recommend_cases import build_answers, build_signals, score
+from core.estimate import estimate, shape_from_params_b
+from core.estimate.memory import EstimateRequest, trainable_params
+from core.methods import REGISTRY
 from tests.conftest import ROOT
 
 CASE_FILES = ("recommend_guidance_cases.yaml", "recommend_cases.yaml", "recommend_probe_cases.yaml")

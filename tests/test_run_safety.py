@@ -85,7 +85,7 @@ def test_train_runs_shipped_code_only_with_the_command_line_flag(tmp_path, shipp
 
 
 def test_launched_ranks_get_the_flag_only_when_the_person_gave_it(tmp_path, tiny_model):
-    from trainer.config import TrainConfig
+    from core.train_config import TrainConfig
     from trainer.launch import command
     from trainer.model import RemoteCodePolicy, set_remote_code_policy
 
@@ -101,7 +101,7 @@ def test_launched_ranks_get_the_flag_only_when_the_person_gave_it(tmp_path, tiny
 
 
 def test_a_terminal_yes_allows_it_and_a_no_refuses(shipped_model):
-    from advisor.errors import UserError
+    from core.errors import UserError
     from trainer.model import RemoteCodePolicy, set_remote_code_policy, trust_remote_code_for
 
     model, _ = shipped_model
@@ -181,7 +181,7 @@ def test_a_run_whose_loss_turns_nan_fails_and_keeps_the_last_finite_checkpoint(t
 
 
 def test_json_output_is_strict_json_without_nan():
-    from advisor.files import json_text
+    from core.files import json_text
 
     text = json_text({"loss": float("nan"), "rows": [1.0, float("inf"), {"x": -float("inf")}]})
     assert json.loads(text, parse_constant=lambda c: pytest.fail(f"bare {c}")) == {"loss": None,
@@ -191,7 +191,7 @@ def test_json_output_is_strict_json_without_nan():
 # ---- 3. a JSONL file whose first line is longer than the sniffed head is still JSON Lines
 
 def test_a_first_line_over_64_kb_is_read_by_audit_and_train(tmp_path, tiny_model, cli, cli_json):
-    from advisor.data.reader import SNIFF_BYTES
+    from core.data.reader import SNIFF_BYTES
 
     recs = make_records(40)
     recs[0]["messages"][1]["content"] = "long context " * (SNIFF_BYTES // 6)  # ~140 KB on the first line

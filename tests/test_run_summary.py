@@ -57,7 +57,7 @@ def test_an_unknown_key_is_refused():
 
 
 def test_print_schema_prints_the_config_or_the_summary(cli):
-    from trainer.config import TrainConfig
+    from core.train_config import TrainConfig
 
     for args, schema in ((["--print-schema"], TrainConfig.model_json_schema()),
                          (["--print-schema", "config"], TrainConfig.model_json_schema()),

@@ -65,7 +65,7 @@ def test_a_node_rank_outside_the_job_is_refused(tmp_path, tiny_model, cli):
 
 
 def test_launch_commands_carry_the_node_settings(tmp_path):
-    from trainer.config import TrainConfig
+    from core.train_config import TrainConfig
     from trainer.launch import command
 
     cfg = TrainConfig.model_validate({"model": {"path": "m"}, "data": {"path": "d.jsonl"}, "distributed": {

@@ -96,7 +96,7 @@ def test_lora_trainable_share(size, method, limit):
     from peft import get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
 
-    from trainer.config import LoraMethod
+    from core.train_config import LoraMethod
     from trainer.model import peft_config
 
     cfg = LlamaConfig(vocab_size=32000, num_key_value_heads=size["num_attention_heads"], **size)

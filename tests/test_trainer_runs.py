@@ -65,7 +65,7 @@ def test_resume_refuses_a_changed_config(tmp_path, tiny_model):
     train(str(tmp_path / "a.yaml"), progress=False)
     cfg["training"]["learning_rate"] = 1e-2
     write_yaml(tmp_path / "b.yaml", cfg)
-    from advisor.errors import UserError
+    from core.errors import UserError
 
     with pytest.raises(UserError, match="config differs"):
         train(str(tmp_path / "b.yaml"), resume=True, progress=False)
@@ -256,7 +256,7 @@ def test_precision_plan_on_cpu(tmp_path, precision, dtype, flags):
     """The trainer trains in the mode the estimate was made for (on CPU autocast flags stay off)."""
     import torch
 
-    from trainer.config import TrainConfig
+    from core.train_config import TrainConfig
     from trainer.model import resolve_precision
 
     cfg = TrainConfig.model_validate({"model": {"path": "m"}, "data": {"path": "d"},
@@ -268,8 +268,8 @@ def test_precision_plan_on_cpu(tmp_path, precision, dtype, flags):
 def test_precision_errors_name_the_fields(tmp_path):
     from pydantic import ValidationError
 
-    from advisor.errors import UserError
-    from trainer.config import TrainConfig
+    from core.errors import UserError
+    from core.train_config import TrainConfig
     from trainer.model import resolve_precision
 
     with pytest.raises(ValidationError, match="model.dtype"):
@@ -305,7 +305,7 @@ def test_no_validation_split_and_step_checkpoints_without_eval_steps(tmp_path, t
 def test_config_cross_field_errors(tmp_path):
     from pydantic import ValidationError
 
-    from trainer.config import TrainConfig
+    from core.train_config import TrainConfig
 
     with pytest.raises(ValidationError, match="data.val_size"):
         TrainConfig.model_validate({"model": {"path": "m"}, "data": {"path": "d", "val_size": 0},
@@ -316,7 +316,7 @@ def test_config_cross_field_errors(tmp_path):
 
 
 def test_every_config_field_is_described():
-    from trainer.config import TrainConfig
+    from core.train_config import TrainConfig
 
     def walk(model, prefix=""):
         for name, f in model.model_fields.items():

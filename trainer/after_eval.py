@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from advisor.errors import UserError
-from trainer.config import TrainConfig
+from core.errors import UserError
+from core.train_config import TrainConfig
 from trainer.evaluate import after_training
 from trainer.run_report import EvalEntry, EvalSkipped, RunSummary
 from trainer.summary import read_summary, save_summary

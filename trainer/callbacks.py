@@ -11,7 +11,7 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from advisor.files import json_text
+from core.files import json_text
 
 
 def is_main_process() -> bool:

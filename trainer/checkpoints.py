@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from advisor.errors import UserError
-from advisor.files import atomic_write, write_model
-from trainer.config import TrainConfig
+from core.errors import UserError
+from core.files import atomic_write, write_model
+from core.train_config import TrainConfig
 
 FINGERPRINT = "tunewise_fingerprint.txt"
 RESOLVED = "tunewise_config.yaml"

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from advisor.files import load_model_file
-from trainer.config import TrainConfig
+from core.files import load_model_file
+from core.train_config import TrainConfig
 
 
 def load_config(path: str, overrides: list[str] | None = None) -> TrainConfig:
@@ -14,7 +14,7 @@ def load_config(path: str, overrides: list[str] | None = None) -> TrainConfig:
     columns of the project file (tunewise.yaml) beside it, so that the mapping the audit read is the one that
     trains."""
     cfg = load_model_file(TrainConfig, path, "training config", overrides).resolve_paths(path)
-    from advisor.project import columns_origin
+    from core.project import columns_origin
 
     cfg.data._columns_origin = columns_origin(path)
     return with_project_columns(cfg, Path(path).resolve().parent)
@@ -23,7 +23,7 @@ def load_config(path: str, overrides: list[str] | None = None) -> TrainConfig:
 def with_project_columns(cfg: TrainConfig, folder: Path) -> TrainConfig:
     if cfg.data.columns is not None:
         return cfg
-    from advisor.project import columns_origin, find_project, load_project
+    from core.project import columns_origin, find_project, load_project
 
     found = find_project(folder)
     if found is None:

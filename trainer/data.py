@@ -7,10 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from advisor.data.detect import Detection, open_dataset
-from advisor.data.formats import kind_of
-from advisor.data.layout import DataLayout
-from advisor.errors import UserError
+from core.data.detect import trainable as detect
+from core.data.layout import DataLayout
+from core.errors import UserError
 from trainer.data_cache import CacheUse, PrepSettings, cached_prepare
 from trainer.encoding import Encoded, conversation
 
@@ -50,25 +49,6 @@ class ReasoningUse:
                "answer" if self.template_drops_it else "")
         return (f"{self.records} record(s) reason in <think>…</think>: the reasoning is trained with each answer"
                 f"{how} (data.reasoning: drop trains the answers only)")
-
-
-def detect(path: str | Path, fmt: str = "auto", layout: DataLayout | None = None,
-           origin: str = "data.columns") -> Detection:
-    """The audit's reader stage (container, format, the columns mapped or found), refusing what `train` cannot
-    train: an unknown format, preference data."""
-    det = open_dataset(path, fmt, layout, origin)
-    if det.format == "unknown":
-        raise UserError(f"{path}: cannot tell the data format (no readable record); set data.format")
-    if kind_of(det.format) == "preference":
-        raise UserError(f"{path}: preference data ({det.format}: chosen/rejected pairs or labelled completions); "
-                        "`tunewise train` runs supervised fine-tuning: train on the chosen answers as a "
-                        "conversation file, or use TRL's DPOTrainer / KTOTrainer for preference tuning")
-    return det
-
-
-def detect_format(path: str | Path, fmt: str = "auto", layout: DataLayout | None = None,
-                  origin: str = "data.columns") -> str:
-    return detect(path, fmt, layout, origin).format
 
 
 def load_conversations(path: str | Path, fmt: str = "auto", system_prompt: str | None = None,

@@ -26,8 +26,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from advisor.data.layout import Layout
-from advisor.errors import UserError
+from core.data.layout import Layout
+from core.errors import UserError
 
 PREP_VERSION = 3  # bump when what an entry holds, or how records are encoded, changes (2: copies kept on one side
 # of the split, empty answers counted, each table file's checksum in meta.json; 3: replies cut without their end)
@@ -50,7 +50,7 @@ class PrepSettings:
     system_prompt: str | None
     seed: int
     reasoning: str
-    layout: Layout | None = None  # the columns mapped (data.columns) or found (advisor/data/layout.py)
+    layout: Layout | None = None  # the columns mapped (data.columns) or found (core/data/layout.py)
     text_unit: str = "auto"  # plain-text files: line, paragraph or document records
     truncated_replies: str = "keep"
 
@@ -151,7 +151,7 @@ def write_raw(path: str | Path, dest: Path, text_unit: str = "auto") -> int:
     could not be read). JSONL lines go in unparsed (the encoding processes parse them). Returns the record count."""
     import pyarrow as pa
 
-    from advisor.data.reader import iter_raw, sniff
+    from core.data.reader import iter_raw, sniff
 
     schema = pa.schema([(name, getattr(pa, kind)()) for name, kind in RAW_SCHEMA_FIELDS])
     total = 0
@@ -209,7 +209,7 @@ class EncodeRows:
         return out
 
     def one(self, index: int, raw: bytes | None, error: str | None) -> dict:
-        from advisor.data.reader import RawRecord, parse_line
+        from core.data.reader import RawRecord, parse_line
         from trainer.encoding import conversation
 
         s = self.settings

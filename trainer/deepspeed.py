@@ -6,9 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from advisor.errors import UserError
-from advisor.files import atomic_write
-from trainer.config import TrainConfig, deepspeed_settings
+from core.errors import UserError
+from core.files import atomic_write
+from core.train_config import TrainConfig, deepspeed_settings
 
 
 def check_launcher(cfg: TrainConfig) -> None:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from advisor.methods import method
+from core.methods import method
+from core.train_config import TrainConfig
 from trainer.checkpoints import last_checkpoint
-from trainer.config import TrainConfig
 
 
 def diverged_says(e, cfg: TrainConfig, plan, out: Path) -> str:

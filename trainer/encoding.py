@@ -7,9 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from advisor.data import normalise
-from advisor.data.layout import Layout
-from advisor.errors import UserError
+from core.data import normalise
+from core.data.layout import Layout
+from core.errors import UserError
 
 
 @dataclass

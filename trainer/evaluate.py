@@ -9,13 +9,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from advisor.errors import UserError
-from advisor.files import atomic_write
+from core.errors import UserError
+from core.eval_report import EvalReport, Example, Scores
+from core.files import atomic_write
+from core.train_config import TrainConfig
 from trainer.checkpoints import RESOLVED
-from trainer.config import TrainConfig
 from trainer.config_file import load_config
-from trainer.eval_report import EvalReport, Example, Scores
 from trainer.quiet import quiet_libraries
+from trainer.replies import answer_text, default_new_tokens, load_schema, split_reply  # noqa: F401 - named here as before
 
 FORGETTING_SHARE = 0.05  # general-text loss up by more than this share: the tuned model forgot general text
 EXAMPLES_SHOWN = 5
@@ -94,7 +95,7 @@ def test_set(cfg: TrainConfig, tok, data: str | None, limit: int) -> TestSet:
     if data is not None:
         if not Path(data).is_file():
             raise UserError(f"--data `{data}` does not exist")
-        from advisor.data.layout import DataLayout
+        from core.data.layout import DataLayout
 
         same_columns = DataLayout(columns=cfg.data.columns, tags=cfg.data.tags)  # a test file laid out as training's
         convs, fmt, _skipped, _total = load_conversations(data, "auto", cfg.data.system_prompt, same_columns)
@@ -202,38 +203,11 @@ def generate(model, tok, ts: TestSet, stop_ids: list[int], max_new_tokens: int, 
     return outputs
 
 
-def answer_text(text: str) -> str:
-    """A generated reply as it is scored: its answer, without a leading `<think>…</think>` block."""
-    from trainer.spans import THINK_BLOCK
-
-    return THINK_BLOCK.sub("", text, count=1).strip() if "</think>" in text else text.strip()
-
-
-def split_reply(msgs: list[dict]) -> tuple[list[dict], str]:
-    """(the conversation before the last assistant reply, that reply's answer without leading reasoning)."""
-    from trainer.spans import Reasoning
-
-    last = max(i for i, m in enumerate(msgs) if m["role"] == "assistant")
-    r = msgs[last].get("reasoning")
-    return msgs[:last], (r.answer if isinstance(r, Reasoning) else msgs[last]["content"]).strip()
-
-
 def run_model(model, tok, ts: TestSet, general: list[str], stop_ids: list[int], max_new_tokens: int,
               tick=None) -> ModelRun:
     model.eval()
     return ModelRun(answer_loss(model, tok, ts), generate(model, tok, ts, stop_ids, max_new_tokens, tick),
                     general_loss(model, tok, general))
-
-
-def load_schema(path: str | None) -> dict | None:
-    if path is None:
-        return None
-    from advisor.files import read_json
-    from trainer.metrics import check_schema
-
-    schema = read_json(path, "--schema")
-    check_schema(schema, str(path))
-    return schema
 
 
 def evaluate_run(run_dir: str, *, data: str | None = None, general: str | None = None, metric: str | None = None,
@@ -261,7 +235,7 @@ def evaluate_run(run_dir: str, *, data: str | None = None, general: str | None =
     budget = max_new_tokens or default_new_tokens(tok, ts.expected)
     baseline = None
     if prompting:
-        from advisor.probe import load_probe
+        from core.probe_report import load_probe
 
         baseline = Baseline(choice.name, set(ts.records) if data is None else set(),
                             load_probe(probe_path) if probe_path else None)
@@ -289,12 +263,6 @@ def report_name(data: str | None) -> str:
     return f"eval-{stem}"
 
 
-def default_new_tokens(tok, expected: list[str]) -> int:
-    """Room for the longest expected answer and a margin (at most 512 tokens)."""
-    longest = max(len(tok(e, add_special_tokens=False)["input_ids"]) for e in expected)
-    return min(512, int(longest * 1.5) + 8)
-
-
 @dataclass
 class Baseline:
     """The prompting baseline eval also scores: the metric, the records evaluated that came from the training file
@@ -320,7 +288,7 @@ def score_both(cfg: TrainConfig, kind: str, run_dir: str, tok, ts: TestSet, text
                progress=None, baseline: Baseline | None = None) -> tuple[ModelRun, ModelRun]:
     """The base model first (and, with `baseline`, the base model prompted with worked examples), then the run's
     output (the adapter loaded onto that same base, or the full model)."""
-    from advisor.methods import method
+    from core.methods import method
     from trainer.model import device_kind, load_base, resolve_precision, trust_remote_code_for
     from trainer.preflight import eos_ids
 

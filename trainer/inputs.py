@@ -6,15 +6,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from advisor.errors import UserError
-from advisor.methods import method
-from trainer.config import TrainConfig
+from core.errors import UserError
+from core.methods import method
+from core.train_config import TrainConfig
 
 
 def prepare_data(cfg: TrainConfig, progress: bool = False, force: bool = False):
     """The model folder, tokenizer and template checked, the data read, rendered and labelled, and the checks on
     the result (skipped share, end-of-sequence tokens, padding)."""
-    from trainer.data import detect_format, prepare_for
+    from core.data.detect import trainable_format
+    from trainer.data import prepare_for
     from trainer.model import check_model_folder, load_tokenizer
     from trainer.preflight import (
         check_chat_template,
@@ -32,7 +33,7 @@ def prepare_data(cfg: TrainConfig, progress: bool = False, force: bool = False):
     if not Path(cfg.data.path).is_file():
         raise UserError(f"data.path `{cfg.data.path}` does not exist")
     tok = load_tokenizer(cfg)
-    fmt = detect_format(cfg.data.path, cfg.data.format, cfg.data.layout(), cfg.data.columns_origin)
+    fmt = trainable_format(cfg.data.path, cfg.data.format, cfg.data.layout(), cfg.data.columns_origin)
     check_chat_template(tok, fmt)
     prepared = prepare_for(cfg, tok, progress=progress, fmt=fmt)
     d = cfg.data

@@ -8,8 +8,8 @@ import socket
 import subprocess
 import sys
 
-from advisor.errors import RuntimeFailure
-from trainer.config import TrainConfig
+from core.errors import RuntimeFailure
+from core.train_config import TrainConfig
 from trainer.run_report import RunSummary
 
 
@@ -52,7 +52,7 @@ def launch(config_path: str, cfg: TrainConfig, resume: bool = False, force: bool
     env = {**os.environ, "OMP_NUM_THREADS": str(thread_count(cfg.distributed.processes)[0]), "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(cmd, env=env)
     if proc.returncode == 2:
-        from advisor.errors import UserError
+        from core.errors import UserError
 
         raise UserError("a training process rejected the config (see its message above)")
     if proc.returncode != 0:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from advisor.errors import UserError
+from core.errors import UserError
 
 LOCK = ".tunewise.lock"
 

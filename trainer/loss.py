@@ -14,19 +14,11 @@ Equal to transformers' ForCausalLMLoss in value and gradients: fp32 to ~1e-6 rel
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
+from core.estimate.memory import chunk_rows  # the chunk size the estimator counts with (one rule, one place)
+
 IGNORE = -100
-
-
-def chunk_rows(rows: int, vocab: int, hidden: int) -> int:
-    """Positions per chunk: a chunk's fp32 logits about the size of all the hidden states (the rule liger-kernel
-    uses: rows / ceil(vocab / hidden), rounded up to a power of two), at least 64 and at most all the rows."""
-    if rows <= 0:
-        return 1
-    per = math.ceil(rows / max(1, math.ceil(vocab / max(1, hidden))))
-    return max(1, min(rows, max(64, 1 << max(0, per - 1).bit_length())))
 
 
 def shift_labels(labels, length: int):
@@ -189,7 +181,7 @@ def choose_loss(setting: str, device: str, sharded: bool, head_ok: str | None) -
                "model's forward" if sharded else head_ok)
     if why_not:
         if setting != "auto":
-            from advisor.errors import UserError
+            from core.errors import UserError
 
             raise UserError(f"training.loss: {setting} cannot be used here: {why_not}; set training.loss: auto or "
                             "plain")
@@ -197,7 +189,7 @@ def choose_loss(setting: str, device: str, sharded: bool, head_ok: str | None) -
     kernels = {"liger": "liger_kernel", "cut_cross_entropy": "cut_cross_entropy"}
     if setting in kernels:
         if device != "cuda" or not installed(kernels[setting]):
-            from advisor.errors import UserError
+            from core.errors import UserError
 
             need = "a CUDA GPU" if device != "cuda" else f"pip install {kernels[setting].replace('_', '-')}"
             raise UserError(f"training.loss: {setting} needs {need}; training.loss: chunked runs everywhere")

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from advisor.errors import UserError
-from advisor.methods import method
+from core.errors import UserError
+from core.methods import method
 from trainer.checkpoints import RESOLVED
 from trainer.config_file import load_config
 from trainer.quiet import quiet_libraries

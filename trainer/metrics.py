@@ -18,9 +18,9 @@ import re
 from collections import Counter
 from dataclasses import dataclass
 
-from advisor.errors import UserError
+from core.errors import UserError
+from core.train_config import METRICS  # noqa: F401 - the metric names are the config's contract
 
-METRICS = ("exact_match", "json", "classification", "chrf")
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)
 _LABEL_WORDS = 4  # a label is at most this many words
 _LABELS_MAX = 20  # ... and there are at most this many distinct ones

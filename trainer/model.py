@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from advisor.errors import UserError
-from trainer.config import TrainConfig
+from core.errors import UserError
+from core.train_config import TrainConfig
 
 
 def device_kind() -> str:
@@ -251,7 +251,7 @@ def open_tokenizer(path: str | Path, trust_remote_code: bool = False):
 def read_chat_template(value: str) -> str:
     """data.chat_template: an inline Jinja template, or a path to one. Something that looks like a path (no Jinja
     markup, a file suffix or a slash) must exist: it is never rendered as if it were a template."""
-    from trainer.config import template_is_path
+    from core.train_config import template_is_path
 
     if not template_is_path(value):
         return value
@@ -333,7 +333,7 @@ def load_base(cfg: TrainConfig, tokenizer, plan: PrecisionPlan | None = None, at
     """The base model as the run trains on it: the run's dtype, 4-bit for QLoRA, the chosen attention kernel."""
     from transformers import AutoModelForCausalLM
 
-    from advisor.methods import method
+    from core.methods import method
 
     m = cfg.method
     spec = method(m.name)
@@ -369,7 +369,7 @@ def load_base(cfg: TrainConfig, tokenizer, plan: PrecisionPlan | None = None, at
 def load_model(cfg: TrainConfig, tokenizer, plan: PrecisionPlan | None = None,
                attention: AttentionPlan | None = None):
     """The model to train: the base, wrapped in the method's fresh adapter (none for full fine-tuning)."""
-    from advisor.methods import method
+    from core.methods import method
 
     m = cfg.method
     spec = method(m.name)
@@ -400,8 +400,8 @@ def load_model(cfg: TrainConfig, tokenizer, plan: PrecisionPlan | None = None,
 
 
 def peft_config(m):
-    """The peft config of a method section (its registry entry builds it: advisor/methods.py)."""
-    from advisor.methods import method
+    """The peft config of a method section (its registry entry builds it: core/methods.py)."""
+    from core.methods import method
 
     return method(m.name).peft_config(m)
 

@@ -6,8 +6,8 @@ import math
 import os
 from pathlib import Path
 
-from advisor.errors import UserError
-from trainer.config import TrainConfig
+from core.errors import UserError
+from core.train_config import TrainConfig
 from trainer.data import Collator, Prepared
 
 
@@ -120,7 +120,7 @@ def available_memory_gb() -> tuple[float, str]:
 def memory_estimate(cfg: TrainConfig, prepared: Prepared, device: str, precision: str, available_gb: float,
                     loss: str = "chunked", attention: str = "auto"):
     """The estimate of the run as it will train (`loss` / `attention`: the kernels the run chose)."""
-    from advisor.estimate import EstimateRequest, estimate, shape_from_config
+    from core.estimate import EstimateRequest, estimate, shape_from_config
     from trainer.data import lengths_of
 
     lengths = lengths_of(prepared.train)
@@ -167,7 +167,7 @@ def check_output_dir(out: Path) -> None:
 def check_memory(est, req, shape, available_gb: float, device: str, force: bool) -> None:
     """Refuse a run the estimate says does not fit (the same verdict `tunewise estimate` gives, tight fits
     included); --force trains anyway."""
-    from advisor.estimate.memory import suggestions
+    from core.estimate.memory import suggestions
 
     if force or est.fits or not math.isfinite(available_gb):  # memory that cannot be read is not a refusal
         return

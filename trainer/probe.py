@@ -3,7 +3,7 @@
 system prompt, if any), few-shot (k worked examples from the training side, k chosen to fit the context) and with
 the instruction reworded a few ways; each is scored with the metric `tunewise eval` would choose
 (trainer/metrics.py) and a 95% confidence interval, and the numbers set `prompting` by the rules of
-rules/probe_prompting.yaml (advisor/probe.py). torch is imported only here, lazily."""
+rules/probe_prompting.yaml (core/probe_report.py). torch is imported only here, lazily."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from advisor.errors import UserError
-from advisor.probe import (
+from core.errors import UserError
+from core.probe_report import (
     Interval,
     ProbeReport,
     Sample,
@@ -110,7 +110,7 @@ def _split(convs: list, opts: ProbeOptions) -> tuple[list, list, str]:
 
 
 def _case(index: int, msgs: list[dict]) -> Case | None:
-    from trainer.evaluate import split_reply
+    from trainer.replies import split_reply
 
     prompt, expected = split_reply(msgs)
     system = next((m["content"] for m in prompt if m["role"] == "system"), None)
@@ -280,7 +280,7 @@ def generate_batched(model, tok, prompts: list[str], stop_ids: list[int], max_ne
     """Greedy answers, `batch_size` prompts at a time (left-padded, similar lengths together)."""
     import torch
 
-    from trainer.evaluate import answer_text
+    from trainer.replies import answer_text
 
     ids = [tok(p, add_special_tokens=False)["input_ids"] for p in prompts]
     order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
@@ -361,10 +361,10 @@ def load(model_path: str, opts: ProbeOptions):
 
 def run_probe(data: str, model_path: str, opts: ProbeOptions | None = None, *, say: Callable[[str], None] = print,
               progress: Progress | None = None) -> ProbeReport:
-    from trainer.evaluate import default_new_tokens, load_schema
     from trainer.metrics import HEADLINE, choose_metric
     from trainer.preflight import eos_ids
     from trainer.quiet import quiet_libraries
+    from trainer.replies import default_new_tokens, load_schema
 
     opts = opts or ProbeOptions()
     t0 = time.time()

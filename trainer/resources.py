@@ -9,8 +9,8 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from advisor.estimate.memory import MemoryEstimate
-from trainer.config import TrainConfig
+from core.estimate.memory import MemoryEstimate
+from core.train_config import TrainConfig
 from trainer.run_report import Choice, CutReplies, DataCacheUse, ReasoningReport, RunInfo, TemplateUse
 
 
@@ -54,7 +54,8 @@ def check_eval_files(cfg: TrainConfig) -> None:
     """The files the evaluation after training reads, checked before training."""
     if not cfg.eval.enabled:
         return
-    from trainer.evaluate import general_texts, load_schema
+    from trainer.evaluate import general_texts
+    from trainer.replies import load_schema
 
     load_schema(cfg.eval.json_schema)
     if cfg.eval.general_text:

@@ -10,10 +10,10 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from advisor.errors import RuntimeFailure
+from core.errors import RuntimeFailure
+from core.train_config import TrainConfig
 from trainer.after_eval import attach_eval
 from trainer.checkpoints import prepare_output, record_config
-from trainer.config import TrainConfig
 from trainer.config_file import load_config
 from trainer.deepspeed import check_launcher
 from trainer.inputs import prepare_data

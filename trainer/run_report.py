@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from advisor.estimate.memory import MemoryEstimate
-from trainer.eval_report import EvalReport, Scores
+from core.estimate.memory import MemoryEstimate
+from core.eval_report import EvalReport, Scores
 
 
 class _Model(BaseModel):

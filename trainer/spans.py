@@ -21,7 +21,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from advisor.errors import UserError
+from core.errors import UserError
 
 # end-of-turn markers of the families trl ships templates for (Llama 3, ChatML/Qwen/LFM2, Gemma, Phi-3, gpt-oss,
 # DeepSeek, Cohere, GLM, Mistral/Llama 2)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from advisor.files import atomic_write, json_text
+from core.files import atomic_write, json_text
 from trainer.run_report import Choice, CpuKernels, RunInfo, RunSummary
 
 SUMMARY = "summary.json"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from advisor.methods import method
-from trainer.config import HF_OPTIMIZERS, TrainConfig
+from core.methods import method
+from core.train_config import HF_OPTIMIZERS, TrainConfig
 from trainer.deepspeed import write_deepspeed_config
 
 

@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from advisor.answers import Answers
 from advisor.ask.hardware import detect_gpus, detect_host_memory_gb
 from advisor.ask.questions import QUESTIONS, Question
-from advisor.errors import UserError
-from advisor.files import format_validation_error
+from core.errors import UserError
+from core.files import format_validation_error
 
 
 @dataclass
@@ -23,7 +23,7 @@ class AskResult:
     recommendation: Any
     signals: dict | None
     asked: list[str] = field(default_factory=list)
-    probe: Any = None  # advisor.probe.ProbeReport when the probe step ran
+    probe: Any = None  # core.probe_report.ProbeReport when the probe step ran
 
 
 DATASET_Q = Question("dataset", "Training data file, JSONL/JSON/CSV (empty if you have none yet)", "text",
@@ -52,25 +52,25 @@ def _ask_dataset(prompter, answers: dict, defaults: bool) -> str | None:
         prompter.say(f"[red]invalid:[/] no file at `{path}`")
 
 
-def _probe_step(prompter, final: Answers, mode: str, defaults: bool, progress=None):
+def _probe_step(prompter, final: Answers, mode: str, defaults: bool, progress=None, measure=None):
     """With a dataset and a local model: measure prompting on the data (`tunewise probe`) before the decision.
-    mode: yes, no, or ask (a question; no with --defaults)."""
-    if mode == "no" or not final.dataset or not final.model_path:
+    mode: yes, no, or ask (a question; no with --defaults). `measure(dataset, model_path, say, progress)` runs the
+    probe: the command line hands it in (the measurement is the trainer's; the questionnaire does not import it)."""
+    if mode == "no" or measure is None or not final.dataset or not final.model_path:
         return None
     if mode == "ask" and (defaults or not prompter.confirm(
             f"Measure prompting on your data with `{final.model_path}` now (zero-shot, few-shot and reworded "
             "instructions on up to 100 held-out records)?", True)):
         return None
-    from trainer.probe import ProbeOptions, run_probe
-
-    probe = run_probe(final.dataset, final.model_path, ProbeOptions(), say=prompter.say, progress=progress)
+    probe = measure(final.dataset, final.model_path, prompter.say, progress)
     prompter.say(f"prompting measured: [bold]{probe.summary}[/] ({probe.rule})")
     return probe
 
 
 def run_ask(prompter, prefill: dict | None = None, *, defaults: bool = False, source: str = "--answers",
-            lines: dict | None = None, probe: str = "no", progress=None) -> AskResult:
-    """`probe`: yes, no or ask: measure prompting with the local model before the decision (`_probe_step`)."""
+            lines: dict | None = None, probe: str = "no", progress=None, measure_prompting=None) -> AskResult:
+    """`probe`: yes, no or ask: measure prompting with the local model before the decision (`_probe_step`, with
+    `measure_prompting`; without one nothing is measured)."""
     from advisor.recommend import recommend
 
     answers = check_prefill(prefill or {}, source)
@@ -83,7 +83,7 @@ def run_ask(prompter, prefill: dict | None = None, *, defaults: bool = False, so
         from advisor.audit import audit_file
 
         prompter.say(f"auditing `{dataset}` …")
-        from advisor.project import project_layout
+        from core.project import project_layout
 
         layout, origin = project_layout()
         report = audit_file(dataset, model_path=answers.get("model_path") or None, layout=layout, layout_origin=origin)
@@ -121,12 +121,12 @@ def run_ask(prompter, prefill: dict | None = None, *, defaults: bool = False, so
     if not answers.get("model_path"):
         answers.pop("model_path", None)
     elif "model_params_b" not in answers:
-        from advisor.estimate import shape_from_config
+        from core.estimate import shape_from_config
 
         answers["model_params_b"] = round(shape_from_config(answers["model_path"]).params / 1e9, 6)
     try:
         final = Answers.model_validate({k: v for k, v in answers.items() if v is not None or k == "budget_gpu_hours"})
     except ValidationError as e:
         raise UserError(format_validation_error(e, Answers, source, lines or {})) from None
-    measured = _probe_step(prompter, final, probe, defaults, progress)
+    measured = _probe_step(prompter, final, probe, defaults, progress, measure_prompting)
     return AskResult(final, recommend(final, signals, probe=measured), signals, asked, measured)

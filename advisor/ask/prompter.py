@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from advisor.ask.questions import OPTIONAL_NUMBERS, Question, parse, show_default
-from advisor.errors import UserError
+from core.errors import UserError
 
 WHY = "__why__"
 

@@ -144,7 +144,7 @@ def parse(q: Question, text: str) -> Any:
         from pathlib import Path
 
         if t and not (Path(t).expanduser() / "config.json").is_file():
-            from advisor.estimate.shapes import shape_from_name
+            from core.estimate.shapes import shape_from_name
 
             if shape_from_name(t) is not None:
                 return t  # a known model's name (moved to model_name once the questions are answered)

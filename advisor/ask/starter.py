@@ -13,9 +13,9 @@ MAX_CHARS = 600
 
 def _samples(path: str, limit: int = 2000):
     """Records read the audit's way (the published layouts, the project file's columns)."""
-    from advisor.data.detect import open_dataset
-    from advisor.errors import UserError
-    from advisor.project import project_layout
+    from core.data.detect import open_dataset
+    from core.errors import UserError
+    from core.project import project_layout
 
     layout, origin = project_layout()
     try:

@@ -12,9 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from advisor.audit.regex_guard import LiteralGate, guarded, literal_gate
-from advisor.errors import UserError
-from advisor.files import read_structured, validate
-from advisor.rules.loader import rules_dir
+from core.errors import UserError
+from core.files import read_structured, rules_dir, validate
 
 Severity = Literal["error", "warning", "info"]
 

@@ -13,7 +13,7 @@ from advisor.audit.catalog import pattern_gate, patterns
 from advisor.audit.language import UND, detect
 from advisor.audit.pii import PII_NAMES, pii_kinds
 from advisor.audit.text import normalise, script_units
-from advisor.data.formats import Message, Sample
+from core.data.formats import Message, Sample
 
 Hit = tuple[str | None, str]  # (variant of the finding or None, detail)
 RecordCheck = Callable[["RecordView"], Iterable[Hit]]
@@ -21,7 +21,7 @@ PairCheck = Callable[[Sample, Sample], Iterable[Hit]]
 RECORD_CHECKS: dict[str, RecordCheck] = {}
 PAIR_CHECKS: dict[str, PairCheck] = {}
 CHOSEN_SIDE_ONLY: set[str] = set()  # codes not checked on the rejected side of a pair
-READER_CODES = ("invalid_json", "schema", "unknown_role")  # found while reading and normalising (advisor/data)
+READER_CODES = ("invalid_json", "schema", "unknown_role")  # found while reading and normalising (core/data)
 
 # Special tokens of chat templates in general, not a list of known ones: every `<|name|>` token (ChatML, Llama 3,
 # Phi, Qwen, GPT-OSS, Cohere, Granite, ...), the half-bar `<|name>` / `<name|>` pairs (Gemma 4), DeepSeek's

@@ -18,7 +18,7 @@ from advisor.audit.html_records import (
     record_html,
 )
 from advisor.audit.report import AuditReport, Finding
-from advisor.files import atomic_write
+from core.files import atomic_write
 
 COLOURS = {"error": "#b03a2e", "warning": "#b9770e", "info": "#2874a6"}
 GROUPS_SHOWN = 6  # groups of copies shown per finding

@@ -14,9 +14,9 @@ from difflib import SequenceMatcher
 
 from advisor.audit.checks import TEMPLATE_LEAK, find_placeholder
 from advisor.audit.pii import find_pii
-from advisor.data.formats import Sample
-from advisor.data.formats import normalise as to_sample
-from advisor.data.reader import iter_raw, parse_line
+from core.data.formats import Sample
+from core.data.formats import normalise as to_sample
+from core.data.reader import iter_raw, parse_line
 
 MESSAGE_CHARS = 1200  # a message longer than this is clipped (around its marks, else its head and tail)
 CONTEXT_CHARS = 240  # characters kept on each side of a mark in a clipped message

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from advisor.audit.record import FactsBatch, RecordAuditor
-from advisor.data.reader import Container, RawRecord, ReadMeter, iter_raw
+from core.data.reader import Container, RawRecord, ReadMeter, iter_raw
 
 BATCH = 256  # records per task: large enough that inter-process overhead is small, small enough to keep order cheap
 IN_FLIGHT_PER_WORKER = 3

@@ -30,10 +30,10 @@ from advisor.audit.text import (
     script_units,
 )
 from advisor.audit.tokens import TokenCounter
-from advisor.data.formats import Sample, detect_format
-from advisor.data.formats import normalise as to_sample
-from advisor.data.layout import Layout
-from advisor.data.reader import RawRecord, parse_line
+from core.data.formats import Sample, detect_format
+from core.data.formats import normalise as to_sample
+from core.data.layout import Layout
+from core.data.reader import RawRecord, parse_line
 
 _DIGITS = re.compile(r"\d+")
 NUMBERS_PROMPT_CHARS = 600  # a (normalised) question this long or shorter can be "about" its numbers

@@ -1,7 +1,7 @@
 """The audit of one file in one streaming pass, in named stages:
 
 1. `open_dataset`      – reader stage: how the file holds records (container), which format and columns, and why
-                         (advisor/data/detect.py, shared with `train`);
+                         (core/data/detect.py, shared with `train`);
 2. `RecordAuditor`     – per record: parse, normalise, record and pair checks, measurements (record.py; in worker
                          processes for big files, parallel.py);
 3. `DatasetStats`      – the parent adds up each record's facts in record order (stats.py);
@@ -23,11 +23,11 @@ from advisor.audit.record import RecordAuditor
 from advisor.audit.report import SEVERITY_ORDER, AuditReport, Diversity, FindingSignal, Signals, TokenSignal
 from advisor.audit.stats import DatasetStats, RecordFindings
 from advisor.audit.tasks import TaskEstimate, estimate_tasks
-from advisor.data.detect import Detection, open_dataset  # noqa: F401 - open_dataset: the reader stage, re-exported
-from advisor.data.formats import kind_of
-from advisor.data.layout import DataLayout
+from core.data.detect import Detection, open_dataset  # noqa: F401 - open_dataset: the reader stage, re-exported
+from core.data.formats import kind_of
+from core.data.layout import DataLayout
 
-# ---- 1. reader stage: advisor/data/detect.py (shared with `train`) ---------------------------------------------
+# ---- 1. reader stage: core/data/detect.py (shared with `train`) ---------------------------------------------
 
 # ---- the pass --------------------------------------------------------------------------------------------------
 

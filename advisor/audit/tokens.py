@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from advisor.audit.text import char_count
-from advisor.errors import UserError
+from core.errors import UserError
 
 # Tokens per unit of each character class, fitted by least squares (clipped at 0) on 4,120 texts drawn from the
 # files in shared/data/external (English and Chinese prose, code, JSON, number tables), averaged over two real

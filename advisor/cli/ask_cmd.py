@@ -42,13 +42,13 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from advisor.ask.flow import run_ask
     from advisor.ask.prompter import PlainPrompter, TerminalPrompter
-    from advisor.files import read_structured
+    from core.files import read_structured
 
     prefill, lines = {}, {}
     if args.answers:
         data, lines = read_structured(args.answers, "answers file")
         if not isinstance(data, dict):
-            from advisor.errors import UserError
+            from core.errors import UserError
 
             raise UserError(f"{args.answers}: expected a mapping of answers keys")
         prefill = data
@@ -64,8 +64,9 @@ def run(args: argparse.Namespace) -> int:
     from trainer.probe import Progress
 
     result = run_ask(prompter, prefill, defaults=args.defaults, source=args.answers or "answers", lines=lines,
-                     probe=args.probe, progress=Progress(None if args.json else out_console.real()))
-    from advisor.files import Replace
+                     probe=args.probe, progress=Progress(None if args.json else out_console.real()),
+                     measure_prompting=_measure_prompting)
+    from core.files import Replace
 
     files = write_outputs(result, Path(args.out), Replace(
         force=args.force, ask=(lambda q: prompter.confirm(q, False)) if terminal else None,
@@ -118,17 +119,17 @@ def decide_start(args, prompter, result) -> bool:
 
 def write_outputs(result, out: Path, replace=None) -> dict[str, str]:
     """answers.yaml and the method's file in `out`; an existing file with other content (the answers file the run
-    was pre-filled from, a hand-written train.yaml) is replaced only as `replace` allows (advisor.files.Replace).
+    was pre-filled from, a hand-written train.yaml) is replaced only as `replace` allows (core.files.Replace).
     The saved answers name the dataset relative to the answers file's folder."""
     from advisor.answers import dataset_for_file
-    from advisor.files import atomic_write, check_replace, model_text, write_model
+    from core.files import atomic_write, check_replace, model_text, write_model
 
     out.mkdir(parents=True, exist_ok=True)
     rec, answers = result.recommendation, result.answers
     saved = answers.model_copy(update={"dataset": dataset_for_file(answers.dataset, out / "answers.yaml")})
     if replace is not None:  # the answers file first: nothing is written when it may not be replaced
         check_replace(out / "answers.yaml", model_text(out / "answers.yaml", saved, "tunewise answers"), replace)
-    from advisor.methods import is_fine_tune
+    from core.methods import is_fine_tune
 
     files = {}
     if is_fine_tune(rec.method):
@@ -147,3 +148,10 @@ def write_outputs(result, out: Path, replace=None) -> dict[str, str]:
         files["rag_plan"] = str(atomic_write(out / "rag_plan.md", rag_plan(answers, answers.dataset), replace))
     return {"answers": str(write_model(out / "answers.yaml", saved, header="tunewise answers", replace=replace)),
             **files}
+
+
+def _measure_prompting(dataset: str, model_path: str, say, progress):
+    """`tunewise probe` with its defaults, for the questionnaire's probe step."""
+    from trainer.probe import ProbeOptions, run_probe
+
+    return run_probe(dataset, model_path, ProbeOptions(), say=say, progress=progress)

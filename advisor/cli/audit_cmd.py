@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from advisor.cli.common import add_json_flag, console, emit, err_console, positive, subparser
-from advisor.data.formats import FORMATS
+from core.data.formats import FORMATS
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -79,7 +79,7 @@ def _codes(values: list[str] | None) -> list[str]:
 def settings(args: argparse.Namespace):
     """Flags over the project file over the defaults; returns the settings, the selection and the file used."""
     from advisor.audit.catalog import Selection
-    from advisor.project import load_project
+    from core.project import load_project
 
     project, path = load_project(args.project, search=not args.no_project)
     s = project.audit
@@ -97,8 +97,8 @@ def settings(args: argparse.Namespace):
 def data_layout(args: argparse.Namespace, project_data, project_path):
     """The columns, tags and text unit: --columns / --text-unit over the project file's `data:` section; and where
     the columns came from (named in errors)."""
-    from advisor.data.layout import parse_columns_flag
-    from advisor.project import columns_origin
+    from core.data.layout import parse_columns_flag
+    from core.project import columns_origin
 
     layout, origin = project_data, columns_origin(project_path) if project_path else "--columns"
     if getattr(args, "tool_layout", None):
@@ -116,14 +116,14 @@ def data_layout(args: argparse.Namespace, project_data, project_path):
 
 def run(args: argparse.Namespace) -> int:
     from advisor.audit.catalog import catalog
-    from advisor.errors import UserError
+    from core.errors import UserError
 
     if args.print_schema:
         import json
 
         from advisor.audit.report import AuditReport
-        from advisor.data.layout import DataLayout
-        from advisor.project import ProjectFile
+        from core.data.layout import DataLayout
+        from core.project import ProjectFile
 
         model = {"project": ProjectFile, "report": AuditReport, "columns": DataLayout}[args.print_schema]
         print(json.dumps(model.model_json_schema(), indent=2))
@@ -155,8 +155,8 @@ def run(args: argparse.Namespace) -> int:
 
 def from_tool_config(args: argparse.Namespace) -> None:
     """DATA, the model (when it is a local folder) and the sequence length from a tool's config."""
-    from advisor.errors import UserError
     from advisor.export.read import read_tool_config
+    from core.errors import UserError
 
     job = read_tool_config(args.from_config)
     if args.data is None:

@@ -42,7 +42,7 @@ def add_json_flag(p: argparse.ArgumentParser) -> None:
 def emit(data: Any, as_json: bool, render: Callable[[], None]) -> None:
     """Print `data` as JSON for scripts, or call `render` for people."""
     if as_json:
-        from advisor.files import json_text
+        from core.files import json_text
 
         utf = (sys.stdout.encoding or "").lower().replace("-", "").startswith("utf")
         sys.stdout.write(json_text(data, indent=2, ensure_ascii=not utf, default=str) + "\n")

@@ -24,10 +24,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from advisor.cli.audit_cmd import render as render_audit
+    from advisor.cli.demo.pipeline import DemoView, run_demo
     from advisor.cli.probe_cmd import render as render_probe
     from advisor.cli.recommend_cmd import render as render_rec
     from advisor.cli.train_cmd import render_summary
-    from trainer.demo.pipeline import DemoView, run_demo
 
     out_console = err_console if args.json else console
     view = DemoView(say=lambda s: out_console.print(s, highlight=False),

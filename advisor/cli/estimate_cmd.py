@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from advisor.cli.common import add_json_flag, console, emit, positive, subparser
-from advisor.errors import UserError
+from core.errors import UserError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     src.add_argument("--params-b", type=positive(float, "--params-b"), metavar="B", help="model size in billions")
     p.add_argument("--family", metavar="NAME", help="with --params-b: scale the nearest model of this family "
                    "(qwen2.5, llama-3.1, gemma-2, phi-3, ...) instead of a Llama shape")
-    from advisor.methods import REGISTRY
+    from core.methods import REGISTRY
 
     p.add_argument("--method", choices=list(REGISTRY))
     p.add_argument("--seq-len", type=positive(int, "--seq-len"), help="default 1024")
@@ -80,7 +80,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from advisor.estimate import EstimateRequest, estimate
+    from core.estimate import EstimateRequest, estimate
 
     if (args.examples is None) != (args.avg_tokens is None):
         raise UserError("--examples and --avg-tokens go together (GPU-hours need both)")
@@ -137,8 +137,8 @@ def settings(args: argparse.Namespace) -> dict:
 
 def model_shape(args: argparse.Namespace, job: dict):
 
-    from advisor.estimate import shape_from_config, shape_from_params_b
-    from advisor.estimate.shapes import shape_for_model, shape_from_name
+    from core.estimate import shape_from_config, shape_from_params_b
+    from core.estimate.shapes import shape_for_model, shape_from_name
 
     if args.family and not args.params_b:
         raise UserError("--family goes with --params-b (a size scaled from that family's shapes)")

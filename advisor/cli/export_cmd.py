@@ -32,10 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from advisor.errors import UserError
     from advisor.export import export, write_export
-    from advisor.files import Replace, load_model_file
-    from trainer.config import TrainConfig
+    from core.errors import UserError
+    from core.files import Replace, load_model_file
+    from core.train_config import TrainConfig
 
     cfg = load_model_file(TrainConfig, args.config, "training config").resolve_paths(args.config)
     path = Path(args.out) if args.out else Path(args.config).with_name(f"{args.to}.yaml")

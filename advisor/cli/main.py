@@ -12,7 +12,7 @@ from importlib import import_module
 
 from advisor import __version__
 from advisor.cli.common import EXIT_FAILURE, EXIT_USAGE, err_console
-from advisor.errors import RuntimeFailure, UserError
+from core.errors import RuntimeFailure, UserError
 
 COMMANDS = ["ask", "audit", "probe", "recommend", "estimate", "train", "eval", "export", "merge", "demo"]
 

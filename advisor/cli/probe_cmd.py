@@ -75,13 +75,13 @@ def measure(data: str, model: str, args: argparse.Namespace, quiet: bool):
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from advisor.errors import UserError
+    from core.errors import UserError
 
     if args.print_schema:
         import json
         import sys
 
-        from advisor.probe import ProbeReport
+        from core.probe_report import ProbeReport
 
         sys.stdout.write(json.dumps(ProbeReport.model_json_schema(), indent=2) + "\n")
         return 0
@@ -91,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--out `{args.out}` exists: add --force to overwrite it")
     report = measure(args.data, args.model, args, quiet=args.json)
     if args.out:
-        from advisor.files import atomic_write
+        from core.files import atomic_write
 
         atomic_write(args.out, report.model_dump_json(indent=2) + "\n")
     emit(report.model_dump(mode="json"), args.json, lambda: render(report))

@@ -34,7 +34,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="with --config-out: write the config for axolotl, llamafactory or trl instead of tunewise's "
                         "(the same job; what the tool cannot express is listed)")
     p.add_argument("--output-dir", default="runs/tunewise", help="training output folder written into the config (relative to the working directory; written relative to the config file)")
-    from advisor.methods import TITLES
+    from core.methods import TITLES
 
     p.add_argument("--explain", metavar="METHOD", choices=list(TITLES),
                    help="show the full trace for one method: every constraint, decisive rule and preference that "
@@ -51,12 +51,12 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def probe_for(args: argparse.Namespace, answers, dataset: str | None):
     """The probe result --probe asks for: a saved file, or measured now on the dataset with the model."""
-    from advisor.errors import UserError
+    from core.errors import UserError
 
     if not args.probe:
         return None
     if args.probe != "run":
-        from advisor.probe import load_probe
+        from core.probe_report import load_probe
 
         return load_probe(args.probe)
     if not dataset or not answers.model_path:
@@ -77,7 +77,7 @@ def probe_for(args: argparse.Namespace, answers, dataset: str | None):
 def load_answers(path: str):
     """The answers file, its `dataset` read against the file's folder."""
     from advisor.answers import Answers, dataset_from_file
-    from advisor.files import load_model_file
+    from core.files import load_model_file
 
     answers = load_model_file(Answers, path, "answers file")
     return answers.model_copy(update={"dataset": dataset_from_file(answers.dataset, path)})
@@ -94,7 +94,7 @@ def run(args: argparse.Namespace) -> int:
             from pydantic import ValidationError
 
             from advisor.answers import Answers
-            from advisor.errors import UserError
+            from core.errors import UserError
 
             try:
                 answers = Answers.model_validate({**answers.model_dump(exclude={"model_params_b"}),
@@ -105,21 +105,21 @@ def run(args: argparse.Namespace) -> int:
     signals = None
     if dataset:
         from advisor.audit import audit_file
-        from advisor.project import project_layout
+        from core.project import project_layout
 
         layout, origin = project_layout()
         signals = audit_file(dataset, model_path=answers.model_path, layout=layout, layout_origin=origin).signals
     if args.export and not args.config_out:
-        from advisor.errors import UserError
+        from core.errors import UserError
 
         raise UserError("--export writes a config: add --config-out PATH")
     rec = recommend(answers, signals, probe=probe_for(args, answers, dataset))
     out = rec.model_dump(mode="json")
-    from advisor.files import Replace
+    from core.files import Replace
 
     replace = Replace(force=args.force, hint="pass --force to replace it, or --config-out another path")
     if args.config_out and Path(args.config_out).resolve() == Path(args.answers).resolve():
-        from advisor.errors import UserError
+        from core.errors import UserError
 
         raise UserError(f"--config-out {args.config_out} is the answers file itself: give another path")
     if args.config_out and args.export and rec.method not in ("prompting", "rag"):
@@ -145,7 +145,7 @@ def run(args: argparse.Namespace) -> int:
 def write_plan(rec, answers, dataset: str | None, config_out: str, replace=None) -> tuple[str, str]:
     """For prompting or RAG: a starter prompt or a RAG plan beside the requested config path, and why."""
     from advisor.ask.starter import rag_plan, starter_prompt
-    from advisor.files import atomic_write
+    from core.files import atomic_write
 
     if rec.method == "prompting":
         path = atomic_write(Path(config_out).with_name("prompt.md"), starter_prompt(answers, dataset), replace)
@@ -170,7 +170,7 @@ def write_export_config(rec, answers, dataset: str | None, path: str, output_dir
 
 def write_config(rec, answers, dataset: str | None, path: str, output_dir: str, replace=None) -> str | None:
     from advisor.configgen import MODEL_PLACEHOLDER, build_config, config_comments, paths_for_file
-    from advisor.files import write_model
+    from core.files import write_model
 
     if rec.method in ("prompting", "rag"):
         return None

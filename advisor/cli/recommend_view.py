@@ -3,7 +3,7 @@ ties, answers-vs-data conflicts, the audit findings that matter, then the other 
 
 from __future__ import annotations
 
-from advisor.methods import TITLES as NAMES  # noqa: E402 - the registry names every method
+from core.methods import TITLES as NAMES  # noqa: E402 - the registry names every method
 
 
 def _decision_lines(rec, escape) -> list[str]:

@@ -57,7 +57,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from advisor.errors import UserError
+    from core.errors import UserError
 
     if args.print_schema:
         print(json.dumps(schema_of(args.print_schema), indent=2))
@@ -80,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         if args.overrides:  # launched processes (several GPUs) read the file: hand them the overridden config
             import tempfile
 
-            from advisor.files import write_model
+            from core.files import write_model
 
             tmp = stack.enter_context(tempfile.TemporaryDirectory(prefix="tunewise-"))
             config_path = str(write_model(Path(tmp) / "train.yaml", cfg))
@@ -104,7 +104,7 @@ def schema_of(which: str) -> dict:
         from trainer.run_report import RunSummary
 
         return RunSummary.model_json_schema()
-    from trainer.config import TrainConfig
+    from core.train_config import TrainConfig
 
     return TrainConfig.model_json_schema()
 

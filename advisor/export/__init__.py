@@ -7,40 +7,15 @@ One module per tool, one registry entry each (`TARGETS`): `build(cfg, fmt) -> Ex
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from advisor.errors import UserError
+from core.errors import UserError
+from core.exported import Exported  # noqa: F401 - what every exporter builds (the method units write into it)
 
 if TYPE_CHECKING:  # the CLI reads TOOLS at start-up: no pydantic model imported here
-    from trainer.config import TrainConfig
-
-
-@dataclass
-class Exported:
-    tool: str
-    config: dict  # the tool's config file (YAML)
-    files: dict[str, str] = field(default_factory=dict)  # other files, by name, written beside it (dataset_info.json)
-    mapped: list[tuple[str, str]] = field(default_factory=list)  # (tunewise key, the tool's key)
-    not_expressed: list[tuple[str, str]] = field(default_factory=list)  # (tunewise key, why and what happens)
-    command: str = ""  # how to run it
-
-    def map(self, ours: str, theirs: str, value) -> None:
-        self.config[theirs] = value
-        self.mapped.append((ours, theirs))
-
-    def skip(self, ours: str, why: str) -> None:
-        self.not_expressed.append((ours, why))
-
-
-@dataclass(frozen=True)
-class Target:
-    name: str
-    title: str
-    build: Callable[[TrainConfig, str, Path], Exported]  # (config, data format, the folder written to)
-    version: str  # the release the mapping is checked against (tests/data/interop/)
+    from advisor.export.common import Target
+    from core.train_config import TrainConfig
 
 
 def _targets() -> dict[str, Target]:
@@ -52,24 +27,10 @@ def _targets() -> dict[str, Target]:
 TOOLS = ("axolotl", "llamafactory", "trl")  # the registry's names (tests/test_export.py checks they agree)
 
 
-def data_format(cfg: TrainConfig) -> str:
-    """The data's record format (data.format, else detected from the file as `train` does)."""
-    if cfg.data.format != "auto" and cfg.data.columns is None:
-        return cfg.data.format
-    from trainer.data import detect_format
-
-    return detect_format(cfg.data.path, cfg.data.format, cfg.data.layout(), cfg.data.columns_origin)
-
-
-def data_layout(cfg: TrainConfig):
-    """The columns `train` maps (data.columns, or a published layout it recognises), or None."""
-    from trainer.data import detect
-
-    return detect(cfg.data.path, cfg.data.format, cfg.data.layout(), cfg.data.columns_origin).layout
-
-
 def export(cfg: TrainConfig, tool: str, dest: str | Path) -> Exported:
     """The tool's config for `cfg`, to be written at `dest` (files it names sit beside it)."""
+    from advisor.export.common import data_format
+
     target = _targets().get(tool)
     if target is None:
         raise UserError(f"unknown export target `{tool}`: choose one of {', '.join(TOOLS)}")
@@ -92,6 +53,8 @@ def shared_notes(cfg: TrainConfig, out: Exported) -> None:
 def layout_notes(cfg: TrainConfig, out: Exported) -> None:
     """data.columns / data.tags: LLaMA-Factory's dataset_info.json takes them (dataset_entry); the others read
     the format's own keys. data.text_unit: the tools read a text file one line per record."""
+    from advisor.export.common import data_layout
+
     layout = data_layout(cfg)
     said = {k for k, _ in out.mapped + out.not_expressed}
     for key in ("data.columns", "data.tags"):
@@ -117,25 +80,10 @@ def layout_notes(cfg: TrainConfig, out: Exported) -> None:
                  "drop them from the data first (`tunewise train --dry-run` counts them)")
 
 
-def preprocessing(cfg: TrainConfig, out: Exported, workers_key: str, cache_how: str | None) -> None:
-    """data.num_proc under the tool's name for its tokenising processes; data.cache and data.cache_dir: what the
-    tool caches instead (`cache_how`), or listed as not expressed (None: the tool tokenises on every run)."""
-    d = cfg.data
-    if d.num_proc:
-        out.map("data.num_proc", workers_key, d.num_proc)
-    else:
-        out.mapped.append(("data.num_proc", f"({workers_key} left to the tool's default)"))
-    for key in ("data.cache", "data.cache_dir"):
-        if cache_how is None:
-            out.skip(key, "the tool tokenises the data again on every run (tunewise keeps it keyed by content)")
-        else:
-            out.mapped.append((key, cache_how))
-
-
 def write_export(out: Exported, path: str | Path, replace=None) -> list[str]:
     """The tool's config at `path` and its other files beside it; returns the paths written. `replace`
-    (advisor.files.Replace): whether an existing config at `path` with other content may be replaced."""
-    from advisor.files import atomic_write, dump_yaml
+    (core.files.Replace): whether an existing config at `path` with other content may be replaced."""
+    from core.files import atomic_write, dump_yaml
 
     p = Path(path)
     header = (f"# {out.tool} config written by `tunewise export` (the same job as the tunewise config)\n"
@@ -146,57 +94,3 @@ def write_export(out: Exported, path: str | Path, replace=None) -> list[str]:
     for name, content in out.files.items():
         written.append(str(atomic_write(p.parent / name, content)))
     return written
-
-
-def abs_path(value: str) -> str:
-    """A path as the tool needs it (absolute: tools read paths against their working directory), the model
-    placeholder of an unfinished config left as it is."""
-    from advisor.configgen import MODEL_PLACEHOLDER
-
-    return value if value == MODEL_PLACEHOLDER else str(Path(value).expanduser().resolve())
-
-
-def lora_targets(m) -> list[str] | str:
-    return "all-linear" if m.target_modules == "all-linear" else list(m.target_modules)
-
-
-def quantization_notes(m, out: Exported, compute_key: str | None) -> None:
-    """QLoRA settings every tool handles the same way: the compute dtype (the run's precision unless set; the
-    tool's key for it, or a note), and the fp32 upcast of embeddings and head (peft's prepare_model_for_kbit_training,
-    which these tools call)."""
-    if m.bnb_4bit_compute_dtype == "auto":
-        out.mapped.append(("method.bnb_4bit_compute_dtype", "(the run's precision, the tools' default)"))
-    elif compute_key:
-        out.mapped.append(("method.bnb_4bit_compute_dtype", compute_key))
-    else:
-        out.skip("method.bnb_4bit_compute_dtype", f"no key for it: the compute dtype follows the precision, not "
-                 f"{m.bnb_4bit_compute_dtype}")
-    if m.upcast_embeddings:
-        out.mapped.append(("method.upcast_embeddings", "(peft's prepare_model_for_kbit_training, the default)"))
-    else:
-        out.skip("method.upcast_embeddings", "the tool keeps peft's fp32 upcast of the embeddings and the head")
-
-
-def template_mapping(out: Exported, key: str) -> None:
-    """data.chat_template unset: the tool uses the tokenizer's own template, as tunewise does."""
-    out.mapped.append(("data.chat_template", key))
-
-
-def padding_free_note(cfg: TrainConfig, out: Exported, closest: str) -> None:
-    """training.padding_free where the tool has no padding-free batches (only packing, which changes the batches)."""
-    if cfg.training.padding_free:
-        out.skip("training.padding_free", f"no padding-free batches: the run pads ({closest})")
-    else:
-        out.mapped.append(("training.padding_free", "(padded batches, the default)"))
-
-
-def refuse_unexportable(cfg: TrainConfig, tool: str) -> None:
-    """The method's unit says the tools have no such method (P-tuning's prompt encoder)."""
-    from advisor.methods import method
-
-    what = method(cfg.method.name).export_refusal
-    if what:
-        raise UserError(f"{tool} has no {what} method: train it with `tunewise train`, or choose lora for the export")
-
-
-refuse_p_tuning = refuse_unexportable  # the name it had before the method registry wrote the refusal

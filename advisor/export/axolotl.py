@@ -5,20 +5,24 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from advisor.data.reader import inner_suffix
-from advisor.export import (
-    Exported,
+from advisor.export.common import (
+    HF_NAMES,
     Target,
     abs_path,
+    chat_template_text,
     lora_targets,
+    loss_and_attention,
+    map_schedule,
     padding_free_note,
     preprocessing,
     refuse_unexportable,
     template_mapping,
+    val_share,
 )
-from advisor.export.common import HF_NAMES, chat_template_text, loss_and_attention, map_schedule, val_share
-from advisor.methods import method
-from trainer.config import TrainConfig, deepspeed_settings
+from core.data.reader import inner_suffix
+from core.exported import Exported
+from core.methods import method
+from core.train_config import TrainConfig, deepspeed_settings
 
 
 def dataset(cfg: TrainConfig, fmt: str) -> dict:
@@ -26,7 +30,7 @@ def dataset(cfg: TrainConfig, fmt: str) -> dict:
     the assistant turns and their end token), alpaca, a user-defined prompt/completion format, or raw text."""
     d: dict = {"path": abs_path(cfg.data.path), "ds_type": "json"}
     train_roles = ["assistant"] if cfg.data.assistant_only_loss else ["system", "user", "assistant"]
-    from advisor.export import data_layout
+    from advisor.export.common import data_layout
 
     layout = data_layout(cfg)
     if layout is not None and (mapped := mapped_dataset(layout, train_roles)) is not None:
@@ -127,7 +131,7 @@ def method_settings(cfg: TrainConfig, out: Exported) -> None:
 def data_settings(cfg: TrainConfig, fmt: str, out: Exported) -> None:
     d = cfg.data
     out.map("data.path", "datasets", [dataset(cfg, fmt)])
-    from advisor.export import data_layout
+    from advisor.export.common import data_layout
 
     layout = data_layout(cfg)
     if layout is not None and mapped_dataset(layout, []) is not None:

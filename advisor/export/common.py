@@ -1,9 +1,16 @@
 """Pieces the exports share: HF TrainingArguments-style schedule and precision (LLaMA-Factory and TRL read those
-names), the record count, and whether the data carries tool calls."""
+names), the record count, whether the data carries tool calls, the data's format and columns as `train` reads
+them, and the notes every tool's mapping takes (each exporter: axolotl.py, llamafactory.py, trl_sft.py)."""
 
 from __future__ import annotations
 
-from trainer.config import HF_OPTIMIZERS, TrainConfig
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.errors import UserError
+from core.exported import Exported
+from core.train_config import HF_OPTIMIZERS, TrainConfig
 
 # the training settings every tool has, by the names transformers' TrainingArguments give them (LLaMA-Factory and
 # TRL read those); a tool with other names passes its own table to `map_schedule`
@@ -72,7 +79,7 @@ def hf_precision(cfg: TrainConfig, out, pure_bf16_key: str | None) -> None:
 
 
 def record_count(path: str) -> int:
-    from advisor.data import iter_raw
+    from core.data import iter_raw
 
     return sum(1 for _ in iter_raw(path))
 
@@ -81,13 +88,13 @@ def head_records(path: str, n: int):
     """The first `n` records of the data that parse (what the exports look at to describe the data)."""
     from itertools import islice
 
-    from advisor.data import iter_raw
+    from core.data import iter_raw
 
     return (r.obj for r in islice(iter_raw(path), n) if r.error is None)
 
 
 def has_tool_calls(path: str, fmt: str, head: int = 500) -> bool:
-    from advisor.data import normalise
+    from core.data import normalise
 
     return any(normalise(obj, fmt).has_tools for obj in head_records(path, head))
 
@@ -107,7 +114,7 @@ def chat_template_text(cfg: TrainConfig) -> str | None:
     """data.chat_template's Jinja (read from its file when it names one)."""
     from pathlib import Path
 
-    from trainer.config import template_is_path
+    from core.train_config import template_is_path
 
     value = cfg.data.chat_template
     if value is None:
@@ -159,3 +166,79 @@ def loss_and_attention(cfg: TrainConfig, out, tool: str) -> None:
         out.map("training.attention", key, value)
     else:
         out.mapped.append(("training.attention", "(auto: the tool's default, SDPA)"))
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    title: str
+    build: Callable[[TrainConfig, str, Path], Exported]  # (config, data format, the folder written to)
+    version: str  # the release the mapping is checked against (tests/data/interop/)
+
+
+def data_format(cfg: TrainConfig) -> str:
+    """The data's record format (data.format, else detected from the file as `train` does)."""
+    if cfg.data.format != "auto" and cfg.data.columns is None:
+        return cfg.data.format
+    from core.data.detect import trainable_format
+
+    return trainable_format(cfg.data.path, cfg.data.format, cfg.data.layout(), cfg.data.columns_origin)
+
+
+def data_layout(cfg: TrainConfig):
+    """The columns `train` maps (data.columns, or a published layout it recognises), or None."""
+    from core.data.detect import trainable
+
+    return trainable(cfg.data.path, cfg.data.format, cfg.data.layout(), cfg.data.columns_origin).layout
+
+
+def preprocessing(cfg: TrainConfig, out: Exported, workers_key: str, cache_how: str | None) -> None:
+    """data.num_proc under the tool's name for its tokenising processes; data.cache and data.cache_dir: what the
+    tool caches instead (`cache_how`), or listed as not expressed (None: the tool tokenises on every run)."""
+    d = cfg.data
+    if d.num_proc:
+        out.map("data.num_proc", workers_key, d.num_proc)
+    else:
+        out.mapped.append(("data.num_proc", f"({workers_key} left to the tool's default)"))
+    for key in ("data.cache", "data.cache_dir"):
+        if cache_how is None:
+            out.skip(key, "the tool tokenises the data again on every run (tunewise keeps it keyed by content)")
+        else:
+            out.mapped.append((key, cache_how))
+
+
+def abs_path(value: str) -> str:
+    """A path as the tool needs it (absolute: tools read paths against their working directory), the model
+    placeholder of an unfinished config left as it is."""
+    from advisor.configgen import MODEL_PLACEHOLDER
+
+    return value if value == MODEL_PLACEHOLDER else str(Path(value).expanduser().resolve())
+
+
+def lora_targets(m) -> list[str] | str:
+    return "all-linear" if m.target_modules == "all-linear" else list(m.target_modules)
+
+
+def template_mapping(out: Exported, key: str) -> None:
+    """data.chat_template unset: the tool uses the tokenizer's own template, as tunewise does."""
+    out.mapped.append(("data.chat_template", key))
+
+
+def padding_free_note(cfg: TrainConfig, out: Exported, closest: str) -> None:
+    """training.padding_free where the tool has no padding-free batches (only packing, which changes the batches)."""
+    if cfg.training.padding_free:
+        out.skip("training.padding_free", f"no padding-free batches: the run pads ({closest})")
+    else:
+        out.mapped.append(("training.padding_free", "(padded batches, the default)"))
+
+
+def refuse_unexportable(cfg: TrainConfig, tool: str) -> None:
+    """The method's unit says the tools have no such method (P-tuning's prompt encoder)."""
+    from core.methods import method
+
+    what = method(cfg.method.name).export_refusal
+    if what:
+        raise UserError(f"{tool} has no {what} method: train it with `tunewise train`, or choose lora for the export")
+
+
+refuse_p_tuning = refuse_unexportable  # the name it had before the method registry wrote the refusal

@@ -6,26 +6,24 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from advisor.export import (
-    Exported,
+from advisor.export.common import (
     Target,
     abs_path,
-    lora_targets,
-    padding_free_note,
-    preprocessing,
-    refuse_unexportable,
-    template_mapping,
-)
-from advisor.export.common import (
     chat_template_text,
     data_keys,
     has_tool_calls,
     hf_precision,
     hf_schedule,
+    lora_targets,
     loss_and_attention,
+    padding_free_note,
+    preprocessing,
+    refuse_unexportable,
+    template_mapping,
 )
-from advisor.methods import method
-from trainer.config import TrainConfig, deepspeed_settings
+from core.exported import Exported
+from core.methods import method
+from core.train_config import TrainConfig, deepspeed_settings
 
 DATASET = "tunewise_train"
 ROLES = {"role_tag": "role", "content_tag": "content", "user_tag": "user", "assistant_tag": "assistant",
@@ -36,7 +34,7 @@ def dataset_entry(cfg: TrainConfig, fmt: str) -> dict:
     """The data file as LLaMA-Factory reads it: sharegpt formatting for conversations (OpenAI role/content tags or
     sharegpt's from/value), alpaca columns for instruction and prompt/completion data, a text column to pre-train."""
     entry: dict = {"file_name": abs_path(cfg.data.path)}
-    from advisor.export import data_layout
+    from advisor.export.common import data_layout
 
     layout = data_layout(cfg)
     if layout is not None and layout.portable:  # the columns train maps (data.columns, or a published layout such as Dolly's)
@@ -93,7 +91,7 @@ def existing_entries(dest: Path) -> dict:
     try:
         found = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError):
-        from advisor.errors import UserError
+        from core.errors import UserError
 
         raise UserError(f"{path} exists but is not JSON: move it away or fix it (the export adds an entry to it)") \
             from None

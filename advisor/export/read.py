@@ -9,12 +9,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from advisor.data.layout import DataLayout
-from advisor.errors import UserError
-from advisor.methods import REGISTRY, read_method
-from trainer.config import HF_OPTIMIZERS
+from core.data.layout import DataLayout
+from core.errors import UserError
+from core.methods import REGISTRY, read_method
+from core.train_config import HF_OPTIMIZERS
 
-# transformers' optimizer names → tunewise's: the inverse of what train and the exports write (trainer.config
+# transformers' optimizer names → tunewise's: the inverse of what train and the exports write (core.train_config
 # HF_OPTIMIZERS, so every export reads back), plus the other names of the same optimizers
 OPTIMIZERS = {"adamw_torch_fused": "adamw", "adamw_hf": "adamw", "adamw": "adamw", "adamw_bnb_8bit": "adamw_8bit",
               "adamw_8bit": "adamw_8bit", **{hf: ours for ours, hf in HF_OPTIMIZERS.items() if ours != "adamw_8bit"}}
@@ -30,7 +30,7 @@ class ToolJob(BaseModel):
     data: list[str] = Field(default_factory=list, description="local data files")
     layouts: dict[str, DataLayout] = Field(default_factory=dict, description="data file → how the tool reads its "
                                            "columns (LLaMA-Factory dataset_info.json `columns` / `tags`)")
-    method: Literal[tuple(REGISTRY)]  # every registered fine-tune (advisor/methods.py)
+    method: Literal[tuple(REGISTRY)]  # every registered fine-tune (core/methods.py)
     seq_len: int
     batch_size: int
     grad_accum: int = 1
@@ -55,7 +55,7 @@ class ToolJob(BaseModel):
 
 
 def read_tool_config(path: str | Path) -> ToolJob:
-    from advisor.files import read_structured
+    from core.files import read_structured
 
     data, _lines = read_structured(path, "tool config")
     if not isinstance(data, dict):
@@ -176,7 +176,7 @@ def _llamafactory_files(d: dict, path: Path, notes: list[str]) -> tuple[list[str
         return [], {}
     if not info_path.is_file():
         raise UserError(f"{path}: dataset {', '.join(names)} is described in {info_path}, which does not exist")
-    from advisor.files import read_json
+    from core.files import read_json
 
     info = read_json(info_path, "LLaMA-Factory dataset_info")
     files, layouts = [], {}
@@ -211,7 +211,7 @@ def _llamafactory_layout(entry: dict, where: str, notes: list[str]) -> DataLayou
         columns = {"messages": "conversations"}
     if entry.get("formatting", "alpaca") == "sharegpt" and "messages" not in columns:
         columns["messages"] = "conversations"
-    from advisor.files import validate
+    from core.files import validate
 
     return validate(DataLayout, {"columns": columns, **({"tags": tags} if isinstance(tags, dict) else {})},
                     f"{where}.columns")
@@ -250,8 +250,8 @@ def _hf_attention(name) -> str:
 
 def _tunewise(d: dict, path: Path) -> dict:
     """tunewise's own train config: what `tunewise train` would run (its loss and attention choices included)."""
-    from advisor.files import validate
-    from trainer.config import TrainConfig
+    from core.files import validate
+    from core.train_config import TrainConfig
 
     cfg = validate(TrainConfig, d, str(path), {}).resolve_paths(path)
     m, t = cfg.method, cfg.training

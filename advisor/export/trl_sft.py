@@ -6,18 +6,21 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from advisor.data.reader import inner_suffix
-from advisor.export import (
-    Exported,
+from advisor.export.common import (
     Target,
     abs_path,
+    chat_template_text,
+    hf_precision,
+    hf_schedule,
+    loss_and_attention,
     preprocessing,
     refuse_unexportable,
     template_mapping,
 )
-from advisor.export.common import chat_template_text, hf_precision, hf_schedule, loss_and_attention
-from advisor.methods import method
-from trainer.config import TrainConfig, deepspeed_settings
+from core.data.reader import inner_suffix
+from core.exported import Exported
+from core.methods import method
+from core.train_config import TrainConfig, deepspeed_settings
 
 LOADERS = {".csv": "csv", ".parquet": "parquet", ".txt": "text"}
 

@@ -14,9 +14,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from advisor.methods import REGISTRY, offered_next_to
 from advisor.recommendation import Decision, Ranked, Reason, RunnerUp, Sentence, Tie, Warning_
 from advisor.rules.schema import METHODS, Rule, matches, placeholders, render_text
+from core.methods import REGISTRY, offered_next_to
 
 
 def offered_only(m: str) -> bool:
@@ -91,7 +91,7 @@ def run_constraints(rules: tuple[Rule, ...], trail: Trail) -> dict[str, bool]:
 def run_decisive(rules: tuple[Rule, ...], trail: Trail, feasible: dict[str, bool]) -> Narrowing:
     decisive = sorted((r for r in rules if r.stage == "decisive" and matches(r.when, trail.facts)),
                       key=lambda r: r.precedence)
-    # a method offered only next to another is never a candidate on its own (advisor/methods.py `offered_next_to`)
+    # a method offered only next to another is never a candidate on its own (core/methods.py `offered_next_to`)
     n = Narrowing([m for m in METHODS if feasible[m] and not offered_only(m)], [], {})
     for rule in decisive:
         wanted = rule.effect.decide

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from advisor.answers import Answers
-from advisor.estimate import EstimateRequest, MemoryEstimate, estimate, shape_from_config, shape_from_params_b
-from advisor.estimate.shapes import ModelShape
-from advisor.methods import REGISTRY
+from core.estimate import EstimateRequest, MemoryEstimate, estimate, shape_from_config, shape_from_params_b
+from core.estimate.shapes import ModelShape
+from core.methods import REGISTRY
 
 CPU_TFLOPS = 1.0  # a few cores with AVX2/AVX-512; how long is too long is a rule (rules/decide_50_methods.yaml)
 
@@ -44,7 +44,7 @@ def model_shape(answers: Answers) -> ModelShape:
     if answers.model_path:
         return shape_from_config(answers.model_path)
     if answers.model_name:
-        from advisor.estimate.shapes import shape_from_name
+        from core.estimate.shapes import shape_from_name
 
         named = shape_from_name(answers.model_name)
         if named is not None:  # the answers validator refused unknown names

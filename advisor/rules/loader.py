@@ -9,25 +9,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from advisor.errors import UserError
-from advisor.files import format_validation_error, read_structured
 from advisor.rules.schema import Rule, check_condition, check_texts, fact_names
-
-
-def rules_dir() -> Path:
-    here = Path(__file__).resolve().parent.parent  # advisor/
-    for cand in (here / "_rules", here.parent / "rules"):
-        if cand.is_dir():
-            return cand
-    raise FileNotFoundError("the rules/ folder is missing from this installation")
-
+from core.errors import UserError
+from core.files import format_validation_error, read_structured, rules_dir  # noqa: F401 - rules_dir named here as before
 
 FOR_EACH = "for_each_fine_tune"  # a block of rule templates, expanded once per registered fine-tune
 
 
 def method_variables(unit) -> dict:
     """What a `for_each_fine_tune` template may name: $method, $method_id (in rule ids: p_tuning -> p-tuning), $run
-    (the method's run in words) and the unit's rule facts ($memory_source, $fit_example, ...: advisor/methods.py)."""
+    (the method's run in words) and the unit's rule facts ($memory_source, $fit_example, ...: core/methods.py)."""
     return {"method": unit.name, "method_id": unit.name.replace("_", "-"), "run": unit.run_phrase,
             **unit.rule_template_facts()}
 
@@ -49,7 +40,7 @@ def fill_template(value, variables: dict):
 def expand(data: list, lines: dict) -> list[tuple[Any, int, dict]]:
     """(rule mapping, line, its lines) of every rule in a file: a `for_each_fine_tune` block gives its templates
     once per registered fine-tune, in registry order (every method's rules together, as written before)."""
-    from advisor.methods import REGISTRY
+    from core.methods import REGISTRY
 
     out: list[tuple[Any, int, dict]] = []
     for i, item in enumerate(data):

@@ -12,8 +12,9 @@ from typing import Annotated, Literal, Union
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
-from advisor.data.layout import ColumnMap, DataLayout, TagMap
-from trainer.metrics import METRICS
+from core.data.layout import ColumnMap, DataLayout, TagMap
+
+METRICS = ("exact_match", "json", "classification", "chrf")  # what `tunewise eval` scores (trainer/metrics.py)
 
 # transformers' optimizer names. adamw stays torch's foreach AdamW (what the estimate's step temporaries model and
 # what the published measurements used); adamw_8bit keeps its first meaning (bitsandbytes paged 8-bit)
@@ -102,12 +103,12 @@ class DataSection(_Section):
         return self._columns_origin
 
     def layout(self) -> DataLayout:
-        """The reading settings the audit takes (advisor/data/layout.py)."""
+        """The reading settings the audit takes (core/data/layout.py)."""
         return DataLayout(format=self.format, columns=self.columns, tags=self.tags, text_unit=self.text_unit)
 
 
-# the method sections live with their methods (advisor/methods.py); the union is every registered one
-from advisor.methods import (  # noqa: E402,F401 - named here as before (advisor/docs.py, tests)
+# the method sections live with their methods (core/methods.py); the union is every registered one
+from core.methods import (  # noqa: E402,F401 - named here as before (advisor/docs.py, tests)
     REGISTRY,
     FullMethod,
     LoraMethod,

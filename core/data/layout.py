@@ -24,7 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from advisor.errors import UserError
+from core.errors import UserError
 
 TextUnit = Literal["auto", "line", "paragraph", "document"]
 
@@ -181,7 +181,7 @@ def parse_columns_flag(spec: str) -> DataLayout:
     """`--columns`: `prompt=Q,response=A[,query=...]` or a YAML/JSON file holding a `DataLayout`."""
     from pathlib import Path
 
-    from advisor.files import load_model_file, validate
+    from core.files import load_model_file, validate
 
     if "=" not in spec and Path(spec).is_file():
         return load_model_file(DataLayout, spec, "column mapping")
@@ -259,7 +259,7 @@ def _turn_map(tags: TagMap | None, objs: list[Any], key: str | None) -> tuple | 
                   if getattr(t, f"{name}_tag") is not None)
     if role_key is None or content_key is None:
         return None
-    from advisor.data.formats import SHAREGPT_ROLES
+    from core.data.formats import SHAREGPT_ROLES
 
     same = all(SHAREGPT_ROLES.get(value.lower()) == SHAREGPT_ROLES[canon] for value, canon in roles)
     if (role_key, content_key) in (("from", "value"), ("role", "content")) and same:

@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from advisor.errors import UserError
+from core.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -200,8 +200,8 @@ def shape_from_config_dict(cfg: dict, src: str) -> ModelShape:
 
 def shape_from_name(name: str) -> ModelShape | None:
     """The shape of a known open model named as on the hub or in short (`Qwen/Qwen2.5-7B-Instruct`, `qwen2.5-7b`,
-    `gemma-2-9b-it`), from its published config.json (advisor/estimate/families.py); None when unknown."""
-    from advisor.estimate.families import lookup
+    `gemma-2-9b-it`), from its published config.json (core/estimate/families.py); None when unknown."""
+    from core.estimate.families import lookup
 
     found = lookup(name)
     if found is None:
@@ -211,7 +211,7 @@ def shape_from_name(name: str) -> ModelShape | None:
 
 
 def known_model_names() -> list[str]:
-    from advisor.estimate.families import KNOWN_MODELS
+    from core.estimate.families import KNOWN_MODELS
 
     return sorted(KNOWN_MODELS)
 
@@ -234,7 +234,7 @@ def shape_for_model(model: str) -> ModelShape:
 def _close_names(model: str) -> list[str]:
     import difflib
 
-    from advisor.estimate.families import normalise
+    from core.estimate.families import normalise
 
     return difflib.get_close_matches(normalise(model), known_model_names(), n=3, cutoff=0.6)
 
@@ -253,7 +253,7 @@ REFERENCE_SHAPES: list[tuple[str, ModelShape]] = [
 
 
 def _family_references(family: str) -> list[tuple[str, ModelShape]]:
-    from advisor.estimate.families import KNOWN_MODELS, normalise
+    from core.estimate.families import KNOWN_MODELS, normalise
 
     prefix = normalise(family).rstrip("-")
     refs = [(k, shape_from_config_dict(cfg, k)) for k, (_size, cfg) in KNOWN_MODELS.items()

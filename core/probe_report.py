@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from advisor.errors import UserError
+from core.errors import UserError
 
 Measured = Literal["works", "unstable", "plateaued"]
 VariantKind = Literal["zero_shot", "few_shot", "reworded"]
@@ -130,9 +130,8 @@ def probe_facts(metric: str, variants: list[Variant], best: str, records: int) -
 
 @cache
 def load_probe_rules() -> tuple[ProbeRule, ...]:
-    from advisor.files import format_validation_error, read_structured
-    from advisor.rules.loader import rules_dir
-    from advisor.rules.schema import check_condition, placeholders
+    from core.conditions import check_condition, placeholders
+    from core.files import format_validation_error, read_structured, rules_dir
 
     path = rules_dir() / "probe_prompting.yaml"
     data, lines = read_structured(path, "probe rule file")
@@ -160,7 +159,7 @@ def load_probe_rules() -> tuple[ProbeRule, ...]:
 
 def classify(facts: dict[str, Any], rules: tuple[ProbeRule, ...] | None = None) -> tuple[ProbeRule, str]:
     """The first rule that fires on the measured facts, and its reason with the numbers filled in."""
-    from advisor.rules.schema import matches, render_text
+    from core.conditions import matches, render_text
 
     rules = load_probe_rules() if rules is None else rules
     facts = {**dict.fromkeys(PROBE_FACTS), **facts}  # a fact not measured reads `unknown`
@@ -181,6 +180,6 @@ def summary_line(report_headline: str, best: Variant, facts: dict[str, Any], wor
 
 def load_probe(path: str) -> ProbeReport:
     """A saved probe result (`tunewise probe --out FILE`)."""
-    from advisor.files import load_model_file
+    from core.files import load_model_file
 
     return load_model_file(ProbeReport, path, "probe result")

@@ -9,8 +9,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from advisor.data.layout import DataLayout
-from advisor.files import load_model_file
+from core.data.layout import DataLayout
+from core.files import load_model_file
 
 PROJECT_FILE = "tunewise.yaml"
 
@@ -72,8 +72,8 @@ def project_layout() -> tuple[DataLayout, str]:
 
 def columns_origin(path: str | Path) -> str:
     """`FILE:LINE: data.columns`, where a file's column mapping sits (named in errors about a mapped column)."""
-    from advisor.errors import UserError
-    from advisor.files import read_structured
+    from core.errors import UserError
+    from core.files import read_structured
 
     try:
         line = read_structured(path)[1].get(("data", "columns"))

@@ -1,6 +1,6 @@
-"""Writes trainer/demo/assets/tickets.jsonl: support messages → strict JSON tickets (OpenAI chat format).
+"""Writes advisor/cli/demo/assets/tickets.jsonl: support messages → strict JSON tickets (OpenAI chat format).
 
-Run once when the example changes (`python -m trainer.demo.make_dataset`); the file is shipped as written.
+Run once when the example changes (`python -m advisor.cli.demo.make_dataset`); the file is shipped as written.
 It carries a few deliberate defects for the audit to catch: exact duplicates, empty answers, an unfilled
 placeholder, personal data, a template leak and a conflicting label."""
 

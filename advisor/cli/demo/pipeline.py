@@ -10,16 +10,16 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
-from advisor.files import atomic_write, json_text, write_model
-from advisor.methods import REGISTRY
+from core.files import atomic_write, json_text, write_model
+from core.methods import REGISTRY
 
 BASE = dict(hidden=128, layers=4, heads=4, kv_heads=2, intermediate=344, vocab_size=1024, pretrain_steps=400)
-# the tiny demo run's settings, per method (its registry unit's `demo_training`: advisor/methods.py)
+# the tiny demo run's settings, per method (its registry unit's `demo_training`: core/methods.py)
 DEMO_TRAINING = {m: dict(u.demo_training) for m, u in REGISTRY.items() if u.demo_training}
 
 
 def asset(name: str) -> Path:
-    return Path(str(resources.files("trainer.demo").joinpath(f"assets/{name}")))
+    return Path(str(resources.files("advisor.cli.demo").joinpath(f"assets/{name}")))
 
 
 def build_base(out: Path, texts: list[str], say, size: dict | None = None) -> Path:
@@ -221,7 +221,7 @@ def writable_out(out: Path) -> Path:
         (out / ".tunewise-write-test").touch()
         (out / ".tunewise-write-test").unlink()
     except OSError as e:
-        from advisor.errors import UserError
+        from core.errors import UserError
 
         raise UserError(f"--out: cannot write to `{out}` ({e.strerror}); choose another folder") from None
     return out
@@ -261,8 +261,8 @@ def demo_probe(probe) -> dict:
 def step_recommend(base: Path, train_path: Path, out: Path, view: DemoView, probe=None):
     from advisor.answers import Answers
     from advisor.audit import audit_file
-    from advisor.files import load_model_file
     from advisor.recommend import recommend
+    from core.files import load_model_file
 
     answers = load_model_file(Answers, asset("answers.yaml"), "demo answers")
     answers = answers.model_copy(update={"model_path": str(base), "dataset": str(train_path)})

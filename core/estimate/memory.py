@@ -5,13 +5,14 @@ numbers so a user can see (and argue with) each one. GB = 1e9 bytes throughout."
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from advisor.estimate.shapes import ModelShape
-from advisor.methods import (  # noqa: F401 - LoRA's shape arithmetic and QLoRA's constants, named here as before
+from core.estimate.shapes import ModelShape
+from core.methods import (  # noqa: F401 - LoRA's shape arithmetic and QLoRA's constants, named here as before
     LORA_SAVED_PER_MODULE,
     MLP_NAMES,
     NF4_BYTES_PER_PARAM,
@@ -22,7 +23,7 @@ from advisor.methods import (  # noqa: F401 - LoRA's shape arithmetic and QLoRA'
     method,
 )
 
-Method = Literal[tuple(REGISTRY)]  # every registered fine-tune (advisor/methods.py)
+Method = Literal[tuple(REGISTRY)]  # every registered fine-tune (core/methods.py)
 Optimizer = Literal["adamw", "adamw_8bit", "paged_adamw", "paged_adamw_8bit", "adafactor", "sgd"]
 # bf16 / fp16: pure 16-bit (weights, gradients and optimizer states in 16 bits, what HF Trainer does with a model
 # loaded in bf16); *-mixed: fp32 weights with 16-bit autocast (classic AMP); fp32: no autocast
@@ -258,6 +259,15 @@ def _eager_scores(shape: ModelShape, req: EstimateRequest, seq: int) -> tuple[fl
     return elems * EAGER_KEPT_BYTES[ab], elems * EAGER_BACKWARD_BYTES[ab]
 
 
+def chunk_rows(rows: int, vocab: int, hidden: int) -> int:
+    """Positions per chunk: a chunk's fp32 logits about the size of all the hidden states (the rule liger-kernel
+    uses: rows / ceil(vocab / hidden), rounded up to a power of two), at least 64 and at most all the rows."""
+    if rows <= 0:
+        return 1
+    per = math.ceil(rows / max(1, math.ceil(vocab / max(1, hidden))))
+    return max(1, min(rows, max(64, 1 << max(0, per - 1).bit_length())))
+
+
 def _loss_bytes(shape: ModelShape, req: EstimateRequest, tokens: int, upcast: bool) -> float:
     """What the loss holds at its peak: the logits and their fp32 copies (plain), 16-bit logits and fp32 log-probs
     (chunked_logits), or the labelled hidden states, their gradient and one chunk of logits (chunked)."""
@@ -266,8 +276,6 @@ def _loss_bytes(shape: ModelShape, req: EstimateRequest, tokens: int, upcast: bo
         return tokens * shape.vocab * LOGITS_BYTES[4 if upcast else ab]
     if req.loss == "chunked_logits":
         return tokens * shape.vocab * (CHUNKED_LOGITS_BYTES if ab == 2 and not upcast else 8.0)
-    from trainer.loss import chunk_rows
-
     hb = 4 if upcast else ab
     rows = chunk_rows(tokens, shape.vocab, shape.hidden)
     kept = tokens * shape.hidden * 2 * hb

@@ -16,14 +16,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
 
 if TYPE_CHECKING:  # the estimator imports this module: its types are named, not imported, here
-    from advisor.estimate.memory import EstimateRequest
-    from advisor.estimate.shapes import ModelShape
-    from advisor.export import Exported
+    from core.estimate.memory import EstimateRequest
+    from core.estimate.shapes import ModelShape
+    from core.exported import Exported
 
 ATTENTION_ONLY = ("q_proj", "v_proj")
 TOOLS = ("axolotl", "llamafactory", "trl")  # the exporters a unit writes itself into (advisor/export)
 
-# --- the train config's method sections (trainer/config.py builds its `method` union from the registry) ----------
+# --- the train config's method sections (core/train_config.py builds its `method` union from the registry) ----------
 
 
 class MethodSection(BaseModel):
@@ -178,7 +178,7 @@ class FineTuneMethod:
         """Bytes one tuned variant takes on disk and in serving (16-bit weights)."""
         return int(self.stored(shape, req, trainable)) * bytes_per_param
 
-    # -- the estimator's terms (advisor/estimate/memory.py calls them)
+    # -- the estimator's terms (core/estimate/memory.py calls them)
     def trainable_params(self, shape: ModelShape, req: EstimateRequest) -> int:
         raise NotImplementedError
 
@@ -339,8 +339,6 @@ class QLora(Lora):
                                     else "kept in the compute dtype"))}
 
     def export_keys(self, tool: str, m, out) -> None:
-        from advisor.export import quantization_notes
-
         if tool == "axolotl":
             out.config["load_in_4bit"] = True
             kwargs = {"bnb_4bit_quant_type": m.bnb_4bit_quant_type,
@@ -349,18 +347,35 @@ class QLora(Lora):
                 kwargs["bnb_4bit_compute_dtype"] = m.bnb_4bit_compute_dtype
             out.map("method.bnb_4bit_quant_type", "bnb_config_kwargs", kwargs)
             out.mapped.append(("method.bnb_4bit_use_double_quant", "bnb_config_kwargs"))
-            quantization_notes(m, out, "bnb_config_kwargs")
+            self.quantization_notes(m, out, "bnb_config_kwargs")
         elif tool == "llamafactory":
             out.map("method.name: qlora", "quantization_bit", 4)
             out.config["quantization_method"] = "bnb"
             out.map("method.bnb_4bit_quant_type", "quantization_type", m.bnb_4bit_quant_type)
             out.map("method.bnb_4bit_use_double_quant", "double_quantization", m.bnb_4bit_use_double_quant)
-            quantization_notes(m, out, None)
+            self.quantization_notes(m, out, None)
         elif tool == "trl":
             out.config["load_in_4bit"] = True
             out.map("method.bnb_4bit_quant_type", "bnb_4bit_quant_type", m.bnb_4bit_quant_type)
             out.map("method.bnb_4bit_use_double_quant", "use_bnb_nested_quant", m.bnb_4bit_use_double_quant)
-            quantization_notes(m, out, None)
+            self.quantization_notes(m, out, None)
+
+    @staticmethod
+    def quantization_notes(m, out: Exported, compute_key: str | None) -> None:
+        """QLoRA settings every tool handles the same way: the compute dtype (the run's precision unless set; the
+        tool's key for it, or a note), and the fp32 upcast of embeddings and head (peft's prepare_model_for_kbit_training,
+        which these tools call)."""
+        if m.bnb_4bit_compute_dtype == "auto":
+            out.mapped.append(("method.bnb_4bit_compute_dtype", "(the run's precision, the tools' default)"))
+        elif compute_key:
+            out.mapped.append(("method.bnb_4bit_compute_dtype", compute_key))
+        else:
+            out.skip("method.bnb_4bit_compute_dtype", f"no key for it: the compute dtype follows the precision, not "
+                     f"{m.bnb_4bit_compute_dtype}")
+        if m.upcast_embeddings:
+            out.mapped.append(("method.upcast_embeddings", "(peft's prepare_model_for_kbit_training, the default)"))
+        else:
+            out.skip("method.upcast_embeddings", "the tool keeps peft's fp32 upcast of the embeddings and the head")
 
     def axolotl_adapter(self) -> str:
         return "qlora"

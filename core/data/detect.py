@@ -9,10 +9,10 @@ from itertools import islice
 from pathlib import Path
 from typing import Any
 
-from advisor.data.formats import FORMATS, Sample, detect_format, kind_of, normalise
-from advisor.data.layout import DataLayout, Layout, inferred_reason, layout_from, majority_layout
-from advisor.data.reader import Container, RawRecord, iter_raw, sniff
-from advisor.errors import UserError
+from core.data.formats import FORMATS, Sample, detect_format, kind_of, normalise
+from core.data.layout import DataLayout, Layout, inferred_reason, layout_from, majority_layout
+from core.data.reader import Container, RawRecord, iter_raw, sniff
+from core.errors import UserError
 
 DETECT_HEAD = 200  # records read to decide the format
 UNREADABLE_SHARE = 0.5  # more invalid lines than this in the head: the file is not JSON Lines at all
@@ -128,3 +128,22 @@ def format_reason(fmt: str, objs: list[Any]) -> str:
     keys = [k for k in FORMAT_KEYS.get(fmt, ()) if present.get(k)]
     shown = " / ".join(f"`{k}`" for k in keys) or "no known key"
     return f"{shown} ({FORMAT_NAMES.get(fmt, fmt)})"
+
+
+def trainable(path: str | Path, fmt: str = "auto", layout: DataLayout | None = None,
+           origin: str = "data.columns") -> Detection:
+    """The reader stage as `train` (and the exports of its config) use it: `open_dataset`, refusing what `train`
+    cannot train: an unknown format, preference data."""
+    det = open_dataset(path, fmt, layout, origin)
+    if det.format == "unknown":
+        raise UserError(f"{path}: cannot tell the data format (no readable record); set data.format")
+    if kind_of(det.format) == "preference":
+        raise UserError(f"{path}: preference data ({det.format}: chosen/rejected pairs or labelled completions); "
+                        "`tunewise train` runs supervised fine-tuning: train on the chosen answers as a "
+                        "conversation file, or use TRL's DPOTrainer / KTOTrainer for preference tuning")
+    return det
+
+
+def trainable_format(path: str | Path, fmt: str = "auto", layout: DataLayout | None = None,
+                  origin: str = "data.columns") -> str:
+    return trainable(path, fmt, layout, origin).format

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from advisor.errors import UserError
+from core.errors import UserError
 
 M = TypeVar("M", bound=BaseModel)
 Loc = tuple[str | int, ...]
@@ -347,7 +347,7 @@ def write_error(p: Path, e: OSError) -> Exception:
     any, is untouched), a path that cannot hold a file is bad input (exit 2); both name the file and the fix."""
     import errno
 
-    from advisor.errors import RuntimeFailure
+    from core.errors import RuntimeFailure
 
     if e.errno in (errno.ENOSPC, errno.EDQUOT):
         return RuntimeFailure(f"cannot write {p}: {e.strerror or 'no space left on the device'}; free some space "
@@ -394,3 +394,12 @@ def model_text(path: str | Path, model: BaseModel, header: str | None = None,
         return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
     body = dump_yaml(data)
     return (f"# {header}\n" if header else "") + (comment_yaml(body, comments) if comments else body)
+
+
+def rules_dir() -> Path:
+    """The decision data: rules/ beside the packages in a checkout, core/_rules inside an installed wheel."""
+    core = Path(__file__).resolve().parent
+    for cand in (core / "_rules", core.parent / "rules"):
+        if cand.is_dir():
+            return cand
+    raise FileNotFoundError("the rules/ folder is missing from this installation")

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from advisor.errors import UserError
+from core.errors import UserError
 
 CHUNK = 1 << 20
 MAX_DEPTH = 64
@@ -282,7 +282,7 @@ def _sniff_object_or_lines(p: Path, head: str, compression: str | None = None) -
                         f"JSON value ({detail})") from None
     if not isinstance(obj, dict):
         raise UserError(f"{p}: one JSON value of type {type(obj).__name__}, expected records")
-    from advisor.data.formats import detect_format
+    from core.data.formats import detect_format
 
     if detect_format(obj):
         return Container("json_object", "the whole file is one JSON object that is itself a record", parsed=obj)
