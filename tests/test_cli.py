@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
 
 from advisor.cli.main import COMMANDS
 from tests.conftest import run_tunewise
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_version_and_help(cli):
@@ -86,3 +91,15 @@ def test_the_library_never_imports_the_cli():
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else []
             offenders += [f"{path.relative_to(ROOT)}: {n}" for n in names if n.startswith("advisor.cli")]
     assert not offenders, offenders
+
+
+def test_a_reader_that_closes_the_pipe_gets_no_error():
+    """`tunewise … | head`: the reader stops early; the command stops quietly with SIGPIPE's status, no `failed:`."""
+    import subprocess
+
+    proc = subprocess.Popen([sys.executable, "-m", "advisor.cli.main", "train", "--print-schema"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, bufsize=0)
+    assert proc.stdout.read(16)
+    proc.stdout.close()  # what `head -c 16` does
+    _, err = proc.communicate(timeout=60)
+    assert (proc.returncode, err.decode()) == (141, "")  # the schema is more than a pipe holds: a write fails

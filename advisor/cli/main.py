@@ -87,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         err_console.print("[yellow]interrupted[/]")
         return 130
+    except BrokenPipeError:  # `tunewise … | head`: the reader has what it wanted; say nothing
+        return reader_gone()
     except OSError as e:
         said = os_error_says(e)
         if said is None:
@@ -101,6 +103,19 @@ def main(argv: list[str] | None = None) -> int:
         return code
     except (RuntimeFailure, Exception) as e:  # noqa: BLE001 - the last line of defence
         return last_resort(e, args)
+
+
+def reader_gone() -> int:
+    """stdout's reader closed the pipe: point stdout at /dev/null so the interpreter's final flush does not fail
+    again, and exit as a command killed by SIGPIPE does (128 + 13)."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    return 141
 
 
 def last_resort(e: BaseException, args) -> int:
