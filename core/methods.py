@@ -474,8 +474,10 @@ class Dora(Lora):
     def assumptions(self, req) -> dict[str, str]:
         return {**super().assumptions(req),
                 "dora": f"a magnitude per adapted output feature; {DORA_KEPT_PER_OUTPUT} more values per token and "
-                        "adapted output feature kept for backward than LoRA (bench/dora_memory.py); time as LoRA's "
-                        "FLOPs (its extra work is elementwise: slower steps than the estimate says)"}
+                        "adapted output feature kept for backward than LoRA (bench/dora_memory.py); not counted: the "
+                        "dense W + BA peft builds per adapted layer for its norm (two out × in matrices, freed "
+                        "after that layer); time as LoRA's FLOPs (that norm and the elementwise rescaling make "
+                        "the steps slower than the estimate says)"}
 
     def export_keys(self, tool: str, m, out) -> None:
         out.map("method.name: dora", "peft_use_dora" if tool == "axolotl" else "use_dora", True)

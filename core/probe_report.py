@@ -169,9 +169,10 @@ def classify(facts: dict[str, Any], rules: tuple[ProbeRule, ...] | None = None) 
 
 def summary_line(report_headline: str, best: Variant, facts: dict[str, Any], worded: list[Variant],
                  prompting: str) -> str:
-    """`few-shot gets 62% json_match (±8) and varies 41-66% across 4 instructions → unstable`."""
-    half = max(best.score - best.interval.low, best.interval.high - best.score)
-    line = f"{best.name} gets {best.score:.0%} {report_headline} (±{half * 100:.0f})"
+    """`few-shot gets 62% json_match (95% interval 52-71%) and varies 41%-66% across 4 instruction wordings →
+    unstable`. The interval as measured (asymmetric near 0% and 100%, where a ± would mislead)."""
+    low, high = best.interval.low, best.interval.high
+    line = f"{best.name} gets {best.score:.0%} {report_headline} (95% interval {low * 100:.0f}-{high:.0%})"
     if len(worded) > 1:
         line += (f" and varies {facts['spread_low']:.0%}-{facts['spread_high']:.0%} across {len(worded)} "
                  "instruction wordings")

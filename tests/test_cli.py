@@ -103,3 +103,12 @@ def test_a_reader_that_closes_the_pipe_gets_no_error():
     proc.stdout.close()  # what `head -c 16` does
     _, err = proc.communicate(timeout=60)
     assert (proc.returncode, err.decode()) == (141, "")  # the schema is more than a pipe holds: a write fails
+
+
+def test_finding_samples_read_as_text_not_dicts():
+    from advisor.cli.audit_cmd import sample_text
+
+    assert sample_text({"group": [3, 17, 42]}) == "records 3, 17, 42"
+    assert sample_text({"user": "Hi?", "assistant": "Hello."}) == "user: Hi? · assistant: Hello."
+    assert sample_text({"raw": "{not json"}) == "raw: {not json"
+    assert sample_text("plain") == "plain"

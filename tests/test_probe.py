@@ -97,8 +97,14 @@ def test_the_issue_example_reads_unstable():
                     "instruction in the user turn": (0.41, 0.32, 0.51), "answer only": (0.66, 0.56, 0.75)})
     assert (p.prompting, p.rule, p.best) == ("unstable", "probe-unstable", "answer only")
     assert p.spread == 0.25 and p.spread_beyond_noise
-    assert p.summary == ("answer only gets 66% json_match (±10) and varies 41%-66% across 3 instruction wordings "
-                         "→ unstable")
+    assert p.summary == ("answer only gets 66% json_match (95% interval 56-75%) and varies 41%-66% across 3 "
+                         "instruction wordings → unstable")
+
+
+def test_the_summary_shows_an_asymmetric_interval_as_it_is():
+    """0 of 30 right: the interval is 0-11%, not ±11 (a score cannot go below 0)."""
+    p = make_probe({"zero-shot": (0.0, 0.0, 0.11), "few-shot": (0.0, 0.0, 0.11)})
+    assert p.summary == "zero-shot gets 0% json_match (95% interval 0-11%) → plateaued"
 
 
 def test_near_zero_and_flat_reads_plateaued():

@@ -229,7 +229,7 @@ def render(report, html_path: str | None = None, con=None) -> None:
             elif f.samples:
                 out.print(f"[bold]{f.code}[/] e.g.:")
             for s in f.samples[:1]:
-                out.print("   [dim]" + escape(str(s))[:300] + "[/]")
+                out.print("   [dim]" + escape(sample_text(s))[:300] + "[/]")
     tk = report.stats["tokens"]
     out.print(f"tokens ({escape(report.stats['token_counting'])}): prompt p50 {tk['prompt']['p50']} "
               f"p90 {tk['prompt']['p90']} max {tk['prompt']['max']}; answer p50 {tk['answer']['p50']} "
@@ -259,3 +259,13 @@ def render_catalog(entries: list[dict]) -> None:
         t.add_row(e["code"], sev, escape(e["rationale"]) + f"\n[dim]{escape(e['source'])}[/]",
                   escape(e["known_problems"]), escape(e["example"][:300]))
     console.print(t)
+
+
+def sample_text(sample: object) -> str:
+    """A finding's sample as a person reads it: a duplicate group as its record numbers, a record's last messages
+    as `role: text` pairs, anything else as it is."""
+    if not isinstance(sample, dict):
+        return str(sample)
+    if "group" in sample and isinstance(sample["group"], list):
+        return "records " + ", ".join(map(str, sample["group"]))
+    return " · ".join(f"{k}: {v}" for k, v in sample.items())
