@@ -95,14 +95,19 @@ def test_the_library_never_imports_the_cli():
 
 def test_a_reader_that_closes_the_pipe_gets_no_error():
     """`tunewise … | head`: the reader stops early; the command stops quietly with SIGPIPE's status, no `failed:`."""
+    import fcntl
+    import os
     import subprocess
 
+    read_end, write_end = os.pipe()
+    fcntl.fcntl(read_end, fcntl.F_SETPIPE_SZ, 4096)  # a one-page pipe: the 35 KB schema cannot fit in it
     proc = subprocess.Popen([sys.executable, "-m", "advisor.cli.main", "train", "--print-schema"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT, bufsize=0)
-    assert proc.stdout.read(16)
-    proc.stdout.close()  # what `head -c 16` does
+                            stdout=write_end, stderr=subprocess.PIPE, cwd=ROOT)
+    os.close(write_end)
+    assert os.read(read_end, 16)
+    os.close(read_end)  # what `head -c 16` does
     _, err = proc.communicate(timeout=60)
-    assert (proc.returncode, err.decode()) == (141, "")  # the schema is more than a pipe holds: a write fails
+    assert (proc.returncode, err.decode()) == (141, "")
 
 
 def test_finding_samples_read_as_text_not_dicts():
