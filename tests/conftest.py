@@ -11,6 +11,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 EXTERNAL = ROOT.parent / "shared" / "data" / "external"
+LABELLED = Path(__file__).parent / "labelled"  # the labelled sets the audit is measured on
 
 BASE_ANSWERS = dict(tasks=1, needs_citations=False, private_data=False, requests_per_day=1000,
                     gpu_memory_gb=24, gpu_count=1, model_params_b=7)
@@ -77,3 +78,13 @@ def tiny_model(tmp_path_factory):
 
     texts = [m["content"] for r in make_records(200, seed=1) for m in r["messages"]]
     return build_tiny_model(tmp_path_factory.mktemp("tiny") / "model", texts, pretrain_steps=150)
+
+
+def load_labelled(name: str):
+    """A labelled set of tests/labelled/ (YAML)."""
+    return yaml.safe_load((LABELLED / name).read_text(encoding="utf-8"))
+
+
+def by_code(report) -> dict:
+    """An audit report's findings by code."""
+    return {f.code: f for f in report.findings}

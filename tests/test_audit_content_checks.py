@@ -4,10 +4,7 @@ leaks inside a line, and their false alarms, each with labelled sets or near-mis
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import yaml
 
 from advisor.audit import audit_file
 from advisor.audit.checks import (
@@ -17,19 +14,8 @@ from advisor.audit.checks import (
     refusal_in,
 )
 from advisor.audit.pii import find_pii
-from tests.conftest import write_jsonl
+from tests.conftest import by_code, load_labelled, write_jsonl
 from tests.test_audit_findings import chat, filler
-
-LABELLED = Path(__file__).parent / "labelled"
-
-
-def load(name: str):
-    return yaml.safe_load((LABELLED / name).read_text(encoding="utf-8"))
-
-
-def by_code(report) -> dict:
-    return {f.code: f for f in report.findings}
-
 
 # ---- 5. turn-level gaps ----------------------------------------------------------------------------------------
 
@@ -47,13 +33,13 @@ def test_empty_user_and_intermediate_assistant_turns(tmp_path):
 
 @pytest.mark.parametrize("lang", ["en", "zh", "es", "fr", "de", "pt", "ja", "ko", "ru"])
 def test_refusals_per_language(lang):
-    for bad, good in load("refusal.yaml")[lang]:
+    for bad, good in load_labelled("refusal.yaml")[lang]:
         assert refusal_in(bad), bad
         assert not refusal_in(good), good
 
 
 def test_pii_labelled_set():
-    data = load("pii.yaml")
+    data = load_labelled("pii.yaml")
     for kind, text in data["positive"]:
         assert kind in {h.kind for h in find_pii(text)}, text
     for text in data["negative"]:
@@ -67,7 +53,7 @@ def test_pii_confidence_and_validation():
 
 
 def test_placeholder_labelled_set():
-    data = load("placeholder.yaml")
+    data = load_labelled("placeholder.yaml")
     for text in data["positive"]:
         assert find_placeholder(text), text
     for text in data["negative"]:
@@ -81,7 +67,7 @@ REFUSAL_LANGUAGES = ["en", "zh", "es", "fr", "de", "pt", "ja", "ko", "ru", "it",
 
 @pytest.mark.parametrize("lang", REFUSAL_LANGUAGES)
 def test_refusals_in_every_claimed_language(lang):
-    pairs = load("refusal.yaml")[lang]
+    pairs = load_labelled("refusal.yaml")[lang]
     for bad, good in pairs:
         assert refusal_in(bad), bad
         assert not refusal_in(good), good
@@ -90,7 +76,7 @@ def test_refusals_in_every_claimed_language(lang):
 def test_refusal_languages_are_those_of_the_catalogue():
     from advisor.audit.catalog import catalog
 
-    assert set(catalog()["refusal_boilerplate"].patterns) == set(REFUSAL_LANGUAGES) == set(load("refusal.yaml"))
+    assert set(catalog()["refusal_boilerplate"].patterns) == set(REFUSAL_LANGUAGES) == set(load_labelled("refusal.yaml"))
 
 
 # ---- class 4: false alarms ---------------------------------------------------------------------------------------
@@ -141,7 +127,7 @@ def test_near_duplicates_that_differ_in_the_numbers_they_are_about(tmp_path):
 # ---- class 5: template leaks inside a line -----------------------------------------------------------------------
 
 def test_template_leak_labelled_set():
-    data = load("template_leak.yaml")
+    data = load_labelled("template_leak.yaml")
     found = lambda t: bool(_template_hint(t) and TEMPLATE_LEAK.search(t))  # noqa: E731
     assert all(found(t) for t in data["positive"]), [t for t in data["positive"] if not found(t)]
     assert not any(found(t) for t in data["negative"]), [t for t in data["negative"] if found(t)]

@@ -5,26 +5,13 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-import yaml
 
 from advisor.audit import audit_file
 from core.errors import UserError
-from tests.conftest import write_jsonl
+from tests.conftest import by_code, write_jsonl
 from tests.test_audit_findings import chat, filler
-
-LABELLED = Path(__file__).parent / "labelled"
-
-
-def load(name: str):
-    return yaml.safe_load((LABELLED / name).read_text(encoding="utf-8"))
-
-
-def by_code(report) -> dict:
-    return {f.code: f for f in report.findings}
-
 
 # ---- 3. formats read rightly -----------------------------------------------------------------------------------
 

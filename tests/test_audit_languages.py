@@ -4,10 +4,7 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
-import yaml
 
 from advisor.audit import audit_file
 from advisor.audit import language as lid
@@ -17,23 +14,12 @@ from advisor.audit.checks import (
 )
 from advisor.recommend import recommend
 from core.data.formats import Message, Sample
-from tests.conftest import answers, write_jsonl
+from tests.conftest import answers, by_code, load_labelled, write_jsonl
 from tests.test_audit_findings import chat, filler
-
-LABELLED = Path(__file__).parent / "labelled"
-
-
-def load(name: str):
-    return yaml.safe_load((LABELLED / name).read_text(encoding="utf-8"))
-
-
-def by_code(report) -> dict:
-    return {f.code: f for f in report.findings}
-
 
 # ---- 6. language -----------------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("user,answer,expected", load("language.yaml"))
+@pytest.mark.parametrize("user,answer,expected", load_labelled("language.yaml"))
 def test_language_mismatch_per_language(tmp_path, user, answer, expected):
     r = audit_file(write_jsonl(tmp_path / "d.jsonl", [*filler(), chat(user, answer)]))
     f = by_code(r).get("language_mismatch")
@@ -52,7 +38,7 @@ def test_language_compares_each_answer_with_its_own_question(tmp_path):
 # ---- class 1: language identification ----------------------------------------------------------------------------
 
 def _language_cases():
-    for lang, groups in load("language_id.yaml").items():
+    for lang, groups in load_labelled("language_id.yaml").items():
         if lang == "und":
             yield from ((lang, t) for t in groups)
         else:
@@ -115,7 +101,7 @@ def test_cyrillic_and_arabic_read_shorter_when_the_model_is_sure():
 
 
 def test_language_mismatch_labelled_set():
-    for user, answer, want in load("language.yaml"):
+    for user, answer, want in load_labelled("language.yaml"):
         got = language_mismatch(Sample([Message("user", user), Message("assistant", answer)])) is not None
         assert got is want, (user, answer)
 
@@ -138,7 +124,7 @@ KNOWLEDGE_MISSES = {"Quando é pago o salário?"}  # a fact without a number or 
 
 
 def test_knowledge_labelled_set_per_language():
-    data = load("knowledge.yaml")
+    data = load_labelled("knowledge.yaml")
     assert set(data) == {"en", "es", "fr", "de", "pt", "it", "ru", "zh", "ja", "ko"}
     wrong = {q for v in data.values() for q, a, want in v if facts.carries_facts(q, a) is not want}
     assert wrong == KNOWLEDGE_MISSES
@@ -159,7 +145,7 @@ def test_knowledge_constants_are_pinned():
 
 
 def test_recommend_reads_a_spanish_faq_as_knowledge(tmp_path):
-    recs = [chat(q, a) for q, a in load("faq_es.yaml")]
+    recs = [chat(q, a) for q, a in load_labelled("faq_es.yaml")]
     report = audit_file(write_jsonl(tmp_path / "faq_es.jsonl", recs))
     assert report.signals.content == "knowledge" and report.signals.knowledge_share >= 0.8
     assert "knowledge_heavy" in by_code(report) and "language_mismatch" not in by_code(report)
