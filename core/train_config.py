@@ -13,8 +13,7 @@ from typing import Annotated, Literal, Union
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 from core.data.layout import ColumnMap, DataLayout, TagMap
-
-METRICS = ("exact_match", "json", "classification", "chrf")  # what `tunewise eval` scores (trainer/metrics.py)
+from core.metric_names import METRICS
 
 # transformers' optimizer names. adamw stays torch's foreach AdamW (what the estimate's step temporaries model and
 # what the published measurements used); adamw_8bit keeps its first meaning (bitsandbytes paged 8-bit)

@@ -19,7 +19,7 @@ from collections import Counter
 from dataclasses import dataclass
 
 from core.errors import UserError
-from core.train_config import METRICS  # noqa: F401 - the metric names are the config's contract
+from core.metric_names import METRICS  # noqa: F401 - the names the config and the commands accept
 
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)
 _LABEL_WORDS = 4  # a label is at most this many words

@@ -12,7 +12,7 @@ from advisor.cli.common import (
     emit,
     subparser,
 )
-from trainer.metrics import METRICS
+from core.metric_names import METRICS
 
 
 def register(sub: argparse._SubParsersAction) -> None:

@@ -32,7 +32,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def add_probe_options(p: argparse.ArgumentParser) -> None:
-    from trainer.metrics import METRICS
+    from core.metric_names import METRICS
     from trainer.probe import DEFAULT_LIMIT, DEFAULT_SHOTS, REWORDINGS
 
     p.add_argument("--test", metavar="TEST", help="held-out records to score (default: the records `tunewise train` "
