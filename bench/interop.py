@@ -1,11 +1,11 @@
 """`make interop`: run tunewise's exports through the tools themselves.
 
 For LLaMA-Factory 0.9.5 and Axolotl 0.19.0, each in its own virtual environment under .interop/ (CPU torch
-first, then the tool, from the package index): export a tiny local model's LoRA and full fine-tune configs over
+first, then the tool, from the package index): export a tiny local model's LoRA, full fine-tune and DoRA configs over
 OpenAI-messages and alpaca data, have the tool parse and validate each config, then train 2 steps on this CPU.
 Prints one line per (tool, method, format) with what passed; exit 1 if any check failed.
 
-    python bench/interop.py [--tools llamafactory,axolotl] [--skip-install] [--steps 2]
+    python bench/interop.py [--tools llamafactory,axolotl] [--methods lora,full,dora] [--skip-install] [--steps 2]
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ def exported(tool: str, method: str, fmt: str, model: Path, data: Path, work: Pa
     from advisor.export import export, write_export
     from core.train_config import TrainConfig
 
-    m = {"name": "full"} if method == "full" else {"name": "lora", "lora_r": 8, "lora_alpha": 16}
+    m = {"name": "full"} if method == "full" else {"name": method, "lora_r": 8, "lora_alpha": 16}  # lora, dora
     cfg = TrainConfig.model_validate({
         "model": {"path": str(model)}, "data": {"path": str(data), "max_seq_len": 128, "val_size": 0.1},
         "method": m, "output": {"dir": str(work / f"out-{tool}-{method}-{fmt}")},
@@ -128,11 +128,28 @@ def check(py: Path, tool: str, config: Path) -> dict:
     return out
 
 
+def adapter_as_asked(work: Path, tool: str, method: str, fmt: str, r: dict) -> bool:
+    """The adapter the tool saved is the method asked for: DoRA's adapter_config.json says use_dora, LoRA's not."""
+    if method == "full":
+        return True
+    saved = work / f"out-{tool}-{method}-{fmt}" / "adapter_config.json"
+    try:
+        dora = json.loads(saved.read_text(encoding="utf-8")).get("use_dora", False)
+    except (OSError, ValueError):
+        r["train_error"] = [f"no readable {saved.name} in the output folder"]
+        return False
+    if dora != (method == "dora"):
+        r["train_error"] = [f"the saved adapter has use_dora={dora}"]
+        return False
+    return True
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--tools", default="llamafactory,axolotl")
     ap.add_argument("--skip-install", action="store_true")
     ap.add_argument("--steps", type=int, default=2)
+    ap.add_argument("--methods", default="lora,full,dora", help="fine-tune methods to export (lora, full, dora)")
     args = ap.parse_args()
     work = VENVS / "work"
     work.mkdir(parents=True, exist_ok=True)
@@ -145,10 +162,10 @@ def main() -> int:
             print(f"{tool}: install failed ({e})")
             failed += 1
             continue
-        for method in ("lora", "full"):
+        for method in args.methods.split(","):
             for fmt in ("openai", "alpaca"):
                 r = check(py, tool, exported(tool, method, fmt, model, data[fmt], work, args.steps))
-                ok = r["validated"] and r.get("trained")
+                ok = r["validated"] and r.get("trained") and adapter_as_asked(work, tool, method, fmt, r)
                 failed += not ok
                 print(f"{tool:13s} {method:5s} {fmt:7s} validated={r['validated']} trained={r.get('trained')} "
                       f"({r['seconds']} s) {r.get('validate_error') or r.get('train_error') or ''}", flush=True)
