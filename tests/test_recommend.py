@@ -259,3 +259,14 @@ def test_recommend_json_is_what_it_was_before_the_estimate_was_typed(case, cli):
     after = _without_dora(after)
     assert json.dumps(after["estimate"]) == json.dumps(before["estimate"])  # key order included
     assert _without_sources(after) == _without_sources(before)
+
+
+def test_human_view_shows_dora_as_an_option_beside_lora(cli):
+    """DoRA is never a candidate of its own: the table says what it is instead of a bare `feasible`."""
+    from pathlib import Path
+
+    folder = Path(__file__).parent / "data" / "recommend_json"
+    code, out, _ = cli("recommend", "--answers", folder / "format_lora.answers.yaml")
+    assert code == 0
+    row = next(line for line in out.splitlines() if line.startswith("│ DoRA"))
+    assert "an option beside" in row and "feasible" not in row

@@ -61,10 +61,15 @@ def _memory_line(rec, escape) -> list[str]:
 
 
 def _status(r) -> str:
+    from core.methods import REGISTRY
+
     if not r.feasible:
         return "[red]ruled out[/]"
     if r.set_aside_by:
         return f"set aside ({r.set_aside_by})"
+    beside = getattr(REGISTRY.get(r.method), "offered_next_to", None)
+    if beside and not r.candidate:  # never chosen in its own right (DoRA beside LoRA)
+        return f"an option beside {NAMES[beside]}"
     return "candidate" if r.candidate else "feasible"
 
 
