@@ -66,9 +66,11 @@ def test_print_schema_prints_the_config_or_the_summary(cli):
         assert code == 0 and json.loads(out) == schema
     props = RunSummary.model_json_schema()["properties"]
     assert set(props) == {*_read("with_eval.train_json_output.json"), "already_finished"}
-    with pytest.raises(SystemExit) as e:  # argparse refuses it (exit 2, the usage line)
-        cli("train", "--print-schema", "eval")
-    assert e.value.code == 2
+    code, _out, err = cli("train", "--print-schema", "eval")
+    assert code == 2 and "--print-schema takes config or summary, not `eval`" in err
+    # written before the flag took a value: a config file after it still prints the config's schema
+    code, out, _err = cli("train", "--print-schema", "train.yaml")
+    assert code == 0 and json.loads(out) == TrainConfig.model_json_schema()
 
 
 def test_a_run_writes_and_prints_the_keys_it_wrote_before(tmp_path, tiny_model, cli):

@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in output.dir")
     p.add_argument("--force", action="store_true", help="train even if the memory estimate exceeds the device, or "
                    "the data is not worth training on (mostly empty answers, fewer than 10 distinct records)")
-    p.add_argument("--print-schema", nargs="?", const="config", choices=["config", "summary"], metavar="WHICH",
+    p.add_argument("--print-schema", nargs="?", const="config", metavar="WHICH",
                    help="print a JSON Schema and exit: the config's (no value, or `config`) or the run summary's "
                         "(`summary`: summary.json and `train --json`)")
     p.add_argument("--emit", choices=["slurm"], help="print a Slurm batch script that runs this config on "
@@ -60,7 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from core.errors import UserError
 
     if args.print_schema:
-        print(json.dumps(schema_of(args.print_schema), indent=2))
+        print(json.dumps(schema_of(schema_name(args.print_schema)), indent=2))
         return 0
     if not args.config:
         raise UserError("give the training config: tunewise train CONFIG (or --print-schema)")
@@ -96,6 +96,23 @@ def run(args: argparse.Namespace) -> int:
     elif cfg.distributed.world_size > 1:
         end_rank(code)
     return code
+
+
+SCHEMAS = ("config", "summary")
+
+
+def schema_name(value: str) -> str:
+    """`--print-schema` takes `config` or `summary`; a config file after it (`train --print-schema train.yaml`, as
+    the flag was written before it took a value) is the config's schema, as it was then."""
+    from pathlib import Path
+
+    from core.errors import UserError
+
+    if value in SCHEMAS:
+        return value
+    if Path(value).suffix.lower() in (".yaml", ".yml", ".json") or Path(value).is_file():
+        return "config"
+    raise UserError(f"--print-schema takes {' or '.join(SCHEMAS)}, not `{value}`")
 
 
 def schema_of(which: str) -> dict:
