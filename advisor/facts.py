@@ -10,7 +10,7 @@ from advisor.answers import Answers
 from advisor.audit.report import Signals
 from advisor.rules.hardware import Fit, fit_methods, model_shape
 from advisor.rules.schema import FINE_TUNES, METHODS, finding_facts
-from core.methods import NF4_BYTES_PER_PARAM, REGISTRY
+from core.methods import NF4_BYTES_PER_PARAM, REGISTRY, offered_only
 from core.probe_report import ProbeReport
 
 DEFAULT_SEQ_LEN = 512
@@ -126,7 +126,7 @@ def _fit_facts(fits: dict[str, Fit], answers: Answers, shape) -> dict[str, Any]:
     # the methods the advisor decides between (one offered only next to another is not named as an alternative)
     facts["clean_fit_methods"] = ", ".join(
         m for m, f in fits.items() if f.fits and not f.tight and not facts[f"budget_too_small_{m}"]
-        and not facts[f"over_storage_{m}"] and REGISTRY[m].offered_next_to is None) or None
+        and not facts[f"over_storage_{m}"] and not offered_only(m)) or None
     facts["lora_adapter_mb"] = facts["variant_mb_lora"]
     facts["p_tuning_prompt_mb"] = facts["variant_mb_p_tuning"]
     facts["lora_adapter_over_storage"] = facts["over_storage_lora"]

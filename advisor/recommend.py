@@ -23,7 +23,7 @@ from advisor.reconcile import Conflict, reconcile
 from advisor.rules import engine
 from advisor.rules.loader import load_next_steps, load_rules
 from advisor.rules.schema import Rule
-from core.methods import REGISTRY, offered_next_to
+from core.methods import REGISTRY, offered_next_to, offered_only
 from core.probe_report import ProbeReport
 
 __all__ = ["DEFAULT_AVG_TOKENS", "DEFAULT_SEQ_LEN", "Decision", "FindingNote", "Override", "Ranked", "Reason",
@@ -145,7 +145,7 @@ def sentences(rec: Recommendation, trail: engine.Trail, method_steps: list[str],
 def tune_target(feasible: dict[str, bool]) -> str:
     """Where a tune can put the behaviour, in words, naming only the fine-tunes the constraints left."""
     def possible(kind) -> bool:  # a method the advisor decides between, of that kind, survived the constraints
-        return any(feasible[m] for m, u in REGISTRY.items() if kind(u) and u.offered_next_to is None)
+        return any(feasible[m] for m, u in REGISTRY.items() if kind(u) and not offered_only(m))
 
     parts = []
     if possible(lambda u: u.adapters):

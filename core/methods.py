@@ -11,6 +11,7 @@ Torch-free: peft is imported only when a config is built. Next steps per method 
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field
@@ -117,8 +118,9 @@ def _shard(gpus: int) -> dict:
 # --- the unit ---------------------------------------------------------------------------------------------------
 
 
-class FineTuneMethod:
-    """One fine-tuning method. Subclass it, set the class facts, override the terms that differ, `register` it."""
+class FineTuneMethod(ABC):
+    """One fine-tuning method. Subclass it, set the class facts, override the terms that differ (and
+    `trainable_params`, which every method has its own of), `register` it."""
 
     name: ClassVar[str]
     title: ClassVar[str]
@@ -179,8 +181,9 @@ class FineTuneMethod:
         return int(self.stored(shape, req, trainable)) * bytes_per_param
 
     # -- the estimator's terms (core/estimate/memory.py calls them)
+    @abstractmethod
     def trainable_params(self, shape: ModelShape, req: EstimateRequest) -> int:
-        raise NotImplementedError
+        """Parameters the method trains (a unit without this term cannot be instantiated, so not registered)."""
 
     def weight_bytes(self, shape: ModelShape, req: EstimateRequest, linear_in_blocks: float, weight_bytes: int) -> float:
         """The frozen (or trained) base weights, unsharded: every parameter at the precision's weight bytes."""
@@ -518,8 +521,15 @@ def is_fine_tune(name: str) -> bool:
 def decision_methods() -> tuple[str, ...]:
     """The methods the advisor decides between, cheapest first (its tie-break): prompting, RAG, then the
     fine-tunes by cost; a method offered only next to another comes after them (never a candidate on its own)."""
-    tunes = sorted(REGISTRY.values(), key=lambda u: (u.offered_next_to is not None, u.cost_rank))
+    tunes = sorted(REGISTRY.values(), key=lambda u: (offered_only(u.name), u.cost_rank))
     return (*ADVISOR_ONLY, *(u.name for u in tunes))
+
+
+def offered_only(name: str) -> bool:
+    """A method offered only beside another (DoRA beside LoRA): never a candidate of its own, ranked after the
+    methods the advisor decides between, ruled out with the one it sits beside."""
+    unit = REGISTRY.get(name)
+    return unit is not None and unit.offered_next_to is not None
 
 
 def offered_next_to(chosen: str) -> list[FineTuneMethod]:
@@ -532,19 +542,9 @@ def weight_tune(unit: FineTuneMethod) -> bool:
     return not unit.soft_prompt
 
 
-def adapter_method() -> FineTuneMethod:
-    """The plain adapter method: what a tool's adapter config is unless another unit claims it."""
-    return next(u for u in REGISTRY.values() if u.adapters and not u.quantized_base and type(u) is Lora)
-
-
-def full_method() -> FineTuneMethod:
-    return next(u for u in REGISTRY.values() if u.trains_all_weights)
-
-
 def read_method(tool: str, config: dict, adapter: bool) -> str:
     """The method a tool's config trains: every weight without an adapter, else the adapter unit that claims the
     config (QLoRA: 4-bit; DoRA: use_dora), else plain LoRA."""
     if not adapter:
-        return full_method().name
-    return next((u.name for u in REGISTRY.values() if u.adapters and u.reads_as(tool, config)),
-                adapter_method().name)
+        return FULL.name
+    return next((u.name for u in REGISTRY.values() if u.adapters and u.reads_as(tool, config)), LORA.name)

@@ -128,3 +128,20 @@ def test_method_names_in_every_contract_come_from_the_registry():
     assert METHOD_NAMES == "full, lora, qlora, p_tuning or dora"
     assert set(DEMO_TRAINING) == {m for m, u in REGISTRY.items() if u.demo_training}
     assert METHODS == ("prompting", "rag", "lora", "qlora", "p_tuning", "full", "dora")  # offered-only last
+
+
+def test_a_unit_without_its_trainable_parameters_cannot_be_registered():
+    from core.methods import FineTuneMethod, register
+
+    class Half(FineTuneMethod):
+        name, title = "half", "Half"
+
+    with pytest.raises(TypeError, match="trainable_params"):
+        register(Half())
+
+
+def test_offered_only_is_dora_beside_lora():
+    from core.methods import REGISTRY, offered_only
+
+    assert [m for m in REGISTRY if offered_only(m)] == ["dora"]
+    assert not offered_only("prompting") and not offered_only("nonexistent")

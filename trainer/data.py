@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from core.data.detect import trainable as detect
+from core.data.detect import trainable
 from core.data.layout import DataLayout
 from core.errors import UserError
 from trainer.data_cache import CacheUse, PrepSettings, cached_prepare
@@ -55,7 +55,7 @@ def load_conversations(path: str | Path, fmt: str = "auto", system_prompt: str |
                        layout: DataLayout | None = None, origin: str = "data.columns"):
     """(the usable records as (record index, messages as role/content dicts), the format, the skipped record
     indices by reason, how many records the file holds)."""
-    det = detect(path, fmt, layout, origin)
+    det = trainable(path, fmt, layout, origin)
     out, skipped, total = [], {}, 0
     for r in det.records(path):
         total += 1
@@ -75,7 +75,7 @@ def prepare(path: str | Path, tokenizer, *, fmt: str = "auto", max_seq_len: int 
             truncated_replies: str = "keep") -> Prepared:
     """The records of `path` rendered, tokenised, labelled and split (train / validation by `seed`), through the
     on-disk cache (trainer/data_cache.py): built once per data file, tokenizer and settings."""
-    det = detect(path, fmt, layout, layout_origin)
+    det = trainable(path, fmt, layout, layout_origin)
     fmt = det.format
     settings = PrepSettings(fmt, max_seq_len, val_size, assistant_only, system_prompt, seed, reasoning, det.layout,
                             layout.text_unit if layout else "auto", truncated_replies)

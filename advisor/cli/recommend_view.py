@@ -61,15 +61,14 @@ def _memory_line(rec, escape) -> list[str]:
 
 
 def _status(r) -> str:
-    from core.methods import REGISTRY
+    from core.methods import method, offered_only
 
     if not r.feasible:
         return "[red]ruled out[/]"
     if r.set_aside_by:
         return f"set aside ({r.set_aside_by})"
-    beside = getattr(REGISTRY.get(r.method), "offered_next_to", None)
-    if beside and not r.candidate:  # never chosen in its own right (DoRA beside LoRA)
-        return f"an option beside {NAMES[beside]}"
+    if offered_only(r.method):  # never chosen in its own right (DoRA beside LoRA)
+        return f"an option beside {NAMES[method(r.method).offered_next_to]}"
     return "candidate" if r.candidate else "feasible"
 
 

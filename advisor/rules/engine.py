@@ -16,13 +16,7 @@ from typing import Any
 
 from advisor.recommendation import Decision, Ranked, Reason, RunnerUp, Sentence, Tie, Warning_
 from advisor.rules.schema import METHODS, Rule, matches, placeholders, render_text
-from core.methods import REGISTRY, offered_next_to
-
-
-def offered_only(m: str) -> bool:
-    """The method is offered only next to another (ranked after every method the advisor decides between)."""
-    return m in REGISTRY and REGISTRY[m].offered_next_to is not None
-
+from core.methods import offered_next_to, offered_only
 
 COST_ORDER = "cost order (cheapest first: " + ", ".join(m for m in METHODS if not offered_only(m)) + ")"
 

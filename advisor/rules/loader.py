@@ -47,16 +47,19 @@ def expand(data: list, lines: dict) -> list[tuple[Any, int, dict]]:
         line = lines.get((i,), 1)
         if isinstance(item, dict) and set(item) == {FOR_EACH}:
             templates = item[FOR_EACH] if isinstance(item[FOR_EACH], list) else []
+            # each template's line and the lines of its keys: the same for every method it is filled for
+            where = [(lines.get((i, FOR_EACH, j), line),
+                      {k[3:]: v for k, v in lines.items() if k[:3] == (i, FOR_EACH, j) and len(k) > 3})
+                     for j in range(len(templates))]
             for unit in REGISTRY.values():
                 variables = method_variables(unit)
-                for j, template in enumerate(templates):
-                    sub = {k[3:]: v for k, v in lines.items() if k[:3] == (i, FOR_EACH, j) and len(k) > 3}
+                for j, (template, (at, sub)) in enumerate(zip(templates, where, strict=True)):
                     try:
                         rule = fill_template(template, variables)
                     except (KeyError, ValueError) as e:
-                        raise UserError(f"{lines.get((i, FOR_EACH, j), line)}: template #{j + 1}: unknown or "
-                                        f"malformed $name ({e}); known: {', '.join(sorted(variables))}") from None
-                    out.append((rule, lines.get((i, FOR_EACH, j), line), sub))
+                        raise UserError(f"{at}: template #{j + 1}: unknown or malformed $name ({e}); known: "
+                                        f"{', '.join(sorted(variables))}") from None
+                    out.append((rule, at, sub))
         else:
             out.append((item, line, {k[1:]: v for k, v in lines.items() if k and k[0] == i}))
     return out
