@@ -9,7 +9,7 @@ from core.errors import UserError
 from core.train_config import TrainConfig
 from trainer.evaluate import after_training
 from trainer.run_report import EvalEntry, EvalSkipped, RunSummary
-from trainer.summary import read_summary, save_summary
+from trainer.summary import save_summary
 
 
 def attach_eval(cfg: TrainConfig, out: Path, summary: RunSummary | None, console=None, progress: bool = True,
@@ -32,9 +32,7 @@ def attach_eval(cfg: TrainConfig, out: Path, summary: RunSummary | None, console
     if entry is None:
         return
     summary.eval = entry
-    saved = read_summary(out) or summary
-    saved.eval = entry
-    save_summary(out, saved)
+    save_summary(out, summary)  # the file's content is the summary's (file_json: no loss plot, no resume flag)
 
 
 def free_training_memory(trainer) -> None:
