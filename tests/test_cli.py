@@ -117,3 +117,14 @@ def test_finding_samples_read_as_text_not_dicts():
     assert sample_text({"user": "Hi?", "assistant": "Hello."}) == "user: Hi? · assistant: Hello."
     assert sample_text({"raw": "{not json"}) == "raw: {not json"
     assert sample_text("plain") == "plain"
+
+
+def test_the_audit_view_prints_a_duplicate_group_as_its_records(cli, tmp_path):
+    import json
+
+    rec = {"messages": [{"role": "user", "content": "What is the capital of France?"},
+                        {"role": "assistant", "content": "Paris."}]}
+    path = tmp_path / "dup.jsonl"
+    path.write_text("".join(json.dumps(rec) + "\n" for _ in range(3)), encoding="utf-8")
+    code, out, _ = cli("audit", path)
+    assert code == 0 and "records 0, 1, 2" in out and "{'group'" not in out
