@@ -169,7 +169,7 @@ def _strip_identifiers(text: str) -> str:
     and what follows it (_IDENT_TRIGGER: a separator and a word character, a word character and `(`, or one of
     $<>{}[]=;), and a word holds no space: so no match starts between `done` and the last space before the next
     trigger, and the search from there finds the next match the substitution would (search keeps the text before
-    its start position as context for \b)."""
+    its start position as context for `\\b`)."""
     pieces = []
     done = 0  # text before it is handled; the next match starts at it or after it
     while (trigger := _IDENT_TRIGGER.search(text, done)) is not None:
