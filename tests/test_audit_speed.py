@@ -189,9 +189,9 @@ def test_quick_language_path_agrees_with_the_full_one_on_real_texts(monkeypatch)
         for r in json.loads((EXTERNAL / name).read_text(encoding="utf-8")):
             texts += [r["instruction"], r["output"]] if "output" in r else [t["value"] for t in r["conversations"]]
     texts = [t for t in texts if len(t) > language.QUICK_CHARS]
-    quick = [language.detect.__wrapped__(t) for t in texts]
+    quick = [language.detect_uncached(t) for t in texts]
     monkeypatch.setattr(language, "QUICK_CHARS", 10**9)
-    full = [language.detect.__wrapped__(t) for t in texts]
+    full = [language.detect_uncached(t) for t in texts]
     assert len(texts) > 1000
     disagree = [(t[:80], q, f) for t, q, f in zip(texts, quick, full, strict=True) if q != f]
     assert len(disagree) <= len(texts) // 200, disagree[:5]  # at most 0.5%, and only where the text changes language
@@ -378,11 +378,11 @@ def test_language_glance_agrees_with_the_full_path_on_real_texts(monkeypatch):
             texts += [r["instruction"], r.get("input", ""), r["output"]] if "output" in r else \
                 [t["value"] for t in r["conversations"]]
     texts = [t for t in texts + _labelled_texts() if t.strip()]
-    glanced = [language.detect.__wrapped__(t) for t in texts]
+    glanced = [language.detect_uncached(t) for t in texts]
     decided = sum(language._glance(t[:800].strip()[:language.QUICK_CHARS], len(t[:800].strip()) > 300) is not None
                   for t in texts)
     monkeypatch.setattr(language, "_glance", lambda t, long: None)
-    full = [language.detect.__wrapped__(t) for t in texts]
+    full = [language.detect_uncached(t) for t in texts]
     disagree = [(t[:80], g, f) for t, g, f in zip(texts, glanced, full, strict=True) if g != f]
     assert len(texts) > 10_000 and decided > len(texts) // 4
     assert len(disagree) <= len(texts) // 1000, disagree[:5]
@@ -446,3 +446,57 @@ def test_template_hints_let_every_leak_pattern_through():
     for text in leaks:
         assert TEMPLATE_LEAK.search(text) and _template_hint(text), text
     assert not _template_hint("Plain prose: nothing here, [a] <b> #c")
+
+
+def _labelled_language_texts() -> list[str]:
+    """Every text of the labelled language-ID set (17 languages, short and long, lists and names)."""
+    found: list[str] = []
+
+    def walk(node) -> None:
+        if isinstance(node, str):
+            found.append(node)
+        for child in node.values() if isinstance(node, dict) else node if isinstance(node, list) else ():
+            walk(child)
+    walk(yaml.safe_load((ROOT / "tests" / "labelled" / "language_id.yaml").read_text(encoding="utf-8")))
+    return found
+
+
+def test_languages_identified_a_batch_at_a_time_are_those_of_one_text_at_a_time(monkeypatch):
+    """identify_batch puts fastText's calls at the end of a batch; each text's language is what detect_uncached
+    says, duplicates included, and detect then answers from the batch without asking the model again."""
+    from advisor.audit import language
+
+    texts = _labelled_language_texts()
+    texts += ["Короткий ответ здесь.", "مرحبا بكم في متجرنا", "idiot moron jerk", "Summarize the industrial revolution."]
+    one_by_one = [language.detect_uncached(t) for t in texts]
+    asked = []
+    real = language._fasttext
+    monkeypatch.setattr(language, "_fasttext", lambda sample: asked.append(sample) or real(sample))
+    language.identify_batch(texts + texts[:5])
+    assert len(asked) == len(set(asked)) > 10  # the model read each text it had to once, after the others
+    monkeypatch.setattr(language, "_fasttext", lambda sample: pytest.fail(f"model asked again: {sample!r}"))
+    assert [language.detect(t) for t in texts] == one_by_one
+    assert {"es", "fr", "ru", "und", "en"} <= set(one_by_one)
+
+
+def test_a_batch_of_records_gives_the_facts_of_each_record_audited_alone(tmp_path, monkeypatch):
+    """RecordAuditor.batch (languages identified for the whole batch) = the records audited one at a time."""
+    from advisor.audit import language
+    from advisor.audit.catalog import Selection
+    from advisor.audit.record import FactsBatch, RecordAuditor
+    from core.data.reader import iter_raw
+
+    texts = _labelled_language_texts()
+    lines = [json.dumps({"messages": [{"role": "user", "content": a}, {"role": "assistant", "content": b}]},
+                        ensure_ascii=False) for a, b in zip(texts, texts[1:] + texts[:1], strict=True)]
+    path = tmp_path / "chat.jsonl"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    from core.data.detect import open_dataset
+    monkeypatch.setattr(language, "_batch_languages", {})  # no batch identified before this test's
+    language._detect_cached.cache_clear()
+    d = open_dataset(path, "auto", None, "--columns")
+    auditor = RecordAuditor(d.format, 2048, Selection(), None, None, d.layout)
+    alone = FactsBatch.of([auditor(r) for r in iter_raw(path, d.container, parse=False)])  # before: no batch yet
+    batched = auditor.batch(list(iter_raw(path, d.container, parse=False)))
+    assert batched.language == alone.language and batched.found == alone.found
+    assert "language_mismatch" in {f[0] for _, _, found, _ in batched.found for f in found}

@@ -395,6 +395,16 @@ def language_mismatch(s: Sample) -> str | None:
     return None
 
 
+def language_texts(s: Sample) -> list[str]:
+    """The texts whose language the checks ask for: the trained answers (refusal check, both sides of a pair) and,
+    without tools, the user turns (mismatch check). Any other text `detect` is asked about is worked out then."""
+    texts = [m.content for m in s.messages
+             if (m.role == "assistant" and m.trainable and not m.tool_call) or (m.role == "user" and not s.has_tools)]
+    if s.rejected:
+        texts += [m.content for m in s.rejected if m.role == "assistant"]
+    return texts
+
+
 def answer_language(s: Sample) -> str:
     """The language of the last answer (else of the first user turn), for the language statistics."""
     la = detect(s.answer) if s.answer else UND

@@ -13,7 +13,9 @@ tunewise 98% (every miss `und`), fastText alone 93%, py3langid 96% (4.5 MB, 2-3.
 from __future__ import annotations
 
 import re
-from functools import cache, lru_cache
+from collections.abc import Callable, Iterable
+from functools import cache, lru_cache, partial
+from typing import NamedTuple
 
 from advisor.audit.text import char_count
 
@@ -320,10 +322,62 @@ def _plain_english(t: str) -> bool:
     return hits[0] >= ENGLISH_FAST_PATH and max(counts[len(_LANGS) + 1:]) < 2 and hits[0] == max(hits)
 
 
+class ModelQuestion(NamedTuple):
+    """A decision that waits for fastText: `sample` goes to the model, `finish(language, probability)` decides."""
+
+    sample: str
+    finish: Callable[[str, float], str]
+
+
+Decision = str | ModelQuestion
+
+
+def detect_uncached(text: str) -> str:
+    """ISO 639-1 code of the dominant language of `text`, or `und` when it is too short or unclear (no cache)."""
+    decision = _decide(text)
+    return decision if isinstance(decision, str) else decision.finish(*_fasttext(decision.sample))
+
+
 @lru_cache(maxsize=8192)
+def _detect_cached(text: str) -> str:
+    return detect_uncached(text)
+
+
+_batch_languages: dict[str, str] = {}  # the languages `identify_batch` worked out for the batch being audited
+
+
 def detect(text: str) -> str:
-    """ISO 639-1 code of the dominant language of `text`, or `und` when it is too short or unclear. Cached: the
-    same answer is asked for by the mismatch check, the pair check and the language statistics."""
+    """ISO 639-1 code of the dominant language of `text`, or `und` when it is too short or unclear. From the batch
+    `identify_batch` prepared, else cached: the same answer is asked for by the refusal and mismatch checks, the pair
+    check and the language statistics."""
+    known = _batch_languages.get(text)
+    return known if known is not None else _detect_cached(text)
+
+
+def identify_batch(texts: Iterable[str]) -> None:
+    """Work out the language of every text of a batch of records before the checks ask (`detect` then looks it up);
+    replaces the previous batch's. The same answers as `detect_uncached`, faster: the texts the model must read are
+    read one after another at the end, and the compressed model's tables stay in the CPU cache between calls (a call
+    measured 16 µs warm against 60-85 µs when other work runs between calls)."""
+    global _batch_languages
+    known: dict[str, str] = {}
+    asks: list[tuple[str, ModelQuestion]] = []
+    for text in texts:
+        if text in known:
+            continue
+        decision = _decide(text)
+        if isinstance(decision, str):
+            known[text] = decision
+        else:
+            known[text] = UND  # until the model has read it, below
+            asks.append((text, decision))
+    for text, question in asks:
+        known[text] = question.finish(*_fasttext(question.sample))
+    _batch_languages = known
+
+
+def _decide(text: str) -> Decision:
+    """detect's decision, or the question to put to fastText and how its answer decides."""
     head = text[:HEAD_CHARS].strip()
     if head[:1] in ("{", "[") and text.rstrip()[-1:] in ("}", "]"):
         return UND  # a JSON answer or a list literal: data, not language
@@ -334,7 +388,7 @@ def detect(text: str) -> str:
         quick = _quick(strip_non_language(head[:QUICK_CHARS]))
         if quick:
             return quick
-    return _detect_stripped(strip_non_language(head)[:1000])
+    return _decide_stripped(strip_non_language(head)[:1000])
 
 
 def _by_script(t: str) -> str | None:
@@ -354,7 +408,7 @@ def _by_script(t: str) -> str | None:
     return None
 
 
-def _detect_stripped(t: str) -> str:
+def _decide_stripped(t: str) -> Decision:
     """detect's full path, on the head with code and URLs stripped."""
     ascii_only = t.isascii()
     if not ascii_only:
@@ -366,9 +420,8 @@ def _detect_stripped(t: str) -> str:
     letters = sum(map(len, words)) + other
     if letters < MIN_LETTERS:
         if other >= SCRIPT_LETTERS and other >= letters - other and not is_word_list(t):
-            lang, score = _fasttext(" ".join(t.split())[:DETECT_CHARS])  # Cyrillic or Arabic: the script narrows
-            if score >= SURE:  # it down, and a sure model reads a shorter text
-                return lang
+            # Cyrillic or Arabic: the script narrows it down, and a sure model reads a shorter text
+            return ModelQuestion(" ".join(t.split())[:DETECT_CHARS], _if_sure)
         return UND
     counts = _stopword_counts(words)
     hits = counts[:len(_LANGS)]
@@ -384,7 +437,16 @@ def _detect_stripped(t: str) -> str:
     runner_up = max(hits[:best] + hits[best + 1:])
     if best == 0 and en_hits >= ENGLISH_FAST_PATH and en_hits >= 2 * runner_up:
         return "en"  # English prose that quotes another language ("the Spanish for it is: ¿Cómo estás?")
-    lang, score = _fasttext(" ".join(t.split())[:DETECT_CHARS])
+    return ModelQuestion(" ".join(t.split())[:DETECT_CHARS], partial(_model_decides, t, best, best_hits, runner_up))
+
+
+def _if_sure(lang: str, score: float) -> str:
+    return lang if score >= SURE else UND
+
+
+def _model_decides(t: str, best: int, best_hits: int, runner_up: int, lang: str, score: float) -> str:
+    """The model's verdict on a text the stop words did not decide (`best`: the language of the most stop words,
+    `best_hits` of them; `runner_up`: the most of another language)."""
     if lang in _STOPWORDS and best_hits == 0 and score < SURE and not _ENDS_SENTENCE.search(t):
         return UND  # words without a function word or a full stop: a list ("idiot moron jerk"), not a sentence
     if score >= MIN_CONFIDENCE:

@@ -15,11 +15,12 @@ from advisor.audit.checks import (
     TokenCounts,
     answer_language,
     enabled_checks,
+    language_texts,
     run_pair_checks,
     run_record_checks,
 )
 from advisor.audit.dedup import NUM_PERM, signatures
-from advisor.audit.language import UND, detect
+from advisor.audit.language import UND, detect, identify_batch
 from advisor.audit.tasks import HEAD_CHARS
 from advisor.audit.text import (
     carries_facts,
@@ -144,11 +145,20 @@ class RecordAuditor:
                                self.layout)
 
     def batch(self, recs: list[RawRecord]) -> FactsBatch:
-        return FactsBatch.of([self(rec) for rec in recs])
+        """The facts of a batch of records: parsed and normalised first, the languages of all their turns worked out
+        together (language.identify_batch: fastText's calls back to back), then each record checked."""
+        read = [self._read(rec) for rec in recs]
+        identify_batch(text for _, s in read if s is not None and not s.problems for text in language_texts(s))
+        return FactsBatch.of([self._audit(rec, s) for rec, s in read])
 
     def __call__(self, rec: RawRecord) -> RecordFacts:
+        return self._audit(*self._read(rec))
+
+    def _read(self, rec: RawRecord) -> tuple[RawRecord, Sample | None]:
         rec = parse_line(rec)
-        s = self._sample(rec)
+        return rec, self._sample(rec)
+
+    def _audit(self, rec: RawRecord, s: Sample | None) -> RecordFacts:
         facts = RecordFacts(rec.index, rec.line, [])
         if s is None:
             code = "invalid_json" if rec.error is not None else "schema"
