@@ -12,12 +12,27 @@ from hashlib import blake2b
 _MEANINGFUL = "+-*/=<>%$€£¥^×÷"
 _PUNCT = "".join(c for c in string.punctuation if c not in _MEANINGFUL) + "，。！？、；：「」『』（）《》〈〉【】“”‘’…～．«»¿¡"
 _ASCII_DROP = bytes(c for c in range(128) if chr(c) in _PUNCT or chr(c).isspace())
-_NON_ASCII_DROP = re.compile("[" + re.escape("".join(c for c in _PUNCT if ord(c) > 127) + "".join(
-    chr(c) for c in range(128, 0x3001) if chr(c).isspace())) + "]+")
+
+
+def runs(charset: str) -> re.Pattern:
+    """The pattern `charset+` written `charset charset*`: the same matches, but a pattern whose first element is a
+    set lets the regex engine skip to the next character of the set in a tight loop, while one that starts with a
+    repeat (`[...]+`, `\\d+`) is tried in full at every character: 2.5x slower (`\\d+` searched in a 300-character
+    text: 8 µs, `\\d\\d*`: 3)."""
+    return re.compile(f"{charset}{charset}*")
+
+
+_NON_ASCII_DROP = runs("[" + re.escape("".join(c for c in _PUNCT if ord(c) > 127) + "".join(
+    chr(c) for c in range(128, 0x3001) if chr(c).isspace())) + "]")
 # the mark first, the digit before it checked behind: the engine skips to each `.` and `,` (a pattern that starts
 # with a digit or a lookbehind is tried at every character: 2x slower)
 _DECIMAL = re.compile(r"[.,](?<=\d[.,])(?=\d)")
 _DECIMAL_MARK = "\u00b7"
+# The decimal gate, on the UTF-8 bytes: ASCII digits and every non-ASCII byte (a non-ASCII character may be a
+# Unicode digit, which `\d` matches) → "d", "." and "," → "p". A `_DECIMAL` match leaves "dpd" in this shape,
+# so a text without it has no decimal mark; translate + find costs a third of the regex search (2 against 6.6 µs
+# a record of the bench, where 84% of the records have no decimal).
+_DECIMAL_SHAPE = bytes(100 if 48 <= c <= 57 or c >= 128 else 112 if c in b".," else 120 for c in range(256))
 
 
 def normalise(text: str) -> str:
@@ -25,12 +40,19 @@ def normalise(text: str) -> str:
     and decimal points. ASCII bytes never occur inside a multi-byte UTF-8 character, so the ASCII part is removed
     on the UTF-8 bytes (C speed); the few non-ASCII punctuation marks and spaces by one regex."""
     t = text.lower()
-    if ("." in t or "," in t) and _DECIMAL.search(t):
+    raw = t.encode("utf-8", "surrogatepass")
+    if ("." in t or "," in t) and _may_have_decimal(raw):
         t = _DECIMAL.sub(_DECIMAL_MARK, t)
-    out = t.encode("utf-8", "surrogatepass").translate(None, _ASCII_DROP).decode("utf-8", "surrogatepass")
+        raw = t.encode("utf-8", "surrogatepass")
+    out = raw.translate(None, _ASCII_DROP).decode("utf-8", "surrogatepass")
     if out.isascii():
         return out
     return _NON_ASCII_DROP.sub("", out.replace("—", "-"))
+
+
+def _may_have_decimal(raw: bytes) -> bool:
+    """False when the text (its UTF-8 bytes) has no `.` or `,` between two digits: `_DECIMAL` cannot match."""
+    return raw.translate(_DECIMAL_SHAPE).find(b"dpd") >= 0
 
 
 def normalise_many(texts: list[str]) -> list[str]:
@@ -53,8 +75,8 @@ def key(text: str) -> int:
     return int.from_bytes(blake2b(text.encode("utf-8", "surrogatepass"), digest_size=8).digest(), "little")
 
 
-_NOT_UNIT = re.compile("[\\s" + re.escape(_PUNCT) + "]+")
-_CJK = re.compile(r"[\u4e00-\u9fff\u3040-\u30ff]+")
+_NOT_UNIT = runs("[\\s" + re.escape(_PUNCT) + "]")
+_CJK = runs(r"[\u4e00-\u9fff\u3040-\u30ff]")
 
 
 def script_units(text: str) -> list[str]:
@@ -116,7 +138,7 @@ def intent(instruction: str) -> str:
 
 
 
-_NUMBER = re.compile(r"\d+")
+_NUMBER = runs(r"\d")
 _LOWER = "a-zà-öø-ÿа-яёα-ω"
 _UPPER = "A-ZÀ-ÖØ-ÞА-ЯЁΑ-Ω"
 _PROPER = re.compile(f"(?<=[{_LOWER},;:] )[{_UPPER}][{_LOWER}]{{2,}}")
@@ -128,7 +150,7 @@ _OPENING = "¿¡\"'“«「 \t\n"
 _QUESTION = re.compile(r"^(?:how|what|who|where|when|which|why|can|could|do|does|is|are|should)\b|[?？؟]\s*$",
                        re.IGNORECASE)
 _ENTITY = re.compile(f"\\b[{_UPPER}][{_UPPER}0-9]{{1,}}[{_LOWER}]*\\b|(?<=[{_LOWER},] )[{_UPPER}][{_LOWER}]{{2,}}")
-_CJK_TEXT = re.compile(r"[\u4e00-\u9fff\u3040-\u30ff]+")
+_CJK_TEXT = runs(r"[\u4e00-\u9fff\u3040-\u30ff]")
 # A question that asks the assistant to do something ("Can you generate a password?") is a request, not a
 # question about the world: its answer's numbers are output, not facts. Request forms per language.
 _REQUEST = re.compile(
@@ -147,9 +169,9 @@ SPECIFIC_ANSWER = 6.0  # numbers and names per 100 words that make the answer to
 def is_factual_question(instruction: str) -> bool:
     """A question that asks for a fact, by the question words of the catalogue's `knowledge_heavy` patterns (17
     languages)."""
-    from advisor.audit.catalog import patterns
+    from advisor.audit.catalog import pattern_found
 
-    return bool(patterns("knowledge_heavy").search(instruction[:200].strip().lstrip(_OPENING).lower()))
+    return pattern_found("knowledge_heavy")(instruction[:200].strip().lstrip(_OPENING).lower())
 
 
 def is_question(instruction: str) -> bool:
