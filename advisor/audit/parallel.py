@@ -13,10 +13,12 @@ from __future__ import annotations
 import multiprocessing as mp
 import os
 import time
+from array import array
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from itertools import islice
+from itertools import accumulate, islice
+from operator import attrgetter
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -93,8 +95,45 @@ def _init(auditor: RecordAuditor) -> None:
     _auditor = auditor
 
 
-def _run(batch: list[RawRecord]) -> FactsBatch:
-    return _auditor.batch(batch)
+def _run(batch: list[RawRecord] | LineBatch) -> FactsBatch:
+    return _auditor.batch(batch.records() if isinstance(batch, LineBatch) else batch)
+
+
+_raw_of, _index_of, _line_of = attrgetter("raw"), attrgetter("index"), attrgetter("line")
+_obj_of, _error_of = attrgetter("obj"), attrgetter("error")
+
+
+class LineBatch:
+    """A batch of unparsed JSONL lines as it travels to a worker: the lines joined into one bytes object and the
+    record numbers in arrays, instead of one RawRecord per line. Pickling 256 RawRecords calls Python per record
+    (2.6 µs a record in the parent, 1.3 to unpickle in the worker); this is a few copies."""
+
+    __slots__ = ("index", "line", "ends", "data")
+
+    def __init__(self, records: list[RawRecord]) -> None:
+        raws = list(map(_raw_of, records))
+        self.index = array("q", map(_index_of, records))
+        self.line = array("q", map(_line_of, records))
+        self.ends = array("q", accumulate(map(len, raws)))
+        self.data = b"".join(raws)
+
+    @staticmethod
+    def fits(records: list[RawRecord]) -> bool:
+        """Every record is an unparsed line (JSONL), nothing else: the batch can travel as lines."""
+        return None not in map(_raw_of, records) and not any(map(_obj_of, records)) and not any(map(_error_of, records))
+
+    def records(self) -> list[RawRecord]:
+        data, start, out = self.data, 0, []
+        for index, line, end in zip(self.index, self.line, self.ends, strict=True):
+            out.append(RawRecord(index, line, raw=data[start:end]))
+            start = end
+        return out
+
+    def __getstate__(self) -> tuple:
+        return self.index, self.line, self.ends, self.data
+
+    def __setstate__(self, state: tuple) -> None:
+        self.index, self.line, self.ends, self.data = state
 
 
 def _parallel(auditor: RecordAuditor, records: Iterable[RawRecord], workers: int) -> Iterator[FactsBatch]:
@@ -103,7 +142,8 @@ def _parallel(auditor: RecordAuditor, records: Iterable[RawRecord], workers: int
     with ctx.Pool(workers, initializer=_init, initargs=(auditor,)) as pool:
         pending: deque = deque()
         for batch in _batches(records):
-            pending.append(pool.apply_async(_run, (batch,)))
+            task = LineBatch(batch) if LineBatch.fits(batch) else batch
+            pending.append(pool.apply_async(_run, (task,)))
             if len(pending) >= IN_FLIGHT_PER_WORKER * workers:
                 yield pending.popleft().get()
         while pending:
