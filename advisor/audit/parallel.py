@@ -10,6 +10,7 @@ the parent holds (signatures, samples), so only small results travel back."""
 
 from __future__ import annotations
 
+import gc
 import multiprocessing as mp
 import os
 import time
@@ -29,6 +30,10 @@ BATCH = 256  # records per task: large enough that inter-process overhead is sma
 IN_FLIGHT_PER_WORKER = 3
 PARALLEL_FROM_BYTES = 4 << 20  # files below this are audited in one process
 PROGRESS_EVERY = 2000  # records between progress reports
+# Young objects a worker allocates before the cycle collector runs (CPython's default is 700). A record makes
+# thousands of short-lived objects and almost no cycles: with the heap the workers inherit frozen (gc.freeze), the
+# collector's time per record drops from 6.3 to 1.7 µs (bench u20000, measured with gc.callbacks).
+WORKER_GC_THRESHOLD = (7000, 10, 10)
 
 _auditor: RecordAuditor | None = None
 _forked: Callable[[Any], Any] | None = None  # the function forked processes run (inherited, never pickled)
@@ -93,6 +98,7 @@ def _serial(auditor: RecordAuditor, records: Iterable[RawRecord]) -> Iterator[Fa
 def _init(auditor: RecordAuditor) -> None:
     global _auditor
     _auditor = auditor
+    gc.set_threshold(*WORKER_GC_THRESHOLD)
 
 
 def _run(batch: list[RawRecord] | LineBatch) -> FactsBatch:
@@ -139,15 +145,19 @@ class LineBatch:
 def _parallel(auditor: RecordAuditor, records: Iterable[RawRecord], workers: int) -> Iterator[FactsBatch]:
     # fork shares the loaded modules; elsewhere spawn (the auditor pickles as its settings, keys are stable hashes)
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    with ctx.Pool(workers, initializer=_init, initargs=(auditor,)) as pool:
-        pending: deque = deque()
-        for batch in _batches(records):
-            task = LineBatch(batch) if LineBatch.fits(batch) else batch
-            pending.append(pool.apply_async(_run, (task,)))
-            if len(pending) >= IN_FLIGHT_PER_WORKER * workers:
+    gc.freeze()  # what the forked workers inherit is never traversed by their collector (nor copied on write by it)
+    try:
+        with ctx.Pool(workers, initializer=_init, initargs=(auditor,)) as pool:
+            pending: deque = deque()
+            for batch in _batches(records):
+                task = LineBatch(batch) if LineBatch.fits(batch) else batch
+                pending.append(pool.apply_async(_run, (task,)))
+                if len(pending) >= IN_FLIGHT_PER_WORKER * workers:
+                    yield pending.popleft().get()
+            while pending:
                 yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
+    finally:
+        gc.unfreeze()
 
 
 # ---- the dataset stage on several cores ------------------------------------------------------------------------
