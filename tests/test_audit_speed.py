@@ -560,3 +560,19 @@ def test_line_batches_travel_as_the_records_they_hold(tmp_path):
     assert LineBatch.fits(records) and fields(batch.records()) == fields(records)
     assert [r.line for r in records] == [1, 3, 4, 5]
     assert not LineBatch.fits([RawRecord(0, 1, obj={"text": "a"})]) and not LineBatch.fits([RawRecord(0, 1, error="x")])
+
+
+def test_name_and_question_patterns_match_what_the_lookbehind_first_ones_match():
+    from advisor.audit import text
+
+    lower, upper = text._LOWER, text._UPPER
+    entity = re.compile(f"\\b[{upper}][{upper}0-9]{{1,}}[{lower}]*\\b|(?<=[{lower},] )[{upper}][{lower}]{{2,}}")
+    proper = re.compile(f"(?<=[{lower},;:] )[{upper}][{lower}]{{2,}}")
+    question = re.compile(r"^(?:how|what|who|where|when|which|why|can|could|do|does|is|are|should)\b|[?？؟]\s*$",
+                          re.IGNORECASE)
+    spans = lambda rx, t: [(m.span(), m.group()) for m in rx.finditer(t)]  # noqa: E731
+    texts = _labelled_texts() + ["Who founded SMBX?", "Where is Paris, France", "a, Bob said. ABC1 x", "How?\n",
+                                 "Is it ÀB?", "what's up ？ ", "¿Qué es?", "Vous, Émile", "и, Москва"]
+    for t in texts:
+        assert spans(text._ENTITY, t) == spans(entity, t) and spans(text._PROPER, t) == spans(proper, t), t
+        assert text.is_question(t) == (t[:200].strip()[:1] == "¿" or bool(question.search(t[:200].strip()))), t

@@ -103,7 +103,7 @@ def _secrets(text: str, low: str, raw: bytes) -> list[PiiHit]:
             value = m.group()
             if value.startswith("-----BEGIN") or _looks_random(value.split("-", 1)[-1].split("_", 2)[-1]):
                 out.append(PiiHit("apikey", value, 0.95))
-    if any(h in low for h in ASSIGNED_HINTS):
+    if _hint_in(low, 0, len(low)):
         out += _assigned_secrets(text, low)
     return out
 
@@ -122,12 +122,20 @@ def _random_looking_run(raw: bytes) -> bool:
     return False
 
 
+def _hint_in(low: str, start: int, end: int) -> bool:
+    """A keyword of ASSIGNED_HINTS in `low[start:end]`, searched in place (no slice copied per `:` or `=`)."""
+    for hint in ASSIGNED_HINTS:  # noqa: SIM110 - a plain loop: any() over a generator costs more
+        if low.find(hint, start, end) >= 0:
+            return True
+    return False
+
+
 def _assigned_secrets(text: str, low: str) -> list[PiiHit]:
     """`password = "…"`-style secrets, searched only around each `:` or `=` that follows a keyword."""
     out, end = [], 0
     for op in ASSIGN_OP.finditer(text):
         start = max(end, op.start() - 40)
-        if not any(h in low[start:op.start()] for h in ASSIGNED_HINTS):
+        if not _hint_in(low, start, op.start()):
             continue
         m = ASSIGNED_SECRET.search(text, start, op.end() + 200)
         if m and m.start() <= op.start() and _looks_random(m.group(1)):

@@ -160,9 +160,10 @@ class RecordAuditor:
             return facts
         facts.valid = True
         tokens = self._tokens(s)
-        found = self._checks(s, tokens)
+        view = RecordView(s, self.fmt, tokens=tokens, max_seq_len=self.max_seq_len)
+        found = self._checks(view)
         self._report(facts, found, s, rec.obj)
-        self._measure(facts, s, tokens)
+        self._measure(facts, view, tokens)
         return facts
 
     # ---- stages ----------------------------------------------------------------------------------------------
@@ -180,9 +181,9 @@ class RecordAuditor:
             s.problems = [(code, self.layout.explain(msg)) for code, msg in s.problems]
         return s
 
-    def _checks(self, s: Sample, tokens: TokenCounts) -> list[tuple[str, str | None, str]]:
-        found = run_record_checks(RecordView(s, self.fmt, tokens=tokens, max_seq_len=self.max_seq_len),
-                                  self.chosen_checks)
+    def _checks(self, view: RecordView) -> list[tuple[str, str | None, str]]:
+        found = run_record_checks(view, self.chosen_checks)
+        s = view.sample
         rejected = s.rejected_sample()
         if rejected is not None:
             found += run_record_checks(RecordView(rejected, self.fmt, side="rejected side: "), self.rejected_checks)
@@ -215,14 +216,16 @@ class RecordAuditor:
     def _count(self, msgs: list) -> int:
         return self.count_tokens.total([m.content for m in msgs]) + TEMPLATE_TOKENS_PER_MESSAGE * len(msgs)
 
-    def _measure(self, f: RecordFacts, s: Sample, tokens: TokenCounts) -> None:
+    def _measure(self, f: RecordFacts, view: RecordView, tokens: TokenCounts) -> None:
+        s = view.sample
         f.tokens = (tokens.prompt, tokens.answer, tokens.total)
-        f.turns = sum(1 for m in s.messages if m.role in ("user", "assistant"))
+        roles = view.roles
+        f.turns = roles.count("user") + roles.count("assistant")
         f.language = answer_language(s) if self.fmt != "text" else detect(s.answer)
         f.label = s.label
         answer = s.answer
 
-        system = next((m.content for m in s.messages if m.role == "system"), "")
+        system = view.contents[roles.index("system")] if "system" in roles else ""
         f.system_key = key(system[:500].strip())
         f.instruction_key = key(s.instruction[:300].strip().lower())
         task = None if s.has_tools else intent(s.instruction)
@@ -231,18 +234,20 @@ class RecordAuditor:
         head = " ".join(s.instruction[:HEAD_CHARS * 3].split())
         f.head = head[:100]
         f.answer_shape = " ".join(answer[:200].split())[:HEAD_CHARS]
-        self._comparison_keys(f, s)
+        self._comparison_keys(f, view)
         if f.index < BIGRAM_RECORDS:
             f.bigrams = bigram_keys(answer[:BIGRAM_CHARS])
 
-    def _comparison_keys(self, f: RecordFacts, s: Sample) -> None:
+    def _comparison_keys(self, f: RecordFacts, view: RecordView) -> None:
         """Exact key: the whole normalised record (every message with its role, the rejected side, the label).
         Near-duplicate text: the conversation without the system prompt; for alpaca records with a separate input,
         the input and answer only (the instruction there is the task statement shared by many records)."""
-        norms = normalise_many([m.content for m in s.messages])
+        s = view.sample
+        norms = normalise_many(view.contents, view.low_by_nul)
         full = "\x00".join(f"{m.role}\x01{n}" for m, n in zip(s.messages, norms, strict=True))
-        if s.rejected is not None:
-            full += "\x00rejected\x01" + "".join(normalise(m.content) for m in s.rejected)
+        rejected = normalise_many([m.content for m in s.rejected]) if s.rejected is not None else None
+        if rejected is not None:
+            full += "\x00rejected\x01" + "".join(rejected)
         if s.label is not None:
             full += f"\x00label\x01{s.label}"
         f.exact = key(full)
@@ -260,7 +265,7 @@ class RecordAuditor:
             f.prompt, f.answer = key(context), key(answer)
             _number_keys(f, norms[prompt_side - 1], answer)
         if s.rejected is not None:  # the same prompt and the same two answers, preferred the other way round
-            a, b = key(answer), key(normalise(s.rejected[-1].content) if s.rejected else "")
+            a, b = key(answer), key(rejected[-1] if rejected else "")
             f.preference = (key(f"{key(context)}|{min(a, b)}|{max(a, b)}"), a)
         elif s.label is not None:  # the same prompt and completion, labelled the other way
             f.preference = (key(f"{key(context)}|{key(answer)}"), int(s.label))
