@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import multiprocessing as mp
+import multiprocessing.pool
 import os
 import time
 from array import array
@@ -142,12 +143,23 @@ class LineBatch:
         self.index, self.line, self.ends, self.data = state
 
 
+class _Pool(multiprocessing.pool.Pool):
+    """A process pool whose worker-handler thread sleeps until a worker exits or the pool changes state. The stock
+    one also wakes whenever results wait in the result pipe, and while a batch's facts (100-400 KB) are read from
+    it, loops: 5.8 µs of the parent's CPU a record (measured per thread on the bench's 60,000 records), taken
+    from the workers on a 2-core machine. Worker exits still wake it (their sentinels), and so do close, terminate
+    and an emptied task cache (the change notifier), as in ThreadPool."""
+
+    def _get_sentinels(self) -> list:
+        return [self._change_notifier._reader]
+
+
 def _parallel(auditor: RecordAuditor, records: Iterable[RawRecord], workers: int) -> Iterator[FactsBatch]:
     # fork shares the loaded modules; elsewhere spawn (the auditor pickles as its settings, keys are stable hashes)
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     gc.freeze()  # what the forked workers inherit is never traversed by their collector (nor copied on write by it)
     try:
-        with ctx.Pool(workers, initializer=_init, initargs=(auditor,)) as pool:
+        with _Pool(workers, initializer=_init, initargs=(auditor,), context=ctx) as pool:
             pending: deque = deque()
             for batch in _batches(records):
                 task = LineBatch(batch) if LineBatch.fits(batch) else batch
@@ -181,7 +193,7 @@ def fork_map(fn: Callable[[Any], T], items: Iterable, workers: int) -> Iterator[
         return
     _forked = fn
     try:
-        with mp.get_context("fork").Pool(min(workers, len(items))) as pool:
+        with _Pool(min(workers, len(items)), context=mp.get_context("fork")) as pool:
             yield from pool.imap(_call_forked, items)
     finally:
         _forked = None
@@ -196,7 +208,7 @@ class Background:
         self.fn, self.pool, self.job = fn, None, None
         if fork and can_fork():
             _forked = lambda _: fn()  # noqa: E731 - what the forked process calls
-            self.pool = mp.get_context("fork").Pool(1)
+            self.pool = _Pool(1, context=mp.get_context("fork"))
             self.job = self.pool.apply_async(_call_forked, (None,))
             _forked = None
 
