@@ -546,22 +546,6 @@ def test_pattern_found_says_whether_the_joined_pattern_matches():
         assert found(t) == bool(joined.search(t)), t
 
 
-def test_line_batches_travel_as_the_records_they_hold(tmp_path):
-    import pickle
-
-    from advisor.audit.parallel import LineBatch
-    from core.data.reader import RawRecord, iter_raw
-
-    path = tmp_path / "d.jsonl"
-    path.write_bytes(b'\xef\xbb\xbf{"text": "a"}\n\n{"text": "\xc3\xa9"}\r\nnot json\n{"text": ""}')
-    records = list(iter_raw(path, parse=False))
-    batch = pickle.loads(pickle.dumps(LineBatch(records)))
-    fields = lambda rs: [(r.index, r.line, r.obj, r.error, r.raw) for r in rs]  # noqa: E731
-    assert LineBatch.fits(records) and fields(batch.records()) == fields(records)
-    assert [r.line for r in records] == [1, 3, 4, 5]
-    assert not LineBatch.fits([RawRecord(0, 1, obj={"text": "a"})]) and not LineBatch.fits([RawRecord(0, 1, error="x")])
-
-
 def test_name_and_question_patterns_match_what_the_lookbehind_first_ones_match():
     from advisor.audit import text
 
