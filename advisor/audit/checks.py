@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from advisor.audit.catalog import pattern_gate, patterns
 from advisor.audit.language import UND, detect
 from advisor.audit.pii import PII_NAMES, pii_kinds
-from advisor.audit.text import normalise, unit_sequence
+from advisor.audit.text import normalise, script_units
 from core.data.formats import Message, Sample
 
 Hit = tuple[str | None, str]  # (variant of the finding or None, detail)
@@ -358,7 +358,7 @@ def repetition(answer: str) -> str | None:
         run = CHAR_RUN.search(text)
         if run:
             return f"the character `{run.group(1)}` repeated {len(run.group())} times"
-    units = unit_sequence(text)
+    units = script_units(text)
     if len(units) < 40:
         return None
     n = 4 if not answer[:200].isascii() else 3

@@ -27,7 +27,7 @@ from advisor.audit.text import (
     key,
     normalise,
     normalise_many,
-    unit_sequence,
+    script_units,
 )
 from advisor.audit.tokens import TokenCounter
 from core.data.formats import Sample, detect_format
@@ -323,7 +323,7 @@ def shorten(s: Sample | None, raw: object, limit: int = SHOWN_CHARS) -> dict:
 
 def bigram_keys(answer: str) -> np.ndarray:
     """Stable keys of the answer's word (or CJK character) bigrams, for the distinct-2 diversity measure."""
-    units = unit_sequence(answer)
+    units = script_units(answer)
     if len(units) < 2:
         return np.zeros(0, dtype=np.uint64)
     ids = np.fromiter((crc32(u.encode("utf-8", "surrogatepass")) for u in units), dtype=np.uint64, count=len(units))

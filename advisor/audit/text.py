@@ -92,17 +92,10 @@ _CJK = runs(r"[\u4e00-\u9fff\u3040-\u30ff]")
 
 def script_units(text: str) -> list[str]:
     """Words for space-separated text, characters for CJK (for repetition and diversity measures)."""
-    units = unit_sequence(text)
-    return units if isinstance(units, list) else list(units)
-
-
-def unit_sequence(text: str) -> list[str] | str:
-    """`script_units` as a sequence: for CJK text the string of its characters itself, which indexes, slices,
-    iterates and zips as the list of them would, without a string object made per character (3 µs an answer)."""
     if text.isascii():
         return text.lower().split()
     if char_count(_CJK, text[:500]) > 20:
-        return _NOT_UNIT.sub("", text)  # every character but spaces and punctuation
+        return list(_NOT_UNIT.sub("", text))  # every character but spaces and punctuation
     return text.lower().split()
 
 
