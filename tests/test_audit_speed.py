@@ -500,3 +500,116 @@ def test_a_batch_of_records_gives_the_facts_of_each_record_audited_alone(tmp_pat
     batched = auditor.batch(list(iter_raw(path, d.container, parse=False)))
     assert batched.language == alone.language and batched.found == alone.found
     assert "language_mismatch" in {f[0] for _, _, found, _ in batched.found for f in found}
+
+# pii.py's number patterns as first written, lookbehind (or a repeat) first; the shipped ones consume their first
+# character before they look behind it, which lets the engine skip to candidates: they must match the same
+_PII_LOOKBEHIND_FIRST = {
+    "CARD": (r"(?<![\d.,/:+=*×x-])(?:\d{4}([ -]?)\d{4}\1\d{4}\1\d{4}(?:\1\d{1,3})?|\d{4}([ -]?)\d{6}\2\d{5})"
+             r"(?!\d|[.,/:×x*]\d|\s*[-+*/=×÷]\s*\d)", 0),
+    "IBAN": (r"\b([A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?)\b", 0),
+    "CNID": (r"(?<!\d)([1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx])(?!\d)", 0),
+    "SSN": (r"(?<![\d-])(?!000|666|9\d\d)(\d{3})-(?!00)(\d{2})-(?!0000)(\d{4})(?![\d-])", 0),
+    "PHONE": (r"(?<![\w+.-])(?:\+\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]?\d{2,4}){1,4}"
+              r"|\(\d{3}\)\s?\d{3}[\s.-]\d{4}|\d{3}[.-]\d{3}[.-]\d{4}|0\d{1,4}[\s-]\d{3,4}[\s-]?\d{3,4}"
+              r"|0[1-9](?:[\s.]\d{2}){4}|1[3-9]\d{9})(?![\w.-]*\d)", 0),
+    "CALCULATION": (r"(?<![\w.])(\d{1,30})\s*(?:[-+*/×÷x]|\b(?:plus|minus|times|multiplied by|divided by|"
+                    r"más|menos|moins|fois|vezes|più|meno)\b|加上?|减去?|乘以?|除以)\s*(\d{1,30})(?![\w.])", re.IGNORECASE),
+}
+
+
+def _number_texts(n: int) -> list[str]:
+    """Digit groups with the separators, signs and neighbours the number patterns look at (cards, SSNs, Chinese
+    IDs, phones, IBANs, calculations), generated with a fixed seed."""
+    import random
+
+    rnd = random.Random(20240607)
+    digits = lambda k: "".join(rnd.choice("0123456789") for _ in range(k))  # noqa: E731
+    shapes = [lambda: digits(16), lambda: " ".join(digits(4) for _ in range(4)), lambda: f"{digits(4)}-{digits(6)}-{digits(5)}",
+              lambda: f"{rnd.choice(['000', '666', '9' + digits(2), digits(3)])}-{rnd.choice(['00', digits(2)])}-{digits(4)}",
+              lambda: rnd.choice("123456789") + digits(5) + rnd.choice(["18", "19", "20", "21"]) + digits(2)
+              + rnd.choice(["01", "12", "13"]) + rnd.choice(["01", "31", "32"]) + digits(3) + rnd.choice("0X"),
+              lambda: f"+{digits(2)} ({digits(3)}) {digits(3)}-{digits(4)}", lambda: f"0{digits(2)} {digits(4)} {digits(4)}",
+              lambda: f"DE{digits(2)} {digits(4)} {digits(4)} {digits(2)}", lambda: f"{digits(9)} plus {digits(12)}",
+              lambda: "".join(rnd.choice(["", " ", "-", ".", "x", "×", "+", "=", "(", ")", "/", ":", "\n", "A", "加"])
+                              + digits(rnd.randint(1, 6)) for _ in range(rnd.randint(1, 6)))]
+    around = ["", " ", "a", "A", "1", ".", "-", "+", "(", "x", "ssn ", "=", ".5", "X", "١٢"]
+    return [rnd.choice(around) + rnd.choice(shapes)() + rnd.choice(around) + rnd.choice(shapes)() for _ in range(n)]
+
+
+@pytest.mark.parametrize("name", sorted(_PII_LOOKBEHIND_FIRST))
+def test_pii_number_patterns_match_what_the_lookbehind_first_ones_match(name):
+    from advisor.audit import pii
+
+    original = re.compile(*_PII_LOOKBEHIND_FIRST[name])
+    shipped = getattr(pii, name)
+    found = 0
+    for t in _labelled_texts() + _number_texts(6000):
+        expected = [(m.span(), m.groups()) for m in original.finditer(t)]
+        assert [(m.span(), m.groups()) for m in shipped.finditer(t)] == expected, t
+        found += bool(expected)
+    assert found > 50  # the texts exercise the pattern
+
+
+def test_runs_match_what_the_plus_form_matches():
+    from advisor.audit.text import runs
+
+    for charset in (r"\d", r"[\u4e00-\u9fff\u3040-\u30ff]", r"[\s,.]"):
+        plus, shipped = re.compile(charset + "+"), runs(charset)
+        for t in _labelled_texts()[:500] + ["", "12 345,6", "中文，English，中文。", "٣٤ and ３４"]:
+            assert plus.findall(t) == shipped.findall(t) and plus.sub("#", t) == shipped.sub("#", t)
+
+
+def test_decimal_gate_lets_every_decimal_through():
+    from advisor.audit.text import _DECIMAL, _may_have_decimal
+
+    texts = _labelled_texts() + ["3.5", "1,000.25", "٣.٥", "３,５", "a.b", "1. 2", "v2.0", "1.", ".5", "x1,y"]
+    for t in texts:
+        low = t.lower()
+        if _DECIMAL.search(low):
+            assert _may_have_decimal(low.encode("utf-8", "surrogatepass")), t
+    assert normalise("٣.٥") == "٣·٥" and normalise("pi is 3.14, e is 2,71") == "piis3·14eis2·71"
+
+
+def test_number_keys_mask_only_the_numbers_the_question_asks_about():
+    from advisor.audit.record import RecordFacts, _number_keys
+    from advisor.audit.text import key
+
+    f = RecordFacts(0, 0, [], answer=key("12plus30is42"))
+    _number_keys(f, "whatis12plus30", "12plus30is42")
+    assert (f.wording, f.numbers, f.result) == (key("whatis#plus#"), key("12|30"), key("#plus#is42"))
+    g = RecordFacts(0, 0, [], answer=key("itis7"))
+    _number_keys(g, "whatis12plus30", "itis7")
+    assert g.result == g.answer  # nothing the question asked about: the answer's own key
+    h = RecordFacts(0, 0, [])
+    _number_keys(h, "no numbers here", "42")
+    assert (h.wording, h.numbers, h.result) == (0, 0, 0)
+
+
+def test_pattern_found_says_whether_the_joined_pattern_matches():
+    from re import _parser
+
+    from advisor.audit.catalog import _anchored, pattern_found
+
+    assert _anchored(_parser.parse(r"^(?:a|b)\b|^c")) and _anchored(_parser.parse(r"(?:^a)"))
+    assert not _anchored(_parser.parse(r"^a|b")) and not _anchored(_parser.parse(r"\ba"))
+    found, joined = pattern_found("knowledge_heavy"), patterns("knowledge_heavy")
+    texts = [t[:200].lower() for t in _labelled_texts()] + ["what is it", "a what", "什么是数据", "¿qué", "tell me kim"]
+    assert any(map(found, texts)) and not all(map(found, texts))
+    for t in texts:
+        assert found(t) == bool(joined.search(t)), t
+
+
+def test_name_and_question_patterns_match_what_the_lookbehind_first_ones_match():
+    from advisor.audit import text
+
+    lower, upper = text._LOWER, text._UPPER
+    entity = re.compile(f"\\b[{upper}][{upper}0-9]{{1,}}[{lower}]*\\b|(?<=[{lower},] )[{upper}][{lower}]{{2,}}")
+    proper = re.compile(f"(?<=[{lower},;:] )[{upper}][{lower}]{{2,}}")
+    question = re.compile(r"^(?:how|what|who|where|when|which|why|can|could|do|does|is|are|should)\b|[?？؟]\s*$",
+                          re.IGNORECASE)
+    spans = lambda rx, t: [(m.span(), m.group()) for m in rx.finditer(t)]  # noqa: E731
+    texts = _labelled_texts() + ["Who founded SMBX?", "Where is Paris, France", "a, Bob said. ABC1 x", "How?\n",
+                                 "Is it ÀB?", "what's up ？ ", "¿Qué es?", "Vous, Émile", "и, Москва"]
+    for t in texts:
+        assert spans(text._ENTITY, t) == spans(entity, t) and spans(text._PROPER, t) == spans(proper, t), t
+        assert text.is_question(t) == (t[:200].strip()[:1] == "¿" or bool(question.search(t[:200].strip()))), t

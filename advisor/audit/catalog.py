@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Callable
 from functools import cache
+from re import _constants as sre
+from re import _parser
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -95,7 +98,40 @@ def pattern_gate(code: str, langs: tuple[str, ...] | None = None) -> LiteralGate
     return literal_gate(_joined(code, langs), re.IGNORECASE)
 
 
+@cache
+def pattern_found(code: str) -> Callable[[str], bool]:
+    """Whether any of a finding's patterns matches somewhere in a text: `patterns(code).search` as a yes or no, at
+    a fraction of the cost. The patterns anchored at the start (`^(?:what|who|...)`, most of `knowledge_heavy`'s)
+    are tried at the start only (`match`) instead of as branches of one alternation tried at every character; the
+    others keep their first-character guard (a 200-character instruction: 10.7 µs before, 2.5 µs)."""
+    anchored, floating = [], []
+    for rx in _items(code, None):
+        (anchored if _anchored(_parser.parse(rx, re.IGNORECASE)) else floating).append(f"(?:{rx})")
+    at_start = re.compile("|".join(anchored), re.IGNORECASE).match if anchored else None
+    anywhere = guarded("|".join(floating), re.IGNORECASE).search if floating else None
+    return lambda text: bool(at_start and at_start(text) or anywhere and anywhere(text))
+
+
+def _anchored(seq) -> bool:
+    """Every match of the parsed pattern starts at the start of the text (`^` first in every branch)."""
+    if not seq:
+        return False
+    op, av = seq[0]
+    if op is sre.AT:
+        return av in (sre.AT_BEGINNING, sre.AT_BEGINNING_STRING)
+    if op is sre.SUBPATTERN:
+        return _anchored(av[-1])
+    if op is sre.BRANCH:
+        return all(_anchored(alt) for alt in av[1])
+    return False
+
+
 def _joined(code: str, langs: tuple[str, ...] | None) -> str:
+    return "|".join(f"(?:{rx})" for rx in _items(code, langs)) or r"(?!x)x"
+
+
+def _items(code: str, langs: tuple[str, ...] | None) -> list[str]:
+    """A finding's patterns (of `langs`, or of every language), each checked to compile."""
     entry = catalog()[code]
     parts = []
     for lang, items in (entry.patterns or {}).items():
@@ -107,8 +143,8 @@ def _joined(code: str, langs: tuple[str, ...] | None) -> str:
             except re.error as e:
                 raise UserError(f"{rules_dir() / 'audit_findings.yaml'}: `{code}.patterns.{lang}[{j}]` is not a valid "
                                 f"regular expression ({e}); fix the pattern") from None
-            parts.append(f"(?:{rx})")
-    return "|".join(parts) or r"(?!x)x"
+            parts.append(rx)
+    return parts
 
 
 class Selection:

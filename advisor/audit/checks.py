@@ -95,15 +95,18 @@ class RecordView:
     tokens: TokenCounts | None = None
     max_seq_len: int = 2048
     roles: list[str] = field(init=False)
+    contents: list[str] = field(init=False)
     all_text: str = field(init=False)
     low: str = field(init=False)
+    low_by_nul: str | None = field(init=False)  # the contents joined by NUL, lower-cased (None: a content has NUL)
     answers: list[str] = field(init=False)  # the trained answers (all text for plain-text records)
 
     def __post_init__(self) -> None:
         msgs = self.sample.messages
         self.roles = [m.role for m in msgs]
-        self.all_text = "\n".join(m.content for m in msgs)
-        self.low = self.all_text.lower()
+        self.contents = [m.content for m in msgs]
+        self.all_text = "\n".join(self.contents)
+        self.low_by_nul, self.low = _lowered(self.contents, self.all_text)
         self.answers = [self.all_text] if self.fmt == "text" else \
             [m.content for m in msgs if m.role == "assistant" and m.trainable and not m.tool_call]
 
@@ -293,6 +296,17 @@ def pair_language_mismatch(chosen: Sample, rejected: Sample) -> Iterator[Hit]:
 
 
 # ---- what the checks share ---------------------------------------------------------------------------------------
+
+def _lowered(contents: list[str], all_text: str) -> tuple[str | None, str]:
+    """(the contents joined by NUL and lower-cased, `all_text` lower-cased) with one lower(): the first is what the
+    record's comparison keys normalise (text.normalise_many), the second what the checks search. NUL and newline are
+    neither cased nor case-ignorable, so they lower-case the same way (Greek final sigma included): the second is
+    the first with NUL read as newline (2 µs a record of lower() saved)."""
+    if len(contents) < 2 or "\x00" in all_text:
+        return None, all_text.lower()
+    low = "\x00".join(contents).lower()
+    return low, low.replace("\x00", "\n")
+
 
 def _template_hint(text: str) -> bool:
     for char, hints in TEMPLATE_HINTS.items():

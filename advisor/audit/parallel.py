@@ -10,7 +10,9 @@ the parent holds (signatures, samples), so only small results travel back."""
 
 from __future__ import annotations
 
+import gc
 import multiprocessing as mp
+import multiprocessing.pool
 import os
 import time
 from collections import deque
@@ -27,6 +29,10 @@ BATCH = 256  # records per task: large enough that inter-process overhead is sma
 IN_FLIGHT_PER_WORKER = 3
 PARALLEL_FROM_BYTES = 4 << 20  # files below this are audited in one process
 PROGRESS_EVERY = 2000  # records between progress reports
+# Young objects a worker allocates before the cycle collector runs (CPython's default is 700). A record makes
+# thousands of short-lived objects and almost no cycles: the collector's time per record drops from 6.3 to 1.6 µs
+# (bench u20000, every collection timed with gc.callbacks; 135 young collections per 10,000 records, then 12).
+WORKER_GC_THRESHOLD = (7000, 10, 10)
 
 _auditor: RecordAuditor | None = None
 _forked: Callable[[Any], Any] | None = None  # the function forked processes run (inherited, never pickled)
@@ -91,16 +97,28 @@ def _serial(auditor: RecordAuditor, records: Iterable[RawRecord]) -> Iterator[Fa
 def _init(auditor: RecordAuditor) -> None:
     global _auditor
     _auditor = auditor
+    gc.set_threshold(*WORKER_GC_THRESHOLD)
 
 
 def _run(batch: list[RawRecord]) -> FactsBatch:
     return _auditor.batch(batch)
 
 
+class _Pool(multiprocessing.pool.Pool):
+    """A process pool whose worker-handler thread sleeps until a worker exits or the pool changes state. The stock
+    one also wakes whenever results wait in the result pipe, and while a batch's facts (100-400 KB) are read from
+    it, loops: 5.8 µs of the parent's CPU a record (measured per thread on the bench's 60,000 records), taken
+    from the workers on a 2-core machine. Worker exits still wake it (their sentinels), and so do close, terminate
+    and an emptied task cache (the change notifier), as in ThreadPool."""
+
+    def _get_sentinels(self) -> list:
+        return [self._change_notifier._reader]
+
+
 def _parallel(auditor: RecordAuditor, records: Iterable[RawRecord], workers: int) -> Iterator[FactsBatch]:
     # fork shares the loaded modules; elsewhere spawn (the auditor pickles as its settings, keys are stable hashes)
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    with ctx.Pool(workers, initializer=_init, initargs=(auditor,)) as pool:
+    with _Pool(workers, initializer=_init, initargs=(auditor,), context=ctx) as pool:
         pending: deque = deque()
         for batch in _batches(records):
             pending.append(pool.apply_async(_run, (batch,)))
@@ -131,7 +149,7 @@ def fork_map(fn: Callable[[Any], T], items: Iterable, workers: int) -> Iterator[
         return
     _forked = fn
     try:
-        with mp.get_context("fork").Pool(min(workers, len(items))) as pool:
+        with _Pool(min(workers, len(items)), context=mp.get_context("fork")) as pool:
             yield from pool.imap(_call_forked, items)
     finally:
         _forked = None
@@ -146,7 +164,7 @@ class Background:
         self.fn, self.pool, self.job = fn, None, None
         if fork and can_fork():
             _forked = lambda _: fn()  # noqa: E731 - what the forked process calls
-            self.pool = mp.get_context("fork").Pool(1)
+            self.pool = _Pool(1, context=mp.get_context("fork"))
             self.job = self.pool.apply_async(_call_forked, (None,))
             _forked = None
 

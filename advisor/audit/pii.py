@@ -96,21 +96,21 @@ def _looks_random(value: str) -> bool:
     return has_digit and has_alpha and _entropy(value) >= 3.5 and not FAKE_SECRET.search(value)
 
 
-def _secrets(text: str, low: str) -> list[PiiHit]:
+def _secrets(text: str, low: str, raw: bytes) -> list[PiiHit]:
     out = []
-    if "-----BEGIN" in text or _random_looking_run(text):
+    if "-----BEGIN" in text or _random_looking_run(raw):
         for m in PROVIDER_KEYS.finditer(text):
             value = m.group()
             if value.startswith("-----BEGIN") or _looks_random(value.split("-", 1)[-1].split("_", 2)[-1]):
                 out.append(PiiHit("apikey", value, 0.95))
-    if any(h in low for h in ASSIGNED_HINTS):
+    if _hint_in(low, 0, len(low)):
         out += _assigned_secrets(text, low)
     return out
 
 
-def _random_looking_run(text: str) -> bool:
-    """A run of 15+ key characters with a digit in it (long words and identifiers are runs too, without digits)."""
-    raw = text.encode("utf-8", "surrogatepass")
+def _random_looking_run(raw: bytes) -> bool:
+    """A run of 15+ key characters with a digit in it (long words and identifiers are runs too, without digits);
+    `raw`: the text's UTF-8 bytes."""
     shape = raw.translate(_KEY_SHAPE)
     at = shape.find(_KEY_RUN)
     while at >= 0:
@@ -122,12 +122,20 @@ def _random_looking_run(text: str) -> bool:
     return False
 
 
+def _hint_in(low: str, start: int, end: int) -> bool:
+    """A keyword of ASSIGNED_HINTS in `low[start:end]`, searched in place (no slice copied per `:` or `=`)."""
+    for hint in ASSIGNED_HINTS:  # noqa: SIM110 - a plain loop: any() over a generator costs more
+        if low.find(hint, start, end) >= 0:
+            return True
+    return False
+
+
 def _assigned_secrets(text: str, low: str) -> list[PiiHit]:
     """`password = "…"`-style secrets, searched only around each `:` or `=` that follows a keyword."""
     out, end = [], 0
     for op in ASSIGN_OP.finditer(text):
         start = max(end, op.start() - 40)
-        if not any(h in low[start:op.start()] for h in ASSIGNED_HINTS):
+        if not _hint_in(low, start, op.start()):
             continue
         m = ASSIGNED_SECRET.search(text, start, op.end() + 200)
         if m and m.start() <= op.start() and _looks_random(m.group(1)):
@@ -137,7 +145,12 @@ def _assigned_secrets(text: str, low: str) -> list[PiiHit]:
 
 
 # ---- numbers: cards, IBAN, national IDs, SSN, phones -----------------------------------------------------------
-CARD = re.compile(r"(?<![\d.,/:+=*×x-])(?:\d{4}([ -]?)\d{4}\1\d{4}\1\d{4}(?:\1\d{1,3})?|\d{4}([ -]?)\d{6}\2\d{5})"
+# The number patterns below consume their first character before they look behind it (`\d(?<![…]\d)` is
+# `(?<![…])\d`): a pattern that starts with a character set lets the regex engine skip to the next candidate
+# character in a tight loop, one that starts with a lookbehind or a repeat is tried in full at every character
+# (3-4x slower on the records with long digit runs; tests/test_audit_speed.py checks the matches against the
+# patterns written lookbehind first).
+CARD = re.compile(r"\d(?<![\d.,/:+=*×x-]\d)(?:\d{3}([ -]?)\d{4}\1\d{4}\1\d{4}(?:\1\d{1,3})?|\d{3}([ -]?)\d{6}\2\d{5})"
                   r"(?!\d|[.,/:×x*]\d|\s*[-+*/=×÷]\s*\d)")
 TEST_CARDS = frozenset({
     "4111111111111111", "4242424242424242", "4012888888881881", "4222222222222", "4000056655665556",
@@ -145,7 +158,7 @@ TEST_CARDS = frozenset({
     "371449635398431", "378734493671000", "6011111111111117", "6011000990139424", "3056930009020004",
     "30569309025904", "38520000023237", "3566002020360505", "6200000000000005", "4000000000000002",
     "4000000000000077", "4000000000000093", "5454545454545454", "4444333322221111", "4917610000000000"})
-IBAN = re.compile(r"\b([A-Z]{2}\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?)\b")
+IBAN = re.compile(r"([A-Z](?<=\b[A-Z])[A-Z]\d{2}(?: ?[A-Z0-9]{4}){2,7}(?: ?[A-Z0-9]{1,3})?)\b")
 IBAN_LENGTHS = {"AD": 24, "AT": 20, "BE": 16, "BG": 22, "CH": 21, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "EE": 20,
                 "ES": 24, "FI": 18, "FR": 27, "GB": 22, "GR": 27, "HR": 21, "HU": 28, "IE": 22, "IS": 26, "IT": 27,
                 "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MT": 31, "NL": 18, "NO": 15, "PL": 28, "PT": 25,
@@ -153,22 +166,23 @@ IBAN_LENGTHS = {"AD": 24, "AT": 20, "BE": 16, "BG": 22, "CH": 21, "CY": 28, "CZ"
                 "QA": 29, "KW": 30, "JO": 30, "EG": 29, "UA": 29, "MU": 30, "PK": 24, "RS": 22, "ME": 22, "MK": 19}
 EXAMPLE_IBANS = frozenset({"GB82WEST12345698765432", "DE89370400440532013000", "GB29NWBK60161331926819",
                            "FR1420041010050500013M02606", "NL91ABNA0417164300"})
-CNID = re.compile(r"(?<!\d)([1-9]\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx])(?!\d)")
+CNID = re.compile(r"([1-9](?<!\d[1-9])\d{5}(?:18|19|20)\d{2}(?:0[1-9]|1[0-2])(?:0[1-9]|[12]\d|3[01])\d{3}[\dXx])(?!\d)")
 _CNID_W = [7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2]
-SSN = re.compile(r"(?<![\d-])(?!000|666|9\d\d)(\d{3})-(?!00)(\d{2})-(?!0000)(\d{4})(?![\d-])")
+SSN = re.compile(r"(\d(?<![\d-]\d)\d\d)(?<!000)(?<!666)(?<!9\d\d)-(?!00)(\d{2})-(?!0000)(\d{4})(?![\d-])")
 SSN_CONTEXT = re.compile(r"\bssn\b|social security|\bsocial\b|社会安全|社保号", re.IGNORECASE)
-PHONE = re.compile(
-    r"(?<![\w+.-])(?:"
-    r"\+\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]?\d{2,4}){1,4}"  # E.164 with separators
-    r"|\(\d{3}\)\s?\d{3}[\s.-]\d{4}"  # (415) 555-0134
-    r"|\d{3}[.-]\d{3}[.-]\d{4}"  # 415-555-0134
-    r"|0\d{1,4}[\s-]\d{3,4}[\s-]?\d{3,4}"  # national trunk prefix: 020 7946 0958, 030 1234567
-    r"|0[1-9](?:[\s.]\d{2}){4}"  # French 06 12 34 56 78
-    r"|1[3-9]\d{9}"  # Chinese mobile
+PHONE = re.compile(  # each number starts with `+`, `(` or a digit: consumed first, then looked at behind
+    r"[+(\d](?<![\w+.-][+(\d])(?:"
+    r"(?<=\+)\d{1,3}[\s.-]?(?:\(\d{1,4}\)[\s.-]?)?\d{1,4}(?:[\s.-]?\d{2,4}){1,4}"  # E.164 with separators
+    r"|(?<=\()\d{3}\)\s?\d{3}[\s.-]\d{4}"  # (415) 555-0134
+    r"|(?<=\d)(?:\d{2}[.-]\d{3}[.-]\d{4}"  # 415-555-0134
+    r"|(?<=0)\d{1,4}[\s-]\d{3,4}[\s-]?\d{3,4}"  # national trunk prefix: 020 7946 0958, 030 1234567
+    r"|(?<=0)[1-9](?:[\s.]\d{2}){4}"  # French 06 12 34 56 78
+    r"|(?<=1)[3-9]\d{9})"  # Chinese mobile
     r")(?![\w.-]*\d)")
 PHONE_CONTEXT = re.compile(r"phone|call|tel\b|mobile|cell|whatsapp|fax|contact|ring|电话|手机|致电|联系|"
                            r"teléfono|llam|téléphone|appel|telefon|anruf|telefone|ligue|電話|전화|телефон|звон",
                            re.IGNORECASE)
+_NON_DIGIT = re.compile(r"\D")
 ARITHMETIC = re.compile(r"[=+*/×÷^]|\d\s*-\s*\d+\s*=")
 
 
@@ -209,7 +223,7 @@ def _in_number_table(text: str, start: int, end: int) -> bool:
 
 
 # A calculation: two numbers joined by an operator (a sign or a word in the languages the audit reads)
-CALCULATION = re.compile(r"(?<![\w.])(\d{1,30})\s*(?:[-+*/×÷x]|\b(?:plus|minus|times|multiplied by|divided by|"
+CALCULATION = re.compile(r"(\d(?<![\w.]\d)\d{0,29})\s*(?:[-+*/×÷x]|\b(?:plus|minus|times|multiplied by|divided by|"
                          r"más|menos|moins|fois|vezes|più|meno)\b|加上?|减去?|乘以?|除以)\s*"
                          r"(\d{1,30})(?![\w.])", re.IGNORECASE)
 
@@ -228,13 +242,14 @@ def _calculation_numbers(text: str) -> set[str]:
 
 
 def _numbers(text: str) -> list[PiiHit]:
-    out = _ibans(text)
+    ibans, cards = list(IBAN.finditer(text)), list(CARD.finditer(text))  # the phones need both again
+    out = _ibans(ibans)
     taken = [h.span for h in out]
-    calculated = _calculation_numbers(text) if CALCULATION.search(text) else set()
-    for m in CARD.finditer(text):
+    calculated = _calculation_numbers(text)
+    for m in cards:
         if any(a < m.end() and m.start() < b for a, b in taken):
             continue
-        digits = re.sub(r"\D", "", m.group())
+        digits = _NON_DIGIT.sub("", m.group())
         if digits in calculated:
             continue
         if (13 <= len(digits) <= 19 and digits[0] in "23456" and luhn(digits) and len(set(digits)) > 2
@@ -246,7 +261,8 @@ def _numbers(text: str) -> list[PiiHit]:
     for m in SSN.finditer(text):
         context = text[max(0, m.start() - 40):m.start()]
         out.append(PiiHit("ssn", m.group(), 0.9 if SSN_CONTEXT.search(context) else 0.5))
-    out += [h for h in _phones(text) if re.sub(r"\D", "", h.value) not in calculated]
+    blocked = [m.span() for m in ibans + cards]  # digit groups of account numbers
+    out += [h for h in _phones(text, blocked) if _NON_DIGIT.sub("", h.value) not in calculated]
     return out
 
 
@@ -262,23 +278,23 @@ def _fictional_nanp(digits: str) -> bool:
     return d[0] in "01" or d[3] in "01" or d[3:6] == "555" or d[:3] == "555"
 
 
-def _ibans(text: str) -> list[PiiHit]:
+def _ibans(matches: list[re.Match]) -> list[PiiHit]:
     out = []
-    for m in IBAN.finditer(text):
+    for m in matches:
         compact = m.group(1).replace(" ", "")
         if iban_valid(compact) and compact not in EXAMPLE_IBANS:
             out.append(PiiHit("iban", m.group(1), 0.95, m.span(1)))
     return out
 
 
-def _phones(text: str) -> list[PiiHit]:
+def _phones(text: str, blocked: list[tuple[int, int]]) -> list[PiiHit]:
+    """Phone numbers outside the `blocked` spans (IBANs and card numbers)."""
     out = []
-    blocked = [m.span() for rx in (IBAN, CARD) for m in rx.finditer(text)]  # digit groups of account numbers
     for m in PHONE.finditer(text):
         value = m.group()
         if any(a < m.end() and m.start() < b for a, b in blocked):
             continue
-        digits = re.sub(r"\D", "", value)
+        digits = _NON_DIGIT.sub("", value)
         if not 8 <= len(digits) <= 15 or len(set(digits)) <= 2:
             continue
         around = text[max(0, m.start() - 3):m.start()] + text[m.end():m.end() + 3]
@@ -340,11 +356,12 @@ IPV6_GATE = re.compile(r":[0-9A-Fa-f]{0,4}:")
 def find_pii(text: str, low: str | None = None) -> list[PiiHit]:
     """Every personal-data or secret hit in `text` at or above REPORT_CONFIDENCE."""
     low = text.lower() if low is None else low
+    raw = text.encode("utf-8", "surrogatepass")  # for both byte-level gates
     hits: list[PiiHit] = []
     if "@" in text:
         hits += _emails(text)
-    hits += _secrets(text, low)
-    if DIGIT_RUN.search(text.encode("utf-8", "surrogatepass").translate(_DIGIT_SHAPE)):
+    hits += _secrets(text, low, raw)
+    if DIGIT_RUN.search(raw.translate(_DIGIT_SHAPE)):
         hits += _numbers(text)
     hits += _ips(text)
     return [h for h in hits if h.confidence >= REPORT_CONFIDENCE]
