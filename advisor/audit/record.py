@@ -285,7 +285,7 @@ def _number_keys(f: RecordFacts, question: str, answer: str) -> None:
     """A short question about numbers: the same wording with other numbers (and an answer that does more than repeat
     them) is another example, not a near-duplicate. `question`: the normalised message the answer answers.
     One split per text gives both the numbers and the text around them (`findall`, `search` and `sub` with a
-    callback per number: 10.0 µs a record of the bench; the splits 8.5)."""
+    callback per number: 11.9 µs a record of the bench; the splits 8.1)."""
     if len(question) > NUMBERS_PROMPT_CHARS:
         return
     parts = _DIGIT_RUNS.split(question)  # text, number, text, ..., text
