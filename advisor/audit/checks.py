@@ -410,10 +410,12 @@ def language_mismatch(s: Sample) -> str | None:
 
 
 def language_texts(s: Sample) -> list[str]:
-    """The texts whose language the checks ask for: the trained answers (refusal check, both sides of a pair) and,
-    without tools, the user turns (mismatch check). Any other text `detect` is asked about is worked out then."""
-    texts = [m.content for m in s.messages
-             if (m.role == "assistant" and m.trainable and not m.tool_call) or (m.role == "user" and not s.has_tools)]
+    """The texts whose language the checks ask for: the trained answers (refusal check; both sides of a pair) and,
+    without tools, the user turns the mismatch check compares them with. Any other text `detect` is asked about is
+    worked out then."""
+    texts = [m.content for m in s.messages if m.role == "assistant" and m.trainable and not m.tool_call]
+    if not s.has_tools:
+        texts += [user.content for _, user, _ in answer_pairs(s)]
     if s.rejected:
         texts += [m.content for m in s.rejected if m.role == "assistant"]
     return texts
