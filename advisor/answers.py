@@ -17,6 +17,18 @@ TaskType = Literal[
     "classification", "generation", "structured_output", "conversation", "other",
 ]
 
+PERSONA_MIN_EXAMPLES = 500  # per task: a character's dialogues, not a handful of "who are you" pairs
+
+
+def persona_when_unset(task_type: str | None, prompting: str | None, examples: int, tasks: int) -> bool:
+    """What an unset `identity_kind` reads as (the field's documented rule, used by the advisor and as `ask`'s
+    default): a persona for in-character dialogues (task_type conversation), or for a character whose prompting
+    plateaued with hundreds of examples per task (a name either holds in the system prompt or not; it does not
+    plateau)."""
+    return task_type == "conversation" or (
+        prompting == "plateaued" and examples / max(tasks, 1) >= PERSONA_MIN_EXAMPLES)
+
+
 GOAL_HELP = {
     "knowledge": "facts the model must know (products, policies, documents)",
     "format": "a fixed output format (strict JSON, a report template)",

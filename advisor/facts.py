@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from advisor.answers import Answers
+from advisor.answers import PERSONA_MIN_EXAMPLES, Answers, persona_when_unset  # noqa: F401 - the constant: pinned as facts.PERSONA_MIN_EXAMPLES
 from advisor.audit.report import Signals
 from advisor.rules.hardware import Fit, fit_methods, model_shape
 from advisor.rules.schema import FINE_TUNES, METHODS, finding_facts
@@ -24,7 +24,6 @@ PROMPT_KNOWLEDGE_LIMIT = 200_000
 # the fewest examples per task a fine-tune is worth running on (the few-examples rule's threshold, OpenAI guide:
 # clear gains from 50-100); a budget that trains fewer is too small even for a curated subset
 MIN_EXAMPLES_PER_TASK = 50
-PERSONA_MIN_EXAMPLES = 500  # per task: a character's dialogues, not a handful of "who are you" pairs
 # s1 (arXiv:2501.19393) and LIMO (arXiv:2502.03387): ~1,000 reasoning traces on a 32B base move reasoning;
 # DeepSeek-R1 (arXiv:2501.12948): ~800k distilled traces move it on bases from 1.5B
 DISTILL_LARGE_BASE_B = 30.0
@@ -153,11 +152,9 @@ def _context_tokens(answers: Answers) -> int | None:
 def _goal_facts(answers: Answers) -> dict[str, Any]:
     """What the goal is, in the terms the rules decide on: a persona or a name, a distillation case, the size of
     the knowledge against what a prompt holds."""
-    # unset kind: in-character dialogues (task_type conversation), or a character whose prompting plateaued with
-    # hundreds of examples per task (a name either holds in the system prompt or not; it does not plateau)
     persona = answers.goal == "identity" and (answers.identity_kind == "persona" or (
-        answers.identity_kind is None and (answers.task_type == "conversation" or (
-            answers.prompting == "plateaued" and answers.examples / max(answers.tasks, 1) >= PERSONA_MIN_EXAMPLES))))
+        answers.identity_kind is None and persona_when_unset(answers.task_type, answers.prompting, answers.examples,
+                                                             answers.tasks)))
     distil = (answers.goal == "reasoning" and answers.reasoning_traces
               and ((answers.model_params_b >= DISTILL_LARGE_BASE_B and answers.examples >= DISTILL_SMALL_SET)
                    or answers.examples >= DISTILL_LARGE_SET))

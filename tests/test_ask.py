@@ -272,3 +272,23 @@ def test_host_memory_is_detected_for_the_cpu_question(tmp_path):
                    model_params_b=0.5, budget_gpu_hours=None)
     r = run_ask(PlainPrompter(Console(file=io.StringIO(), width=200), stream=io.StringIO("\n\n")), prefill)
     assert r.asked == ["example_tokens", "cpu_memory_gb"] and r.answers.cpu_memory_gb == detect_host_memory_gb()
+
+
+@pytest.mark.parametrize(("examples", "kind", "method"), [(500, "persona", "lora"), (40, "name", "prompting")])
+def test_ask_defaults_an_unset_identity_kind_as_the_advisor_reads_it(examples, kind, method):
+    """A character whose prompting plateaued with 500 examples is a persona to the advisor when identity_kind is
+    unset; `ask --defaults` must fill the same kind (it filled `name` and answered prompting where recommend, on the
+    same answers, trained an adapter: found by test_ask_and_recommend_agree)."""
+    from rich.console import Console
+
+    from advisor.ask.flow import run_ask
+    from advisor.ask.prompter import PlainPrompter
+    from advisor.recommend import recommend
+
+    given_answers = Answers(goal="identity", prompting="plateaued", examples=examples, tasks=1, needs_citations=False,
+                            private_data=False, requests_per_day=0, gpu_count=0, gpu_memory_gb=0.0,
+                            model_params_b=0.1)
+    with open(os.devnull, "w") as sink:
+        done = run_ask(PlainPrompter(Console(file=sink)), given_answers.model_dump(exclude_none=True), defaults=True)
+    assert done.answers.identity_kind == kind
+    assert done.recommendation.method == recommend(given_answers).method == method

@@ -110,7 +110,7 @@ def run_ask(prompter, prefill: dict | None = None, *, defaults: bool = False, so
     for q in QUESTIONS:
         if q.key in answers or not q.when(answers):
             continue
-        default = prefilled_by_audit.get(q.key, q.default)
+        default = prefilled_by_audit.get(q.key, q.default_for(answers))
         answers[q.key] = default if defaults else prompter.ask(q, default)
         asked.append(q.key)
     if answers.get("gpu_count", 0) == 0:

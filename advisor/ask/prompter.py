@@ -32,7 +32,7 @@ class PlainPrompter:
         return line.rstrip("\n")
 
     def ask(self, q: Question, default: Any = None) -> Any:
-        default = q.default if default is None else default
+        default = q.default_for({}) if default is None else default
         shown = show_default(Question(q.key, q.text, q.kind, q.why, default=default))
         if q.kind == "choice":
             for i, (_v, label) in enumerate(q.choices, 1):
@@ -73,7 +73,7 @@ class TerminalPrompter(PlainPrompter):
     def ask(self, q: Question, default: Any = None) -> Any:
         import questionary
 
-        default = q.default if default is None else default
+        default = q.default_for({}) if default is None else default
         while True:
             if q.kind in ("choice", "bool"):
                 options = q.choices if q.kind == "choice" else [(True, "yes"), (False, "no")]

@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from advisor.answers import GOAL_HELP
+from advisor.answers import GOAL_HELP, persona_when_unset
 
 S3 = "“Fine-tuning in practice: make the model a style master, not a knowledge base”, unsigned blog post"
 OPTIONAL_NUMBERS = ("optional_float", "optional_int")  # an empty answer means "not set"
@@ -24,6 +24,10 @@ class Question:
     minimum: float | None = None
     exclusive_min: bool = False
 
+    def default_for(self, answers: dict) -> Any:
+        """The default offered: a value, or one worked out from the answers so far (a callable `default`)."""
+        return self.default(answers) if callable(self.default) else self.default
+
 
 QUESTIONS: list[Question] = [
     Question("goal", "What must the model gain?", "choice",
@@ -38,12 +42,6 @@ QUESTIONS: list[Question] = [
              "A knowledge base under ~200k tokens can sit whole in the prompt with caching instead of an index "
              "(Anthropic, Introducing Contextual Retrieval, 2024).", default=None, minimum=0,
              when=lambda a: a.get("goal") == "knowledge"),
-    Question("identity_kind", "Is it a name (or a few facts about the model) or a whole character?", "choice",
-             "A name is set by instructions (“Generative AI’s breakthroughs and future, explained”, forum post on Hung-yi Lee’s course, 2025); a whole character whose prompting "
-             "plateaued is learned from in-character dialogues (Character-LLM, RoleLLM 2023).", default="name",
-             choices=[("name", "name — a name or a few facts about the model"),
-                      ("persona", "persona — a whole character: voice, manner, history")],
-             when=lambda a: a.get("goal") == "identity"),
     Question("prompting", "How does prompting perform today?", "choice",
              "Fine-tuning is a last resort once instructions and examples are tried "
              "(“Generative AI’s breakthroughs and future, explained”, forum post on Hung-yi Lee’s course, 2025).", default="untried",
@@ -72,6 +70,15 @@ QUESTIONS: list[Question] = [
              choices=[(k, k) for k in ("classification", "structured_output", "extraction", "generation",
                                        "conversation", "translation", "rewriting", "summarisation", "qa", "other")],
              when=lambda a: a.get("goal") not in ("knowledge", "reasoning")),
+    Question("identity_kind", "Is it a name (or a few facts about the model) or a whole character?", "choice",
+             "A name is set by instructions (“Generative AI’s breakthroughs and future, explained”, forum post on Hung-yi Lee’s course, 2025); a whole character whose prompting "
+             "plateaued is learned from in-character dialogues (Character-LLM, RoleLLM 2023). The default is what the "
+             "advisor reads an unset kind as (asked after the questions that decide it).",
+             default=lambda a: "persona" if persona_when_unset(a.get("task_type"), a.get("prompting"),
+                                                               a.get("examples", 0), a.get("tasks", 1)) else "name",
+             choices=[("name", "name — a name or a few facts about the model"),
+                      ("persona", "persona — a whole character: voice, manner, history")],
+             when=lambda a: a.get("goal") == "identity"),
     Question("needs_citations", "Must answers cite their sources?", "bool",
              f"Only retrieval can point at the document a fact came from ({S3}: fine-tuning teaches behaviour, "
              "retrieval keeps knowledge citable).", default=False),
