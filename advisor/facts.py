@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from advisor.answers import PERSONA_MIN_EXAMPLES, Answers, persona_when_unset  # noqa: F401 - the constant: pinned as facts.PERSONA_MIN_EXAMPLES
+from advisor.answers import Answers, persona_when_unset
 from advisor.audit.report import Signals
 from advisor.rules.hardware import Fit, fit_methods, model_shape
 from advisor.rules.schema import FINE_TUNES, METHODS, finding_facts

@@ -404,7 +404,7 @@ def test_language_glance_decides_only_plain_text():
 def test_identifier_gate_never_skips_a_text_with_an_identifier():
     """strip_non_language runs its identifier pattern only where the fast search says one can be: on every real text
     and labelled text, a text the search skips has no match (and most prose is skipped)."""
-    from advisor.audit.language import _IDENT, _may_have_identifiers
+    from advisor.audit.language import _IDENT, _IDENT_TRIGGER
 
     texts = _labelled_texts()
     for name in ("llamafactory_alpaca_en_demo.json", "llamafactory_glaive_toolcall_en_demo.json",
@@ -413,7 +413,7 @@ def test_identifier_gate_never_skips_a_text_with_an_identifier():
             texts += [r["instruction"], r.get("input", ""), r["output"]] if "output" in r else \
                 [t["value"] for t in r["conversations"]]
     texts += ["call f(x) now", "see file.py", "a $var here", "x = 1;", "<b>bold</b>", "std::vector", "a/b"]
-    skipped = [t for t in texts if not _may_have_identifiers(t)]
+    skipped = [t for t in texts if not _IDENT_TRIGGER.search(t)]
     assert not [t for t in skipped if _IDENT.search(t)]
     assert len(skipped) > len(texts) // 2
 

@@ -385,9 +385,10 @@ def test_method_next_steps_name_the_written_configuration():
 # ---- the thresholds, pinned at their boundaries --------------------------------------------------------------------
 
 def test_thresholds_are_pinned():
+    from advisor import answers
     from advisor import facts as f
 
-    assert (f.PROMPT_KNOWLEDGE_LIMIT, f.MIN_EXAMPLES_PER_TASK, f.PERSONA_MIN_EXAMPLES) == (200_000, 50, 500)
+    assert (f.PROMPT_KNOWLEDGE_LIMIT, f.MIN_EXAMPLES_PER_TASK, answers.PERSONA_MIN_EXAMPLES) == (200_000, 50, 500)
     assert (f.DISTILL_LARGE_BASE_B, f.DISTILL_SMALL_SET, f.DISTILL_LARGE_SET) == (30.0, 800, 100_000)
     kb = dict(goal="knowledge", knowledge_freshness="static", prompting="works", examples=0)
     assert _case({**kb, "knowledge_tokens": 200_000}).method == "prompting"

@@ -107,8 +107,7 @@ class RecordView:
         self.contents = [m.content for m in msgs]
         self.all_text = "\n".join(self.contents)
         self.low_by_nul, self.low = _lowered(self.contents, self.all_text)
-        self.answers = [self.all_text] if self.fmt == "text" else \
-            [m.content for m in msgs if m.role == "assistant" and m.trainable and not m.tool_call]
+        self.answers = [self.all_text] if self.fmt == "text" else trained_answers(msgs)
 
     @property
     def chat(self) -> bool:
@@ -409,11 +408,16 @@ def language_mismatch(s: Sample) -> str | None:
     return None
 
 
+def trained_answers(messages: list[Message]) -> list[str]:
+    """The texts of the trained assistant answers (not tool calls): what the answer checks read."""
+    return [m.content for m in messages if m.role == "assistant" and m.trainable and not m.tool_call]
+
+
 def language_texts(s: Sample) -> list[str]:
     """The texts whose language the checks ask for: the trained answers (refusal check; both sides of a pair) and,
     without tools, the user turns the mismatch check compares them with. Any other text `detect` is asked about is
     worked out then."""
-    texts = [m.content for m in s.messages if m.role == "assistant" and m.trainable and not m.tool_call]
+    texts = trained_answers(s.messages)
     if not s.has_tools:
         texts += [user.content for _, user, _ in answer_pairs(s)]
     if s.rejected:

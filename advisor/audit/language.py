@@ -292,12 +292,6 @@ def _plain_chinese(t: str, min_han: int) -> bool:
     return han >= min_han and not _KANA_OR_HANGUL.search(t) and han >= 2 * len(_LATIN_WORD.findall(t))
 
 
-def _may_have_identifiers(t: str) -> bool:
-    """Whether _IDENT can match: every match has one of the characters or sequences _IDENT_TRIGGER finds in one fast
-    search (_IDENT itself, starting with a word character, is tried at every word)."""
-    return _IDENT_TRIGGER.search(t) is not None
-
-
 def _strippable(t: str) -> bool:
     """Something strip_non_language would take out: code, e-mail addresses, URLs, identifiers, lines that read as
     code."""
@@ -457,7 +451,7 @@ def _model_decides(t: str, best: int, best_hits: int, runner_up: int, lang: str,
 
 
 def _no_sentence(t: str, ascii_words: list[str] | None) -> bool:
-    """is_word_list(t) or _is_name(t), with the sentence-end search both start with done once. `ascii_words`, the
+    """is_word_list(t), or a name or title (_name_words), with the sentence-end search both start with done once. `ascii_words`, the
     lowered words of an ASCII `t`, are its words one for one: more than NAME_WORDS of them is no name, unread."""
     if _SENTENCE_END.search(t):
         return False
@@ -471,14 +465,10 @@ def _no_sentence(t: str, ascii_words: list[str] | None) -> bool:
 _CAPITALISED = re.compile(r"[A-Z\u00c0-\u00de][a-z\u00df-\u00ff]*")
 
 
-def _is_name(text: str) -> bool:
-    """A name or a title (every word but the function words capitalised, at most NAME_WORDS words): "Gabriel García
-    Márquez" reads as Spanish to a model, but an English answer may well be one."""
-    return not _SENTENCE_END.search(text) and _name_words(_LATIN_WORD.findall(text))
-
-
 def _name_words(raw: list[str]) -> bool:
-    """_is_name's test of the words of a text without a sentence end."""
+    """A name or a title (every word but the function words capitalised, at most NAME_WORDS words), by the words of
+    a text without a sentence end: "Gabriel García Márquez" reads as Spanish to a model, but an English answer may
+    well be one."""
     if not raw or len(raw) > NAME_WORDS:
         return False
     return all(w.lower() in _STOP_LOOKUP or _CAPITALISED.fullmatch(w) for w in raw) and \
