@@ -45,7 +45,7 @@ class RawRecord:
     line: int  # 1-based line where the record starts (0 where a file has no lines: Parquet, one JSON object)
     obj: Any = None
     error: str | None = None
-    raw: bytes | None = None  # a JSONL line not parsed yet (`iter_raw(..., parse=False)`): see `parse_line`
+    raw: bytes | None = None  # a JSONL line or JSON array element not parsed yet (`iter_raw(..., parse=False)`): see `parse_line`
 
 
 class ReadMeter:
@@ -332,8 +332,8 @@ def _sniff_text(head: str, suffix: str, text_unit: str = "auto") -> Container:
 
 def iter_raw(path: str | Path, container: Container | None = None, parse: bool = True,
              meter: ReadMeter | None = None) -> Iterator[RawRecord]:
-    """Every record of the file in order. With `parse=False`, JSONL lines come unparsed (`raw` set) so that the
-    parsing can happen elsewhere (the audit's worker processes); `parse_line` turns them into records."""
+    """Every record of the file in order. With `parse=False`, JSONL lines and the elements of a JSON array come
+    unparsed (`raw` set: the record's JSON text) so that the parsing can happen elsewhere (the audit's worker processes); `parse_line` turns them into records."""
     p = Path(path)
     c = container or sniff(p)
     records = _records(p, c, parse, meter or ReadMeter())
@@ -364,7 +364,8 @@ def _records(p: Path, c: Container, parse: bool, meter: ReadMeter) -> Iterator[R
     elif c.kind == "text":
         yield from _iter_text(p, c.text_unit, z)
     else:
-        yield from _iter_json_array(p, meter, z)
+        records = _iter_json_array(p, meter, z)
+        yield from map(parse_line, records) if parse else records
 
 
 def _iter_text(p: Path, unit: str, compression: str | None = None) -> Iterator[RawRecord]:
@@ -486,7 +487,10 @@ class _LineCounter:
 
 
 def _iter_json_array(p: Path, meter: ReadMeter, compression: str | None = None) -> Iterator[RawRecord]:
-    """Incremental parse of `[obj, obj, ...]` with json.raw_decode over a sliding buffer."""
+    """Incremental parse of `[obj, obj, ...]` with json.raw_decode over a sliding buffer. Each element comes as its
+    own JSON text (`raw`, like a JSONL line; `parse_line` parses it), not as the object raw_decode built to find its
+    end: a text travels to the audit's worker processes at a fraction of the cost of pickling the object, and the
+    object is freed at once (the parent's garbage collector had 6.8 µs a record of young objects to scan)."""
     dec = json.JSONDecoder()
     f = open_bytes(p, compression, meter)
     count = compression is None
@@ -560,11 +564,8 @@ def _iter_json_array(p: Path, meter: ReadMeter, compression: str | None = None) 
                     raise UserError(f"{where(e.pos)}: invalid JSON: {e.msg}") from None
                 except RecursionError:
                     raise UserError(f"{where(pos)}: invalid JSON: nesting too deep") from None
-            start_line = lines.at(buf, pos)
-            if buf.count("[", pos, end) + buf.count("{", pos, end) > MAX_DEPTH and _too_deep(obj):
-                yield RawRecord(index, start_line, error=f"nesting deeper than {MAX_DEPTH} levels")
-            else:
-                yield RawRecord(index, start_line, obj=obj)
+            del obj
+            yield RawRecord(index, lines.at(buf, pos), raw=buf[pos:end].encode("utf-8"))
             index += 1
             pos = end
             skip_ws()
