@@ -277,6 +277,62 @@ def test_phrase_gate_never_rejects_a_text_the_pattern_matches(code):
         assert not pattern_gate(code, ("any", "en", "en"))("The weather is nice today, so we went for a long walk.")
 
 
+@pytest.mark.parametrize("langs", [None, ("any", "en", "en"), ("any", "en", "zh"), ("any", "en", "fr")])
+def test_search_language_by_language_finds_the_match_of_the_whole_alternation(langs):
+    """pattern_search: the same match (start and text) as patterns(code, langs).search, on the labelled texts, the
+    catalogue's refusal example, texts where two languages match at the same start or one earlier than another,
+    and texts whose case folding hides a phrase from str.lower() (ſ, K, İ, ı)."""
+    from advisor.audit.catalog import pattern_search
+
+    entry = catalog()["refusal_boilerplate"]
+    texts = _labelled_texts() + [entry.example, entry.ok_example, ""]
+    texts += ["Como modelo de lenguaje no puedo. Como modelo de linguagem, não posso.",  # es and pt, es first
+              "Como modelo de linguagem, não posso. Como modelo de lenguaje no puedo.",  # pt first
+              "作为一个AI语言模型，我无法回答。As an AI language model, I cannot.",  # zh before en
+              "As an AI language model, I cannot. 作为一个AI语言模型，我无法回答。",
+              "I'm ſorry, but I cannot do that", "AS AN Aİ LANGUAGE MODEL", "As an AI model, ıt is",
+              "Je suis désolé, mais je ne peux pas aider. En tant que modèle de langage",
+              "Как языковая модель, я не могу. Als KI-Sprachmodell kann ich nicht."]
+    whole, search = patterns("refusal_boilerplate", langs).search, pattern_search("refusal_boilerplate", langs)
+    found = 0
+    for t in texts:
+        a, b = whole(t), search(t)
+        assert (a and (a.start(), a.group())) == (b and (b.start(), b.group())), (langs, t)
+        found += a is not None
+    assert found >= 8
+
+
+def test_search_language_by_language_breaks_ties_as_the_alternation_does(monkeypatch):
+    """Two languages matching at the same start: the alternation takes the first language's branch (catalogue
+    order), and so must the search language by language; an earlier match of a later language still wins."""
+    from advisor.audit.catalog import pattern_search
+
+    entry = catalog()["refusal_boilerplate"].model_copy(update={"code": "tie_test", "patterns": {
+        "en": [r"\bsorry\b"], "xx": [r"\bsorry, no\b"], "yy": [r"作为"], "zz": [r"\bno way\b"]}})
+    monkeypatch.setitem(catalog(), "tie_test", entry)
+    search, whole = pattern_search("tie_test"), patterns("tie_test").search
+    for t in ["sorry, no", "no way, sorry", "作为 sorry, no", "nothing"]:
+        a, b = whole(t), search(t)
+        assert (a and (a.start(), a.group())) == (b and (b.start(), b.group())), t
+    assert search("sorry, no").group() == "sorry" and search("no way, sorry").group() == "no way"
+
+
+def test_patterns_an_ascii_text_cannot_match():
+    """needs_non_ascii: true only when every match holds a character beyond ASCII that no ASCII character matches
+    case-insensitively (the search then skips the language on ASCII texts)."""
+    from advisor.audit.catalog import _joined
+    from advisor.audit.regex_guard import needs_non_ascii
+
+    assert needs_non_ascii("作为|抱歉") and needs_non_ascii("(?:ai)?模型") and needs_non_ascii("[\u4e00-\u9fff]+x")
+    assert not needs_non_ascii("作为|ai") and not needs_non_ascii("(?:模型)?ai") and not needs_non_ascii("模?ai")
+    assert not needs_non_ascii(r"[^a]") and not needs_non_ascii(r"\w") and not needs_non_ascii(".")
+    for folds in ("\u017f", "\u212a", "\u0130", "\u0131"):  # ſ K İ ı match s k i I when case is ignored
+        assert needs_non_ascii(folds) and not needs_non_ascii(folds, re.IGNORECASE)
+    wide = {lang for lang in catalog()["refusal_boilerplate"].patterns
+            if needs_non_ascii(_joined("refusal_boilerplate", (lang,)), re.IGNORECASE)}
+    assert {"zh", "ja", "ko", "ru", "ar", "hi"} <= wide and not wide & {"en", "es", "fr", "de", "pt", "tr"}
+
+
 def test_phrase_gate_lets_case_folded_letters_through():
     from advisor.audit.regex_guard import literal_gate
 

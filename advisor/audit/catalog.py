@@ -14,7 +14,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from advisor.audit.regex_guard import LiteralGate, guarded, literal_gate
+from advisor.audit.regex_guard import LiteralGate, guarded, literal_gate, needs_non_ascii
 from core.errors import UserError
 from core.files import read_structured, rules_dir, validate
 
@@ -96,6 +96,63 @@ def patterns(code: str, langs: tuple[str, ...] | None = None) -> re.Pattern:
 def pattern_gate(code: str, langs: tuple[str, ...] | None = None) -> LiteralGate | None:
     """The phrase gate of `patterns(code, langs)` (regex_guard.literal_gate): a text it rejects cannot match."""
     return literal_gate(_joined(code, langs), re.IGNORECASE)
+
+
+FEW_LANGUAGES = 3  # a selection of this many languages is searched as one alternation (pattern_search)
+
+
+@cache
+def pattern_search(code: str, langs: tuple[str, ...] | None = None) -> Callable[[str], re.Match | None]:
+    """`patterns(code, langs).search`, the same match. Of more than FEW_LANGUAGES languages (all of them, for a text
+    of unclear language), language by language, each searched only where it can match:
+    a language whose every match needs a character beyond ASCII (Chinese, Russian, Arabic...) is not searched in an
+    ASCII text, and the others only where their phrase gate lets the text through (one gate for all of them first:
+    most texts have none of their phrases). One gate for the whole alternation is None as soon as one language has
+    none (Chinese: its phrases are 2 characters), and then every branch of every language was tried at every
+    character: 26 µs an answer of unclear language (all languages are searched), 5 µs an English one (bench u20000).
+    The alternation's leftmost match is the languages' match of smallest start; at equal starts the first language
+    in catalogue order, whose first branch that matches there is the alternation's (its branches come first)."""
+    if langs is not None and len(_languages(code, langs)) <= FEW_LANGUAGES:
+        return _gated_search(pattern_gate(code, langs), patterns(code, langs).search)
+    entries = []  # (phrase gate or None, search, needs a character beyond ASCII), in catalogue order
+    for lang in _languages(code, langs):
+        joined = _joined(code, (lang,))
+        entries.append((literal_gate(joined, re.IGNORECASE), patterns(code, (lang,)).search,
+                        needs_non_ascii(joined, re.IGNORECASE)))
+    phrases = sorted({p for gate, _, _ in entries if gate is not None for p in gate.phrases}, key=lambda p: (len(p), p))
+    any_gate = LiteralGate(phrases) if sum(gate is not None for gate, _, _ in entries) > 1 else None
+
+    def search(text: str) -> re.Match | None:
+        best = low = None
+        ascii_only = text.isascii()
+        gated = True  # whether a gated language's phrase may be in the text
+        for gate, find, wide in entries:
+            if wide and ascii_only:
+                continue
+            if gate is not None:
+                if low is None:
+                    low = text.lower()
+                    gated = any_gate is None or any_gate(text, low)
+                if not gated or not gate(text, low):
+                    continue
+            m = find(text)
+            if m is not None and (best is None or m.start() < best.start()):
+                best = m
+        return best
+    return search
+
+
+def _gated_search(gate: LiteralGate | None, find: Callable[[str], re.Match | None]) -> Callable[[str], re.Match | None]:
+    """One alternation behind one phrase gate: cheaper than a search per language for a few languages (English
+    and Chinese answers: 5.4 µs against 7.5)."""
+    if gate is None:
+        return find
+    return lambda text: find(text) if gate(text) else None
+
+
+def _languages(code: str, langs: tuple[str, ...] | None) -> list[str]:
+    """The languages of a finding's patterns, in catalogue order (the order of `patterns`' branches)."""
+    return [lang for lang in catalog()[code].patterns or {} if langs is None or lang in langs]
 
 
 @cache

@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from advisor.audit.catalog import pattern_gate, patterns
+from advisor.audit.catalog import pattern_search, patterns
 from advisor.audit.language import UND, detect
 from advisor.audit.pii import PII_NAMES, pii_kinds
 from advisor.audit.text import normalise, script_units
@@ -343,10 +343,7 @@ def refusal_in(answer: str) -> str | None:
     lang = detect(answer)
     langs = None if lang == UND else ("any", "en", lang)
     text = answer if len(answer) <= 2000 else answer[:1500] + "\n" + answer[-500:]
-    gate = pattern_gate("refusal_boilerplate", langs)
-    if gate is not None and not gate(text):
-        return None  # none of the phrases every pattern needs: the regex cannot match
-    m = patterns("refusal_boilerplate", langs).search(text)
+    m = pattern_search("refusal_boilerplate", langs)(text)
     return m.group()[:60] if m else None
 
 

@@ -11,6 +11,7 @@ set) or match the empty string, no guard is added."""
 from __future__ import annotations
 
 import re
+from functools import cache
 from re import _constants as c
 from re import _parser
 
@@ -245,3 +246,56 @@ def literal_gate(pattern: str, flags: int = 0) -> LiteralGate | None:
     if not phrases or len(phrases) > MAX_GATE or min(map(len, phrases)) < GATE_MIN_CHARS:
         return None
     return LiteralGate(phrases)
+
+
+# ---- patterns an ASCII text cannot match ------------------------------------------------------------------------
+# A language's patterns in a script other than Latin (Chinese, Japanese, Korean, Russian, Arabic, Hindi) need a
+# character of that script in every match: on an ASCII text (most texts) they are not run at all.
+_ASCII = "".join(map(chr, range(128)))
+
+
+@cache
+def _range_matches_ascii(lo: int, hi: int, flags: int) -> bool:
+    """Whether a character from `lo` to `hi` in a pattern matches an ASCII character, case folding (`flags`)
+    included: asked of the regex engine itself."""
+    return lo < 128 or re.compile(f"[{re.escape(chr(lo))}-{re.escape(chr(hi))}]", flags).search(_ASCII) is not None
+
+
+def _class_needs_non_ascii(items: list, flags: int) -> bool:
+    """A character class whose members are all beyond ASCII and fold to no ASCII character."""
+    for op, av in items:
+        if op is c.LITERAL:
+            lo = hi = av
+        elif op is c.RANGE:
+            lo, hi = av
+        else:  # NEGATE, CATEGORY (\w, \s, \d)
+            return False
+        if _range_matches_ascii(lo, hi, flags):
+            return False
+    return True
+
+
+def _seq_needs_non_ascii(seq, flags: int) -> bool:
+    """Some element every match of `seq` goes through holds only characters beyond ASCII."""
+    return any(_element_needs_non_ascii(op, av, flags) for op, av in seq)
+
+
+def _element_needs_non_ascii(op, av, flags: int) -> bool:
+    if op is c.LITERAL:
+        return not _range_matches_ascii(av, av, flags)
+    if op is c.IN:
+        return _class_needs_non_ascii(av, flags)
+    if op is c.SUBPATTERN:
+        return _seq_needs_non_ascii(av[-1], flags)
+    if op is getattr(c, "ATOMIC_GROUP", None):
+        return _seq_needs_non_ascii(av, flags)
+    if op is c.BRANCH:
+        return all(_seq_needs_non_ascii(alt, flags) for alt in av[1])
+    if op in _REPEATS:
+        return av[0] >= 1 and _seq_needs_non_ascii(av[2], flags)
+    return False  # assertions, anchors, `.`, back-references: nothing required (the safe answer)
+
+
+def needs_non_ascii(pattern: str, flags: int = 0) -> bool:
+    """Every match of `pattern` holds a character beyond ASCII: an ASCII text cannot match. False when unsure."""
+    return _seq_needs_non_ascii(_parser.parse(pattern, flags), flags)
