@@ -349,8 +349,10 @@ def refusal_in(answer: str) -> str | None:
 
 def repetition(answer: str) -> str | None:
     text = answer[:20000]
-    # a run of 30 equal characters leaves 5 equal characters in a row in every 6th character: a 6x shorter test first
-    if len(text) >= 30 and _RUN_GATE.search(text[::6]) or len(text) < 30 * 6:
+    # a run of 30 equal characters leaves 5 equal characters in a row in every 6th character (30 consecutive
+    # positions hold 5 multiples of 6): a 6x shorter test first, on short answers too (a text under 30 characters
+    # has no run): 12.7 -> 6.8 µs an answer under 500 characters (bench u20000, most answers)
+    if len(text) >= 30 and _RUN_GATE.search(text[::6]):
         run = CHAR_RUN.search(text)
         if run:
             return f"the character `{run.group(1)}` repeated {len(run.group())} times"
