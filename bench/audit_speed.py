@@ -83,6 +83,60 @@ def make_records(n: int, seed: int = 0, copies: float = 0.03, unique_messages: b
     return lines
 
 
+LABELLED = ROOT / "tests" / "labelled"
+
+
+def _language_pools() -> dict[str, tuple[list[str], list[str]]]:
+    """Per language, (questions, answers) from the labelled multilingual sets: the instructions and answers of
+    knowledge.yaml and faq_es.yaml, the short and long texts of language_id.yaml (17 languages)."""
+    import yaml
+
+    pools: dict[str, tuple[list[str], list[str]]] = {}
+    for lang, items in yaml.safe_load((LABELLED / "knowledge.yaml").read_text(encoding="utf-8")).items():
+        q, a = pools.setdefault(lang, ([], []))
+        q += [i[0] for i in items]
+        a += [i[1] for i in items]
+    q, a = pools.setdefault("es", ([], []))
+    for item in yaml.safe_load((LABELLED / "faq_es.yaml").read_text(encoding="utf-8")):
+        q.append(item["question"] if isinstance(item, dict) else item[0])
+        a.append(item["answer"] if isinstance(item, dict) else item[1])
+    for lang, groups in yaml.safe_load((LABELLED / "language_id.yaml").read_text(encoding="utf-8")).items():
+        if lang == "und":
+            continue
+        q, a = pools.setdefault(lang, ([], []))
+        q += groups.get("short", [])
+        a += groups.get("long", [])
+    return {lang: (q, a) for lang, (q, a) in pools.items() if q and a}
+
+
+def make_multilingual_records(n: int, seed: int = 0) -> list[str]:
+    """`n` JSON lines of 1-2 KB in 17 languages (a language per record, 1-4 turns, no message repeated), built from
+    the labelled multilingual sentences: each message joins sentences of its language and swaps a third of its
+    words for other words of that language, so records are distinct texts (not near-duplicates) that still read as
+    the language to a language identifier. A stand-in for real multilingual chat data, which this machine lacks."""
+    rng = random.Random(seed)
+    pools = _language_pools()
+    vocab = {lang: sorted({w for t in q + a for w in t.split()}) for lang, (q, a) in pools.items()}
+    langs = sorted(pools)
+
+    def message(texts: list[str], lang: str, sentences: int) -> str:
+        words = " ".join(rng.choice(texts) for _ in range(sentences)).split()
+        return " ".join(rng.choice(vocab[lang]) if rng.random() < 0.33 else w for w in words)
+
+    lines: list[str] = []
+    while len(lines) < n:
+        lang = rng.choice(langs)
+        questions, answers = pools[lang]
+        msgs, size, target = [], 0, rng.randint(1200, 2200)  # ~1.6 KB on average, as the en/zh records
+        while size < target and len(msgs) < 8:
+            q = f"{message(questions, lang, rng.randint(1, 2))} (#{len(lines)}-{len(msgs)})"
+            a = f"{message(answers, lang, rng.randint(1, 4))} (#{len(lines)}-{len(msgs)})"
+            msgs += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+            size += len(q.encode()) + len(a.encode()) + 90
+        lines.append(json.dumps({"messages": msgs}, ensure_ascii=False))
+    return lines
+
+
 def write_inputs(lines: list[str], folder: Path) -> tuple[Path, Path]:
     jsonl, array = folder / "chat.jsonl", folder / "chat.json"
     jsonl.write_text("\n".join(lines) + "\n", encoding="utf-8")
@@ -154,14 +208,22 @@ def main() -> None:
     ap.add_argument("--check-serial", action="store_true", help="also run single-process and compare the findings")
     ap.add_argument("--unique-messages", action="store_true",
                     help="number every message so no text repeats across records (no per-message cache hits)")
+    ap.add_argument("--multilingual", action="store_true",
+                    help="records in 17 languages built from tests/labelled (no message repeats), not en/zh from "
+                         "external/: most texts then need the language model")
     args = ap.parse_args()
     if not EXTERNAL.is_dir():
         sys.exit(f"needs the real files in {EXTERNAL}")
-    lines = make_records(args.records, unique_messages=args.unique_messages)
+    if args.multilingual:
+        lines = make_multilingual_records(args.records)
+    else:
+        lines = make_records(args.records, unique_messages=args.unique_messages)
+    source = "tests/labelled, 17 languages (recombined)" if args.multilingual else \
+        f"{EXTERNAL.name}/ (recombined, ~3% copies)"
     with tempfile.TemporaryDirectory() as d:
         jsonl, array = write_inputs(lines, Path(d))
         del lines
-        print(f"input              {args.records:,} records from {EXTERNAL.name}/ (recombined, ~3% copies); "
+        print(f"input              {args.records:,} records from {source}; "
               f"JSONL {jsonl.stat().st_size / 1e6:.0f} MB, JSON array {array.stat().st_size / 1e6:.0f} MB; "
               f"{os.cpu_count()} cores")
         results = {}
