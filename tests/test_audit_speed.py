@@ -9,6 +9,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import yaml
 
@@ -175,6 +176,29 @@ def test_bench_builds_its_input_from_the_real_files():
     assert 800 <= sizes[len(sizes) // 2] <= 2600  # realistic chat records of 1-2 KB
     assert 0.005 <= 1 - len(set(lines)) / len(lines) <= 0.08  # a few % copies
     assert any("\u4e00" <= ch <= "\u9fff" for x in lines[:100] for ch in x)  # English and Chinese
+
+
+def test_multilingual_bench_input_is_distinct_chat_in_many_languages():
+    """bench/audit_speed.py --multilingual: 1-2 KB chat records, a language per record from the labelled sets (most
+    of them identified by the model, not by script or English stop words), no message repeated, no near-copies."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from audit_speed import make_multilingual_records
+
+    from advisor.audit.dedup import signatures
+    from advisor.audit.language import detect_uncached
+    from advisor.audit.text import normalise
+
+    lines = make_multilingual_records(300)
+    records = [json.loads(x)["messages"] for x in lines]
+    sizes = sorted(len(x.encode()) for x in lines)
+    assert 1000 <= sizes[len(sizes) // 2] <= 2600
+    texts = [m["content"] for msgs in records for m in msgs]
+    assert len(set(texts)) == len(texts)
+    languages = {detect_uncached(msgs[-1]["content"]) for msgs in records}
+    assert len(languages - {"und"}) >= 14 and {"fr", "es", "de", "ru", "ja", "ko", "ar"} <= languages
+    sig = signatures([normalise(" ".join(m["content"] for m in msgs)) for msgs in records[:100]])
+    same = (sig[:, None, :] == sig[None, :, :]).mean(axis=2)
+    assert (same[~np.eye(len(sig), dtype=bool)] < 0.8).all()  # distinct records, not near-duplicates
 
 
 @pytest.mark.skipif(not EXTERNAL.is_dir(), reason="needs ../shared/data/external")
