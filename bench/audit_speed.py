@@ -3,6 +3,8 @@
 The input is built from the real public files in ../shared/data/external (alpaca en/zh, Stanford Alpaca, glaive
 tool calls): their instruction/answer pairs are recombined into distinct OpenAI-chat records of 1-2 KB (1-4 turns,
 English and Chinese, some with a system prompt, some tool conversations), with about 3% exact copies.
+`--unique-messages` numbers every message (no text repeats, no cache helps); `--multilingual` builds the records in
+17 languages from the labelled sentences of tests/labelled instead (most texts then need the language model).
 
 Targets (issue #13): >= 5,000 records/s wall on a 2-core machine for JSONL and JSON array alike, < 2 GB peak at
 1M records, and findings identical to the single-process run (`--check-serial`). Prints the numbers. Memory is the
