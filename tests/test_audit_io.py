@@ -58,6 +58,27 @@ def test_json_array_streams_in_chunks(tmp_path, monkeypatch):
     assert [r.obj for r in out] == recs and out[1].line == 7
 
 
+def test_json_array_elements_come_unparsed_as_their_own_json_text(tmp_path):
+    """iter_raw(parse=False) hands a JSON array's elements over as their JSON text (the audit's workers parse them,
+    as they parse JSONL lines); parse_line gives the object iter_raw(parse=True) gives, and an element nested deeper
+    than MAX_DEPTH is that record's error either way, not the file's."""
+    import core.data.reader as reader
+
+    deep = {"messages": [{"role": "user", "content": "x"}]}
+    for _ in range(reader.MAX_DEPTH + 1):
+        deep = {"d": deep}
+    recs = [{"instruction": "q 中文", "output": "a"}, deep, {"instruction": "q2", "output": "b"}]
+    p = tmp_path / "d.json"
+    p.write_text(json.dumps(recs, indent=2, ensure_ascii=False), encoding="utf-8")
+    raw = list(iter_raw(p, parse=False))
+    lines = p.read_text(encoding="utf-8").splitlines()
+    assert [json.loads(r.raw) for r in raw] == recs and raw[0].line == 2
+    assert all(lines[r.line - 1].strip() == "{" and r.raw.splitlines()[0] == b"{" for r in raw)  # where each starts
+    parsed = [reader.parse_line(r) for r in raw]
+    assert [r.error for r in parsed] == [None, f"nesting deeper than {reader.MAX_DEPTH} levels", None]
+    assert [(r.obj, r.error) for r in parsed] == [(r.obj, r.error) for r in iter_raw(p)]
+
+
 @pytest.mark.parametrize("text,needle", [
     ('[{"a": 1}, {"a": 2}', "not closed"),
     ('[{"a": 1} {"a": 2}]', "expected `,` or `]`"),
