@@ -364,8 +364,7 @@ def _records(p: Path, c: Container, parse: bool, meter: ReadMeter) -> Iterator[R
     elif c.kind == "text":
         yield from _iter_text(p, c.text_unit, z)
     else:
-        records = _iter_json_array(p, meter, z)
-        yield from map(parse_line, records) if parse else records
+        yield from _iter_json_array(p, meter, z, parse)
 
 
 def _iter_text(p: Path, unit: str, compression: str | None = None) -> Iterator[RawRecord]:
@@ -441,7 +440,13 @@ def parse_line(rec: RawRecord) -> RawRecord:
     except json.JSONDecodeError as e:
         rec.error = f"invalid JSON at column {e.colno}: {e.msg}"
         return rec
-    if text.count("[") + text.count("{") > MAX_DEPTH and _too_deep(obj):
+    return _with_object(rec, obj, text)
+
+
+def _with_object(rec: RawRecord, obj: Any, text: str, start: int = 0, end: int | None = None) -> RawRecord:
+    """`rec` with its parsed object, or with the error of an object nested deeper than MAX_DEPTH (`text[start:end]`:
+    its JSON, whose brackets are counted first)."""
+    if text.count("[", start, end) + text.count("{", start, end) > MAX_DEPTH and _too_deep(obj):
         rec.error = f"nesting deeper than {MAX_DEPTH} levels"
     else:
         rec.obj = obj
@@ -486,11 +491,13 @@ class _LineCounter:
         self.pos = 0
 
 
-def _iter_json_array(p: Path, meter: ReadMeter, compression: str | None = None) -> Iterator[RawRecord]:
-    """Incremental parse of `[obj, obj, ...]` with json.raw_decode over a sliding buffer. Each element comes as its
-    own JSON text (`raw`, like a JSONL line; `parse_line` parses it), not as the object raw_decode built to find its
-    end: a text travels to the audit's worker processes at a fraction of the cost of pickling the object, and the
-    object is freed at once (the parent's garbage collector had 6.8 µs a record of young objects to scan)."""
+def _iter_json_array(p: Path, meter: ReadMeter, compression: str | None = None,
+                     parse: bool = True) -> Iterator[RawRecord]:
+    """Incremental parse of `[obj, obj, ...]` with json.raw_decode over a sliding buffer. With `parse=False` each
+    element comes as its own JSON text (`raw`, like a JSONL line; `parse_line` parses it), not as the object
+    raw_decode built to find its end: a text travels to the audit's worker processes at a fraction of the cost of
+    pickling the object, and the object is freed at once (the parent's garbage collector had 6.8 µs a record of
+    young objects to scan)."""
     dec = json.JSONDecoder()
     f = open_bytes(p, compression, meter)
     count = compression is None
@@ -564,8 +571,12 @@ def _iter_json_array(p: Path, meter: ReadMeter, compression: str | None = None) 
                     raise UserError(f"{where(e.pos)}: invalid JSON: {e.msg}") from None
                 except RecursionError:
                     raise UserError(f"{where(pos)}: invalid JSON: nesting too deep") from None
-            del obj
-            yield RawRecord(index, lines.at(buf, pos), raw=buf[pos:end].encode("utf-8"))
+            line = lines.at(buf, pos)
+            if parse:
+                yield _with_object(RawRecord(index, line), obj, buf, pos, end)
+            else:
+                del obj  # freed now: only the element's text travels on
+                yield RawRecord(index, line, raw=buf[pos:end].encode("utf-8"))
             index += 1
             pos = end
             skip_ws()
