@@ -67,9 +67,6 @@ _SCRIPTS = [  # script → language where the script decides it (runs of the scr
 # One character of several scripts, a class made of their ranges (a pattern of _SCRIPTS is "[ranges]+"). Any script:
 # a text without one has no script to decide it (one search instead of 7 counts); kana or hangul: not Chinese.
 _ANY_SCRIPT = re.compile("[" + "".join(rx.pattern[1:-2] for _, rx in _SCRIPTS) + "]")
-# UTF-8 bytes below 0xCD, the lead byte of U+0340-037F: a text with no other byte has no character from U+0340 on
-_BELOW_SCRIPT_LEADS = bytes(range(0xCD))
-assert not _ANY_SCRIPT.search("".join(map(chr, range(0x340))))  # every script starts beyond U+033F
 _KANA_OR_HANGUL = re.compile("[" + _SCRIPTS[0][1].pattern[1:-2] + _SCRIPTS[1][1].pattern[1:-2] + "]")
 # Cyrillic (U+0400-04FF) and Arabic (U+0600-06FF) characters are those whose UTF-8 form starts with a byte D0-D3 or
 # D8-DB (a byte that is never inside another character's form): see _cyrillic_or_arabic
@@ -289,11 +286,10 @@ def _han_count(t: str) -> int:
     return han + char_count(_HAN_4D, t) if 0x4D in high else han
 
 
-def _cyrillic_or_arabic(t: str, raw: bytes | None = None) -> int:
+def _cyrillic_or_arabic(t: str) -> int:
     """How many Cyrillic and Arabic characters `t` has, counted in C on its UTF-8 bytes (their lead bytes): measured
-    6.2 -> 0.65 µs on the non-ASCII Latin texts of the bench (360 characters), against two regex substitutions.
-    `raw`: those bytes, when the caller has them."""
-    raw = t.encode("utf-8", "surrogatepass") if raw is None else raw
+    6.2 -> 0.65 µs on the non-ASCII Latin texts of the bench (360 characters), against two regex substitutions."""
+    raw = t.encode("utf-8", "surrogatepass")
     return len(raw) - len(raw.translate(None, _CYRILLIC_OR_ARABIC_LEADS))
 
 
@@ -396,13 +392,10 @@ def _decide(text: str) -> Decision:
     return _decide_stripped(strip_non_language(head)[:1000])
 
 
-def _by_script(t: str, raw: bytes | None = None) -> str | None:
+def _by_script(t: str) -> str | None:
     """The language a script decides for a non-ASCII text (kana, hangul, Han, Greek, Hebrew, Thai, Devanagari), else
-    None. Most non-ASCII texts that get here are Latin with an accent or a curly quote: their UTF-8 bytes (`raw`)
-    rule out every script at once when no byte reaches 0xCD, the first lead byte of a character from U+0340 on (the
-    scripts start at U+0370), deleted in C; else one search before the 7 counts."""
-    if raw is not None and not raw.translate(None, _BELOW_SCRIPT_LEADS):
-        return None
+    None. Most non-ASCII texts that get here are Latin with a curly quote or an accent: one search rules out every
+    script before the 7 counts."""
     if not _ANY_SCRIPT.search(t):
         return None  # every count 0: neither rule below can hold
     counts = [char_count(rx, t) for _, rx in _SCRIPTS]
@@ -419,13 +412,12 @@ def _by_script(t: str, raw: bytes | None = None) -> str | None:
 def _decide_stripped(t: str) -> Decision:
     """detect's full path, on the head with code and URLs stripped."""
     ascii_only = t.isascii()
-    raw = None if ascii_only else t.encode("utf-8", "surrogatepass")
     if not ascii_only:
-        script = _by_script(t, raw)
+        script = _by_script(t)
         if script:
             return script
     words = _LATIN_WORD.findall(t.lower())
-    other = 0 if ascii_only else _cyrillic_or_arabic(t, raw)
+    other = 0 if ascii_only else _cyrillic_or_arabic(t)
     letters = sum(map(len, words)) + other
     if letters < MIN_LETTERS:
         if other >= SCRIPT_LETTERS and other >= letters - other and not is_word_list(t):
