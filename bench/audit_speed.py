@@ -99,9 +99,9 @@ def _language_pools() -> dict[str, tuple[list[str], list[str]]]:
         q += [i[0] for i in items]
         a += [i[1] for i in items]
     q, a = pools.setdefault("es", ([], []))
-    for item in yaml.safe_load((LABELLED / "faq_es.yaml").read_text(encoding="utf-8")):
-        q.append(item["question"] if isinstance(item, dict) else item[0])
-        a.append(item["answer"] if isinstance(item, dict) else item[1])
+    for question, answer in yaml.safe_load((LABELLED / "faq_es.yaml").read_text(encoding="utf-8")):
+        q.append(question)
+        a.append(answer)
     for lang, groups in yaml.safe_load((LABELLED / "language_id.yaml").read_text(encoding="utf-8")).items():
         if lang == "und":
             continue
@@ -214,12 +214,12 @@ def main() -> None:
                     help="records in 17 languages built from tests/labelled (no message repeats), not en/zh from "
                          "external/: most texts then need the language model")
     args = ap.parse_args()
-    if not EXTERNAL.is_dir():
-        sys.exit(f"needs the real files in {EXTERNAL}")
     if args.multilingual:
         lines = make_multilingual_records(args.records)
-    else:
+    elif EXTERNAL.is_dir():
         lines = make_records(args.records, unique_messages=args.unique_messages)
+    else:
+        sys.exit(f"needs the real files in {EXTERNAL} (or --multilingual)")
     source = "tests/labelled, 17 languages (recombined)" if args.multilingual else \
         f"{EXTERNAL.name}/ (recombined, ~3% copies)"
     with tempfile.TemporaryDirectory() as d:

@@ -191,10 +191,8 @@ def _items(code: str, langs: tuple[str, ...] | None) -> list[str]:
     """A finding's patterns (of `langs`, or of every language), each checked to compile."""
     entry = catalog()[code]
     parts = []
-    for lang, items in (entry.patterns or {}).items():
-        if langs is not None and lang not in langs:
-            continue
-        for j, rx in enumerate(items):
+    for lang in _languages(code, langs):
+        for j, rx in enumerate(entry.patterns[lang]):
             try:
                 re.compile(rx)
             except re.error as e:
