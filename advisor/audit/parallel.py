@@ -1,7 +1,8 @@
 """Stage 2 at scale: the per-record audit in worker processes, results in record order.
 
-The parent reads the file (JSONL lines stay unparsed: workers parse them), hands out batches of records, and
-takes the facts back in submission order, so the output is identical to the single-process run. At most a few
+The parent reads the file (JSONL lines stay unparsed: workers parse them; a JSON array is cut into chunks of whole
+elements that workers parse, core/data/chunks.py), hands out batches of records, and takes the facts back
+in submission order, so the output is identical to the single-process run. At most a few
 batches per worker are in flight: memory stays flat whatever the file size. Small files are audited in the
 parent (starting processes costs more than it saves).
 
@@ -23,6 +24,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from advisor.audit.record import FactsBatch, RecordAuditor
+from core.data.chunks import ArraySplitter, Chunk, jsonl_chunks, split_array_chunk, split_jsonl_chunk
 from core.data.reader import Container, RawRecord, ReadMeter, iter_raw
 
 BATCH = 256  # records per task: large enough that inter-process overhead is small, small enough to keep order cheap
@@ -64,9 +66,15 @@ def audit_records(path: Path, container: Container, auditor: RecordAuditor, work
                   progress: Callable[[Progress], None] | None = None) -> Iterator[FactsBatch]:
     """Every record's facts in batches, in record order; `workers` > 1 runs the auditor in that many processes."""
     meter = ReadMeter()
-    records = iter_raw(path, container, parse=False, meter=meter)
     n = default_workers(path) if workers is None else max(1, workers)
-    facts = _serial(auditor, records) if n == 1 else _parallel(auditor, records, n)
+    if n == 1:
+        facts = _serial(auditor, iter_raw(path, container, parse=False, meter=meter))
+    elif container.kind == "json":
+        facts = _parallel_array(auditor, path, container, n, meter)
+    elif container.kind == "jsonl":
+        facts = _parallel_jsonl(auditor, path, container, n, meter)
+    else:
+        facts = _parallel(auditor, iter_raw(path, container, parse=False, meter=meter), n)
     yield from _reporting(facts, meter, path.stat().st_size, progress)
 
 
@@ -115,17 +123,85 @@ class _Pool(multiprocessing.pool.Pool):
         return [self._change_notifier._reader]
 
 
-def _parallel(auditor: RecordAuditor, records: Iterable[RawRecord], workers: int) -> Iterator[FactsBatch]:
+def _run_array_chunk(chunk: Chunk) -> FactsBatch | None:
+    records = split_array_chunk(chunk)
+    return None if records is None else _auditor.batch(records)
+
+
+def _run_jsonl_chunk(chunk: Chunk) -> FactsBatch:
+    return _auditor.batch(split_jsonl_chunk(chunk))
+
+
+def _pool(auditor: RecordAuditor, workers: int) -> _Pool:
     # fork shares the loaded modules; elsewhere spawn (the auditor pickles as its settings, keys are stable hashes)
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
-    with _Pool(workers, initializer=_init, initargs=(auditor,), context=ctx) as pool:
-        pending: deque = deque()
-        for batch in _batches(records):
-            pending.append(pool.apply_async(_run, (batch,)))
-            if len(pending) >= IN_FLIGHT_PER_WORKER * workers:
-                yield pending.popleft().get()
-        while pending:
+    return _Pool(workers, initializer=_init, initargs=(auditor,), context=ctx)
+
+
+def _in_order(pool: _Pool, batches: Iterable[list[RawRecord]], workers: int) -> Iterator[FactsBatch]:
+    """The facts of each batch, audited in the pool, in submission order; a few batches per worker in flight."""
+    pending: deque = deque()
+    for batch in batches:
+        pending.append(pool.apply_async(_run, (batch,)))
+        if len(pending) >= IN_FLIGHT_PER_WORKER * workers:
             yield pending.popleft().get()
+    while pending:
+        yield pending.popleft().get()
+
+
+def _parallel(auditor: RecordAuditor, records: Iterable[RawRecord], workers: int) -> Iterator[FactsBatch]:
+    with _pool(auditor, workers) as pool:
+        yield from _in_order(pool, _batches(records), workers)
+
+
+def _parallel_jsonl(auditor: RecordAuditor, path: Path, container: Container, workers: int,
+                    meter: ReadMeter) -> Iterator[FactsBatch]:
+    """JSONL in chunks of lines the workers split (core/data/chunks.py): one bytes object a chunk crosses to a
+    worker, not a record object a line."""
+    with _pool(auditor, workers) as pool:
+        yield from _chunks_in_order(pool, jsonl_chunks(path, container, meter, BATCH), _run_jsonl_chunk, workers, 0)
+
+
+def _parallel_array(auditor: RecordAuditor, path: Path, container: Container, workers: int,
+                    meter: ReadMeter) -> Iterator[FactsBatch]:
+    """A JSON array: cut into chunks the workers parse (core/data/chunks.py), so the parent does not parse every
+    element to find where it ends. Where the cutting stops (a chunk that does not parse as whole elements, the
+    separator changed), the exact reader reads the file again from the start and the records after those already
+    audited go on in batches."""
+    with _pool(auditor, workers) as pool:
+        done = 0
+        splitter = ArraySplitter.open(path, container, meter, BATCH)
+        if splitter is not None:
+            with splitter:
+                done, parsed = yield from _chunks_in_order(pool, splitter, _run_array_chunk, workers, 1)
+            if parsed and splitter.complete:
+                return
+        meter.bytes = 0
+        records = islice(iter_raw(path, container, parse=False, meter=meter), done, None)
+        yield from _in_order(pool, _batches(records), workers)
+
+
+def _chunks_in_order(pool: _Pool, chunks: Iterable[Chunk], run: Callable[[Chunk], FactsBatch | None], workers: int,
+                     ahead: int):
+    """The facts of each chunk, audited in the pool by `run`, in order, each shifted to its records' exact indices
+    (`ahead`: the fewest records a chunk holds, for the lower bound a chunk is numbered from); returns (the records
+    taken, whether every chunk parsed): it stops at the first chunk `run` cannot parse (None)."""
+    pending: deque = deque()  # (the index its first record was given, the facts to come)
+    done = 0
+    chunks = iter(chunks)
+    while True:
+        if len(pending) < IN_FLIGHT_PER_WORKER * workers and (chunk := next(chunks, None)) is not None:
+            chunk.index = done + ahead * len(pending)
+            pending.append((chunk.index, pool.apply_async(run, (chunk,))))
+            continue
+        if not pending:
+            return done, True
+        given, result = pending.popleft()
+        facts = result.get()
+        if facts is None:
+            return done, False
+        yield facts.shifted(done - given)
+        done += len(facts)
 
 
 # ---- the dataset stage on several cores ------------------------------------------------------------------------

@@ -4,6 +4,7 @@ worker processes (advisor/audit/parallel.py) and the parent only adds the facts 
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass
 from zlib import crc32
@@ -102,6 +103,7 @@ class FactsBatch:
     result: np.ndarray
     preference: list[tuple[int, int, int]]  # (index, judged, verdict)
     bigrams: list[np.ndarray]
+    bigram_index: np.ndarray  # the record of each bigrams entry
 
     @classmethod
     def of(cls, facts: list[RecordFacts]) -> FactsBatch:
@@ -123,7 +125,24 @@ class FactsBatch:
             result=u64([f.result for f in ok]),
             preference=[(f.index, *f.preference) for f in ok if f.preference is not None],
             bigrams=[f.bigrams for f in ok if f.bigrams is not None],
+            bigram_index=np.array([f.index for f in ok if f.bigrams is not None], dtype=np.int64),
         )
+
+    def shifted(self, by: int) -> FactsBatch:
+        """The same facts with every record index `by` higher: a batch whose records were numbered from a lower
+        bound of their first index (a JSON array's chunk, read by a worker before the records ahead were counted).
+        Bigrams stay only for the records still under BIGRAM_RECORDS."""
+        if not by:
+            return self
+        if by < 0:  # numbered from more than its first index: bigrams may be missing for records under the bound
+            raise ValueError(f"a batch numbered {-by} past its first record")
+        keep = self.bigram_index + by < BIGRAM_RECORDS
+        return dataclasses.replace(
+            self, index=self.index + by, valid_index=self.valid_index + by,
+            found=[(i + by, line, found, shown) for i, line, found, shown in self.found],
+            preference=[(i + by, judged, verdict) for i, judged, verdict in self.preference],
+            bigrams=[b for b, k in zip(self.bigrams, keep.tolist(), strict=True) if k],
+            bigram_index=self.bigram_index[keep] + by)
 
     def __len__(self) -> int:
         return len(self.index)

@@ -34,6 +34,8 @@ TEXT_SUFFIXES = (".txt", ".text", ".md")
 WRAPPER_KEYS = ("data", "train", "examples", "records", "rows", "instances", "items", "samples", "conversations")
 TEXT_UNITS = ("line", "paragraph", "document")
 # magic bytes → compression; the suffixes people give such files (stripped to find the inner format: data.jsonl.gz)
+BOM = b"\xef\xbb\xbf"
+JSON_SPACE = " \t\r\n\ufeff"  # skipped between a JSON array's elements (JSON's whitespace, and a byte-order mark)
 COMPRESSIONS = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"))
 COMPRESSED_SUFFIXES = (".gz", ".gzip", ".bz2", ".xz", ".lzma", ".zst", ".zstd")
 _SENTENCE_END = re.compile(r"[.!?。！？:：;；\"'”’)\]}>`*|]\s*$")
@@ -418,7 +420,7 @@ def _iter_jsonl_lines(p: Path, meter: ReadMeter, compression: str | None = None)
             if count:
                 meter.bytes += len(raw)
             if lineno == 1:
-                raw = raw.removeprefix(b"\xef\xbb\xbf")
+                raw = raw.removeprefix(BOM)
             if not raw.strip():
                 continue
             yield RawRecord(index, lineno, raw=raw)
@@ -440,10 +442,10 @@ def parse_line(rec: RawRecord) -> RawRecord:
     except json.JSONDecodeError as e:
         rec.error = f"invalid JSON at column {e.colno}: {e.msg}"
         return rec
-    return _with_object(rec, obj, text)
+    return with_object(rec, obj, text)
 
 
-def _with_object(rec: RawRecord, obj: Any, text: str, start: int = 0, end: int | None = None) -> RawRecord:
+def with_object(rec: RawRecord, obj: Any, text: str, start: int = 0, end: int | None = None) -> RawRecord:
     """`rec` with its parsed object, or with the error of an object nested deeper than MAX_DEPTH (`text[start:end]`:
     its JSON, whose brackets are counted first)."""
     if text.count("[", start, end) + text.count("{", start, end) > MAX_DEPTH and _too_deep(obj):
@@ -542,7 +544,7 @@ def _iter_json_array(p: Path, meter: ReadMeter, compression: str | None = None,
     def skip_ws() -> None:
         nonlocal pos
         while True:
-            while pos < len(buf) and buf[pos] in " \t\r\n\ufeff":
+            while pos < len(buf) and buf[pos] in JSON_SPACE:
                 pos += 1
             if pos < len(buf) or not more():
                 return
@@ -573,7 +575,7 @@ def _iter_json_array(p: Path, meter: ReadMeter, compression: str | None = None,
                     raise UserError(f"{where(pos)}: invalid JSON: nesting too deep") from None
             line = lines.at(buf, pos)
             if parse:
-                yield _with_object(RawRecord(index, line), obj, buf, pos, end)
+                yield with_object(RawRecord(index, line), obj, buf, pos, end)
             else:
                 del obj  # freed now: only the element's text travels on
                 yield RawRecord(index, line, raw=buf[pos:end].encode("utf-8"))
