@@ -75,7 +75,29 @@ def test_one_trigger_search_is_the_four_searches_it_replaced():
     for t in TEXTS:
         assert (lid._IDENT_TRIGGER.search(t) is not None) == plain_identifiers(t), t
         assert lid._strippable(t) == (bool(re.search(r"[`@]", t)) or plain_identifiers(t) or
-                                      any(map(lid._is_code_line, t.split("\n"))) and "\n" in t), t
+                                      any(s in t for s in ("~~~", "://", "www.")) or any(map(lid._is_code_line, t.split("\n"))) and "\n" in t), t
+
+
+def test_a_text_with_nothing_strippable_is_left_as_it_is():
+    """What the glance and the long-text pass rely on: where `_strippable` finds nothing, strip_non_language
+    changes nothing (a `~~~` fence included, or a URL a trigger character does not announce: `www.)`)."""
+    texts = TEXTS + ["intro\n~~~\nplain words in a fence\n~~~\nend", "see www.example.org now", "x ```y``` z"]
+    kept = [t for t in texts if not lid._strippable(t)]
+    assert all(lid.strip_non_language(t) == t for t in kept)
+    assert len(kept) > 2000 and lid._strippable(texts[-3])
+
+
+def test_long_text_in_another_script_with_nothing_to_strip_skips_only_a_pass_that_finds_nothing():
+    """A long text whose first characters are not ASCII and have nothing to strip: the glance found them not
+    plain Chinese, and the quick pass (strip, then plain English or Chinese) would find nothing either."""
+    texts = [t for t in TEXTS + [p * 12 for p in _labelled()] if len(t.strip()) > lid.QUICK_CHARS]
+    checked = 0
+    for t in texts:
+        first = t[:lid.HEAD_CHARS].strip()[:lid.QUICK_CHARS]
+        if not first.isascii() and not lid._strippable(first) and lid._glance(first, True) is None:
+            assert lid._quick(lid.strip_non_language(first)) is None, t
+            checked += 1
+    assert checked > 50
 
 
 def test_identifiers_stripped_from_their_triggers_on_are_the_plain_substitution():

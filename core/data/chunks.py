@@ -227,8 +227,11 @@ class ArraySplitter:
             found = _first_two(self.buf, self.eof)
             if found is not False:
                 return found
-            if len(self.buf) >= LEARN_MAX or self._read() < 0:
+            if len(self.buf) >= LEARN_MAX:
                 return None
+            wanted = 2 * len(self.buf) + CHUNK  # twice as much before the next try: the bytes read are parsed
+            while len(self.buf) < wanted and self._read() >= 0:  # a bounded number of times, not once a block
+                pass
 
 
 def _first_two(buf: bytes, eof: bool) -> _Separator | None | bool:
