@@ -62,7 +62,8 @@ def test_placeholder_labelled_set():
 
 # ---- class 3: refusals in every claimed language -----------------------------------------------------------------
 
-REFUSAL_LANGUAGES = ["en", "zh", "es", "fr", "de", "pt", "ja", "ko", "ru", "it", "nl", "pl", "tr", "vi", "id", "ar", "hi"]
+REFUSAL_LANGUAGES = ["en", "zh", "es", "fr", "de", "pt", "ja", "ko", "ru", "it", "nl", "pl", "tr", "vi", "id", "ar", "hi",
+                     "sv", "da", "no", "fi", "cs", "el", "he", "uk", "ro", "hu", "th", "fa"]
 
 
 @pytest.mark.parametrize("lang", REFUSAL_LANGUAGES)
