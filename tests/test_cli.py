@@ -41,6 +41,18 @@ def test_importing_the_cli_does_not_import_heavy_libraries():
     assert p.returncode == 0, p.stdout + p.stderr
 
 
+def test_building_the_command_line_imports_no_runner_and_no_scipy():
+    """Every start builds the whole parser: the probe's flag defaults come from trainer/probe_plan.py, not the probe
+    runner and its report models (0.15 s), and the audit's modules leave scipy (0.15-0.3 s) to the task estimate."""
+    code = ("import sys, advisor.cli.main as m; m.build_parser(); import advisor.audit.run; "
+            "print(sorted(x for x in ('trainer.probe', 'core.probe_report', 'scipy') if x in sys.modules))")
+    import subprocess
+    import sys
+
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert p.stdout.strip() == "[]"
+
+
 def test_bad_input_exits_2_without_traceback(tmp_path):
     bad = tmp_path / "answers.yaml"
     bad.write_text("goal: format\nprompting: unstable\nexamples: 10\nlora_rank: 3\n")

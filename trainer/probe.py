@@ -25,33 +25,10 @@ from core.probe_report import (
     probe_facts,
     summary_line,
 )
+from trainer.probe_plan import DEFAULT_LIMIT, DEFAULT_SHOTS, REWORDINGS, Rewording
 
-DEFAULT_LIMIT = 100
-DEFAULT_SHOTS = 5  # "3-5 diverse examples" (the prompting next step); fewer when the context cannot hold them
 SAMPLES_SHOWN = 3
 POOL_MIN = 20  # records always left on the training side to take examples from
-NO_INSTRUCTION = "Answer the request below the way the examples answer theirs."
-
-
-@dataclass(frozen=True)
-class Rewording:
-    """One meaning-preserving change of the instruction (the kind of change Sclar et al. 2023 measure)."""
-    name: str
-    prefix: str = ""  # said before the instruction
-    suffix: str = ""  # said after it
-    in_user_turn: bool = False  # the instruction opens the first user message instead of a system message
-
-    def instruction(self, original: str | None) -> str:
-        text = original or NO_INSTRUCTION
-        return " ".join(p for p in (self.prefix, text, self.suffix) if p)
-
-
-REWORDINGS = (
-    Rewording("instruction in the user turn", in_user_turn=True),
-    Rewording("role first", prefix="You are an assistant that does exactly one job, described here."),
-    Rewording("answer only", suffix="Reply with the answer only, in the same form as the examples, with nothing "
-                                    "before or after it."),
-)
 
 
 @dataclass

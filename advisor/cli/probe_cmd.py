@@ -33,7 +33,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def add_probe_options(p: argparse.ArgumentParser) -> None:
     from core.metric_names import METRICS
-    from trainer.probe import DEFAULT_LIMIT, DEFAULT_SHOTS, REWORDINGS
+    from trainer.probe_plan import DEFAULT_LIMIT, DEFAULT_SHOTS, REWORDINGS
 
     p.add_argument("--test", metavar="TEST", help="held-out records to score (default: the records `tunewise train` "
                    "holds out of DATA, seed 42, 10%%, then more of the same shuffled order up to --limit)")
