@@ -1,10 +1,10 @@
 """Stage 2 at scale: the per-record audit in worker processes, results in record order.
 
-The parent reads the file (JSONL lines stay unparsed: workers parse them; a JSON array is cut into chunks of whole
-elements that workers parse, core/data/chunks.py), hands out batches of records, and takes the facts back
-in submission order, so the output is identical to the single-process run. At most a few
-batches per worker are in flight: memory stays flat whatever the file size. Small files are audited in the
-parent (starting processes costs more than it saves).
+The parent cuts a JSONL file or a JSON array into chunks of bytes that the workers split into records and parse
+(core/data/chunks.py; other layouts: batches of records it reads), and takes the facts back in submission order,
+so the output is identical to the single-process run. At most a few chunks or batches per worker are in flight:
+memory stays flat whatever the file size. Small files are audited in the parent (starting processes costs more
+than it saves).
 
 The dataset stage after the pass uses the cores too (`fork_map`, `Background`): forked processes inherit what
 the parent holds (signatures, samples), so only small results travel back."""

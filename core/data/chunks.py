@@ -65,31 +65,35 @@ def chunk_target(records: int, element_bytes: int) -> int:
     return min(CHUNK_MAX, max(CHUNK_MIN, records * element_bytes))
 
 
-def jsonl_chunks(p: Path, container: Container, meter: ReadMeter, records: int) -> Iterator[Chunk]:
-    """The JSONL file in chunks of about `records` lines (the line length measured on the first block read)."""
-    count = container.compression is None  # a compressed file's meter counts itself
+def _blocks(p: Path, container: Container, meter: ReadMeter) -> Iterator[bytes]:
+    """The file's bytes (decompressed) in blocks of CHUNK, each counted on the meter as it is read (a compressed
+    file's meter counts the compressed bytes itself); closing the iterator closes the file."""
+    count = container.compression is None
     with open_bytes(p, container.compression, meter) as f:
-        buf, line, target = b"", 1, 0
-        while True:
-            block = f.read(CHUNK)
+        while block := f.read(CHUNK):
             if count:
                 meter.bytes += len(block)
-            if not block:
-                if buf:
-                    yield Chunk(buf, line, final=True)
-                return
-            target = target or chunk_target(records, len(block) // max(1, block.count(b"\n")))
-            buf += block
-            start = 0
-            while len(buf) - start > target:
-                end = buf.find(b"\n", start + target - 1) + 1  # after the end of the line that reaches the target
-                if not end:
-                    break
-                data = buf[start:end]
-                yield Chunk(data, line)
-                line += data.count(b"\n")
-                start = end
-            buf = buf[start:]
+            yield block
+
+
+def jsonl_chunks(p: Path, container: Container, meter: ReadMeter, records: int) -> Iterator[Chunk]:
+    """The JSONL file in chunks of about `records` lines (the line length measured on the first block read)."""
+    buf, line, target = b"", 1, 0
+    for block in _blocks(p, container, meter):
+        target = target or chunk_target(records, len(block) // max(1, block.count(b"\n")))
+        buf += block
+        start = 0
+        while len(buf) - start > target:
+            end = buf.find(b"\n", start + target - 1) + 1  # after the end of the line that reaches the target
+            if not end:
+                break
+            data = buf[start:end]
+            yield Chunk(data, line)
+            line += data.count(b"\n")
+            start = end
+        buf = buf[start:]
+    if buf:
+        yield Chunk(buf, line, final=True)
 
 
 def split_jsonl_chunk(chunk: Chunk) -> list[RawRecord]:
@@ -141,8 +145,7 @@ class ArraySplitter:
     stopped where no separator came for CUT_SEARCH_MAX bytes."""
 
     def __init__(self, p: Path, container: Container, meter: ReadMeter, records: int) -> None:
-        self.f = open_bytes(p, container.compression, meter)
-        self.meter, self.count = meter, container.compression is None  # a compressed file's meter counts itself
+        self.blocks = _blocks(p, container, meter)
         self.buf, self.start, self.eof = b"", 0, False
         self.records = records
         self.sep: _Separator | None = None
@@ -162,7 +165,7 @@ class ArraySplitter:
         return splitter
 
     def close(self) -> None:
-        self.f.close()
+        self.blocks.close()
 
     def __enter__(self) -> ArraySplitter:
         return self
@@ -179,11 +182,11 @@ class ArraySplitter:
             cut = self._next_cut(target)
             if cut is None:
                 return  # no separator for CUT_SEARCH_MAX bytes: the exact reader goes on
-            data = self.buf[self.start:cut] if cut >= 0 else self.buf[self.start:]
             if cut < 0:
                 self.complete = True
-                yield Chunk(data, line, final=True)
+                yield Chunk(self.buf[self.start:], line, final=True)
                 return
+            data = self.buf[self.start:cut]
             yield Chunk(data, line)
             line += data.count(b"\n")
             self.start = cut
@@ -195,9 +198,7 @@ class ArraySplitter:
         (-1 at the end of the file)."""
         if self.eof:
             return -1
-        block = self.f.read(CHUNK)
-        if self.count:
-            self.meter.bytes += len(block)
+        block = next(self.blocks, b"")
         if not block:
             self.eof = True
             return -1

@@ -33,9 +33,9 @@ SNIFF_LINES = 20
 TEXT_SUFFIXES = (".txt", ".text", ".md")
 WRAPPER_KEYS = ("data", "train", "examples", "records", "rows", "instances", "items", "samples", "conversations")
 TEXT_UNITS = ("line", "paragraph", "document")
-# magic bytes → compression; the suffixes people give such files (stripped to find the inner format: data.jsonl.gz)
 BOM = b"\xef\xbb\xbf"
 JSON_SPACE = " \t\r\n\ufeff"  # skipped between a JSON array's elements (JSON's whitespace, and a byte-order mark)
+# magic bytes → compression; the suffixes people give such files (stripped to find the inner format: data.jsonl.gz)
 COMPRESSIONS = ((b"\x1f\x8b", "gzip"), (b"BZh", "bzip2"), (b"\xfd7zXZ\x00", "xz"), (b"\x28\xb5\x2f\xfd", "zstd"))
 COMPRESSED_SUFFIXES = (".gz", ".gzip", ".bz2", ".xz", ".lzma", ".zst", ".zstd")
 _SENTENCE_END = re.compile(r"[.!?。！？:：;；\"'”’)\]}>`*|]\s*$")
