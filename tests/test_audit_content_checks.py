@@ -68,9 +68,13 @@ REFUSAL_LANGUAGES = ["en", "zh", "es", "fr", "de", "pt", "ja", "ko", "ru", "it",
 
 @pytest.mark.parametrize("lang", REFUSAL_LANGUAGES)
 def test_refusals_in_every_claimed_language(lang):
+    from advisor.audit.catalog import patterns
+
+    own = patterns("refusal_boilerplate", (lang,))
     pairs = load_labelled("refusal.yaml")[lang]
     for bad, good in pairs:
         assert refusal_in(bad), bad
+        assert own.search(bad), bad  # by the language's own patterns, not another language's that happens to match
         assert not refusal_in(good), good
 
 
