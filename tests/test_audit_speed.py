@@ -727,6 +727,41 @@ def test_candidate_pairs_are_the_earlier_rows_of_each_bucket_up_to_the_cap():
     assert [tuple(p) for p in found.tolist()] == sorted(expected)
 
 
+def test_close_pairs_are_those_with_enough_equal_values_counted_in_full():
+    """_close compares the first half of two signatures first and drops a pair that cannot reach the threshold even
+    if the rest were all equal: the same pairs as counting every value, on either side of the cut. Pairs built to
+    sit exactly at the bound: few equal values in the first half and all equal in the second, and the reverse."""
+    from advisor.audit.dedup import CLOSE_HEAD, NUM_PERM
+
+    rng = np.random.default_rng(3)
+    n = 400
+    sigs = rng.integers(0, 3, size=(n, NUM_PERM)).astype(np.uint32)
+    for row in range(0, n, 4):  # the next row: equal to this one except in `k` values of one half
+        k, half = int(rng.integers(0, 20)), int(rng.integers(0, 2))
+        sigs[row + 1] = sigs[row]
+        cols = rng.choice(CLOSE_HEAD, size=k, replace=False) + half * CLOSE_HEAD
+        sigs[row + 1, cols] += 1
+    pairs = np.array([(a, b) for a in range(n) for b in range(max(0, a - 6), a)], dtype=np.int64)
+    for threshold in (0.5, 0.7, 0.75, 0.8, 0.9):  # 0.75: 48 of 64, 16 + 32 at the bound
+        dup = DuplicateIndex(threshold)
+        dup.sigs = sigs
+        dup.wording = dup.numbers = dup.results = np.zeros(n, dtype=np.uint64)
+        want = [(a, b) for a, b in pairs.tolist() if (sigs[a] == sigs[b]).sum() >= threshold * NUM_PERM]
+        assert [tuple(p) for p in dup._close(pairs, chunk=97).tolist()] == want
+        assert len(want) > 30
+
+
+def test_sorted_distinct_is_numpys_unique():
+    """The sort-and-mask np.unique (numpy's hash-table unique is 10x slower on many distinct 64-bit keys)."""
+    from advisor.audit.dedup import sorted_distinct
+
+    rng = np.random.default_rng(4)
+    for values in (np.zeros(0, dtype=np.uint64), np.array([7], dtype=np.int64), rng.integers(0, 5, 1000),
+                   rng.integers(0, 2**63, 5000, dtype=np.uint64), rng.integers(-9, 9, (30, 4))):
+        got = sorted_distinct(values)
+        assert got.dtype == values.dtype and got.tolist() == np.unique(values).tolist()
+
+
 def test_a_record_joins_the_group_whose_checked_members_are_all_similar_enough():
     """NearGroups.join against the rule written out with mean similarities: the group (or lone earlier record) whose
     least similar checked member is the most similar, at the threshold or above; ties go to the first."""

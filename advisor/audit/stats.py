@@ -11,7 +11,7 @@ from collections.abc import Callable
 import numpy as np
 
 from advisor.audit.catalog import catalog
-from advisor.audit.dedup import DuplicateIndex
+from advisor.audit.dedup import DuplicateIndex, sorted_distinct
 from advisor.audit.record import FactsBatch
 from advisor.audit.report import Finding
 from advisor.audit.tasks import TaskSampler
@@ -151,7 +151,7 @@ class DatasetStats:
     def distinct_bigrams(self) -> float:
         if not self.bigram_total:
             return 0.0
-        return len(np.unique(np.concatenate(self.bigram_blocks))) / self.bigram_total
+        return len(sorted_distinct(np.concatenate(self.bigram_blocks))) / self.bigram_total
 
     def line_of(self, index: int) -> int:
         return self.lines[index] if 0 <= index < len(self.lines) else 0
