@@ -46,6 +46,72 @@ def test_guarded_catalogue_patterns_match_exactly_what_the_plain_ones_match(code
         assert (a and (a.start(), a.group())) == (b and (b.start(), b.group())), t
 
 
+def test_a_digit_class_is_part_of_the_guard():
+    assert first_chars(r"\bcalc|\d+\s*[-+]\s*\d+|计算") == {"c", "\\d", "计"}
+    assert guarded(r"\d+x|y").pattern == r"(?=[\dy])(?:\d+x|y)"
+    rx = guarded(r"\d\d-\d")
+    assert rx.search("no. ٣٤-٥ and 12-3").group() == "٣٤-٥"  # the guard's \d is the pattern's: every script
+    assert guarded(r"\d+", re.ASCII).search("٣ 4").group() == "4"
+
+
+def test_guarded_intent_patterns_match_exactly_what_the_plain_ones_match():
+    from advisor.audit.text import _INTENT_RULES, INTENTS
+
+    texts = [t.lower() for t in _labelled_texts()] + ["what is 3+4?", "solve 12 × 7", "计算 3 + 5", "x=1-2",
+                                                      "list ideas", "how many ways?"]
+    for (name, rx), (_, rule, _) in zip(INTENTS, _INTENT_RULES, strict=True):
+        assert rx.pattern.startswith("(?=[") and rule is rx, name
+        plain = re.compile(rx.pattern.split(")(?:", 1)[1][:-1])
+        for t in texts:
+            a, b = plain.search(t), rx.search(t)
+            assert (a and (a.start(), a.group())) == (b and (b.start(), b.group())), (name, t)
+
+
+@pytest.mark.parametrize("code", ["placeholder", "refusal_boilerplate", "knowledge_heavy"])
+def test_pattern_finditer_finds_what_the_whole_alternation_finds(code):
+    """Patterns a letter can start are left out where their phrases are absent: the same matches, in order."""
+    from advisor.audit.catalog import pattern_finditer
+
+    texts = _labelled_texts() + [
+        "Dear [Your Name], lorem ipsum dolor", "XX公司 and 某某先生 <no input>", "Lorem Ipsum [insert date] {{ x }}",
+        "As an AI language model, I cannot [Your Name]", "x" * 50 + "[Company Name]", "LOREM IPSUM", "xx公司"]
+    whole = patterns(code)
+    for t in texts:
+        want = [(m.start(), m.group()) for m in whole.finditer(t)]
+        assert [(m.start(), m.group()) for m in pattern_finditer(code)(t)] == want, t
+        assert [(m.start(), m.group()) for m in pattern_finditer(code)(t, t.lower())] == want, t
+
+
+def test_placeholder_guard_is_brackets_only_without_a_lettered_phrase():
+    from advisor.audit.catalog import pattern_finditer
+
+    finder = pattern_finditer("placeholder")
+    guard = finder.without.pattern.split(")(?:", 1)[0]  # the alternation where no lettered phrase is present
+    assert guard == "(?=[<\\[\\{【〔［]"
+    assert [m.group() for m in finder("see [Your Name] or <your email>")] == ["[Your Name]", "<your email>"]
+    assert [m.group() for m in finder("lorem ipsum, XX公司")] == ["lorem ipsum", "XX公司"]
+
+
+def test_five_in_a_row_never_misses_a_run_the_gate_finds():
+    """_five_in_a_row may say yes wrongly (a zero run across characters), never no: on random strings of repeated
+    ASCII, accented, CJK and astral characters, every text _RUN_GATE matches is let through; prose is not."""
+    import random
+
+    from advisor.audit.checks import _RUN_GATE, _five_in_a_row
+
+    rng = random.Random(5)
+    let_through = 0
+    for _ in range(30000):
+        t = "".join(rng.choice("aab -é中\U0001F600\u0100\u0200") for _ in range(rng.randint(0, 14)))
+        if _RUN_GATE.search(t):
+            assert _five_in_a_row(t), t
+        let_through += _five_in_a_row(t)
+    assert let_through < 30000
+    assert not _five_in_a_row("An answer in plain prose, with no character repeated five times.")
+    assert _five_in_a_row("aaaaa") and _five_in_a_row("中中中中中") and _five_in_a_row("x\U0001F600" * 1 + "\U0001F600" * 5)
+    assert not _five_in_a_row("aaaa") and not _five_in_a_row("\u0100\u0200\u0100\u0200\u0100")
+
+
 def test_guard_is_left_out_when_a_match_can_start_anywhere():
     assert guarded(r"\w+ing").pattern == r"\w+ing"
 
@@ -663,6 +729,9 @@ def test_number_keys_mask_only_the_numbers_the_question_asks_about():
     h = RecordFacts(0, 0, [])
     _number_keys(h, "no numbers here", "42")
     assert (h.wording, h.numbers, h.result) == (0, 0, 0)
+    k = RecordFacts(0, 0, [], answer=key("itis123and3012"))
+    _number_keys(k, "whatis12plus30", "itis123and3012")  # the asked numbers inside other numbers only
+    assert k.result == k.answer
 
 
 def test_pattern_found_says_whether_the_joined_pattern_matches():

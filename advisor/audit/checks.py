@@ -9,7 +9,7 @@ import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
-from advisor.audit.catalog import pattern_search, patterns
+from advisor.audit.catalog import pattern_finditer, pattern_search
 from advisor.audit.language import UND, detect
 from advisor.audit.pii import PII_NAMES, pii_kinds
 from advisor.audit.text import normalise, script_units
@@ -326,8 +326,8 @@ def find_placeholder(text: str, low: str | None = None) -> str | None:
         unfilled = UNFILLED_IN_CODE.search(text) if "`<" in text or "` <" in text else None
         if unfilled:
             return unfilled.group(1)  # "`<noinput>`": Alpaca's unfilled input in backticks is not code
-        text = CODE_SPANS.sub(" ", text)
-    for m in patterns("placeholder").finditer(text):
+        text, low = CODE_SPANS.sub(" ", text), None
+    for m in pattern_finditer("placeholder")(text, low):
         value = m.group()
         if value[0] == "[" and (text[m.end():m.end() + 1] == "(" or (m.start() and text[m.start() - 1].isascii()
                                                                              and text[m.start() - 1].isalnum())):
@@ -347,12 +347,28 @@ def refusal_in(answer: str) -> str | None:
     return m.group()[:60] if m else None
 
 
+def _five_in_a_row(text: str) -> bool:
+    """Whether `text` may hold 5 equal characters in a row (False: it does not), tested in C: each character XOR the
+    next, as one big integer over the encoded text, leaves a run of zero bytes where characters repeat (4 equal
+    neighbours: 4 zero bytes in ASCII, 16 in UTF-32). A zero run the characters do not align with may say yes
+    wrongly, never no: _RUN_GATE decides then. 2.9 -> 2.1 µs an answer (bench u20000 and ml20k), where prose has
+    no such run and the regex tried its backreference at every character."""
+    if text.isascii():
+        raw, width = text.encode(), 1
+    else:
+        raw, width = text.encode("utf-32-le", "surrogatepass"), 4
+    if len(raw) < 5 * width:
+        return False
+    xor = int.from_bytes(raw[width:], "little") ^ int.from_bytes(raw[:-width], "little")
+    return bytes(4 * width) in xor.to_bytes(len(raw) - width, "little")
+
+
 def repetition(answer: str) -> str | None:
     text = answer[:20000]
     # a run of 30 equal characters leaves 5 equal characters in a row in every 6th character (30 consecutive
     # positions hold 5 multiples of 6): a 6x shorter test first, on short answers too (a text under 30 characters
     # has no run): 12.7 -> 6.8 µs an answer under 500 characters (bench u20000, most answers)
-    if len(text) >= 30 and _RUN_GATE.search(text[::6]):
+    if len(text) >= 30 and _five_in_a_row(sampled := text[::6]) and _RUN_GATE.search(sampled):
         run = CHAR_RUN.search(text)
         if run:
             return f"the character `{run.group(1)}` repeated {len(run.group())} times"

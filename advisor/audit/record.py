@@ -318,6 +318,8 @@ def _number_keys(f: RecordFacts, question: str, answer: str) -> None:
 def _result_key(answer: str, asked: set[str], answer_key: int) -> int:
     """The key of the answer with each number the question asked about replaced by `#` (other numbers kept);
     the answer's own key when nothing is replaced."""
+    if not any(number in answer for number in asked):  # a digit run equal to an asked number is a substring
+        return answer_key  # (the split skipped: most answers hold none of the question's numbers)
     parts = _DIGIT_RUNS.split(answer)
     found = parts[1::2]
     if not asked.intersection(found):

@@ -25,6 +25,9 @@ class _Any(Exception):
     """A branch can start with (almost) any character: no guard."""
 
 
+_DIGITS = "\\d"  # in a first-character set: every digit the pattern's `\d` matches, written as the class itself
+
+
 def _set_of(items: list) -> set[str]:
     out: set[str] = set()
     for op, av in items:
@@ -32,7 +35,9 @@ def _set_of(items: list) -> set[str]:
             out.add(chr(av))
         elif op is c.RANGE and av[1] - av[0] < MAX_GUARD:
             out.update(chr(x) for x in range(av[0], av[1] + 1))
-        else:  # NEGATE, CATEGORY (\w, \d, \s), wide ranges
+        elif op is c.CATEGORY and av is c.CATEGORY_DIGIT:
+            out.add(_DIGITS)  # `\d` (Unicode digits of every script: too many to list, one class test)
+        else:  # NEGATE, CATEGORY (\w, \s), wide ranges
             raise _Any
     return out
 
@@ -74,7 +79,8 @@ def _first_of(op, av) -> tuple[set[str], bool]:
 
 
 def first_chars(pattern: str, flags: int = 0) -> set[str] | None:
-    """The characters every match of `pattern` starts with, or None when any could (or the empty string matches)."""
+    """The characters every match of `pattern` starts with, or None when any could (or the empty string matches).
+    `\\d` in the set stands for the digits (a `\\d` in the pattern)."""
     try:
         chars, nullable = _first(_parser.parse(pattern, flags))
     except _Any:
@@ -87,7 +93,8 @@ def guarded(pattern: str, flags: int = 0) -> re.Pattern:
     chars = first_chars(pattern, flags)
     if not chars or len(chars) > MAX_GUARD:
         return re.compile(pattern, flags)
-    charset = "".join(sorted(re.escape(ch) if ch not in "-]\\^" else "\\" + ch for ch in chars))
+    charset = "".join(sorted(ch if ch == _DIGITS else re.escape(ch) if ch not in "-]\\^" else "\\" + ch
+                             for ch in chars))
     return re.compile(f"(?=[{charset}])(?:{pattern})", flags)
 
 

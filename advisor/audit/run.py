@@ -22,7 +22,7 @@ from advisor.audit.parallel import Background, Progress, audit_records, default_
 from advisor.audit.record import RecordAuditor
 from advisor.audit.report import SEVERITY_ORDER, AuditReport, Diversity, FindingSignal, Signals, TokenSignal
 from advisor.audit.stats import DatasetStats, RecordFindings
-from advisor.audit.tasks import TaskEstimate, estimate_tasks
+from advisor.audit.tasks import TaskEstimate, estimate_tasks, load_clustering
 from core.data.detect import Detection, open_dataset  # noqa: F401 - open_dataset: the reader stage, re-exported
 from core.data.formats import kind_of
 from core.data.layout import DataLayout
@@ -45,9 +45,13 @@ def audit_file(path: str | Path, fmt: str = "auto", max_seq_len: int = 2048, mod
     stats = DatasetStats(detection.format, max_seq_len, near_dup_threshold, auditor.count_tokens.how)  # exits 2 here
     found = RecordFindings(samples)
     n = default_workers(path) if workers is None else max(1, workers)
+    clustering_loaded = n == 1  # the task estimate's imports, done here while the workers audit
     for batch in audit_records(path, detection.container, auditor, n, progress):
         stats.add(batch)
         found.add(batch)
+        if not clustering_loaded:
+            load_clustering()
+            clustering_loaded = True
     # 4. the dataset stage, on every core the pass used: the task estimate in a forked process while the
     # duplicate groups are found (their candidate blocks spread over the cores too)
     tasks = Background(partial(estimate_tasks, stats.tasks, stats.valid), fork=n > 1)
