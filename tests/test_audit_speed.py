@@ -244,6 +244,21 @@ def test_bench_builds_its_input_from_the_real_files():
     assert any("\u4e00" <= ch <= "\u9fff" for x in lines[:100] for ch in x)  # English and Chinese
 
 
+def test_instruction_bench_driver_audits_the_records_it_is_given(tmp_path):
+    """bench/audit_instructions.py runs its driver under cachegrind; here without it, so an API change breaks this
+    test and not only the bench."""
+    sys.path.insert(0, str(ROOT / "bench"))
+    from audit_instructions import DRIVER
+    from audit_speed import make_multilingual_records
+
+    path = tmp_path / "r.jsonl"
+    path.write_text("\n".join(make_multilingual_records(12)) + "\n", encoding="utf-8")
+    code = DRIVER + "\nprint(len(work), len(auditor.batch(work)))"
+    out = subprocess.run([sys.executable, "-c", code, str(ROOT), str(path), "5", "4"], capture_output=True, text=True,
+                         check=True, cwd=ROOT).stdout
+    assert out.split() == ["5", "5"]
+
+
 def test_multilingual_bench_input_is_distinct_chat_in_many_languages():
     """bench/audit_speed.py --multilingual: 1-2 KB chat records, a language per record from the labelled sets (most
     of them identified by the model, not by script or English stop words), no message repeated, no near-copies."""

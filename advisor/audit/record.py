@@ -273,7 +273,7 @@ class RecordAuditor:
         the input and answer only (the instruction there is the task statement shared by many records)."""
         s = view.sample
         norms = normalise_many(view.contents, view.low_by_nul)
-        full = "\x00".join(f"{m.role}\x01{n}" for m, n in zip(s.messages, norms, strict=True))
+        full = "\x00".join([f"{m.role}\x01{n}" for m, n in zip(s.messages, norms, strict=True)])
         rejected = normalise_many([m.content for m in s.rejected]) if s.rejected is not None else None
         if rejected is not None:
             full += "\x00rejected\x01" + "".join(rejected)
