@@ -159,7 +159,10 @@ def pattern_finditer(code: str) -> Callable[[str, str | None], Iterator[re.Match
     changes no match of the alternation, so the matches are the same (tests/test_audit_speed.py). Two alternations,
     with and without those patterns (each costs a compile of the whole pattern)."""
     items = _items(code, None)
-    gates: dict[int, LiteralGate] = {}  # item → its phrases, for the items a letter can start
+    # item → its phrases, for the items a letter can start. The phrases as required_phrases gives them, short ones
+    # too ("xx", "某某"): literal_gate's minimum length is for a gate in front of every search; here a phrase only
+    # decides which alternation runs, on texts that already passed the placeholder hints
+    gates: dict[int, LiteralGate] = {}
     for i, rx in enumerate(items):
         chars = first_chars(rx, re.IGNORECASE)
         phrases = required_phrases(rx, re.IGNORECASE)

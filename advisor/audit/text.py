@@ -108,19 +108,19 @@ INTENTS: list[tuple[str, re.Pattern]] = [(name, guarded(rx)) for name, rx in [
     ("translation", r"\btranslat|翻译|译成|译为|翻譯"),
     ("summarisation", r"\bsummar|\btl;?dr\b|总结|概括|摘要|归纳"),
     ("classification", (r"\bclassif|\bcategori[sz]|\bwhich category|\bsentiment|\blabel (?:the|this|each)|"
-                                  r"\bis (?:this|the following) (?:a |an )?(?:positive|negative|spam|true|false)|分类|情感|类别|判断")),
+                        r"\bis (?:this|the following) (?:a |an )?(?:positive|negative|spam|true|false)|分类|情感|类别|判断")),
     ("extraction", r"\bextract|\bidentify (?:the|all)|\bfind (?:all|the)\b|\bpull out|提取|找出|抽取"),
     ("rewriting", (r"\brewrite|\bparaphrase|\brephrase|\bedit (?:the|this)|\bcorrect (?:the|this)|"
-                             r"\bproofread|\bsimplify|\bconvert (?:the|this)|\bmake (?:the|this) .{0,30}more|改写|润色|改成|修改")),
+                   r"\bproofread|\bsimplify|\bconvert (?:the|this)|\bmake (?:the|this) .{0,30}more|改写|润色|改成|修改")),
     ("code", (r"\bcode\b|\bfunction\b|\bpython|\bjavascript|\bsql\b|\bprogram\b|\balgorithm|\bregex|"
-                        r"\bhtml\b|\bjava\b|\bc\+\+|代码|编程|函数|程序")),
+              r"\bhtml\b|\bjava\b|\bc\+\+|代码|编程|函数|程序")),
     ("math", (r"\bcalculate|\bcompute|\bsolve|\bequation|\bhow many\b|\bwhat is \d|\d+\s*[-+*/×÷]\s*\d+|"
-                        r"计算|求解|方程|等于多少")),
+              r"计算|求解|方程|等于多少")),
     ("generation", (r"\b(?:write|compose|draft|create|generate) (?:a|an|me|some|\d+|two|three|five)\b|"
-                              r"\b(?:story|poem|essay|haiku|slogan|tweet|song|lyrics|blog post)\b|写一|创作|作一首|写出")),
+                    r"\b(?:story|poem|essay|haiku|slogan|tweet|song|lyrics|blog post)\b|写一|创作|作一首|写出")),
     ("brainstorming", r"^(?:list|name|give|suggest|brainstorm|come up)\b|\bideas?\b|\btips\b|列出|建议|给出|举出"),
     ("qa", (r"^(?:what|who|when|where|why|how|which|is|are|do|does|can|explain|describe|define|tell)\b|\?\s*$|"
-                      r"什么|为什么|如何|怎么|怎样|谁|哪|吗|解释|描述|介绍")),
+            r"什么|为什么|如何|怎么|怎样|谁|哪|吗|解释|描述|介绍")),
 ]]
 
 
