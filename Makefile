@@ -45,7 +45,7 @@ interop: $(STAMP)
 bench-peers: interop
 
 lint: $(STAMP)
-	$(BIN)/ruff check core advisor trainer tests bench
+	$(BIN)/ruff check core advisor trainer tests bench scripts
 
 clean:
 	rm -rf $(VENV) build dist *.egg-info .pytest_cache

