@@ -106,6 +106,8 @@ def findings_reference() -> str:
     lines = ["| code | severity | why it matters | known problems | patterns | source |", "|---|---|---|---|---|---|"]
     for e in catalog().values():
         langs = ", ".join(f"{k} {len(v)}" for k, v in (e.patterns or {}).items()) or "-"
+        if e.slots:
+            langs += "; slot words: " + ", ".join(f"{k} {len(v.nouns) + len(v.opens)}" for k, v in e.slots.items())
         sev = e.severity + "".join(f"; {v.severity} when {v.when}" for v in e.variants.values())
         lines.append(f"| `{e.code}` | {sev} | {e.rationale} | {e.known_problems} | {langs} | {e.source} |")
     return "\n".join(lines)

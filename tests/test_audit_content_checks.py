@@ -4,9 +4,12 @@ leaks inside a line, and their false alarms, each with labelled sets or near-mis
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from advisor.audit import audit_file
+from advisor.audit.catalog import SLOT_WORDS_AROUND, SlotWords, slot_patterns
 from advisor.audit.checks import (
     TEMPLATE_LEAK,
     _template_hint,
@@ -58,6 +61,33 @@ def test_placeholder_labelled_set():
         assert find_placeholder(text), text
     for text in data["negative"]:
         assert find_placeholder(text) is None, (text, find_placeholder(text))
+
+
+PLACEHOLDERS = load_labelled("placeholder_languages.yaml")
+
+
+@pytest.mark.parametrize("lang", sorted(PLACEHOLDERS))
+def test_placeholders_in_every_language(lang):
+    """Slots in 27 languages' own words are found and their bracketed look-alikes are not (a helper's set)."""
+    for text in PLACEHOLDERS[lang]["positive"]:
+        assert find_placeholder(text), text
+    for text in PLACEHOLDERS[lang]["negative"]:
+        assert find_placeholder(text) is None, (text, find_placeholder(text))
+
+
+def test_slot_shape():
+    """A slot is a bracket of at most SLOT_WORDS_AROUND words on each side of a noun, without sentence punctuation
+    or a word that starts with a digit; `<...>` only for nouns outside Latin letters or after an opening word."""
+    assert SLOT_WORDS_AROUND == 3
+    find = re.compile("|".join(slot_patterns(SlotWords(nouns=["nama", "nomor telepon", "perusahaa*"],
+                                                       opens=["masukkan"]))), re.IGNORECASE).search
+    assert find("Hormat kami, [Nama]") and find("[Nomor  Telepon kantor]") and find("[PERUSAHAAN]")
+    assert find("[satu dua tiga nama empat lima enam]") and not find("[satu dua tiga empat nama]")
+    assert find("[Nama, Jabatan]") and not find("[Nama lengkap.]") and not find("[2019 nama]")
+    assert not find("[namanya]") and find("[Perusahaan Anda]")  # a noun is a whole word unless it is a stem
+    assert not find("<nama>") and find("<Masukkan nama Anda>") and find("[masukkan apa saja di sini]")
+    cyrillic = re.compile(slot_patterns(SlotWords(nouns=["имя"]))[0], re.IGNORECASE).search
+    assert cyrillic("<Ваше имя>") and cyrillic("[имя]") and not cyrillic("[Мое имя — Анна.]")
 
 
 # ---- class 3: refusals in every claimed language -----------------------------------------------------------------

@@ -47,6 +47,18 @@ class ExampleSetup(BaseModel):
                             description="other codes the bad example triggers by construction (listed, not hidden)")
 
 
+class SlotWords(BaseModel):
+    """The words of a language's template slots (`placeholder`): a bracket of at most seven words, without sentence
+    punctuation, that holds one of the `nouns` ("[Nama Perusahaan]", "[Имя получателя]", "[Ort, Datum]") or opens
+    with one of the `opens` words ("[Votre adresse de livraison]") is a slot (slot_patterns)."""
+
+    model_config = ConfigDict(extra="forbid")
+    nouns: list[str] = Field(description="words that name what fills a slot (name, company, date...); a final `*` "
+                                         "stands for any ending (`фамили*`: фамилия, фамилии)")
+    opens: list[str] = Field(default_factory=list,
+                             description="words that open a slot of any words: 'your', 'insert', 'enter'")
+
+
 class CatalogEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
     code: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
@@ -61,6 +73,8 @@ class CatalogEntry(BaseModel):
     example_setup: ExampleSetup = Field(default_factory=ExampleSetup)
     patterns: dict[str, list[str]] | None = Field(
         None, description="regular expressions per language (ISO 639-1, or `any`), matched case-insensitively")
+    slots: dict[str, SlotWords] | None = Field(
+        None, description="placeholder slot words per language: more patterns of that language (slot_patterns)")
 
     def severity_of(self, variant: str | None) -> str:
         return self.severity if variant is None else self.variants[variant].severity
@@ -165,9 +179,10 @@ def pattern_finditer(code: str) -> Callable[[str, str | None], Iterator[re.Match
     gates: dict[int, LiteralGate] = {}
     for i, rx in enumerate(items):
         chars = first_chars(rx, re.IGNORECASE)
+        if not chars or not any(len(ch) == 1 and ch.isascii() and ch.isalpha() for ch in chars):
+            continue  # no letter starts it (a bracket does): stays in both alternations
         phrases = required_phrases(rx, re.IGNORECASE)
-        if chars and any(len(ch) == 1 and ch.isascii() and ch.isalpha() for ch in chars) and phrases and \
-                len(phrases) <= MAX_GATE:
+        if phrases and len(phrases) <= MAX_GATE:
             gates[i] = LiteralGate(phrases)
     whole = patterns(code)
     if not gates:
@@ -193,8 +208,71 @@ def _gated_search(gate: LiteralGate | None, find: Callable[[str], re.Match | Non
 
 
 def _languages(code: str, langs: tuple[str, ...] | None) -> list[str]:
-    """The languages of a finding's patterns, in catalogue order (the order of `patterns`' branches)."""
-    return [lang for lang in catalog()[code].patterns or {} if langs is None or lang in langs]
+    """The languages of a finding's patterns, in catalogue order (the order of `patterns`' branches; languages with
+    slot words only after them)."""
+    entry = catalog()[code]
+    return [lang for lang in dict.fromkeys([*(entry.patterns or {}), *(entry.slots or {})])
+            if langs is None or lang in langs]
+
+
+# A slot's words: a letter first, then anything but spaces, brackets and sentence punctuation (possessive: a word
+# is never given back). Separators: spaces, or a comma, slash or ampersand ("[Ort, Datum]", "[Name/Firma]").
+_SLOT_WORD = r"[^\W\d_][^\s\[\]<>(){}.,!?;:\"“”«»。！？،؟।]*+"
+_SLOT_SEP = r"(?:[ \t]*[,/&][ \t]*|[ \t]+)"
+SLOT_WORDS_AROUND = 3  # words a slot may hold before and after its noun
+
+
+def slot_patterns(*languages: SlotWords) -> list[str]:
+    """Slot words (of one or several languages, merged) as patterns: `[` up to SLOT_WORDS_AROUND words, a noun, up
+    to as many words `]`; `[` an opening word and 1-4 words `]`. In `<...>` too for nouns outside Latin letters
+    (`<Ваше имя>`: no HTML tag looks like that; `<name>` or `<data>` would) and after an opening word (`<votre
+    nom>`). The words are one trie-shaped alternation each (`_trie`): the engine reads a word once instead of trying
+    hundreds of branches at every word of a bracket (27 languages as branches: +111k instructions a record)."""
+    w, sep, n = _SLOT_WORD, _SLOT_SEP, SLOT_WORDS_AROUND
+    nouns = [x for words in languages for x in words.nouns]
+    opens = [x for words in languages for x in words.opens]
+    latin = [x for x in nouns if _latin(x)]
+    other = [x for x in nouns if not _latin(x)]
+    out = []
+    for group, brackets in ((latin, ("\\[", "\\]")), (other, ("[\\[<]", "[\\]>]"))):
+        if group:
+            out.append(f"{brackets[0]}(?:{w}{sep}){{0,{n}}}{_trie(group)}(?:{sep}{w}){{0,{n}}}{brackets[1]}")
+    if opens:
+        out.append(f"[\\[<]{_trie(opens)}[ \\t]+{w}(?:{sep}{w}){{0,3}}[\\]>]")
+    return out
+
+
+def _latin(word: str) -> bool:
+    return word[0].isascii() or "\u00c0" <= word[0] <= "\u024f"
+
+
+_STEM_TAIL = _SLOT_WORD[_SLOT_WORD.index("]") + 1:]  # what a stem (`фамили*`) is followed by: the rest of its word
+
+
+def _trie(words: list[str]) -> str:
+    """Words (lower case, `*`: a stem) as one regular expression that shares their prefixes: `(?:a(?:dres|...)|...)`.
+    A word that is a prefix of another matches the longer one first (the shape after it decides which fits)."""
+    root: dict = {}
+    for word in words:
+        node = root
+        for ch in word.lower().rstrip("*"):
+            node = node.setdefault(ch, {})
+        node["*" if word.endswith("*") else ""] = {}
+
+    def render(node: dict) -> str:
+        branches = []
+        for ch in sorted((k for k in node if k not in ("", "*")), key=lambda k: -len(node[k])):
+            piece = "[ \\t]+" if ch == " " else re.escape(ch)
+            branches.append(piece + render(node[ch]))
+        if "*" in node:
+            branches.append(_STEM_TAIL)
+        if "" in node:
+            branches.append("")
+        if len(branches) == 1:
+            return branches[0]
+        return "(?:" + "|".join(branches) + ")"
+
+    return render(root)
 
 
 @cache
@@ -229,19 +307,26 @@ def _joined(code: str, langs: tuple[str, ...] | None) -> str:
     return "|".join(f"(?:{rx})" for rx in _items(code, langs)) or r"(?!x)x"
 
 
-def _items(code: str, langs: tuple[str, ...] | None) -> list[str]:
+@cache
+def _items(code: str, langs: tuple[str, ...] | None) -> tuple[str, ...]:
     """A finding's patterns (of `langs`, or of every language), each checked to compile."""
     entry = catalog()[code]
     parts = []
     for lang in _languages(code, langs):
-        for j, rx in enumerate(entry.patterns[lang]):
+        for j, rx in enumerate((entry.patterns or {}).get(lang, [])):
             try:
                 re.compile(rx)
             except re.error as e:
                 raise UserError(f"{rules_dir() / 'audit_findings.yaml'}: `{code}.patterns.{lang}[{j}]` is not a valid "
                                 f"regular expression ({e}); fix the pattern") from None
             parts.append(rx)
-    return parts
+    slots = [entry.slots[lang] for lang in _languages(code, langs) if entry.slots and lang in entry.slots]
+    return tuple(parts + (slot_patterns(*slots) if slots else []))
+
+
+def pattern_texts(code: str, langs: tuple[str, ...] | None = None) -> list[str]:
+    """A finding's patterns as regular expressions (of `langs`, or of every language), slot patterns included."""
+    return list(_items(code, langs))
 
 
 class Selection:

@@ -42,8 +42,24 @@ def language_names() -> LanguageNames:
 
 def fold(text: str, form: str = "NFKD") -> str:
     """`text` without combining marks (accents, nukta, hamza...), compatibility forms unfolded (NFKD: full-width
-    letters are ASCII). Regular expressions are folded with NFD: NFKD would turn a full-width `（` into a group."""
-    return "".join(c for c in unicodedata.normalize(form, text) if not unicodedata.combining(c))
+    letters are ASCII). Regular expressions are folded with NFD: NFKD would turn a full-width `（` into a group.
+    ASCII is its own fold; otherwise one regex substitution drops the marks (a generator over the characters cost
+    100 instructions a character, str.translate 100 ns, on requests of up to 6,000 characters)."""
+    if text.isascii():
+        return text
+    return _combining_marks().sub("", unicodedata.normalize(form, text))
+
+
+@cache
+def _combining_marks() -> re.Pattern:
+    """The combining marks of the Basic Multilingual Plane as one character class (built once, ~10 ms)."""
+    marks = [cp for cp in range(0x300, 0x10000) if unicodedata.combining(chr(cp))]
+    ranges, start = [], marks[0]
+    for prev, cp in zip(marks, [*marks[1:], None], strict=True):
+        if cp != prev + 1 if cp is not None else True:
+            ranges.append(f"\\u{start:04x}-\\u{prev:04x}" if prev > start else f"\\u{start:04x}")
+            start = cp
+    return re.compile("[" + "".join(ranges) + "]+")
 
 
 def _cased(name: str) -> bool:
@@ -63,9 +79,9 @@ def name_pattern(lang: str) -> re.Pattern | None:
 @cache
 def translation_pattern() -> re.Pattern:
     """The translation verbs of every language (the catalogue's `language_mismatch` patterns), over folded text."""
-    from advisor.audit.catalog import _items
+    from advisor.audit.catalog import pattern_texts
 
-    return re.compile("|".join(f"(?:{fold(rx, 'NFD')})" for rx in _items("language_mismatch", None)), re.IGNORECASE)
+    return re.compile("|".join(f"(?:{fold(rx, 'NFD')})" for rx in pattern_texts("language_mismatch")), re.IGNORECASE)
 
 
 def asks_for_language(request: str, lang: str) -> bool:
