@@ -11,6 +11,7 @@ Needs `valgrind` on the PATH; runs for 2-4 minutes."""
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import shutil
 import subprocess
@@ -24,6 +25,9 @@ sys.path.insert(0, str(ROOT))
 from bench.audit_speed import EXTERNAL, make_multilingual_records, make_records  # noqa: E402
 
 BATCH = 256
+# OpenBLAS's idle threads spin, and cachegrind counts their instructions: 37k a record that came and went between
+# runs of the same code (blas_thread_server). The per-record stage does no work on them.
+ONE_THREAD = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 # what runs under cachegrind: the first `n` records of FILE audited in batches, after a warm-up batch
 DRIVER = """
 import sys
@@ -49,7 +53,7 @@ def instructions(path: Path, n: int) -> int:
     with tempfile.TemporaryDirectory() as d:
         out = subprocess.run(["valgrind", "--tool=cachegrind", "--cache-sim=no", f"--cachegrind-out-file={d}/cg.out",
                               sys.executable, "-c", DRIVER, str(ROOT), str(path), str(n), str(BATCH)],
-                             capture_output=True, text=True, check=True)
+                             capture_output=True, text=True, check=True, env={**os.environ, **ONE_THREAD})
     found = re.search(r"I\s+refs:\s+([\d,]+)", out.stderr)
     if found is None:
         sys.exit(f"cachegrind printed no instruction count:\n{out.stderr[-2000:]}")

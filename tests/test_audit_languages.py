@@ -134,10 +134,10 @@ def test_language_names_from_cldr_match_inflected_and_unaccented_forms():
                           ("영어로 답해 주세요", "en"), ("用英文回答", "en"), ("Antworte auf Englisch", "en"),
                           ("Responde em português", "pt"), ("Dịch câu này", "fr")]:
         assert asks_for_language(request, lang), request
-    for request, lang in [("Wie kann ich mein Passwort ändern?", "en"), ("Tell me about dolphins", "fi"),
+    for request, lang in [("Wie kann ich mein Passwort ändern?", "en"), ("Bake these muffins", "fi"),
                           ("dịch vụ khách hàng tốt nhất ở đâu?", "en"), ("¿Cómo cambio la contraseña?", "en"),
                           ("Как добраться до аэропорта?", "en")]:
-        assert not asks_for_language(request, lang), request  # "fins" (Finnish in Dutch) starts no word here
+        assert not asks_for_language(request, lang), request  # "fins" (Finnish in Dutch) inside "muffins" starts no word
 
 
 def test_scripts_of_one_language_decide_it():

