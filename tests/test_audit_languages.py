@@ -11,6 +11,7 @@ from advisor.audit import language as lid
 from advisor.audit import text as facts
 from advisor.audit.checks import (
     language_mismatch,
+    pair_language_mismatch,
 )
 from advisor.audit.language_requests import asks_for_language, language_names
 from advisor.recommend import recommend
@@ -138,6 +139,22 @@ def test_language_names_from_cldr_match_inflected_and_unaccented_forms():
                           ("dịch vụ khách hàng tốt nhất ở đâu?", "en"), ("¿Cómo cambio la contraseña?", "en"),
                           ("Как добраться до аэропорта?", "en")]:
         assert not asks_for_language(request, lang), request  # "fins" (Finnish in Dutch) inside "muffins" starts no word
+
+
+def test_languages_the_model_confuses_are_no_mismatch():
+    """A Norwegian question the model reads as Danish, answered in Norwegian, is no mismatch (nor Malay read as
+    Indonesian, Croatian as Serbian); Danish against German still is."""
+    assert ({"da", "no", "nb", "nn"}, {"id", "ms"}, {"hr", "sr", "bs", "sh"}) == lid.CLOSE_LANGUAGES
+    question = "Hvordan bytter jeg passord i appen?"
+    answer = "Gå til innstillinger, velg konto og trykk på endre passord."
+    assert (lid.detect(question), lid.detect(answer)) == ("da", "no")  # what makes the case
+    assert language_mismatch(Sample([Message("user", question), Message("assistant", answer)])) is None
+    german = "Öffne die Einstellungen, wähle dein Konto und tippe auf Passwort ändern."
+    assert language_mismatch(Sample([Message("user", question), Message("assistant", german)])) is not None
+    assert lid.same_language("ms", "id") and lid.same_language("sr", "hr") and not lid.same_language("da", "sv")
+    side = lambda text: Sample([Message("user", "Spørsmål"), Message("assistant", text)])  # noqa: E731
+    assert list(pair_language_mismatch(side(answer), side(question))) == []  # chosen `no`, rejected `da`
+    assert list(pair_language_mismatch(side(answer), side(german)))
 
 
 def test_scripts_of_one_language_decide_it():

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
 from advisor.audit.catalog import pattern_finditer, pattern_search
-from advisor.audit.language import UND, detect
+from advisor.audit.language import UND, detect, same_language
 from advisor.audit.language_requests import asks_for_language
 from advisor.audit.pii import PII_NAMES, pii_kinds
 from advisor.audit.text import normalise, script_units
@@ -276,7 +276,7 @@ def pair_language_mismatch(chosen: Sample, rejected: Sample) -> Iterator[Hit]:
     if both is None:
         return
     la, lb = detect(both[0]), detect(both[1])
-    if UND not in (la, lb) and la != lb:
+    if UND not in (la, lb) and not same_language(la, lb):
         yield None, f"chosen is `{la}`, rejected is `{lb}`: the model may learn to prefer a language, not a better answer"
 
 
@@ -399,7 +399,7 @@ def language_mismatch(s: Sample) -> str | None:
         if la == UND:
             continue
         lu = detect(user.content)
-        if lu in (UND, la):
+        if lu == UND or same_language(lu, la):
             continue
         if asks_for_language(user.content[:3000] + "\n" + system[:3000], la):
             continue

@@ -23,6 +23,10 @@ from typing import NamedTuple
 from advisor.audit.text import char_count
 
 UND = "und"
+# Languages written so alike that the model tells them apart by chance on a sentence or two (a Norwegian question read
+# as Danish, its Norwegian answer as Norwegian; Malay as Indonesian; Croatian, Serbian and Bosnian): the same language
+# to the checks that compare two texts (same_language)
+CLOSE_LANGUAGES = ({"da", "no", "nb", "nn"}, {"id", "ms"}, {"hr", "sr", "bs", "sh"})
 MIN_CONFIDENCE = 0.5  # fastText probability below which a Latin/Cyrillic text is `und`
 MIN_LETTERS = 20  # shorter texts (after stripping code and URLs) are `und`
 DETECT_CHARS = 300  # the detector reads this many characters
@@ -409,6 +413,11 @@ def _detect_cached(text: str) -> str:
 
 
 _batch_languages: dict[str, str] = {}  # the languages `identify_batch` worked out for the batch being audited
+
+
+def same_language(a: str, b: str) -> bool:
+    """`a` and `b` (neither `und`) are one language, or two of CLOSE_LANGUAGES that detection cannot tell apart."""
+    return a == b or any(a in group and b in group for group in CLOSE_LANGUAGES)
 
 
 def detect(text: str) -> str:
