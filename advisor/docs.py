@@ -108,6 +108,9 @@ def findings_reference() -> str:
         langs = ", ".join(f"{k} {len(v)}" for k, v in (e.patterns or {}).items()) or "-"
         if e.slots:
             langs += "; slot words: " + ", ".join(f"{k} {len(v.nouns) + len(v.opens)}" for k, v in e.slots.items())
+        if e.intents:
+            langs = (langs if langs != "-" else "") + "task intents: " + ", ".join(e.intents) + "; in " + \
+                ", ".join(dict.fromkeys(k for cues in e.intents.values() for k in cues))
         sev = e.severity + "".join(f"; {v.severity} when {v.when}" for v in e.variants.values())
         lines.append(f"| `{e.code}` | {sev} | {e.rationale} | {e.known_problems} | {langs} | {e.source} |")
     return "\n".join(lines)

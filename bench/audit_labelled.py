@@ -19,6 +19,7 @@ from advisor.audit.checks import (  # noqa: E402
     language_mismatch,
     refusal_in,
 )
+from advisor.audit.intents import intent  # noqa: E402
 from advisor.audit.pii import find_pii  # noqa: E402
 from advisor.audit.text import carries_facts  # noqa: E402
 from core.data.formats import Message, Sample  # noqa: E402
@@ -56,9 +57,9 @@ def main() -> int:
     found = lambda t: bool(_template_hint(t) and TEMPLATE_LEAK.search(t))  # noqa: E731
     row("template_leak", [(True, found(t)) for t in leak["positive"]] + [(False, found(t)) for t in leak["negative"]])
     knowledge = load("knowledge.yaml")
-    row("knowledge", [(want, carries_facts(q, a)) for v in knowledge.values() for q, a, want in v])
+    row("knowledge", [(want, carries_facts(q, a, intent(q))) for v in knowledge.values() for q, a, want in v])
     for lang, v in knowledge.items():
-        row(f"  knowledge {lang}", [(want, carries_facts(q, a)) for q, a, want in v])
+        row(f"  knowledge {lang}", [(want, carries_facts(q, a, intent(q))) for q, a, want in v])
     lang = load("language.yaml")
     row("language_mismatch", [(want, language_mismatch(Sample([Message("user", u), Message("assistant", a)])) is not None)
                               for u, a, want in lang])

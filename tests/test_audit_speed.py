@@ -54,17 +54,24 @@ def test_a_digit_class_is_part_of_the_guard():
     assert guarded(r"\d+", re.ASCII).search("٣ 4").group() == "4"
 
 
-def test_guarded_intent_patterns_match_exactly_what_the_plain_ones_match():
-    from advisor.audit.text import _INTENT_RULES, INTENTS
+@pytest.mark.parametrize("langs", [("en",), ("fr",), ("ja",), ("ar",)])
+def test_intent_cues_decide_exactly_what_the_plain_alternation_decides(langs):
+    """The phrase finder, the digit gates, the anchored alternatives (tried at the start only) and the guarded
+    floating ones give the intent that plain searches of each intent's cues, in order, give."""
+    from advisor.audit.intents import CODE, OTHER, head, rules, searched
 
-    texts = [t.lower() for t in _labelled_texts()] + ["what is 3+4?", "solve 12 × 7", "计算 3 + 5", "x=1-2",
-                                                      "list ideas", "how many ways?"]
-    for (name, rx), (_, rule, _) in zip(INTENTS, _INTENT_RULES, strict=True):
-        assert rx.pattern.startswith("(?=[") and rule is rx, name
-        plain = re.compile(rx.pattern.split(")(?:", 1)[1][:-1])
-        for t in texts:
-            a, b = plain.search(t), rx.search(t)
-            assert (a and (a.start(), a.group())) == (b and (b.start(), b.group())), (name, t)
+    items = yaml.safe_load((LABELLED / "task_intents.yaml").read_text(encoding="utf-8"))["items"]
+    texts = [head(t) for t in _labelled_texts() + [i["text"] for i in items]] + [
+        "what is 3+4?", "solve 12 × 7", "计算 3 + 5", "x=1-2", "list ideas", "how many ways?", "2x - 5 = 17"]
+    cues = catalog()[CODE].intents
+    used = searched(langs)
+    plain = [(name, re.compile("|".join(f"(?:{rx})" for lang in used for rx in by_lang.get(lang, []))))
+             for name, by_lang in cues.items() if any(lang in by_lang for lang in used)]
+    for t in texts:
+        want = next((name for name, rx in plain if rx.search(t)), OTHER)
+        assert rules(used, False).first(t) == want, t
+        if t.isascii():  # the cues for ASCII texts leave out what an ASCII text cannot match
+            assert rules(used, True).first(t) == want, t
 
 
 @pytest.mark.parametrize("code", ["placeholder", "refusal_boilerplate", "knowledge_heavy"])
@@ -354,7 +361,10 @@ def test_required_phrases_of_parsed_patterns():
     assert required_phrases(r"Hello World") == ["hello world"]  # lower case: the gate reads lower-cased text
     assert required_phrases(r"\w+ing|abc") == ["abc", "ing"]
     assert required_phrases(r"\d+|abc") is None  # a branch without a fixed phrase: no gate
-    assert required_phrases(r"\bdésolé\b") == ["sol"]  # a cased letter beyond ASCII ends a phrase (case folding)
+    # matched case-insensitively, a cased letter beyond ASCII ends a phrase (case folding); matched as written (the
+    # task intents, on lower-cased text), it does not
+    assert required_phrases(r"\bdésolé\b", re.IGNORECASE) == ["sol"]
+    assert required_phrases(r"\bdésolé\b") == ["désolé"] and required_phrases("перепиш|упрости") == ["перепиш", "упрости"]
 
 
 @pytest.mark.parametrize("code", ["placeholder", "refusal_boilerplate"])

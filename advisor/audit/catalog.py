@@ -73,6 +73,9 @@ class CatalogEntry(BaseModel):
     example_setup: ExampleSetup = Field(default_factory=ExampleSetup)
     patterns: dict[str, list[str]] | None = Field(
         None, description="regular expressions per language (ISO 639-1, or `any`), matched case-insensitively")
+    intents: dict[str, dict[str, list[str]]] | None = Field(
+        None, description="task intents in the order they are tried: intent → language (ISO 639-1, or `any`) → "
+                          "regular expressions, matched on the lower-cased instruction head (advisor/audit/intents.py)")
     slots: dict[str, SlotWords] | None = Field(
         None, description="placeholder slot words per language, made patterns by slot_patterns (the words of all "
                           "the languages searched merged into one shape)")

@@ -413,10 +413,10 @@ def trained_answers(messages: list[Message]) -> list[str]:
 
 
 def language_texts(s: Sample) -> list[str]:
-    """The texts whose language the checks ask for: the trained answers (refusal check; both sides of a pair) and,
-    without tools, the user turns the mismatch check compares them with. Any other text `detect` is asked about is
-    worked out then."""
-    texts = trained_answers(s.messages)
+    """The texts whose language the checks ask for: the trained answers (refusal check; both sides of a pair), the
+    instruction (its task intent is read with its language's cues) and, without tools, the user turns the mismatch
+    check compares the answers with. Any other text `detect` is asked about is worked out then."""
+    texts = trained_answers(s.messages) + [s.instruction]
     if not s.has_tools:
         texts += [user.content for _, user, _ in answer_pairs(s)]
     if s.rejected:

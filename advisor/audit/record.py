@@ -21,11 +21,11 @@ from advisor.audit.checks import (
     run_record_checks,
 )
 from advisor.audit.dedup import NUM_PERM, signatures
+from advisor.audit.intents import intent
 from advisor.audit.language import UND, detect, identify_batch
 from advisor.audit.tasks import HEAD_CHARS
 from advisor.audit.text import (
     carries_facts,
-    intent,
     key,
     normalise,
     normalise_many,
@@ -257,8 +257,8 @@ class RecordAuditor:
         system = view.contents[roles.index("system")] if "system" in roles else ""
         f.system_key = key(system[:500].strip())
         f.instruction_key = key(s.instruction[:300].strip().lower())
-        task = None if s.has_tools else intent(s.instruction)
-        f.intent = task or "tool_use"
+        task = intent(s.instruction, (self._instruction_language(s, f.language),))
+        f.intent = task if not s.has_tools else "tool_use"
         f.knowledge = carries_facts(s.instruction, answer, task)
         head = " ".join(s.instruction[:HEAD_CHARS * 3].split())
         f.head = head[:100]
@@ -266,6 +266,12 @@ class RecordAuditor:
         self._comparison_keys(f, view)
         if f.index < BIGRAM_RECORDS:
             f.bigrams = bigram_keys(answer[:BIGRAM_CHARS])
+
+    @staticmethod
+    def _instruction_language(s: Sample, record_language: str) -> str:
+        """The instruction's language; an instruction too short to tell (`und`) is taken to be in the record's."""
+        lang = detect(s.instruction)
+        return lang if lang != UND else record_language
 
     def _comparison_keys(self, f: RecordFacts, view: RecordView) -> None:
         """Exact key: the whole normalised record (every message with its role, the rejected side, the label).

@@ -25,7 +25,7 @@ class _Any(Exception):
     """A branch can start with (almost) any character: no guard."""
 
 
-_DIGITS = "\\d"  # in a first-character set: every digit the pattern's `\d` matches, written as the class itself
+DIGITS = "\\d"  # in a first-character set: every digit the pattern's `\d` matches, written as the class itself
 
 
 def _set_of(items: list) -> set[str]:
@@ -36,7 +36,7 @@ def _set_of(items: list) -> set[str]:
         elif op is c.RANGE and av[1] - av[0] < MAX_GUARD:
             out.update(chr(x) for x in range(av[0], av[1] + 1))
         elif op is c.CATEGORY and av is c.CATEGORY_DIGIT:
-            out.add(_DIGITS)  # `\d` (Unicode digits of every script: too many to list, one class test)
+            out.add(DIGITS)  # `\d` (Unicode digits of every script: too many to list, one class test)
         else:  # NEGATE, CATEGORY (\w, \s), wide ranges
             raise _Any
     return out
@@ -93,7 +93,7 @@ def guarded(pattern: str, flags: int = 0) -> re.Pattern:
     chars = first_chars(pattern, flags)
     if not chars or len(chars) > MAX_GUARD:
         return re.compile(pattern, flags)
-    charset = "".join(sorted(ch if ch == _DIGITS else re.escape(ch) if ch not in "-]\\^" else "\\" + ch
+    charset = "".join(sorted(ch if ch == DIGITS else re.escape(ch) if ch not in "-]\\^" else "\\" + ch
                              for ch in chars))
     return re.compile(f"(?=[{charset}])(?:{pattern})", flags)
 
@@ -123,24 +123,31 @@ def _cross(a: set[str] | None, b: set[str] | None, limit: int = MAX_RUN) -> set[
     return {x + y for x in a for y in b}
 
 
+def _folds(seq) -> bool:
+    """Whether the pattern `seq` belongs to matches case-insensitively: then only characters whose lower case is
+    what the regex compares make phrases (_safe_char); matched as written, every character does (the lower case of
+    a character is in the lower-cased text wherever the character is in the text)."""
+    return bool(seq.state.flags & re.IGNORECASE)
+
+
 def _strings(seq) -> set[str] | None:
     """Every string `seq` can match, lower-cased, when that is a small finite set (zero-width assertions ignored)."""
     out: set[str] | None = {""}
     for op, av in seq:
-        out = _cross(out, _element_strings(op, av), MAX_GATE)
+        out = _cross(out, _element_strings(op, av, _folds(seq)), MAX_GATE)
         if out is None:
             return None
     return out
 
 
-def _element_strings(op, av) -> set[str] | None:
+def _element_strings(op, av, fold: bool = True) -> set[str] | None:
     if op in _ZERO_WIDTH:
         return {""}
     if op is c.LITERAL:
         ch = chr(av)
-        return {ch.lower()} if _safe_char(ch) else None
+        return {ch.lower()} if not fold or _safe_char(ch) else None
     if op is c.IN:
-        chars = {chr(a).lower() for o, a in av if o is c.LITERAL and _safe_char(chr(a))}
+        chars = {chr(a).lower() for o, a in av if o is c.LITERAL and (not fold or _safe_char(chr(a)))}
         return chars if len(chars) == len(av) and len(chars) <= 4 else None
     if op is c.SUBPATTERN:
         return _strings(av[-1])
@@ -182,7 +189,7 @@ def _required(seq) -> set[str] | None:
     run: set[str] = {""}  # the spellings of the consecutive literal elements so far
     plain = ""  # the single-spelling part of them since the last element with several
     for op, av in seq:
-        s = _element_strings(op, av)
+        s = _element_strings(op, av, _folds(seq))
         if s is not None and len(s) == 1:
             plain += next(iter(s))
         else:
@@ -306,3 +313,30 @@ def _element_needs_non_ascii(op, av, flags: int) -> bool:
 def needs_non_ascii(pattern: str, flags: int = 0) -> bool:
     """Every match of `pattern` holds a character beyond ASCII: an ASCII text cannot match. False when unsure."""
     return _seq_needs_non_ascii(_parser.parse(pattern, flags), flags)
+
+
+def top_level_branches(pattern: str) -> list[str]:
+    """The alternatives of `pattern`'s outermost alternation, as pattern texts (`a|(?:b|c)|[|]` gives `a`,
+    `(?:b|c)` and `[|]`): each can be gated or anchored on its own."""
+    out, start, depth, i, in_class = [], 0, 0, 0, False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+            i += 1 + (pattern[i + 1:i + 2] == "^")  # `[]...]` and `[^]...]`: the first `]` is a member
+            i += pattern[i:i + 1] == "]"
+            continue
+        elif ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        elif ch == "|" and depth == 0:
+            out.append(pattern[start:i])
+            start = i + 1
+        i += 1
+    return out + [pattern[start:]]

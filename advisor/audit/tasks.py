@@ -5,9 +5,8 @@
    agglomerative clustering with a cosine-distance cut (scipy, imported here only, so the advisor starts
    without it). A cluster is a task when its members state the task the same way (distance < DISTANCE_CUT) and it
    holds ≥ MIN_SHARE of the records; the templates decide when such clusters cover ≥ half of the records.
-3. Free-form instructions (general instruction data such as alpaca) have no templates: English and Chinese task
-   intents (translation, summarisation, code, ...) count them; other languages are reported as one task, and the
-   method says so.
+3. Free-form instructions (general instruction data such as alpaca) have no templates: their task intents
+   (translation, summarisation, code, ...: advisor/audit/intents.py, cues in 17 languages) count them.
 Each cluster is reported with its size, share and two example instructions."""
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from advisor.audit.intents import languages as intent_languages
 from advisor.audit.text import key
 from advisor.audit.tfidf import char_tfidf
 
@@ -118,8 +118,8 @@ def estimate_tasks(sampler: TaskSampler, valid: int) -> TaskEstimate:
     templates = _templates(sampler)
     if templates is not None:
         return templates
-    return _intents(sampler, valid, "free-form instructions (no shared task templates): English/Chinese task "
-                                    "intents; instructions in other languages count as one task")
+    return _intents(sampler, valid, "free-form instructions (no shared task templates): task intents in "
+                                    f"{len(intent_languages())} languages")
 
 
 def _shared_statements(sampler: TaskSampler, valid: int) -> TaskEstimate | None:

@@ -6,8 +6,6 @@ import re
 import string
 from hashlib import blake2b
 
-from advisor.audit.regex_guard import guarded
-
 # Characters that change meaning are kept: signs and operators ("-18" is not "18", "3 - 5" is not "3 + 5"),
 # comparison, percent and currency; so is a decimal point or separator between digits (3.5 is not 35). Case,
 # whitespace and other punctuation are dropped.
@@ -101,65 +99,6 @@ def script_units(text: str) -> list[str]:
     return text.lower().split()
 
 
-# English and Chinese task intents: the fallback for free-form instructions (advisor/audit/tasks.py). Each pattern
-# behind its first-character guard (regex_guard.guarded): the same matches, 1.1-4x faster on the instructions of
-# the bench files (`code` 10.7 -> 2.6 µs, `math` 6.8 -> 2.3 µs a search)
-INTENTS: list[tuple[str, re.Pattern]] = [(name, guarded(rx)) for name, rx in [
-    ("translation", r"\btranslat|翻译|译成|译为|翻譯"),
-    ("summarisation", r"\bsummar|\btl;?dr\b|总结|概括|摘要|归纳"),
-    ("classification", (r"\bclassif|\bcategori[sz]|\bwhich category|\bsentiment|\blabel (?:the|this|each)|"
-                        r"\bis (?:this|the following) (?:a |an )?(?:positive|negative|spam|true|false)|分类|情感|类别|判断")),
-    ("extraction", r"\bextract|\bidentify (?:the|all)|\bfind (?:all|the)\b|\bpull out|提取|找出|抽取"),
-    ("rewriting", (r"\brewrite|\bparaphrase|\brephrase|\bedit (?:the|this)|\bcorrect (?:the|this)|"
-                   r"\bproofread|\bsimplify|\bconvert (?:the|this)|\bmake (?:the|this) .{0,30}more|改写|润色|改成|修改")),
-    ("code", (r"\bcode\b|\bfunction\b|\bpython|\bjavascript|\bsql\b|\bprogram\b|\balgorithm|\bregex|"
-              r"\bhtml\b|\bjava\b|\bc\+\+|代码|编程|函数|程序")),
-    ("math", (r"\bcalculate|\bcompute|\bsolve|\bequation|\bhow many\b|\bwhat is \d|\d+\s*[-+*/×÷]\s*\d+|"
-              r"计算|求解|方程|等于多少")),
-    ("generation", (r"\b(?:write|compose|draft|create|generate) (?:a|an|me|some|\d+|two|three|five)\b|"
-                    r"\b(?:story|poem|essay|haiku|slogan|tweet|song|lyrics|blog post)\b|写一|创作|作一首|写出")),
-    ("brainstorming", r"^(?:list|name|give|suggest|brainstorm|come up)\b|\bideas?\b|\btips\b|列出|建议|给出|举出"),
-    ("qa", (r"^(?:what|who|when|where|why|how|which|is|are|do|does|can|explain|describe|define|tell)\b|\?\s*$|"
-            r"什么|为什么|如何|怎么|怎样|谁|哪|吗|解释|描述|介绍")),
-]]
-
-
-# Substrings that must occur for a category's pattern to match at all: a C-speed gate before the regex.
-_HINTS: dict[str, tuple[str, ...]] = {
-    "translation": ("translat", "翻译", "译成", "译为", "翻譯"),
-    "summarisation": ("summar", "tl", "总结", "概括", "摘要", "归纳"),
-    "classification": ("classif", "categor", "sentiment", "label", "is this", "is the following", "分类", "情感", "类别", "判断"),
-    "extraction": ("extract", "identify", "find", "pull out", "提取", "找出", "抽取"),
-    "rewriting": ("rewrite", "paraphrase", "rephrase", "edit", "correct", "proofread", "simplify", "convert", "make",
-                  "改写", "润色", "改成", "修改"),
-    "code": ("code", "function", "python", "javascript", "sql", "program", "algorithm", "regex", "html", "java", "c++",
-             "代码", "编程", "函数", "程序"),
-    "math": ("calculate", "compute", "solve", "equation", "how many", "what is", "+", "-", "*", "/", "×", "÷",
-             "计算", "求解", "方程", "等于多少"),
-    "generation": ("write", "compose", "draft", "create", "generate", "story", "poem", "essay", "haiku", "slogan", "tweet",
-                   "song", "lyrics", "blog", "写", "创作", "作一首"),
-    "brainstorming": ("list", "name", "give", "suggest", "brainstorm", "come up", "idea", "tips", "列出", "建议", "给出", "举出"),
-    "qa": ("",),
-}
-
-
-_INTENT_RULES = [(name, rx, _HINTS[name]) for name, rx in INTENTS]
-
-
-def intent(instruction: str) -> str:
-    """The first category in INTENTS order whose pattern matches the start of the instruction. The hints are tested
-    in a plain loop: `any()` over a generator cost 7.2 µs a record of the bench for the ~100 hints, the loop 4.4."""
-    t = instruction[:160].strip().lower()
-    for name, rx, hints in _INTENT_RULES:
-        for hint in hints:
-            if hint in t:
-                if rx.search(t):
-                    return name
-                break
-    return "other"
-
-
-
 _NUMBER = runs(r"\d")
 _LOWER = "a-zà-öø-ÿа-яёα-ω"
 _UPPER = "A-ZÀ-ÖØ-ÞА-ЯЁΑ-Ω"
@@ -230,12 +169,12 @@ def fact_density(answer: str) -> float:
 TRANSFORMATIONS = ("translation", "rewriting", "classification")  # tasks whose answer is made from the prompt
 
 
-def carries_facts(instruction: str, answer: str, task: str | None = None) -> bool:
+def carries_facts(instruction: str, answer: str, task: str) -> bool:
     """The answer states facts: a factual question answered with specifics, a question about a named thing, or
     any question answered densely with numbers and names. Structured answers (JSON, code) are a form, and so are
-    the answers of a translation, rewriting or classification task (`task`: the instruction's intent, when known)."""
-    return _states_facts(instruction, answer) and not is_structured(answer) and \
-        (task if task is not None else intent(instruction)) not in TRANSFORMATIONS
+    the answers of a translation, rewriting or classification task (`task`: the instruction's intent,
+    advisor.audit.intents.intent)."""
+    return _states_facts(instruction, answer) and not is_structured(answer) and task not in TRANSFORMATIONS
 
 
 def _states_facts(instruction: str, answer: str) -> bool:
