@@ -27,7 +27,7 @@ OUT = Path(__file__).resolve().parent.parent / "rules" / "language_names.yaml"
 # every language the catalogue has refusal or knowledge patterns for, and the other large ones fastText reports.
 LANGUAGES = ("en", "zh", "ja", "ko", "fr", "es", "de", "pt", "it", "nl", "ru", "uk", "pl", "cs", "sk", "tr", "vi", "id",
              "ms", "ar", "fa", "he", "hi", "bn", "ur", "th", "el", "sv", "da", "no", "fi", "hu", "ro", "bg", "hr", "sr",
-             "sl", "lt", "lv", "et", "ca", "gl", "eu", "tl", "sw", "ta", "te", "mr")
+             "sl", "lt", "lv", "et", "ca", "gl", "eu", "tl", "sw", "ta", "te", "mr", "ne")
 DISPLAY = (*LANGUAGES, "zh_Hant")  # the locales whose names are collected
 DECLINED = {"ru", "uk", "pl", "cs", "sk", "bg", "hr", "sr", "sl", "fi", "el"}  # names that decline: by their stem
 # Czech and Slovak say "in English" with an adverb made from the name's stem: the name's ending → the adverb's stem

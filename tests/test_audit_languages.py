@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pytest
 
 from advisor.audit import audit_file
@@ -145,7 +147,7 @@ def test_language_names_from_cldr_match_inflected_and_unaccented_forms():
 def test_languages_the_model_confuses_are_no_mismatch():
     """A Norwegian question the model reads as Danish, answered in Norwegian, is no mismatch (nor Malay read as
     Indonesian, Croatian as Serbian); Danish against German still is."""
-    assert ({"da", "no", "nb", "nn"}, {"id", "ms"}, {"hr", "sr", "bs", "sh"}) == lid.CLOSE_LANGUAGES
+    assert ({"da", "no", "nb", "nn"}, {"id", "ms"}, {"hr", "sr", "bs", "sh"}, set(lid.DEVANAGARI)) == lid.CLOSE_LANGUAGES
     question = "Hvordan bytter jeg passord i appen?"
     answer = "Gå til innstillinger, velg konto og trykk på endre passord."
     assert (lid.detect(question), lid.detect(answer)) == ("da", "no")  # what makes the case
@@ -156,6 +158,27 @@ def test_languages_the_model_confuses_are_no_mismatch():
     side = lambda text: Sample([Message("user", "Spørsmål"), Message("assistant", text)])  # noqa: E731
     assert list(pair_language_mismatch(side(answer), side(question))) == []  # chosen `no`, rejected `da`
     assert list(pair_language_mismatch(side(answer), side(german)))
+
+
+def test_devanagari_is_hindi_unless_the_model_is_sure_of_another_language():
+    """tests/labelled/devanagari.yaml (a helper's 126 texts: Hindi, Marathi and Nepali questions and answers, a few
+    Sanskrit lines): the script alone read all as Hindi. The model now tells Marathi and Nepali apart where it is
+    sure; a short question it reads as Hindi is still the same language as its Marathi answer to the mismatch
+    check."""
+    items = load_labelled("devanagari.yaml")["items"]
+    got = Counter((i["lang"], lid.detect_uncached(i["text"])) for i in items)
+    assert got[("hi", "hi")] == 40 and got[("mr", "mr")] >= 36 and got[("ne", "ne")] >= 25 and got[("sa", "sa")] >= 2
+    assert sum(n for (want, lang), n in got.items() if lang not in (want, "hi")) == 0  # a miss is read as Hindi
+    question, answer = "रेशन कार्डसाठी ऑनलाइन अर्ज कसा करायचा?", next(
+        i["text"] for i in items if i["lang"] == "mr" and i["kind"] == "long")
+    assert (lid.detect(question), lid.detect(answer)) == ("hi", "mr")  # what makes the case
+    assert language_mismatch(Sample([Message("user", question), Message("assistant", answer)])) is None
+    # asked in English for Marathi, answered in Marathi: the answer's language is the one asked for (it read as
+    # Hindi before, a mismatch); not asked for, it is one
+    ask = "How do I apply for a ration card online? Please answer in Marathi."
+    assert language_mismatch(Sample([Message("user", ask), Message("assistant", answer)])) is None
+    assert language_mismatch(Sample([Message("user", ask.replace(" Please answer in Marathi.", "")),
+                                     Message("assistant", answer)])) is not None
 
 
 def test_scripts_of_one_language_decide_it():
