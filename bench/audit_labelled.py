@@ -20,6 +20,7 @@ from advisor.audit.checks import (  # noqa: E402
     refusal_in,
 )
 from advisor.audit.intents import intent  # noqa: E402
+from advisor.audit.language import UND, detect  # noqa: E402
 from advisor.audit.pii import find_pii  # noqa: E402
 from advisor.audit.text import carries_facts  # noqa: E402
 from core.data.formats import Message, Sample  # noqa: E402
@@ -63,7 +64,23 @@ def main() -> int:
     lang = load("language.yaml")
     row("language_mismatch", [(want, language_mismatch(Sample([Message("user", u), Message("assistant", a)])) is not None)
                               for u, a, want in lang])
+    for name in ("task_intents.yaml", "task_intents_b.yaml", "task_intents_c.yaml"):
+        intents_row(name, load(name)["items"])
     return 0
+
+
+def intents_row(name: str, items: list[dict]) -> None:
+    """Task intents (advisor/audit/intents.py): right per language, as the audit reads an instruction (its detected
+    language, else its record's: the item's)."""
+    right: dict[str, list[int]] = {}
+    for item in items:
+        lang = detect(item["text"])
+        got = intent(item["text"], (lang if lang != UND else item["lang"],))
+        right.setdefault(item["lang"], [0, 0])[0] += got == item["intent"]
+        right[item["lang"]][1] += 1
+    total = [sum(v[0] for v in right.values()), sum(v[1] for v in right.values())]
+    print(f"task intents {name:20s} {total[0]}/{total[1]} ({total[0] / total[1]:.1%}); "
+          + " ".join(f"{k} {a}/{b}" for k, (a, b) in sorted(right.items())))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from advisor.audit import audit_file
-from advisor.audit.intents import ALWAYS, DEFAULT, OTHER, head, intent, languages, searched
+from advisor.audit.intents import BASE, OTHER, head, intent, languages, searched
 from advisor.audit.language import UND, detect
 from advisor.audit.text import carries_facts
 from tests.conftest import ROOT, by_code, write_jsonl
@@ -74,11 +74,11 @@ def test_a_named_task_is_right_on_the_held_out_set():
 
 
 def test_which_cues_an_instruction_is_read_with():
-    assert ALWAYS + DEFAULT == ("any", "en", "zh")
-    assert searched(("en",)) == ("any", "en", "zh") == searched(("zh",)) == searched(("und",))
-    assert searched(("fr",)) == ("any", "en", "fr")
-    assert searched(("ms",)) == ("any", "en", "id")  # Malay, which detection confuses with Indonesian
-    assert searched(("sv",)) == ("any", "en", "zh")  # no Swedish cues: English and the neutral ones
+    assert BASE == ("any", "en", "zh")
+    assert searched(("en",)) == (BASE,) == searched(("zh",)) == searched(("und",))
+    assert searched(("fr",)) == (BASE, ("fr",))
+    assert searched(("ms",)) == (BASE, ("id",))  # Malay, which detection confuses with Indonesian
+    assert searched(("sv",)) == (BASE,)  # no Swedish cues: the neutral, English and Chinese ones
 
 
 def test_a_short_instruction_is_read_with_the_language_of_its_record(tmp_path):
@@ -182,3 +182,16 @@ def test_a_translation_request_about_a_named_thing_is_not_a_fact_lookup():
 ])
 def test_one_instruction_per_language_family(lang, text, want):
     assert intent(text, (lang,)) == want
+
+
+def test_a_broken_cue_is_a_usage_error_that_names_it(monkeypatch):
+    from advisor.audit import intents
+    from advisor.audit.catalog import catalog
+    from core.errors import UserError
+
+    entry = catalog()["mixed_tasks"]
+    broken = entry.model_copy(update={"intents": {**entry.intents, "translation": {"fr": [r"\btradu(?:"]}}})
+    monkeypatch.setattr(intents, "catalog", lambda: {**catalog(), "mixed_tasks": broken})
+    with pytest.raises(UserError, match=r"audit_findings\.yaml: `mixed_tasks\.intents\.translation\.fr\[0\]` is not a "
+                                        r"valid regular expression \(missing \), unterminated subpattern"):
+        intents.rules.__wrapped__(("any", "en", "fr"))

@@ -319,15 +319,20 @@ def _items(code: str, langs: tuple[str, ...] | None) -> tuple[str, ...]:
     languages = _languages(code, langs)
     parts = []
     for lang in languages:
-        for j, rx in enumerate((entry.patterns or {}).get(lang, [])):
-            try:
-                re.compile(rx)
-            except re.error as e:
-                raise UserError(f"{rules_dir() / 'audit_findings.yaml'}: `{code}.patterns.{lang}[{j}]` is not a valid "
-                                f"regular expression ({e}); fix the pattern") from None
-            parts.append(rx)
+        parts += checked(f"{code}.patterns.{lang}", (entry.patterns or {}).get(lang, []))
     slots = [entry.slots[lang] for lang in languages if entry.slots and lang in entry.slots]
     return tuple(parts + (slot_patterns(*slots) if slots else []))
+
+
+def checked(field: str, patterns: list[str]) -> list[str]:
+    """`patterns`, the catalogue's `field`, each checked to compile: a broken one is a usage error that names it."""
+    for j, rx in enumerate(patterns):
+        try:
+            re.compile(rx)
+        except re.error as e:
+            raise UserError(f"{rules_dir() / 'audit_findings.yaml'}: `{field}[{j}]` is not a valid regular expression "
+                            f"({e}); fix the pattern") from None
+    return patterns
 
 
 def pattern_texts(code: str, langs: tuple[str, ...] | None = None) -> list[str]:

@@ -4,10 +4,13 @@ code, math, generation, brainstorming, a question; else `other`), from the cues 
 and tell a transformation of the prompt (translation, rewriting, classification) from a question whose answer is a
 fact (text.carries_facts).
 
-An instruction is read with the cues of its own language, the language-neutral ones (`any`: a question mark at the
-end, `3 + 4`, programming-language names) and English (tasks named in English inside other languages' instructions);
-Chinese and an instruction of unclear or uncovered language are read with English and Chinese, as before the other
-languages were added. The intents are tried in the catalogue's order: the first that matches names the task."""
+An instruction is read with the language-neutral cues (`any`: a question mark at the end, `3 + 4`,
+programming-language names), the English ones (tasks named in English inside other languages' instructions) and the
+Chinese ones (they need Chinese characters), and with those of its own language. The intents are tried in the
+catalogue's order: the first that matches names the task.
+
+The cues of each language are compiled once a process (_Cues: 20-60 ms a language) and shared by every instruction
+in it; an instruction's cues are two such pieces at most (BASE, and its own language)."""
 
 from __future__ import annotations
 
@@ -17,25 +20,21 @@ from functools import cache, lru_cache
 from re import _parser
 from typing import NamedTuple
 
-from advisor.audit.catalog import _anchored, catalog
+from advisor.audit.catalog import _anchored, catalog, checked
 from advisor.audit.language import CLOSE_LANGUAGES, detect
 from advisor.audit.regex_guard import (
     DIGITS,
+    MAX_GUARD,
     first_chars,
-    guarded,
-    needs_non_ascii,
     required_phrases,
     top_level_branches,
 )
 from advisor.audit.text import _OPENING
-from core.errors import UserError
-from core.files import rules_dir
 
 CODE = "mixed_tasks"  # the finding whose catalogue entry holds the intents
 OTHER = "other"
 INTENT_CHARS = 160  # the instruction head the cues are searched in
-ALWAYS = ("any", "en")  # read for every instruction
-DEFAULT = ("zh",)  # and for Chinese, or an instruction whose language is unclear or has no cues of its own
+BASE = ("any", "en", "zh")  # the cues read for every instruction
 # Arabic vowel marks (fatha … sukun, shadda among them) and the tatweel: "لخّص" is "لخص" to the cues
 _ARABIC_MARKS = dict.fromkeys([*range(0x064B, 0x0653), 0x0640])
 _DIGIT = re.compile(r"\d")
@@ -49,60 +48,64 @@ _QUOTE_OPENERS = re.compile("[«“„\"「『‘']")
 Search = Callable[[str], object]
 
 
+class _Branch(NamedTuple):
+    """One alternative of a cue (regex_guard.top_level_branches): how it is gated and searched."""
+
+    gate: str  # "phrase": every match holds one of `phrases`; "digit": it starts with one; "always": neither
+    phrases: tuple[str, ...]
+    anchored: bool  # every match starts at the start of the text: tried there only
+    first: frozenset[str] | None  # the characters a match starts with (regex_guard.first_chars), None: any
+
+
+@lru_cache(maxsize=8192)
+def _branch(branch: str) -> _Branch:
+    found = required_phrases(branch)
+    first = first_chars(branch)
+    gate = "phrase" if found else "digit" if first == {DIGITS} else "always"
+    return _Branch(gate, tuple(found or ()), _anchored(_parser.parse(branch)), frozenset(first) if first else None)
+
+
 class _Alternatives:
     """Alternatives of one kind of gate as one search: those anchored at the start tried there only, the others
-    behind their first-character guard."""
+    behind the first-character guard their first characters make (regex_guard.guarded, from each alternative's
+    characters worked out once, not from a parse of the whole alternation)."""
 
     __slots__ = ("anywhere", "at_start")
 
     def __init__(self, branches: list[str]) -> None:
-        anchored = [f"(?:{b})" for b in branches if _branch(b, False).anchored]
-        floating = [f"(?:{b})" for b in branches if not _branch(b, False).anchored]
+        anchored = [f"(?:{b})" for b in branches if _branch(b).anchored]
+        floating = [b for b in branches if not _branch(b).anchored]
         self.at_start: Search | None = re.compile("|".join(anchored)).match if anchored else None
-        self.anywhere: Search | None = guarded("|".join(floating)).search if floating else None
+        self.anywhere: Search | None = _guarded(floating).search if floating else None
 
     def __call__(self, low: str) -> bool:
         return bool(self.at_start and self.at_start(low) or self.anywhere and self.anywhere(low))
 
 
-class _Branch(NamedTuple):
-    gate: str  # "phrase", "digit" or "always"; "never": an ASCII text cannot match it
-    phrases: tuple[str, ...]
-    anchored: bool
-
-
-@lru_cache(maxsize=4096)
-def _branch(branch: str, ascii_only: bool) -> _Branch:
-    """How one alternative is gated (with `ascii_only`: on an ASCII text) and whether it is anchored at the start;
-    worked out once a process (every set of languages shares the English and language-neutral alternatives)."""
-    parsed = _parser.parse(branch)
-    found = required_phrases(branch)
-    if ascii_only:
-        found = [p for p in found if p.isascii()] if found else found
-        if found == [] or needs_non_ascii(branch):
-            return _Branch("never", (), False)
-    if found:
-        gate = "phrase"
-    else:
-        gate = "digit" if first_chars(branch) == {DIGITS} else "always"
-    return _Branch(gate, tuple(found or ()), _anchored(parsed))
+def _guarded(branches: list[str]) -> re.Pattern:
+    joined = "|".join(f"(?:{b})" for b in branches)
+    firsts = [_branch(b).first for b in branches]
+    if any(f is None for f in firsts):
+        return re.compile(joined)
+    chars = frozenset().union(*firsts)
+    if len(chars) > MAX_GUARD:
+        return re.compile(joined)
+    charset = "".join(sorted(ch if ch == DIGITS else re.escape(ch) for ch in chars))
+    return re.compile(f"(?=[{charset}])(?:{joined})")
 
 
 class _Intent:
-    """One intent's cues for a set of languages, split into their alternatives (regex_guard.top_level_branches)
-    and searched by their gate: those whose every match holds one of a few phrases only where one is (found for
-    all intents at once: _Cues), those that start with a digit (`\\d+\\s*[-+*/×÷]\\s*\\d+`) only where there is a
-    digit, the rest always. Most texts open no gate of most intents. With `ascii_only`, the alternatives an ASCII
-    text cannot match are left out, and so are the phrases beyond ASCII: the same answers on ASCII texts."""
+    """One intent's cues in some languages, searched by their gate: the alternatives whose every match holds one of
+    a few phrases only where one is (found for all intents at once: _Cues), those that start with a digit
+    (`\\d+\\s*[-+*/×÷]\\s*\\d+`) only where there is a digit, the rest always."""
 
-    __slots__ = ("always", "by_digit", "by_phrase", "name", "phrases")
+    __slots__ = ("always", "by_digit", "by_phrase", "phrases")
 
-    def __init__(self, name: str, patterns: list[str], ascii_only: bool) -> None:
-        self.name = name
+    def __init__(self, patterns: list[str]) -> None:
         phrases: set[str] = set()
-        groups: dict[str, list[str]] = {"phrase": [], "digit": [], "always": [], "never": []}
+        groups: dict[str, list[str]] = {"phrase": [], "digit": [], "always": []}
         for branch in (b for rx in patterns for b in top_level_branches(rx)):
-            kind = _branch(branch, ascii_only)
+            kind = _branch(branch)
             phrases.update(kind.phrases)
             groups[kind.gate].append(branch)
         self.phrases = frozenset(phrases)
@@ -119,44 +122,46 @@ class _Intent:
 
 
 class _Cues:
-    """The intents of a set of languages, and one search that finds which of their phrases a text holds: every
-    phrase of every intent in one trie-shaped alternation, tried at each position inside a lookahead (so that
-    phrases may overlap). At a position it gives the longest phrase there, and every phrase found there is a
-    prefix of it: `opens` maps it to the intents of all of them, as a bit mask. Measured on the instructions of
-    the bench (unique messages): 5.2 µs a text, against 15 µs for a substring test per phrase."""
+    """The intents of some languages (one slot per catalogue intent, None where they have no cues for it), and one
+    search that finds which of their phrases a text holds: every phrase in one trie-shaped alternation, tried at
+    each position inside a lookahead (so that phrases may overlap). At a position it gives the longest phrase
+    there, and every phrase found there is a prefix of it: `opens` maps it to the intents of all of them, as a bit
+    mask. Measured on the instructions of the bench (unique messages): 5.2 µs a text, against 15 µs for a
+    substring test per phrase."""
 
-    __slots__ = ("finder", "intents", "opens", "unconditional")
+    __slots__ = ("finders", "intents", "opens", "unconditional")
 
-    def __init__(self, intents: list[_Intent]) -> None:
+    def __init__(self, intents: list[_Intent | None]) -> None:
         self.intents = tuple(intents)
         owners: dict[str, int] = {}
         for i, rule in enumerate(intents):
-            for phrase in rule.phrases:
+            for phrase in rule.phrases if rule is not None else ():
                 owners[phrase] = owners.get(phrase, 0) | 1 << i
         self.opens = {p: _prefix_owners(p, owners) for p in owners}
         # the intents searched whatever the phrases: those with alternatives gated by a digit, or not gated
         self.unconditional = sum(1 << i for i, rule in enumerate(intents)
-                                 if rule.by_digit is not None or rule.always is not None)
-        if owners:
-            first = "".join(sorted({re.escape(p[0]) for p in owners}))
-            self.finder: Callable[[str], list[str]] | None = re.compile(
-                f"(?=[{first}])(?=({_literal_trie(list(owners))}))").findall
-        else:
-            self.finder = None
+                                 if rule is not None and (rule.by_digit is not None or rule.always is not None))
+        # two searches: the phrases that start with an ASCII character, and the others (run on a text beyond ASCII
+        # only). One trie of both tried the ~150 Chinese first characters at every letter of an English text:
+        # 21 against 12 µs an instruction of the bench
+        self.finders = tuple(_finder([p for p in owners if p[0].isascii() == wide]) for wide in (True, False))
 
-    def first(self, low: str) -> str:
-        """The first intent whose cues match `low`, else `other`."""
-        opened = 0
-        if self.finder is not None:
-            for found in set(self.finder(low)):
-                opened |= self.opens[found]
-        candidates = opened | self.unconditional
-        while candidates:
-            i = (candidates & -candidates).bit_length() - 1  # the first intent left, in catalogue order
-            if self.intents[i](low, bool(opened >> i & 1)):
-                return self.intents[i].name
-            candidates &= candidates - 1
-        return OTHER
+    def opened(self, low: str) -> int:
+        """The intents (a bit mask) one of whose phrases `low` holds."""
+        mask = 0
+        for finder in self.finders if not low.isascii() else self.finders[:1]:
+            if finder is not None:
+                for found in set(finder(low)):
+                    mask |= self.opens[found]
+        return mask
+
+
+def _finder(phrases: list[str]) -> Callable[[str], list[str]] | None:
+    """A search for every position where one of `phrases` starts, giving the longest one there (see _Cues)."""
+    if not phrases:
+        return None
+    first = "".join(sorted({re.escape(p[0]) for p in phrases}))
+    return re.compile(f"(?=[{first}])(?=({_literal_trie(phrases)}))").findall
 
 
 def _prefix_owners(phrase: str, owners: dict[str, int]) -> int:
@@ -187,6 +192,12 @@ def _literal_trie(phrases: list[str]) -> str:
 
 
 @cache
+def names() -> tuple[str, ...]:
+    """The intents, in the order they are tried."""
+    return tuple(catalog()[CODE].intents or {})
+
+
+@cache
 def languages() -> tuple[str, ...]:
     """The languages with cues of their own (ISO 639-1), in catalogue order."""
     entry = catalog()[CODE]
@@ -195,13 +206,14 @@ def languages() -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=256)
-def searched(instruction_languages: tuple[str, ...]) -> tuple[str, ...]:
-    """The cue languages an instruction of these detected languages is read with: ALWAYS, then its own (Chinese:
-    DEFAULT); DEFAULT for English, a language without cues and an unclear one (`und`: the audit passes the
-    record's language for an instruction too short to tell, "Oblicz 18% z 350.")."""
-    given = tuple(dict.fromkeys(instruction_languages))
-    own = tuple(lang for lang in map(_with_cues, given) if lang is not None and lang not in ALWAYS + DEFAULT)
-    return ALWAYS + (own if own and DEFAULT[0] not in given else DEFAULT + own)
+def searched(instruction_languages: tuple[str, ...]) -> tuple[tuple[str, ...], ...]:
+    """The cues an instruction of these detected languages is read with: BASE, and its own language's (or those
+    of a language detection confuses it with: `ms` is read with `id`); BASE alone for an unclear language (`und`:
+    the audit passes the record's language for an instruction too short to tell, "Oblicz 18% z 350.") and one
+    without cues."""
+    own = tuple(dict.fromkeys(lang for lang in map(_with_cues, instruction_languages)
+                              if lang is not None and lang not in BASE))
+    return (BASE, *((lang,) for lang in own))
 
 
 @cache
@@ -215,24 +227,30 @@ def _with_cues(lang: str) -> str | None:
 
 
 @cache
-def rules(langs: tuple[str, ...], ascii_only: bool = False) -> _Cues:
-    """The intents, in catalogue order, with the cues of `langs` (for an ASCII text: see _Intent); each pattern is
-    checked to compile."""
+def rules(langs: tuple[str, ...]) -> _Cues:
+    """The cues of `langs`, one slot per intent in catalogue order; each pattern is checked to compile."""
     entry = catalog()[CODE]
-    out = []
+    out: list[_Intent | None] = []
     for name, cues in (entry.intents or {}).items():
-        patterns = []
-        for lang in langs:
-            for j, rx in enumerate(cues.get(lang, [])):
-                try:
-                    re.compile(rx)
-                except re.error as e:
-                    raise UserError(f"{rules_dir() / 'audit_findings.yaml'}: `{CODE}.intents.{name}.{lang}[{j}]` is "
-                                    f"not a valid regular expression ({e}); fix the pattern") from None
-                patterns.append(rx)
-        if patterns:
-            out.append(_Intent(name, patterns, ascii_only))
+        patterns = [rx for lang in langs for rx in checked(f"{CODE}.intents.{name}.{lang}", cues.get(lang, []))]
+        out.append(_Intent(patterns) if patterns else None)
     return _Cues(out)
+
+
+def first_intent(low: str, pieces: tuple[_Cues, ...]) -> str:
+    """The first intent, in catalogue order, that one of the pieces' cues matches in `low`, else `other`."""
+    opened = [piece.opened(low) for piece in pieces]
+    candidates = 0
+    for piece, mask in zip(pieces, opened, strict=True):
+        candidates |= mask | piece.unconditional
+    while candidates:
+        i = (candidates & -candidates).bit_length() - 1  # the first intent left, in catalogue order
+        for piece, mask in zip(pieces, opened, strict=True):
+            rule = piece.intents[i]
+            if rule is not None and rule(low, bool(mask >> i & 1)):
+                return names()[i]
+        candidates &= candidates - 1
+    return OTHER
 
 
 def head(instruction: str, arabic: bool = False) -> str:
@@ -253,6 +271,6 @@ def head(instruction: str, arabic: bool = False) -> str:
 def intent(instruction: str, instruction_languages: tuple[str, ...] | None = None) -> str:
     """The first intent, in catalogue order, whose cues match the instruction; `other` when none does. The
     instruction's language is detected when it is not given."""
-    langs = searched(instruction_languages if instruction_languages is not None else (detect(instruction),))
-    low = head(instruction, "ar" in langs)
-    return rules(langs, low.isascii()).first(low)
+    sets = searched(instruction_languages if instruction_languages is not None else (detect(instruction),))
+    low = head(instruction, ("ar",) in sets)
+    return first_intent(low, tuple(map(rules, sets)))
