@@ -75,6 +75,18 @@ def test_placeholders_in_every_language(lang):
         assert find_placeholder(text) is None, (text, find_placeholder(text))
 
 
+def test_a_slot_word_takes_any_ending_at_its_end_only():
+    """`фамили*` is a stem; a `*` inside a phrase ("stron* internetow*") was read as if the phrase ended there, so
+    the catalogue refuses it and names it."""
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"'stron\* internetow\*': `\*` \(any ending\) may only end a word"):
+        SlotWords(nouns=["stron* internetow*"])
+    (shape,) = slot_patterns(SlotWords(nouns=["фамили*"]))
+    assert re.fullmatch(shape, "[фамилия]", re.IGNORECASE) and re.fullmatch(shape, "[фамилии клиента]", re.IGNORECASE)
+    assert not re.fullmatch(shape, "[фами]", re.IGNORECASE)
+
+
 def test_slot_shape():
     """A slot is a bracket of at most SLOT_WORDS_AROUND words on each side of a noun, without sentence punctuation
     or a word that starts with a digit; `<...>` only for nouns outside Latin letters or after an opening word."""

@@ -12,7 +12,7 @@ from re import _constants as sre
 from re import _parser
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from advisor.audit.regex_guard import (
     MAX_GATE,
@@ -22,6 +22,7 @@ from advisor.audit.regex_guard import (
     literal_gate,
     needs_non_ascii,
     required_phrases,
+    trie,
 )
 from core.errors import UserError
 from core.files import read_structured, rules_dir, validate
@@ -57,6 +58,14 @@ class SlotWords(BaseModel):
                                          "stands for any ending (`фамили*`: фамилия, фамилии)")
     opens: list[str] = Field(default_factory=list,
                              description="words that open a slot of any words: 'your', 'insert', 'enter'")
+
+    @field_validator("nouns", "opens")
+    @classmethod
+    def _stems_end(cls, words: list[str]) -> list[str]:
+        inner = [w for w in words if "*" in w[:-1]]
+        if inner:
+            raise ValueError(f"{inner[0]!r}: `*` (any ending) may only end a word; write the stem alone (`stron*`)")
+        return words
 
 
 class CatalogEntry(BaseModel):
@@ -254,29 +263,9 @@ _STEM_TAIL = _SLOT_WORD[_SLOT_WORD.index("]") + 1:]  # what a stem (`фамил�
 
 
 def _trie(words: list[str]) -> str:
-    """Words (lower case, `*`: a stem) as one regular expression that shares their prefixes: `(?:a(?:dres|...)|...)`.
-    A word that is a prefix of another matches the longer one first (the shape after it decides which fits)."""
-    root: dict = {}
-    for word in words:
-        node = root
-        for ch in word.lower().rstrip("*"):
-            node = node.setdefault(ch, {})
-        node["*" if word.endswith("*") else ""] = {}
-
-    def render(node: dict) -> str:
-        branches = []
-        for ch in sorted((k for k in node if k not in ("", "*")), key=lambda k: -len(node[k])):
-            piece = "[ \\t]+" if ch == " " else re.escape(ch)
-            branches.append(piece + render(node[ch]))
-        if "*" in node:
-            branches.append(_STEM_TAIL)
-        if "" in node:
-            branches.append("")
-        if len(branches) == 1:
-            return branches[0]
-        return "(?:" + "|".join(branches) + ")"
-
-    return render(root)
+    """Slot words (lower-cased; `*`: a stem, followed by the rest of its word) as one trie-shaped alternation
+    (regex_guard.trie); a space in a word is any run of spaces or tabs."""
+    return trie((w.lower() for w in words), lambda ch: "[ \\t]+" if ch == " " else re.escape(ch), _STEM_TAIL)
 
 
 @cache

@@ -24,10 +24,11 @@ from advisor.audit.catalog import _anchored, catalog, checked
 from advisor.audit.language import CLOSE_LANGUAGES, detect
 from advisor.audit.regex_guard import (
     DIGITS,
-    MAX_GUARD,
     first_chars,
+    guard,
     required_phrases,
     top_level_branches,
+    trie,
 )
 from advisor.audit.text import _OPENING
 
@@ -67,7 +68,7 @@ def _branch(branch: str) -> _Branch:
 
 class _Alternatives:
     """Alternatives of one kind of gate as one search: those anchored at the start tried there only, the others
-    behind the first-character guard their first characters make (regex_guard.guarded, from each alternative's
+    behind the first-character guard their first characters make (regex_guard.guard, from each alternative's
     characters worked out once, not from a parse of the whole alternation)."""
 
     __slots__ = ("anywhere", "at_start")
@@ -83,15 +84,9 @@ class _Alternatives:
 
 
 def _guarded(branches: list[str]) -> re.Pattern:
-    joined = "|".join(f"(?:{b})" for b in branches)
     firsts = [_branch(b).first for b in branches]
-    if any(f is None for f in firsts):
-        return re.compile(joined)
-    chars = frozenset().union(*firsts)
-    if len(chars) > MAX_GUARD:
-        return re.compile(joined)
-    charset = "".join(sorted(ch if ch == DIGITS else re.escape(ch) for ch in chars))
-    return re.compile(f"(?=[{charset}])(?:{joined})")
+    chars = None if any(f is None for f in firsts) else frozenset().union(*firsts)
+    return guard("|".join(f"(?:{b})" for b in branches), chars)
 
 
 class _Intent:
@@ -160,8 +155,7 @@ def _finder(phrases: list[str]) -> Callable[[str], list[str]] | None:
     """A search for every position where one of `phrases` starts, giving the longest one there (see _Cues)."""
     if not phrases:
         return None
-    first = "".join(sorted({re.escape(p[0]) for p in phrases}))
-    return re.compile(f"(?=[{first}])(?=({_literal_trie(phrases)}))").findall
+    return guard(f"(?=({trie(phrases)}))", {p[0] for p in phrases}).findall
 
 
 def _prefix_owners(phrase: str, owners: dict[str, int]) -> int:
@@ -170,25 +164,6 @@ def _prefix_owners(phrase: str, owners: dict[str, int]) -> int:
     for end in range(1, len(phrase) + 1):
         mask |= owners.get(phrase[:end], 0)
     return mask
-
-
-def _literal_trie(phrases: list[str]) -> str:
-    """Literal phrases as one alternation that shares their prefixes, longer continuations first (so that a
-    search gives the longest phrase at a position)."""
-    root: dict = {}
-    for phrase in phrases:
-        node = root
-        for ch in phrase:
-            node = node.setdefault(ch, {})
-        node[""] = {}
-
-    def render(node: dict) -> str:
-        branches = [re.escape(ch) + render(child) for ch, child in node.items() if ch]
-        if "" in node:
-            branches.append("")
-        return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
-
-    return render(root)
 
 
 @cache

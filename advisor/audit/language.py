@@ -28,8 +28,7 @@ DEVANAGARI = ("hi", "mr", "ne", "sa", "mai", "bh", "new", "gom")  # languages in
 # Languages written so alike that the model tells them apart by chance on a sentence or two (a Norwegian question read
 # as Danish, its Norwegian answer as Norwegian; Malay as Indonesian; Croatian, Serbian and Bosnian): the same language
 # to the checks that compare two texts (same_language)
-CLOSE_LANGUAGES = ({"da", "no", "nb", "nn"}, {"id", "ms"}, {"hr", "sr", "bs", "sh"},
-                   {"hi", "mr", "ne", "sa", "mai", "bh", "new", "gom"})  # Devanagari: see _devanagari
+CLOSE_LANGUAGES = ({"da", "no", "nb", "nn"}, {"id", "ms"}, {"hr", "sr", "bs", "sh"}, set(DEVANAGARI))  # _devanagari
 MIN_CONFIDENCE = 0.5  # fastText probability below which a Latin/Cyrillic text is `und`
 MIN_LETTERS = 20  # shorter texts (after stripping code and URLs) are `und`
 DETECT_CHARS = 300  # the detector reads this many characters

@@ -11,6 +11,7 @@ set) or match the empty string, no guard is added."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterable
 from functools import cache
 from re import _constants as c
 from re import _parser
@@ -90,12 +91,44 @@ def first_chars(pattern: str, flags: int = 0) -> set[str] | None:
 
 def guarded(pattern: str, flags: int = 0) -> re.Pattern:
     """`pattern` compiled with a first-character lookahead when one exists (same matches, fewer attempts)."""
-    chars = first_chars(pattern, flags)
+    return guard(pattern, first_chars(pattern, flags), flags)
+
+
+def guard(pattern: str, chars: Iterable[str] | None, flags: int = 0) -> re.Pattern:
+    """`pattern` compiled behind a lookahead for `chars`, the characters every match starts with (first_chars, or
+    the union of its alternatives' sets); without one where there are none or too many to pay off."""
+    chars = set(chars) if chars is not None else set()
     if not chars or len(chars) > MAX_GUARD:
         return re.compile(pattern, flags)
-    charset = "".join(sorted(ch if ch == DIGITS else re.escape(ch) if ch not in "-]\\^" else "\\" + ch
-                             for ch in chars))
+    charset = "".join(sorted(ch if ch == DIGITS else re.escape(ch) for ch in chars))
     return re.compile(f"(?=[{charset}])(?:{pattern})", flags)
+
+
+def trie(words: Iterable[str], piece: Callable[[str], str] = re.escape, stem_tail: str | None = None) -> str:
+    """Words as one regular expression that shares their prefixes: `(?:a(?:dres|...)|...)`. A node's longer
+    continuations come first and a word's end last, so a search gives the longest word at a position. `piece`
+    writes a character; with `stem_tail`, a word ending in `*` is a stem, followed by `stem_tail`."""
+    root: dict = {}
+    for word in words:
+        stem = stem_tail is not None and word.endswith("*")
+        node = root
+        for ch in word[:-1] if stem else word:
+            node = node.setdefault(ch, {})
+        node[_STEM if stem else _END] = {}
+
+    def render(node: dict) -> str:
+        branches = [piece(ch) + render(node[ch])
+                    for ch in sorted((k for k in node if k not in (_END, _STEM)), key=lambda k: -len(node[k]))]
+        if _STEM in node:
+            branches.append(stem_tail)
+        if _END in node:
+            branches.append("")
+        return branches[0] if len(branches) == 1 else "(?:" + "|".join(branches) + ")"
+
+    return render(root)
+
+
+_END, _STEM = "", None  # trie keys that end a word and a stem (a character key is never empty or None)
 
 
 # ---- required literals: a substring gate in front of the regex ------------------------------------------------
